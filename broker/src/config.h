@@ -1,0 +1,112 @@
+/*
+ * config.h - the broker's YAML configuration (libcyaml, schema-driven).
+ *
+ * keel_config_load() parses a file into this struct; unknown keys, wrong
+ * types and bad values are errors whose message names the file, the line
+ * and the key ("broker.yaml:12: address-settings[0].max-delivery-attempts:
+ * expected an unsigned integer").  Command-line flags override the file
+ * afterwards (keel-broker's main).  Optional scalars that must be told
+ * apart from "unset" are pointers (NULL = unset).
+ *
+ * Keys (documented in broker/README.md):
+ *   name, listen, data-dir, log-level, events,
+ *   connection-ttl, check-period (ms),
+ *   users: [{name, password-hash, roles: [..]}],
+ *   security-settings: [{match, send: [roles], consume: [..], manage: [..]}],
+ *   address-settings: [{match, auto-create-addresses, auto-create-queues,
+ *       auto-delete-queues, max-delivery-attempts, dead-letter-address,
+ *       expiry-address}],
+ *   addresses: [{name, routing-type: ANYCAST|MULTICAST,
+ *       queues: [{name, routing-type, durable, max-consumers,
+ *                 purge-on-no-consumers}]}]
+ */
+#ifndef KEEL_CONFIG_H
+#define KEEL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct keel_user_cfg {
+	char *name;
+	char *password_hash;     /* crypt(3) hash, never plain text */
+	char **roles;
+	unsigned roles_count;
+} keel_user_cfg;
+
+typedef struct keel_security_setting_cfg {
+	char *match;             /* address pattern (match.h) */
+	char **send;             /* roles */
+	unsigned send_count;
+	char **consume;
+	unsigned consume_count;
+	char **manage;
+	unsigned manage_count;
+} keel_security_setting_cfg;
+
+typedef struct keel_address_setting_cfg {
+	char *match;
+	bool *auto_create_addresses;   /* NULL = unset */
+	bool *auto_create_queues;
+	bool *auto_delete_queues;
+	uint32_t *max_delivery_attempts;
+	char *dead_letter_address;     /* NULL = unset, "" = none */
+	char *expiry_address;
+} keel_address_setting_cfg;
+
+typedef struct keel_queue_cfg {
+	char *name;
+	char *routing_type;            /* NULL: the address's */
+	bool durable;                  /* default true */
+	int32_t max_consumers;         /* default -1 */
+	bool purge_on_no_consumers;
+} keel_queue_cfg;
+
+typedef struct keel_address_cfg {
+	char *name;
+	char *routing_type;            /* "ANYCAST" (default) | "MULTICAST" */
+	keel_queue_cfg *queues;
+	unsigned queues_count;
+} keel_address_cfg;
+
+typedef struct keel_config {
+	char *name;                    /* default "keel" */
+	char *listen;                  /* default "127.0.0.1:61613" */
+	char *data_dir;                /* default "./keel-data" */
+	char *log_level;               /* default "info" */
+	char *events;                  /* default NULL (none) */
+	uint32_t connection_ttl;       /* ms, default 60000 */
+	uint32_t check_period;         /* ms, default 30000 */
+	keel_user_cfg *users;
+	unsigned users_count;
+	keel_security_setting_cfg *security_settings;
+	unsigned security_settings_count;
+	keel_address_setting_cfg *address_settings;
+	unsigned address_settings_count;
+	keel_address_cfg *addresses;
+	unsigned addresses_count;
+} keel_config;
+
+/*
+ * Load `path`.  On success writes *out (free with keel_config_free) and
+ * returns 0.  On failure returns -errno (-ENOENT...) or -EINVAL and writes
+ * a message naming file, line and key into err (always NUL-terminated).
+ * Defaults are applied to unset keys; semantic checks (routing types,
+ * patterns, host:port, log level, password hashes that crypt understands)
+ * are done here too.
+ */
+int keel_config_load(const char *path, keel_config **out, char *err, size_t errlen);
+/* Same from a string (tests); `name` stands for the file in messages. */
+int keel_config_load_data(const char *name, const char *yaml, size_t len,
+			  keel_config **out, char *err, size_t errlen);
+/* A config with every default (no file). */
+int keel_config_default(keel_config **out);
+void keel_config_free(keel_config *cfg); /* NULL is fine */
+
+/* Replace a string field (flags override the file). 0 or -ENOMEM. */
+int keel_config_set_str(char **field, const char *value);
+
+/* "HOST:PORT" -> parts; -EINVAL when malformed.  host must hold 256. */
+int keel_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * session.h - one STOMP client connection's protocol state.
+ *
+ * The session owns the connection's parser, its subscriptions (consumers in
+ * the core), its transactions and its login.  It knows nothing of sockets:
+ * the edge (server.c) feeds it bytes and gives it a keel_conn_ops table to
+ * append output, close, and arm heart-beats.  Loop thread only.
+ *
+ * States: AWAIT_CONNECT -> CONNECTED -> CLOSING.  A protocol error queues
+ * an ERROR frame (with `message`, and `receipt-id` when the bad frame asked
+ * for a receipt), then the connection closes after that frame is flushed.
+ * Closing a session closes its consumers (unacked messages are
+ * redelivered) and aborts its open transactions.
+ */
+#ifndef KEEL_SESSION_H
+#define KEEL_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "core.h"
+#include "events.h"
+#include "security.h"
+
+typedef struct keel_session keel_session;
+
+/* What the edge provides.  `conn` is the edge's connection. */
+typedef struct keel_conn_ops {
+	/* The output buffer: append encoded frames; the edge flushes it once
+	 * per loop turn.  Never NULL. */
+	keel_buf *(*outbuf)(void *conn);
+	/* Below the high watermark (pending output incl. the socket queue)? */
+	bool (*writable)(void *conn);
+	/* Close once the output buffer is flushed (after an ERROR or a
+	 * DISCONNECT receipt); no more input is delivered after this. */
+	void (*close_after_flush)(void *conn);
+	/* Heart-beats as negotiated: send an EOL every send_ms when idle,
+	 * declare the peer dead after recv_ms * grace of silence; 0 = off. */
+	void (*set_heartbeat)(void *conn, uint32_t send_ms, uint32_t recv_ms);
+	/* "ip:port" of the peer, for logs. */
+	const char *(*peer)(void *conn);
+} keel_conn_ops;
+
+/* What every session shares (borrowed; outlives the sessions). */
+typedef struct keel_session_env {
+	keel_core *core;
+	const keel_security *security;
+	keel_events *events;
+	const char *node;             /* node name: message-id prefix, logs */
+	const char *server_header;    /* CONNECTED `server` header */
+	uint32_t heartbeat_send_ms;   /* what the server offers (cx, cy) */
+	uint32_t heartbeat_recv_ms;
+} keel_session_env;
+
+int keel_session_create(keel_session **out, const keel_session_env *env,
+			const keel_conn_ops *ops, void *conn);
+/* Closes consumers and transactions (no more output) and frees.  NULL ok. */
+void keel_session_free(keel_session *s);
+
+/*
+ * Bytes read from the socket.  Returns 0, or a negative errno when the
+ * connection must close (an ERROR frame is already queued when the
+ * protocol allows one; close_after_flush has been called).
+ */
+int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len);
+/* The output drained below the low watermark: resume deliveries. */
+void keel_session_on_writable(keel_session *s);
+/* The peer missed its heart-beats: queue an ERROR and close. */
+void keel_session_on_heartbeat_timeout(keel_session *s);
+/* The broker is stopping: send an ERROR ("server shutting down"), close. */
+void keel_session_shutdown(keel_session *s);
+
+#endif
