@@ -1,1 +1,1035 @@
-/* placeholder: being written */
+/*
+ * config.c - the broker's YAML configuration: libcyaml schema, defaults and
+ * semantic checks (see config.h).  A libyaml pass first records the line of
+ * every key under its path ("addresses[0].queues[1].durable") so that every
+ * error names file:line: key; then libcyaml fills the struct.  Everything in
+ * a keel_config comes from one allocator (cfg_mem: keel_realloc/keel_free),
+ * so cyaml_free frees loaded values and defaults alike.  Any thread.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <crypt.h>
+#include <ctype.h>
+#include <cyaml/cyaml.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#include "alloc.h"
+#include "limits.h"
+#include "log.h"
+#include "match.h"
+
+/* Longest key path kept for messages ("addresses[12].queues[3].durable").
+ * The schema is 5 levels deep; deeper junk is refused by the depth limit. */
+#define CFG_PATH_MAX 512
+
+/* ---- schema ------------------------------------------------------------ */
+
+#define OPT CYAML_FLAG_OPTIONAL
+#define STR_OPT(key, st, member, min)                                         \
+	CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER | OPT, st, member, min, \
+			       CYAML_UNLIMITED)
+#define NAME_REQ(key, st, member)                                             \
+	CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER, st, member, 1,        \
+			       KEEL_MAX_NAME_LEN)
+#define ROLES(key, st, member)                                                \
+	CYAML_FIELD_SEQUENCE(key, CYAML_FLAG_POINTER | OPT, st, member,       \
+			     &role_schema, 0, CYAML_UNLIMITED)
+
+static const cyaml_schema_value_t role_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, CYAML_UNLIMITED),
+};
+
+static const cyaml_schema_field_t user_fields[] = {
+	CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER, keel_user_cfg, name, 1,
+			       KEEL_MAX_NAME_LEN),
+	CYAML_FIELD_STRING_PTR("password-hash", CYAML_FLAG_POINTER, keel_user_cfg,
+			       password_hash, 1, CYAML_UNLIMITED),
+	ROLES("roles", keel_user_cfg, roles),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t user_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_user_cfg, user_fields),
+};
+
+static const cyaml_schema_field_t secset_fields[] = {
+	NAME_REQ("match", keel_security_setting_cfg, match),
+	ROLES("send", keel_security_setting_cfg, send),
+	ROLES("consume", keel_security_setting_cfg, consume),
+	ROLES("manage", keel_security_setting_cfg, manage),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t secset_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_security_setting_cfg,
+			    secset_fields),
+};
+
+static const cyaml_schema_field_t addrset_fields[] = {
+	NAME_REQ("match", keel_address_setting_cfg, match),
+	CYAML_FIELD_BOOL_PTR("auto-create-addresses", OPT, keel_address_setting_cfg,
+			     auto_create_addresses),
+	CYAML_FIELD_BOOL_PTR("auto-create-queues", OPT, keel_address_setting_cfg,
+			     auto_create_queues),
+	CYAML_FIELD_BOOL_PTR("auto-delete-queues", OPT, keel_address_setting_cfg,
+			     auto_delete_queues),
+	CYAML_FIELD_UINT_PTR("max-delivery-attempts", OPT, keel_address_setting_cfg,
+			     max_delivery_attempts),
+	CYAML_FIELD_STRING_PTR("dead-letter-address", CYAML_FLAG_POINTER | OPT,
+			       keel_address_setting_cfg, dead_letter_address, 0,
+			       KEEL_MAX_NAME_LEN),
+	CYAML_FIELD_STRING_PTR("expiry-address", CYAML_FLAG_POINTER | OPT,
+			       keel_address_setting_cfg, expiry_address, 0,
+			       KEEL_MAX_NAME_LEN),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t addrset_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_address_setting_cfg,
+			    addrset_fields),
+};
+
+static const cyaml_schema_field_t queue_fields[] = {
+	NAME_REQ("name", keel_queue_cfg, name),
+	STR_OPT("routing-type", keel_queue_cfg, routing_type, 1),
+	CYAML_FIELD_BOOL("durable", OPT, keel_queue_cfg, durable),
+	CYAML_FIELD_INT("max-consumers", OPT, keel_queue_cfg, max_consumers),
+	CYAML_FIELD_BOOL("purge-on-no-consumers", OPT, keel_queue_cfg,
+			 purge_on_no_consumers),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t queue_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_queue_cfg, queue_fields),
+};
+
+static const cyaml_schema_field_t address_fields[] = {
+	NAME_REQ("name", keel_address_cfg, name),
+	STR_OPT("routing-type", keel_address_cfg, routing_type, 1),
+	CYAML_FIELD_SEQUENCE("queues", CYAML_FLAG_POINTER | OPT, keel_address_cfg,
+			     queues, &queue_schema, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t address_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_address_cfg, address_fields),
+};
+
+static const cyaml_schema_field_t config_fields[] = {
+	STR_OPT("name", keel_config, name, 1),
+	STR_OPT("listen", keel_config, listen, 1),
+	STR_OPT("data-dir", keel_config, data_dir, 1),
+	STR_OPT("log-level", keel_config, log_level, 1),
+	STR_OPT("events", keel_config, events, 1),
+	CYAML_FIELD_UINT("connection-ttl", OPT, keel_config, connection_ttl),
+	CYAML_FIELD_UINT("check-period", OPT, keel_config, check_period),
+	CYAML_FIELD_SEQUENCE("users", CYAML_FLAG_POINTER | OPT, keel_config, users,
+			     &user_schema, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_SEQUENCE("security-settings", CYAML_FLAG_POINTER | OPT,
+			     keel_config, security_settings, &secset_schema, 0,
+			     CYAML_UNLIMITED),
+	CYAML_FIELD_SEQUENCE("address-settings", CYAML_FLAG_POINTER | OPT,
+			     keel_config, address_settings, &addrset_schema, 0,
+			     CYAML_UNLIMITED),
+	CYAML_FIELD_SEQUENCE("addresses", CYAML_FLAG_POINTER | OPT, keel_config,
+			     addresses, &address_schema, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t config_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, keel_config, config_fields),
+};
+
+/* Keys whose values libcyaml reads as booleans.  libcyaml 1.3 takes any
+ * word that is not a "false" word as true ("maybe" -> true), so the scan
+ * checks these values itself. */
+static const char *const bool_keys[] = {
+	"auto-create-addresses", "auto-create-queues", "auto-delete-queues",
+	"durable", "purge-on-no-consumers",
+};
+
+/* ---- allocation and logging hooks -------------------------------------- */
+
+static void *cfg_mem(void *ctx, void *ptr, size_t size)
+{
+	(void)ctx;
+	if (size == 0) {
+		keel_free(ptr);
+		return NULL;
+	}
+	return keel_realloc(ptr, size);
+}
+
+/* One line of libcyaml's error backtrace: where the loader was. */
+typedef struct cfg_frame {
+	char field[64];          /* mapping field, "" for a mapping or entry */
+	unsigned entry;          /* 1-based sequence entry, 0 if a mapping */
+	bool is_entry;
+	unsigned line;
+} cfg_frame;
+
+/* What libcyaml logged at error level for one load. */
+typedef struct cfg_log {
+	char msg[256];           /* first message, without "Load: " */
+	cfg_frame frames[KEEL_MAX_CONFIG_DEPTH * 2]; /* innermost first */
+	unsigned nframes;
+} cfg_log;
+
+static void cfg_log_fn(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+	cfg_log *log = ctx;
+	char line[320];
+	if (level < CYAML_LOG_ERROR)
+		return;
+	vsnprintf(line, sizeof(line), fmt, args);
+	line[strcspn(line, "\n")] = '\0';
+
+	cfg_frame f = { 0 };
+	size_t n;
+	if (strncmp(line, "  in mapping field '", 20) == 0) {
+		const char *name = line + 20;
+		const char *end = strstr(name, "' (line: ");
+		if (end == NULL)
+			return;
+		n = (size_t)(end - name);
+		if (n >= sizeof(f.field))
+			n = sizeof(f.field) - 1;
+		memcpy(f.field, name, n);
+		f.line = (unsigned)strtoul(end + 9, NULL, 10);
+	} else if (strncmp(line, "  in mapping (line: ", 20) == 0) {
+		f.line = (unsigned)strtoul(line + 20, NULL, 10);
+	} else if (strncmp(line, "  in sequence entry '", 21) == 0) {
+		char *end;
+		f.is_entry = true;
+		f.entry = (unsigned)strtoul(line + 21, &end, 10);
+		const char *l = strstr(end, "(line: ");
+		f.line = l ? (unsigned)strtoul(l + 7, NULL, 10) : 0;
+	} else {
+		const char *m = strncmp(line, "Load: ", 6) == 0 ? line + 6 : line;
+		if (log->msg[0] == '\0' && strcmp(m, "Backtrace:") != 0)
+			snprintf(log->msg, sizeof(log->msg), "%.*s",
+				 (int)sizeof(log->msg) - 1, m);
+		return;
+	}
+	if (log->nframes < sizeof(log->frames) / sizeof(log->frames[0]))
+		log->frames[log->nframes++] = f;
+}
+
+/* ---- the libyaml scan: key paths and their lines ----------------------- */
+
+typedef struct cfg_key {
+	char *path;
+	unsigned line;
+} cfg_key;
+
+typedef struct cfg_scan {
+	cfg_key *keys;
+	size_t count;
+	size_t cap;
+} cfg_scan;
+
+typedef struct scan_frame {
+	bool is_map;
+	bool want_key;           /* map: next node is a key */
+	bool bool_value;         /* map: current key takes a boolean */
+	size_t base_len;         /* path length of this node itself */
+	unsigned index;          /* seq: next entry's index */
+} scan_frame;
+
+static void scan_free(cfg_scan *s)
+{
+	for (size_t i = 0; i < s->count; i++)
+		keel_free(s->keys[i].path);
+	keel_free(s->keys);
+	s->keys = NULL;
+	s->count = s->cap = 0;
+}
+
+static int scan_add(cfg_scan *s, const char *path, unsigned line)
+{
+	if (s->count == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 32;
+		cfg_key *k = keel_realloc(s->keys, cap * sizeof(*k));
+		if (k == NULL)
+			return -ENOMEM;
+		s->keys = k;
+		s->cap = cap;
+	}
+	char *p = keel_strdup(path);
+	if (p == NULL)
+		return -ENOMEM;
+	s->keys[s->count].path = p;
+	s->keys[s->count].line = line;
+	s->count++;
+	return 0;
+}
+
+/* Line of `path` (the last occurrence: a duplicate key is the one to name),
+ * or 0 when the file does not have it. */
+static unsigned scan_line(const cfg_scan *s, const char *path)
+{
+	for (size_t i = s->count; i-- > 0;) {
+		if (strcmp(s->keys[i].path, path) == 0)
+			return s->keys[i].line;
+	}
+	return 0;
+}
+
+static bool scan_has(const cfg_scan *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static bool scan_has(const cfg_scan *s, const char *fmt, ...)
+{
+	char path[CFG_PATH_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return scan_line(s, path) != 0;
+}
+
+static bool bool_word_valid(const char *v)
+{
+	static const char *const words[] = { "true", "false", "yes", "no", "on",
+					     "off", "enable", "disable", "1", "0" };
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strcasecmp(v, words[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool is_bool_key(const char *key)
+{
+	for (size_t i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++) {
+		if (strcmp(key, bool_keys[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void path_trunc(char *path, size_t len)
+{
+	assert(len < CFG_PATH_MAX);
+	path[len] = '\0';
+}
+
+static void path_append(char *path, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void path_append(char *path, const char *fmt, ...)
+{
+	size_t len = strlen(path);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(path + len, CFG_PATH_MAX - len, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Walk the events of `yaml` once: record every key and sequence entry with
+ * its line, and refuse what libcyaml would not report well (syntax errors,
+ * several documents, aliases, too deep nesting, booleans it would misread).
+ */
+static int scan_yaml(cfg_scan *s, const char *name, const char *yaml, size_t len,
+		     char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	scan_frame stack[KEEL_MAX_CONFIG_DEPTH];
+	unsigned depth = 0, docs = 0;
+	char path[CFG_PATH_MAX] = "";
+	int rc = 0;
+	bool done = false;
+
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	while (!done) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			unsigned line = (unsigned)parser.problem_mark.line + 1;
+			const char *problem = parser.problem ? parser.problem : "invalid YAML";
+			if (path[0])
+				snprintf(err, errlen, "%s:%u: %s: syntax error: %s", name,
+					 line, path, problem);
+			else
+				snprintf(err, errlen, "%s:%u: syntax error: %s", name, line,
+					 problem);
+			rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+			goto out;
+		}
+		unsigned line = (unsigned)ev.start_mark.line + 1;
+		scan_frame *top = depth ? &stack[depth - 1] : NULL;
+		bool node = ev.type == YAML_SCALAR_EVENT ||
+			    ev.type == YAML_SEQUENCE_START_EVENT ||
+			    ev.type == YAML_MAPPING_START_EVENT ||
+			    ev.type == YAML_ALIAS_EVENT;
+		bool complete = false;
+
+		if (ev.type == YAML_STREAM_END_EVENT)
+			done = true;
+		if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+			snprintf(err, errlen, "%s:%u: only one YAML document is allowed",
+				 name, line);
+			rc = -EINVAL;
+			goto out_event;
+		}
+		if (ev.type == YAML_ALIAS_EVENT) {
+			snprintf(err, errlen, "%s:%u: %s%saliases are not supported",
+				 name, line, path, path[0] ? ": " : "");
+			rc = -EINVAL;
+			goto out_event;
+		}
+		if (node && top && top->is_map && top->want_key) {
+			if (ev.type != YAML_SCALAR_EVENT) {
+				snprintf(err, errlen, "%s:%u: %s%skeys must be plain words",
+					 name, line, path, path[0] ? ": " : "");
+				rc = -EINVAL;
+				goto out_event;
+			}
+			const char *key = (const char *)ev.data.scalar.value;
+			path_append(path, "%s%s", path[0] ? "." : "", key);
+			rc = scan_add(s, path, line);
+			if (rc)
+				goto out_event;
+			top->want_key = false;
+			top->bool_value = is_bool_key(key);
+			yaml_event_delete(&ev);
+			continue;
+		}
+		if (node && top && !top->is_map) {
+			path_append(path, "[%u]", top->index);
+			rc = scan_add(s, path, line);
+			if (rc)
+				goto out_event;
+		}
+		switch (ev.type) {
+		case YAML_SCALAR_EVENT:
+			if (top && top->is_map && top->bool_value &&
+			    !bool_word_valid((const char *)ev.data.scalar.value)) {
+				snprintf(err, errlen, "%s:%u: %s: invalid boolean \"%s\"",
+					 name, line, path,
+					 (const char *)ev.data.scalar.value);
+				rc = -EINVAL;
+				goto out_event;
+			}
+			complete = true;
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (depth == KEEL_MAX_CONFIG_DEPTH) {
+				snprintf(err, errlen,
+					 "%s:%u: %s%snested deeper than %d levels "
+					 "(KEEL_MAX_CONFIG_DEPTH)",
+					 name, line, path, path[0] ? ": " : "",
+					 KEEL_MAX_CONFIG_DEPTH);
+				rc = -EINVAL;
+				goto out_event;
+			}
+			stack[depth++] = (scan_frame){
+				.is_map = ev.type == YAML_MAPPING_START_EVENT,
+				.want_key = true,
+				.base_len = strlen(path),
+			};
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			assert(depth > 0);
+			depth--;
+			complete = true;
+			break;
+		default:
+			break;
+		}
+		/* A node ended: the parent moves on to its next key or entry. */
+		if (complete && depth > 0) {
+			scan_frame *parent = &stack[depth - 1];
+			path_trunc(path, parent->base_len);
+			if (parent->is_map) {
+				parent->want_key = true;
+				parent->bool_value = false;
+			} else {
+				parent->index++;
+			}
+		}
+		yaml_event_delete(&ev);
+	}
+	goto out;
+
+out_event:
+	yaml_event_delete(&ev);
+out:
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+/* ---- libcyaml errors -> "file:line: key: message" ---------------------- */
+
+static const char *event_word(const char *ev)
+{
+	if (strncmp(ev, "SCALAR", 6) == 0)
+		return "a single value";
+	if (strncmp(ev, "SEQUENCE_START", 14) == 0)
+		return "a list";
+	if (strncmp(ev, "MAPPING_START", 13) == 0)
+		return "a mapping";
+	return ev;
+}
+
+static const char *type_word(const char *t)
+{
+	static const char *const words[][2] = {
+		{ "STRING", "a string" },
+		{ "MAPPING", "a mapping" },
+		{ "SEQUENCE", "a list" },
+		{ "INT", "an integer" },
+		{ "UINT", "an unsigned integer" },
+		{ "BOOLEAN", "a boolean" },
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strcmp(t, words[i][0]) == 0)
+			return words[i][1];
+	}
+	return t;
+}
+
+/* Rewrite libcyaml's message for people; `key` gets the key the message is
+ * about when it names one (unknown, missing and repeated keys). */
+static void cyaml_msg_words(const char *msg, char *out, size_t outlen, char *key,
+			    size_t keylen)
+{
+	char a[128], b[128];
+	unsigned u;
+	key[0] = '\0';
+	if (sscanf(msg, "Invalid INT value: '%127[^']'", a) == 1) {
+		snprintf(out, outlen, "invalid integer \"%s\"", a);
+	} else if (sscanf(msg, "Invalid UINT value: '%127[^']'", a) == 1 ||
+		   sscanf(msg, "Invalid uint64_t value: '%127[^']'", a) == 1) {
+		snprintf(out, outlen, "invalid unsigned integer \"%s\"", a);
+	} else if (sscanf(msg, "Unexpected key: %127s", a) == 1) {
+		snprintf(key, keylen, "%s", a);
+		snprintf(out, outlen, "unknown key");
+	} else if (sscanf(msg, "Missing required mapping field: %127s", a) == 1) {
+		snprintf(key, keylen, "%s", a);
+		snprintf(out, outlen, "missing required key");
+	} else if (sscanf(msg, "Mapping field already seen: %127s", a) == 1) {
+		snprintf(key, keylen, "%s", a);
+		snprintf(out, outlen, "key given twice");
+	} else if (sscanf(msg, "Expecting %127s got event: %127s", a, b) == 2) {
+		a[strcspn(a, ",")] = '\0';
+		snprintf(out, outlen, "expected %s, got %s", type_word(a),
+			 event_word(b));
+	} else if (sscanf(msg, "STRING length < %u:", &u) == 1) {
+		if (u == 1)
+			snprintf(out, outlen, "must not be empty");
+		else
+			snprintf(out, outlen, "shorter than %u characters", u);
+	} else if (sscanf(msg, "STRING length > %u:", &u) == 1) {
+		snprintf(out, outlen, "longer than %u characters%s", u,
+			 u == KEEL_MAX_NAME_LEN ? " (KEEL_MAX_NAME_LEN)" : "");
+	} else {
+		snprintf(out, outlen, "%s", msg);
+		if (out[0])
+			out[0] = (char)tolower((unsigned char)out[0]);
+	}
+}
+
+static void cyaml_error(const cfg_log *log, const cfg_scan *scan, const char *name,
+			cyaml_err_t cerr, char *err, size_t errlen)
+{
+	char path[CFG_PATH_MAX] = "", words[320], key[128];
+	unsigned first = 0, line = 0;
+	cyaml_msg_words(log->msg[0] ? log->msg : cyaml_strerror(cerr), words,
+			sizeof(words), key, sizeof(key));
+	/* A message about a key of a mapping: the innermost frame is the
+	 * mapping (or its last field), the key is the one in the message. */
+	if (key[0] && log->nframes > 0 && !log->frames[0].is_entry)
+		first = 1;
+	for (unsigned i = log->nframes; i-- > first;) {
+		const cfg_frame *f = &log->frames[i];
+		if (f->is_entry)
+			path_append(path, "[%u]", f->entry ? f->entry - 1 : 0);
+		else if (f->field[0])
+			path_append(path, "%s%s", path[0] ? "." : "", f->field);
+	}
+	if (key[0]) {
+		size_t parent_len = strlen(path);
+		path_append(path, "%s%s", path[0] ? "." : "", key);
+		line = scan_line(scan, path);
+		if (line == 0) { /* missing key: name its mapping's line */
+			char parent[CFG_PATH_MAX];
+			snprintf(parent, sizeof(parent), "%.*s", (int)parent_len, path);
+			line = parent_len ? scan_line(scan, parent) : 1;
+		}
+	} else {
+		line = path[0] ? scan_line(scan, path) : 1;
+	}
+	if (line == 0 && log->nframes > 0)
+		line = log->frames[0].line;
+	if (line == 0)
+		line = 1;
+	if (path[0])
+		snprintf(err, errlen, "%s:%u: %s: %s", name, line, path, words);
+	else
+		snprintf(err, errlen, "%s:%u: %s", name, line, words);
+}
+
+/* ---- defaults ---------------------------------------------------------- */
+
+static int set_default(char **field, const char *value)
+{
+	if (*field != NULL)
+		return 0;
+	*field = keel_strdup(value);
+	return *field ? 0 : -ENOMEM;
+}
+
+static int apply_defaults(keel_config *cfg, const cfg_scan *scan)
+{
+	if (set_default(&cfg->name, "keel") || set_default(&cfg->listen, "127.0.0.1:61613") ||
+	    set_default(&cfg->data_dir, "./keel-data") ||
+	    set_default(&cfg->log_level, "info"))
+		return -ENOMEM;
+	if (scan == NULL || !scan_has(scan, "connection-ttl"))
+		cfg->connection_ttl = 60000;
+	if (scan == NULL || !scan_has(scan, "check-period"))
+		cfg->check_period = 30000;
+	for (unsigned a = 0; a < cfg->addresses_count; a++) {
+		keel_address_cfg *addr = &cfg->addresses[a];
+		if (set_default(&addr->routing_type, "ANYCAST"))
+			return -ENOMEM;
+		for (unsigned q = 0; q < addr->queues_count; q++) {
+			keel_queue_cfg *queue = &addr->queues[q];
+			if (scan == NULL ||
+			    !scan_has(scan, "addresses[%u].queues[%u].durable", a, q))
+				queue->durable = true;
+			if (scan == NULL ||
+			    !scan_has(scan, "addresses[%u].queues[%u].max-consumers", a, q))
+				queue->max_consumers = -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- semantic checks --------------------------------------------------- */
+
+typedef struct cfg_check {
+	const cfg_scan *scan;
+	const char *name;
+	char *err;
+	size_t errlen;
+} cfg_check;
+
+/* Write "file:line: path: message" where path is printf(pathfmt, ...) up
+ * to the first '\t' and the message follows it.  Returns -EINVAL. */
+static int check_fail(cfg_check *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int check_fail(cfg_check *c, const char *fmt, ...)
+{
+	char text[CFG_PATH_MAX + 256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	char *tab = strchr(text, '\t');
+	assert(tab != NULL);
+	*tab = '\0';
+	/* The key itself, else its nearest enclosing entry that has a line. */
+	char path[CFG_PATH_MAX];
+	snprintf(path, sizeof(path), "%.*s", (int)sizeof(path) - 1, text);
+	unsigned line = 0;
+	while (path[0] && (line = scan_line(c->scan, path)) == 0) {
+		char *cut = path + strlen(path);
+		while (cut > path && *cut != '.' && *cut != '[')
+			cut--;
+		*cut = '\0';
+	}
+	snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, text,
+		 tab + 1);
+	return -EINVAL;
+}
+
+static bool routing_type_valid(const char *t)
+{
+	return strcmp(t, "ANYCAST") == 0 || strcmp(t, "MULTICAST") == 0;
+}
+
+/* 0 when crypt(3) takes `hash` as a setting, -EINVAL if not, -ENOMEM. */
+static int crypt_hash_check(const char *hash)
+{
+	if (hash[0] != '$')
+		return -EINVAL;
+	struct crypt_data *data = keel_calloc(1, sizeof(*data));
+	if (data == NULL)
+		return -ENOMEM;
+	const char *h = crypt_rn("keel-config-check", hash, data, (int)sizeof(*data));
+	int rc = h != NULL && h[0] != '*' ? 0 : -EINVAL;
+	keel_free(data);
+	return rc;
+}
+
+static bool user_has_role(const keel_config *cfg, const char *role)
+{
+	for (unsigned u = 0; u < cfg->users_count; u++) {
+		for (unsigned r = 0; r < cfg->users[u].roles_count; r++) {
+			if (strcmp(cfg->users[u].roles[r], role) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static int check_roles(cfg_check *c, const keel_config *cfg, unsigned i,
+		       const char *key, char **roles, unsigned count)
+{
+	for (unsigned r = 0; r < count; r++) {
+		if (!user_has_role(cfg, roles[r]))
+			return check_fail(c,
+					  "security-settings[%u].%s[%u]\trole \"%s\" "
+					  "is not given to any user",
+					  i, key, r, roles[r]);
+	}
+	return 0;
+}
+
+static int check_users(cfg_check *c, const keel_config *cfg)
+{
+	for (unsigned u = 0; u < cfg->users_count; u++) {
+		const keel_user_cfg *user = &cfg->users[u];
+		for (unsigned v = 0; v < u; v++) {
+			if (strcmp(cfg->users[v].name, user->name) == 0)
+				return check_fail(c, "users[%u].name\tuser \"%s\" "
+						  "is defined twice", u, user->name);
+		}
+		int rc = crypt_hash_check(user->password_hash);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc != 0)
+			return check_fail(c, "users[%u].password-hash\tnot a crypt(3) "
+					  "hash (generate one with yescrypt, "
+					  "\"$y$...\")", u);
+	}
+	for (unsigned i = 0; i < cfg->security_settings_count; i++) {
+		const keel_security_setting_cfg *s = &cfg->security_settings[i];
+		int rc;
+		if (!keel_match_valid(s->match))
+			return check_fail(c, "security-settings[%u].match\tinvalid "
+					  "pattern \"%s\"", i, s->match);
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(cfg->security_settings[j].match, s->match) == 0)
+				return check_fail(c, "security-settings[%u].match\t"
+						  "pattern \"%s\" is given twice",
+						  i, s->match);
+		}
+		if ((rc = check_roles(c, cfg, i, "send", s->send, s->send_count)) ||
+		    (rc = check_roles(c, cfg, i, "consume", s->consume,
+				      s->consume_count)) ||
+		    (rc = check_roles(c, cfg, i, "manage", s->manage, s->manage_count)))
+			return rc;
+	}
+	return 0;
+}
+
+static int check_addresses(cfg_check *c, const keel_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->address_settings_count; i++) {
+		const char *m = cfg->address_settings[i].match;
+		if (!keel_match_valid(m))
+			return check_fail(c, "address-settings[%u].match\tinvalid "
+					  "pattern \"%s\"", i, m);
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(cfg->address_settings[j].match, m) == 0)
+				return check_fail(c, "address-settings[%u].match\t"
+						  "pattern \"%s\" is given twice", i, m);
+		}
+	}
+	for (unsigned a = 0; a < cfg->addresses_count; a++) {
+		const keel_address_cfg *addr = &cfg->addresses[a];
+		if (!routing_type_valid(addr->routing_type))
+			return check_fail(c, "addresses[%u].routing-type\tmust be "
+					  "ANYCAST or MULTICAST, not \"%s\"",
+					  a, addr->routing_type);
+		for (unsigned b = 0; b < a; b++) {
+			if (strcmp(cfg->addresses[b].name, addr->name) == 0)
+				return check_fail(c, "addresses[%u].name\taddress "
+						  "\"%s\" is defined twice", a, addr->name);
+		}
+		for (unsigned q = 0; q < addr->queues_count; q++) {
+			const keel_queue_cfg *queue = &addr->queues[q];
+			if (queue->routing_type && !routing_type_valid(queue->routing_type))
+				return check_fail(c, "addresses[%u].queues[%u].routing-type"
+						  "\tmust be ANYCAST or MULTICAST, not "
+						  "\"%s\"", a, q, queue->routing_type);
+			if (queue->max_consumers < -1)
+				return check_fail(c, "addresses[%u].queues[%u].max-consumers"
+						  "\tmust be -1 (unlimited) or more", a, q);
+			/* Queue names are one namespace across addresses. */
+			for (unsigned b = 0; b <= a; b++) {
+				const keel_address_cfg *other = &cfg->addresses[b];
+				unsigned end = b == a ? q : other->queues_count;
+				for (unsigned r = 0; r < end; r++) {
+					if (strcmp(other->queues[r].name, queue->name) == 0)
+						return check_fail(
+							c, "addresses[%u].queues[%u].name\t"
+							"queue \"%s\" is defined twice",
+							a, q, queue->name);
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+static int check_config(cfg_check *c, const keel_config *cfg)
+{
+	char host[256];
+	uint16_t port;
+	keel_log_level level;
+	int rc;
+
+	if (keel_parse_hostport(cfg->listen, host, sizeof(host), &port) != 0)
+		return check_fail(c, "listen\texpected HOST:PORT (port 0..65535), "
+				  "got \"%s\"", cfg->listen);
+	if (keel_log_parse_level(cfg->log_level, &level) != 0)
+		return check_fail(c, "log-level\tmust be error, warn, info, debug or "
+				  "trace, not \"%s\"", cfg->log_level);
+	if ((rc = check_users(c, cfg)) != 0)
+		return rc;
+	return check_addresses(c, cfg);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+static const cyaml_config_t cfg_cyaml_free_config = {
+	.mem_fn = cfg_mem,
+	.log_level = CYAML_LOG_ERROR,
+};
+
+void keel_config_free(keel_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	cyaml_free(&cfg_cyaml_free_config, &config_schema, cfg, 0);
+}
+
+int keel_config_default(keel_config **out)
+{
+	keel_config *cfg = keel_calloc(1, sizeof(*cfg));
+	if (cfg == NULL)
+		return -ENOMEM;
+	if (apply_defaults(cfg, NULL) != 0) {
+		keel_config_free(cfg);
+		return -ENOMEM;
+	}
+	*out = cfg;
+	return 0;
+}
+
+int keel_config_load_data(const char *name, const char *yaml, size_t len,
+			  keel_config **out, char *err, size_t errlen)
+{
+	cfg_scan scan = { 0 };
+	cfg_log log = { 0 };
+	keel_config *cfg = NULL;
+	char dummy[1];
+	int rc;
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	rc = scan_yaml(&scan, name, yaml, len, err, errlen);
+	if (rc == -ENOMEM)
+		goto out_oom;
+	if (rc != 0)
+		goto out;
+
+	if (len > 0) {
+		cyaml_config_t cc = {
+			.log_fn = cfg_log_fn,
+			.log_ctx = &log,
+			.mem_fn = cfg_mem,
+			.log_level = CYAML_LOG_ERROR,
+			.flags = CYAML_CFG_NO_ALIAS,
+		};
+		cyaml_err_t cerr = cyaml_load_data((const uint8_t *)yaml, len, &cc,
+						   &config_schema,
+						   (cyaml_data_t **)&cfg, NULL);
+		if (cerr == CYAML_ERR_OOM) {
+			snprintf(err, errlen, "%s: out of memory", name);
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (cerr != CYAML_OK) {
+			cyaml_error(&log, &scan, name, cerr, err, errlen);
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	if (cfg == NULL) { /* empty file, or only comments */
+		cfg = keel_calloc(1, sizeof(*cfg));
+		if (cfg == NULL) {
+			rc = -ENOMEM;
+			goto out_oom;
+		}
+	}
+	rc = apply_defaults(cfg, &scan);
+	if (rc != 0)
+		goto out_oom;
+	cfg_check check = { .scan = &scan, .name = name, .err = err, .errlen = errlen };
+	rc = check_config(&check, cfg);
+	if (rc == -ENOMEM)
+		goto out_oom;
+	if (rc != 0)
+		goto out;
+	*out = cfg;
+	cfg = NULL;
+	goto out;
+
+out_oom:
+	snprintf(err, errlen, "%s: out of memory", name);
+out:
+	keel_config_free(cfg);
+	scan_free(&scan);
+	return rc;
+}
+
+int keel_config_load(const char *path, keel_config **out, char *err, size_t errlen)
+{
+	char dummy[1];
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return rc;
+	}
+	/* A regular file is read at its size (one byte more shows growth past
+	 * the limit); anything else (a pipe) up to the limit. */
+	struct stat st;
+	size_t want = KEEL_MAX_CONFIG_BYTES + 1;
+	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size < (uint64_t)KEEL_MAX_CONFIG_BYTES)
+		want = (size_t)st.st_size + 1;
+	buf = keel_malloc(want);
+	if (buf == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		rc = -ENOMEM;
+		goto out;
+	}
+	len = fread(buf, 1, want, f);
+	if (ferror(f)) {
+		rc = -EIO;
+		snprintf(err, errlen, "%s: read error", path);
+		goto out;
+	}
+	if (len > KEEL_MAX_CONFIG_BYTES) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "%s: larger than %d bytes (KEEL_MAX_CONFIG_BYTES)",
+			 path, KEEL_MAX_CONFIG_BYTES);
+		goto out;
+	}
+	rc = keel_config_load_data(path, buf, len, out, err, errlen);
+out:
+	keel_free(buf);
+	fclose(f);
+	return rc;
+}
+
+int keel_config_set_str(char **field, const char *value)
+{
+	char *copy = NULL;
+	if (value != NULL) {
+		copy = keel_strdup(value);
+		if (copy == NULL)
+			return -ENOMEM;
+	}
+	keel_free(*field);
+	*field = copy;
+	return 0;
+}
+
+static bool hostname_valid(const char *h)
+{
+	size_t len = strlen(h), label = 0;
+	bool digits_only = true;
+	if (len == 0 || len > 253)
+		return false;
+	for (const char *p = h;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (label == 0 || label > 63 || p[-1] == '-')
+				return false;
+			label = 0;
+			if (*p == '\0')
+				break;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return false;
+		if (*p == '-' && label == 0)
+			return false;
+		if (!isdigit((unsigned char)*p))
+			digits_only = false;
+		label++;
+	}
+	/* "300.1.2.3" is neither a name nor an IPv4 address. */
+	return !digits_only;
+}
+
+int keel_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon, *hstart = s;
+	size_t hlen;
+	unsigned char addr[16];
+	char tmp[256];
+
+	if (s == NULL)
+		return -EINVAL;
+	if (s[0] == '[') { /* [IPv6]:port */
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return -EINVAL;
+		hstart = s + 1;
+		hlen = (size_t)(close - hstart);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return -EINVAL;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= sizeof(tmp) || hlen >= hostlen)
+		return -EINVAL;
+	memcpy(tmp, hstart, hlen);
+	tmp[hlen] = '\0';
+	if (hstart != s) {
+		if (inet_pton(AF_INET6, tmp, addr) != 1)
+			return -EINVAL;
+	} else if (inet_pton(AF_INET, tmp, addr) != 1 && !hostname_valid(tmp)) {
+		return -EINVAL;
+	}
+	const char *p = colon + 1;
+	size_t digits = strspn(p, "0123456789");
+	if (digits == 0 || digits > 5 || p[digits] != '\0')
+		return -EINVAL;
+	unsigned long v = strtoul(p, NULL, 10);
+	if (v > 65535)
+		return -EINVAL;
+	memcpy(host, tmp, hlen + 1);
+	*port = (uint16_t)v;
+	return 0;
+}

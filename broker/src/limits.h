@@ -66,4 +66,39 @@
 /* Connections the broker accepts at once: bounds fds and memory. */
 #define KEEL_MAX_CONNECTIONS 4096
 
+/* Bytes read from a socket at once: one buffer per connection, reused for
+ * every read (no allocation per read).  64 KiB matches the usual socket
+ * receive batch and keeps 4096 connections under 256 MiB. */
+#define KEEL_READ_BUFFER_SIZE (64 * 1024)
+
+/* Pending connections the kernel queues for accept (listen backlog). */
+#define KEEL_LISTEN_BACKLOG 511
+
+/* On a graceful stop, time connections get to flush their last frames
+ * (the "server shutting down" ERROR) before they are cut (ms): a peer
+ * that does not read must not hold the stop forever. */
+#define KEEL_STOP_FLUSH_TIMEOUT_MS 5000
+
+/* How often expired messages are scanned for (ms). */
+#define KEEL_EXPIRY_SCAN_MS 1000
+
+/* Size of the configuration file: a broker's config is a few KiB; 1 MiB
+ * bounds the memory a wrong path (a log, a core dump) can make us read. */
+#define KEEL_MAX_CONFIG_BYTES (1024 * 1024)
+
+/* Nesting of YAML mappings and lists in the configuration.  The schema is
+ * 5 levels deep (addresses[].queues[].key); 16 leaves room for a clear
+ * "unknown key" error instead of a "too deep" one, and bounds the scan. */
+#define KEEL_MAX_CONFIG_DEPTH 16
+
+/* Largest body chunk the STOMP parser hands out for a streamed (large)
+ * frame: bounds what it holds per connection while streaming; 64 KiB makes
+ * per-chunk costs vanish next to copying the bytes. */
+#define KEEL_STOMP_MAX_CHUNK (64 * 1024)
+
+/* Message refs the core keeps for reuse instead of freeing (a free list):
+ * enough for a burst of in-flight deliveries without one malloc per
+ * message; 4096 refs are ~0.5 MiB at most. */
+#define KEEL_CORE_REF_CACHE 4096
+
 #endif
