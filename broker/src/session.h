@@ -71,5 +71,8 @@ void keel_session_on_writable(keel_session *s);
 void keel_session_on_heartbeat_timeout(keel_session *s);
 /* The broker is stopping: send an ERROR ("server shutting down"), close. */
 void keel_session_shutdown(keel_session *s);
+/* Has the client completed CONNECT?  (The edge closes connections that
+ * don't within KEEL_CONNECT_TIMEOUT_MS.) */
+bool keel_session_connected(const keel_session *s);
 
 #endif
