@@ -1,1 +1,438 @@
-/* placeholder: being written */
+/*
+ * broker.c - the broker object (see broker.h).
+ *
+ * Owns the libuv loop and, in this order of creation, the events sink,
+ * security, the core, the STOMP server, the signal handles and the expiry
+ * timer; frees them in reverse (the server's sessions use the core).
+ * Borrows the config.  State only moves forward: STARTING -> LIVE ->
+ * STOPPING -> STOPPED.  Loop thread only.
+ */
+#include "broker.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "core.h"
+#include "events.h"
+#include "limits.h"
+#include "log.h"
+#include "security.h"
+#include "server.h"
+#include "session.h"
+
+struct keel_broker {
+	uv_loop_t loop;
+	bool loop_open;
+	const keel_config *cfg;        /* borrowed */
+	keel_broker_state state;
+	keel_events *events;
+	keel_security *security;
+	keel_core *core;
+	keel_server *server;           /* NULL once handed to keel_server_stop */
+	keel_session_env env;
+	uv_signal_t sig_term;
+	uv_signal_t sig_int;
+	uv_timer_t expire_timer;
+	bool handles_started;          /* the three above are initialised */
+	uint16_t port;
+};
+
+static const char *const state_names[] = { "STARTING", "LIVE", "STOPPING", "STOPPED" };
+
+const char *keel_broker_state_name(keel_broker_state st)
+{
+	assert((size_t)st < sizeof(state_names) / sizeof(state_names[0]));
+	return state_names[st];
+}
+
+static void set_state(keel_broker *b, keel_broker_state st)
+{
+	assert(st >= b->state);
+	b->state = st;
+	keel_log_info("state %s", keel_broker_state_name(st));
+	keel_events_emit(b->events, "state", "{s:s}", "state", keel_broker_state_name(st));
+}
+
+static int64_t wall_now_ms(void *ud)
+{
+	(void)ud;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration checks ---------------------------------------------- */
+
+/* 127.0.0.0/8, ::1 (bare or bracketed), ::ffff:127.x, "localhost". */
+static bool host_is_loopback(const char *host)
+{
+	char h[256];
+	size_t n = strlen(host);
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		host++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(h))
+		return false;
+	memcpy(h, host, n);
+	h[n] = '\0';
+	if (strcasecmp(h, "localhost") == 0)
+		return true;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, h, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET6, h, &a6) == 1) {
+		if (IN6_IS_ADDR_LOOPBACK(&a6))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+	}
+	return false;
+}
+
+static int check_posture(const keel_config *cfg, const char *host, char *err, size_t errlen)
+{
+	if (cfg->users_count > 0 || host_is_loopback(host))
+		return 0;
+	snprintf(err, errlen,
+		 "refusing to listen on %s without users: with no users configured "
+		 "every login is accepted, which is only safe on a loopback address "
+		 "(127.0.0.1, ::1, localhost); add users to the config or listen on "
+		 "loopback",
+		 cfg->listen);
+	return -EPERM;
+}
+
+static void settings_from_cfg(const keel_address_setting_cfg *a, keel_address_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (a->auto_create_addresses) {
+		s->has_auto_create_addresses = true;
+		s->auto_create_addresses = *a->auto_create_addresses;
+	}
+	if (a->auto_create_queues) {
+		s->has_auto_create_queues = true;
+		s->auto_create_queues = *a->auto_create_queues;
+	}
+	if (a->auto_delete_queues) {
+		s->has_auto_delete_queues = true;
+		s->auto_delete_queues = *a->auto_delete_queues;
+	}
+	if (a->max_delivery_attempts) {
+		s->has_max_delivery_attempts = true;
+		s->max_delivery_attempts = *a->max_delivery_attempts;
+	}
+	s->dead_letter_address = a->dead_letter_address;
+	s->expiry_address = a->expiry_address;
+}
+
+static keel_routing parse_routing(const char *name, keel_routing dflt)
+{
+	return name ? keel_routing_parse(name) : dflt;
+}
+
+/* address-settings, then addresses and their queues. */
+static int apply_config(keel_core *core, const keel_config *cfg, char *err, size_t errlen)
+{
+	int rc;
+	for (unsigned i = 0; i < cfg->address_settings_count; i++) {
+		const keel_address_setting_cfg *a = &cfg->address_settings[i];
+		keel_address_settings s;
+		settings_from_cfg(a, &s);
+		rc = keel_core_add_address_settings(core, a->match, &s);
+		if (rc < 0) {
+			snprintf(err, errlen, "address-settings[%u] (%s): %s", i, a->match,
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	for (unsigned i = 0; i < cfg->addresses_count; i++) {
+		const keel_address_cfg *a = &cfg->addresses[i];
+		keel_routing art = parse_routing(a->routing_type, KEEL_ANYCAST);
+		unsigned mask = art;
+		for (unsigned j = 0; j < a->queues_count; j++)
+			mask |= parse_routing(a->queues[j].routing_type, art);
+		keel_address *addr = NULL;
+		rc = art ? keel_address_create(core, a->name, mask, true, &addr) : -EINVAL;
+		if (rc < 0) {
+			snprintf(err, errlen, "addresses[%u] (%s): %s", i, a->name, strerror(-rc));
+			return rc;
+		}
+		for (unsigned j = 0; j < a->queues_count; j++) {
+			const keel_queue_cfg *q = &a->queues[j];
+			keel_queue_options qo = {
+				.name = q->name ? q->name : a->name,
+				.address = a->name,
+				.routing = parse_routing(q->routing_type, art),
+				.durable = q->durable,
+				.max_consumers = q->max_consumers,
+				.purge_on_no_consumers = q->purge_on_no_consumers,
+			};
+			keel_queue *queue = NULL;
+			rc = qo.routing ? keel_queue_create(core, &qo, &queue) : -EINVAL;
+			if (rc < 0) {
+				snprintf(err, errlen, "addresses[%u].queues[%u] (%s): %s", i, j,
+					 qo.name, strerror(-rc));
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+int keel_broker_check_config(const keel_config *cfg, char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+	keel_security *sec = NULL;
+	keel_core *core = NULL;
+	int rc = keel_parse_hostport(cfg->listen, host, sizeof(host), &port);
+	if (rc < 0) {
+		snprintf(err, errlen, "listen: expected HOST:PORT, got '%s'", cfg->listen);
+		goto out;
+	}
+	rc = keel_security_create(&sec, cfg, err, errlen);
+	if (rc < 0)
+		goto out;
+	rc = check_posture(cfg, host, err, errlen);
+	if (rc < 0)
+		goto out;
+	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name };
+	rc = keel_core_create(&core, &co);
+	if (rc < 0) {
+		snprintf(err, errlen, "core: %s", strerror(-rc));
+		goto out;
+	}
+	rc = apply_config(core, cfg, err, errlen);
+out:
+	keel_core_free(core);
+	keel_security_free(sec);
+	return rc;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static void on_expire_timer(uv_timer_t *t)
+{
+	keel_broker *b = t->data;
+	keel_core_expire_scan(b->core);
+}
+
+static void on_server_stopped(void *ud)
+{
+	keel_broker *b = ud;
+	assert(b->state == KEEL_BROKER_STOPPING);
+	/* Last handles: the loop ends after their close callbacks. */
+	uv_close((uv_handle_t *)&b->sig_term, NULL);
+	uv_close((uv_handle_t *)&b->sig_int, NULL);
+	uv_close((uv_handle_t *)&b->expire_timer, NULL);
+	b->handles_started = false;
+	set_state(b, KEEL_BROKER_STOPPED);
+}
+
+void keel_broker_stop(keel_broker *b)
+{
+	if (b->state != KEEL_BROKER_LIVE && b->state != KEEL_BROKER_STARTING) {
+		keel_log_info("already stopping");
+		return;
+	}
+	set_state(b, KEEL_BROKER_STOPPING);
+	uv_timer_stop(&b->expire_timer);
+	keel_server *s = b->server;
+	b->server = NULL;
+	keel_server_stop(s, on_server_stopped, b);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	keel_broker *b = h->data;
+	keel_log_info("%s received", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	keel_broker_stop(b);
+}
+
+static void close_leftover(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h)) {
+		keel_log_warn("closing leftover handle (%s)", uv_handle_type_name(h->type));
+		uv_close(h, NULL);
+	}
+}
+
+/* Stop the server if it is still ours, close whatever is left, close the
+ * loop, free in reverse order of creation. */
+static void broker_destroy(keel_broker *b)
+{
+	if (b->server != NULL) {
+		keel_server_stop(b->server, NULL, NULL);
+		b->server = NULL;
+	}
+	if (b->handles_started) {
+		uv_close((uv_handle_t *)&b->sig_term, NULL);
+		uv_close((uv_handle_t *)&b->sig_int, NULL);
+		uv_close((uv_handle_t *)&b->expire_timer, NULL);
+		b->handles_started = false;
+	}
+	if (b->loop_open) {
+		uv_run(&b->loop, UV_RUN_DEFAULT);
+		if (uv_loop_close(&b->loop) == UV_EBUSY) {
+			uv_walk(&b->loop, close_leftover, NULL);
+			uv_run(&b->loop, UV_RUN_DEFAULT);
+			int rc = uv_loop_close(&b->loop);
+			assert(rc == 0);
+			(void)rc;
+		}
+		b->loop_open = false;
+	}
+	keel_core_free(b->core);
+	keel_security_free(b->security);
+	keel_events_close(b->events);
+	keel_log_set_name("keel");
+	keel_free(b);
+}
+
+int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port = 0;
+	int rc;
+	err[0] = '\0';
+	keel_broker *b = keel_calloc(1, sizeof(*b));
+	if (b == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	b->cfg = cfg;
+	b->state = KEEL_BROKER_STARTING;
+	keel_log_set_name(cfg->name);
+	keel_log_level level;
+	if (keel_log_parse_level(cfg->log_level, &level) == 0)
+		keel_log_set_level(level);
+
+	rc = keel_events_open(&b->events, cfg->events, cfg->name);
+	if (rc < 0) {
+		snprintf(err, errlen, "events: %s: %s", cfg->events, strerror(-rc));
+		rc = -EINVAL;
+		goto fail;
+	}
+	set_state(b, KEEL_BROKER_STARTING);
+
+	rc = keel_parse_hostport(cfg->listen, host, sizeof(host), &port);
+	if (rc < 0) {
+		snprintf(err, errlen, "listen: expected HOST:PORT, got '%s'", cfg->listen);
+		goto fail;
+	}
+	rc = keel_security_create(&b->security, cfg, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = check_posture(cfg, host, err, errlen);
+	if (rc < 0)
+		goto fail;
+	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name };
+	rc = keel_core_create(&b->core, &co);
+	if (rc < 0) {
+		snprintf(err, errlen, "core: %s", strerror(-rc));
+		goto fail;
+	}
+	rc = apply_config(b->core, cfg, err, errlen);
+	if (rc < 0)
+		goto fail;
+
+	rc = uv_loop_init(&b->loop);
+	if (rc < 0) {
+		snprintf(err, errlen, "event loop: %s", uv_strerror(rc));
+		goto fail;
+	}
+	b->loop_open = true;
+	uv_signal_init(&b->loop, &b->sig_term);
+	uv_signal_init(&b->loop, &b->sig_int);
+	uv_timer_init(&b->loop, &b->expire_timer);
+	b->sig_term.data = b->sig_int.data = b->expire_timer.data = b;
+	b->handles_started = true;
+
+	b->env = (keel_session_env){
+		.core = b->core,
+		.security = b->security,
+		.events = b->events,
+		.node = cfg->name,
+		.server_header = "keel-broker/" KEEL_VERSION,
+		.heartbeat_send_ms = cfg->check_period,
+		.heartbeat_recv_ms = cfg->connection_ttl / KEEL_HEARTBEAT_GRACE_FACTOR,
+	};
+	keel_server_options so = {
+		.loop = &b->loop,
+		.name = "stomp",
+		.host = host,
+		.port = port,
+		.env = &b->env,
+	};
+	rc = keel_server_create(&b->server, &so);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
+		goto fail;
+	}
+	b->port = keel_server_port(b->server);
+	const char *bound = keel_server_host(b->server);
+	keel_events_emit(b->events, "acceptor.listening", "{s:s, s:s, s:i}", "name", "stomp",
+			 "host", bound, "port", (int)b->port);
+	keel_log_info(strchr(bound, ':') ? "listening on [%s]:%u" : "listening on %s:%u", bound,
+		      (unsigned)b->port);
+
+	uv_signal_start(&b->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&b->sig_int, on_signal, SIGINT);
+	uv_timer_start(&b->expire_timer, on_expire_timer, KEEL_EXPIRY_SCAN_MS,
+		       KEEL_EXPIRY_SCAN_MS);
+	*out = b;
+	return 0;
+
+fail:
+	if (b->events) {
+		keel_events_emit(b->events, "error", "{s:s}", "message", err);
+		set_state(b, KEEL_BROKER_STOPPED);
+	}
+	broker_destroy(b);
+	return rc;
+}
+
+int keel_broker_run(keel_broker *b)
+{
+	assert(b->state == KEEL_BROKER_STARTING);
+	/* Every acceptor listens (there is no journal yet): fully started. */
+	set_state(b, KEEL_BROKER_LIVE);
+	uv_run(&b->loop, UV_RUN_DEFAULT);
+	if (b->state != KEEL_BROKER_STOPPED) {
+		keel_log_error("event loop ended in state %s", keel_broker_state_name(b->state));
+		return -EIO;
+	}
+	return 0;
+}
+
+keel_broker_state keel_broker_get_state(const keel_broker *b)
+{
+	return b->state;
+}
+
+uint16_t keel_broker_port(const keel_broker *b)
+{
+	return b->port;
+}
+
+uv_loop_t *keel_broker_loop(keel_broker *b)
+{
+	return &b->loop;
+}
+
+void keel_broker_free(keel_broker *b)
+{
+	if (b == NULL)
+		return;
+	broker_destroy(b);
+}
