@@ -215,6 +215,9 @@ static void on_deadline(uv_timer_t *t)
 {
 	keel_bclient *b = t->data;
 	b->deadline_fired = true;
+	/* libuv runs due timers before it polls: without this, a UV_RUN_ONCE
+	 * whose timer fired first would then block in poll with no timeout. */
+	uv_stop(&b->loop);
 }
 
 typedef bool (*bclient_cond)(const keel_bclient *b);
@@ -224,6 +227,7 @@ static int run_until(keel_bclient *b, bclient_cond cond, uint32_t timeout_ms)
 {
 	int rc = 0;
 	b->deadline_fired = false;
+	uv_update_time(&b->loop); /* the loop may have been idle: count from now */
 	uv_timer_start(&b->deadline, on_deadline, timeout_ms, 0);
 	while (!cond(b)) {
 		if (b->deadline_fired) {
