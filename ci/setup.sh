@@ -11,7 +11,8 @@ PACKAGES=(
   build-essential cmake pkg-config
   libuv1-dev libsqlite3-dev sqlite3 libcmocka-dev libcyaml-dev libyaml-dev
   libjansson-dev libcrypt-dev uthash-dev libfiu-dev fiu-utils
-  python3-stomp valgrind clang
+  python3-stomp valgrind clang libxml2-dev libxml2-utils
+  chromium
 )
 
 missing=()

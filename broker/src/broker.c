@@ -27,6 +27,10 @@
 #include "security.h"
 #include "server.h"
 #include "session.h"
+#include "mgmt.h"
+#include "largemsg.h"
+#include "journal.h"
+#include "lc_check.h"
 
 struct keel_broker {
 	uv_loop_t loop;
@@ -38,6 +42,9 @@ struct keel_broker {
 	keel_core *core;
 	keel_server *server;           /* NULL once handed to keel_server_stop */
 	keel_session_env env;
+	keel_journal *journal;         /* <data-dir>/journal; stopped before the core goes */
+	char *large_dir;               /* <data-dir>/large-messages */
+	keel_mgmt_env mgmt;             /* management's view of the broker */
 	uv_signal_t sig_term;
 	uv_signal_t sig_int;
 	uv_timer_t expire_timer;
@@ -59,6 +66,19 @@ static void set_state(keel_broker *b, keel_broker_state st)
 	b->state = st;
 	keel_log_info("state %s", keel_broker_state_name(st));
 	keel_events_emit(b->events, "state", "{s:s}", "state", keel_broker_state_name(st));
+}
+
+/* ---- management's view (mgmt.h) ----------------------------------------- */
+
+static const char *mgmt_state(void *ud)
+{
+	return keel_broker_state_name(((keel_broker *)ud)->state);
+}
+
+static size_t mgmt_connection_count(void *ud)
+{
+	keel_broker *b = ud;
+	return b->server ? keel_server_connection_count(b->server) : 0;
 }
 
 static int64_t wall_now_ms(void *ud)
@@ -132,6 +152,15 @@ static void settings_from_cfg(const keel_address_setting_cfg *a, keel_address_se
 	}
 	s->dead_letter_address = a->dead_letter_address;
 	s->expiry_address = a->expiry_address;
+	if (a->max_size_bytes) {
+		s->has_max_size_bytes = true;
+		s->max_size_bytes = a->max_size_bytes_value;
+	}
+	int policy = keel_full_policy_parse(a->address_full_policy);
+	if (policy >= 0) {
+		s->has_address_full_policy = true;
+		s->address_full_policy = (keel_full_policy)policy;
+	}
 }
 
 static keel_routing parse_routing(const char *name, keel_routing dflt)
@@ -205,7 +234,8 @@ int keel_broker_check_config(const keel_config *cfg, char *err, size_t errlen)
 	rc = check_posture(cfg, host, err, errlen);
 	if (rc < 0)
 		goto out;
-	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name };
+	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name,
+				 .global_max_size_bytes = cfg->global_max_size_bytes };
 	rc = keel_core_create(&core, &co);
 	if (rc < 0) {
 		snprintf(err, errlen, "core: %s", strerror(-rc));
@@ -230,6 +260,8 @@ static void on_server_stopped(void *ud)
 {
 	keel_broker *b = ud;
 	assert(b->state == KEEL_BROKER_STOPPING);
+	/* Every session is gone: write what is left, join the writer. */
+	keel_journal_stop(b->journal);
 	/* Last handles: the loop ends after their close callbacks. */
 	uv_close((uv_handle_t *)&b->sig_term, NULL);
 	uv_close((uv_handle_t *)&b->sig_int, NULL);
@@ -281,6 +313,7 @@ static void broker_destroy(keel_broker *b)
 		uv_close((uv_handle_t *)&b->expire_timer, NULL);
 		b->handles_started = false;
 	}
+	keel_journal_stop(b->journal); /* NULL, or stopped already: nothing */
 	if (b->loop_open) {
 		uv_run(&b->loop, UV_RUN_DEFAULT);
 		if (uv_loop_close(&b->loop) == UV_EBUSY) {
@@ -292,7 +325,11 @@ static void broker_destroy(keel_broker *b)
 		}
 		b->loop_open = false;
 	}
+	keel_journal_free(b->journal);
+	keel_large_stopping(true); /* persistent large bodies stay for the journal */
 	keel_core_free(b->core);
+	keel_large_stopping(false);
+	keel_free(b->large_dir);
 	keel_security_free(b->security);
 	keel_events_close(b->events);
 	keel_log_set_name("keel");
@@ -336,7 +373,8 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	rc = check_posture(cfg, host, err, errlen);
 	if (rc < 0)
 		goto fail;
-	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name };
+	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name,
+				 .global_max_size_bytes = cfg->global_max_size_bytes };
 	rc = keel_core_create(&b->core, &co);
 	if (rc < 0) {
 		snprintf(err, errlen, "core: %s", strerror(-rc));
@@ -358,6 +396,51 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	b->sig_term.data = b->sig_int.data = b->expire_timer.data = b;
 	b->handles_started = true;
 
+	/* Large messages: their files, unfinished ones from a crash removed. */
+	size_t dlen = strlen(cfg->data_dir) + sizeof("/large-messages");
+	b->large_dir = keel_malloc(dlen);
+	if (b->large_dir == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	snprintf(b->large_dir, dlen, "%s/large-messages", cfg->data_dir);
+	rc = keel_large_dir_prepare(b->large_dir);
+	if (rc < 0) {
+		snprintf(err, errlen, "large messages: %s: %s", b->large_dir, strerror(-rc));
+		goto fail;
+	}
+
+	/* The journal: replay it into the core (journal.loaded), then journal
+	 * every change.  A corrupt journal stops the start (exit 2). */
+	char jdir[4096];
+	snprintf(jdir, sizeof(jdir), "%s/journal", cfg->data_dir);
+	keel_journal_options jo = {
+		.dir = jdir,
+		.file_size = cfg->journal_file_size_bytes,
+		.sync = cfg->journal_sync,
+		.compact_min_files = cfg->journal_compact_min_files,
+		.events = b->events,
+	};
+	rc = keel_journal_open(&b->journal, &jo, b->core, err, errlen);
+	if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
+		rc = -EINVAL; /* input error: exit 2 */
+	if (rc < 0)
+		goto fail;
+	rc = keel_journal_start(b->journal, &b->loop);
+	if (rc < 0) {
+		snprintf(err, errlen, "journal: cannot start: %s", strerror(-rc));
+		goto fail;
+	}
+
+	b->mgmt = (keel_mgmt_env){
+		.core = b->core,
+		.node = cfg->name,
+		.start_mono_ms = uv_hrtime() / 1000000,
+		.state = mgmt_state,
+		.connection_count = mgmt_connection_count,
+		.ud = b,
+	};
 	b->env = (keel_session_env){
 		.core = b->core,
 		.security = b->security,
@@ -366,13 +449,20 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 		.server_header = "keel-broker/" KEEL_VERSION,
 		.heartbeat_send_ms = cfg->check_period,
 		.heartbeat_recv_ms = cfg->connection_ttl / KEEL_HEARTBEAT_GRACE_FACTOR,
+		.mgmt = &b->mgmt,
+		.large_message_dir = b->large_dir,
+		.min_large_message_size = cfg->min_large_message_size_bytes,
 	};
+	/* receipts of persistent messages wait for the journal */
+	b->env.sync = keel_journal_sync(b->journal);
 	keel_server_options so = {
 		.loop = &b->loop,
 		.name = "stomp",
 		.host = host,
 		.port = port,
 		.env = &b->env,
+		.write_high_watermark = (size_t)cfg->write_high_watermark_bytes,
+		.write_low_watermark = (size_t)cfg->write_low_watermark_bytes,
 	};
 	rc = keel_server_create(&b->server, &so);
 	if (rc < 0) {
@@ -405,7 +495,7 @@ fail:
 int keel_broker_run(keel_broker *b)
 {
 	assert(b->state == KEEL_BROKER_STARTING);
-	/* Every acceptor listens (there is no journal yet): fully started. */
+	/* Every acceptor listens and the journal is loaded: fully started. */
 	set_state(b, KEEL_BROKER_LIVE);
 	uv_run(&b->loop, UV_RUN_DEFAULT);
 	if (b->state != KEEL_BROKER_STOPPED) {
@@ -428,6 +518,30 @@ uint16_t keel_broker_port(const keel_broker *b)
 uv_loop_t *keel_broker_loop(keel_broker *b)
 {
 	return &b->loop;
+}
+
+int keel_broker_check_leaks(keel_broker *b, const struct lc_snapshot *before, bool passed)
+{
+	lc_report *r = NULL;
+	lc_check_opts o = { .kinds = LC_THREAD, .passed = passed, .grace_ms = -1 };
+	int rc = lc_check(before, &o, &r);
+	if (rc < 0) {
+		keel_log_error("leak check: %s", strerror(-rc));
+		return rc;
+	}
+	lc_report_print(r, stdout);
+	for (size_t i = 0; i < r->count; i++) {
+		const lc_leak *l = &r->leaks[i];
+		char state[2] = { l->state, '\0' };
+		keel_log_error("leaked thread %s (tid %d), created at %s", l->name, l->id,
+			       l->created_at);
+		keel_events_emit(b->events, "thread.leak", "{s:s, s:i, s:s, s:s, s:s, s:s}", "name",
+				 l->name, "tid", l->id, "state", state, "created-at", l->created_at,
+				 "owner", l->owner, "test", l->test);
+	}
+	rc = (int)r->count;
+	lc_report_free(r);
+	return rc;
 }
 
 void keel_broker_free(keel_broker *b)

@@ -10,6 +10,7 @@
 #ifndef KEEL_BROKER_H
 #define KEEL_BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,18 @@ keel_broker_state keel_broker_get_state(const keel_broker *b);
 /* The acceptor's bound port (the real one when 0 was asked); 0 if none. */
 uint16_t keel_broker_port(const keel_broker *b);
 uv_loop_t *keel_broker_loop(keel_broker *b);
+
+/*
+ * The leak check on the broker itself (leakcheck/lc_check.h), after
+ * keel_broker_run() returned (every broker thread joined) and before
+ * keel_broker_free() (the events sink is still open): threads alive now
+ * that were not in `before` (taken at start) and are not allowlisted.
+ * `passed`: the run ended cleanly, so a thread still ending gets the
+ * grace period.  Prints the report on stdout and emits a `thread.leak`
+ * event per leaked thread.  Returns the number of leaks, or -errno.
+ */
+struct lc_snapshot;
+int keel_broker_check_leaks(keel_broker *b, const struct lc_snapshot *before, bool passed);
 
 /* Closes every handle left, closes the loop, frees.  NULL is fine. */
 void keel_broker_free(keel_broker *b);

@@ -89,6 +89,8 @@ static const cyaml_schema_field_t addrset_fields[] = {
 	CYAML_FIELD_STRING_PTR("expiry-address", CYAML_FLAG_POINTER | OPT,
 			       keel_address_setting_cfg, expiry_address, 0,
 			       KEEL_MAX_NAME_LEN),
+	STR_OPT("max-size-bytes", keel_address_setting_cfg, max_size_bytes, 1),
+	STR_OPT("address-full-policy", keel_address_setting_cfg, address_full_policy, 1),
 	CYAML_FIELD_END,
 };
 
@@ -131,6 +133,14 @@ static const cyaml_schema_field_t config_fields[] = {
 	STR_OPT("events", keel_config, events, 1),
 	CYAML_FIELD_UINT("connection-ttl", OPT, keel_config, connection_ttl),
 	CYAML_FIELD_UINT("check-period", OPT, keel_config, check_period),
+	STR_OPT("global-max-size", keel_config, global_max_size, 1),
+	STR_OPT("min-large-message-size", keel_config, min_large_message_size, 1),
+	STR_OPT("write-high-watermark", keel_config, write_high_watermark, 1),
+	STR_OPT("write-low-watermark", keel_config, write_low_watermark, 1),
+	STR_OPT("journal-file-size", keel_config, journal_file_size, 1),
+	CYAML_FIELD_BOOL("journal-sync", OPT, keel_config, journal_sync),
+	CYAML_FIELD_UINT("journal-compact-min-files", OPT, keel_config,
+			 journal_compact_min_files),
 	CYAML_FIELD_SEQUENCE("users", CYAML_FLAG_POINTER | OPT, keel_config, users,
 			     &user_schema, 0, CYAML_UNLIMITED),
 	CYAML_FIELD_SEQUENCE("security-settings", CYAML_FLAG_POINTER | OPT,
@@ -153,7 +163,7 @@ static const cyaml_schema_value_t config_schema = {
  * checks these values itself. */
 static const char *const bool_keys[] = {
 	"auto-create-addresses", "auto-create-queues", "auto-delete-queues",
-	"durable", "purge-on-no-consumers",
+	"durable", "purge-on-no-consumers", "journal-sync",
 };
 
 /* ---- allocation and logging hooks -------------------------------------- */
@@ -600,6 +610,17 @@ static int apply_defaults(keel_config *cfg, const cfg_scan *scan)
 		cfg->connection_ttl = 60000;
 	if (scan == NULL || !scan_has(scan, "check-period"))
 		cfg->check_period = 30000;
+	cfg->global_max_size_bytes = -1;
+	cfg->min_large_message_size_bytes = KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE;
+	cfg->write_high_watermark_bytes = KEEL_WRITE_HIGH_WATERMARK;
+	cfg->write_low_watermark_bytes = KEEL_WRITE_LOW_WATERMARK;
+	cfg->journal_file_size_bytes = KEEL_JOURNAL_DEFAULT_FILE_SIZE;
+	if (scan == NULL || !scan_has(scan, "journal-sync"))
+		cfg->journal_sync = true;
+	if (scan == NULL || !scan_has(scan, "journal-compact-min-files"))
+		cfg->journal_compact_min_files = KEEL_JOURNAL_DEFAULT_COMPACT_MIN_FILES;
+	for (unsigned i = 0; i < cfg->address_settings_count; i++)
+		cfg->address_settings[i].max_size_bytes_value = -1;
 	for (unsigned a = 0; a < cfg->addresses_count; a++) {
 		keel_address_cfg *addr = &cfg->addresses[a];
 		if (set_default(&addr->routing_type, "ANYCAST"))
@@ -786,7 +807,121 @@ static int check_addresses(cfg_check *c, const keel_config *cfg)
 	return 0;
 }
 
-static int check_config(cfg_check *c, const keel_config *cfg)
+int keel_parse_size(const char *s, bool allow_unlimited, int64_t *out)
+{
+	static const struct {
+		const char *unit;
+		int64_t mult;
+	} units[] = {
+		{ "", 1 },
+		{ "K", 1024 }, { "KiB", 1024 }, { "k", 1024 }, { "KB", 1000 }, { "kB", 1000 },
+		{ "M", 1024 * 1024 }, { "MiB", 1024 * 1024 }, { "m", 1024 * 1024 },
+		{ "MB", 1000 * 1000 },
+		{ "G", 1024 * 1024 * 1024 }, { "GiB", 1024 * 1024 * 1024 },
+		{ "g", 1024 * 1024 * 1024 }, { "GB", 1000 * 1000 * 1000 },
+	};
+	if (s == NULL)
+		return -EINVAL;
+	if (strcmp(s, "-1") == 0) {
+		if (!allow_unlimited)
+			return -EINVAL;
+		*out = -1;
+		return 0;
+	}
+	size_t digits = strspn(s, "0123456789");
+	if (digits == 0 || digits > 19)
+		return -EINVAL;
+	const char *unit = s + digits;
+	while (*unit == ' ')
+		unit++;
+	uint64_t v = 0;
+	for (size_t i = 0; i < digits; i++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(unit, units[i].unit) != 0)
+			continue;
+		if (v > (uint64_t)INT64_MAX / (uint64_t)units[i].mult)
+			return -ERANGE;
+		*out = (int64_t)(v * (uint64_t)units[i].mult);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* A size key: parse `text` (when set) into *out, naming `path` on error. */
+static int check_size(cfg_check *c, const char *path, const char *text, bool unlimited,
+		      int64_t min, int64_t max, int64_t *out)
+{
+	if (text == NULL)
+		return 0;
+	int64_t v;
+	int rc = keel_parse_size(text, unlimited, &v);
+	if (rc == -ERANGE)
+		return check_fail(c, "%s\tsize \"%s\" is too large", path, text);
+	if (rc != 0)
+		return check_fail(c, "%s\texpected a size in bytes (e.g. 1048576, 512KiB, "
+				  "10MiB%s), got \"%s\"", path, unlimited ? ", or -1" : "", text);
+	if (v != -1 && (v < min || v > max))
+		return check_fail(c, "%s\tmust be between %lld and %lld bytes, not %lld", path,
+				  (long long)min, (long long)max, (long long)v);
+	*out = v;
+	return 0;
+}
+
+/* Flow control and large-message keys (parsed into their _bytes fields). */
+static int check_sizes(cfg_check *c, keel_config *cfg)
+{
+	int64_t v;
+	int rc;
+	for (unsigned i = 0; i < cfg->address_settings_count; i++) {
+		keel_address_setting_cfg *a = &cfg->address_settings[i];
+		char path[64];
+		snprintf(path, sizeof(path), "address-settings[%u].max-size-bytes", i);
+		rc = check_size(c, path, a->max_size_bytes, true, 0, INT64_MAX,
+				&a->max_size_bytes_value);
+		if (rc)
+			return rc;
+		const char *p = a->address_full_policy;
+		if (p && strcmp(p, "BLOCK") != 0 && strcmp(p, "FAIL") != 0 && strcmp(p, "DROP") != 0)
+			return check_fail(c, "address-settings[%u].address-full-policy\tmust be "
+					  "BLOCK, FAIL or DROP, not \"%s\"", i,
+					  a->address_full_policy);
+	}
+	rc = check_size(c, "global-max-size", cfg->global_max_size, true, 1, INT64_MAX,
+			&cfg->global_max_size_bytes);
+	if (rc)
+		return rc;
+	v = (int64_t)cfg->min_large_message_size_bytes;
+	rc = check_size(c, "min-large-message-size", cfg->min_large_message_size, false,
+			KEEL_MIN_LARGE_MESSAGE_SIZE_FLOOR, KEEL_MAX_FRAME_BODY, &v);
+	if (rc)
+		return rc;
+	cfg->min_large_message_size_bytes = (uint64_t)v;
+	v = (int64_t)cfg->write_high_watermark_bytes;
+	rc = check_size(c, "write-high-watermark", cfg->write_high_watermark, false,
+			KEEL_MIN_WRITE_WATERMARK, 1LL << 30, &v);
+	if (rc)
+		return rc;
+	cfg->write_high_watermark_bytes = (uint64_t)v;
+	v = (int64_t)cfg->write_low_watermark_bytes;
+	rc = check_size(c, "write-low-watermark", cfg->write_low_watermark, false,
+			KEEL_MIN_WRITE_WATERMARK / 2, 1LL << 30, &v);
+	if (rc)
+		return rc;
+	cfg->write_low_watermark_bytes = (uint64_t)v;
+	if (cfg->write_low_watermark_bytes >= cfg->write_high_watermark_bytes)
+		return check_fail(c, "%s\tthe low watermark (%llu) must be below the high one "
+				  "(%llu)", cfg->write_low_watermark ? "write-low-watermark"
+								     : "write-high-watermark",
+				  (unsigned long long)cfg->write_low_watermark_bytes,
+				  (unsigned long long)cfg->write_high_watermark_bytes);
+	return 0;
+}
+
+static int check_config(cfg_check *c, keel_config *cfg)
 {
 	char host[256];
 	uint16_t port;
@@ -801,6 +936,17 @@ static int check_config(cfg_check *c, const keel_config *cfg)
 				  "trace, not \"%s\"", cfg->log_level);
 	if ((rc = check_users(c, cfg)) != 0)
 		return rc;
+	if ((rc = check_sizes(c, cfg)) != 0)
+		return rc;
+	int64_t jfs = (int64_t)cfg->journal_file_size_bytes;
+	rc = check_size(c, "journal-file-size", cfg->journal_file_size, false,
+			KEEL_JOURNAL_MIN_FILE_SIZE, KEEL_JOURNAL_MAX_FILE_SIZE, &jfs);
+	if (rc)
+		return rc;
+	cfg->journal_file_size_bytes = (uint64_t)jfs;
+	if (cfg->journal_compact_min_files < 2)
+		return check_fail(c, "journal-compact-min-files	must be at least 2, not %u",
+				  cfg->journal_compact_min_files);
 	return check_addresses(c, cfg);
 }
 

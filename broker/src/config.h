@@ -13,9 +13,11 @@
  *   connection-ttl, check-period (ms),
  *   users: [{name, password-hash, roles: [..]}],
  *   security-settings: [{match, send: [roles], consume: [..], manage: [..]}],
+ *   global-max-size, min-large-message-size, write-high-watermark,
+ *   write-low-watermark (sizes: bytes, or with a KiB/MiB/GiB, KB/MB/GB suffix),
  *   address-settings: [{match, auto-create-addresses, auto-create-queues,
  *       auto-delete-queues, max-delivery-attempts, dead-letter-address,
- *       expiry-address}],
+ *       expiry-address, max-size-bytes, address-full-policy}],
  *   addresses: [{name, routing-type: ANYCAST|MULTICAST,
  *       queues: [{name, routing-type, durable, max-consumers,
  *                 purge-on-no-consumers}]}]
@@ -52,6 +54,9 @@ typedef struct keel_address_setting_cfg {
 	uint32_t *max_delivery_attempts;
 	char *dead_letter_address;     /* NULL = unset, "" = none */
 	char *expiry_address;
+	char *max_size_bytes;          /* NULL = unset; a size or -1 (unlimited) */
+	char *address_full_policy;     /* NULL = unset; BLOCK | FAIL | DROP */
+	int64_t max_size_bytes_value;  /* parsed by the load (-1 when unset) */
 } keel_address_setting_cfg;
 
 typedef struct keel_queue_cfg {
@@ -85,6 +90,22 @@ typedef struct keel_config {
 	unsigned address_settings_count;
 	keel_address_cfg *addresses;
 	unsigned addresses_count;
+	/* Flow control and large messages: the strings as written (NULL =
+	 * unset), the values parsed by the load (defaults when unset). */
+	char *global_max_size;
+	char *min_large_message_size;
+	char *write_high_watermark;
+	char *write_low_watermark;
+	int64_t global_max_size_bytes;       /* default -1 = unlimited */
+	uint64_t min_large_message_size_bytes; /* default 100 KiB */
+	uint64_t write_high_watermark_bytes;   /* default 128 KiB */
+	uint64_t write_low_watermark_bytes;    /* default 32 KiB */
+	/* The journal (journal.h).  journal-file-size: the string as written
+	 * (NULL = unset) and its value in bytes (default 10 MiB). */
+	char *journal_file_size;
+	uint64_t journal_file_size_bytes;
+	bool journal_sync;                     /* default true: fdatasync per batch */
+	uint32_t journal_compact_min_files;    /* default 4 */
 } keel_config;
 
 /*
@@ -105,6 +126,14 @@ void keel_config_free(keel_config *cfg); /* NULL is fine */
 
 /* Replace a string field (flags override the file). 0 or -ENOMEM. */
 int keel_config_set_str(char **field, const char *value);
+
+/*
+ * A size: decimal bytes, optionally followed by a unit: KiB, MiB, GiB
+ * (1024-based; K, M, G and k, m, g alone mean the same) or KB, MB, GB
+ * (1000-based); "-1" when allow_unlimited.  -EINVAL when malformed,
+ * -ERANGE above INT64_MAX.
+ */
+int keel_parse_size(const char *s, bool allow_unlimited, int64_t *out);
 
 /* "HOST:PORT" -> parts; -EINVAL when malformed.  host must hold 256. */
 int keel_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);

@@ -67,6 +67,10 @@ struct keel_address {
 	size_t anycast_rr;              /* next anycast queue to try */
 	uint64_t settings_gen;          /* of the cached settings below */
 	keel_address_settings settings; /* resolved, cached */
+	uint64_t size_bytes;            /* flow control: see keel_core_address_size */
+	uint64_t dropped;               /* messages dropped (DROP policy) */
+	bool drop_episode;              /* dropped since it last drained */
+	uint64_t store_id;              /* the journal's id; 0 = none */
 	char name[];
 };
 
@@ -101,6 +105,7 @@ struct keel_queue {
 	uint64_t messages_expired;
 	uint64_t messages_killed;
 	uint64_t bytes_in_memory;
+	uint64_t store_id;         /* the journal's id; 0 = none */
 	char name[];
 };
 
@@ -169,10 +174,53 @@ struct keel_core {
 	keel_queue *cur_q;         /* being dispatched */
 	keel_consumer *cur_c;      /* inside deliver() */
 	bool flushing;
+	uint64_t addr_bytes;       /* sum of every address's size_bytes */
+	uint64_t dropped_nowhere;  /* DROPs to addresses that do not exist */
+	bool global_drop_episode;  /* a drop to a nonexistent address, not drained */
+	bool drain_check;          /* sizes fell: look at the waiters in flush */
+	keel_address_waiter *waiters; /* BLOCKed producers, see keel_core_address_wait */
+	keel_core_store_ops store; /* persistence hooks (all NULL: none) */
+	void *store_ud;
 };
 
 static void core__flush(keel_core *core);
 static void queue_destroy(keel_queue *q, bool notify);
+
+/* ---- persistence hooks (keel_core_store_ops) ---------------------------- */
+
+static bool queue_is_persisted(const keel_queue *q)
+{
+	return q->durable && !q->temporary;
+}
+
+static void store_address(keel_address *a, bool added)
+{
+	keel_core *core = a->core;
+	if (added && core->store.address_added)
+		core->store.address_added(core->store_ud, a);
+	else if (!added && core->store.address_deleted)
+		core->store.address_deleted(core->store_ud, a);
+}
+
+/* Widen an address's routing types, telling the store when they change. */
+static void address_widen(keel_address *a, unsigned routing)
+{
+	if ((a->routing | routing) == a->routing)
+		return;
+	a->routing |= routing;
+	store_address(a, true);
+}
+
+static void store_message(keel_queue *q, keel_msg *m, bool added)
+{
+	keel_core *core = q->core;
+	if (!m->persistent || !queue_is_persisted(q))
+		return;
+	if (added && core->store.message_added)
+		core->store.message_added(core->store_ud, q, m);
+	else if (!added && core->store.message_removed)
+		core->store.message_removed(core->store_ud, q, m);
+}
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -250,6 +298,48 @@ static void rl_remove(ref_list *l, keel_ref *r)
 	else
 		l->tail = r->prev;
 	r->next = r->prev = NULL;
+}
+
+/* ---- flow-control policy names, large bodies ----------------------------- */
+
+const char *keel_full_policy_name(keel_full_policy p)
+{
+	switch (p) {
+	case KEEL_FULL_BLOCK:
+		return "BLOCK";
+	case KEEL_FULL_FAIL:
+		return "FAIL";
+	case KEEL_FULL_DROP:
+		return "DROP";
+	}
+	return "?";
+}
+
+int keel_full_policy_parse(const char *s)
+{
+	if (s && strcmp(s, "BLOCK") == 0)
+		return KEEL_FULL_BLOCK;
+	if (s && strcmp(s, "FAIL") == 0)
+		return KEEL_FULL_FAIL;
+	if (s && strcmp(s, "DROP") == 0)
+		return KEEL_FULL_DROP;
+	return -1;
+}
+
+keel_large_body *keel_large_body_ref(keel_large_body *lb)
+{
+	assert(lb && lb->refcount > 0 && lb->refcount < UINT32_MAX);
+	lb->refcount++;
+	return lb;
+}
+
+void keel_large_body_unref(keel_large_body *lb)
+{
+	if (lb == NULL)
+		return;
+	assert(lb->refcount > 0 && lb->release != NULL);
+	if (--lb->refcount == 0)
+		lb->release(lb);
 }
 
 /* ---- messages ---------------------------------------------------------- */
@@ -332,6 +422,14 @@ static keel_msg *msg_build(keel_core *core, const keel_msg_init *init, bool stri
 	m->body = (const uint8_t *)p;
 	m->body_len = init->body_len;
 	assert((size_t)(p + init->body_len - (char *)m) == size);
+	m->large = NULL;
+	m->queued_refs = 0;
+	if (init->large) {
+		assert(init->body_len == 0);
+		m->large = keel_large_body_ref(init->large);
+		m->body = NULL;
+		m->body_len = (size_t)init->large->size;
+	}
 	m->refcount = 1;
 	m->id = ++core->next_msg_id;
 	m->timestamp_ms = core_now(core);
@@ -347,7 +445,8 @@ static keel_msg *msg_build(keel_core *core, const keel_msg_init *init, bool stri
 keel_msg *keel_msg_create(keel_core *core, const keel_msg_init *init)
 {
 	if (core == NULL || init == NULL || (init->body_len && init->body == NULL) ||
-	    (init->header_count && init->headers == NULL))
+	    (init->header_count && init->headers == NULL) ||
+	    (init->large && (init->body_len || init->large->release == NULL)))
 		return NULL;
 	return msg_build(core, init, false, NULL, 0);
 }
@@ -364,8 +463,11 @@ void keel_msg_unref(keel_msg *m)
 	if (m == NULL)
 		return;
 	assert(m->refcount > 0);
-	if (--m->refcount == 0)
+	if (--m->refcount == 0) {
+		assert(m->queued_refs == 0);
+		keel_large_body_unref(m->large);
 		keel_free(m);
+	}
 }
 
 /* Copy of m for the dead-letter or expiry address `to`. */
@@ -380,8 +482,9 @@ static keel_msg *msg_copy_for(keel_core *core, const keel_msg *m, const char *to
 		.address = to,
 		.headers = m->headers,
 		.header_count = m->header_count,
-		.body = m->body,
-		.body_len = m->body_len,
+		.body = m->large ? NULL : m->body,
+		.body_len = m->large ? 0 : m->body_len,
+		.large = m->large, /* the copy shares the file */
 		.expires_ms = clear_expiry ? 0 : m->expires_ms,
 		.priority = m->priority,
 		.persistent = m->persistent,
@@ -425,10 +528,45 @@ static void ref_free(keel_core *core, keel_ref *r)
 	}
 }
 
+/* Flow control: a ref starts / stops counting in its address's size; a
+ * message counts once per address, while at least one of its refs does. */
+static void addr_charge(keel_queue *q, keel_msg *m)
+{
+	keel_address *a = q->addr;
+	assert(a != NULL && m->queued_refs < UINT32_MAX);
+	if (m->queued_refs++ > 0)
+		return;
+	a->size_bytes += m->mem_size;
+	q->core->addr_bytes += m->mem_size;
+}
+
+static bool addr_drained(keel_address *a);
+static bool global_drained(const keel_core *core);
+
+static void addr_uncharge(keel_queue *q, keel_msg *m)
+{
+	keel_address *a = q->addr;
+	keel_core *core = q->core;
+	assert(a != NULL && m->queued_refs > 0);
+	if (--m->queued_refs > 0)
+		return;
+	assert(a->size_bytes >= m->mem_size && core->addr_bytes >= m->mem_size);
+	a->size_bytes -= m->mem_size;
+	core->addr_bytes -= m->mem_size;
+	if (a->drop_episode && addr_drained(a))
+		a->drop_episode = false;
+	if (core->global_drop_episode && global_drained(core))
+		core->global_drop_episode = false;
+	if (core->waiters)
+		core->drain_check = true;
+}
+
 /* A detached ref leaves its queue for good. */
 static void ref_drop(keel_queue *q, keel_ref *r)
 {
 	assert(RI(r)->where == REF_NOWHERE && r->queue == q);
+	store_message(q, r->msg, false);
+	addr_uncharge(q, r->msg);
 	size_t mem = r->msg->mem_size;
 	assert(q->bytes_in_memory >= mem && q->core->mem_total >= mem);
 	q->bytes_in_memory -= mem;
@@ -561,7 +699,7 @@ static void dirty_remove(keel_queue *q)
 void keel_core_resolve_settings(const keel_core *core, const char *address,
 				keel_address_settings *out)
 {
-	int best[6] = { -1, -1, -1, -1, -1, -1 }; /* specificity is >= 0 */
+	int best[8] = { -1, -1, -1, -1, -1, -1, -1, -1 }; /* specificity is >= 0 */
 	*out = (keel_address_settings){
 		.has_auto_create_addresses = true,
 		.auto_create_addresses = true,
@@ -573,6 +711,10 @@ void keel_core_resolve_settings(const keel_core *core, const char *address,
 		.max_delivery_attempts = KEEL_DEFAULT_MAX_DELIVERY_ATTEMPTS,
 		.dead_letter_address = "DLA",
 		.expiry_address = "ExpiryQueue",
+		.has_max_size_bytes = true,
+		.max_size_bytes = -1,
+		.has_address_full_policy = true,
+		.address_full_policy = KEEL_FULL_BLOCK,
 	};
 	for (size_t i = 0; i < core->settings_count; i++) {
 		const settings_entry *e = &core->settings[i];
@@ -604,6 +746,14 @@ void keel_core_resolve_settings(const keel_core *core, const char *address,
 		if (s->expiry_address && sp >= best[5]) {
 			best[5] = sp;
 			out->expiry_address = s->expiry_address;
+		}
+		if (s->has_max_size_bytes && sp >= best[6]) {
+			best[6] = sp;
+			out->max_size_bytes = s->max_size_bytes;
+		}
+		if (s->has_address_full_policy && sp >= best[7]) {
+			best[7] = sp;
+			out->address_full_policy = s->address_full_policy;
 		}
 	}
 }
@@ -719,6 +869,7 @@ static int address_new(keel_core *core, const char *name, unsigned routing,
 	}
 	core->addrs[core->addr_count++] = a;
 	*out = a;
+	store_address(a, true);
 	return 0;
 }
 
@@ -726,6 +877,7 @@ static void address_destroy(keel_address *a)
 {
 	keel_core *core = a->core;
 	assert(a->queue_count == 0);
+	store_address(a, false);
 	HASH_DELETE(hh, core->addrs_by_name, a);
 	for (size_t i = 0; i < core->addr_count; i++) {
 		if (core->addrs[i] == a) {
@@ -735,6 +887,9 @@ static void address_destroy(keel_address *a)
 			break;
 		}
 	}
+	assert(a->size_bytes == 0);
+	if (core->waiters)
+		core->drain_check = true;
 	keel_free(a->queues);
 	keel_free(a);
 }
@@ -749,7 +904,7 @@ int keel_address_create(keel_core *core, const char *name, unsigned routing,
 	if (a) {
 		if (!widen)
 			return -EEXIST;
-		a->routing |= routing;
+		address_widen(a, routing);
 	} else {
 		int rc = address_new(core, name, routing, false, &a);
 		if (rc)
@@ -853,8 +1008,10 @@ static int queue_new(keel_core *core, keel_address *a, const keel_queue_options 
 		return -ENOMEM;
 	}
 	a->queues[a->queue_count++] = q;
-	a->routing |= opt->routing;
+	address_widen(a, opt->routing);
 	*out = q;
+	if (queue_is_persisted(q) && core->store.queue_added)
+		core->store.queue_added(core->store_ud, q);
 	return 0;
 }
 
@@ -972,6 +1129,8 @@ static void queue_destroy(keel_queue *q, bool notify)
 	keel_consumer *c;
 	keel_ref *r;
 
+	if (queue_is_persisted(q) && core->store.queue_deleted)
+		core->store.queue_deleted(core->store_ud, q);
 	HASH_DELETE(hh, core->queues_by_name, q);
 	for (size_t i = 0; i < a->queue_count; i++) {
 		if (a->queues[i] == q) {
@@ -989,6 +1148,7 @@ static void queue_destroy(keel_queue *q, bool notify)
 	while ((r = q->held.head) != NULL) {
 		keel_tx *tx = r->tx;
 		held_remove(q, r);
+		addr_uncharge(q, r->msg);
 		r->tx = tx;
 		RI(r)->where = REF_ORPHAN;
 		r->queue = NULL;
@@ -1020,7 +1180,9 @@ int keel_queue_delete(keel_core *core, const char *name, bool remove_consumers)
 
 uint64_t keel_queue_purge(keel_queue *q)
 {
-	return queue_purge_pending(q);
+	uint64_t n = queue_purge_pending(q);
+	core__flush(q->core); /* the address may have drained: waiters */
+	return n;
 }
 
 void keel_queue_pause(keel_queue *q, bool paused)
@@ -1063,11 +1225,13 @@ const char *keel_queue_name(const keel_queue *q)
 static void queue_enqueue(keel_queue *q, keel_ref *r)
 {
 	size_t mem = r->msg->mem_size;
+	addr_charge(q, r->msg);
 	q->messages_added++;
 	q->bytes_in_memory += mem;
 	q->core->mem_total += mem;
 	pending_push(q, r, false);
 	dirty_mark(q);
+	store_message(q, r->msg, true);
 }
 
 /*
@@ -1088,12 +1252,12 @@ static int route_special(keel_core *core, const char *name, keel_msg *m)
 			return rc;
 		created = true;
 	}
-	a->routing |= KEEL_ANYCAST;
+	address_widen(a, KEEL_ANYCAST);
 	keel_queue *q = address_next_anycast(a);
 	if (q == NULL) {
 		keel_queue_options o = {
 			.name = name, .address = name, .routing = KEEL_ANYCAST,
-			.max_consumers = -1,
+			.durable = true, .max_consumers = -1,
 		};
 		rc = queue_new(core, a, &o, &q);
 		if (rc) {
@@ -1174,7 +1338,7 @@ static int route_now(keel_core *core, keel_msg *m, keel_routing rt)
 		if (!(a->routing & rt)) {
 			if (!s.auto_create_addresses)
 				return -EINVAL;
-			a->routing |= rt;
+			address_widen(a, rt);
 		}
 	}
 	if (rt == KEEL_MULTICAST)
@@ -1186,7 +1350,7 @@ static int route_now(keel_core *core, keel_msg *m, keel_routing rt)
 			return 0;
 		keel_queue_options o = {
 			.name = m->address, .address = m->address, .routing = KEEL_ANYCAST,
-			.auto_created = true, .max_consumers = -1,
+			.auto_created = true, .durable = true, .max_consumers = -1,
 		};
 		rc = queue_new(core, a, &o, &q);
 		if (rc) {
@@ -1385,7 +1549,10 @@ static bool queue_should_delete(keel_queue *q)
 	return address_settings(q->addr)->auto_delete_queues;
 }
 
-/* Serve dirty queues and pending closed() callbacks until none is left. */
+static void waiters_run(keel_core *core);
+
+/* Serve dirty queues and pending closed() callbacks until none is left,
+ * then the waiters of addresses that drained. */
 static void core__flush(keel_core *core)
 {
 	if (core->flushing)
@@ -1405,6 +1572,10 @@ static void core__flush(keel_core *core)
 			continue;
 		}
 		keel_queue *q = core->dirty_head;
+		if (q == NULL && core->drain_check) {
+			waiters_run(core);
+			continue;
+		}
 		if (q == NULL)
 			break;
 		dirty_remove(q);
@@ -1419,6 +1590,148 @@ static void core__flush(keel_core *core)
 			queue_destroy(q, true);
 	}
 	core->flushing = false;
+}
+
+/* ---- flow control ------------------------------------------------------ */
+
+/* A limit <= 0 is "unlimited" for the global one; for an address, < 0 is
+ * unlimited and 0 means always full. */
+static bool over_limit(uint64_t size, int64_t limit)
+{
+	return size >= (uint64_t)limit;
+}
+
+static bool under_resume(uint64_t size, int64_t limit)
+{
+	return size < (uint64_t)limit / 100 * KEEL_FLOW_RESUME_PERCENT +
+			      (uint64_t)limit % 100 * KEEL_FLOW_RESUME_PERCENT / 100;
+}
+
+static bool global_full(const keel_core *core)
+{
+	int64_t g = core->opt.global_max_size_bytes;
+	return g > 0 && over_limit(core->addr_bytes, g);
+}
+
+static bool global_drained(const keel_core *core)
+{
+	int64_t g = core->opt.global_max_size_bytes;
+	return g <= 0 || under_resume(core->addr_bytes, g);
+}
+
+static bool addr_full(keel_address *a)
+{
+	int64_t max = address_settings(a)->max_size_bytes;
+	return max >= 0 && over_limit(a->size_bytes, max);
+}
+
+static bool addr_drained(keel_address *a)
+{
+	int64_t max = address_settings(a)->max_size_bytes;
+	return max < 0 || (max > 0 && under_resume(a->size_bytes, max));
+}
+
+uint64_t keel_core_address_size(const keel_core *core, const char *address)
+{
+	keel_address *a = keel_address_find(core, address);
+	return a ? a->size_bytes : 0;
+}
+
+uint64_t keel_core_addresses_size(const keel_core *core)
+{
+	return core->addr_bytes;
+}
+
+bool keel_core_address_full(keel_core *core, const char *address)
+{
+	if (global_full(core))
+		return true;
+	keel_address *a = keel_address_find(core, address);
+	return a != NULL && addr_full(a);
+}
+
+bool keel_core_address_drop(keel_core *core, const char *address)
+{
+	keel_address *a = keel_address_find(core, address);
+	bool *episode = a ? &a->drop_episode : &core->global_drop_episode;
+	if (a)
+		a->dropped++;
+	else
+		core->dropped_nowhere++;
+	if (*episode)
+		return false;
+	*episode = true;
+	return true;
+}
+
+uint64_t keel_core_address_dropped(const keel_core *core, const char *address)
+{
+	keel_address *a = keel_address_find(core, address);
+	return a ? a->dropped : 0;
+}
+
+/* Still blocked: not yet below the resume mark of whatever limit applies. */
+static bool waiter_blocked(keel_core *core, const char *address)
+{
+	if (!global_drained(core))
+		return true;
+	keel_address *a = keel_address_find(core, address);
+	return a != NULL && !addr_drained(a);
+}
+
+static void waiter_unlink(keel_core *core, keel_address_waiter *w)
+{
+	assert(w->linked);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		core->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	w->next = w->prev = NULL;
+	w->linked = false;
+}
+
+int keel_core_address_wait(keel_core *core, const char *address, keel_address_waiter *w)
+{
+	assert(w != NULL && w->cb != NULL);
+	if (!name_valid(address))
+		return -EINVAL;
+	if (w->linked)
+		return -EBUSY;
+	if (!keel_core_address_full(core, address))
+		return -EALREADY;
+	memcpy(w->address, address, strlen(address) + 1);
+	w->prev = NULL;
+	w->next = core->waiters;
+	if (core->waiters)
+		core->waiters->prev = w;
+	core->waiters = w;
+	w->linked = true;
+	return 0;
+}
+
+void keel_core_address_unwait(keel_core *core, keel_address_waiter *w)
+{
+	if (w != NULL && w->linked)
+		waiter_unlink(core, w);
+}
+
+/* From the flush: wake every waiter whose address drained.  A callback may
+ * unlink other waiters, so the scan restarts after each one. */
+static void waiters_run(keel_core *core)
+{
+	core->drain_check = false;
+	keel_address_waiter *w = core->waiters;
+	while (w != NULL) {
+		if (waiter_blocked(core, w->address)) {
+			w = w->next;
+			continue;
+		}
+		waiter_unlink(core, w);
+		w->cb(w, w->ud);
+		w = core->waiters;
+	}
 }
 
 /* ---- consumers --------------------------------------------------------- */
@@ -1695,6 +2008,8 @@ int keel_tx_commit(keel_tx *tx)
 		return -EINVAL;
 	keel_core *core = tx->core;
 	int first = 0;
+	if (core->store.tx_begin)
+		core->store.tx_begin(core->store_ud);
 	for (size_t i = 0; i < tx->op_count; i++) {
 		tx_op *op = &tx->ops[i];
 		if (op->kind == TX_SEND) {
@@ -1707,6 +2022,8 @@ int keel_tx_commit(keel_tx *tx)
 			tx_release_ref(core, op->ref, (enum tx_kind)op->kind, true);
 		}
 	}
+	if (core->store.tx_end)
+		core->store.tx_end(core->store_ud);
 	tx_free(tx);
 	core__flush(core);
 	return first;
@@ -1761,6 +2078,8 @@ void keel_core_free(keel_core *core)
 	if (core == NULL)
 		return;
 	assert(!core->flushing);
+	/* tearing down is not deleting: the store hears nothing */
+	memset(&core->store, 0, sizeof(core->store));
 	while (core->txs) {
 		keel_tx *tx = core->txs;
 		for (size_t i = 0; i < tx->op_count; i++) {
@@ -1795,7 +2114,9 @@ void keel_core_free(keel_core *core)
 		core->notify_head = c->next;
 		keel_free(c);
 	}
-	assert(core->ref_live == 0 && core->mem_total == 0);
+	while (core->waiters)
+		waiter_unlink(core, core->waiters);
+	assert(core->ref_live == 0 && core->mem_total == 0 && core->addr_bytes == 0);
 	HASH_DELETE(hh, core->by_delivery, &core->sentinel);
 	while (core->ref_cache) {
 		keel_ref *r = core->ref_cache;
@@ -1891,7 +2212,7 @@ static uint64_t check_queue(const keel_core *core, const keel_queue *q)
 
 int keel_core_check(const keel_core *core)
 {
-	uint64_t refs = 0, mem = 0, orphans = 0, indexed = 0;
+	uint64_t refs = 0, mem = 0, orphans = 0, indexed = 0, addr_sum = 0;
 	size_t queues = 0;
 	assert(core != NULL && !core->flushing);
 	assert(HASH_COUNT(core->addrs_by_name) == core->addr_count);
@@ -1899,17 +2220,23 @@ int keel_core_check(const keel_core *core)
 		const keel_address *a = core->addrs[i];
 		assert(keel_address_find(core, a->name) == a && !a->dying);
 		assert(a->routing != 0);
+		uint64_t qmem = 0;
 		for (size_t j = 0; j < a->queue_count; j++) {
 			const keel_queue *q = a->queues[j];
 			assert(q->addr == a && (a->routing & q->routing));
 			assert(keel_queue_find(core, q->name) == q);
 			refs += check_queue(core, q);
 			mem += q->bytes_in_memory;
+			qmem += q->bytes_in_memory;
 			for (const keel_consumer *c = q->cons_head; c; c = c->next)
 				indexed += c->out_msgs - c->unindexed;
 			queues++;
 		}
+		/* each message once, however many of its queues hold it */
+		assert(a->size_bytes <= qmem && (qmem == 0) == (a->size_bytes == 0));
+		addr_sum += a->size_bytes;
 	}
+	assert(addr_sum == core->addr_bytes);
 	assert(HASH_COUNT(core->queues_by_name) == queues);
 	for (const keel_tx *tx = core->txs; tx; tx = tx->next) {
 		assert(tx->core == core && tx->op_count <= KEEL_MAX_TX_OPS);
@@ -1936,5 +2263,102 @@ int keel_core_check(const keel_core *core)
 	assert(HASH_COUNT(core->by_delivery) == indexed + 1);
 	assert(core->ref_cache_count <= KEEL_CORE_REF_CACHE);
 	assert(core->dirty_head == NULL && core->notify_head == NULL);
+	return 0;
+}
+
+/* ---- persistence hooks -------------------------------------------------- */
+
+void keel_core_set_store(keel_core *core, const keel_core_store_ops *ops, void *ud)
+{
+	if (ops)
+		core->store = *ops;
+	else
+		memset(&core->store, 0, sizeof(core->store));
+	core->store_ud = ops ? ud : NULL;
+}
+
+bool keel_queue_persisted(const keel_queue *q)
+{
+	return queue_is_persisted(q);
+}
+
+uint64_t keel_queue_store_id(const keel_queue *q)
+{
+	return q->store_id;
+}
+
+void keel_queue_set_store_id(keel_queue *q, uint64_t id)
+{
+	q->store_id = id;
+}
+
+uint64_t keel_address_store_id(const keel_address *a)
+{
+	return a->store_id;
+}
+
+void keel_address_set_store_id(keel_address *a, uint64_t id)
+{
+	a->store_id = id;
+}
+
+bool keel_address_auto_created(const keel_address *a)
+{
+	return a->auto_created;
+}
+
+void keel_queue_get_options(const keel_queue *q, keel_queue_options *out)
+{
+	*out = (keel_queue_options){
+		.name = q->name,
+		.address = q->addr ? q->addr->name : NULL,
+		.routing = q->routing,
+		.durable = q->durable,
+		.temporary = q->temporary,
+		.auto_created = q->auto_created,
+		.max_consumers = q->max_consumers,
+		.purge_on_no_consumers = q->purge_on_no_consumers,
+	};
+}
+
+keel_msg *keel_msg_restore(keel_core *core, const keel_msg_init *init, uint64_t id,
+			   int64_t timestamp_ms)
+{
+	if (id == 0)
+		return NULL;
+	keel_msg *m = keel_msg_create(core, init);
+	if (m == NULL)
+		return NULL;
+	/* keel_msg_create took the next id; give it back unless it is ours */
+	if (core->next_msg_id == m->id)
+		core->next_msg_id--;
+	m->id = id;
+	m->timestamp_ms = timestamp_ms;
+	keel_core_reserve_msg_ids(core, id);
+	return m;
+}
+
+void keel_core_reserve_msg_ids(keel_core *core, uint64_t max_id)
+{
+	if (core->next_msg_id < max_id)
+		core->next_msg_id = max_id;
+}
+
+int keel_core_restore_message(keel_core *core, keel_queue *q, keel_msg *m)
+{
+	if (core == NULL || q == NULL || m == NULL || q->doomed)
+		return -EINVAL;
+	keel_ref *r = ref_alloc(core, q, m);
+	if (r == NULL)
+		return -ENOMEM;
+	/* as queue_enqueue, without telling the store what it already has */
+	size_t mem = m->mem_size;
+	addr_charge(q, m);
+	q->messages_added++;
+	q->bytes_in_memory += mem;
+	core->mem_total += mem;
+	pending_push(q, r, false);
+	dirty_mark(q);
+	core__flush(core);
 	return 0;
 }

@@ -35,6 +35,10 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "limits.h"
+
+/* A name (address, queue) with its NUL: KEEL_MAX_NAME_LEN + 1. */
+#define KEEL_CORE_NAME_BUF (KEEL_MAX_NAME_LEN + 1)
 
 typedef struct keel_core keel_core;
 typedef struct keel_address keel_address;
@@ -55,8 +59,28 @@ keel_routing keel_routing_parse(const char *s);
 /* ---- messages ---------------------------------------------------------- */
 
 /*
- * A message.  Immutable after creation except `refcount`.  One allocation
- * holds the struct, the headers, their strings and the body.
+ * A large message's body: a file (under <data-dir>/large-messages, named
+ * after the id of the message it was received as), never in memory.  The
+ * core only counts references (a dead-letter or expiry copy shares the
+ * file); whoever made it (largemsg.c) supplies `release`, which runs when
+ * the last reference goes and frees the struct (and removes the file).
+ */
+typedef struct keel_large_body {
+	uint32_t refcount;
+	uint64_t size;                                 /* body bytes */
+	uint64_t msg_id;                               /* file name: <msg_id>.msg */
+	void (*release)(struct keel_large_body *lb);
+	void *owner;                                   /* release's */
+} keel_large_body;
+
+keel_large_body *keel_large_body_ref(keel_large_body *lb);
+void keel_large_body_unref(keel_large_body *lb); /* NULL is fine */
+
+/*
+ * A message.  Immutable after creation except `refcount` (and the core's
+ * `queued_refs`).  One allocation holds the struct, the headers, their
+ * strings and the body; a large message has body NULL, body_len its size
+ * and `large` set (its mem_size counts only what is in memory).
  */
 typedef struct keel_msg {
 	uint32_t refcount;
@@ -71,6 +95,8 @@ typedef struct keel_msg {
 	size_t body_len;
 	const uint8_t *body;
 	size_t mem_size;       /* bytes charged to memory accounting */
+	keel_large_body *large; /* one reference; NULL for an ordinary message */
+	uint32_t queued_refs;  /* core-private: refs counted in its address's size */
 } keel_msg;
 
 typedef struct keel_msg_init {
@@ -82,6 +108,8 @@ typedef struct keel_msg_init {
 	int64_t expires_ms;     /* 0 = never */
 	uint8_t priority;       /* clamped to 0..9 */
 	bool persistent;
+	keel_large_body *large; /* body in a file: body must be NULL and body_len
+				   0; the message takes its own reference */
 } keel_msg_init;
 
 /* New message with refcount 1 (the caller's).  id and timestamp are set by
@@ -105,6 +133,17 @@ struct keel_ref {
 
 /* ---- the core ---------------------------------------------------------- */
 
+/* What a SEND to a full address gets (address-full-policy). */
+typedef enum keel_full_policy {
+	KEEL_FULL_BLOCK = 0,  /* the producer's connection stops being read */
+	KEEL_FULL_FAIL,       /* the SEND is refused (ERROR, connection kept) */
+	KEEL_FULL_DROP,       /* the message is dropped and counted */
+} keel_full_policy;
+
+/* "BLOCK"/"FAIL"/"DROP" <-> enum; parse returns -1 for anything else. */
+const char *keel_full_policy_name(keel_full_policy p);
+int keel_full_policy_parse(const char *s);
+
 /*
  * Settings that apply to addresses matching a pattern (address-settings in
  * the config).  The most specific matching pattern wins, field by field:
@@ -123,12 +162,17 @@ typedef struct keel_address_settings {
 	uint32_t max_delivery_attempts;    /* default 10; 0 = unlimited */
 	const char *dead_letter_address;   /* NULL: unset; "" = none. default "DLA" */
 	const char *expiry_address;        /* NULL: unset; "" = none. default "ExpiryQueue" */
+	bool has_max_size_bytes;
+	int64_t max_size_bytes;            /* default -1 = unlimited (flow control) */
+	bool has_address_full_policy;
+	keel_full_policy address_full_policy; /* default KEEL_FULL_BLOCK */
 } keel_address_settings;
 
 typedef struct keel_core_options {
 	int64_t (*now_ms)(void *ud); /* wall clock in ms; required */
 	void *now_ud;
 	const char *node;            /* for logs */
+	int64_t global_max_size_bytes; /* all addresses together; <= 0 = unlimited */
 } keel_core_options;
 
 int keel_core_create(keel_core **out, const keel_core_options *opt);
@@ -145,6 +189,54 @@ void keel_core_resolve_settings(const keel_core *core, const char *address,
 
 /* Bytes of messages held (memory accounting). */
 uint64_t keel_core_memory_used(const keel_core *core);
+
+/*
+ * ---- flow control ------------------------------------------------------
+ *
+ * An address's size is the mem_size of the messages its queues hold (pending,
+ * delivered or held by a transaction's ack), each message counted once per
+ * address however many of its queues hold it.  It is full when its size
+ * reaches its max-size-bytes, or the sum over all addresses reaches
+ * global-max-size.  It stops being full ("drains") when both fall below
+ * KEEL_FLOW_RESUME_PERCENT of their limits.
+ */
+
+/* Bytes held by the address (0 when it does not exist). */
+uint64_t keel_core_address_size(const keel_core *core, const char *address);
+/* Bytes held by all addresses (what global-max-size limits). */
+uint64_t keel_core_addresses_size(const keel_core *core);
+/* Is the address (or the broker as a whole) full?  A nonexistent address
+ * is full only when the global limit is reached. */
+bool keel_core_address_full(keel_core *core, const char *address);
+/*
+ * A message for a full DROP address was dropped: counted (see
+ * keel_core_address_dropped).  Returns true for the first drop of an
+ * episode (full until drained), so the caller emits `address.full` once.
+ */
+bool keel_core_address_drop(keel_core *core, const char *address);
+uint64_t keel_core_address_dropped(const keel_core *core, const char *address);
+
+/*
+ * A waiter for an address to drain (a BLOCKed producer).  Embedded in the
+ * waiter's own struct; the core links it.  cb runs once, from the core's
+ * flush (never inside keel_core_address_wait), when the address is no
+ * longer full (or is deleted); the waiter is unlinked before cb runs.
+ */
+typedef struct keel_address_waiter {
+	void (*cb)(struct keel_address_waiter *w, void *ud);
+	void *ud;
+	/* core-private */
+	struct keel_address_waiter *next, *prev;
+	bool linked;
+	char address[KEEL_CORE_NAME_BUF];
+} keel_address_waiter;
+
+/* Link w (cb and ud set by the caller).  -EALREADY when the address is not
+ * full (go ahead; w not linked), -EBUSY when w is already linked,
+ * -EINVAL for a bad name. */
+int keel_core_address_wait(keel_core *core, const char *address, keel_address_waiter *w);
+/* Unlink w if linked (cb will not run).  Safe on an unlinked waiter. */
+void keel_core_address_unwait(keel_core *core, keel_address_waiter *w);
 
 /* Asserts every invariant (tests call it after each step); returns 0. */
 int keel_core_check(const keel_core *core);
@@ -291,5 +383,53 @@ int keel_tx_commit(keel_tx *tx);
 /* Drops the sends, redelivers acked refs, frees tx. */
 void keel_tx_abort(keel_tx *tx);
 size_t keel_tx_op_count(const keel_tx *tx);
+
+/* ---- persistence hooks (the journal) ------------------------------------ */
+
+/*
+ * What the core tells a store (the journal) about durable state, as it
+ * changes.  Every hook is optional and runs synchronously inside the call
+ * that made the change; a hook must not call back into the core (except
+ * the store-id getters and setters below).
+ * "Persisted" queues are durable and not temporary; only persistent
+ * messages in persisted queues are reported.  Deleting a queue reports
+ * queue_deleted first; the message_removed calls for its refs may follow.
+ */
+typedef struct keel_core_store_ops {
+	/* created, or its routing types widened (a->routing is the new mask) */
+	void (*address_added)(void *ud, keel_address *a);
+	void (*address_deleted)(void *ud, keel_address *a);
+	void (*queue_added)(void *ud, keel_queue *q);
+	void (*queue_deleted)(void *ud, keel_queue *q);
+	/* a ref of m entered q (send, commit, dead-letter or expiry copy) */
+	void (*message_added)(void *ud, keel_queue *q, keel_msg *m);
+	/* a ref of m left q for good (acked, expired, dead-lettered, purged) */
+	void (*message_removed)(void *ud, keel_queue *q, keel_msg *m);
+	/* a commit starts / ends applying its operations */
+	void (*tx_begin)(void *ud);
+	void (*tx_end)(void *ud);
+} keel_core_store_ops;
+
+/* Set (ops copied) or clear (NULL) the store.  Recovery runs with none. */
+void keel_core_set_store(keel_core *core, const keel_core_store_ops *ops, void *ud);
+/* Durable and not temporary. */
+bool keel_queue_persisted(const keel_queue *q);
+/* The store's id for a queue / address (0 = none); the core only keeps it. */
+uint64_t keel_queue_store_id(const keel_queue *q);
+void keel_queue_set_store_id(keel_queue *q, uint64_t id);
+uint64_t keel_address_store_id(const keel_address *a);
+void keel_address_set_store_id(keel_address *a, uint64_t id);
+bool keel_address_auto_created(const keel_address *a);
+/* The options a queue was created with (strings borrowed from q). */
+void keel_queue_get_options(const keel_queue *q, keel_queue_options *out);
+/* Recovery: a message with the id and timestamp it had (refcount 1);
+ * later ids are larger.  NULL on out of memory or id 0. */
+keel_msg *keel_msg_restore(keel_core *core, const keel_msg_init *init, uint64_t id,
+			   int64_t timestamp_ms);
+/* Recovery: later message ids are larger than max_id. */
+void keel_core_reserve_msg_ids(keel_core *core, uint64_t max_id);
+/* Recovery: append m (borrowed) to q's pending messages as if it had been
+ * sent, without store hooks.  -ENOMEM. */
+int keel_core_restore_message(keel_core *core, keel_queue *q, keel_msg *m);
 
 #endif

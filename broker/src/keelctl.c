@@ -60,6 +60,8 @@ int keelctl_global_opt(keelctl_global *g, int ch, const char *arg)
 		}
 		g->timeout_ms = (uint32_t)v;
 		return 0;
+	case KEELCTL_OPT_URL:
+		return keelctl_parse_url(g, arg);
 	default:
 		return 2;
 	}
@@ -71,16 +73,14 @@ void keelctl_client_options(const keelctl_global *g, keel_client_options *o)
 	o->host = g->host;
 	o->port = g->port;
 	o->login = g->user;
-	o->passcode = g->password;
+	o->passcode = g->password ? g->password : getenv("KEEL_PASSWORD");
 	o->connect_timeout_ms = g->timeout_ms;
 }
 
 static int connect_or_fail(const keelctl_global *g, const char *cmd, keel_bclient **out)
 {
-	keel_client_options o;
 	char err[256];
-	keelctl_client_options(g, &o);
-	int rc = keel_bclient_connect(out, &o, g->timeout_ms, err, sizeof(err));
+	int rc = keelctl_connect(g, out, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "keelctl %s: cannot connect to %s:%u: %s\n", cmd, g->host,
 			(unsigned)g->port, err);
@@ -471,6 +471,10 @@ static const struct keelctl_command commands[] = {
 	{ "consume", cmd_consume, "receive messages from a destination" },
 	{ "perf", keelctl_perf, "measure throughput and latency through the broker" },
 	{ "user", cmd_user, "user tools: hash-password" },
+	{ "queue", keelctl_queue, "queues: stat, list, create, delete, purge, pause, resume" },
+	{ "address", keelctl_address, "addresses: list, show, create, delete" },
+	{ "broker", keelctl_broker, "the broker: status, threads" },
+	{ "bridge", keelctl_bridge, "bridges: status" },
 };
 
 static void main_usage(FILE *f)

@@ -14,12 +14,23 @@
 
 #include "keel/client.h"
 
+/* --url may be given this many times (a live/backup pair needs two). */
+#define KEELCTL_MAX_URLS 8
+
+typedef struct keelctl_url {
+	char host[256];
+	uint16_t port;
+} keelctl_url;
+
 typedef struct keelctl_global {
 	const char *host;
 	uint16_t port;
 	const char *user;
 	const char *password;
 	uint32_t timeout_ms; /* per blocking operation */
+	keelctl_url urls[KEELCTL_MAX_URLS]; /* --url, tried in order; the first
+					       also sets host/port */
+	size_t url_count;
 } keelctl_global;
 
 enum {
@@ -28,6 +39,7 @@ enum {
 	KEELCTL_OPT_USER,
 	KEELCTL_OPT_PASSWORD,
 	KEELCTL_OPT_TIMEOUT,
+	KEELCTL_OPT_URL,
 };
 
 /* Entries for a getopt_long table; every subcommand accepts them. */
@@ -36,11 +48,14 @@ enum {
 	{ "port", required_argument, NULL, KEELCTL_OPT_PORT },       \
 	{ "user", required_argument, NULL, KEELCTL_OPT_USER },       \
 	{ "password", required_argument, NULL, KEELCTL_OPT_PASSWORD }, \
-	{ "timeout", required_argument, NULL, KEELCTL_OPT_TIMEOUT }
+	{ "timeout", required_argument, NULL, KEELCTL_OPT_TIMEOUT }, \
+	{ "url", required_argument, NULL, KEELCTL_OPT_URL }
 
 #define KEELCTL_GLOBAL_USAGE \
 	"global options: --host H (127.0.0.1) --port P (61613) --user U --password P\n" \
-	"                --timeout MS (10000, per operation)\n"
+	"                --timeout MS (10000, per operation)\n" \
+	"                --url tcp://HOST:PORT (repeatable: tried in order until one connects)\n" \
+	"                KEEL_PASSWORD in the environment stands in for --password\n"
 
 /* 0: handled; 2: bad value or not a global option (usage error). */
 int keelctl_global_opt(keelctl_global *g, int ch, const char *arg);
@@ -48,5 +63,16 @@ void keelctl_client_options(const keelctl_global *g, keel_client_options *o);
 bool keelctl_parse_u64(const char *s, uint64_t *out);
 
 int keelctl_perf(keelctl_global *g, int argc, char **argv);
+
+/* keelctl_mgmt.c: --url parsing, connecting through the URL list, and the
+ * management subcommands. */
+int keelctl_parse_url(keelctl_global *g, const char *url);
+/* Tries --url entries in order (or host/port when none); 0 and *out, or
+ * -errno with the last failure in err. */
+int keelctl_connect(const keelctl_global *g, keel_bclient **out, char *err, size_t errlen);
+int keelctl_queue(keelctl_global *g, int argc, char **argv);
+int keelctl_address(keelctl_global *g, int argc, char **argv);
+int keelctl_broker(keelctl_global *g, int argc, char **argv);
+int keelctl_bridge(keelctl_global *g, int argc, char **argv);
 
 #endif

@@ -101,4 +101,74 @@
  * message; 4096 refs are ~0.5 MiB at most. */
 #define KEEL_CORE_REF_CACHE 4096
 
+/* Body of a management request (a JSON object of arguments): real ones are
+ * a few hundred bytes; 64 KiB bounds what one request makes jansson parse. */
+#define KEEL_MGMT_MAX_REQUEST_BYTES (64 * 1024)
+
+/* Rows a management list returns: by default, and at most (`max-rows`).
+ * Bounds the size of one reply message; `total` says how many matched. */
+#define KEEL_MGMT_DEFAULT_MAX_ROWS 1000
+#define KEEL_MGMT_MAX_ROWS 100000
+
+/* ---- flow control and large messages ---------------------------------- */
+
+/* A BLOCKed address lets its producers go again once it holds less than
+ * this share of its limit (percent): hysteresis, so that a producer at the
+ * limit is not paused and resumed (and evented) once per message. */
+#define KEEL_FLOW_RESUME_PERCENT 90
+
+/* While a connection's reading is paused (BLOCK), how often the edge asks
+ * the kernel whether the peer has gone (TCP_INFO: CLOSE_WAIT), since no
+ * read will tell it (ms).  Bounds how long a dead blocked producer holds
+ * its session. */
+#define KEEL_PAUSED_PEER_CHECK_MS 200
+
+/* Default min-large-message-size: bodies from this size on are streamed
+ * to a file under <data-dir>/large-messages (as Artemis: 100 KiB). */
+#define KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE (100 * 1024)
+
+/* Smallest min-large-message-size accepted: below one parser chunk the
+ * per-file cost outweighs what streaming saves. */
+#define KEEL_MIN_LARGE_MESSAGE_SIZE_FLOOR 1024
+
+/* Largest body accepted as a (streamed) large message: bounds the disk a
+ * single SEND can fill. 64 GiB. */
+#define KEEL_MAX_LARGE_MESSAGE_SIZE (64ULL * 1024 * 1024 * 1024)
+
+/* Output a session holds back while a large body streams to its client
+ * (receipts answering frames that arrive meanwhile): past this, reading
+ * from the connection pauses until the body is out.  64 KiB is a thousand
+ * receipts. */
+#define KEEL_SESSION_HELD_OUTPUT_MAX (64 * 1024)
+
+/* Smallest write watermarks accepted in the config: below a few frames
+ * every delivery would toggle writability. */
+#define KEEL_MIN_WRITE_WATERMARK 1024
+
+/* Journal segment size (journal-file-size): 10 MiB as Artemis; big enough
+ * that rolling over is rare, small enough that compaction moves little at
+ * a time.  Accepted range 64 KiB .. 1 GiB.  A record larger than a
+ * segment gets a segment of its own size. */
+#define KEEL_JOURNAL_DEFAULT_FILE_SIZE (10 * 1024 * 1024)
+#define KEEL_JOURNAL_MIN_FILE_SIZE (64 * 1024)
+#define KEEL_JOURNAL_MAX_FILE_SIZE (1024 * 1024 * 1024)
+
+/* Compaction starts above this many segment files (and only while less
+ * than half of the bytes are live): a small journal is left alone. */
+#define KEEL_JOURNAL_DEFAULT_COMPACT_MIN_FILES 4
+
+/* Largest record recovery accepts: a message of KEEL_MAX_FRAME_BODY plus
+ * KEEL_MAX_HEADERS_TOTAL of headers and slack.  A length field above it
+ * is corruption, never an allocation. */
+#define KEEL_JOURNAL_MAX_RECORD (KEEL_MAX_FRAME_BODY + KEEL_MAX_HEADERS_TOTAL + 4096)
+
+/* Segment files recovery reads at most (1 TiB of 10 MiB segments): bounds
+ * the directory scan. */
+#define KEEL_JOURNAL_MAX_SEGMENTS 100000
+
+/* After a failed journal write, time before the journal writes again (ms):
+ * a broken disk is not hammered in a loop. */
+#define KEEL_JOURNAL_RETRY_MS 200
+
+
 #endif

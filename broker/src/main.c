@@ -3,7 +3,9 @@
  *
  * Flags override the config file.  Exit codes: 0 after a clean stop (or
  * a good --check-config), 1 for runtime failures (cannot listen...), 2
- * for usage and configuration errors.  Single-threaded.
+ * for usage and configuration errors, 3 when the stop found leaked
+ * threads (leakcheck/README.md).  The main thread runs the loop; other
+ * threads are started through lc_thread_start and joined on stop.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,9 +16,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "config.h"
+#include "lc.h"
+#include "lc_check.h"
+#include "lc_uv.h"
 #include "log.h"
 
 #define PROG "keel-broker"
@@ -42,7 +48,8 @@ static void usage(FILE *f)
 		"\n"
 		"Flags override the same keys of the config file.  With no users\n"
 		"configured the broker only listens on a loopback address.\n"
-		"Exit status: 0 clean stop, 1 runtime failure, 2 usage or config error.\n");
+		"Exit status: 0 clean stop, 1 runtime failure, 2 usage or config error,\n"
+		"3 threads leaked at stop (a report on standard output).\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -81,6 +88,20 @@ static int mkdir_p(const char *path)
 }
 
 enum { OPT_CHECK_CONFIG = 256 };
+
+/* KEEL_TEST_LEAK_THREAD=1: a thread that is never joined, so that tests
+ * can see the leak report and exit status 3.  Blocks every signal and
+ * waits until the process exits. */
+static void *leak_on_purpose(void *arg)
+{
+	sigset_t all;
+	(void)arg;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;)
+		pause();
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -168,6 +189,7 @@ int main(int argc, char **argv)
 		keel_log_set_level(level);
 
 	int status = 0;
+	lc_snapshot *threads_before = NULL;
 	if (check_only) {
 		rc = keel_broker_check_config(cfg, err, sizeof(err));
 		if (rc < 0) {
@@ -188,6 +210,14 @@ int main(int argc, char **argv)
 	/* A peer that goes away mid-write is an error code, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 
+	/* The threads there before the broker: this one and libuv's pool
+	 * (started and named now, see lc_uv.h).  What is more at the stop
+	 * leaked. */
+	lc_uv_pool_warm();
+	rc = lc_snapshot_take(&threads_before);
+	if (rc < 0)
+		keel_log_warn("leak check off: cannot snapshot threads: %s", strerror(-rc));
+
 	keel_broker *b = NULL;
 	rc = keel_broker_create(&b, cfg, err, sizeof(err));
 	if (rc < 0) {
@@ -195,10 +225,21 @@ int main(int argc, char **argv)
 		status = (rc == -EINVAL || rc == -EPERM) ? 2 : 1;
 		goto out;
 	}
+	const char *leak = getenv("KEEL_TEST_LEAK_THREAD");
+	if (leak != NULL && strcmp(leak, "1") == 0) {
+		lc_thread *t;
+		if (lc_thread_start(&t, "keel-leaktest", "broker-test", leak_on_purpose, NULL) == 0)
+			keel_log_warn("KEEL_TEST_LEAK_THREAD=1: thread keel-leaktest will leak");
+	}
 	rc = keel_broker_run(b);
-	keel_broker_free(b);
 	status = rc < 0 ? 1 : 0;
+	/* Every broker thread is joined now: anything more is a leak. */
+	if (threads_before != NULL && keel_broker_check_leaks(b, threads_before, rc == 0) > 0 &&
+	    status == 0)
+		status = 3;
+	keel_broker_free(b);
 out:
+	lc_snapshot_free(threads_before);
 	keel_config_free(cfg);
 	return status;
 }

@@ -16,6 +16,9 @@
 #include <assert.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +52,7 @@ struct keel_conn {
 	keel_buf inflight;             /* being written by write_req */
 	bool writing;                  /* write_req in flight */
 	bool close_after_flush;        /* no more input; close once drained */
+	bool read_paused;              /* the session paused reading (BLOCK) */
 	bool unwritable;               /* a writer was told "not writable" */
 	keel_conn_writable_cb wcb;     /* one-shot drain listener */
 	void *wcb_ud;
@@ -68,6 +72,8 @@ struct keel_server {
 	const keel_session_env *env;
 	char *name;
 	uint32_t max_connections;
+	size_t high_wm;                /* write watermarks, bytes */
+	size_t low_wm;
 	uv_tcp_t listener;
 	uv_prepare_t flush;
 	uv_idle_t spin;                /* keeps poll from blocking while dirty */
@@ -102,7 +108,22 @@ size_t keel_conn_pending(const keel_conn *c)
 
 bool keel_conn_writable(const keel_conn *c)
 {
-	return c->state == KEEL_CONN_OPEN && keel_conn_pending(c) < KEEL_WRITE_HIGH_WATERMARK;
+	return c->state == KEEL_CONN_OPEN && keel_conn_pending(c) < c->server->high_wm;
+}
+
+bool keel_conn_reading(const keel_conn *c)
+{
+	return c->state == KEEL_CONN_OPEN && !c->close_after_flush && !c->read_paused;
+}
+
+size_t keel_server_write_high_watermark(const keel_server *s)
+{
+	return s->high_wm;
+}
+
+size_t keel_server_write_low_watermark(const keel_server *s)
+{
+	return s->low_wm;
 }
 
 int keel_conn_on_writable(keel_conn *c, keel_conn_writable_cb cb, void *ud)
@@ -163,7 +184,7 @@ static void conn_check_drain(keel_conn *c)
 		return;
 	if (!c->unwritable && c->wcb == NULL)
 		return;
-	if (keel_conn_pending(c) >= KEEL_WRITE_LOW_WATERMARK)
+	if (keel_conn_pending(c) >= c->server->low_wm)
 		return;
 	keel_log_debug("%s: writable again (%zu bytes pending)", c->peer, keel_conn_pending(c));
 	if (c->unwritable) {
@@ -186,7 +207,7 @@ static void on_write(uv_write_t *req, int status)
 	c->writing = false;
 	keel_buf_reset(&c->inflight);
 	/* Don't keep a burst's memory around forever. */
-	if (c->inflight.cap > 4 * KEEL_WRITE_HIGH_WATERMARK)
+	if (c->inflight.cap > 4 * c->server->high_wm)
 		keel_buf_free(&c->inflight);
 	if (c->state != KEEL_CONN_OPEN)
 		return; /* cancelled by uv_close */
@@ -327,12 +348,43 @@ static const char *op_peer(void *conn)
 	return c->peer;
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+/* BLOCK: stop reading (the kernel's socket buffers fill, then the
+ * producer's TCP window closes), or start again.  While paused, the timer
+ * also watches for a peer that closed (see conn_peer_gone). */
+static void op_set_reading(void *conn, bool reading)
+{
+	keel_conn *c = conn;
+	if (c->state != KEEL_CONN_OPEN || c->read_paused == !reading)
+		return;
+	c->read_paused = !reading;
+	if (c->close_after_flush)
+		return; /* not reading anyway */
+	if (reading) {
+		int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+		if (rc < 0) {
+			keel_log_debug("%s: read: %s", c->peer, uv_strerror(rc));
+			op_close_after_flush(c);
+			return;
+		}
+		/* silence while paused was ours, not the peer's */
+		c->last_read_ms = uv_now(c->server->loop);
+	} else {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	}
+	keel_log_debug("%s: reading %s", c->peer, reading ? "resumed" : "paused");
+	conn_arm_timer(c);
+}
+
 static const keel_conn_ops conn_ops = {
 	.outbuf = op_outbuf,
 	.writable = op_writable,
 	.close_after_flush = op_close_after_flush,
 	.set_heartbeat = op_set_heartbeat,
 	.peer = op_peer,
+	.set_reading = op_set_reading,
 };
 
 /* ---- timers: CONNECT timeout and heart-beats ----------------------------- */
@@ -350,14 +402,35 @@ static void conn_arm_timer(keel_conn *c)
 	if (c->hb_send_ms > 0 && c->last_write_ms + c->hb_send_ms < deadline)
 		deadline = c->last_write_ms + c->hb_send_ms;
 	uint64_t recv_window_ms = (uint64_t)c->hb_recv_ms * KEEL_HEARTBEAT_GRACE_FACTOR;
-	if (c->hb_recv_ms > 0 && c->last_read_ms + recv_window_ms < deadline)
+	if (c->hb_recv_ms > 0 && !c->read_paused && c->last_read_ms + recv_window_ms < deadline)
 		deadline = c->last_read_ms + recv_window_ms;
+	uint64_t now = uv_now(c->server->loop);
+	if (c->read_paused && now + KEEL_PAUSED_PEER_CHECK_MS < deadline)
+		deadline = now + KEEL_PAUSED_PEER_CHECK_MS;
 	if (deadline == UINT64_MAX) {
 		uv_timer_stop(&c->timer);
 		return;
 	}
-	uint64_t now = uv_now(c->server->loop);
 	uv_timer_start(&c->timer, on_conn_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/*
+ * A paused connection reads nothing, so it would never see the peer's
+ * FIN.  The kernel knows: once the peer has closed, the socket is in
+ * CLOSE_WAIT (or CLOSE after a reset) whatever unread data is queued.
+ */
+static bool conn_peer_gone(keel_conn *c)
+{
+	uv_os_fd_t fd;
+	if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+		return false;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return false;
+	return ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE ||
+	       ti.tcpi_state == TCP_LAST_ACK;
 }
 
 static void on_conn_timer(uv_timer_t *t)
@@ -373,8 +446,21 @@ static void on_conn_timer(uv_timer_t *t)
 		conn_close(c);
 		return;
 	}
+	if (c->read_paused && conn_peer_gone(c)) {
+		keel_log_info("%s: peer closed while its reading was paused, closing", c->peer);
+		conn_close(c);
+		return;
+	}
+	if (c->read_paused && keel_conn_pending(c) == 0) {
+		/* A peer that closed with data still unsent (its FIN queued behind
+		 * what we do not read) answers data with a reset, which the next
+		 * check sees.  An EOL is allowed between frames. */
+		if (keel_buf_append_byte(&c->out, '\n') == 0)
+			mark_dirty(c);
+		c->last_write_ms = now;
+	}
 	uint64_t recv_window_ms = (uint64_t)c->hb_recv_ms * KEEL_HEARTBEAT_GRACE_FACTOR;
-	if (c->hb_recv_ms > 0 && now - c->last_read_ms >= recv_window_ms) {
+	if (c->hb_recv_ms > 0 && !c->read_paused && now - c->last_read_ms >= recv_window_ms) {
 		keel_log_info("%s: no heart-beat for %llu ms, closing", c->peer,
 			      (unsigned long long)(now - c->last_read_ms));
 		keel_session_on_heartbeat_timeout(c->session);
@@ -668,6 +754,12 @@ int keel_server_create(keel_server **out, const keel_server_options *opt)
 	s->max_connections = opt->max_connections ? opt->max_connections : KEEL_MAX_CONNECTIONS;
 	if (s->max_connections > KEEL_MAX_CONNECTIONS)
 		s->max_connections = KEEL_MAX_CONNECTIONS;
+	s->high_wm = opt->write_high_watermark ? opt->write_high_watermark
+					       : KEEL_WRITE_HIGH_WATERMARK;
+	s->low_wm = opt->write_low_watermark ? opt->write_low_watermark
+					     : KEEL_WRITE_LOW_WATERMARK;
+	if (s->low_wm >= s->high_wm)
+		s->low_wm = s->high_wm / 2;
 
 	/* None of these inits fails on Linux with a valid loop. */
 	uv_tcp_init(s->loop, &s->listener);

@@ -4,8 +4,10 @@
  * The server owns its listening socket, its connections (socket, timer,
  * read buffer, output buffers) and each connection's session.  Sessions
  * append output; the server flushes every dirty connection once per loop
- * turn (one uv_prepare), tracks writability against the watermarks of
- * limits.h, runs heart-beats and the CONNECT timeout.  Loop thread only.
+ * turn (one uv_prepare), tracks writability against its write watermarks
+ * (write-high-watermark / write-low-watermark; limits.h has the defaults),
+ * pauses reading when a session asks (producer flow control), runs
+ * heart-beats and the CONNECT timeout.  Loop thread only.
  */
 #ifndef KEEL_SERVER_H
 #define KEEL_SERVER_H
@@ -28,6 +30,9 @@ typedef struct keel_server_options {
 	uint16_t port;                 /* 0 = ephemeral */
 	const keel_session_env *env;   /* borrowed; outlives the server */
 	uint32_t max_connections;      /* 0 = KEEL_MAX_CONNECTIONS */
+	size_t write_high_watermark;   /* bytes; 0 = KEEL_WRITE_HIGH_WATERMARK */
+	size_t write_low_watermark;    /* bytes; 0 = KEEL_WRITE_LOW_WATERMARK; must
+					  be below the high one */
 } keel_server_options;
 
 /*
@@ -60,9 +65,9 @@ void keel_server_stop(keel_server *s, void (*done)(void *ud), void *ud);
  *
  * A connection's pending output is its output buffer plus the socket's
  * write queue (uv_stream_get_write_queue_size).  It is writable while
- * pending < KEEL_WRITE_HIGH_WATERMARK.  A writer that finds it unwritable
+ * pending < the server's high watermark.  A writer that finds it unwritable
  * stops producing and waits for a drain notice, sent once pending falls
- * below KEEL_WRITE_LOW_WATERMARK (hysteresis, so a writer does not flap).
+ * below the low watermark (hysteresis, so a writer does not flap).
  * The session is told through keel_session_on_writable() (after it saw
  * ops->writable() return false); other writers (bridges, management) arm
  * a one-shot listener.  Notices come from the flush or the write callback,
@@ -71,8 +76,13 @@ void keel_server_stop(keel_server *s, void (*done)(void *ud), void *ud);
 typedef void (*keel_conn_writable_cb)(keel_conn *c, int status, void *ud);
 
 size_t keel_conn_pending(const keel_conn *c);
-/* OPEN and pending < KEEL_WRITE_HIGH_WATERMARK. */
+/* OPEN and pending < the high watermark. */
 bool keel_conn_writable(const keel_conn *c);
+/* The server's watermarks (bytes), as configured. */
+size_t keel_server_write_high_watermark(const keel_server *s);
+size_t keel_server_write_low_watermark(const keel_server *s);
+/* Is the connection being read (false while a session paused it)? */
+bool keel_conn_reading(const keel_conn *c);
 /*
  * Arm the one-shot listener: cb(c, 0, ud) once pending drops below the low
  * watermark, or cb(c, -ECANCELED, ud) when the connection closes first.

@@ -23,6 +23,7 @@
 #include "core.h"
 #include "events.h"
 #include "security.h"
+#include "sync.h"
 
 typedef struct keel_session keel_session;
 
@@ -41,6 +42,11 @@ typedef struct keel_conn_ops {
 	void (*set_heartbeat)(void *conn, uint32_t send_ms, uint32_t recv_ms);
 	/* "ip:port" of the peer, for logs. */
 	const char *(*peer)(void *conn);
+	/* Producer flow control (BLOCK): stop reading from the socket (bytes
+	 * already read are still delivered), or start again.  While paused the
+	 * edge still notices a peer that closes, and closes the connection.
+	 * May be NULL (an edge without flow control). */
+	void (*set_reading)(void *conn, bool reading);
 } keel_conn_ops;
 
 /* What every session shares (borrowed; outlives the sessions). */
@@ -52,6 +58,21 @@ typedef struct keel_session_env {
 	const char *server_header;    /* CONNECTED `server` header */
 	uint32_t heartbeat_send_ms;   /* what the server offers (cx, cy) */
 	uint32_t heartbeat_recv_ms;
+	/* Management (SENDs to keel.management, see mgmt.h); NULL: the
+	 * session answers with a core-only environment. */
+	const struct keel_mgmt_env *mgmt;
+	/* Large messages: bodies of at least min_large_message_size bytes are
+	 * streamed to files in large_message_dir (NULL = no large messages:
+	 * bodies over KEEL_MAX_FRAME_BODY are refused as before);
+	 * 0 = KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE. */
+	const char *large_message_dir;
+	uint64_t min_large_message_size;
+	/* The journal: a frame whose processing appended journal records
+	 * (a persistent SEND reaching a durable queue, a COMMIT...) gets its
+	 * RECEIPT only once they are on disk, and every later receipt of the
+	 * connection waits behind it; a failed write turns it into an ERROR.
+	 * NULL: receipts go at once. */
+	const keel_sync *sync;
 } keel_session_env;
 
 int keel_session_create(keel_session **out, const keel_session_env *env,

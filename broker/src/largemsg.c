@@ -1,0 +1,227 @@
+/*
+ * largemsg.c - large message bodies as files (see largemsg.h).
+ *
+ * Owns each body's file (and, while it is being written, its fd) and the
+ * copy of its directory name.  Invariants: fd >= 0 only between begin and
+ * commit; `committed` files are named <id>.msg, others <id>.msg.tmp; the
+ * release closes and unlinks whichever exists.  Loop thread only.
+ */
+#include "largemsg.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "log.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+typedef struct large_file {
+	keel_large_body pub;
+	int fd;            /* while writing */
+	bool begun;        /* a file exists (tmp or committed) */
+	bool committed;
+	bool persistent;   /* kept on release while stopping */
+	char *dir;
+} large_file;
+
+static bool stopping; /* see keel_large_stopping */
+
+static large_file *LF(const keel_large_body *lb)
+{
+	return container_of((keel_large_body *)lb, large_file, pub);
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	int n = snprintf(tmp, sizeof(tmp), "%s", path);
+	if (n <= 0 || (size_t)n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int keel_large_dir_prepare(const char *dir)
+{
+	int rc = mkdir_p(dir);
+	if (rc)
+		return rc;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return -errno;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+				keel_log_info("large-messages: removed unfinished %s", e->d_name);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+int keel_large_path(const keel_large_body *lb, char *buf, size_t len)
+{
+	const large_file *f = LF(lb);
+	int n = snprintf(buf, len, "%s/%llu.msg%s", f->dir, (unsigned long long)lb->msg_id,
+			 f->committed ? "" : ".tmp");
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return n;
+}
+
+static void large_release(keel_large_body *lb)
+{
+	large_file *f = LF(lb);
+	char path[4096];
+	if (f->fd >= 0)
+		close(f->fd);
+	bool keep = stopping && f->persistent && f->committed;
+	if (f->begun && !keep && keel_large_path(lb, path, sizeof(path)) > 0 && unlink(path) != 0)
+		keel_log_warn("large-messages: cannot remove %s: %s", path, strerror(errno));
+	keel_free(f->dir);
+	keel_free(f);
+}
+
+int keel_large_create(keel_large_body **out, const char *dir)
+{
+	large_file *f = keel_calloc(1, sizeof(*f));
+	if (f == NULL)
+		return -ENOMEM;
+	f->dir = keel_strdup(dir);
+	if (f->dir == NULL) {
+		keel_free(f);
+		return -ENOMEM;
+	}
+	f->fd = -1;
+	f->pub.refcount = 1;
+	f->pub.release = large_release;
+	f->pub.owner = f;
+	*out = &f->pub;
+	return 0;
+}
+
+void keel_large_stopping(bool stop)
+{
+	stopping = stop;
+}
+
+void keel_large_set_persistent(keel_large_body *lb, bool persistent)
+{
+	LF(lb)->persistent = persistent;
+}
+
+int keel_large_reopen(keel_large_body **out, const char *dir, uint64_t msg_id,
+		      uint64_t size)
+{
+	keel_large_body *lb;
+	char path[4096];
+	int rc = keel_large_create(&lb, dir);
+	if (rc)
+		return rc;
+	large_file *f = LF(lb);
+	lb->msg_id = msg_id;
+	f->committed = true;
+	f->persistent = true;
+	struct stat st;
+	rc = keel_large_path(lb, path, sizeof(path));
+	if (rc >= 0)
+		rc = stat(path, &st) == 0 ? 0 : -errno;
+	if (rc == 0 && (uint64_t)st.st_size != size)
+		rc = -EIO;
+	if (rc < 0) {
+		keel_large_body_unref(lb); /* not begun: no file removed */
+		return rc;
+	}
+	f->begun = true;
+	lb->size = size;
+	*out = lb;
+	return 0;
+}
+
+int keel_large_begin(keel_large_body *lb, uint64_t msg_id)
+{
+	large_file *f = LF(lb);
+	char path[4096];
+	assert(!f->begun && f->fd < 0);
+	lb->msg_id = msg_id;
+	int rc = keel_large_path(lb, path, sizeof(path));
+	if (rc < 0)
+		return rc;
+	f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (f->fd < 0)
+		return -errno;
+	f->begun = true;
+	return 0;
+}
+
+int keel_large_append(keel_large_body *lb, const void *data, size_t len)
+{
+	large_file *f = LF(lb);
+	const uint8_t *p = data;
+	assert(f->fd >= 0 && !f->committed);
+	while (len > 0) {
+		ssize_t n = write(f->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+		lb->size += (uint64_t)n;
+	}
+	return 0;
+}
+
+int keel_large_commit(keel_large_body *lb, bool sync)
+{
+	large_file *f = LF(lb);
+	char from[4096], to[4096];
+	assert(f->fd >= 0 && !f->committed);
+	int rc = 0;
+	if (sync && fsync(f->fd) != 0)
+		rc = -errno;
+	if (close(f->fd) != 0 && rc == 0)
+		rc = -errno;
+	f->fd = -1;
+	if (rc)
+		return rc;
+	if (keel_large_path(lb, from, sizeof(from)) < 0)
+		return -ENAMETOOLONG;
+	f->committed = true;
+	rc = keel_large_path(lb, to, sizeof(to));
+	if (rc >= 0)
+		rc = rename(from, to) == 0 ? 0 : -errno;
+	if (rc < 0)
+		f->committed = false; /* the release removes the tmp */
+	return rc < 0 ? rc : 0;
+}
+
+int keel_large_open_read(const keel_large_body *lb)
+{
+	char path[4096];
+	if (!LF(lb)->committed)
+		return -EINVAL;
+	int rc = keel_large_path(lb, path, sizeof(path));
+	if (rc < 0)
+		return rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}

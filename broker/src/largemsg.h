@@ -1,0 +1,56 @@
+/*
+ * largemsg.h - large message bodies as files (keel_large_body, core.h).
+ *
+ * A SEND whose body reaches min-large-message-size is streamed, chunk by
+ * chunk as it arrives, to <dir>/<msg-id>.msg.tmp, renamed <msg-id>.msg
+ * once complete; deliveries read it back chunk by chunk.  The body is
+ * never held whole in memory.  The file lives as long as the last
+ * reference to its keel_large_body (the message and its dead-letter /
+ * expiry copies); the release removes it.  File I/O is synchronous on the
+ * loop thread (64 KiB chunks into the page cache).  Loop thread only.
+ */
+#ifndef KEEL_LARGEMSG_H
+#define KEEL_LARGEMSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+/* Create `dir` if missing and remove *.tmp left by an interrupted run
+ * (an unfinished upload is no message).  *.msg files are left alone: they
+ * belong to persistent messages the journal knows.  0 or -errno. */
+int keel_large_dir_prepare(const char *dir);
+
+/* A new body (refcount 1, size 0) that will live in `dir`; no file yet.
+ * `dir` is copied.  0 or -ENOMEM. */
+int keel_large_create(keel_large_body **out, const char *dir);
+/* Open <dir>/<msg_id>.msg.tmp for writing (msg_id: the message the body
+ * belongs to, whose id names the file).  0 or -errno. */
+int keel_large_begin(keel_large_body *lb, uint64_t msg_id);
+/* Append a chunk; size grows.  0 or -errno (-ENOSPC...). */
+int keel_large_append(keel_large_body *lb, const void *data, size_t len);
+/* Complete: close (fsync first when `sync`), rename to <msg_id>.msg. */
+int keel_large_commit(keel_large_body *lb, bool sync);
+
+/* A body whose file <dir>/<msg_id>.msg already exists (journal recovery:
+ * a persistent large message); refcount 1, marked persistent.  -ENOENT
+ * when the file is missing, -EIO when its size is not `size`, -ENOMEM. */
+int keel_large_reopen(keel_large_body **out, const char *dir, uint64_t msg_id,
+		      uint64_t size);
+/* The body belongs to a persistent message: its file survives a stop (see
+ * keel_large_stopping). */
+void keel_large_set_persistent(keel_large_body *lb, bool persistent);
+/* The broker is stopping (call before freeing the core): from now on the
+ * release keeps the committed files of persistent bodies, which the
+ * journal restores at the next start.  Process-wide, loop thread. */
+void keel_large_stopping(bool stopping);
+
+/* The file's path: "<dir>/<msg_id>.msg" (".tmp" appended before the
+ * commit).  Returns the length, or -ENAMETOOLONG. */
+int keel_large_path(const keel_large_body *lb, char *buf, size_t len);
+/* Open the committed file for reading: an fd (caller closes) or -errno. */
+int keel_large_open_read(const keel_large_body *lb);
+
+#endif
