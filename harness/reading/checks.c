@@ -1,0 +1,505 @@
+/*
+ * checks.c - the invariants checked on a recorded scenario (checks.h):
+ * no-receipted-lost, duplicates, single-live, live-after-listening, and
+ * kh_checks_run() which replaces a scenario's findings of these checks.
+ *
+ * Pure reads of events, steps and messages; the only writes are findings
+ * rows.  Times are CLOCK_MONOTONIC ns (events.mono_ns, steps.*_ns).  Any
+ * thread with its own sqlite3 handle.
+ */
+#include "checks.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "reading.h"
+
+/* First value named `key` anywhere in `j` (depth first), or NULL. */
+static json_t *json_find(json_t *j, const char *key)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	if (json_is_object(j)) {
+		v = json_object_get(j, key);
+		if (v)
+			return v;
+		json_object_foreach(j, k, v) {
+			json_t *r = json_find(v, key);
+			if (r)
+				return r;
+		}
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v) {
+			json_t *r = json_find(v, key);
+			if (r)
+				return r;
+		}
+	}
+	return NULL;
+}
+
+/* What a consume or expect step's params say (keys looked up at any
+ * depth: the runner writes {"consume": {...}}).  Names are the scenario
+ * format's (harness/src/scenario.c kh_step_params_json). */
+struct step_params {
+	char dest[512]; /* "" when the step names no destination */
+	long long count; /* -1: no count; 0 or until-empty: drain */
+	bool until_empty;
+	bool forbid_duplicates; /* no-duplicates: true (or duplicates: forbid) */
+	bool no_loss; /* expect no-loss: true */
+};
+
+static bool json_true_at(json_t *j, const char *key)
+{
+	return json_is_true(json_find(j, key));
+}
+
+static void parse_params(const char *params, struct step_params *cp)
+{
+	memset(cp, 0, sizeof(*cp));
+	cp->count = -1;
+	if (params == NULL)
+		return;
+	json_t *j = json_loads(params, 0, NULL);
+	if (j == NULL)
+		return;
+	json_t *v = json_find(j, "destination");
+	if (json_is_string(v))
+		snprintf(cp->dest, sizeof(cp->dest), "%s", json_string_value(v));
+	v = json_find(j, "count");
+	if (json_is_integer(v))
+		cp->count = json_integer_value(v);
+	cp->until_empty = json_true_at(j, "until-empty") || cp->count == 0;
+	cp->no_loss = json_true_at(j, "no-loss");
+	v = json_find(j, "duplicates");
+	cp->forbid_duplicates =
+		json_true_at(j, "no-duplicates") ||
+		(json_is_string(v) && (strcmp(json_string_value(v), "forbid") == 0 ||
+				       strcmp(json_string_value(v), "error") == 0)) ||
+		json_is_false(v);
+	json_decref(j);
+}
+
+static bool dest_matches(const struct step_params *cp, const char *dest)
+{
+	return cp->dest[0] == '\0' || strcmp(cp->dest, dest) == 0;
+}
+
+/* Messages consumed from `dest` while step `s` ran; -EIO. */
+static long long consumed_during(sqlite3 *db, int64_t sid,
+				 const struct kh_step *s, const char *dest)
+{
+	sqlite3_stmt *st = NULL;
+	long long n = -EIO;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT COUNT(*) FROM messages WHERE scenario_id = ?"
+			       " AND kind = 'consumed' AND destination = ?"
+			       " AND at_ns BETWEEN ? AND ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return kh__sqlerr(db, "messages");
+	sqlite3_bind_int64(st, 1, sid);
+	sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, s->started_ns);
+	sqlite3_bind_int64(st, 4, s->finished_ns);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	else
+		kh__sqlerr(db, "messages");
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The first step after `after_ns` that says `dest` should hold nothing
+ * more: a finished consume that drained it (asked for no count, or
+ * until-empty, or took fewer than it asked for), or an expect no-loss.
+ * Index into t->steps, -1 when none, or -errno. */
+static long draining_step(sqlite3 *db, const struct kh_trace *t,
+			  const char *dest, int64_t after_ns)
+{
+	for (size_t i = 0; i < t->n_steps; i++) {
+		const struct kh_step *s = &t->steps[i];
+		bool consume = strcmp(s->kind, "consume") == 0;
+		if ((!consume && strcmp(s->kind, "expect") != 0) ||
+		    s->started_ns < 0 || s->started_ns < after_ns)
+			continue;
+		struct step_params cp;
+		parse_params(s->params, &cp);
+		if (!dest_matches(&cp, dest))
+			continue;
+		if (!consume) {
+			if (cp.no_loss)
+				return (long)i;
+			continue;
+		}
+		if (s->finished_ns < 0)
+			continue;
+		if (cp.count < 0 || cp.until_empty)
+			return (long)i;
+		long long got = consumed_during(db, t->scenario_id, s, dest);
+		if (got < 0)
+			return (long)got;
+		if (got < cp.count)
+			return (long)i;
+	}
+	return -1;
+}
+
+/* One finding per destination; keys accumulate in `keys`. */
+struct per_dest {
+	char dest[512];
+	long long n;
+	long long extra;
+	char keys[KH_FINDING_MAX_LEN / 2];
+	int listed;
+	long step;
+};
+
+static void per_dest_reset(struct per_dest *d, const char *dest)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dest, sizeof(d->dest), "%s", dest);
+	d->step = -1;
+}
+
+static void per_dest_key(struct per_dest *d, const char *key, long long times)
+{
+	if (d->listed >= KH_FINDING_MAX_KEYS)
+		return;
+	size_t len = strlen(d->keys);
+	char item[160];
+	if (times > 1)
+		snprintf(item, sizeof(item), "%s%s x%lld", d->listed ? ", " : "",
+			 key, times);
+	else
+		snprintf(item, sizeof(item), "%s%s", d->listed ? ", " : "", key);
+	if (len + strlen(item) + 1 < sizeof(d->keys)) {
+		memcpy(d->keys + len, item, strlen(item) + 1);
+		d->listed++;
+	}
+}
+
+static int lost_flush(sqlite3 *db, const struct kh_trace *t,
+		      const struct per_dest *d)
+{
+	if (d->n == 0)
+		return 0;
+	const struct kh_step *s = &t->steps[d->step];
+	int err = kh__finding_add(
+		db, t->scenario_id, "no-receipted-lost", "error",
+		"%lld receipted persistent message%s on %s never consumed, "
+		"although step #%" PRId64 " (%s) %s %s after their receipts: "
+		"%s%s",
+		d->n, d->n == 1 ? "" : "s", d->dest, s->idx, s->kind,
+		strcmp(s->kind, "expect") == 0 ? "expected no loss on" : "drained",
+		d->dest, d->keys,
+		d->n > d->listed ? ", ..." : "");
+	return err < 0 ? err : 1;
+}
+
+int kh_check_no_receipted_lost(sqlite3 *db, int64_t scenario_id)
+{
+	struct kh_trace *t = NULL;
+	sqlite3_stmt *st = NULL;
+	struct per_dest d;
+	int err, errors = 0, rc;
+
+	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
+		return err;
+	/* Receipted, persistent (on its receipt or its production), never
+	 * consumed; by destination, then receipt time. */
+	if (sqlite3_prepare_v2(
+		    db,
+		    "SELECT r.destination, r.msg_key, MIN(COALESCE(r.at_ns, 0))"
+		    " FROM messages r WHERE r.scenario_id = ?1"
+		    " AND r.kind = 'receipted'"
+		    " AND (r.persistent <> 0 OR EXISTS (SELECT 1 FROM messages p"
+		    "  WHERE p.scenario_id = ?1 AND p.msg_key = r.msg_key"
+		    "  AND p.kind = 'produced' AND p.persistent <> 0))"
+		    " AND NOT EXISTS (SELECT 1 FROM messages c"
+		    "  WHERE c.scenario_id = ?1 AND c.msg_key = r.msg_key"
+		    "  AND c.kind = 'consumed')"
+		    " GROUP BY r.destination, r.msg_key"
+		    " ORDER BY r.destination, 3, r.msg_key",
+		    -1, &st, NULL) != SQLITE_OK) {
+		err = kh__sqlerr(db, "messages");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, scenario_id);
+	per_dest_reset(&d, "");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *dest = (const char *)sqlite3_column_text(st, 0);
+		const char *key = (const char *)sqlite3_column_text(st, 1);
+		int64_t at = sqlite3_column_int64(st, 2);
+		if (strcmp(dest, d.dest) != 0) {
+			if ((err = lost_flush(db, t, &d)) < 0)
+				goto out;
+			errors += err;
+			per_dest_reset(&d, dest);
+		}
+		/* Not drained afterwards: may still be queued, not a loss. */
+		long si = draining_step(db, t, dest, at);
+		if (si < 0) {
+			if (si != -1) {
+				err = (int)si;
+				goto out;
+			}
+			continue;
+		}
+		if (d.step < 0)
+			d.step = si;
+		d.n++;
+		per_dest_key(&d, key, 1);
+	}
+	if (rc != SQLITE_DONE) {
+		err = kh__sqlerr(db, "messages");
+		goto out;
+	}
+	if ((err = lost_flush(db, t, &d)) < 0)
+		goto out;
+	errors += err;
+	err = errors;
+out:
+	sqlite3_finalize(st);
+	kh__trace_free(t);
+	return err;
+}
+
+/* Is consuming `dest` twice forbidden by a consume or expect step? */
+static bool duplicates_forbidden(const struct kh_trace *t, const char *dest)
+{
+	for (size_t i = 0; i < t->n_steps; i++) {
+		const struct kh_step *s = &t->steps[i];
+		if (strcmp(s->kind, "consume") != 0 && strcmp(s->kind, "expect") != 0)
+			continue;
+		struct step_params cp;
+		parse_params(s->params, &cp);
+		if (cp.forbid_duplicates && dest_matches(&cp, dest))
+			return true;
+	}
+	return false;
+}
+
+static int dup_flush(sqlite3 *db, const struct kh_trace *t,
+		     const struct per_dest *d)
+{
+	if (d->n == 0)
+		return 0;
+	bool forbidden = duplicates_forbidden(t, d->dest);
+	int err = kh__finding_add(
+		db, t->scenario_id, "duplicates", forbidden ? "error" : "warning",
+		"%lld message%s on %s consumed more than once (%lld extra "
+		"deliver%s)%s: %s%s",
+		d->n, d->n == 1 ? "" : "s", d->dest, d->extra,
+		d->extra == 1 ? "y" : "ies",
+		forbidden ? "; the scenario forbids duplicates" : "", d->keys,
+		d->n > d->listed ? ", ..." : "");
+	if (err < 0)
+		return err;
+	return forbidden ? 1 : 0;
+}
+
+int kh_check_duplicates(sqlite3 *db, int64_t scenario_id)
+{
+	struct kh_trace *t = NULL;
+	sqlite3_stmt *st = NULL;
+	struct per_dest d;
+	int err, errors = 0, rc;
+
+	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
+		return err;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT destination, msg_key, COUNT(*) FROM messages"
+			       " WHERE scenario_id = ? AND kind = 'consumed'"
+			       " GROUP BY destination, msg_key HAVING COUNT(*) > 1"
+			       " ORDER BY destination, MIN(id)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		err = kh__sqlerr(db, "messages");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, scenario_id);
+	per_dest_reset(&d, "");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *dest = (const char *)sqlite3_column_text(st, 0);
+		const char *key = (const char *)sqlite3_column_text(st, 1);
+		long long times = sqlite3_column_int64(st, 2);
+		if (strcmp(dest, d.dest) != 0) {
+			if ((err = dup_flush(db, t, &d)) < 0)
+				goto out;
+			errors += err;
+			per_dest_reset(&d, dest);
+		}
+		d.n++;
+		d.extra += times - 1;
+		per_dest_key(&d, key, times);
+	}
+	if (rc != SQLITE_DONE) {
+		err = kh__sqlerr(db, "messages");
+		goto out;
+	}
+	if ((err = dup_flush(db, t, &d)) < 0)
+		goto out;
+	errors += err;
+	err = errors;
+out:
+	sqlite3_finalize(st);
+	kh__trace_free(t);
+	return err;
+}
+
+/* Nodes of the live/backup group: those the nodes table says are live or
+ * backup; when it says nothing of roles, every node seen. */
+static bool in_ha_group(const struct kh_trace *t, size_t n)
+{
+	bool any_role = false;
+	for (size_t i = 0; i < t->n_nodes; i++)
+		if (t->nodes[i].role)
+			any_role = true;
+	if (!any_role)
+		return true;
+	const char *r = t->nodes[n].role;
+	return r && (strcmp(r, "live") == 0 || strcmp(r, "backup") == 0);
+}
+
+static int64_t ev_seq(const struct kh_trace *t, int64_t id)
+{
+	for (size_t i = 0; i < t->n_evs; i++)
+		if (t->evs[i].id == id)
+			return t->evs[i].seq;
+	return -1;
+}
+
+int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
+{
+	struct kh_trace *t = NULL;
+	int err, errors = 0;
+
+	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
+		return err;
+	for (size_t i = 0; i < t->n_spans; i++) {
+		const struct kh_span *a = &t->spans[i];
+		if (strcmp(a->state, "LIVE") != 0 || !in_ha_group(t, a->node))
+			continue;
+		for (size_t j = i + 1; j < t->n_spans; j++) {
+			const struct kh_span *b = &t->spans[j];
+			if (b->node == a->node || strcmp(b->state, "LIVE") != 0 ||
+			    !in_ha_group(t, b->node))
+				continue;
+			if (!(a->start_ns < b->end_ns && b->start_ns < a->end_ns))
+				continue;
+			int64_t from = a->start_ns > b->start_ns ? a->start_ns :
+								   b->start_ns;
+			int64_t to = a->end_ns < b->end_ns ? a->end_ns :
+							     b->end_ns;
+			char f[32], as[32], bs[32];
+			kh__fmt_rel(f, sizeof(f), from, t->started_ns);
+			kh__fmt_rel(as, sizeof(as), a->start_ns, t->started_ns);
+			kh__fmt_rel(bs, sizeof(bs), b->start_ns, t->started_ns);
+			err = kh__finding_add(
+				db, scenario_id, "single-live", "error",
+				"%s and %s both LIVE for %.3f ms from +%s s "
+				"(%s LIVE at +%s s, seq %" PRId64
+				"; %s LIVE at +%s s, seq %" PRId64 ")",
+				t->nodes[a->node].name, t->nodes[b->node].name,
+				(double)(to - from) / 1e6, f,
+				t->nodes[a->node].name, as, ev_seq(t, a->start_ev),
+				t->nodes[b->node].name, bs,
+				ev_seq(t, b->start_ev));
+			if (err < 0)
+				goto out;
+			errors++;
+		}
+	}
+	err = errors;
+out:
+	kh__trace_free(t);
+	return err;
+}
+
+int kh_check_live_after_listening(sqlite3 *db, int64_t scenario_id)
+{
+	struct kh_trace *t = NULL;
+	int err, errors = 0;
+
+	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
+		return err;
+	for (size_t n = 0; n < t->n_nodes; n++) {
+		int inc = -1;
+		bool listening = false;
+		for (size_t i = 0; i < t->n_evs; i++) {
+			const struct kh_ev *e = &t->evs[i];
+			if (e->node != n)
+				continue;
+			if (e->incarnation != inc) {
+				inc = e->incarnation;
+				listening = false;
+			}
+			if (strcmp(e->type, "acceptor.listening") == 0)
+				listening = true;
+			if (e->state == NULL || strcmp(e->state, "LIVE") != 0 ||
+			    listening)
+				continue;
+			char at[32];
+			kh__fmt_rel(at, sizeof(at), e->t_ns, t->started_ns);
+			err = kh__finding_add(
+				db, scenario_id, "live-after-listening", "error",
+				"%s announced LIVE (seq %" PRId64 ", +%s s, "
+				"incarnation %d) before any acceptor.listening "
+				"of that process",
+				t->nodes[n].name, e->seq, at, inc);
+			if (err < 0)
+				goto out;
+			errors++;
+		}
+	}
+	err = errors;
+out:
+	kh__trace_free(t);
+	return err;
+}
+
+int kh_checks_run(sqlite3 *db, int64_t scenario_id)
+{
+	static int (*const checks[])(sqlite3 *, int64_t) = {
+		kh_check_no_receipted_lost,
+		kh_check_duplicates,
+		kh_check_single_live,
+		kh_check_live_after_listening,
+	};
+	int err, errors = 0;
+	sqlite3_stmt *st = NULL;
+
+	/* A savepoint works inside or outside the caller's transaction. */
+	if (sqlite3_exec(db, "SAVEPOINT kh_checks", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return kh__sqlerr(db, "checks");
+	if (sqlite3_prepare_v2(db,
+			       "DELETE FROM findings WHERE scenario_id = ? AND"
+			       " check_name IN ('no-receipted-lost', 'duplicates',"
+			       " 'single-live', 'live-after-listening')",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    (sqlite3_bind_int64(st, 1, scenario_id), sqlite3_step(st)) !=
+		    SQLITE_DONE) {
+		err = kh__sqlerr(db, "findings");
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+		if ((err = checks[i](db, scenario_id)) < 0)
+			goto fail;
+		errors += err;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_exec(db, "RELEASE kh_checks", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return kh__sqlerr(db, "checks");
+	return errors;
+fail:
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "ROLLBACK TO kh_checks; RELEASE kh_checks", NULL, NULL,
+		     NULL);
+	return err;
+}

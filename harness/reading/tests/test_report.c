@@ -1,0 +1,255 @@
+/*
+ * test_report.c - the HTML report of a hand-made recording: structure,
+ * escaping, self-containment; with argument "chromium", the same page
+ * rendered by headless Chromium (--dump-dom), asserting that the browser
+ * built the swimlanes' SVG elements.  Exits 77 (CTest: skipped) in that
+ * mode when Chromium is not installed.  KH_REPORT_SCREENSHOT=path.png also
+ * saves a screenshot.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+#include "checks.h"
+#include "commands.h"
+#include "reading.h"
+#include "rec_fixture.h"
+
+#define MS(x) ((int64_t)(x) * 1000000)
+#define N_STATE_EVENTS 8
+
+/* Two scenarios: a failed failover (fault, failing step, findings, leak)
+ * and a passing single node. */
+static void build(struct rec *r)
+{
+	rec_scenario(r, "failover-kill", MS(0), MS(2000), "fail",
+		     "step #4 await: deadline passed");
+	rec_node(r, "live1", "live");
+	rec_node(r, "backup1", "backup");
+	rec_step(r, 0, "start", "live1", "{\"start\":\"live1\"}", MS(0), MS(5), "ok", NULL);
+	rec_state(r, "live1", 1, MS(10), "STARTING");
+	rec_event(r, "live1", 2, MS(40), "acceptor.listening", "\"port\":61613");
+	rec_state(r, "live1", 3, MS(50), "LIVE");
+	rec_step(r, 1, "start", "backup1", NULL, MS(100), MS(105), "ok", NULL);
+	rec_state(r, "backup1", 1, MS(110), "STARTING");
+	rec_state(r, "backup1", 2, MS(150), "BACKUP_SYNCING");
+	rec_state(r, "backup1", 3, MS(300), "BACKUP_SYNCED");
+	rec_step(r, 2, "produce", "live1", "{\"count\":10}", MS(400), MS(500), "ok", NULL);
+	rec_step(r, 3, "kill", "live1", NULL, MS(600), MS(602), "ok", NULL);
+	rec_event(r, "backup1", 4, MS(700), "replication.lost", NULL);
+	rec_event(r, "backup1", 5, MS(710), "error", "\"message\":\"<script>alert(1)</script>\"");
+	rec_step(r, 4, "await", "backup1", "{\"await\":\"state LIVE\"}", MS(610), MS(1610),
+		 "fail", "no state LIVE from backup1 within 1000 ms & <b>more</b>");
+	rec_state(r, "live1", 1, MS(1700), "STARTING");
+	rec_state(r, "live1", 2, MS(1800), "STOPPING");
+	rec_state(r, "live1", 3, MS(1900), "STOPPED");
+	assert_int_equal(kh__finding_add(r->db, r->sid, "failback", "error",
+					 "failback never completed <x>"), 0);
+	assert_int_equal(kh__finding_add(r->db, r->sid, "duplicates", "warning",
+					 "1 message consumed twice"), 0);
+	rec_leak(r, "live1", "keel-fsync", "LEAK THREAD keel-fsync tid=42 created at journal.c:88");
+
+	rec_scenario(r, "solo <pass>", MS(0), MS(100), "pass", NULL);
+	rec_node(r, "n1", "standalone");
+	rec_step(r, 0, "start", "n1", NULL, MS(0), MS(1), "ok", NULL);
+	/* One state event: a single band from 10 ms to the scenario's end. */
+	rec_state(r, "n1", 1, MS(10), "LIVE");
+}
+
+static char *report_text(struct rec *r)
+{
+	int64_t ids[] = { 1, 2 };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(kh__report_write(r->db, "run <1>", ids, 2, f), 0);
+	assert_int_equal(fclose(f), 0);
+	return buf;
+}
+
+static void t_structure(void **state)
+{
+	struct rec r;
+	rec_open(&r);
+	build(&r);
+	char *h = report_text(&r);
+	assert_non_null(strstr(h, "<!DOCTYPE html>"));
+	assert_non_null(strstr(h, "<title>keel-harness report: run &lt;1&gt;</title>"));
+	/* One swimlane per scenario, one lane per node. */
+	assert_int_equal(rec_count(h, "<svg class=\"swimlane\""), 2);
+	assert_int_equal(rec_count(h, "<g class=\"lane\""), 3);
+	assert_non_null(strstr(h, "<g class=\"lane\" data-node=\"backup1\">"));
+	/* A band per state event, coloured by state. */
+	assert_int_equal(rec_count(h, "<rect class=\"band "), N_STATE_EVENTS + 1);
+	assert_int_equal(rec_count(h, "<rect class=\"band state-LIVE\""), 2);
+	assert_int_equal(rec_count(h, "<rect class=\"band state-BACKUP_SYNCING\""), 1);
+	/* live1's LIVE band ends at the kill (600 ms of 2000 over 940 px). */
+	assert_non_null(strstr(h, "live1 LIVE +0.050000..+0.600000 s (incarnation 0)"));
+	/* Event ticks (not state events), the error one marked. */
+	assert_int_equal(rec_count(h, "<line class=\"tick"), 3);
+	assert_int_equal(rec_count(h, "<line class=\"tick tick-error\""), 1);
+	/* Steps: 5 + 1, the kill as a fault, the await as the failing one. */
+	assert_int_equal(rec_count(h, "<g class=\"step-mark\">"), 6);
+	assert_int_equal(rec_count(h, "<line class=\"step fault\""), 1);
+	assert_int_equal(rec_count(h, "<line class=\"step failed\""), 1);
+	assert_non_null(strstr(h, "<p class=\"failing\"><b>Failing step #4:</b> await backup1"
+				  " &mdash; no state LIVE from backup1 within 1000 ms &amp;"
+				  " &lt;b&gt;more&lt;/b&gt;</p>"));
+	assert_non_null(strstr(h, "<b>Reason:</b> step #4 await: deadline passed"));
+	/* Findings, with severities, and the leak. */
+	assert_non_null(strstr(h, "<td class=\"sev-error\">error</td><td>failback</td>"
+				  "<td>failback never completed &lt;x&gt;</td>"));
+	assert_non_null(strstr(h, "<td class=\"sev-warning\">warning</td>"));
+	assert_non_null(strstr(h, "<td>LEAK THREAD keel-fsync tid=42 created at journal.c:88</td>"));
+	assert_non_null(strstr(h, "<span class=\"outcome o-fail\">fail</span>"));
+	assert_non_null(strstr(h, "solo &lt;pass&gt;"));
+	/* Escaped, self-contained: no markup from the recording, no script,
+	 * nothing fetched. */
+	assert_null(strstr(h, "<script"));
+	assert_non_null(strstr(h, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+	assert_null(strstr(h, "src="));
+	assert_null(strstr(h, "<link"));
+	assert_null(strstr(h, "url("));
+	assert_null(strstr(h, "href=\"http"));
+	free(h); /* open_memstream's buffer */
+	rec_close(&r);
+}
+
+static void t_cmd(void **state)
+{
+	struct rec r;
+	rec_open(&r);
+	build(&r);
+	char out[320];
+	snprintf(out, sizeof(out), "%s.html", r.path);
+	char *argv[] = { "report", r.path, "-o", out, NULL };
+	assert_int_equal(kh_cmd_report(4, argv), 0);
+	char *h = rec_slurp(out);
+	assert_int_equal(rec_count(h, "<svg class=\"swimlane\""), 2);
+	keel_free(h);
+	char *one[] = { "report", r.path, "-o", out, "failover-kill", NULL };
+	assert_int_equal(kh_cmd_report(5, one), 0);
+	h = rec_slurp(out);
+	assert_int_equal(rec_count(h, "<svg class=\"swimlane\""), 1);
+	keel_free(h);
+	char *none[] = { "report", r.path, "-o", out, "nosuch", NULL };
+	assert_int_equal(kh_cmd_report(5, none), 2);
+	char *badout[] = { "report", r.path, "-o", "/nonexistent/dir/r.html", NULL };
+	assert_int_equal(kh_cmd_report(4, badout), 2);
+	unlink(out);
+	rec_close(&r);
+}
+
+/* The Chromium run: binary and a private temporary directory. */
+static char chromium_bin[256];
+static char chromium_dir[256];
+
+/* Finds Chromium and makes the temporary directory; 77 when there is no
+ * Chromium (the test is then reported as skipped, not passed). */
+static int chromium_prepare(void)
+{
+	const char *bin = getenv("KEEL_CHROMIUM");
+	if (bin == NULL || *bin == '\0')
+		bin = "/usr/bin/chromium";
+	if (access(bin, X_OK) != 0) {
+		printf("SKIP: %s not installed (apt-get install chromium)\n", bin);
+		return 77;
+	}
+	snprintf(chromium_bin, sizeof(chromium_bin), "%s", bin);
+	const char *tmp = getenv("TMPDIR");
+	snprintf(chromium_dir, sizeof(chromium_dir), "%s/kh-chromium-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(chromium_dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	return 0;
+}
+
+/* Runs headless Chromium on `html` with `what` (--dump-dom > file, or
+ * --screenshot=...); its exit status. */
+static int chromium_run(const char *what, const char *html, const char *redirect)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+		 "%s --headless --no-sandbox --disable-gpu --hide-scrollbars"
+		 " --disable-background-networking --disable-component-update"
+		 " --disable-sync --no-first-run --user-data-dir=%s/profile"
+		 " %s file://%s %s 2>>%s/chromium.log",
+		 chromium_bin, chromium_dir, what, html, redirect, chromium_dir);
+	return system(cmd);
+}
+
+static void t_chromium_renders(void **state)
+{
+	struct rec r;
+	char html[320], dom[320], what[512];
+	snprintf(html, sizeof(html), "%s/report.html", chromium_dir);
+	snprintf(dom, sizeof(dom), "> %s/dom.html", chromium_dir);
+	rec_open(&r);
+	build(&r);
+	char *argv[] = { "report", r.path, "-o", html, NULL };
+	assert_int_equal(kh_cmd_report(4, argv), 0);
+	rec_close(&r);
+
+	int rc = chromium_run("--dump-dom", html, dom);
+	if (rc != 0) {
+		char log[400];
+		snprintf(log, sizeof(log), "cat %s/chromium.log >&2", chromium_dir);
+		(void)!system(log);
+		fail_msg("chromium exited %d", rc);
+	}
+	snprintf(dom, sizeof(dom), "%s/dom.html", chromium_dir);
+	char *d = rec_slurp(dom);
+	char *h = rec_slurp(html);
+	/* The browser's DOM holds what the page declared: the SVG swimlanes,
+	 * their lanes, bands and ticks (serialized back by Chromium). */
+	assert_int_equal(rec_count(d, "<svg class=\"swimlane\""), 2);
+	assert_int_equal(rec_count(d, "<g class=\"lane\""), 3);
+	assert_int_equal(rec_count(d, "<rect class=\"band "), N_STATE_EVENTS + 1);
+	assert_int_equal(rec_count(d, "<rect class=\"band "), rec_count(h, "<rect class=\"band "));
+	assert_int_equal(rec_count(d, "<line class=\"tick"), 3);
+	assert_int_equal(rec_count(d, "<g class=\"step-mark\">"), 6);
+	assert_non_null(strstr(d, "<section class=\"scenario\" id=\"s1\">"));
+	assert_non_null(strstr(d, "<p class=\"failing\">"));
+	/* The recorded <script> stayed text. */
+	assert_null(strstr(d, "<script>alert"));
+	keel_free(d);
+	keel_free(h);
+
+	const char *shot = getenv("KH_REPORT_SCREENSHOT");
+	if (shot && *shot) {
+		snprintf(what, sizeof(what), "--window-size=1200,1400 --screenshot=%s", shot);
+		assert_int_equal(chromium_run(what, html, ""), 0);
+	}
+	char rm[400];
+	snprintf(rm, sizeof(rm), "rm -rf %s", chromium_dir);
+	(void)!system(rm);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "chromium") == 0) {
+		int rc = chromium_prepare();
+		if (rc != 0)
+			return rc;
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(t_chromium_renders),
+		};
+		return cmocka_run_group_tests(tests, NULL, NULL);
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_structure),
+		cmocka_unit_test(t_cmd),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

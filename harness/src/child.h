@@ -1,0 +1,34 @@
+/*
+ * child.h - one scenario, run inside the runner's child process (its own
+ * process group): a libuv loop, the scenario's nodes, its steps in order,
+ * awaits on node events, produce/consume with the async keel_client, and
+ * the recording of all of it.  Writes the scenario's outcome (pass/fail
+ * and reason); the runner decides timeout and crash.  Main thread.
+ */
+#ifndef KH_CHILD_H
+#define KH_CHILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct kh_child_opts {
+	const char *db_path;
+	int64_t scenario_id;    /* row written by the runner */
+	const char *file;       /* the scenario file */
+	uint64_t seed;
+	unsigned slot;          /* nodes listen on 127.77.<slot>.<n> */
+	const char *workdir;    /* data directories go below (exists) */
+	const char *broker;     /* keel-broker */
+	const char *self_exe;   /* keel-harness, for exec-node */
+	double timeout_multiplier;
+	bool allow_test_steps;
+} kh_child_opts;
+
+/* Run it.  Returns the process exit code: 0 pass, 1 fail, 2 cannot run. */
+int kh_child_run(const kh_child_opts *o);
+
+/* `keel-harness scenario-child ...` (hidden): parses the options the
+ * runner passes and calls kh_child_run. */
+int kh_child_main(int argc, char **argv);
+
+#endif

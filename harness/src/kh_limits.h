@@ -1,0 +1,46 @@
+/*
+ * kh_limits.h - every limit and default of keel-harness, each with its
+ * reason (the broker's are in broker/src/limits.h).  Times in the scenario
+ * format are seconds (double); here they carry their unit in the name.
+ */
+#ifndef KH_LIMITS_H
+#define KH_LIMITS_H
+
+/* A scenario with no `timeout`: long enough for a restart cycle under
+ * valgrind-free builds on 2 cores; scaled by --timeout-multiplier. */
+#define KH_DEFAULT_SCENARIO_TIMEOUT_S 120.0
+/* Upper bound for `timeout` and any `within` (a day): catches typos. */
+#define KH_MAX_SECONDS 86400.0
+/* A step with no `within` (awaits, produce, consume, stop). */
+#define KH_DEFAULT_WITHIN_S 30.0
+/* Nodes per scenario: the last byte of 127.77.<slot>.<n> is 1..250. */
+#define KH_MAX_NODES 250
+/* Steps per scenario: a scenario is read by people. */
+#define KH_MAX_STEPS 10000
+/* Predicates per await. */
+#define KH_MAX_PREDICATES 32
+/* Messages per produce step and body size (a harness, not a benchmark). */
+#define KH_MAX_PRODUCE_COUNT 1000000
+#define KH_MAX_BODY_BYTES (16 * 1024 * 1024)
+/* Nesting of a scenario file (libyaml scan). */
+#define KH_MAX_YAML_DEPTH 16
+/* Scenario file size. */
+#define KH_MAX_SCENARIO_BYTES (1024 * 1024)
+/* Longest key path kept for messages. */
+#define KH_PATH_MAX 512
+/* Event lines longer than this from a node are cut (and logged). */
+#define KH_MAX_EVENT_LINE 65536
+/* Events a node's in-memory history keeps for awaits (older ones stay in
+ * the recording only). */
+#define KH_MAX_NODE_EVENTS 100000
+/* How many of a node's last events a failed await shows. */
+#define KH_AWAIT_SHOW_EVENTS 8
+/* Parallel scenarios (-j): slots of 127.77.<slot>.x are 1..250. */
+#define KH_MAX_JOBS 64
+/* Child output kept per scenario and shown when it fails. */
+#define KH_MAX_CHILD_OUTPUT (64 * 1024)
+/* STOMP port every node listens on, on its own loopback address. */
+#define KH_NODE_PORT 61613
+/* Grace for a node to exit after SIGKILL (it cannot refuse). */
+#define KH_KILL_WAIT_MS 10000
+#endif

@@ -1,0 +1,370 @@
+/*
+ * node.c - broker processes of a scenario (node.h).  Owns the process
+ * handle, three line pipes per incarnation and the event history (json_t
+ * references).  Invariant: `pending` counts handles of the current
+ * incarnation not yet closed; the node is down when it is 0.  Loop thread.
+ */
+#include "node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "kh_limits.h"
+
+enum { PIPE_OUT, PIPE_ERR, PIPE_EVENTS, PIPE__COUNT };
+
+typedef struct line_pipe {
+	uv_pipe_t pipe;
+	kh_node *node;
+	int which;
+	char *line;             /* the partial line so far */
+	size_t len;
+	size_t cap;
+	bool cut;               /* the current line overflowed */
+} line_pipe;
+
+struct kh_node {
+	uv_loop_t *loop;
+	char *name;
+	char *self_exe;
+	char *broker;
+	char *host;
+	uint16_t port;
+	uint16_t listen_port;   /* from acceptor.listening; 0 = none yet */
+	char *data_dir;
+	char *config_path;
+	char *fiu_prefix;
+	kh_node_callbacks cb;
+	void *ud;
+	uv_process_t proc;
+	line_pipe pipes[PIPE__COUNT];
+	unsigned pending;       /* handles to close before down */
+	bool up;
+	bool paused;
+	bool exited;
+	int pid;
+	int64_t exit_code;
+	int term_signal;
+	unsigned incarnation;
+	json_t *events;         /* array */
+	char readbuf[65536];
+};
+
+static char *dup_opt(const char *s, bool *nomem)
+{
+	if (s == NULL)
+		return NULL;
+	char *d = keel_strdup(s);
+	if (d == NULL)
+		*nomem = true;
+	return d;
+}
+
+int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
+		   const kh_node_callbacks *cb, void *ud)
+{
+	bool nomem = false;
+	kh_node *n = keel_calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	n->loop = loop;
+	n->name = dup_opt(cfg->name, &nomem);
+	n->self_exe = dup_opt(cfg->self_exe, &nomem);
+	n->broker = dup_opt(cfg->broker, &nomem);
+	n->host = dup_opt(cfg->host, &nomem);
+	n->data_dir = dup_opt(cfg->data_dir, &nomem);
+	n->config_path = dup_opt(cfg->config_path, &nomem);
+	n->fiu_prefix = dup_opt(cfg->fiu_prefix, &nomem);
+	n->port = cfg->port;
+	n->cb = *cb;
+	n->ud = ud;
+	n->exit_code = -1;
+	n->events = json_array();
+	if (nomem || n->events == NULL) {
+		kh_node_free(n);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < PIPE__COUNT; i++) {
+		n->pipes[i].node = n;
+		n->pipes[i].which = i;
+	}
+	*out = n;
+	return 0;
+}
+
+void kh_node_free(kh_node *n)
+{
+	if (n == NULL)
+		return;
+	assert(!n->up);
+	for (int i = 0; i < PIPE__COUNT; i++)
+		keel_free(n->pipes[i].line);
+	json_decref(n->events);
+	keel_free(n->name);
+	keel_free(n->self_exe);
+	keel_free(n->broker);
+	keel_free(n->host);
+	keel_free(n->data_dir);
+	keel_free(n->config_path);
+	keel_free(n->fiu_prefix);
+	keel_free(n);
+}
+
+static void check_down(kh_node *n)
+{
+	if (n->pending > 0 || !n->up)
+		return;
+	n->up = false;
+	n->paused = false;
+	if (n->cb.on_down)
+		n->cb.on_down(n, n->ud);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	kh_node *n = h->data;
+	assert(n->pending > 0);
+	n->pending--;
+	check_down(n);
+}
+
+static void deliver_line(line_pipe *lp)
+{
+	kh_node *n = lp->node;
+	if (lp->line == NULL)
+		return;
+	lp->line[lp->len] = '\0';
+	if (lp->which != PIPE_EVENTS) {
+		if (n->cb.on_output)
+			n->cb.on_output(n, lp->line, n->ud);
+		return;
+	}
+	if (lp->len == 0)
+		return;
+	json_t *ev = json_loads(lp->line, 0, NULL);
+	if (ev && !json_is_object(ev)) {
+		json_decref(ev);
+		ev = NULL;
+	}
+	if (ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		json_t *port = json_object_get(ev, "port");
+		if (type && strcmp(type, "acceptor.listening") == 0 && json_is_integer(port))
+			n->listen_port = (uint16_t)json_integer_value(port);
+		if (json_array_size(n->events) < KH_MAX_NODE_EVENTS)
+			json_array_append(n->events, ev);
+	}
+	if (n->cb.on_event)
+		n->cb.on_event(n, lp->line, ev, n->ud);
+	json_decref(ev);
+}
+
+static int line_append(line_pipe *lp, const char *p, size_t len)
+{
+	size_t room = KH_MAX_EVENT_LINE - lp->len;
+	if (len > room) {
+		len = room;
+		lp->cut = true;
+	}
+	if (lp->len + len + 1 > lp->cap) {
+		size_t cap = lp->cap ? lp->cap : 256;
+		while (cap < lp->len + len + 1)
+			cap *= 2;
+		char *l = keel_realloc(lp->line, cap);
+		if (l == NULL)
+			return -ENOMEM;
+		lp->line = l;
+		lp->cap = cap;
+	}
+	memcpy(lp->line + lp->len, p, len);
+	lp->len += len;
+	return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	kh_node *n = ((line_pipe *)h)->node;
+	(void)suggested;
+	buf->base = n->readbuf;
+	buf->len = sizeof(n->readbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	line_pipe *lp = (line_pipe *)s;
+	if (nread < 0) {
+		/* EOF or error: a last line without '\n' still counts. */
+		if (lp->len > 0 || lp->cut)
+			deliver_line(lp);
+		lp->len = 0;
+		uv_close((uv_handle_t *)s, on_handle_closed);
+		return;
+	}
+	const char *p = buf->base, *end = buf->base + nread;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t chunk = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (line_append(lp, p, chunk) != 0)
+			lp->cut = true;
+		if (!nl)
+			break;
+		if (lp->line == NULL && line_append(lp, "", 0) != 0)
+			break;
+		deliver_line(lp);
+		lp->len = 0;
+		lp->cut = false;
+		p = nl + 1;
+	}
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int signum)
+{
+	kh_node *n = p->data;
+	n->exited = true;
+	n->exit_code = signum ? -1 : status;
+	n->term_signal = signum;
+	uv_close((uv_handle_t *)p, on_handle_closed);
+}
+
+int kh_node_start(kh_node *n)
+{
+	char listen[128];
+	const char *args[32];
+	unsigned a = 0;
+	uv_process_options_t opt = { 0 };
+	uv_stdio_container_t stdio[4];
+	int rc;
+
+	if (n->up)
+		return -EBUSY;
+	snprintf(listen, sizeof(listen), "%s:%u", n->host, n->port);
+	args[a++] = n->self_exe;
+	args[a++] = "exec-node";
+	args[a++] = "--";
+	if (n->fiu_prefix) {
+		args[a++] = "fiu-run";
+		args[a++] = "-x";
+		args[a++] = "-f";
+		args[a++] = n->fiu_prefix;
+	}
+	args[a++] = n->broker;
+	args[a++] = "--name";
+	args[a++] = n->name;
+	args[a++] = "--listen";
+	args[a++] = listen;
+	args[a++] = "--data-dir";
+	args[a++] = n->data_dir;
+	args[a++] = "--events";
+	args[a++] = "fd:3";
+	if (n->config_path) {
+		args[a++] = "--config";
+		args[a++] = n->config_path;
+	}
+	args[a] = NULL;
+
+	for (int i = 0; i < PIPE__COUNT; i++) {
+		line_pipe *lp = &n->pipes[i];
+		lp->len = 0;
+		lp->cut = false;
+		uv_pipe_init(n->loop, &lp->pipe, 0);
+		lp->pipe.data = n;
+		stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+		stdio[i + 1].data.stream = (uv_stream_t *)&lp->pipe;
+	}
+	stdio[0].flags = UV_IGNORE;
+	opt.file = n->self_exe;
+	opt.args = (char **)args;
+	opt.stdio = stdio;
+	opt.stdio_count = 4;
+	opt.exit_cb = on_proc_exit;
+	n->proc.data = n;
+	n->exited = false;
+	n->exit_code = -1;
+	n->term_signal = 0;
+	n->listen_port = 0;
+	rc = uv_spawn(n->loop, &n->proc, &opt);
+	if (rc != 0) {
+		/* The process handle must be closed even on failure. */
+		n->up = true;
+		n->pending = 1 + PIPE__COUNT;
+		uv_close((uv_handle_t *)&n->proc, on_handle_closed);
+		for (int i = 0; i < PIPE__COUNT; i++)
+			uv_close((uv_handle_t *)&n->pipes[i].pipe, on_handle_closed);
+		/* on_down will fire from the close callbacks */
+		return rc;
+	}
+	n->up = true;
+	n->incarnation++;
+	n->pid = n->proc.pid;
+	n->pending = 1 + PIPE__COUNT;
+	for (int i = 0; i < PIPE__COUNT; i++)
+		uv_read_start((uv_stream_t *)&n->pipes[i].pipe, on_alloc, on_read);
+	return 0;
+}
+
+int kh_node_signal(kh_node *n, int signum)
+{
+	if (!n->up || n->exited)
+		return -ESRCH;
+	int rc = uv_kill(n->pid, signum);
+	if (rc == 0 && signum == SIGSTOP)
+		n->paused = true;
+	if (rc == 0 && signum == SIGCONT)
+		n->paused = false;
+	return rc;
+}
+
+const char *kh_node_name(const kh_node *n)
+{
+	return n->name;
+}
+
+const char *kh_node_host(const kh_node *n)
+{
+	return n->host;
+}
+
+uint16_t kh_node_port(const kh_node *n)
+{
+	return n->listen_port ? n->listen_port : n->port;
+}
+
+bool kh_node_up(const kh_node *n)
+{
+	return n->up;
+}
+
+bool kh_node_paused(const kh_node *n)
+{
+	return n->paused;
+}
+
+int kh_node_pid(const kh_node *n)
+{
+	return n->pid;
+}
+
+void kh_node_last_exit(const kh_node *n, int64_t *code, int *signal)
+{
+	*code = n->exit_code;
+	*signal = n->term_signal;
+}
+
+unsigned kh_node_incarnation(const kh_node *n)
+{
+	return n->incarnation;
+}
+
+size_t kh_node_event_count(const kh_node *n)
+{
+	return json_array_size(n->events);
+}
+
+json_t *kh_node_event(const kh_node *n, size_t i)
+{
+	return json_array_get(n->events, i);
+}

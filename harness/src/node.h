@@ -1,0 +1,66 @@
+/*
+ * node.h - one broker process of a scenario: spawned with uv_spawn through
+ * `keel-harness exec-node` (which sets PR_SET_PDEATHSIG and execs), in the
+ * scenario child's process group, with pipes for stdout, stderr and the
+ * events (fd 3, `--events fd:3`).  Event lines are parsed (jansson), kept
+ * in the node's history for awaits, and handed to the owner; output lines
+ * too.  A node is "down" once its process exited and all three pipes
+ * reached EOF, so every event it wrote has been seen.  Loop thread.
+ */
+#ifndef KH_NODE_H
+#define KH_NODE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct kh_node kh_node;
+
+typedef struct kh_node_callbacks {
+	/* A JSON event line (ev NULL when the line did not parse). */
+	void (*on_event)(kh_node *n, const char *line, json_t *ev, void *ud);
+	/* A stdout or stderr line. */
+	void (*on_output)(kh_node *n, const char *line, void *ud);
+	/* The process is gone and its pipes are drained. */
+	void (*on_down)(kh_node *n, void *ud);
+} kh_node_callbacks;
+
+typedef struct kh_node_config {
+	const char *name;
+	const char *self_exe;     /* keel-harness (for exec-node) */
+	const char *broker;       /* keel-broker */
+	const char *host;         /* 127.77.<slot>.<n> */
+	uint16_t port;
+	const char *data_dir;
+	const char *config_path;  /* NULL: none */
+	const char *fiu_prefix;   /* non-NULL: run under fiu-run -x -f PREFIX */
+} kh_node_config;
+
+/* Copies cfg's strings. */
+int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
+		   const kh_node_callbacks *cb, void *ud);
+/* Closes everything; the node must be down (or never started). */
+void kh_node_free(kh_node *n);
+
+/* Spawn; -EBUSY when not down. */
+int kh_node_start(kh_node *n);
+/* Send a signal (SIGTERM, SIGKILL, SIGSTOP, SIGCONT); -ESRCH when down. */
+int kh_node_signal(kh_node *n, int signum);
+
+const char *kh_node_name(const kh_node *n);
+const char *kh_node_host(const kh_node *n);
+/* Port of the last acceptor.listening event, else the configured one. */
+uint16_t kh_node_port(const kh_node *n);
+bool kh_node_up(const kh_node *n);         /* started and not yet down */
+bool kh_node_paused(const kh_node *n);
+int kh_node_pid(const kh_node *n);
+/* Last exit: code (or -1) and signal (or 0). */
+void kh_node_last_exit(const kh_node *n, int64_t *code, int *signal);
+unsigned kh_node_incarnation(const kh_node *n); /* starts so far */
+
+/* Events received so far (all incarnations), borrowed. */
+size_t kh_node_event_count(const kh_node *n);
+json_t *kh_node_event(const kh_node *n, size_t i);
+
+#endif

@@ -1,0 +1,942 @@
+/*
+ * runner.c - scheduling and isolation of scenario children (runner.h),
+ * `run` and `lint`.  Owns the loop, one slot per running child (process
+ * handle, two output pipes, a timeout timer, a loopback slot), and the
+ * run's result list.  Invariant: a slot is free again only after its
+ * child's process group was killed and its pipes closed.  Main thread.
+ */
+#include "runner.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "alloc.h"
+#include "kh_limits.h"
+#include "output.h"
+#include "scenario.h"
+#ifdef KH_HAVE_CHECKS
+#include "checks.h"
+#endif
+
+#define ADDR_SLOTS 250
+
+typedef struct slot {
+	struct exec *ex;
+	kh_job *job;
+	bool busy;
+	unsigned addr;          /* 127.77.<addr>.x */
+	char workdir[4096];
+	uv_process_t proc;
+	uv_pipe_t out[2];
+	uv_timer_t timer;
+	unsigned pending;       /* handles not yet closed */
+	bool timed_out;
+	bool exited;
+	int64_t status;
+	int signal;
+	int pid;
+	int64_t t0_ns;
+	size_t out_cap;
+	char readbuf[16384];
+} slot;
+
+typedef struct exec {
+	const kh_exec_opts *o;
+	uv_loop_t loop;
+	slot *slots;
+	unsigned nslots;
+	bool addr_busy[ADDR_SLOTS + 1];
+	unsigned addr_next;
+	unsigned running;
+	unsigned done;
+	bool no_more;
+	int err;
+} exec;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int kh_rm_rf(const char *path)
+{
+	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) != 0)
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+uint64_t kh_scenario_seed(uint64_t run_seed, const char *name, unsigned iteration)
+{
+	/* FNV-1a over the name, mixed with splitmix64. */
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	uint64_t z = run_seed ^ h ^ ((uint64_t)iteration << 32);
+	z += 0x9E3779B97F4A7C15ULL;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return (z ^ (z >> 31)) & INT64_MAX; /* SQLite integers are signed */
+}
+
+bool kh_default_broker(const char *self_exe, char *buf, size_t len)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", self_exe);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL)
+		return false;
+	*slash = '\0';
+	const char *cands[] = { "%s/../broker/keel-broker", "%s/keel-broker" };
+	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
+		char p[PATH_MAX + 32];
+		snprintf(p, sizeof(p), cands[i], dir);
+		if (access(p, X_OK) == 0 && realpath(p, buf) != NULL) {
+			(void)len;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- the executor ------------------------------------------------------ */
+
+static void schedule(exec *ex);
+
+static unsigned addr_take(exec *ex)
+{
+	for (unsigned k = 0; k < ADDR_SLOTS; k++) {
+		unsigned a = (ex->addr_next + k) % ADDR_SLOTS + 1;
+		if (!ex->addr_busy[a]) {
+			ex->addr_busy[a] = true;
+			ex->addr_next = a % ADDR_SLOTS;
+			return a;
+		}
+	}
+	return 0;
+}
+
+/* SELECT helpers on the run's database. */
+static bool db_text(sqlite3 *db, const char *sql, int64_t id, char *out, size_t len,
+		    int ncols)
+{
+	sqlite3_stmt *s;
+	bool found = false;
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_int64(s, 1, id);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		size_t o = 0;
+		found = true;
+		for (int i = 0; i < ncols && o < len; i++) {
+			const unsigned char *t = sqlite3_column_text(s, i);
+			o += (size_t)snprintf(out + o, len - o, "%s%s", i ? " " : "",
+					      t ? (const char *)t : "");
+		}
+	}
+	sqlite3_finalize(s);
+	return found;
+}
+
+static void decide(slot *sl)
+{
+	exec *ex = sl->ex;
+	kh_job *j = sl->job;
+	sqlite3 *db = kh_recorder_db(ex->o->rec);
+	char verdict[32], step[512];
+
+	j->secs = (double)(kh_now_ns() - sl->t0_ns) / 1e9;
+	bool has_step = db_text(db, "SELECT 'in step ' || idx || ' (' || kind || "
+				    "coalesce(' ' || node, '') || ')' FROM steps WHERE "
+				    "scenario_id = ? AND outcome IS NULL ORDER BY idx DESC LIMIT 1",
+				j->scenario_id, step, sizeof(step), 1);
+	if (sl->timed_out) {
+		j->outcome = "timeout";
+		snprintf(j->reason, sizeof(j->reason), "timed out after %.3g s%s%s",
+			 j->timeout_s * ex->o->timeout_multiplier, has_step ? " " : "",
+			 has_step ? step : "");
+	} else if (sl->signal) {
+		j->outcome = "crash";
+		snprintf(j->reason, sizeof(j->reason), "harness child killed by signal %d (%s)%s%s",
+			 sl->signal, strsignal(sl->signal), has_step ? " " : "",
+			 has_step ? step : "");
+	} else if (sl->status == 0 || sl->status == 1) {
+		db_text(db, "SELECT outcome FROM scenarios WHERE id = ?", j->scenario_id, verdict,
+			sizeof(verdict), 1);
+		db_text(db, "SELECT reason FROM scenarios WHERE id = ?", j->scenario_id, j->reason,
+			sizeof(j->reason), 1);
+		if (sl->status == 0 && strcmp(verdict, "pass") == 0) {
+			j->outcome = "pass";
+		} else {
+			j->outcome = "fail";
+			if (j->reason[0] == '\0')
+				snprintf(j->reason, sizeof(j->reason), "failed (exit %" PRId64 ")",
+					 sl->status);
+		}
+	} else {
+		j->outcome = "crash";
+		snprintf(j->reason, sizeof(j->reason), "harness child exited with %" PRId64 "%s%s",
+			 sl->status, has_step ? " " : "", has_step ? step : "");
+	}
+#ifdef KH_HAVE_CHECKS
+	int errs = kh_checks_run(db, j->scenario_id);
+	if (errs < 0) {
+		fprintf(stderr, "keel-harness: checks of %s: %s\n", j->name, strerror(-errs));
+	} else if (errs > 0 && strcmp(j->outcome, "pass") == 0) {
+		char first[1024];
+		j->outcome = "fail";
+		db_text(db, "SELECT check_name || ': ' || message FROM findings WHERE "
+			    "scenario_id = ? AND severity = 'error' ORDER BY id LIMIT 1",
+			j->scenario_id, first, sizeof(first), 1);
+		snprintf(j->reason, sizeof(j->reason), "%d check(s) failed; first: %s", errs,
+			 first);
+	}
+#endif
+	kh_recorder_scenario_end(ex->o->rec, j->scenario_id, kh_now_ns(), j->outcome, j->reason);
+}
+
+static void slot_closed(uv_handle_t *h)
+{
+	slot *sl = h->data;
+	exec *ex = sl->ex;
+	if (--sl->pending > 0)
+		return;
+	/* Nothing of this scenario may survive it. */
+	if (sl->pid > 0)
+		kill(-sl->pid, SIGKILL);
+	decide(sl);
+	if (!ex->o->keep_data && sl->workdir[0]) {
+		int rc = kh_rm_rf(sl->workdir);
+		if (rc)
+			fprintf(stderr, "keel-harness: cannot remove %s: %s\n", sl->workdir,
+				strerror(-rc));
+	}
+	ex->addr_busy[sl->addr] = false;
+	sl->busy = false;
+	ex->running--;
+	ex->done++;
+	ex->o->done(sl->job, ex->o->ud);
+	schedule(ex);
+}
+
+static void on_child_exit(uv_process_t *p, int64_t status, int signum)
+{
+	slot *sl = p->data;
+	sl->exited = true;
+	sl->status = status;
+	sl->signal = signum;
+	/* Kill what the child left behind (nodes, helpers) with it. */
+	kill(-sl->pid, SIGKILL);
+	uv_timer_stop(&sl->timer);
+	uv_close((uv_handle_t *)&sl->timer, slot_closed);
+	uv_close((uv_handle_t *)p, slot_closed);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	slot *sl = t->data;
+	sl->timed_out = true;
+	kill(-sl->pid, SIGKILL);
+}
+
+static void on_out_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
+{
+	slot *sl = h->data;
+	(void)s;
+	buf->base = sl->readbuf;
+	buf->len = sizeof(sl->readbuf);
+}
+
+static void on_out_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	slot *sl = st->data;
+	kh_job *j = sl->job;
+	if (n < 0) {
+		uv_close((uv_handle_t *)st, slot_closed);
+		return;
+	}
+	/* Keep the last KH_MAX_CHILD_OUTPUT bytes: the end says why. */
+	size_t len = (size_t)n;
+	const char *src = buf->base;
+	if (j->output_len + len > sl->out_cap) {
+		size_t cap = sl->out_cap ? sl->out_cap * 2 : 4096;
+		while (cap < j->output_len + len && cap < KH_MAX_CHILD_OUTPUT)
+			cap *= 2;
+		if (cap > KH_MAX_CHILD_OUTPUT)
+			cap = KH_MAX_CHILD_OUTPUT;
+		if (cap != sl->out_cap) {
+			char *o = keel_realloc(j->output, cap);
+			if (o == NULL)
+				return;
+			j->output = o;
+			sl->out_cap = cap;
+		}
+	}
+	if (len > sl->out_cap) {
+		src += len - sl->out_cap;
+		len = sl->out_cap;
+	}
+	if (j->output_len + len > sl->out_cap) {
+		size_t drop = j->output_len + len - sl->out_cap;
+		memmove(j->output, j->output + drop, j->output_len - drop);
+		j->output_len -= drop;
+	}
+	memcpy(j->output + j->output_len, src, len);
+	j->output_len += len;
+}
+
+static int slot_start(exec *ex, slot *sl, kh_job *j)
+{
+	const kh_exec_opts *o = ex->o;
+	char id[32], seed[32], addr[16], mult[32], address[32];
+	int rc;
+
+	sl->ex = ex;
+	sl->job = j;
+	sl->timed_out = sl->exited = false;
+	sl->status = 0;
+	sl->signal = 0;
+	sl->out_cap = 0;
+	sl->addr = addr_take(ex);
+	if (sl->addr == 0)
+		return -EAGAIN;
+	sl->t0_ns = kh_now_ns();
+	snprintf(address, sizeof(address), "127.77.%u.0/24", sl->addr);
+	rc = kh_recorder_scenario_begin(o->rec, o->run_id, j->name, j->file, j->iteration, j->seed,
+					address, sl->t0_ns, &j->scenario_id);
+	if (rc)
+		goto fail_addr;
+	snprintf(sl->workdir, sizeof(sl->workdir), "%s/%" PRId64 "-%s", o->workroot,
+		 j->scenario_id, j->name);
+	if (mkdir(sl->workdir, 0755) != 0) {
+		rc = -errno;
+		goto fail_addr;
+	}
+	snprintf(id, sizeof(id), "%" PRId64, j->scenario_id);
+	snprintf(seed, sizeof(seed), "%" PRIu64, j->seed);
+	snprintf(addr, sizeof(addr), "%u", sl->addr);
+	snprintf(mult, sizeof(mult), "%g", o->timeout_multiplier);
+	const char *args[] = {
+		o->self_exe, "scenario-child", "--db", o->db_path, "--scenario-id", id,
+		"--file", j->file, "--seed", seed, "--slot", addr, "--workdir", sl->workdir,
+		"--broker", o->broker, "--self", o->self_exe, "--timeout-multiplier", mult,
+		o->allow_test_steps ? "--allow-test-steps" : NULL, NULL,
+	};
+	uv_stdio_container_t stdio[3];
+	uv_process_options_t po = { 0 };
+	stdio[0].flags = UV_IGNORE;
+	for (int i = 0; i < 2; i++) {
+		uv_pipe_init(&ex->loop, &sl->out[i], 0);
+		sl->out[i].data = sl;
+		stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+		stdio[i + 1].data.stream = (uv_stream_t *)&sl->out[i];
+	}
+	uv_timer_init(&ex->loop, &sl->timer);
+	sl->timer.data = sl;
+	sl->proc.data = sl;
+	po.file = o->self_exe;
+	po.args = (char **)args;
+	po.stdio = stdio;
+	po.stdio_count = 3;
+	po.exit_cb = on_child_exit;
+	/* setsid(): its own session and process group, killed as one. */
+	po.flags = UV_PROCESS_DETACHED;
+	sl->busy = true;
+	sl->pending = 4;
+	rc = uv_spawn(&ex->loop, &sl->proc, &po);
+	if (rc) {
+		snprintf(j->reason, sizeof(j->reason), "cannot spawn the scenario child: %s",
+			 uv_strerror(rc));
+		sl->pid = 0;
+		sl->exited = true;
+		sl->status = 2;
+		uv_close((uv_handle_t *)&sl->proc, slot_closed);
+		uv_close((uv_handle_t *)&sl->timer, slot_closed);
+		uv_close((uv_handle_t *)&sl->out[0], slot_closed);
+		uv_close((uv_handle_t *)&sl->out[1], slot_closed);
+		ex->running++;
+		return 0;
+	}
+	sl->pid = sl->proc.pid;
+	ex->running++;
+	uv_read_start((uv_stream_t *)&sl->out[0], on_out_alloc, on_out_read);
+	uv_read_start((uv_stream_t *)&sl->out[1], on_out_alloc, on_out_read);
+	uv_timer_start(&sl->timer, on_timeout,
+		       (uint64_t)(j->timeout_s * o->timeout_multiplier * 1000.0), 0);
+	return 0;
+
+fail_addr:
+	ex->addr_busy[sl->addr] = false;
+	return rc;
+}
+
+static void progress(exec *ex)
+{
+	if (!ex->o->progress)
+		return;
+	printf("\r\033[K[%u done, %u running]", ex->done, ex->running);
+	for (unsigned i = 0; i < ex->nslots; i++) {
+		if (ex->slots[i].busy)
+			printf(" %s", ex->slots[i].job->name);
+	}
+	fflush(stdout);
+}
+
+static void schedule(exec *ex)
+{
+	while (!ex->no_more && ex->err == 0 && ex->running < ex->nslots) {
+		kh_job *j = ex->o->next(ex->o->ud);
+		if (j == NULL) {
+			ex->no_more = true;
+			break;
+		}
+		slot *sl = NULL;
+		for (unsigned i = 0; i < ex->nslots; i++) {
+			if (!ex->slots[i].busy) {
+				sl = &ex->slots[i];
+				break;
+			}
+		}
+		int rc = slot_start(ex, sl, j);
+		if (rc) {
+			fprintf(stderr, "keel-harness: cannot start %s: %s\n", j->name,
+				strerror(-rc));
+			ex->err = rc;
+		}
+	}
+	progress(ex);
+}
+
+int kh_runner_exec(const kh_exec_opts *o)
+{
+	exec ex = { .o = o };
+	int rc;
+	ex.nslots = o->jobs ? o->jobs : 1;
+	ex.slots = keel_calloc(ex.nslots, sizeof(*ex.slots));
+	if (ex.slots == NULL)
+		return -ENOMEM;
+	srand((unsigned)getpid());
+	ex.addr_next = (unsigned)rand() % ADDR_SLOTS;
+	uv_loop_init(&ex.loop);
+	schedule(&ex);
+	uv_run(&ex.loop, UV_RUN_DEFAULT);
+	if (o->progress) {
+		printf("\r\033[K");
+		fflush(stdout);
+	}
+	rc = uv_loop_close(&ex.loop);
+	(void)rc;
+	keel_free(ex.slots);
+	return ex.err;
+}
+
+/* ---- scenario lists ---------------------------------------------------- */
+
+typedef struct file_list {
+	char **v;
+	size_t n;
+	size_t cap;
+} file_list;
+
+static int list_add(file_list *l, const char *path)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = keel_realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = keel_strdup(path);
+	return l->v[l->n] ? (int)(l->n++, 0) : -ENOMEM;
+}
+
+static void list_free(file_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		keel_free(l->v[i]);
+	keel_free(l->v);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool yaml_name(const char *n)
+{
+	size_t len = strlen(n);
+	return (len > 5 && strcmp(n + len - 5, ".yaml") == 0) ||
+	       (len > 4 && strcmp(n + len - 4, ".yml") == 0);
+}
+
+/* Files given, and *.yaml directly in directories given, sorted per dir. */
+static int collect(file_list *l, char **paths, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (stat(paths[i], &st) != 0) {
+			fprintf(stderr, "keel-harness: %s: %s\n", paths[i], strerror(errno));
+			return -ENOENT;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			if (list_add(l, paths[i]))
+				return -ENOMEM;
+			continue;
+		}
+		DIR *d = opendir(paths[i]);
+		if (d == NULL)
+			return -errno;
+		size_t first = l->n;
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			char p[PATH_MAX];
+			if (e->d_name[0] == '.' || !yaml_name(e->d_name))
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", paths[i], e->d_name);
+			if (list_add(l, p)) {
+				closedir(d);
+				return -ENOMEM;
+			}
+		}
+		closedir(d);
+		qsort(l->v + first, l->n - first, sizeof(*l->v), cmp_str);
+	}
+	return 0;
+}
+
+static bool env_allows_test_steps(void)
+{
+	const char *e = getenv("KH_ALLOW_TEST_STEPS");
+	return e && strcmp(e, "1") == 0;
+}
+
+int kh_cmd_lint(int argc, char **argv)
+{
+	bool allow = env_allows_test_steps();
+	file_list files = { 0 };
+	unsigned bad = 0;
+	int ch;
+	static const struct option longopts[] = {
+		{ "allow-test-steps", no_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't': allow = true; break;
+		case 'h':
+			printf("usage: keel-harness lint [--allow-test-steps] FILE|DIR...\n");
+			return 0;
+		default: return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "usage: keel-harness lint [--allow-test-steps] FILE|DIR...\n");
+		return 2;
+	}
+	if (collect(&files, argv + optind, argc - optind) != 0) {
+		list_free(&files);
+		return 2;
+	}
+	for (size_t i = 0; i < files.n; i++) {
+		kh_scenario *s = NULL;
+		char err[2048];
+		if (kh_scenario_load(files.v[i], allow, &s, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s\n", err);
+			bad++;
+		}
+		kh_scenario_free(s);
+	}
+	printf("lint: %zu file(s), %zu OK, %u with errors\n", files.n, files.n - bad, bad);
+	list_free(&files);
+	return bad ? 2 : 0;
+}
+
+/* ---- run --------------------------------------------------------------- */
+
+typedef struct run_state {
+	kh_scenario **sc;       /* selected scenarios */
+	char **files;           /* their absolute paths */
+	size_t nsc;
+	unsigned repeat;        /* 0 = unlimited (until-failure) */
+	bool until_failure;
+	uint64_t seed;
+	unsigned next_sc;
+	unsigned next_iter;
+	bool stop;              /* a failure with --until-failure */
+	kh_job **results;
+	size_t nresults;
+	size_t capresults;
+	unsigned passed;
+	unsigned failed;
+	bool tap;
+	bool tty;
+} run_state;
+
+static kh_job *run_next(void *ud)
+{
+	run_state *rs = ud;
+	if (rs->stop || rs->nsc == 0)
+		return NULL;
+	if (rs->next_sc == rs->nsc) {
+		rs->next_sc = 0;
+		rs->next_iter++;
+	}
+	if (rs->repeat && rs->next_iter >= rs->repeat)
+		return NULL;
+	if (rs->nresults == rs->capresults) {
+		size_t cap = rs->capresults ? rs->capresults * 2 : 32;
+		kh_job **r = keel_realloc(rs->results, cap * sizeof(*r));
+		if (r == NULL)
+			return NULL;
+		rs->results = r;
+		rs->capresults = cap;
+	}
+	kh_job *j = keel_calloc(1, sizeof(*j));
+	if (j == NULL)
+		return NULL;
+	const kh_scenario *s = rs->sc[rs->next_sc];
+	j->file = keel_strdup(rs->files[rs->next_sc]);
+	j->name = keel_strdup(s->name);
+	if (j->file == NULL || j->name == NULL) {
+		keel_free(j->file);
+		keel_free(j->name);
+		keel_free(j);
+		return NULL;
+	}
+	j->iteration = rs->next_iter;
+	j->seed = kh_scenario_seed(rs->seed, s->name, rs->next_iter);
+	j->timeout_s = s->timeout_s;
+	j->outcome = "pass";
+	rs->results[rs->nresults++] = j;
+	rs->next_sc++;
+	return j;
+}
+
+static void run_done(kh_job *j, void *ud)
+{
+	run_state *rs = ud;
+	bool pass = strcmp(j->outcome, "pass") == 0;
+	if (pass)
+		rs->passed++;
+	else
+		rs->failed++;
+	if (!pass && rs->until_failure)
+		rs->stop = true;
+	if (rs->tty)
+		printf("\r\033[K");
+	if (rs->tap)
+		kh_out_tap(stdout, rs->passed + rs->failed, j);
+	else
+		kh_out_console(stdout, j, true);
+	fflush(stdout);
+}
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: keel-harness run [options] [FILE|DIR...]   (default: scenarios/)\n"
+		"  -j N                    run N scenarios in parallel (default 1)\n"
+		"  --filter GLOB           only scenarios whose name matches\n"
+		"  --shard K/N             only the K-th of N shards (1-based)\n"
+		"  --repeat N              run each scenario N times\n"
+		"  --until-failure         repeat until one fails (at most --repeat times)\n"
+		"  --seed S                the run's seed (default: random, recorded)\n"
+		"  --timeout-multiplier F  scale every timeout and deadline\n"
+		"  --db FILE               recording (default runs/<timestamp>.db + runs/latest.db)\n"
+		"  --junit FILE            write JUnit XML\n"
+		"  --tap                   TAP on stdout instead of the console lines\n"
+		"  --keep-data             keep the scenarios' data directories\n"
+		"  --broker PATH           keel-broker (default: the one built next to this)\n"
+		"  --allow-test-steps      admit test-only steps (crash); env KH_ALLOW_TEST_STEPS=1\n");
+}
+
+static uint64_t random_seed(void)
+{
+	uint64_t s = 0;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, &s, sizeof(s)) != (ssize_t)sizeof(s))
+			s = 0;
+		close(fd);
+	}
+	if (s == 0)
+		s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	return s & INT64_MAX;
+}
+
+static int self_path(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+int kh_cmd_run(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "filter", required_argument, NULL, 'F' },
+		{ "shard", required_argument, NULL, 'S' },
+		{ "repeat", required_argument, NULL, 'r' },
+		{ "until-failure", no_argument, NULL, 'u' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "timeout-multiplier", required_argument, NULL, 'm' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "junit", required_argument, NULL, 'J' },
+		{ "tap", no_argument, NULL, 'T' },
+		{ "keep-data", no_argument, NULL, 'k' },
+		{ "broker", required_argument, NULL, 'b' },
+		{ "allow-test-steps", no_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *filter = NULL, *db_opt = NULL, *junit = NULL, *broker_opt = NULL;
+	unsigned jobs = 1, shard_k = 0, shard_n = 0, repeat = 1;
+	bool repeat_set = false, seed_set = false, keep = false;
+	bool allow = env_allows_test_steps();
+	double mult = 1.0;
+	run_state rs = { 0 };
+	char self[PATH_MAX], broker[PATH_MAX], db_path[PATH_MAX], workroot[PATH_MAX];
+	file_list files = { 0 };
+	kh_recorder *rec = NULL;
+	int code = 2, ch;
+	char *end;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "j:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			jobs = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || jobs < 1 || jobs > KH_MAX_JOBS) {
+				fprintf(stderr, "keel-harness: -j: 1..%d\n", KH_MAX_JOBS);
+				return 2;
+			}
+			break;
+		case 'F': filter = optarg; break;
+		case 'S':
+			if (sscanf(optarg, "%u/%u", &shard_k, &shard_n) != 2 || shard_n == 0 ||
+			    shard_k < 1 || shard_k > shard_n) {
+				fprintf(stderr, "keel-harness: --shard K/N with 1 <= K <= N\n");
+				return 2;
+			}
+			break;
+		case 'r':
+			repeat = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || repeat < 1) {
+				fprintf(stderr, "keel-harness: --repeat: a positive number\n");
+				return 2;
+			}
+			repeat_set = true;
+			break;
+		case 'u': rs.until_failure = true; break;
+		case 's':
+			rs.seed = strtoull(optarg, &end, 0);
+			if (*end) {
+				fprintf(stderr, "keel-harness: --seed: a number\n");
+				return 2;
+			}
+			rs.seed &= INT64_MAX;
+			seed_set = true;
+			break;
+		case 'm':
+			mult = strtod(optarg, &end);
+			if (*end || !(mult > 0) || mult > 1000) {
+				fprintf(stderr, "keel-harness: --timeout-multiplier: 0 < F <= 1000\n");
+				return 2;
+			}
+			break;
+		case 'd': db_opt = optarg; break;
+		case 'J': junit = optarg; break;
+		case 'T': rs.tap = true; break;
+		case 'k': keep = true; break;
+		case 'b': broker_opt = optarg; break;
+		case 't': allow = true; break;
+		case 'h': run_usage(stdout); return 0;
+		default: run_usage(stderr); return 2;
+		}
+	}
+	if (self_path(self, sizeof(self)) != 0) {
+		fprintf(stderr, "keel-harness: cannot find myself (/proc/self/exe)\n");
+		return 2;
+	}
+	if (broker_opt) {
+		if (realpath(broker_opt, broker) == NULL || access(broker, X_OK) != 0) {
+			fprintf(stderr, "keel-harness: --broker %s: not an executable\n", broker_opt);
+			return 2;
+		}
+	} else if (!kh_default_broker(self, broker, sizeof(broker))) {
+		fprintf(stderr, "keel-harness: no keel-broker next to %s; use --broker PATH\n",
+			self);
+		return 2;
+	}
+	char *defaults[] = { "scenarios" };
+	int rcc = optind < argc ? collect(&files, argv + optind, argc - optind) :
+				  collect(&files, defaults, 1);
+	if (rcc != 0)
+		goto out;
+
+	/* Lint everything first: a broken file is a usage error (2). */
+	rs.sc = keel_calloc(files.n + 1, sizeof(*rs.sc));
+	rs.files = keel_calloc(files.n + 1, sizeof(*rs.files));
+	if (rs.sc == NULL || rs.files == NULL)
+		goto out;
+	unsigned bad = 0, index = 0;
+	for (size_t i = 0; i < files.n; i++) {
+		kh_scenario *s = NULL;
+		char err[2048], abs[PATH_MAX];
+		if (kh_scenario_load(files.v[i], allow, &s, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s\n", err);
+			bad++;
+			continue;
+		}
+		bool take = filter == NULL || fnmatch(filter, s->name, 0) == 0;
+		if (take && shard_n)
+			take = index % shard_n == shard_k - 1;
+		if (filter == NULL || fnmatch(filter, s->name, 0) == 0)
+			index++;
+		if (!take || realpath(files.v[i], abs) == NULL) {
+			kh_scenario_free(s);
+			continue;
+		}
+		rs.files[rs.nsc] = keel_strdup(abs);
+		rs.sc[rs.nsc++] = s;
+	}
+	if (bad) {
+		fprintf(stderr, "keel-harness: %u scenario file(s) with errors; nothing run\n", bad);
+		goto out;
+	}
+	if (rs.nsc == 0) {
+		fprintf(stderr, "keel-harness: no scenario selected\n");
+		goto out;
+	}
+	rs.repeat = rs.until_failure && !repeat_set ? 0 : repeat;
+	if (!seed_set)
+		rs.seed = random_seed();
+
+	/* The recording. */
+	if (db_opt) {
+		snprintf(db_path, sizeof(db_path), "%s", db_opt);
+	} else {
+		char stamp[64];
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
+		if (mkdir("runs", 0755) != 0 && errno != EEXIST) {
+			fprintf(stderr, "keel-harness: runs/: %s\n", strerror(errno));
+			goto out;
+		}
+		snprintf(db_path, sizeof(db_path), "runs/%s-%d.db", stamp, (int)getpid());
+		char link[128];
+		snprintf(link, sizeof(link), "%s-%d.db", stamp, (int)getpid());
+		unlink("runs/latest.db");
+		if (symlink(link, "runs/latest.db") != 0)
+			fprintf(stderr, "keel-harness: runs/latest.db: %s\n", strerror(errno));
+	}
+	char err[1024];
+	if (kh_recorder_open(&rec, db_path, NULL, err, sizeof(err)) != 0) {
+		fprintf(stderr, "keel-harness: %s\n", err);
+		goto out;
+	}
+	json_t *opts = json_pack("{s:i, s:s?, s:s?, s:i, s:b, s:I, s:f, s:b, s:s}", "jobs",
+				 (int)jobs, "filter", filter, "shard", (const char *)NULL,
+				 "repeat", (int)rs.repeat, "until-failure", rs.until_failure,
+				 "seed", (json_int_t)rs.seed, "timeout-multiplier", mult,
+				 "allow-test-steps", allow, "broker", broker);
+	if (opts && shard_n) {
+		char sh[32];
+		snprintf(sh, sizeof(sh), "%u/%u", shard_k, shard_n);
+		json_object_set_new(opts, "shard", json_string(sh));
+	}
+	char *opts_text = opts ? json_dumps(opts, JSON_COMPACT) : NULL;
+	json_decref(opts);
+	int64_t run_id = 0;
+	int rc = kh_recorder_run_begin(rec, rs.seed, opts_text, &run_id);
+	free(opts_text);
+	if (rc)
+		goto out;
+
+	const char *tmp = getenv("TMPDIR");
+	snprintf(workroot, sizeof(workroot), "%s/keel-harness-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(workroot) == NULL) {
+		fprintf(stderr, "keel-harness: %s: %s\n", workroot, strerror(errno));
+		goto out;
+	}
+	rs.tty = !rs.tap && isatty(STDOUT_FILENO);
+	if (!rs.tap)
+		printf("keel-harness: %zu scenario(s), seed %" PRIu64 ", recording to %s\n", rs.nsc,
+		       rs.seed, db_path);
+	fflush(stdout);
+	int64_t t0 = kh_now_ns();
+	kh_exec_opts eo = {
+		.rec = rec,
+		.db_path = db_path,
+		.run_id = run_id,
+		.jobs = jobs,
+		.timeout_multiplier = mult,
+		.broker = broker,
+		.self_exe = self,
+		.workroot = workroot,
+		.allow_test_steps = allow,
+		.keep_data = keep,
+		.progress = rs.tty,
+		.next = run_next,
+		.done = run_done,
+		.ud = &rs,
+	};
+	rc = kh_runner_exec(&eo);
+	double total = (double)(kh_now_ns() - t0) / 1e9;
+	kh_recorder_run_end(rec, run_id);
+	if (keep)
+		printf("keel-harness: data kept in %s\n", workroot);
+	else if (rmdir(workroot) != 0)
+		fprintf(stderr, "keel-harness: %s left behind: %s\n", workroot, strerror(errno));
+	if (junit && (rc = kh_out_junit(junit, rs.results, rs.nresults, total)) != 0)
+		fprintf(stderr, "keel-harness: %s: %s\n", junit, strerror(-rc));
+	if (rs.tap)
+		printf("1..%zu\n# ", rs.nresults);
+	printf("%u passed, %u failed\n", rs.passed, rs.failed);
+	code = rs.failed || rs.passed == 0 ? 1 : 0;
+out:
+	kh_recorder_close(rec);
+	for (size_t i = 0; i < rs.nsc; i++) {
+		kh_scenario_free(rs.sc[i]);
+		keel_free(rs.files[i]);
+	}
+	keel_free(rs.sc);
+	keel_free(rs.files);
+	for (size_t i = 0; i < rs.nresults; i++) {
+		keel_free(rs.results[i]->file);
+		keel_free(rs.results[i]->name);
+		keel_free(rs.results[i]->output);
+		keel_free(rs.results[i]);
+	}
+	keel_free(rs.results);
+	list_free(&files);
+	return code;
+}

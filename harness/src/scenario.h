@@ -1,0 +1,147 @@
+/*
+ * scenario.h - the scenario file format (scenarios/README.md): nodes, then
+ * steps, loaded with libcyaml into the structs below and checked.
+ *
+ * A libyaml pass records the line of every key path first, so every error
+ * reads "FILE:LINE: KEY.PATH: problem"; unknown keys are errors.  A loaded
+ * kh_scenario owns everything it points to (kh_scenario_free).  Pure: no
+ * I/O but reading the file; any thread.
+ */
+#ifndef KH_SCENARIO_H
+#define KH_SCENARIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "await.h"
+
+typedef enum kh_step_kind {
+	KH_STEP_START,
+	KH_STEP_STOP,
+	KH_STEP_KILL,
+	KH_STEP_PAUSE,
+	KH_STEP_RESUME,
+	KH_STEP_RESTART,
+	KH_STEP_PRODUCE,
+	KH_STEP_CONSUME,
+	KH_STEP_EXPECT,
+	KH_STEP_FAULT,
+	KH_STEP_AWAIT,
+	KH_STEP_CRASH,          /* test-only: needs allow_test_steps */
+	KH_STEP__COUNT,
+} kh_step_kind;
+
+/* "start", "await"... (the YAML key); NULL for an invalid kind. */
+const char *kh_step_kind_name(kh_step_kind k);
+
+/* start, stop, kill, pause, resume, restart. */
+typedef struct kh_node_op {
+	char *node;
+	double within_s;        /* stop/kill/restart: wait for the exit; 0 = default */
+	bool kill;              /* restart: SIGKILL instead of SIGTERM */
+} kh_node_op;
+
+typedef struct kh_produce {
+	char *node;
+	char *destination;
+	unsigned count;
+	unsigned size;          /* body bytes */
+	bool persistent;
+	bool receipts;          /* ask a RECEIPT for each SEND and wait for it */
+	unsigned priority;      /* 0-9; default 4 */
+	double within_s;
+} kh_produce;
+
+typedef struct kh_consume {
+	char *node;
+	char *destination;
+	unsigned count;         /* 0 = until-empty */
+	bool until_empty;
+	char *ack;              /* auto | client | client-individual */
+	double within_s;
+} kh_consume;
+
+/* Checks on what this scenario produced, receipted and consumed so far. */
+typedef struct kh_expect {
+	char *destination;      /* NULL = all */
+	bool no_loss;           /* every receipted message was consumed */
+	bool no_duplicates;     /* no key consumed twice */
+	int64_t produced;       /* exact totals; -1 = not checked */
+	int64_t receipted;
+	int64_t consumed;
+} kh_expect;
+
+typedef struct kh_fault {
+	char *node;
+	char *name;             /* libfiu point, e.g. journal/write */
+	bool enable;            /* false: disable */
+	int failinfo;           /* errno handed to the failing call */
+	double probability;     /* 0 = always (enable), else enable_random */
+} kh_fault;
+
+typedef struct kh_await_step {
+	char *node;
+	char *type;
+	char **where;           /* predicate texts, parsed into preds */
+	unsigned where_count;
+	double within_s;
+	char *since;            /* start | last-step | now; default last-step */
+	kh_pred *preds;         /* where_count parsed predicates */
+} kh_await_step;
+
+typedef enum kh_since {
+	KH_SINCE_LAST_STEP,
+	KH_SINCE_START,
+	KH_SINCE_NOW,
+} kh_since;
+
+typedef struct kh_step {
+	kh_step_kind kind;      /* set by the checks after loading */
+	unsigned line;          /* where it starts in the file */
+	kh_node_op *start, *stop, *kill, *pause, *resume, *restart;
+	kh_produce *produce;
+	kh_consume *consume;
+	kh_expect *expect;
+	kh_fault *fault;
+	kh_await_step *await;
+	char *crash;            /* abort | segv */
+	kh_since since;         /* await only */
+} kh_step;
+
+typedef struct kh_node_spec {
+	char *name;
+	char *role;             /* standalone (default) | live | backup */
+	char *config;           /* YAML text of keel-broker's config; may be NULL */
+} kh_node_spec;
+
+typedef struct kh_scenario {
+	char *name;             /* default: the file's base name without .yaml */
+	char *description;
+	double timeout_s;       /* default KH_DEFAULT_SCENARIO_TIMEOUT_S */
+	kh_node_spec *nodes;
+	unsigned nodes_count;
+	kh_step *steps;
+	unsigned steps_count;
+	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
+	char *file;             /* the path it was loaded from */
+} kh_scenario;
+
+/* Load and check `path`.  0 and *out, or -EINVAL (err holds
+ * "FILE:LINE: KEY: problem"), -ENOENT/-EIO (err says so), -ENOMEM.
+ * allow_test_steps admits `crash` steps. */
+int kh_scenario_load(const char *path, bool allow_test_steps, kh_scenario **out, char *err,
+		     size_t errlen);
+/* Same from a string; `name` stands for the file in messages. */
+int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool allow_test_steps,
+			  kh_scenario **out, char *err, size_t errlen);
+void kh_scenario_free(kh_scenario *s); /* NULL is fine */
+
+/* Index of node `name` or -1. */
+int kh_scenario_node_index(const kh_scenario *s, const char *name);
+/* The node a step acts on or waits for (NULL for expect and crash). */
+const char *kh_step_node(const kh_step *st);
+/* The step as JSON text (steps.params); caller frees with free(). */
+char *kh_step_params_json(const kh_step *st);
+
+#endif

@@ -1,0 +1,100 @@
+-- keel-harness recording schema, version 1 (harness/README.md documents it).
+-- One SQLite file per run, WAL mode.  Every scenario child writes its own
+-- rows (busy_timeout, one transaction per loop turn); the runner writes
+-- runs and scenario outcomes.  Times: *_ns are CLOCK_MONOTONIC ns of the
+-- harness host (comparable with a node's mono_ns: same host, same clock);
+-- ts columns are UTC ISO-8601 strings.
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);                                   -- ('schema_version', '1')
+CREATE TABLE IF NOT EXISTS runs (
+  id          INTEGER PRIMARY KEY,
+  started_at  TEXT NOT NULL,
+  finished_at TEXT,
+  seed        INTEGER NOT NULL,
+  host        TEXT,
+  git_rev     TEXT,
+  options     TEXT                   -- JSON: the command line options
+);
+CREATE TABLE IF NOT EXISTS scenarios (
+  id          INTEGER PRIMARY KEY,
+  run_id      INTEGER NOT NULL REFERENCES runs(id),
+  name        TEXT NOT NULL,
+  file        TEXT NOT NULL,
+  iteration   INTEGER NOT NULL DEFAULT 0,   -- --repeat index
+  seed        INTEGER NOT NULL,
+  address     TEXT,                  -- loopback address given to it (127.x.y.z)
+  started_ns  INTEGER,
+  finished_ns INTEGER,
+  outcome     TEXT,                  -- pass | fail | timeout | crash
+  reason      TEXT
+);
+CREATE TABLE IF NOT EXISTS nodes (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER NOT NULL REFERENCES scenarios(id),
+  name        TEXT NOT NULL,
+  role        TEXT,                  -- live | backup | standalone
+  data_dir    TEXT,
+  config      TEXT                   -- the YAML the node was started with
+);
+CREATE TABLE IF NOT EXISTS steps (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER NOT NULL REFERENCES scenarios(id),
+  idx         INTEGER NOT NULL,      -- position in the scenario's step list
+  kind        TEXT NOT NULL,         -- start, stop, kill, await, produce...
+  node        TEXT,
+  params      TEXT,                  -- JSON of the step as written
+  started_ns  INTEGER,
+  finished_ns INTEGER,
+  outcome     TEXT,                  -- ok | fail
+  message     TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER NOT NULL REFERENCES scenarios(id),
+  node        TEXT NOT NULL,
+  seq         INTEGER NOT NULL,
+  type        TEXT NOT NULL,
+  ts          TEXT,                  -- the node's wall clock
+  mono_ns     INTEGER,               -- the node's monotonic clock
+  recv_ns     INTEGER,               -- harness monotonic time of receipt
+  json        TEXT NOT NULL          -- the line as received
+);
+CREATE INDEX IF NOT EXISTS events_by_scenario ON events(scenario_id, node, seq);
+CREATE TABLE IF NOT EXISTS logs (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER NOT NULL REFERENCES scenarios(id),
+  node        TEXT NOT NULL,
+  recv_ns     INTEGER,
+  line        TEXT NOT NULL          -- one stderr (or stdout) line of the node
+);
+CREATE TABLE IF NOT EXISTS messages (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER NOT NULL REFERENCES scenarios(id),
+  node        TEXT,
+  destination TEXT NOT NULL,
+  msg_key     TEXT NOT NULL,         -- unique per scenario, set by the producer (header keel-key)
+  kind        TEXT NOT NULL,         -- produced | receipted | consumed
+  persistent  INTEGER NOT NULL DEFAULT 0,
+  at_ns       INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_by_key ON messages(scenario_id, msg_key, kind);
+CREATE TABLE IF NOT EXISTS leaks (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER REFERENCES scenarios(id),
+  node        TEXT,
+  kind        TEXT NOT NULL,         -- THREAD | FD | CHILD | SOCKET
+  name        TEXT,
+  detail      TEXT,                  -- the whole report line
+  created_at  TEXT
+);
+CREATE TABLE IF NOT EXISTS findings (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER REFERENCES scenarios(id),
+  check_name  TEXT NOT NULL,         -- e.g. no-receipted-lost, single-live
+  severity    TEXT NOT NULL,         -- error | warning
+  message     TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# it_isolation.sh HARNESS BROKER - a run over fixtures that fail, hang (in an
+# await and in a consume), crash the harness child and leave nodes running
+# (one paused) reports each correctly; the passing scenario after them
+# passes; nothing is left behind: no process, no listening port on the
+# scenarios' addresses, no directory.  Also checks the JUnit XML (xmllint
+# when installed) and the TAP output.
+set -euo pipefail
+HARNESS=$1
+BROKER=$2
+FIX=$(cd "$(dirname "$0")/fixtures/isolation" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/tmp"
+fail() { echo "it_isolation: FAIL: $*" >&2; exit 1; }
+
+rc=0
+TMPDIR=$work/tmp "$HARNESS" run -j 2 --allow-test-steps --broker "$BROKER" \
+  --db "$work/run.db" --junit "$work/junit.xml" --tap "$FIX" >"$work/out.tap" 2>"$work/err" || rc=$?
+cat "$work/out.tap"
+[ "$rc" = 1 ] || fail "exit code $rc, expected 1"
+
+# Outcomes, as recorded.
+q() { sqlite3 "$work/run.db" "$1"; }
+expect_outcome() {
+  local got
+  got=$(q "SELECT outcome FROM scenarios WHERE name = '$1'")
+  [ "$got" = "$2" ] || fail "$1: outcome '$got', expected '$2'"
+}
+expect_outcome a_fail fail
+expect_outcome b_hang_await timeout
+expect_outcome c_hang_consume timeout
+expect_outcome d_crash crash
+expect_outcome e_leave_running pass
+expect_outcome f_pass pass
+q "SELECT reason FROM scenarios WHERE name = 'a_fail'" | grep -q 'no matching event within' \
+  || fail "a_fail: reason does not name the await"
+q "SELECT reason FROM scenarios WHERE name = 'b_hang_await'" | grep -q 'timed out after 3 s in step 1 (await n1)' \
+  || fail "b_hang_await: reason does not name the hung step"
+q "SELECT reason FROM scenarios WHERE name = 'c_hang_consume'" | grep -q 'in step 3 (consume n1)' \
+  || fail "c_hang_consume: reason does not name the hung step"
+q "SELECT reason FROM scenarios WHERE name = 'd_crash'" | grep -q 'signal 6' \
+  || fail "d_crash: reason does not name the signal"
+[ "$(q "SELECT count(*) FROM events")" -gt 10 ] || fail "events not recorded"
+[ "$(q "SELECT count(*) FROM messages WHERE kind = 'receipted'")" = 15 ] || fail "messages not recorded"
+
+# TAP: a plan, 2 ok and 4 not ok, and the closing line.
+grep -q '^1\.\.6$' "$work/out.tap" || fail "TAP plan missing"
+[ "$(grep -c '^ok ' "$work/out.tap")" = 2 ] || fail "TAP: expected 2 ok"
+[ "$(grep -c '^not ok ' "$work/out.tap")" = 4 ] || fail "TAP: expected 4 not ok"
+grep -q '2 passed, 4 failed' "$work/out.tap" || fail "closing line missing"
+
+# JUnit: one testcase each, 1 failure, 3 errors (timeouts, crash).
+if command -v xmllint >/dev/null; then
+  xmllint --noout "$work/junit.xml" || fail "JUnit XML is not well-formed"
+  [ "$(xmllint --xpath 'count(//testcase)' "$work/junit.xml")" = 6 ] || fail "JUnit: 6 testcases"
+  [ "$(xmllint --xpath 'count(//testcase/failure)' "$work/junit.xml")" = 1 ] || fail "JUnit: 1 failure"
+  [ "$(xmllint --xpath 'count(//testcase/error)' "$work/junit.xml")" = 3 ] || fail "JUnit: 3 errors"
+  [ "$(xmllint --xpath 'string(//testsuites/@failures)' "$work/junit.xml")" = 1 ] || fail "JUnit: failures attribute"
+else
+  echo "it_isolation: xmllint not installed; structure checked with grep"
+  [ "$(grep -c '<testcase ' "$work/junit.xml")" = 6 ] || fail "JUnit: 6 testcases"
+  [ "$(grep -c '<failure ' "$work/junit.xml")" = 1 ] || fail "JUnit: 1 failure"
+fi
+
+# Nothing left behind.  Processes: none whose command line names our
+# temporary directory (every node's data dir is below it).
+if pgrep -f -- "$work/tmp" >/dev/null; then
+  pgrep -a -f -- "$work/tmp" >&2
+  fail "processes left behind"
+fi
+# Directories: the run's work root is gone.
+[ -z "$(ls -A "$work/tmp")" ] || { ls -la "$work/tmp" >&2; fail "directories left behind"; }
+# Ports: nothing listens on the scenarios' 127.77.<slot>.x addresses.
+for addr in $(q "SELECT address FROM scenarios"); do
+  slot=$(echo "$addr" | cut -d. -f3)
+  hex=$(printf '%02X4D7F' "$slot")
+  if awk -v h="$hex" '$4 == "0A" && substr($2, 3, 6) == h { found = 1 } END { exit !found }' /proc/net/tcp; then
+    fail "a port is still listening on $addr"
+  fi
+done
+echo "it_isolation: OK"

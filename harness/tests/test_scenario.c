@@ -1,0 +1,273 @@
+/*
+ * test_scenario.c - the scenario parser: a full valid file and every error
+ * path, each asserting the exact "FILE:LINE: KEY: problem" text.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+#include "scenario.h"
+
+#define HEAD "nodes:\n  - name: n1\nsteps:\n"
+
+static void expect_err(const char *yaml, bool allow, const char *want)
+{
+	kh_scenario *s = NULL;
+	char err[2048];
+	int rc = kh_scenario_load_data("t.yaml", yaml, strlen(yaml), allow, &s, err, sizeof(err));
+	if (rc != -EINVAL || strstr(err, want) == NULL)
+		print_error("yaml:\n%s\nwant: %s\ngot (%d): %s\n", yaml, want, rc, err);
+	assert_int_equal(rc, -EINVAL);
+	assert_non_null(strstr(err, want));
+	assert_null(s);
+}
+
+static kh_scenario *load_ok(const char *yaml, bool allow)
+{
+	kh_scenario *s = NULL;
+	char err[2048] = "";
+	int rc = kh_scenario_load_data("ok.yaml", yaml, strlen(yaml), allow, &s, err, sizeof(err));
+	if (rc != 0)
+		print_error("unexpected error: %s\n", err);
+	assert_int_equal(rc, 0);
+	assert_non_null(s);
+	return s;
+}
+
+static void test_full(void **state)
+{
+	(void)state;
+	int64_t live = keel_alloc_live();
+	kh_scenario *s = load_ok(
+		"name: full\n"
+		"description: every step\n"
+		"timeout: 30\n"
+		"nodes:\n"
+		"  - name: n1\n"
+		"    role: live\n"
+		"    config: |\n"
+		"      journal-sync: false\n"
+		"  - name: n2\n"
+		"steps:\n"
+		"  - start: {node: n1}\n"
+		"  - await: {node: n1, type: state, where: [state == LIVE, \"port > 0\"], within: 5, since: start}\n"
+		"  - produce: {node: n1, destination: /queue/a, count: 3, size: 10, persistent: yes, receipts: true}\n"
+		"  - consume: {node: n1, destination: /queue/a, count: 3, ack: client}\n"
+		"  - consume: {node: n1, destination: /queue/a, until-empty: true}\n"
+		"  - expect: {no-loss: true, no-duplicates: true, consumed: 3}\n"
+		"  - fault: {node: n1, name: journal/write, enable: true, failinfo: 28}\n"
+		"  - pause: {node: n1}\n"
+		"  - resume: {node: n1}\n"
+		"  - restart: {node: n1, kill: true, within: 10}\n"
+		"  - kill: {node: n1}\n"
+		"  - stop: {node: n2, within: 3}\n"
+		"  - crash: abort\n",
+		true);
+	assert_string_equal(s->name, "full");
+	assert_true(s->timeout_s == 30);
+	assert_int_equal(s->nodes_count, 2);
+	assert_string_equal(s->nodes[0].role, "live");
+	assert_int_equal(s->steps_count, 13);
+	assert_int_equal(s->steps[0].kind, KH_STEP_START);
+	assert_int_equal(s->steps[1].kind, KH_STEP_AWAIT);
+	assert_int_equal(s->steps[1].since, KH_SINCE_START);
+	assert_int_equal(s->steps[1].line, 12);
+	assert_int_equal(s->steps[1].await->where_count, 2);
+	assert_int_equal(s->steps[1].await->preds[1].op, KH_OP_GT);
+	assert_true(s->steps[2].produce->persistent);
+	assert_int_equal(s->steps[2].produce->priority, 4);
+	assert_int_equal(s->steps[4].consume->until_empty, true);
+	assert_int_equal(s->steps[5].expect->produced, -1);
+	assert_int_equal(s->steps[5].expect->consumed, 3);
+	assert_true(s->uses_faults);
+	assert_true(s->steps[9].restart->kill);
+	assert_int_equal(s->steps[12].kind, KH_STEP_CRASH);
+	assert_string_equal(kh_step_node(&s->steps[11]), "n2");
+	assert_null(kh_step_node(&s->steps[5]));
+	char *j = kh_step_params_json(&s->steps[1]);
+	assert_non_null(j);
+	assert_non_null(strstr(j, "\"await\":{"));
+	assert_non_null(strstr(j, "\"state == LIVE\""));
+	free(j);
+	kh_scenario_free(s);
+	assert_int_equal(keel_alloc_live(), live);
+}
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	kh_scenario *s = load_ok(HEAD "  - start: {node: n1}\n", false);
+	assert_string_equal(s->name, "ok"); /* from the file name */
+	assert_true(s->timeout_s == 120);
+	assert_false(s->uses_faults);
+	kh_scenario_free(s);
+}
+
+static void test_yaml_errors(void **state)
+{
+	(void)state;
+	expect_err("nodes: [\n", false, "t.yaml:2: nodes: syntax error:");
+	expect_err(HEAD "  - start: {node: n1}\n---\n" HEAD, false,
+		   "t.yaml:5: only one YAML document is allowed");
+	expect_err("nodes:\n  - &a {name: n1}\n  - *a\nsteps: []\n", false,
+		   "t.yaml:3: nodes: aliases are not supported");
+	expect_err(HEAD "  - {[a]: 1}\n", false, "t.yaml:4: steps[0]: keys must be plain words");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 1, persistent: maybe}\n",
+		   false, "t.yaml:4: steps[0].produce.persistent: invalid boolean \"maybe\"");
+	expect_err("a: [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]\n", false, "nested deeper than 16");
+	expect_err("", false, "t.yaml:1: empty scenario");
+}
+
+static void test_schema_errors(void **state)
+{
+	(void)state;
+	expect_err(HEAD "  - start: {node: n1}\ncolour: red\n", false,
+		   "t.yaml:5: colour: unknown key");
+	expect_err(HEAD "  - start: {node: n1, colour: red}\n", false,
+		   "t.yaml:4: steps[0].start.colour: unknown key");
+	expect_err(HEAD "  - sleep: 1\n", false, "t.yaml:4: steps[0].sleep: unknown key");
+	expect_err("nodes:\n  - name: n1\n", false, "t.yaml:1: steps: missing required key");
+	expect_err(HEAD "  - start: {}\n", false, "t.yaml:4: steps[0].start.node: missing required key");
+	expect_err(HEAD "  - start: n1\n", false, "t.yaml:4: steps[0].start: expected a mapping");
+	expect_err(HEAD "  - await: {node: n1, type: x, within: soon}\n", false,
+		   "t.yaml:4: steps[0].await.within: invalid number \"soon\"");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: many}\n", false,
+		   "steps[0].produce.count: invalid unsigned integer \"many\"");
+	expect_err("nodes: []\nsteps:\n  - start: {node: n1}\n", false, "t.yaml:1: nodes: at least one node");
+	expect_err("nodes:\n  - name: n1\nsteps: []\n", false, "t.yaml:3: steps: at least one step");
+	expect_err(HEAD "  - start: {node: n1, node: n1}\n", false,
+		   "steps[0].start.node: key given twice");
+}
+
+static void test_check_errors(void **state)
+{
+	(void)state;
+	expect_err("timeout: 0\n" HEAD "  - start: {node: n1}\n", false,
+		   "t.yaml:1: timeout: must be between 0 and 86400 seconds");
+	expect_err("name: a b\n" HEAD "  - start: {node: n1}\n", false,
+		   "t.yaml:1: name: \"a b\": use letters");
+	expect_err("nodes:\n  - name: -x\nsteps:\n  - start: {node: -x}\n", false,
+		   "t.yaml:2: nodes[0].name: \"-x\": use letters");
+	expect_err("nodes:\n  - name: n1\n  - name: n1\nsteps:\n  - start: {node: n1}\n", false,
+		   "t.yaml:3: nodes[1].name: node \"n1\" is already defined");
+	expect_err("nodes:\n  - name: n1\n    role: boss\nsteps:\n  - start: {node: n1}\n", false,
+		   "t.yaml:3: nodes[0].role: \"boss\": expected standalone, live or backup");
+	expect_err("nodes:\n  - name: n1\n    config: |\n      max-delivery: 3\nsteps:\n"
+		   "  - start: {node: n1}\n", false,
+		   "t.yaml:3: nodes[0].config: config:1: max-delivery: unknown key");
+	expect_err(HEAD "  - {start: {node: n1}, stop: {node: n1}}\n", false,
+		   "t.yaml:4: steps[0].stop: a step has one kind (this one is already \"start\")");
+	expect_err(HEAD "  - {}\n", false, "t.yaml:4: steps[0]: empty step");
+	expect_err(HEAD "  - start: {node: n9}\n", false,
+		   "t.yaml:4: steps[0].start.node: unknown node \"n9\"");
+	expect_err(HEAD "  - stop: {node: n1, within: -1}\n", false,
+		   "t.yaml:4: steps[0].stop.within: must be between 0 and 86400 seconds");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 0}\n", false,
+		   "t.yaml:4: steps[0].produce.count: must be 1..1000000");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 1, size: 999999999}\n", false,
+		   "steps[0].produce.size: at most 16777216 bytes");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 1, priority: 10}\n", false,
+		   "steps[0].produce.priority: must be 0..9");
+	expect_err(HEAD "  - consume: {node: n1, destination: x}\n", false,
+		   "t.yaml:4: steps[0].consume: give exactly one of count and until-empty: true");
+	expect_err(HEAD "  - consume: {node: n1, destination: x, count: 2, until-empty: true}\n", false,
+		   "steps[0].consume: give exactly one of count");
+	expect_err(HEAD "  - consume: {node: n1, destination: x, count: 0}\n", false,
+		   "steps[0].consume.count: must be 1..1000000");
+	expect_err(HEAD "  - consume: {node: n1, destination: x, count: 1, ack: later}\n", false,
+		   "steps[0].consume.ack: \"later\": expected auto, client or client-individual");
+	expect_err(HEAD "  - expect: {destination: x}\n", false, "steps[0].expect: expects nothing");
+	expect_err(HEAD "  - expect: {consumed: -1}\n", false,
+		   "steps[0].expect.consumed: must not be negative");
+	expect_err(HEAD "  - fault: {node: n1, name: j, enable: true, probability: 2}\n", false,
+		   "steps[0].fault.probability: must be between 0 and 1");
+	expect_err(HEAD "  - fault: {node: n1, name: 'a,b', enable: true}\n", false,
+		   "steps[0].fault.name: \"a,b\" is not a fault point name");
+	expect_err(HEAD "  - await: {node: n1, type: x, since: yesterday}\n", false,
+		   "steps[0].await.since: \"yesterday\": expected start, last-step or now");
+	expect_err(HEAD "  - await: {node: n1, type: x, within: 100000}\n", false,
+		   "steps[0].await.within: must be between");
+	expect_err(HEAD "  - await: {node: n1, type: x, where: [ok, state = LIVE]}\n", false,
+		   "t.yaml:4: steps[0].await.where[1]: predicate \"state = LIVE\": unknown operator");
+	expect_err(HEAD "  - crash: abort\n", false,
+		   "t.yaml:4: steps[0].crash: test-only step (needs --allow-test-steps");
+	expect_err(HEAD "  - crash: gently\n", true,
+		   "steps[0].crash: \"gently\": expected abort or segv");
+}
+
+static void test_files(void **state)
+{
+	(void)state;
+	kh_scenario *s = NULL;
+	char err[512];
+	assert_int_equal(kh_scenario_load("/nonexistent/x.yaml", false, &s, err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, "/nonexistent/x.yaml: No such file"));
+	assert_int_equal(kh_scenario_load("/tmp", false, &s, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
+	char path[] = "/tmp/kh-test-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 2 * 1024 * 1024), 0);
+	close(fd);
+	assert_int_equal(kh_scenario_load(path, false, &s, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "larger than"));
+	unlink(path);
+	assert_null(s);
+	/* Every shipped scenario and fixture loads. */
+	const char *files[] = {
+		"../../scenarios/lifecycle.yaml", "../../scenarios/roundtrip.yaml",
+		"../../scenarios/persistence.yaml", "fixtures/isolation/d_crash.yaml",
+	};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		int rc = kh_scenario_load(files[i], true, &s, err, sizeof(err));
+		if (rc)
+			print_error("%s\n", err);
+		assert_int_equal(rc, 0);
+		kh_scenario_free(s);
+		s = NULL;
+	}
+}
+
+static void test_alloc_failures(void **state)
+{
+	(void)state;
+	const char *yaml = HEAD "  - await: {node: n1, type: state, where: [state == LIVE]}\n";
+	int64_t live = keel_alloc_live();
+	/* Fail each allocation in turn: ENOMEM or success, never a leak. */
+	for (uint64_t n = 1; n < 400; n++) {
+		kh_scenario *s = NULL;
+		char err[512];
+		keel_alloc_fail_after(n);
+		int rc = kh_scenario_load_data("t.yaml", yaml, strlen(yaml), false, &s, err,
+					       sizeof(err));
+		keel_alloc_fail_after(0);
+		assert_true(rc == 0 || rc == -ENOMEM || rc == -EINVAL);
+		kh_scenario_free(s);
+		assert_int_equal(keel_alloc_live(), live);
+		if (rc == 0 && n > 200)
+			break;
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_yaml_errors),
+		cmocka_unit_test(test_schema_errors),
+		cmocka_unit_test(test_check_errors),
+		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_alloc_failures),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
