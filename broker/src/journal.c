@@ -541,7 +541,7 @@ static void note_oom(keel_journal *j)
 	keel_log_error("journal: out of memory while appending; durability is not assured");
 	if (j->events)
 		keel_events_emit(j->events, "error", "{s:s}", "message",
-			 "journal: out of memory while appending a record");
+				 "journal: out of memory while appending a record");
 }
 
 /* A new active segment that can hold `need` more bytes. */
@@ -1148,7 +1148,7 @@ static void on_failure(keel_journal *j, int err, const char *msg)
 		keel_log_error("%s", msg);
 		if (j->events)
 			keel_events_emit(j->events, "error", "{s:s, s:s}", "message", msg, "cause",
-				 strerror(-err));
+					 strerror(-err));
 	}
 	j->failing = true;
 	/* the open batch lays out records after the failed ones: drop it */
@@ -1620,7 +1620,7 @@ static void report_truncated(keel_journal *j, const char *name, uint64_t off, ui
 		      " bytes discarded)", path, off, bytes);
 	if (j->events)
 		keel_events_emit(j->events, "journal.truncated", "{s:s, s:I, s:I}", "file", path,
-			 "offset", (json_int_t)off, "bytes", (json_int_t)bytes);
+				 "offset", (json_int_t)off, "bytes", (json_int_t)bytes);
 	j->st.truncated++;
 }
 
@@ -2082,10 +2082,10 @@ int keel_journal_open(keel_journal **out, const keel_journal_options *opt, keel_
 		      j->st.addresses, j->st.queues, j->st.messages, j->st.records, j->st.segments);
 	if (j->events)
 		keel_events_emit(j->events, "journal.loaded", "{s:I, s:I, s:I, s:I, s:I, s:I}",
-			 "addresses", (json_int_t)j->st.addresses, "queues",
-			 (json_int_t)j->st.queues, "messages", (json_int_t)j->st.messages,
-			 "records", (json_int_t)j->st.records, "segments",
-			 (json_int_t)j->st.segments, "truncated", (json_int_t)j->st.truncated);
+				 "addresses", (json_int_t)j->st.addresses, "queues",
+				 (json_int_t)j->st.queues, "messages", (json_int_t)j->st.messages,
+				 "records", (json_int_t)j->st.records, "segments",
+				 (json_int_t)j->st.segments, "truncated", (json_int_t)j->st.truncated);
 	*out = j;
 	return 0;
 
