@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -336,6 +337,23 @@ static void broker_destroy(keel_broker *b)
 	keel_free(b);
 }
 
+/* Journal recovery of a persistent large message: its body is the file
+ * <data-dir>/large-messages/<msg-id>.msg, named by the message id alone.
+ * A missing or short file means the message is not restored (the journal
+ * counts it as large_skipped and logs it). */
+static keel_large_body *reopen_large_body(void *ud, uint64_t msg_id, uint64_t size)
+{
+	keel_broker *b = ud;
+	keel_large_body *lb = NULL;
+	int rc = keel_large_reopen(&lb, b->large_dir, msg_id, size);
+	if (rc < 0) {
+		keel_log_warn("large message %" PRIu64 ": body file not restored: %s", msg_id,
+			      strerror(-rc));
+		return NULL;
+	}
+	return lb;
+}
+
 int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, size_t errlen)
 {
 	char host[256];
@@ -421,6 +439,8 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 		.sync = cfg->journal_sync,
 		.compact_min_files = cfg->journal_compact_min_files,
 		.events = b->events,
+		.large_open = reopen_large_body,
+		.large_ud = b,
 	};
 	rc = keel_journal_open(&b->journal, &jo, b->core, err, errlen);
 	if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
