@@ -618,8 +618,37 @@ static int op_broker_status(op_ctx *c)
 
 static int op_bridge_status(op_ctx *c)
 {
-	/* No bridges exist yet: the list is empty, never an error. */
-	return set(c, "bridges", json_array());
+	/* No bridges configured: the list is empty, never an error. */
+	const keel_mgmt_env *e = c->env;
+	json_t *list = e->bridge_status ? e->bridge_status(e->ud) : json_array();
+	return set(c, "bridges", list);
+}
+
+static int bridge_start_stop(op_ctx *c, bool start)
+{
+	const keel_mgmt_env *e = c->env;
+	const char *name;
+	if (arg_str(c, "name", true, &name))
+		return -1;
+	int rc = e->bridge_control ? e->bridge_control(e->ud, name, start) : -ENOENT;
+	if (rc == -ENOENT)
+		return fail(c, "bridge '%s' not found", name);
+	if (rc == -EALREADY)
+		return fail(c, "bridge '%s' is already %s", name, start ? "running" : "stopped");
+	if (rc < 0)
+		return fail(c, "bridge '%s': %s", name, strerror(-rc));
+	return set(c, "name", json_string(name)) ||
+	       set(c, "state", json_string(start ? "started" : "stopped"));
+}
+
+static int op_start_bridge(op_ctx *c)
+{
+	return bridge_start_stop(c, true);
+}
+
+static int op_stop_bridge(op_ctx *c)
+{
+	return bridge_start_stop(c, false);
 }
 
 static void thread_cb(const lc_thread_info *info, void *ud)
@@ -694,6 +723,8 @@ static const op_def ops[] = {
 	{ "resume-queue", op_resume_queue, { "name", NULL } },
 	{ "broker-status", op_broker_status, { NULL } },
 	{ "bridge-status", op_bridge_status, { NULL } },
+	{ "start-bridge", op_start_bridge, { "name", NULL } },
+	{ "stop-bridge", op_stop_bridge, { "name", NULL } },
 	{ "list-threads", op_list_threads, { NULL } },
 };
 #define OP_COUNT (sizeof(ops) / sizeof(ops[0]))
@@ -900,33 +931,19 @@ int keel_mgmt_parse_destination(const char *dest, const char **address, keel_rou
 	return 0;
 }
 
-int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *headers,
-		      size_t header_count, const void *body, size_t body_len,
-		      const char *reply_address, keel_routing reply_rt)
+/* The reply message: JSON body plus status, content-type, operation and
+ * correlation-id headers.  NULL on out of memory. */
+static keel_msg *reply_msg(const keel_mgmt_env *env, json_t *reply, const char *op,
+			   const char *cid, const char *reply_address)
 {
-	json_t *args = NULL, *reply;
-	const char *op = keel_kv_get(headers, header_count, "operation");
-	char err[512];
-	char *text = NULL;
-	int rc = -ENOMEM;
-
-	if (!allowed)
-		reply = keel_mgmt_execute(env, op ? op : "?", NULL, false);
-	else if (parse_request(headers, header_count, body, body_len, &args, &op, err,
-			       sizeof(err)))
-		reply = error_reply(op, err);
-	else
-		reply = keel_mgmt_execute(env, op, args, true);
-	if (reply == NULL)
-		goto out;
-	text = json_dumps(reply, JSON_COMPACT);
+	keel_msg *m = NULL;
+	char *text = json_dumps(reply, JSON_COMPACT);
 	if (text == NULL)
-		goto out;
+		return NULL;
 	const char *status = json_string_value(json_object_get(reply, "status"));
-	const char *cid = keel_kv_get(headers, header_count, "correlation-id");
 	keel_kv h[4];
 	size_t n = 0;
-	h[n++] = KEEL_KV("status", status);
+	h[n++] = KEEL_KV("status", status ? status : "error");
 	h[n++] = KEEL_KV("content-type", "application/json");
 	if (op)
 		h[n++] = KEEL_KV("operation", op);
@@ -940,16 +957,64 @@ int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *hea
 		.body_len = strlen(text),
 		.priority = 4,
 	};
-	keel_msg *m = keel_msg_create(env->core, &init);
-	if (m == NULL)
-		goto out;
-	rc = keel_core_send(env->core, m, reply_rt, NULL);
-	keel_msg_unref(m);
-	if (rc > 0)
-		rc = 0;
-out:
+	m = keel_msg_create(env->core, &init);
 	free(text); /* json_dumps allocates with jansson's malloc */
+	return m;
+}
+
+int keel_mgmt_build(const keel_mgmt_env *env, bool allowed, const keel_kv *headers,
+		    size_t header_count, const void *body, size_t body_len,
+		    const char *reply_address, keel_msg **ok_out, keel_msg **storage_err_out)
+{
+	json_t *args = NULL, *reply, *serr = NULL;
+	const char *op = keel_kv_get(headers, header_count, "operation");
+	const char *cid = keel_kv_get(headers, header_count, "correlation-id");
+	char err[512];
+	int rc = -ENOMEM;
+
+	if (!allowed)
+		reply = keel_mgmt_execute(env, op ? op : "?", NULL, false);
+	else if (parse_request(headers, header_count, body, body_len, &args, &op, err,
+			       sizeof(err)))
+		reply = error_reply(op, err);
+	else
+		reply = keel_mgmt_execute(env, op, args, true);
+	if (reply == NULL)
+		goto out;
+	keel_msg *ok = reply_msg(env, reply, op, cid, reply_address);
+	if (ok == NULL)
+		goto out;
+	if (storage_err_out) {
+		snprintf(err, sizeof(err),
+			 "Storage error: the journal could not write the changes of '%s'; "
+			 "they may not survive a restart", op ? op : "?");
+		serr = error_reply(op, err);
+		keel_msg *em = serr ? reply_msg(env, serr, op, cid, reply_address) : NULL;
+		if (em == NULL) {
+			keel_msg_unref(ok);
+			goto out;
+		}
+		*storage_err_out = em;
+	}
+	*ok_out = ok;
+	rc = 0;
+out:
+	json_decref(serr);
 	json_decref(reply);
 	json_decref(args);
 	return rc;
+}
+
+int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *headers,
+		      size_t header_count, const void *body, size_t body_len,
+		      const char *reply_address, keel_routing reply_rt)
+{
+	keel_msg *m = NULL;
+	int rc = keel_mgmt_build(env, allowed, headers, header_count, body, body_len,
+				 reply_address, &m, NULL);
+	if (rc)
+		return rc;
+	rc = keel_core_send(env->core, m, reply_rt, NULL);
+	keel_msg_unref(m);
+	return rc > 0 ? 0 : rc;
 }

@@ -35,6 +35,11 @@ typedef struct keel_mgmt_env {
 	uint64_t start_mono_ms;            /* CLOCK_MONOTONIC at start, ms */
 	const char *(*state)(void *ud);    /* "LIVE", ... */
 	size_t (*connection_count)(void *ud);
+	/* Bridges (bridge.h): a new JSON array of bridge-status objects;
+	 * start/stop one by name: 0, -ENOENT, -EALREADY (already in that
+	 * state), or another -errno.  NULL: no bridges. */
+	json_t *(*bridge_status)(void *ud);
+	int (*bridge_control)(void *ud, const char *name, bool start);
 	void *ud;
 } keel_mgmt_env;
 
@@ -65,6 +70,16 @@ json_t *keel_mgmt_execute(const keel_mgmt_env *env, const char *op, json_t *args
 int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *headers,
 		      size_t header_count, const void *body, size_t body_len,
 		      const char *reply_address, keel_routing reply_rt);
+
+/*
+ * The same, but the reply is built, not routed: *ok_out gets the reply
+ * message (a new reference); with `storage_err_out`, it also gets the
+ * error reply to route instead when the journal later fails to write what
+ * the operation changed.  0 or -ENOMEM (nothing written).
+ */
+int keel_mgmt_build(const keel_mgmt_env *env, bool allowed, const keel_kv *headers,
+		    size_t header_count, const void *body, size_t body_len,
+		    const char *reply_address, keel_msg **ok_out, keel_msg **storage_err_out);
 
 /*
  * A reply-to destination -> address and routing type: "/queue/x" ANYCAST,

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "dupcache.h"
 #include "largemsg.h"
 #include "limits.h"
 #include "log.h"
@@ -170,10 +171,25 @@ static int send_error(keel_session *s, const keel_stomp_frame *f, const char *fm
 typedef struct held_receipt {
 	struct held_receipt *next;
 	uint64_t ticket;  /* journal records up to here must be on disk */
-	char id[];        /* the receipt-id */
+	/* A management reply waiting with it (NULL: a plain receipt): routed
+	 * once the records are on disk, or `reply_err` instead when the
+	 * journal failed -- an error reply, never a closed connection. */
+	keel_msg *reply_ok;
+	keel_msg *reply_err;
+	keel_routing reply_rt;
+	bool has_receipt;
+	char id[];        /* the receipt-id ("" when none) */
 } held_receipt;
 
+static void held_free(held_receipt *h)
+{
+	keel_msg_unref(h->reply_ok);
+	keel_msg_unref(h->reply_err);
+	keel_free(h);
+}
+
 static void on_synced(keel_sync_waiter *w, uint64_t synced, int status);
+static int send_receipt_id(keel_session *s, const char *receipt);
 
 static void held_arm(keel_session *s)
 {
@@ -190,7 +206,7 @@ static void held_drop_all(keel_session *s)
 	while (s->held_head) {
 		held_receipt *h = s->held_head;
 		s->held_head = h->next;
-		keel_free(h);
+		held_free(h);
 	}
 	s->held_tail = NULL;
 }
@@ -200,21 +216,26 @@ static void held_drop_all(keel_session *s)
  * journal records not yet on disk, or an earlier receipt still waits
  * (receipts keep their order).  Returns 1: send it now; 0: held; -ENOMEM.
  */
-static int hold_receipt(keel_session *s, const char *receipt)
+static bool must_hold(keel_session *s, uint64_t *ticket)
 {
 	const keel_sync *sy = s->env.sync;
 	if (sy == NULL)
-		return 1;
-	uint64_t t = sy->ticket(sy->ud);
-	if (s->held_head == NULL && (t == s->frame_ticket || t <= sy->synced(sy->ud)))
-		return 1;
-	size_t n = strlen(receipt);
-	held_receipt *h = keel_malloc(sizeof(*h) + n + 1);
+		return false;
+	*ticket = sy->ticket(sy->ud);
+	return s->held_head != NULL ||
+	       (*ticket != s->frame_ticket && *ticket > sy->synced(sy->ud));
+}
+
+static held_receipt *held_push(keel_session *s, uint64_t t, const char *receipt)
+{
+	size_t n = receipt ? strlen(receipt) : 0;
+	held_receipt *h = keel_calloc(1, sizeof(*h) + n + 1);
 	if (h == NULL)
-		return -ENOMEM;
-	h->next = NULL;
+		return NULL;
 	h->ticket = t;
-	memcpy(h->id, receipt, n + 1);
+	h->has_receipt = receipt != NULL;
+	if (receipt)
+		memcpy(h->id, receipt, n + 1);
 	if (s->held_tail)
 		s->held_tail->next = h;
 	else
@@ -222,10 +243,49 @@ static int hold_receipt(keel_session *s, const char *receipt)
 	s->held_tail = h;
 	if (!s->sync_w.linked)
 		held_arm(s);
+	return h;
+}
+
+static int hold_receipt(keel_session *s, const char *receipt)
+{
+	uint64_t t;
+	if (!must_hold(s, &t))
+		return 1;
+	return held_push(s, t, receipt) ? 0 : -ENOMEM;
+}
+
+/* A management reply whose operation appended journal records waits for
+ * them, like a receipt (and before the request's own receipt).  Takes
+ * both references.  1: nothing to wait for (caller routes `ok`); 0: held;
+ * -ENOMEM. */
+static int hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routing rt,
+		      const char *receipt)
+{
+	uint64_t t;
+	if (!must_hold(s, &t))
+		return 1;
+	held_receipt *h = held_push(s, t, receipt);
+	if (h == NULL)
+		return -ENOMEM;
+	h->reply_ok = ok;
+	h->reply_err = err;
+	h->reply_rt = rt;
 	return 0;
 }
 
-static int send_receipt_id(keel_session *s, const char *receipt);
+static void held_fire(keel_session *s, held_receipt *h, bool stored)
+{
+	keel_msg *m = stored ? h->reply_ok : h->reply_err;
+	if (m) {
+		int rc = keel_core_send(s->env.core, m, h->reply_rt, NULL);
+		if (rc < 0)
+			keel_log_warn("management reply not routed: %s", strerror(-rc));
+	}
+	if (h->has_receipt && s->state != S_CLOSING)
+		(void)send_receipt_id(s, h->id);
+}
+
+
 static void enter_closing(keel_session *s);
 
 /* The journal synced (or failed): receipts whose records are on disk go
@@ -236,9 +296,16 @@ static void on_synced(keel_sync_waiter *w, uint64_t synced, int status)
 	while (s->held_head && s->held_head->ticket <= synced) {
 		held_receipt *h = s->held_head;
 		s->held_head = h->next;
-		if (s->state != S_CLOSING)
-			(void)send_receipt_id(s, h->id);
-		keel_free(h);
+		held_fire(s, h, true);
+		held_free(h);
+	}
+	/* Management replies whose records failed: error replies, and the
+	 * connection stays. */
+	while (status < 0 && s->held_head && s->held_head->reply_err) {
+		held_receipt *h = s->held_head;
+		s->held_head = h->next;
+		held_fire(s, h, false);
+		held_free(h);
 	}
 	if (s->held_head == NULL)
 		s->held_tail = NULL;
@@ -634,12 +701,48 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 	const keel_mgmt_env *env = s->env.mgmt ? s->env.mgmt : &local;
 	bool allowed = keel_security_allowed(s->env.security, s->principal, KEEL_PERM_MANAGE,
 					     KEEL_MGMT_ADDRESS);
-	int rc = keel_mgmt_request(env, allowed, f->headers, f->header_count, f->body,
-				   f->body_len, raddr, rrt);
+	keel_msg *ok = NULL, *err = NULL;
+	int rc = keel_mgmt_build(env, allowed, f->headers, f->header_count, f->body,
+				 f->body_len, raddr, &ok, &err);
 	if (rc)
+		return send_error(s, f, "Out of memory answering a management request");
+	/* An operation that changed durable state answers once its journal
+	 * records are on disk (or with a storage error reply if they fail). */
+	rc = hold_reply(s, ok, err, rrt, hdr(f, "receipt"));
+	if (rc <= 0) {
+		if (rc < 0) {
+			keel_msg_unref(ok);
+			keel_msg_unref(err);
+			return send_error(s, f, "Out of memory answering a management request");
+		}
+		return 0; /* held: reply and receipt follow the sync */
+	}
+	keel_msg_unref(err);
+	rc = keel_core_send(s->env.core, ok, rrt, NULL);
+	keel_msg_unref(ok);
+	if (rc < 0)
 		return send_error(s, f, "Cannot route the management reply to '%s': %s", reply_to,
 				  strerror(-rc));
 	return send_receipt(s, f);
+}
+
+/* Duplicate detection: is this SEND's id already known for `address`?
+ * A duplicate is counted and announced (`message.duplicate`). */
+static bool is_duplicate(keel_session *s, const char *address, const char *id)
+{
+	if (s->env.dups == NULL || id == NULL || !keel_dupcache_check(s->env.dups, address, id))
+		return false;
+	keel_log_debug("%s: duplicate %s to '%s' dropped", s->ops->peer(s->conn), id, address);
+	if (s->env.events)
+		keel_events_emit(s->env.events, "message.duplicate", "{s:s, s:s, s:s}", "address",
+				 address, "id", id, "peer", s->ops->peer(s->conn));
+	return true;
+}
+
+static void remember_id(keel_session *s, const char *address, const char *id)
+{
+	if (s->env.dups && id)
+		(void)keel_dupcache_add(s->env.dups, address, id); /* best effort */
 }
 
 static int on_send(keel_session *s, const keel_stomp_frame *f)
@@ -661,6 +764,9 @@ static int on_send(keel_session *s, const keel_stomp_frame *f)
 	transaction *t = find_tx(s, f, &err);
 	if (err)
 		return err;
+	const char *dup_id = hdr(f, KEEL_DUP_HEADER);
+	if (is_duplicate(s, address, dup_id))
+		return send_receipt(s, f);
 
 	rc = flow_before_send(s, address, hdr(f, "receipt"));
 	if (rc == FLOW_REFUSED)
@@ -691,6 +797,7 @@ static int on_send(keel_session *s, const keel_stomp_frame *f)
 				  hdr(f, "transaction"), KEEL_MAX_TX_OPS);
 	if (rc < 0)
 		return send_error(s, f, "Cannot send to '%s': %s", address, strerror(-rc));
+	remember_id(s, address, dup_id);
 	flow_after_send(s, address);
 	return send_receipt(s, f);
 }
@@ -758,6 +865,11 @@ static int on_large_head(keel_session *s, const keel_stomp_frame *f)
 	s->lin.address = dup_or_null(address, &fail);
 	if (fail)
 		return send_error(s, f, "Out of memory");
+	if (is_duplicate(s, address, hdr(f, KEEL_DUP_HEADER))) {
+		s->lin.discard = true; /* read and thrown away; receipt at the end */
+		s->lin.dropped = true;
+		return 0;
+	}
 	rc = flow_before_send(s, address, s->lin.receipt);
 	if (rc != FLOW_GO) {
 		s->lin.discard = true;
@@ -869,6 +981,7 @@ static int on_large_end(keel_session *s)
 		return send_error(s, NULL, "Cannot send to '%s': %s", address, strerror(-rc));
 	keel_log_debug("large message %llu: %llu bytes to '%s'", (unsigned long long)m->id,
 		       (unsigned long long)m->body_len, address);
+	remember_id(s, address, keel_kv_get(m->headers, m->header_count, KEEL_DUP_HEADER));
 	flow_after_send(s, address);
 	rc = large_receipt(s, s->lin.receipt);
 	lin_reset(s);
