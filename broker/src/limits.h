@@ -170,5 +170,49 @@
  * a broken disk is not hammered in a loop. */
 #define KEEL_JOURNAL_RETRY_MS 200
 
+/* ---- bridges and the locator ------------------------------------------- */
+
+/* Connectors (host:port) one bridge / locator lists: a handful in practice;
+ * 16 bounds the registry key and the rotation. */
+#define KEEL_LOCATOR_MAX_CONNECTORS 16
+
+/* Messages a bridge holds at once (sent and waiting for their RECEIPT, or
+ * taken from the queue and not yet sent): its core consumer's credit
+ * (`confirmation-window`).  Default 16: enough to hide a round trip on a
+ * LAN; at most 1024 bounds what a broken link redelivers as duplicates. */
+#define KEEL_BRIDGE_DEFAULT_WINDOW 16
+#define KEEL_BRIDGE_MAX_WINDOW 1024
+
+/* Bridge reconnection defaults (as Artemis): retry-interval 2000 ms,
+ * multiplier 1.0, max-retry-interval 2000 ms, reconnect-attempts -1. */
+#define KEEL_BRIDGE_DEFAULT_RETRY_MS 2000
+#define KEEL_BRIDGE_MAX_RETRY_MS (24 * 3600 * 1000)
+
+/* Duplicate detection on the receiving side: ids (the `duplicate-detection`
+ * header) remembered per address, oldest forgotten first.  20000 as
+ * Artemis' id-cache-size: far more than any bridge window in flight. */
+#define KEEL_DUP_ID_CACHE_SIZE 20000
+/* Longest duplicate-detection id kept; a longer one is not checked. */
+#define KEEL_DUP_ID_MAX_LEN 255
+
+
+/* ---- replication (HA) ------------------------------------------------- */
+
+/* Actions one HA input can produce: the longest transition (handover)
+ * makes about a dozen; 32 leaves room and is asserted. */
+#define KEEL_HA_MAX_ACTIONS 32
+
+/* Largest replication message payload: a journal record (JOURNAL_OP) plus
+ * its framing.  A length field above it is refused before any buffering. */
+#define KEEL_REPL_MAX_PAYLOAD (KEEL_JOURNAL_MAX_RECORD + 64)
+
+/* Data bytes per FILE_CHUNK: the sync streams files in pieces of at most
+ * this, so a chunk in flight costs at most this much (Artemis: 32 KiB). */
+#define KEEL_REPL_MAX_CHUNK (64 * 1024)
+
+/* Strings in replication messages (user, password, file names): 255 as
+ * names elsewhere; reasons in REGISTER_REFUSED/GOODBYE up to 1 KiB. */
+#define KEEL_REPL_MAX_STR 255
+#define KEEL_REPL_MAX_TEXT 1024
 
 #endif

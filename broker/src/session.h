@@ -73,6 +73,10 @@ typedef struct keel_session_env {
 	 * connection waits behind it; a failed write turns it into an ERROR.
 	 * NULL: receipts go at once. */
 	const keel_sync *sync;
+	/* Duplicate detection (dupcache.h): a SEND whose `duplicate-detection`
+	 * id the cache holds for its address gets its receipt and is dropped;
+	 * routed ones are remembered.  NULL: no detection. */
+	struct keel_dupcache *dups;
 } keel_session_env;
 
 int keel_session_create(keel_session **out, const keel_session_env *env,
