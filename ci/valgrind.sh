@@ -10,6 +10,10 @@
 # `keel-leaks valgrind` (findings deduplicated by stack).  Fails when a
 # test fails or when any Valgrind log reports an error, even one a test
 # did not notice.  Extra arguments go to ctest (e.g. -R it_pystomp).
+# Then the scenario suite (scenarios/) under `keel-harness run --valgrind`
+# (memcheck, timeouts x10): every Valgrind error or definite leak of a
+# node fails its scenario (findings `valgrind` in the recording,
+# $BUILD/valgrind/scenarios.db).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +21,8 @@ bash ci/setup.sh
 BUILD=${KEEL_BUILD_DIR:-build-vg}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_SANITIZE=OFF
 # Only what the integration tests run (other parts may not build yet).
-cmake --build "$BUILD" -j"$(nproc)" --target keel-broker keelctl it_broker it_broker_leak keel-leaks
+cmake --build "$BUILD" -j"$(nproc)" --target keel-broker keelctl it_broker it_broker_leak keel-leaks \
+      keel-harness
 
 LOGS=$(realpath "$BUILD")/valgrind
 rm -rf "$LOGS"
@@ -57,4 +62,12 @@ if [ "$n" -gt 0 ]; then
   head -n 1 "$LOGS/summary.txt"
 fi
 echo "valgrind: $n broker runs checked; $( [ -z "$bad" ] && echo clean || echo 'NOT clean' )"
+
+# The scenario suite with every node under memcheck.
+echo "== keel-harness run --valgrind scenarios/ =="
+if ! "$BUILD/harness/keel-harness" run --valgrind -j"$(nproc)" --db "$LOGS/scenarios.db" \
+     --junit junit-valgrind-scenarios.xml scenarios; then
+  echo "valgrind: scenario suite NOT clean (findings: $BUILD/harness/keel-harness show $LOGS/scenarios.db)"
+  rc=1
+fi
 exit "$rc"

@@ -1,6 +1,7 @@
 /*
  * checks.c - the invariants checked on a recorded scenario (checks.h):
- * no-receipted-lost, duplicates, single-live, live-after-listening, and
+ * no-receipted-lost, duplicates, single-live, live-after-listening,
+ * no-leaks, and
  * kh_checks_run() which replaces a scenario's findings of these checks.
  *
  * Pure reads of events, steps and messages; the only writes are findings
@@ -462,6 +463,39 @@ out:
 	return err;
 }
 
+/* no-leaks: in a runner recording (a scenario with steps), every leaks
+ * row (LEAKED report lines and thread.leak events of its nodes, processes
+ * or listening sockets the scenario child left behind) is an error
+ * finding naming it.  Imported traces only list their leaks. */
+int kh_check_no_leaks(sqlite3 *db, int64_t scenario_id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, err = 0, errors = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT COALESCE(node, '?'), kind, COALESCE(name, '?'),"
+			       " COALESCE(detail, '') FROM leaks WHERE scenario_id = ?1"
+			       " AND EXISTS (SELECT 1 FROM steps WHERE scenario_id = ?1)"
+			       " ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return kh__sqlerr(db, "leaks");
+	sqlite3_bind_int64(st, 1, scenario_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *node = (const char *)sqlite3_column_text(st, 0);
+		const char *kind = (const char *)sqlite3_column_text(st, 1);
+		const char *name = (const char *)sqlite3_column_text(st, 2);
+		const char *detail = (const char *)sqlite3_column_text(st, 3);
+		err = kh__finding_add(db, scenario_id, "no-leaks", "error",
+				      "%s leaked %s %s: %s", node, kind, name, detail);
+		if (err < 0)
+			goto out;
+		errors++;
+	}
+	err = rc == SQLITE_DONE ? errors : kh__sqlerr(db, "leaks");
+out:
+	sqlite3_finalize(st);
+	return err;
+}
+
 int kh_checks_run(sqlite3 *db, int64_t scenario_id)
 {
 	static int (*const checks[])(sqlite3 *, int64_t) = {
@@ -469,6 +503,7 @@ int kh_checks_run(sqlite3 *db, int64_t scenario_id)
 		kh_check_duplicates,
 		kh_check_single_live,
 		kh_check_live_after_listening,
+		kh_check_no_leaks,
 	};
 	int err, errors = 0;
 	sqlite3_stmt *st = NULL;
@@ -480,7 +515,7 @@ int kh_checks_run(sqlite3 *db, int64_t scenario_id)
 	if (sqlite3_prepare_v2(db,
 			       "DELETE FROM findings WHERE scenario_id = ? AND"
 			       " check_name IN ('no-receipted-lost', 'duplicates',"
-			       " 'single-live', 'live-after-listening')",
+			       " 'single-live', 'live-after-listening', 'no-leaks')",
 			       -1, &st, NULL) != SQLITE_OK ||
 	    (sqlite3_bind_int64(st, 1, scenario_id), sqlite3_step(st)) !=
 		    SQLITE_DONE) {

@@ -30,6 +30,11 @@ int kh_check_no_receipted_lost(sqlite3 *db, int64_t scenario_id);
 int kh_check_duplicates(sqlite3 *db, int64_t scenario_id);
 int kh_check_single_live(sqlite3 *db, int64_t scenario_id);
 int kh_check_live_after_listening(sqlite3 *db, int64_t scenario_id);
+/*  no-leaks            in a runner recording (steps exist), every leaks
+ *                      row (a node's LEAKED lines and thread.leak events;
+ *                      processes and listening sockets the scenario child
+ *                      left) is an error; imported traces only list them. */
+int kh_check_no_leaks(sqlite3 *db, int64_t scenario_id);
 
 /* Applies schema.sql (idempotent). 0 or -EIO with the SQLite error logged. */
 int kh_schema_apply(sqlite3 *db);

@@ -1,7 +1,9 @@
 /*
  * child.c - runs one scenario (child.h).  Owns the loop, the nodes, the
- * recorder, at most one client (produce/consume) or helper process
- * (fiu-ctrl) at a time, and the tally of messages by key.  Steps run one
+ * recorder, at most one client (produce/consume/manage) or helper process
+ * (fiu-ctrl) at a time, the tally of messages by key, the nodes' leaks
+ * (LEAKED lines, thread.leak events) and, under --valgrind, the list of
+ * node processes whose XML is read at the end (keel-leaks).  Steps run one
  * after the other: each either completes at once or arms the deadline
  * timer and completes from a callback (event, node down, client closed,
  * helper exited, deadline).  Invariant: exactly one step is current until
@@ -14,10 +16,13 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "alloc.h"
@@ -30,6 +35,9 @@
 #define uthash_malloc(sz) keel_malloc(sz)
 #define uthash_free(ptr, sz) keel_free(ptr)
 #include <uthash.h>
+
+/* keel-broker's exit status when a thread leaked at stop (leakcheck/README.md). */
+#define KH_NODE_EXIT_LEAKED 3
 
 /* What the scenario did with one message key. */
 typedef struct tally {
@@ -49,7 +57,24 @@ typedef enum op_kind {
 	OP_PRODUCE,
 	OP_CONSUME,
 	OP_HELPER,              /* fiu-ctrl */
+	OP_MANAGE,              /* a management request and its reply */
 } op_kind;
+
+/* Leaks of one node process (report lines and thread.leak events). */
+typedef struct node_leaks {
+	unsigned incarnation;   /* the process these are of */
+	unsigned count;
+	char first[512];        /* the first, as "THREAD name=... created-at=..." */
+	char seen[KH_MAX_LEAK_KEYS][48]; /* "KIND:id" already recorded */
+	unsigned nseen;
+} node_leaks;
+
+/* One node process run under Valgrind, its XML checked at the end. */
+typedef struct vg_run {
+	int node;
+	int pid;
+	bool killed;            /* SIGKILL: its XML may lack FINISHED */
+} vg_run;
 
 typedef struct child {
 	uv_loop_t loop;
@@ -92,11 +117,17 @@ typedef struct child {
 	size_t helper_len;
 	unsigned closing;       /* handles still closing at the end */
 	bool verdict_written;
+	char mgmt_info[640];    /* manage: the reply, for the step message */
+	node_leaks *leaks;      /* per node */
+	vg_run *vg;
+	size_t vg_count;
 } child;
 
 static void step_done(child *c, bool ok, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void finish(child *c);
+static void manage_request(child *c);
+static void manage_reply(child *c, const keel_client_frame *f);
 
 static double secs(int64_t ns)
 {
@@ -145,6 +176,167 @@ static void tally_free(child *c)
 		keel_free(t->key);
 		keel_free(t->destination);
 		keel_free(t);
+	}
+}
+
+/* ---- Valgrind ---------------------------------------------------------- */
+
+static void vg_note_run(child *c, int ni)
+{
+	kh_node *n = c->nodes[ni];
+	int64_t code;
+	int sig;
+	if (c->o->valgrind == NULL || kh_node_incarnation(n) == 0)
+		return;
+	for (size_t i = 0; i < c->vg_count; i++) {
+		if (c->vg[i].pid == kh_node_pid(n))
+			return; /* a failed spawn: no new process */
+	}
+	vg_run *v = keel_realloc(c->vg, (c->vg_count + 1) * sizeof(*v));
+	if (v == NULL)
+		return;
+	c->vg = v;
+	kh_node_last_exit(n, &code, &sig);
+	c->vg[c->vg_count++] = (vg_run){ .node = ni, .pid = kh_node_pid(n),
+					 .killed = sig == SIGKILL };
+}
+
+/* Runs argv (no shell) with stdout into buf (NUL-terminated, cut at cap).
+ * Returns the exit status, or -1 when it could not run. */
+static int run_capture(char *const argv[], char *buf, size_t cap)
+{
+	int fds[2], status = -1;
+	size_t len = 0;
+	pid_t pid;
+	posix_spawn_file_actions_t fa;
+	extern char **environ;
+	buf[0] = '\0';
+	if (pipe(fds) != 0)
+		return -1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+	posix_spawn_file_actions_addclose(&fa, fds[0]);
+	posix_spawn_file_actions_addclose(&fa, fds[1]);
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	if (rc != 0) {
+		close(fds[0]);
+		return -1;
+	}
+	for (;;) {
+		char tmp[4096];
+		ssize_t n = read(fds[0], tmp, sizeof(tmp));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+		memcpy(buf + len, tmp, take);
+		len += take;
+	}
+	buf[len] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Does this Valgrind error kind fail a scenario?  Every error does; of the
+ * leak kinds only definite leaks (as --errors-for-leak-kinds=definite). */
+static bool vg_kind_is_error(const char *kind)
+{
+	return strncmp(kind, "Leak_", 5) != 0 || strcmp(kind, "Leak_DefinitelyLost") == 0;
+}
+
+/* Reads one process's Valgrind XML through `keel-leaks valgrind --json`
+ * and records a `valgrind` finding per distinct error.  Returns the
+ * number of error findings. */
+static unsigned vg_check_run(child *c, const vg_run *r, char *first, size_t first_len)
+{
+	const char *node = c->sc->nodes[r->node].name;
+	char xml[4200], note[4400], *out = NULL;
+	unsigned errors = 0, findings = 0;
+	json_t *root = NULL;
+	snprintf(xml, sizeof(xml), "%s/%s.%d.xml", c->o->workdir, node, r->pid);
+	char *const argv[] = { (char *)c->o->keel_leaks, "valgrind", "--json",
+			       "--leak-errors=definite", xml, NULL };
+#define VG_FINDING(sev, ...)                                                              \
+	do {                                                                              \
+		char m_[8192];                                                            \
+		snprintf(m_, sizeof(m_), __VA_ARGS__);                                    \
+		kh_recorder_finding(c->rec, c->sid, "valgrind", sev, m_);                 \
+		if (strcmp(sev, "error") == 0 && errors++ == 0 && first[0] == '\0')       \
+			snprintf(first, first_len, "%.1500s", m_);                        \
+	} while (0)
+	if (access(xml, R_OK) != 0) {
+		VG_FINDING("error", "%s (pid %d): no Valgrind output %s", node, r->pid, xml);
+		return errors;
+	}
+	out = keel_malloc(KH_MAX_VALGRIND_JSON);
+	if (out == NULL)
+		return errors;
+	int st = run_capture(argv, out, KH_MAX_VALGRIND_JSON);
+	root = st == 0 || st == 1 ? json_loads(out, 0, NULL) : NULL;
+	if (root == NULL) {
+		VG_FINDING("error", "%s (pid %d): cannot read %s with %s (status %d)", node, r->pid,
+			   xml, c->o->keel_leaks, st);
+		goto out;
+	}
+	json_t *file = json_array_get(json_object_get(root, "files"), 0);
+	const char *tool = json_string_value(json_object_get(file, "tool"));
+	bool finished = json_is_true(json_object_get(file, "finished"));
+	if (!finished && !r->killed)
+		VG_FINDING("error", "%s (pid %d): Valgrind output incomplete (no FINISHED status): "
+			   "%s", node, r->pid, xml);
+	size_t i;
+	json_t *g;
+	json_array_foreach(json_object_get(root, "groups"), i, g) {
+		const char *kind = json_string_value(json_object_get(g, "kind"));
+		const char *what = json_string_value(json_object_get(g, "what"));
+		json_int_t count = json_integer_value(json_object_get(g, "count"));
+		char stack[1200] = "";
+		size_t o = 0, k;
+		json_t *fr;
+		if (kind == NULL)
+			continue;
+		json_array_foreach(json_object_get(g, "stack"), k, fr) {
+			if (o < sizeof(stack))
+				o += (size_t)snprintf(stack + o, sizeof(stack) - o, "%s%s",
+						      k ? " | by " : "at ",
+						      json_string_value(fr) ?
+						      json_string_value(fr) : "?");
+		}
+		if (++findings > KH_MAX_VALGRIND_FINDINGS)
+			continue;
+		VG_FINDING(vg_kind_is_error(kind) ? "error" : "warning",
+			   "%s (pid %d, %s): %s x%" JSON_INTEGER_FORMAT ": %s; %s", node, r->pid,
+			   tool ? tool : "?", kind, count, what ? what : "", stack);
+	}
+out:
+	snprintf(note, sizeof(note), "keel-harness: valgrind %s: %s pid %d: %u error(s), %u "
+		 "finding(s)%s, %s", c->o->valgrind, node, r->pid, errors, findings,
+		 r->killed ? " (killed)" : "", xml);
+	kh_recorder_log(c->rec, c->sid, node, kh_now_ns(), note);
+	printf("[%8.3f s] %s\n", secs(kh_now_ns() - c->t0_ns), note + strlen("keel-harness: "));
+	fflush(stdout);
+#undef VG_FINDING
+	json_decref(root);
+	keel_free(out);
+	return errors;
+}
+
+/* At the end (every node down): every node process's Valgrind errors. */
+static void vg_check(child *c)
+{
+	unsigned errors = 0;
+	char first[2048] = "";
+	for (size_t i = 0; i < c->vg_count; i++)
+		errors += vg_check_run(c, &c->vg[i], first, sizeof(first));
+	if (errors && !c->failed) {
+		c->failed = true;
+		snprintf(c->reason, sizeof(c->reason), "valgrind: %u error(s); first: %.1900s",
+			 errors, first);
 	}
 }
 
@@ -200,11 +392,113 @@ static bool await_scan(child *c, int ni, size_t from, size_t *seq_out)
 	return false;
 }
 
+/* ---- leaks ------------------------------------------------------------- */
+
+/* Value of `key=` in a LEAKED line into buf ("" when absent). */
+static void leak_field(const char *line, const char *key, char *buf, size_t len)
+{
+	size_t kl = strlen(key);
+	const char *p = line;
+	buf[0] = '\0';
+	while ((p = strstr(p, key)) != NULL) {
+		if ((p == line || p[-1] == ' ') && p[kl] == '=') {
+			p += kl + 1;
+			snprintf(buf, len, "%.*s", (int)strcspn(p, " "), p);
+			return;
+		}
+		p += kl;
+	}
+}
+
+/* Records one leak of node `ni` unless the same (kind, id) was recorded
+ * for this process already: the report line and the thread.leak event
+ * name the same thread.  `line` starts at "LEAKED ". */
+static void leak_record(child *c, int ni, const char *kind, const char *id, const char *name,
+			const char *line)
+{
+	kh_node *n = c->nodes[ni];
+	node_leaks *l = &c->leaks[ni];
+	char key[48];
+	if (l->incarnation != kh_node_incarnation(n)) {
+		memset(l, 0, sizeof(*l));
+		l->incarnation = kh_node_incarnation(n);
+	}
+	snprintf(key, sizeof(key), "%s:%s", kind, id);
+	for (unsigned i = 0; i < l->nseen; i++) {
+		if (strcmp(l->seen[i], key) == 0)
+			return;
+	}
+	if (l->nseen < KH_MAX_LEAK_KEYS)
+		snprintf(l->seen[l->nseen++], sizeof(l->seen[0]), "%s", key);
+	if (l->count++ == 0)
+		snprintf(l->first, sizeof(l->first), "%s", line + strlen("LEAKED "));
+	kh_recorder_leak(c->rec, c->sid, kh_node_name(n), kind, name, line);
+	printf("[%8.3f s] node %s leaked: %s\n", secs(kh_now_ns() - c->t0_ns), kh_node_name(n),
+	       line + strlen("LEAKED "));
+	fflush(stdout);
+}
+
+/* A LEAKED line of a node's leak report (leakcheck/README.md). */
+static void leak_from_line(child *c, int ni, const char *text)
+{
+	const char *line = strstr(text, "LEAKED ");
+	char kind[16], id[32], name[256];
+	static const char *const kinds[][3] = {
+		{ "THREAD", "tid", "name" }, { "FD", "fd", "target" },
+		{ "CHILD", "pid", "name" }, { "LISTEN", "fd", "local" },
+	};
+	if (line == NULL)
+		return;
+	snprintf(kind, sizeof(kind), "%.*s", (int)strcspn(line + 7, " "), line + 7);
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		if (strcmp(kind, kinds[k][0]) != 0)
+			continue;
+		leak_field(line, kinds[k][1], id, sizeof(id));
+		leak_field(line, kinds[k][2], name, sizeof(name));
+		leak_record(c, ni, kind, id, name, line);
+		return;
+	}
+}
+
+/* A thread.leak event: the same leak as a report line, written as one. */
+static void leak_from_event(child *c, int ni, json_t *ev)
+{
+	char line[1024], tid[32];
+	const char *f[5] = { "name", "state", "created-at", "owner", "test" };
+	const char *v[5];
+	for (int i = 0; i < 5; i++) {
+		v[i] = json_string_value(json_object_get(ev, f[i]));
+		if (v[i] == NULL)
+			v[i] = "-";
+	}
+	snprintf(tid, sizeof(tid), "%" JSON_INTEGER_FORMAT,
+		 json_integer_value(json_object_get(ev, "tid")));
+	snprintf(line, sizeof(line), "LEAKED THREAD name=%s tid=%s state=%s created-at=%s owner=%s "
+		 "test=%s", v[0], tid, v[1], v[2], v[3], v[4]);
+	leak_record(c, ni, "THREAD", tid, v[0], line);
+}
+
+/* What node `ni` leaked in its last process, for a step's message. */
+static const char *leak_summary(child *c, int ni, char *buf, size_t len)
+{
+	const node_leaks *l = &c->leaks[ni];
+	if (l->incarnation != kh_node_incarnation(c->nodes[ni]) || l->count == 0)
+		snprintf(buf, len, "no LEAKED line or thread.leak event seen");
+	else if (l->count == 1)
+		snprintf(buf, len, "%s", l->first);
+	else
+		snprintf(buf, len, "%s (and %u more)", l->first, l->count - 1);
+	return buf;
+}
+
 static void on_node_event(kh_node *n, const char *line, json_t *ev, void *ud)
 {
 	child *c = ud;
 	int ni = node_index(c, n);
 	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, ev, kh_now_ns());
+	const char *type = ev ? json_string_value(json_object_get(ev, "type")) : NULL;
+	if (type && strcmp(type, "thread.leak") == 0)
+		leak_from_event(c, ni, ev);
 	if (c->op == OP_AWAIT && c->op_node == ni && ev != NULL) {
 		const kh_await_step *aw = cur_step(c)->await;
 		if (kh_await_match(aw->type, aw->preds, aw->where_count, ev))
@@ -217,6 +511,8 @@ static void on_node_output(kh_node *n, const char *line, void *ud)
 {
 	child *c = ud;
 	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), line);
+	if (strstr(line, "LEAKED ") != NULL)
+		leak_from_line(c, node_index(c, n), line);
 }
 
 static void describe_exit(kh_node *n, char *buf, size_t len)
@@ -238,6 +534,7 @@ static void on_node_down(kh_node *n, void *ud)
 	describe_exit(n, how, sizeof(how));
 	snprintf(note, sizeof(note), "keel-harness: node %s down (%s)", kh_node_name(n), how);
 	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), note);
+	vg_note_run(c, ni);
 	if (c->finishing) {
 		finish(c);
 		return;
@@ -253,6 +550,17 @@ static void on_node_down(kh_node *n, void *ud)
 	if (c->op != OP_WAIT_DOWN || c->op_node != ni)
 		return;
 	const kh_step *st = cur_step(c);
+	int64_t code;
+	int sig;
+	kh_node_last_exit(n, &code, &sig);
+	if (sig == 0 && code == KH_NODE_EXIT_LEAKED &&
+	    (st->kind == KH_STEP_STOP || (st->kind == KH_STEP_RESTART && !st->restart->kill))) {
+		char what[640];
+		step_done(c, false, "%s %s: the node leaked (exit code 3): %s",
+			  kh_step_kind_name(st->kind), kh_node_name(n),
+			  leak_summary(c, ni, what, sizeof(what)));
+		return;
+	}
 	if (st->kind == KH_STEP_RESTART) {
 		int rc = kh_node_start(n);
 		if (rc)
@@ -262,9 +570,6 @@ static void on_node_down(kh_node *n, void *ud)
 			step_done(c, true, "stopped (%s), started again", how);
 		return;
 	}
-	int64_t code;
-	int sig;
-	kh_node_last_exit(n, &code, &sig);
 	if (st->kind == KH_STEP_STOP && (sig != 0 || code != 0))
 		step_done(c, false, "stop %s: graceful stop ended with %s", kh_node_name(n), how);
 	else
@@ -404,6 +709,10 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 		produce_pump(c);
 		return;
 	}
+	if (c->op == OP_MANAGE) {
+		manage_request(c);
+		return;
+	}
 	const kh_consume *co = cur_step(c)->consume;
 	const char *ack = co->ack ? co->ack : "auto";
 	char prefetch[16];
@@ -433,6 +742,10 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 static void on_cl_message(keel_client *cl, const keel_client_frame *f, void *ud)
 {
 	child *c = ud;
+	if (c->op == OP_MANAGE) {
+		manage_reply(c, f);
+		return;
+	}
 	if (c->op != OP_CONSUME)
 		return;
 	const kh_consume *co = cur_step(c)->consume;
@@ -518,6 +831,15 @@ static void on_cl_closed(keel_client *cl, int status, void *ud)
 		snprintf(c->op_msg, sizeof(c->op_msg), "connection closed (%s) before the end",
 			 status ? strerror(-status) : "clean");
 	bool ok = c->op_msg[0] == '\0';
+	if (c->op == OP_MANAGE) {
+		const kh_manage *m = cur_step(c)->manage;
+		if (ok)
+			step_done(c, true, "%s", c->mgmt_info);
+		else
+			step_done(c, false, "manage %s on %s: %s", m->operation, m->node,
+				  c->op_msg);
+		return;
+	}
 	if (c->op == OP_PRODUCE) {
 		const kh_produce *p = cur_step(c)->produce;
 		if (ok)
@@ -537,6 +859,157 @@ static void on_cl_closed(keel_client *cl, int status, void *ud)
 	}
 }
 
+/* ---- steps: manage (a management request on the async keel_client) ---- */
+
+/* SUBSCRIBE to the reply queue, then SEND the request; frames of one
+ * connection are handled in order, so the reply finds the subscription. */
+static void manage_request(child *c)
+{
+	const kh_manage *m = cur_step(c)->manage;
+	char reply_to[64], corr[32];
+	json_t *body = json_object();
+	char *text = NULL;
+	snprintf(reply_to, sizeof(reply_to), "/queue/kh.reply.s%u", c->step);
+	snprintf(corr, sizeof(corr), "kh-s%u", c->step);
+	if (body == NULL)
+		goto nomem;
+	json_object_set_new(body, "operation", json_string(m->operation));
+	for (unsigned i = 0; i < m->args_count; i++)
+		json_object_set_new(body, m->args[i].key, kh_kv_json(&m->args[i]));
+	text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (text == NULL)
+		goto nomem;
+	if (keel_client_subscribe(c->cl, "kh-mgmt", reply_to, "auto", NULL, 0, NULL) != 0) {
+		client_fail(c, "cannot SUBSCRIBE to %s", reply_to);
+		goto out;
+	}
+	keel_kv h[3] = {
+		KEEL_KV("reply-to", reply_to),
+		KEEL_KV("correlation-id", corr),
+		KEEL_KV("content-type", "application/json"),
+	};
+	if (keel_client_send(c->cl, "/queue/keel.management", h, 3, text, strlen(text), NULL) != 0)
+		client_fail(c, "cannot SEND the request");
+	goto out;
+nomem:
+	client_fail(c, "out of memory");
+out:
+	free(text);
+	json_decref(body);
+}
+
+/* The member at dotted `path` ("queue.message-count"; a number indexes a
+ * list); a path without dots not at the top is looked for at any depth. */
+static json_t *reply_lookup(json_t *r, const char *path)
+{
+	char part[256];
+	json_t *v = r;
+	const char *p = path;
+	while (v && *p) {
+		size_t n = strcspn(p, ".");
+		snprintf(part, sizeof(part), "%.*s", (int)n, p);
+		if (json_is_array(v)) {
+			char *end;
+			unsigned long idx = strtoul(part, &end, 10);
+			v = *end == '\0' && part[0] ? json_array_get(v, idx) : NULL;
+		} else {
+			v = json_object_get(v, part);
+		}
+		p += n + (p[n] == '.');
+	}
+	if (v || strchr(path, '.'))
+		return v;
+	/* depth first */
+	const char *k;
+	json_t *x;
+	size_t i;
+	if (json_is_object(r)) {
+		json_object_foreach(r, k, x) {
+			if ((v = reply_lookup(x, path)) != NULL)
+				return v;
+		}
+	} else if (json_is_array(r)) {
+		json_array_foreach(r, i, x) {
+			if ((v = reply_lookup(x, path)) != NULL)
+				return v;
+		}
+	}
+	return NULL;
+}
+
+/* Numbers compare as numbers; a quoted expectation also matches the text
+ * of a number or boolean ("5" matches 5). */
+static bool reply_value_matches(json_t *got, const kh_kv *want)
+{
+	json_t *w = kh_kv_json(want);
+	bool eq;
+	if (json_is_number(got) && json_is_number(w)) {
+		eq = json_number_value(got) == json_number_value(w);
+	} else if (json_is_string(w) && !json_is_string(got) && !json_is_object(got) &&
+		   !json_is_array(got)) {
+		char *t = json_dumps(got, JSON_ENCODE_ANY);
+		eq = t && strcmp(t, want->value) == 0;
+		free(t);
+	} else {
+		eq = json_equal(got, w);
+	}
+	json_decref(w);
+	return eq;
+}
+
+static void manage_reply(child *c, const keel_client_frame *f)
+{
+	const kh_manage *m = cur_step(c)->manage;
+	char corr[32];
+	size_t len = f->body_len;
+	const char *body = (const char *)f->body;
+	const char *cid = keel_client_frame_header(f, "correlation-id");
+	snprintf(corr, sizeof(corr), "kh-s%u", c->step);
+	if (c->bye_sent || cid == NULL || strcmp(cid, corr) != 0)
+		return;
+	json_t *r = json_loadb(body, len, 0, NULL);
+	if (!json_is_object(r)) {
+		client_fail(c, "the reply is not a JSON object: %.*s", (int)(len < 300 ? len : 300),
+			    body ? body : "");
+		goto out;
+	}
+	const char *status = json_string_value(json_object_get(r, "status"));
+	const char *message = json_string_value(json_object_get(r, "message"));
+	const char *want = m->expect_error ? "error" : "ok";
+	char *dump = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	snprintf(c->mgmt_info, sizeof(c->mgmt_info), "%s %s: %.600s", m->operation,
+		 status ? status : "?", dump ? dump : "?");
+	free(dump);
+	if (status == NULL || strcmp(status, want) != 0) {
+		client_fail(c, "status %s, expected %s%s%s", status ? status : "(none)", want,
+			    message ? ": " : "", message ? message : "");
+		goto out;
+	}
+	const char *mc = m->expect ? m->expect->message_contains : NULL;
+	if (mc && (message == NULL || strstr(message, mc) == NULL)) {
+		client_fail(c, "message \"%s\" does not contain \"%s\"",
+			    message ? message : "(none)", mc);
+		goto out;
+	}
+	for (unsigned i = 0; i < m->fields_count; i++) {
+		json_t *v = reply_lookup(r, m->fields[i].key);
+		if (v == NULL) {
+			client_fail(c, "the reply has no %s (%s)", m->fields[i].key, c->mgmt_info);
+			goto out;
+		}
+		if (!reply_value_matches(v, &m->fields[i])) {
+			char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			client_fail(c, "%s is %.200s, expected %s", m->fields[i].key, t ? t : "?",
+				    m->fields[i].value);
+			free(t);
+			goto out;
+		}
+	}
+	client_bye(c);
+out:
+	json_decref(r);
+}
+
 static const keel_client_callbacks client_cb = {
 	.on_connected = on_cl_connected,
 	.on_message = on_cl_message,
@@ -551,13 +1024,15 @@ static void run_client_op(child *c, const kh_step *st)
 	const char *name = kh_step_node(st);
 	int ni = kh_scenario_node_index(c->sc, name);
 	kh_node *n = c->nodes[ni];
-	double within = st->produce ? st->produce->within_s : st->consume->within_s;
+	double within = st->produce ? st->produce->within_s :
+			st->consume ? st->consume->within_s : st->manage->within_s;
 	keel_client_options opt = {
 		.host = kh_node_host(n),
 		.port = kh_node_port(n),
 		.connect_timeout_ms = (uint32_t)within_ms(c, within),
 	};
-	c->op = st->produce ? OP_PRODUCE : OP_CONSUME;
+	c->op = st->produce ? OP_PRODUCE : st->consume ? OP_CONSUME : OP_MANAGE;
+	c->mgmt_info[0] = '\0';
 	c->op_node = ni;
 	c->sent = c->receipts = c->got = 0;
 	c->bye_sent = c->got_bye = false;
@@ -781,7 +1256,9 @@ static void on_deadline(uv_timer_t *t)
 	}
 	case OP_PRODUCE:
 	case OP_CONSUME:
-		client_fail(c, "deadline passed");
+	case OP_MANAGE:
+		client_fail(c, c->op == OP_MANAGE && c->cl ? "no reply within the deadline" :
+			    "deadline passed");
 		return;
 	case OP_HELPER:
 		snprintf(c->op_msg, sizeof(c->op_msg), "fiu-ctrl did not finish in time");
@@ -801,6 +1278,7 @@ static double op_within(const kh_step *st)
 	case KH_STEP_PRODUCE: return st->produce->within_s;
 	case KH_STEP_CONSUME: return st->consume->within_s;
 	case KH_STEP_AWAIT: return st->await->within_s;
+	case KH_STEP_MANAGE: return st->manage->within_s;
 	default: return 0;
 	}
 }
@@ -828,6 +1306,7 @@ static void run_step(child *c)
 		break;
 	case KH_STEP_PRODUCE:
 	case KH_STEP_CONSUME:
+	case KH_STEP_MANAGE:
 		run_client_op(c, st);
 		break;
 	case KH_STEP_EXPECT:
@@ -954,6 +1433,7 @@ static void finish(child *c)
 	if (c->verdict_written)
 		return;
 	c->verdict_written = true;
+	vg_check(c);
 	kh_recorder_scenario_end(c->rec, c->sid, kh_now_ns(), c->failed ? "fail" : "pass",
 				 c->failed ? c->reason : NULL);
 	kh_recorder_flush(c->rec);
@@ -1000,11 +1480,13 @@ static int setup_nodes(child *c, char *err, size_t errlen)
 	c->nodes = keel_calloc(n, sizeof(*c->nodes));
 	c->mark_prev = keel_calloc(n, sizeof(size_t));
 	c->mark_cur = keel_calloc(n, sizeof(size_t));
-	if (!c->nodes || !c->mark_prev || !c->mark_cur)
+	c->leaks = keel_calloc(n, sizeof(*c->leaks));
+	if (!c->nodes || !c->mark_prev || !c->mark_cur || !c->leaks)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
 		const kh_node_spec *spec = &c->sc->nodes[i];
-		char dir[4096], data[4200], cfgp[4200], host[32], fiu[4200];
+		char dir[4096], data[4200], cfgp[4200], host[32], fiu[4200], vgxml[4200];
+		char vgtest[300];
 		int rc;
 		snprintf(dir, sizeof(dir), "%s/%s", c->o->workdir, spec->name);
 		snprintf(data, sizeof(data), "%s/data", dir);
@@ -1019,8 +1501,39 @@ static int setup_nodes(child *c, char *err, size_t errlen)
 			snprintf(err, errlen, "%.1000s: %s", cfgp, strerror(-rc));
 			return rc;
 		}
+		/* The node's env: its scenario `env`, and KEEL_LC_TEST naming the
+		 * scenario on its leak lines (unless env sets it). */
+		const char **env = keel_calloc(spec->env_count + 2, sizeof(*env));
+		char *lc_test = keel_malloc(strlen(c->sc->name) + 16);
+		if (env == NULL || lc_test == NULL) {
+			keel_free(env);
+			keel_free(lc_test);
+			return -ENOMEM;
+		}
+		unsigned ne = 0;
+		bool has_lc_test = false;
+		for (unsigned k = 0; k < spec->env_count; k++) {
+			char *kv = keel_malloc(strlen(spec->env[k].key) + strlen(spec->env[k].value) + 2);
+			if (kv == NULL) {
+				rc = -ENOMEM;
+				goto env_out;
+			}
+			sprintf(kv, "%s=%s", spec->env[k].key, spec->env[k].value);
+			env[ne++] = kv;
+			has_lc_test |= strcmp(spec->env[k].key, "KEEL_LC_TEST") == 0;
+		}
+		sprintf(lc_test, "KEEL_LC_TEST=%s", c->sc->name);
+		if (!has_lc_test)
+			env[ne++] = lc_test;
+		snprintf(vgxml, sizeof(vgxml), "%s/%s.%%p.xml", c->o->workdir, spec->name);
+		snprintf(vgtest, sizeof(vgtest), "%s/%s", c->sc->name, spec->name);
 		kh_node_config nc = {
 			.name = spec->name,
+			.env = env,
+			.valgrind_tool = c->o->valgrind,
+			.valgrind_xml = vgxml,
+			.valgrind_supp = c->o->valgrind_supp,
+			.valgrind_test = vgtest,
 			.self_exe = c->o->self_exe,
 			.broker = c->o->broker,
 			.host = host,
@@ -1029,7 +1542,15 @@ static int setup_nodes(child *c, char *err, size_t errlen)
 			.config_path = spec->config ? cfgp : NULL,
 			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
 		};
-		if ((rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c)) != 0)
+		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
+env_out:
+		for (unsigned k = 0; k < ne; k++) {
+			if (env[k] != lc_test)
+				keel_free((char *)env[k]);
+		}
+		keel_free(env);
+		keel_free(lc_test);
+		if (rc != 0)
 			return rc;
 		kh_recorder_node(c->rec, c->sid, spec->name, spec->role ? spec->role : "standalone",
 				 data, spec->config);
@@ -1093,6 +1614,8 @@ out_loop:
 	keel_free(c->nodes);
 	keel_free(c->mark_prev);
 	keel_free(c->mark_cur);
+	keel_free(c->leaks);
+	keel_free(c->vg);
 	keel_free(c->body);
 	kh_scenario_free(c->sc);
 	keel_free(c);
@@ -1113,6 +1636,9 @@ int kh_child_main(int argc, char **argv)
 		{ "self", required_argument, NULL, 'x' },
 		{ "timeout-multiplier", required_argument, NULL, 'm' },
 		{ "allow-test-steps", no_argument, NULL, 't' },
+		{ "valgrind", required_argument, NULL, 'V' },
+		{ "valgrind-supp", required_argument, NULL, 'S' },
+		{ "keel-leaks", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
@@ -1129,11 +1655,14 @@ int kh_child_main(int argc, char **argv)
 		case 'x': o.self_exe = optarg; break;
 		case 'm': o.timeout_multiplier = strtod(optarg, NULL); break;
 		case 't': o.allow_test_steps = true; break;
+		case 'V': o.valgrind = optarg; break;
+		case 'S': o.valgrind_supp = optarg; break;
+		case 'K': o.keel_leaks = optarg; break;
 		default: return 2;
 		}
 	}
 	if (!o.db_path || !o.file || !o.workdir || !o.broker || !o.self_exe || o.slot == 0 ||
-	    o.slot > 254 || o.scenario_id <= 0) {
+	    o.slot > 254 || o.scenario_id <= 0 || (o.valgrind && !o.keel_leaks)) {
 		fprintf(stderr, "keel-harness scenario-child: missing options (internal use)\n");
 		return 2;
 	}

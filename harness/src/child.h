@@ -20,8 +20,11 @@ typedef struct kh_child_opts {
 	const char *workdir;    /* data directories go below (exists) */
 	const char *broker;     /* keel-broker */
 	const char *self_exe;   /* keel-harness, for exec-node */
-	double timeout_multiplier;
+	double timeout_multiplier; /* already scaled for Valgrind by the runner */
 	bool allow_test_steps;
+	const char *valgrind;   /* memcheck | helgrind | drd, or NULL */
+	const char *valgrind_supp; /* suppressions file or NULL */
+	const char *keel_leaks; /* keel-leaks (reads the Valgrind XML) */
 } kh_child_opts;
 
 /* Run it.  Returns the process exit code: 0 pass, 1 fail, 2 cannot run. */

@@ -43,4 +43,14 @@
 #define KH_NODE_PORT 61613
 /* Grace for a node to exit after SIGKILL (it cannot refuse). */
 #define KH_KILL_WAIT_MS 10000
+/* --valgrind: nodes run ~20x slower under Valgrind; every scenario timeout
+ * and step `within` is multiplied by this (on top of --timeout-multiplier). */
+#define KH_VALGRIND_TIMEOUT_FACTOR 10.0
+/* Leaks remembered per node process to tell a report line and the
+ * thread.leak event of the same thread apart (more are still recorded). */
+#define KH_MAX_LEAK_KEYS 64
+/* keel-leaks' JSON read per Valgrind XML file. */
+#define KH_MAX_VALGRIND_JSON (4 * 1024 * 1024)
+/* Valgrind findings recorded per node process (the rest are counted). */
+#define KH_MAX_VALGRIND_FINDINGS 50
 #endif

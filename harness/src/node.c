@@ -38,6 +38,11 @@ struct kh_node {
 	char *data_dir;
 	char *config_path;
 	char *fiu_prefix;
+	char **env;             /* the whole environment, NULL = inherit */
+	char *vg_tool;
+	char *vg_xml;
+	char *vg_supp;
+	char *vg_test;
 	kh_node_callbacks cb;
 	void *ud;
 	uv_process_t proc;
@@ -53,6 +58,36 @@ struct kh_node {
 	json_t *events;         /* array */
 	char readbuf[65536];
 };
+
+extern char **environ;
+
+/* environ plus `extra` ("NAME=value"), extra winning; NULL-terminated. */
+static char **env_build(const char *const *extra, bool *nomem)
+{
+	size_t ne = 0, nx = 0, k = 0;
+	while (environ[ne])
+		ne++;
+	while (extra[nx])
+		nx++;
+	char **env = keel_calloc(ne + nx + 1, sizeof(*env));
+	if (env == NULL) {
+		*nomem = true;
+		return NULL;
+	}
+	for (size_t i = 0; i < ne; i++) {
+		size_t len = strcspn(environ[i], "=");
+		bool overridden = false;
+		for (size_t j = 0; j < nx && !overridden; j++)
+			overridden = strncmp(extra[j], environ[i], len) == 0 && extra[j][len] == '=';
+		if (!overridden && (env[k++] = keel_strdup(environ[i])) == NULL)
+			*nomem = true;
+	}
+	for (size_t j = 0; j < nx; j++) {
+		if ((env[k++] = keel_strdup(extra[j])) == NULL)
+			*nomem = true;
+	}
+	return env;
+}
 
 static char *dup_opt(const char *s, bool *nomem)
 {
@@ -79,6 +114,12 @@ int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
 	n->data_dir = dup_opt(cfg->data_dir, &nomem);
 	n->config_path = dup_opt(cfg->config_path, &nomem);
 	n->fiu_prefix = dup_opt(cfg->fiu_prefix, &nomem);
+	n->vg_tool = dup_opt(cfg->valgrind_tool, &nomem);
+	n->vg_xml = dup_opt(cfg->valgrind_xml, &nomem);
+	n->vg_supp = dup_opt(cfg->valgrind_supp, &nomem);
+	n->vg_test = dup_opt(cfg->valgrind_test, &nomem);
+	if (cfg->env)
+		n->env = env_build(cfg->env, &nomem);
 	n->port = cfg->port;
 	n->cb = *cb;
 	n->ud = ud;
@@ -111,6 +152,13 @@ void kh_node_free(kh_node *n)
 	keel_free(n->data_dir);
 	keel_free(n->config_path);
 	keel_free(n->fiu_prefix);
+	keel_free(n->vg_tool);
+	keel_free(n->vg_xml);
+	keel_free(n->vg_supp);
+	keel_free(n->vg_test);
+	for (size_t i = 0; n->env && n->env[i]; i++)
+		keel_free(n->env[i]);
+	keel_free(n->env);
 	keel_free(n);
 }
 
@@ -232,8 +280,8 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int signum)
 
 int kh_node_start(kh_node *n)
 {
-	char listen[128];
-	const char *args[32];
+	char listen[128], vg_tool[64], vg_xml[4200], vg_supp[4200], vg_test[300];
+	const char *args[48];
 	unsigned a = 0;
 	uv_process_options_t opt = { 0 };
 	uv_stdio_container_t stdio[4];
@@ -250,6 +298,28 @@ int kh_node_start(kh_node *n)
 		args[a++] = "-x";
 		args[a++] = "-f";
 		args[a++] = n->fiu_prefix;
+	}
+	if (n->vg_tool) {
+		snprintf(vg_tool, sizeof(vg_tool), "--tool=%s", n->vg_tool);
+		snprintf(vg_xml, sizeof(vg_xml), "--xml-file=%s", n->vg_xml);
+		snprintf(vg_test, sizeof(vg_test), "--xml-user-comment=<test>%s</test>",
+			 n->vg_test ? n->vg_test : n->name);
+		args[a++] = "valgrind";
+		args[a++] = vg_tool;
+		args[a++] = "--xml=yes";
+		args[a++] = vg_xml;
+		args[a++] = vg_test;
+		args[a++] = "--track-fds=no";
+		args[a++] = "--num-callers=24";
+		if (n->vg_supp) {
+			snprintf(vg_supp, sizeof(vg_supp), "--suppressions=%s", n->vg_supp);
+			args[a++] = vg_supp;
+		}
+		if (strcmp(n->vg_tool, "memcheck") == 0) {
+			args[a++] = "--leak-check=full";
+			args[a++] = "--show-leak-kinds=definite,possible";
+			args[a++] = "--errors-for-leak-kinds=definite";
+		}
 	}
 	args[a++] = n->broker;
 	args[a++] = "--name";
@@ -276,7 +346,9 @@ int kh_node_start(kh_node *n)
 		stdio[i + 1].data.stream = (uv_stream_t *)&lp->pipe;
 	}
 	stdio[0].flags = UV_IGNORE;
+	assert(a < sizeof(args) / sizeof(args[0]));
 	opt.file = n->self_exe;
+	opt.env = n->env;
 	opt.args = (char **)args;
 	opt.stdio = stdio;
 	opt.stdio_count = 4;

@@ -35,6 +35,16 @@ typedef struct kh_node_config {
 	const char *data_dir;
 	const char *config_path;  /* NULL: none */
 	const char *fiu_prefix;   /* non-NULL: run under fiu-run -x -f PREFIX */
+	/* Extra environment ("NAME=value", NULL-terminated; may be NULL):
+	 * added to the harness's own, overriding the same names. */
+	const char *const *env;
+	/* Valgrind (harness/README.md "Valgrind"): tool memcheck|helgrind|drd
+	 * or NULL; XML to valgrind_xml (a --xml-file pattern with %p);
+	 * suppressions file or NULL; the <test> of --xml-user-comment. */
+	const char *valgrind_tool;
+	const char *valgrind_xml;
+	const char *valgrind_supp;
+	const char *valgrind_test;
 } kh_node_config;
 
 /* Copies cfg's strings. */

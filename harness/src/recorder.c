@@ -21,6 +21,8 @@ enum {
 	ST_MESSAGE,
 	ST_STEP_BEGIN,
 	ST_STEP_END,
+	ST_LEAK,
+	ST_FINDING,
 	ST__COUNT,
 };
 
@@ -33,6 +35,10 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_STEP_BEGIN] = "INSERT INTO steps(scenario_id, idx, kind, node, params, started_ns)"
 			  " VALUES (?,?,?,?,?,?)",
 	[ST_STEP_END] = "UPDATE steps SET finished_ns = ?, outcome = ?, message = ? WHERE id = ?",
+	[ST_LEAK] = "INSERT INTO leaks(scenario_id, node, kind, name, detail, created_at)"
+		    " VALUES (?,?,?,?,?,?)",
+	[ST_FINDING] = "INSERT INTO findings(scenario_id, check_name, severity, message)"
+		       " VALUES (?,?,?,?)",
 };
 
 struct kh_recorder {
@@ -405,4 +411,34 @@ int kh_recorder_message(kh_recorder *r, int64_t scenario_id, const char *node,
 	sqlite3_bind_int(s, 6, persistent ? 1 : 0);
 	sqlite3_bind_int64(s, 7, at_ns);
 	return step_done(r, s, "messages");
+}
+
+int kh_recorder_leak(kh_recorder *r, int64_t scenario_id, const char *node, const char *kind,
+		     const char *name, const char *detail)
+{
+	sqlite3_stmt *s = r->stmt[ST_LEAK];
+	char now[64];
+	if (begin_write(r))
+		return -EIO;
+	kh_utc_now(now, sizeof(now));
+	sqlite3_bind_int64(s, 1, scenario_id);
+	bind_text(s, 2, node);
+	bind_text(s, 3, kind);
+	bind_text(s, 4, name);
+	bind_text(s, 5, detail);
+	bind_text(s, 6, now);
+	return step_done(r, s, "leaks");
+}
+
+int kh_recorder_finding(kh_recorder *r, int64_t scenario_id, const char *check,
+			const char *severity, const char *message)
+{
+	sqlite3_stmt *s = r->stmt[ST_FINDING];
+	if (begin_write(r))
+		return -EIO;
+	sqlite3_bind_int64(s, 1, scenario_id);
+	bind_text(s, 2, check);
+	bind_text(s, 3, severity);
+	bind_text(s, 4, message);
+	return step_done(r, s, "findings");
 }

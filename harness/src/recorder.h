@@ -60,6 +60,14 @@ int kh_recorder_message(kh_recorder *r, int64_t scenario_id, const char *node,
 			const char *destination, const char *key, const char *kind,
 			bool persistent, int64_t at_ns);
 
+/* A leak (leaks table): kind THREAD|FD|CHILD|LISTEN, its name, detail the
+ * whole report line (LEAKED ...). */
+int kh_recorder_leak(kh_recorder *r, int64_t scenario_id, const char *node, const char *kind,
+		     const char *name, const char *detail);
+/* A finding written by the harness itself (e.g. check `valgrind`). */
+int kh_recorder_finding(kh_recorder *r, int64_t scenario_id, const char *check,
+			const char *severity, const char *message);
+
 /* CLOCK_MONOTONIC in ns (the clock the schema's *_ns columns use). */
 int64_t kh_now_ns(void);
 /* UTC ISO-8601 with microseconds into buf. */

@@ -7,6 +7,7 @@
  */
 #include "runner.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -116,6 +117,135 @@ bool kh_default_broker(const char *self_exe, char *buf, size_t len)
 		}
 	}
 	return false;
+}
+
+bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", self_exe);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL)
+		return false;
+	*slash = '\0';
+	const char *cands[] = { "%s/../leakcheck/keel-leaks", "%s/keel-leaks" };
+	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
+		char p[PATH_MAX + 32];
+		snprintf(p, sizeof(p), cands[i], dir);
+		if (access(p, X_OK) == 0 && realpath(p, buf) != NULL) {
+			(void)len;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- what a scenario left behind ---------------------------------------- */
+
+/* A listening TCP socket on one of the scenario's addresses. */
+typedef struct listen_sock {
+	unsigned long inode;
+	char local[64];         /* 127.77.s.n:port */
+} listen_sock;
+
+/* Listening sockets on 127.77.<addr>.* (at most `max`): /proc/net/tcp
+ * prints the address as a host-order word of the network-order bytes
+ * (x86: 127.77.s.n reads n.s.77.127). */
+static size_t listening_on(unsigned addr, listen_sock *out, size_t max)
+{
+	char line[512];
+	size_t n = 0;
+	FILE *f = fopen("/proc/net/tcp", "r");
+	while (f && n < max && fgets(line, sizeof(line), f)) {
+		unsigned a, port, st;
+		unsigned long inode;
+		unsigned char b[4];
+		if (sscanf(line, " %*u: %8X:%4X %*8X:%*4X %2X %*X:%*X %*X:%*X %*X %*u %*u %lu", &a,
+			   &port, &st, &inode) != 4 || st != 0x0A)
+			continue;
+		memcpy(b, &a, 4);
+		if (b[0] != 127 || b[1] != 77 || b[2] != addr)
+			continue;
+		out[n].inode = inode;
+		snprintf(out[n].local, sizeof(out[n].local), "127.77.%u.%u:%u", b[2], b[3], port);
+		n++;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* After the child exited by itself (it kills and waits for its nodes),
+ * nothing of its process group may remain: each process is recorded as a
+ * CHILD leak and each listening socket one of them holds on the
+ * scenario's addresses as a LISTEN leak (node "keel-harness", the report
+ * line format of leakcheck/README.md), so the no-leaks check fails the
+ * scenario.  Sockets are matched to the group's processes by inode, so a
+ * concurrent run that drew the same address slot is not blamed.  The
+ * runner kills the group right after. */
+static void record_group_leaks(slot *sl)
+{
+	exec *ex = sl->ex;
+	kh_job *j = sl->job;
+	listen_sock socks[32];
+	size_t nsocks = listening_on(sl->addr, socks, sizeof(socks) / sizeof(socks[0]));
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	char line[1024], path[96];
+	while (d && (de = readdir(d)) != NULL) {
+		char stat[512], *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == sl->pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+		fclose(f);
+		stat[n] = '\0';
+		char *open = strchr(stat, '('), *close = strrchr(stat, ')');
+		char state;
+		int ppid, pgrp;
+		if (!open || !close || sscanf(close + 1, " %c %d %d", &state, &ppid, &pgrp) != 3 ||
+		    pgrp != sl->pid)
+			continue;
+		*close = '\0';
+		for (char *q = open + 1; *q; q++) {
+			if (*q == ' ' || (unsigned char)*q < 0x20)
+				*q = '_';
+		}
+		snprintf(line, sizeof(line), "LEAKED CHILD pid=%ld name=%s state=%c test=%s", pid,
+			 open + 1, state, j->name);
+		kh_recorder_leak(ex->o->rec, j->scenario_id, "keel-harness", "CHILD", open + 1, line);
+		if (nsocks == 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
+		DIR *fds = opendir(path);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds)) != NULL) {
+			char link[PATH_MAX], target[64];
+			unsigned long inode;
+			snprintf(link, sizeof(link), "/proc/%ld/fd/%s", pid, fe->d_name);
+			ssize_t len = readlink(link, target, sizeof(target) - 1);
+			if (len <= 0)
+				continue;
+			target[len] = '\0';
+			if (sscanf(target, "socket:[%lu]", &inode) != 1)
+				continue;
+			for (size_t k = 0; k < nsocks; k++) {
+				if (socks[k].inode != inode)
+					continue;
+				snprintf(line, sizeof(line), "LEAKED LISTEN fd=%s proto=tcp local=%s "
+					 "test=%s", fe->d_name, socks[k].local, j->name);
+				kh_recorder_leak(ex->o->rec, j->scenario_id, "keel-harness", "LISTEN",
+						 socks[k].local, line);
+			}
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (d)
+		closedir(d);
 }
 
 /* ---- the executor ------------------------------------------------------ */
@@ -245,6 +375,8 @@ static void on_child_exit(uv_process_t *p, int64_t status, int signum)
 	sl->exited = true;
 	sl->status = status;
 	sl->signal = signum;
+	if (!sl->timed_out && signum == 0)
+		record_group_leaks(sl);
 	/* Kill what the child left behind (nodes, helpers) with it. */
 	kill(-sl->pid, SIGKILL);
 	uv_timer_stop(&sl->timer);
@@ -336,12 +468,26 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 	snprintf(seed, sizeof(seed), "%" PRIu64, j->seed);
 	snprintf(addr, sizeof(addr), "%u", sl->addr);
 	snprintf(mult, sizeof(mult), "%g", o->timeout_multiplier);
-	const char *args[] = {
+	const char *args[32] = {
 		o->self_exe, "scenario-child", "--db", o->db_path, "--scenario-id", id,
 		"--file", j->file, "--seed", seed, "--slot", addr, "--workdir", sl->workdir,
 		"--broker", o->broker, "--self", o->self_exe, "--timeout-multiplier", mult,
-		o->allow_test_steps ? "--allow-test-steps" : NULL, NULL,
 	};
+	unsigned na = 20;
+	if (o->allow_test_steps)
+		args[na++] = "--allow-test-steps";
+	if (o->valgrind) {
+		args[na++] = "--valgrind";
+		args[na++] = o->valgrind;
+		args[na++] = "--keel-leaks";
+		args[na++] = o->keel_leaks;
+		if (o->valgrind_supp) {
+			args[na++] = "--valgrind-supp";
+			args[na++] = o->valgrind_supp;
+		}
+	}
+	args[na] = NULL;
+	assert(na < sizeof(args) / sizeof(args[0]));
 	uv_stdio_container_t stdio[3];
 	uv_process_options_t po = { 0 };
 	stdio[0].flags = UV_IGNORE;
@@ -671,7 +817,27 @@ static void run_usage(FILE *f)
 		"  --tap                   TAP on stdout instead of the console lines\n"
 		"  --keep-data             keep the scenarios' data directories\n"
 		"  --broker PATH           keel-broker (default: the one built next to this)\n"
-		"  --allow-test-steps      admit test-only steps (crash); env KH_ALLOW_TEST_STEPS=1\n");
+		"  --allow-test-steps      admit test-only steps (crash); env KH_ALLOW_TEST_STEPS=1\n"
+		"  --valgrind[=TOOL]       nodes under Valgrind (memcheck default, helgrind, drd);\n"
+		"                          every error fails the scenario; timeouts x%g\n"
+		"  --valgrind-supp FILE    suppressions (default leakcheck/valgrind.supp)\n"
+		"  --keel-leaks PATH       keel-leaks (default: the one built next to this)\n",
+		KH_VALGRIND_TIMEOUT_FACTOR);
+}
+
+/* Is `prog` an executable in PATH? */
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+	while (path && *path) {
+		size_t n = strcspn(path, ":");
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog);
+		if (n > 0 && access(buf, X_OK) == 0)
+			return true;
+		path += n + (path[n] == ':');
+	}
+	return false;
 }
 
 static uint64_t random_seed(void)
@@ -712,10 +878,16 @@ int kh_cmd_run(int argc, char **argv)
 		{ "keep-data", no_argument, NULL, 'k' },
 		{ "broker", required_argument, NULL, 'b' },
 		{ "allow-test-steps", no_argument, NULL, 't' },
+		{ "valgrind", optional_argument, NULL, 'V' },
+		{ "valgrind-supp", required_argument, NULL, 'U' },
+		{ "keel-leaks", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *filter = NULL, *db_opt = NULL, *junit = NULL, *broker_opt = NULL;
+	const char *valgrind = NULL, *vg_supp_opt = NULL, *kl_opt = NULL;
+	char vg_supp[PATH_MAX], keel_leaks[PATH_MAX];
+	bool vg_supp_set = false;
 	unsigned jobs = 1, shard_k = 0, shard_n = 0, repeat = 1;
 	bool repeat_set = false, seed_set = false, keep = false;
 	bool allow = env_allows_test_steps();
@@ -776,6 +948,16 @@ int kh_cmd_run(int argc, char **argv)
 		case 'k': keep = true; break;
 		case 'b': broker_opt = optarg; break;
 		case 't': allow = true; break;
+		case 'V':
+			valgrind = optarg ? optarg : "memcheck";
+			if (strcmp(valgrind, "memcheck") != 0 && strcmp(valgrind, "helgrind") != 0 &&
+			    strcmp(valgrind, "drd") != 0) {
+				fprintf(stderr, "keel-harness: --valgrind=memcheck|helgrind|drd\n");
+				return 2;
+			}
+			break;
+		case 'U': vg_supp_opt = optarg; break;
+		case 'L': kl_opt = optarg; break;
 		case 'h': run_usage(stdout); return 0;
 		default: run_usage(stderr); return 2;
 		}
@@ -793,6 +975,26 @@ int kh_cmd_run(int argc, char **argv)
 		fprintf(stderr, "keel-harness: no keel-broker next to %s; use --broker PATH\n",
 			self);
 		return 2;
+	}
+	if (valgrind) {
+		if (!in_path("valgrind")) {
+			fprintf(stderr, "keel-harness: --valgrind: valgrind is not in PATH\n");
+			return 2;
+		}
+		if (kl_opt ? realpath(kl_opt, keel_leaks) == NULL || access(keel_leaks, X_OK) != 0 :
+			     !kh_default_keel_leaks(self, keel_leaks, sizeof(keel_leaks))) {
+			fprintf(stderr, "keel-harness: --valgrind needs keel-leaks (build target "
+					"keel-leaks, or --keel-leaks PATH)\n");
+			return 2;
+		}
+		const char *supp = vg_supp_opt ? vg_supp_opt : KH_SOURCE_DIR "/leakcheck/valgrind.supp";
+		if (realpath(supp, vg_supp) != NULL && access(vg_supp, R_OK) == 0) {
+			vg_supp_set = true;
+		} else if (vg_supp_opt) {
+			fprintf(stderr, "keel-harness: --valgrind-supp %s: cannot read it\n", supp);
+			return 2;
+		}
+		mult *= KH_VALGRIND_TIMEOUT_FACTOR;
 	}
 	char *defaults[] = { "scenarios" };
 	int rcc = optind < argc ? collect(&files, argv + optind, argc - optind) :
@@ -868,6 +1070,8 @@ int kh_cmd_run(int argc, char **argv)
 				 "repeat", (int)rs.repeat, "until-failure", rs.until_failure,
 				 "seed", (json_int_t)rs.seed, "timeout-multiplier", mult,
 				 "allow-test-steps", allow, "broker", broker);
+	if (opts && valgrind)
+		json_object_set_new(opts, "valgrind", json_string(valgrind));
 	if (opts && shard_n) {
 		char sh[32];
 		snprintf(sh, sizeof(sh), "%u/%u", shard_k, shard_n);
@@ -905,6 +1109,9 @@ int kh_cmd_run(int argc, char **argv)
 		.allow_test_steps = allow,
 		.keep_data = keep,
 		.progress = rs.tty,
+		.valgrind = valgrind,
+		.valgrind_supp = vg_supp_set ? vg_supp : NULL,
+		.keel_leaks = valgrind ? keel_leaks : NULL,
 		.next = run_next,
 		.done = run_done,
 		.ud = &rs,

@@ -48,6 +48,9 @@ typedef struct kh_exec_opts {
 	bool allow_test_steps;
 	bool keep_data;
 	bool progress;          /* live progress line (a terminal) */
+	const char *valgrind;   /* nodes under Valgrind: memcheck|helgrind|drd, or NULL */
+	const char *valgrind_supp; /* suppressions file or NULL */
+	const char *keel_leaks; /* reads the Valgrind XML (needed with valgrind) */
 	kh_job_next_fn next;
 	kh_job_done_fn done;
 	void *ud;
@@ -64,6 +67,9 @@ int kh_cmd_lint(int argc, char **argv);
 /* The keel-broker next to this keel-harness (build tree or install), into
  * buf; false when none is found. */
 bool kh_default_broker(const char *self_exe, char *buf, size_t len);
+/* keel-leaks next to this keel-harness (build tree or install), into buf
+ * (PATH_MAX); false when none is found. */
+bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len);
 /* Remove a directory tree (no symlinks followed).  0 or -errno. */
 int kh_rm_rf(const char *path);
 /* Per-scenario seed from the run's seed, its name and iteration. */

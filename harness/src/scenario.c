@@ -95,6 +95,22 @@ static const cyaml_schema_field_t await_fields[] = {
 	STR_OPT("since", kh_await_step, since),
 	CYAML_FIELD_END,
 };
+/* manage: args and expect.fields have free keys, read from the scan
+ * (collect_kvs), so libcyaml only skips them. */
+static const cyaml_schema_field_t manage_expect_fields[] = {
+	STR_OPT("status", kh_manage_expect, status),
+	STR_OPT("message-contains", kh_manage_expect, message_contains),
+	CYAML_FIELD_IGNORE("fields", OPT),
+	CYAML_FIELD_END,
+};
+static const cyaml_schema_field_t manage_fields[] = {
+	STR("node", kh_manage, node),
+	STR("operation", kh_manage, operation),
+	CYAML_FIELD_IGNORE("args", OPT),
+	CYAML_FIELD_MAPPING_PTR("expect", OPT, kh_manage, expect, manage_expect_fields),
+	WITHIN(kh_manage),
+	CYAML_FIELD_END,
+};
 
 #define STEP_OP(key, member, fields) \
 	CYAML_FIELD_MAPPING_PTR(key, OPT, kh_step, member, fields)
@@ -111,6 +127,7 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("fault", fault, fault_fields),
 	STEP_OP("await", await, await_fields),
 	STR_OPT("crash", kh_step, crash),
+	STEP_OP("manage", manage, manage_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -120,6 +137,7 @@ static const cyaml_schema_field_t node_fields[] = {
 	CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER, kh_node_spec, name, 1, 64),
 	STR_OPT("role", kh_node_spec, role),
 	STR_OPT("config", kh_node_spec, config),
+	CYAML_FIELD_IGNORE("env", OPT), /* free keys: collect_kvs */
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t node_schema = {
@@ -141,7 +159,7 @@ static const cyaml_schema_value_t scenario_schema = {
 
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
-	"consume", "expect", "fault", "await", "crash",
+	"consume", "expect", "fault", "await", "crash", "manage",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
@@ -223,6 +241,8 @@ static void sc_log_fn(cyaml_log_t level, void *ctx, const char *fmt, va_list arg
 typedef struct sc_key {
 	char *path;
 	unsigned line;
+	char *value;            /* the scalar value of this path, NULL for containers */
+	bool plain;             /* value was an unquoted scalar */
 } sc_key;
 
 typedef struct sc_scan {
@@ -241,8 +261,10 @@ typedef struct scan_frame {
 
 static void scan_free(sc_scan *s)
 {
-	for (size_t i = 0; i < s->count; i++)
+	for (size_t i = 0; i < s->count; i++) {
 		keel_free(s->keys[i].path);
+		keel_free(s->keys[i].value);
+	}
 	keel_free(s->keys);
 	memset(s, 0, sizeof(*s));
 }
@@ -262,6 +284,8 @@ static int scan_add(sc_scan *s, const char *path, unsigned line)
 		return -ENOMEM;
 	s->keys[s->count].path = p;
 	s->keys[s->count].line = line;
+	s->keys[s->count].value = NULL;
+	s->keys[s->count].plain = false;
 	s->count++;
 	return 0;
 }
@@ -392,6 +416,17 @@ static int scan_yaml(sc_scan *s, const char *name, const char *yaml, size_t len,
 					 line, path, (const char *)ev.data.scalar.value);
 				rc = -EINVAL;
 				goto out_event;
+			}
+			/* Keep the value of the key (or entry) just added. */
+			if (s->count > 0 && strcmp(s->keys[s->count - 1].path, path) == 0 &&
+			    s->keys[s->count - 1].value == NULL) {
+				sc_key *k = &s->keys[s->count - 1];
+				k->value = keel_strdup((const char *)ev.data.scalar.value);
+				if (k->value == NULL) {
+					rc = -ENOMEM;
+					goto out_event;
+				}
+				k->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 			}
 			complete = true;
 			break;
@@ -594,6 +629,131 @@ static bool name_ok(const char *s)
 	return true;
 }
 
+static void kvs_free(kh_kv *kv, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		keel_free(kv[i].key);
+		keel_free(kv[i].value);
+	}
+	keel_free(kv);
+}
+
+/* The entries below `prefix`, a mapping with free keys (manage args and
+ * expect.fields, node env), as key/value pairs in file order.  With
+ * `nested`, sub-mappings give dotted keys ({queue: {message-count: 3}} is
+ * queue.message-count); without, every value must be a single value.
+ * Lists are refused.  0 and *out (NULL when empty), -EINVAL or -ENOMEM. */
+static int collect_kvs(sc_check *c, const char *prefix, bool nested, kh_kv **out,
+		       unsigned *count)
+{
+	const sc_scan *scan = c->scan;
+	size_t plen = strlen(prefix);
+	kh_kv *kv = NULL;
+	unsigned n = 0;
+	int rc = 0;
+	for (size_t i = 0; i < scan->count; i++) {
+		const sc_key *k = &scan->keys[i];
+		if (strcmp(k->path, prefix) == 0) {
+			if (k->value && k->value[0]) {
+				rc = fail_at(c, prefix, "expected a mapping");
+				goto fail;
+			}
+			continue;
+		}
+		if (strncmp(k->path, prefix, plen) != 0 ||
+		    (k->path[plen] != '.' && k->path[plen] != '['))
+			continue;
+		const char *key = k->path + plen + 1;
+		if (k->path[plen] == '[' || strchr(key, '[')) {
+			rc = fail_at(c, k->path, "lists are not supported here");
+			goto fail;
+		}
+		if (k->value == NULL) {
+			if (nested)
+				continue;
+			rc = fail_at(c, k->path, "expected a single value");
+			goto fail;
+		}
+		for (unsigned j = 0; j < n; j++) {
+			if (strcmp(kv[j].key, key) == 0) {
+				rc = fail_at(c, k->path, "key given twice");
+				goto fail;
+			}
+		}
+		kh_kv *g = keel_realloc(kv, (n + 1) * sizeof(*kv));
+		if (g == NULL) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		kv = g;
+		kv[n].key = keel_strdup(key);
+		kv[n].value = keel_strdup(k->value);
+		kv[n].plain = k->plain;
+		n++;
+		if (kv[n - 1].key == NULL || kv[n - 1].value == NULL) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	*out = kv;
+	*count = n;
+	return 0;
+fail:
+	kvs_free(kv, n);
+	return rc;
+}
+
+static bool env_name_ok(const char *s)
+{
+	if (!isalpha((unsigned char)*s) && *s != '_')
+		return false;
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	}
+	return true;
+}
+
+static int check_within(sc_check *c, const char *path, double v);
+
+static int check_manage(sc_check *c, kh_manage *m, unsigned i, const char *p)
+{
+	char path[KH_PATH_MAX + 64];
+	int rc;
+	const kh_manage_expect *ex = m->expect;
+	for (const char *q = m->operation; *q; q++) {
+		if (isspace((unsigned char)*q)) {
+			snprintf(path, sizeof(path), "%s.operation", p);
+			return fail_at(c, path, "\"%s\" is not an operation name", m->operation);
+		}
+	}
+	if (ex && ex->status && strcmp(ex->status, "ok") != 0 && strcmp(ex->status, "error") != 0) {
+		snprintf(path, sizeof(path), "%s.expect.status", p);
+		return fail_at(c, path, "\"%s\": expected ok or error", ex->status);
+	}
+	m->expect_error = ex && ex->status && strcmp(ex->status, "error") == 0;
+	if (ex && ex->message_contains && !m->expect_error) {
+		snprintf(path, sizeof(path), "%s.expect.message-contains", p);
+		return fail_at(c, path, "only with status: error (an ok reply has no message)");
+	}
+	snprintf(path, sizeof(path), "steps[%u].manage.args", i);
+	if ((rc = collect_kvs(c, path, false, &m->args, &m->args_count)))
+		return rc;
+	for (unsigned k = 0; k < m->args_count; k++) {
+		if (strcmp(m->args[k].key, "operation") == 0) {
+			snprintf(path, sizeof(path), "steps[%u].manage.args.operation", i);
+			return fail_at(c, path, "give the operation as manage.operation");
+		}
+	}
+	snprintf(path, sizeof(path), "steps[%u].manage.expect.fields", i);
+	if ((rc = collect_kvs(c, path, true, &m->fields, &m->fields_count)))
+		return rc;
+	if (m->fields_count && m->expect_error)
+		return fail_at(c, path, "fields are checked on ok replies only");
+	snprintf(path, sizeof(path), "%s.within", p);
+	return check_within(c, path, m->within_s);
+}
+
 static int check_within(sc_check *c, const char *path, double v)
 {
 	if (v < 0 || v > KH_MAX_SECONDS)
@@ -615,6 +775,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
+		st->manage,
 	};
 	int found = -1, rc;
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
@@ -630,7 +791,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	snprintf(p, sizeof(p), "steps[%u]", i);
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
-				     "restart, produce, consume, expect, fault, await)");
+				     "restart, produce, consume, expect, fault, await, manage)");
 	st->kind = (kh_step_kind)found;
 	st->line = scan_line(c->scan, p);
 	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
@@ -735,6 +896,8 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		}
 		return 0;
 	}
+	case KH_STEP_MANAGE:
+		return check_manage(c, st->manage, i, p);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -773,6 +936,15 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 		for (unsigned j = 0; j < i; j++) {
 			if (strcmp(s->nodes[j].name, n->name) == 0)
 				return fail_at(c, p, "node \"%s\" is already defined", n->name);
+		}
+		snprintf(p, sizeof(p), "nodes[%u].env", i);
+		if ((rc = collect_kvs(c, p, false, &n->env, &n->env_count)))
+			return rc;
+		for (unsigned k = 0; k < n->env_count; k++) {
+			if (!env_name_ok(n->env[k].key)) {
+				snprintf(p, sizeof(p), "nodes[%u].env.%s", i, n->env[k].key);
+				return fail_at(c, p, "not an environment variable name");
+			}
 		}
 		snprintf(p, sizeof(p), "nodes[%u].role", i);
 		if (n->role && strcmp(n->role, "standalone") != 0 && strcmp(n->role, "live") != 0 &&
@@ -927,12 +1099,22 @@ void kh_scenario_free(kh_scenario *s)
 	const cyaml_config_t cfg = { .mem_fn = sc_mem, .log_level = CYAML_LOG_ERROR };
 	for (unsigned i = 0; s->steps && i < s->steps_count; i++) {
 		kh_await_step *aw = s->steps[i].await;
+		kh_manage *m = s->steps[i].manage;
+		if (m) {
+			kvs_free(m->args, m->args_count);
+			kvs_free(m->fields, m->fields_count);
+			m->args = m->fields = NULL;
+		}
 		if (aw && aw->preds) {
 			for (unsigned k = 0; k < aw->where_count; k++)
 				kh_pred_clear(&aw->preds[k]);
 			keel_free(aw->preds);
 			aw->preds = NULL;
 		}
+	}
+	for (unsigned i = 0; s->nodes && i < s->nodes_count; i++) {
+		kvs_free(s->nodes[i].env, s->nodes[i].env_count);
+		s->nodes[i].env = NULL;
 	}
 	keel_free(s->file);
 	s->file = NULL;
@@ -964,7 +1146,31 @@ const char *kh_step_node(const kh_step *st)
 		return st->fault->node;
 	if (st->await)
 		return st->await->node;
+	if (st->manage)
+		return st->manage->node;
 	return NULL;
+}
+
+json_t *kh_kv_json(const kh_kv *kv)
+{
+	const char *v = kv->value;
+	if (!kv->plain)
+		return json_string(v);
+	if (strcmp(v, "true") == 0)
+		return json_true();
+	if (strcmp(v, "false") == 0)
+		return json_false();
+	if (v[0] == '\0' || strcmp(v, "null") == 0 || strcmp(v, "~") == 0)
+		return json_null();
+	char *end;
+	errno = 0;
+	long long ll = strtoll(v, &end, 10);
+	if (*end == '\0' && errno == 0)
+		return json_integer(ll);
+	double d = strtod(v, &end);
+	if (*end == '\0' && errno == 0)
+		return json_real(d);
+	return json_string(v);
 }
 
 static void set_str(json_t *o, const char *k, const char *v)
@@ -1054,6 +1260,25 @@ char *kh_step_params_json(const kh_step *st)
 		if (a->within_s > 0)
 			json_object_set_new(o, "within", json_real(a->within_s));
 		set_str(o, "since", a->since ? a->since : "last-step");
+		break;
+	}
+	case KH_STEP_MANAGE: {
+		const kh_manage *m = st->manage;
+		set_str(o, "node", m->node);
+		set_str(o, "operation", m->operation);
+		json_t *a = json_object(), *x = json_object(), *fl = json_object();
+		for (unsigned i = 0; i < m->args_count; i++)
+			json_object_set_new(a, m->args[i].key, kh_kv_json(&m->args[i]));
+		json_object_set_new(o, "args", a);
+		set_str(x, "status", m->expect_error ? "error" : "ok");
+		if (m->expect && m->expect->message_contains)
+			set_str(x, "message-contains", m->expect->message_contains);
+		for (unsigned i = 0; i < m->fields_count; i++)
+			json_object_set_new(fl, m->fields[i].key, kh_kv_json(&m->fields[i]));
+		json_object_set_new(x, "fields", fl);
+		json_object_set_new(o, "expect", x);
+		if (m->within_s > 0)
+			json_object_set_new(o, "within", json_real(m->within_s));
 		break;
 	}
 	case KH_STEP_CRASH:

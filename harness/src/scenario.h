@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "await.h"
 
 typedef enum kh_step_kind {
@@ -29,6 +31,7 @@ typedef enum kh_step_kind {
 	KH_STEP_FAULT,
 	KH_STEP_AWAIT,
 	KH_STEP_CRASH,          /* test-only: needs allow_test_steps */
+	KH_STEP_MANAGE,
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -90,6 +93,34 @@ typedef struct kh_await_step {
 	kh_pred *preds;         /* where_count parsed predicates */
 } kh_await_step;
 
+/* A key and its scalar value as written (manage args and fields, node
+ * env).  `plain`: an unquoted YAML scalar, so 3 and true are typed. */
+typedef struct kh_kv {
+	char *key;
+	char *value;
+	bool plain;
+} kh_kv;
+
+typedef struct kh_manage_expect {
+	char *status;           /* ok | error; NULL = ok */
+	char *message_contains; /* substring of the reply's message */
+} kh_manage_expect;
+
+/* A management request (broker/README.md "Management") and what its
+ * reply must say.  args and fields come from the scan, not libcyaml:
+ * their keys are free. */
+typedef struct kh_manage {
+	char *node;
+	char *operation;
+	double within_s;
+	kh_manage_expect *expect;
+	kh_kv *args;            /* request arguments (JSON body members) */
+	unsigned args_count;
+	kh_kv *fields;          /* expected reply members: dotted path -> value */
+	unsigned fields_count;
+	bool expect_error;      /* expect.status == error */
+} kh_manage;
+
 typedef enum kh_since {
 	KH_SINCE_LAST_STEP,
 	KH_SINCE_START,
@@ -106,6 +137,7 @@ typedef struct kh_step {
 	kh_fault *fault;
 	kh_await_step *await;
 	char *crash;            /* abort | segv */
+	kh_manage *manage;
 	kh_since since;         /* await only */
 } kh_step;
 
@@ -113,6 +145,8 @@ typedef struct kh_node_spec {
 	char *name;
 	char *role;             /* standalone (default) | live | backup */
 	char *config;           /* YAML text of keel-broker's config; may be NULL */
+	kh_kv *env;             /* extra environment variables (from the scan) */
+	unsigned env_count;
 } kh_node_spec;
 
 typedef struct kh_scenario {
@@ -141,6 +175,9 @@ void kh_scenario_free(kh_scenario *s); /* NULL is fine */
 int kh_scenario_node_index(const kh_scenario *s, const char *name);
 /* The node a step acts on or waits for (NULL for expect and crash). */
 const char *kh_step_node(const kh_step *st);
+/* A manage arg or field value as JSON: a plain (unquoted) scalar is typed
+ * (true/false, null or empty, integer, number), else a string.  New ref. */
+json_t *kh_kv_json(const kh_kv *kv);
 /* The step as JSON text (steps.params); caller frees with free(). */
 char *kh_step_params_json(const kh_step *st);
 

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS leaks (
   id          INTEGER PRIMARY KEY,
   scenario_id INTEGER REFERENCES scenarios(id),
   node        TEXT,
-  kind        TEXT NOT NULL,         -- THREAD | FD | CHILD | SOCKET
+  kind        TEXT NOT NULL,         -- THREAD | FD | CHILD | LISTEN (leakcheck report kinds)
   name        TEXT,
   detail      TEXT,                  -- the whole report line
   created_at  TEXT

@@ -203,6 +203,164 @@ static void test_check_errors(void **state)
 		   "steps[0].crash: \"gently\": expected abort or segv");
 }
 
+/* The value of `key` in kvs, or NULL. */
+static const kh_kv *kv_get(const kh_kv *kv, unsigned n, const char *key)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(kv[i].key, key) == 0)
+			return &kv[i];
+	}
+	return NULL;
+}
+
+static void test_manage(void **state)
+{
+	(void)state;
+	int64_t live = keel_alloc_live();
+	kh_scenario *s = load_ok(
+		HEAD
+		"  - manage: {node: n1, operation: broker-status}\n"
+		"  - manage:\n"
+		"      node: n1\n"
+		"      operation: queue-stat\n"
+		"      args: {name: orders, max-rows: 10, force: true, text: \"10\"}\n"
+		"      within: 5\n"
+		"      expect:\n"
+		"        status: ok\n"
+		"        fields:\n"
+		"          queue.message-count: 3\n"
+		"          queue: {durable: true, name: orders}\n"
+		"          count: '3'\n"
+		"  - manage:\n"
+		"      node: n1\n"
+		"      operation: delete-queue\n"
+		"      args: {name: nope}\n"
+		"      expect: {status: error, message-contains: does not exist}\n",
+		false);
+	assert_int_equal(s->steps_count, 3);
+	/* defaults: no args, no expect = status ok */
+	assert_int_equal(s->steps[0].kind, KH_STEP_MANAGE);
+	assert_int_equal(s->steps[0].line, 4);
+	assert_string_equal(s->steps[0].manage->operation, "broker-status");
+	assert_int_equal(s->steps[0].manage->args_count, 0);
+	assert_int_equal(s->steps[0].manage->fields_count, 0);
+	assert_false(s->steps[0].manage->expect_error);
+	assert_string_equal(kh_step_node(&s->steps[0]), "n1");
+
+	const kh_manage *m = s->steps[1].manage;
+	assert_true(m->within_s == 5);
+	assert_int_equal(m->args_count, 4);
+	/* file order, values as written, plain vs quoted */
+	assert_string_equal(m->args[0].key, "name");
+	assert_string_equal(m->args[0].value, "orders");
+	assert_string_equal(m->args[1].key, "max-rows");
+	assert_true(m->args[1].plain);
+	assert_false(kv_get(m->args, m->args_count, "text")->plain);
+	/* nested mappings give dotted keys */
+	assert_int_equal(m->fields_count, 4);
+	assert_string_equal(m->fields[0].key, "queue.message-count");
+	assert_string_equal(m->fields[0].value, "3");
+	assert_non_null(kv_get(m->fields, m->fields_count, "queue.durable"));
+	assert_string_equal(kv_get(m->fields, m->fields_count, "queue.name")->value, "orders");
+	assert_false(kv_get(m->fields, m->fields_count, "count")->plain);
+
+	/* typed values: plain scalars are typed, quoted ones are strings */
+	json_t *v = kh_kv_json(&m->args[1]);
+	assert_true(json_is_integer(v) && json_integer_value(v) == 10);
+	json_decref(v);
+	v = kh_kv_json(kv_get(m->args, m->args_count, "force"));
+	assert_true(json_is_true(v));
+	json_decref(v);
+	v = kh_kv_json(kv_get(m->args, m->args_count, "text"));
+	assert_true(json_is_string(v));
+	assert_string_equal(json_string_value(v), "10");
+	json_decref(v);
+
+	const kh_manage *e = s->steps[2].manage;
+	assert_true(e->expect_error);
+	assert_string_equal(e->expect->message_contains, "does not exist");
+
+	/* params: the request and the expectation as JSON */
+	char *j = kh_step_params_json(&s->steps[1]);
+	assert_non_null(j);
+	assert_non_null(strstr(j, "\"manage\":{"));
+	assert_non_null(strstr(j, "\"max-rows\":10"));
+	assert_non_null(strstr(j, "\"text\":\"10\""));
+	assert_non_null(strstr(j, "\"queue.message-count\":3"));
+	assert_non_null(strstr(j, "\"operation\":\"queue-stat\""));
+	free(j);
+	j = kh_step_params_json(&s->steps[2]);
+	assert_non_null(strstr(j, "\"status\":\"error\""));
+	assert_non_null(strstr(j, "\"message-contains\":\"does not exist\""));
+	free(j);
+	kh_scenario_free(s);
+	assert_int_equal(keel_alloc_live(), live);
+}
+
+static void test_manage_errors(void **state)
+{
+	(void)state;
+	expect_err(HEAD "  - manage: {node: n1}\n", false,
+		   "t.yaml:4: steps[0].manage.operation: missing required key");
+	expect_err(HEAD "  - manage: {node: n9, operation: x}\n", false,
+		   "t.yaml:4: steps[0].manage.node: unknown node \"n9\"");
+	expect_err(HEAD "  - manage: {node: n1, operation: 'a b'}\n", false,
+		   "steps[0].manage.operation: \"a b\" is not an operation name");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, colour: red}\n", false,
+		   "t.yaml:4: steps[0].manage.colour: unknown key");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {status: maybe}}\n", false,
+		   "t.yaml:4: steps[0].manage.expect.status: \"maybe\": expected ok or error");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {message-contains: y}}\n",
+		   false, "steps[0].manage.expect.message-contains: only with status: error");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {status: error,\n"
+		   "      fields: {a: 1}}}\n", false,
+		   "t.yaml:5: steps[0].manage.expect.fields: fields are checked on ok replies only");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {colour: red}}\n", false,
+		   "steps[0].manage.expect.colour: unknown key");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, args: oops}\n", false,
+		   "t.yaml:4: steps[0].manage.args: expected a mapping");
+	expect_err(HEAD "  - manage:\n      node: n1\n      operation: x\n"
+		   "      args:\n        a: {b: 1}\n", false,
+		   "t.yaml:8: steps[0].manage.args.a: expected a single value");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, args: {a: [1, 2]}}\n", false,
+		   "steps[0].manage.args.a: expected a single value");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {fields: {a: [1]}}}\n", false,
+		   "steps[0].manage.expect.fields.a[0]: lists are not supported here");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, args: {operation: y}}\n", false,
+		   "steps[0].manage.args.operation: give the operation as manage.operation");
+	expect_err(HEAD "  - manage:\n      node: n1\n      operation: x\n      expect:\n"
+		   "        fields: {q.n: 1, q: {n: 2}}\n", false,
+		   "t.yaml:8: steps[0].manage.expect.fields.q.n: key given twice");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, within: -2}\n", false,
+		   "steps[0].manage.within: must be between 0 and 86400 seconds");
+}
+
+static void test_node_env(void **state)
+{
+	(void)state;
+	int64_t live = keel_alloc_live();
+	kh_scenario *s = load_ok("nodes:\n"
+				 "  - name: n1\n"
+				 "    env: {KEEL_TEST_LEAK_THREAD: \"1\", KEEL_LC_GRACE_MS: 50}\n"
+				 "  - name: n2\n"
+				 "steps:\n  - start: {node: n1}\n",
+				 false);
+	assert_int_equal(s->nodes[0].env_count, 2);
+	assert_string_equal(s->nodes[0].env[0].key, "KEEL_TEST_LEAK_THREAD");
+	assert_string_equal(s->nodes[0].env[0].value, "1");
+	assert_string_equal(s->nodes[0].env[1].value, "50");
+	assert_int_equal(s->nodes[1].env_count, 0);
+	assert_null(s->nodes[1].env);
+	kh_scenario_free(s);
+	assert_int_equal(keel_alloc_live(), live);
+	expect_err("nodes:\n  - name: n1\n    env: {1BAD: x}\nsteps:\n  - start: {node: n1}\n",
+		   false, "t.yaml:3: nodes[0].env.1BAD: not an environment variable name");
+	expect_err("nodes:\n  - name: n1\n    env: {A: {b: c}}\nsteps:\n  - start: {node: n1}\n",
+		   false, "t.yaml:3: nodes[0].env.A: expected a single value");
+	expect_err("nodes:\n  - name: n1\n    env: [A]\nsteps:\n  - start: {node: n1}\n",
+		   false, "nodes[0].env[0]: lists are not supported here");
+}
+
 static void test_files(void **state)
 {
 	(void)state;
@@ -226,6 +384,8 @@ static void test_files(void **state)
 	const char *files[] = {
 		"../../scenarios/lifecycle.yaml", "../../scenarios/roundtrip.yaml",
 		"../../scenarios/persistence.yaml", "fixtures/isolation/d_crash.yaml",
+		"../../scenarios/manage.yaml", "fixtures/leaks/leak_thread.yaml",
+		"fixtures/leaks/orphan.yaml",
 	};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		int rc = kh_scenario_load(files[i], true, &s, err, sizeof(err));
@@ -240,9 +400,16 @@ static void test_files(void **state)
 static void test_alloc_failures(void **state)
 {
 	(void)state;
-	const char *yaml = HEAD "  - await: {node: n1, type: state, where: [state == LIVE]}\n";
+	const char *yamls[] = {
+		HEAD "  - await: {node: n1, type: state, where: [state == LIVE]}\n",
+		"nodes:\n  - name: n1\n    env: {A: b, C: d}\nsteps:\n"
+		"  - manage: {node: n1, operation: queue-stat, args: {name: q, x: 1},\n"
+		"      expect: {fields: {queue.message-count: 3, queue: {name: q}}}}\n",
+	};
 	int64_t live = keel_alloc_live();
 	/* Fail each allocation in turn: ENOMEM or success, never a leak. */
+	for (size_t y = 0; y < sizeof(yamls) / sizeof(yamls[0]); y++) {
+	const char *yaml = yamls[y];
 	for (uint64_t n = 1; n < 400; n++) {
 		kh_scenario *s = NULL;
 		char err[512];
@@ -256,6 +423,7 @@ static void test_alloc_failures(void **state)
 		if (rc == 0 && n > 200)
 			break;
 	}
+	}
 }
 
 int main(void)
@@ -266,6 +434,9 @@ int main(void)
 		cmocka_unit_test(test_yaml_errors),
 		cmocka_unit_test(test_schema_errors),
 		cmocka_unit_test(test_check_errors),
+		cmocka_unit_test(test_manage),
+		cmocka_unit_test(test_manage_errors),
+		cmocka_unit_test(test_node_env),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_alloc_failures),
 	};
