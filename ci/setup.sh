@@ -13,6 +13,7 @@ PACKAGES=(
   libjansson-dev libcrypt-dev uthash-dev libfiu-dev fiu-utils
   python3-stomp valgrind clang libxml2-dev libxml2-utils
   chromium
+  rabbitmq-server
 )
 
 missing=()

@@ -31,6 +31,8 @@
 #include "mgmt.h"
 #include "largemsg.h"
 #include "journal.h"
+#include "bridge.h"
+#include "dupcache.h"
 #include "lc_check.h"
 
 struct keel_broker {
@@ -46,6 +48,9 @@ struct keel_broker {
 	keel_journal *journal;         /* <data-dir>/journal; stopped before the core goes */
 	char *large_dir;               /* <data-dir>/large-messages */
 	keel_mgmt_env mgmt;             /* management's view of the broker */
+	keel_bridge **bridges;         /* cfg->bridges, started once LIVE */
+	unsigned bridge_count;
+	keel_dupcache *dups;           /* duplicate-detection ids (sessions) */
 	uv_signal_t sig_term;
 	uv_signal_t sig_int;
 	uv_timer_t expire_timer;
@@ -80,6 +85,45 @@ static size_t mgmt_connection_count(void *ud)
 {
 	keel_broker *b = ud;
 	return b->server ? keel_server_connection_count(b->server) : 0;
+}
+
+static json_t *mgmt_bridge_status(void *ud)
+{
+	keel_broker *b = ud;
+	json_t *list = json_array();
+	for (unsigned i = 0; list && i < b->bridge_count; i++)
+		if (b->bridges[i])
+			json_array_append_new(list, keel_bridge_status(b->bridges[i]));
+	return list;
+}
+
+static int mgmt_bridge_control(void *ud, const char *name, bool start)
+{
+	keel_broker *b = ud;
+	for (unsigned i = 0; i < b->bridge_count; i++) {
+		keel_bridge *br = b->bridges[i];
+		if (br == NULL || strcmp(keel_bridge_name(br), name) != 0)
+			continue;
+		if (b->state != KEEL_BROKER_LIVE)
+			return -ESHUTDOWN;
+		if (!start) {
+			if (!keel_bridge_running(br))
+				return -EALREADY;
+			keel_bridge_stop(br);
+			return 0;
+		}
+		return keel_bridge_start(br);
+	}
+	return -ENOENT;
+}
+
+/* Stop and free every bridge (their locators close their connections). */
+static void bridges_destroy(keel_broker *b)
+{
+	for (unsigned i = 0; i < b->bridge_count; i++) {
+		keel_bridge_destroy(b->bridges[i]);
+		b->bridges[i] = NULL;
+	}
 }
 
 static int64_t wall_now_ms(void *ud)
@@ -279,6 +323,7 @@ void keel_broker_stop(keel_broker *b)
 	}
 	set_state(b, KEEL_BROKER_STOPPING);
 	uv_timer_stop(&b->expire_timer);
+	bridges_destroy(b); /* held messages go back to their queues */
 	keel_server *s = b->server;
 	b->server = NULL;
 	keel_server_stop(s, on_server_stopped, b);
@@ -314,6 +359,7 @@ static void broker_destroy(keel_broker *b)
 		uv_close((uv_handle_t *)&b->expire_timer, NULL);
 		b->handles_started = false;
 	}
+	bridges_destroy(b);
 	keel_journal_stop(b->journal); /* NULL, or stopped already: nothing */
 	if (b->loop_open) {
 		uv_run(&b->loop, UV_RUN_DEFAULT);
@@ -329,6 +375,8 @@ static void broker_destroy(keel_broker *b)
 	keel_journal_free(b->journal);
 	keel_large_stopping(true); /* persistent large bodies stay for the journal */
 	keel_core_free(b->core);
+	keel_dupcache_free(b->dups);
+	keel_free(b->bridges);
 	keel_large_stopping(false);
 	keel_free(b->large_dir);
 	keel_security_free(b->security);
@@ -459,6 +507,8 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 		.start_mono_ms = uv_hrtime() / 1000000,
 		.state = mgmt_state,
 		.connection_count = mgmt_connection_count,
+		.bridge_status = mgmt_bridge_status,
+		.bridge_control = mgmt_bridge_control,
 		.ud = b,
 	};
 	b->env = (keel_session_env){
@@ -475,6 +525,30 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	};
 	/* receipts of persistent messages wait for the journal */
 	b->env.sync = keel_journal_sync(b->journal);
+	rc = keel_dupcache_create(&b->dups, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	b->env.dups = b->dups;
+	if (cfg->bridges_count) {
+		b->bridges = keel_calloc(cfg->bridges_count, sizeof(*b->bridges));
+		if (b->bridges == NULL) {
+			snprintf(err, errlen, "out of memory");
+			rc = -ENOMEM;
+			goto fail;
+		}
+		b->bridge_count = cfg->bridges_count;
+		keel_bridge_env be = { .loop = &b->loop, .core = b->core, .events = b->events,
+				       .node = cfg->name };
+		for (unsigned i = 0; i < cfg->bridges_count; i++) {
+			rc = keel_bridge_create(&b->bridges[i], &be, &cfg->bridges[i]);
+			if (rc < 0) {
+				snprintf(err, errlen, "bridges[%u]: %s", i, strerror(-rc));
+				goto fail;
+			}
+		}
+	}
 	keel_server_options so = {
 		.loop = &b->loop,
 		.name = "stomp",
@@ -517,6 +591,17 @@ int keel_broker_run(keel_broker *b)
 	assert(b->state == KEEL_BROKER_STARTING);
 	/* Every acceptor listens and the journal is loaded: fully started. */
 	set_state(b, KEEL_BROKER_LIVE);
+	/* Bridges start once the broker is fully started. */
+	for (unsigned i = 0; i < b->bridge_count; i++) {
+		int rc = keel_bridge_start(b->bridges[i]);
+		if (rc < 0) {
+			keel_log_error("bridge %s: cannot start: %s",
+				       keel_bridge_name(b->bridges[i]), strerror(-rc));
+			keel_events_emit(b->events, "error", "{s:s, s:s}", "message",
+					 "bridge cannot start", "bridge",
+					 keel_bridge_name(b->bridges[i]));
+		}
+	}
 	uv_run(&b->loop, UV_RUN_DEFAULT);
 	if (b->state != KEEL_BROKER_STOPPED) {
 		keel_log_error("event loop ended in state %s", keel_broker_state_name(b->state));

@@ -69,6 +69,8 @@ struct keel_client {
 	bool write_active;      /* write_req is in libuv's queue */
 	bool flush_scheduled;   /* flush_idle is started */
 	bool over_high;         /* pending went >= high; on_writable owed */
+	bool streaming;         /* a streamed SEND is open (send_begin) */
+	uint64_t stream_left;   /* body bytes the open stream still owes */
 	int close_status;
 
 	keel_stomp_parser *parser;
@@ -421,12 +423,14 @@ static int put_hdrs(keel_client *c, const keel_kv *hdrs, size_t n)
 
 static bool can_send(const keel_client *c)
 {
-	return c->state == CS_CONNECTED;
+	return c->state == CS_CONNECTED && !c->streaming;
 }
 
 int keel_client_send(keel_client *c, const char *destination, const keel_kv *hdrs, size_t n,
 		     const void *body, size_t len, const char *receipt)
 {
+	if (c->streaming)
+		return -EBUSY;
 	if (!can_send(c))
 		return -ENOTCONN;
 	size_t mark = frame_mark(c);
@@ -440,6 +444,66 @@ int keel_client_send(keel_client *c, const char *destination, const keel_kv *hdr
 	if (!rc)
 		rc = keel_stomp_encode_body(&c->out, body, len, true);
 	return frame_end(c, mark, rc);
+}
+
+int keel_client_send_begin(keel_client *c, const char *destination, const keel_kv *hdrs,
+			   size_t n, uint64_t total, const char *receipt)
+{
+	if (c->streaming)
+		return -EBUSY;
+	if (!can_send(c))
+		return -ENOTCONN;
+	size_t mark = frame_mark(c);
+	int rc = keel_stomp_encode_start(&c->out, "SEND");
+	if (!rc)
+		rc = put_hdr(c, "destination", destination);
+	if (!rc)
+		rc = put_hdrs(c, hdrs, n);
+	if (!rc && receipt)
+		rc = put_hdr(c, "receipt", receipt);
+	if (!rc)
+		rc = keel_stomp_encode_body_start(&c->out, total);
+	rc = frame_end(c, mark, rc);
+	if (rc == 0) {
+		c->streaming = true;
+		c->stream_left = total;
+	}
+	return rc;
+}
+
+int keel_client_send_chunk(keel_client *c, const void *data, size_t len)
+{
+	if (!c->streaming)
+		return -EINVAL;
+	if (c->state != CS_CONNECTED)
+		return -ENOTCONN;
+	if (len > c->stream_left)
+		return -EINVAL;
+	int rc = keel_buf_append(&c->out, data, len);
+	if (rc)
+		return rc;
+	c->stream_left -= len;
+	after_append(c);
+	return 0;
+}
+
+int keel_client_send_end(keel_client *c)
+{
+	if (!c->streaming || c->stream_left != 0)
+		return -EINVAL;
+	if (c->state != CS_CONNECTED)
+		return -ENOTCONN;
+	int rc = keel_stomp_encode_body_end(&c->out);
+	if (rc)
+		return rc;
+	c->streaming = false;
+	after_append(c);
+	return 0;
+}
+
+bool keel_client_streaming(const keel_client *c)
+{
+	return c->streaming;
 }
 
 int keel_client_subscribe(keel_client *c, const char *id, const char *destination,
@@ -574,6 +638,8 @@ int keel_client_disconnect(keel_client *c, const char *receipt)
 
 int keel_client_send_raw(keel_client *c, const void *bytes, size_t len)
 {
+	if (c->streaming)
+		return -EBUSY;
 	if (c->state < CS_STOMP || c->state == CS_CLOSING)
 		return -ENOTCONN;
 	int rc = keel_buf_append(&c->out, bytes, len);
@@ -591,6 +657,8 @@ static void on_hb_send(uv_timer_t *t)
 	if (c->state != CS_CONNECTED && c->state != CS_DISCONNECTING)
 		return;
 	uint64_t half = c->hb_send_ms / 2;
+	if (c->streaming) /* an EOL inside a body would corrupt it */
+		return;
 	if (uv_now(c->loop) - c->last_write_ms < half || keel_client_pending_bytes(c) > 0)
 		return;
 	if (keel_buf_append_byte(&c->out, '\n')) {

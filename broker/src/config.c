@@ -125,6 +125,35 @@ static const cyaml_schema_value_t address_schema = {
 	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_address_cfg, address_fields),
 };
 
+static const cyaml_schema_value_t connector_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 300),
+};
+
+static const cyaml_schema_field_t bridge_fields[] = {
+	NAME_REQ("name", keel_bridge_cfg, name),
+	NAME_REQ("queue", keel_bridge_cfg, queue),
+	STR_OPT("forwarding-address", keel_bridge_cfg, forwarding_address, 1),
+	CYAML_FIELD_SEQUENCE("connectors", CYAML_FLAG_POINTER, keel_bridge_cfg, connectors,
+			     &connector_schema, 1, KEEL_LOCATOR_MAX_CONNECTORS),
+	STR_OPT("user", keel_bridge_cfg, user, 0),
+	STR_OPT("password", keel_bridge_cfg, password, 0),
+	STR_OPT("virtual-host", keel_bridge_cfg, virtual_host, 1),
+	CYAML_FIELD_UINT("retry-interval", OPT, keel_bridge_cfg, retry_interval),
+	CYAML_FIELD_FLOAT("retry-interval-multiplier", OPT, keel_bridge_cfg,
+			  retry_interval_multiplier),
+	CYAML_FIELD_UINT("max-retry-interval", OPT, keel_bridge_cfg, max_retry_interval),
+	CYAML_FIELD_INT("reconnect-attempts", OPT, keel_bridge_cfg, reconnect_attempts),
+	CYAML_FIELD_UINT("confirmation-window", OPT, keel_bridge_cfg, confirmation_window),
+	CYAML_FIELD_BOOL("duplicate-detection", OPT, keel_bridge_cfg, duplicate_detection),
+	CYAML_FIELD_BOOL("shared-locator", OPT, keel_bridge_cfg, shared_locator),
+	CYAML_FIELD_UINT("heartbeat", OPT, keel_bridge_cfg, heartbeat),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t bridge_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_bridge_cfg, bridge_fields),
+};
+
 static const cyaml_schema_field_t config_fields[] = {
 	STR_OPT("name", keel_config, name, 1),
 	STR_OPT("listen", keel_config, listen, 1),
@@ -151,6 +180,8 @@ static const cyaml_schema_field_t config_fields[] = {
 			     CYAML_UNLIMITED),
 	CYAML_FIELD_SEQUENCE("addresses", CYAML_FLAG_POINTER | OPT, keel_config,
 			     addresses, &address_schema, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_SEQUENCE("bridges", CYAML_FLAG_POINTER | OPT, keel_config,
+			     bridges, &bridge_schema, 0, CYAML_UNLIMITED),
 	CYAML_FIELD_END,
 };
 
@@ -164,6 +195,7 @@ static const cyaml_schema_value_t config_schema = {
 static const char *const bool_keys[] = {
 	"auto-create-addresses", "auto-create-queues", "auto-delete-queues",
 	"durable", "purge-on-no-consumers", "journal-sync",
+	"duplicate-detection", "shared-locator",
 };
 
 /* ---- allocation and logging hooks -------------------------------------- */
@@ -621,6 +653,27 @@ static int apply_defaults(keel_config *cfg, const cfg_scan *scan)
 		cfg->journal_compact_min_files = KEEL_JOURNAL_DEFAULT_COMPACT_MIN_FILES;
 	for (unsigned i = 0; i < cfg->address_settings_count; i++)
 		cfg->address_settings[i].max_size_bytes_value = -1;
+	for (unsigned i = 0; i < cfg->bridges_count; i++) {
+		keel_bridge_cfg *b = &cfg->bridges[i];
+#define BRIDGE_UNSET(key) (scan == NULL || !scan_has(scan, "bridges[%u]." key, i))
+		if (BRIDGE_UNSET("retry-interval"))
+			b->retry_interval = KEEL_BRIDGE_DEFAULT_RETRY_MS;
+		if (BRIDGE_UNSET("retry-interval-multiplier"))
+			b->retry_interval_multiplier = 1.0;
+		if (BRIDGE_UNSET("max-retry-interval"))
+			b->max_retry_interval = b->retry_interval > KEEL_BRIDGE_DEFAULT_RETRY_MS
+							? b->retry_interval
+							: KEEL_BRIDGE_DEFAULT_RETRY_MS;
+		if (BRIDGE_UNSET("reconnect-attempts"))
+			b->reconnect_attempts = -1;
+		if (BRIDGE_UNSET("confirmation-window"))
+			b->confirmation_window = KEEL_BRIDGE_DEFAULT_WINDOW;
+		if (BRIDGE_UNSET("duplicate-detection"))
+			b->duplicate_detection = true;
+		if (BRIDGE_UNSET("shared-locator"))
+			b->shared_locator = true;
+#undef BRIDGE_UNSET
+	}
 	for (unsigned a = 0; a < cfg->addresses_count; a++) {
 		keel_address_cfg *addr = &cfg->addresses[a];
 		if (set_default(&addr->routing_type, "ANYCAST"))
@@ -921,6 +974,46 @@ static int check_sizes(cfg_check *c, keel_config *cfg)
 	return 0;
 }
 
+static int check_bridges(cfg_check *c, const keel_config *cfg)
+{
+	char host[256];
+	uint16_t port;
+	for (unsigned i = 0; i < cfg->bridges_count; i++) {
+		const keel_bridge_cfg *b = &cfg->bridges[i];
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(cfg->bridges[j].name, b->name) == 0)
+				return check_fail(c, "bridges[%u].name\tbridge \"%s\" is given "
+						  "twice", i, b->name);
+		for (unsigned j = 0; j < b->connectors_count; j++)
+			if (keel_parse_hostport(b->connectors[j], host, sizeof(host), &port) ||
+			    port == 0)
+				return check_fail(c, "bridges[%u].connectors[%u]\texpected "
+						  "HOST:PORT (port 1..65535), got \"%s\"", i, j,
+						  b->connectors[j]);
+		if (b->retry_interval == 0 || b->retry_interval > KEEL_BRIDGE_MAX_RETRY_MS)
+			return check_fail(c, "bridges[%u].retry-interval\tmust be 1..%d ms", i,
+					  KEEL_BRIDGE_MAX_RETRY_MS);
+		if (!(b->retry_interval_multiplier >= 1.0 && b->retry_interval_multiplier <= 100.0))
+			return check_fail(c, "bridges[%u].retry-interval-multiplier\tmust be "
+					  "1.0..100.0", i);
+		if (b->max_retry_interval < b->retry_interval ||
+		    b->max_retry_interval > KEEL_BRIDGE_MAX_RETRY_MS)
+			return check_fail(c, "bridges[%u].max-retry-interval\tmust be "
+					  "retry-interval (%u)..%d ms", i, b->retry_interval,
+					  KEEL_BRIDGE_MAX_RETRY_MS);
+		if (b->reconnect_attempts < -1)
+			return check_fail(c, "bridges[%u].reconnect-attempts\tmust be -1 "
+					  "(forever) or more", i);
+		if (b->confirmation_window == 0 || b->confirmation_window > KEEL_BRIDGE_MAX_WINDOW)
+			return check_fail(c, "bridges[%u].confirmation-window\tmust be 1..%d", i,
+					  KEEL_BRIDGE_MAX_WINDOW);
+		if (b->heartbeat != 0 && b->heartbeat < KEEL_MIN_HEARTBEAT_MS)
+			return check_fail(c, "bridges[%u].heartbeat\tmust be 0 or at least %d ms",
+					  i, KEEL_MIN_HEARTBEAT_MS);
+	}
+	return 0;
+}
+
 static int check_config(cfg_check *c, keel_config *cfg)
 {
 	char host[256];
@@ -947,6 +1040,8 @@ static int check_config(cfg_check *c, keel_config *cfg)
 	if (cfg->journal_compact_min_files < 2)
 		return check_fail(c, "journal-compact-min-files	must be at least 2, not %u",
 				  cfg->journal_compact_min_files);
+	if ((rc = check_bridges(c, cfg)) != 0)
+		return rc;
 	return check_addresses(c, cfg);
 }
 

@@ -20,7 +20,11 @@
  *       expiry-address, max-size-bytes, address-full-policy}],
  *   addresses: [{name, routing-type: ANYCAST|MULTICAST,
  *       queues: [{name, routing-type, durable, max-consumers,
- *                 purge-on-no-consumers}]}]
+ *                 purge-on-no-consumers}]}],
+ *   bridges: [{name, queue, forwarding-address, connectors: [..], user,
+ *       password, virtual-host, retry-interval, retry-interval-multiplier,
+ *       max-retry-interval, reconnect-attempts, confirmation-window,
+ *       duplicate-detection, shared-locator, heartbeat}]
  */
 #ifndef KEEL_CONFIG_H
 #define KEEL_CONFIG_H
@@ -74,6 +78,27 @@ typedef struct keel_address_cfg {
 	unsigned queues_count;
 } keel_address_cfg;
 
+/* A core bridge (bridge.h): forwards a local queue to another broker. */
+typedef struct keel_bridge_cfg {
+	char *name;
+	char *queue;                   /* source queue (created when missing) */
+	char *forwarding_address;      /* NULL: "/queue/<queue>" */
+	char **connectors;             /* "host:port", at least one */
+	unsigned connectors_count;
+	char *user;                    /* credentials on the target; NULL = none */
+	char *password;
+	char *virtual_host;            /* CONNECT `host` header; NULL = the
+					  connector's host (RabbitMQ: "/") */
+	uint32_t retry_interval;       /* ms, default 2000 */
+	double retry_interval_multiplier; /* default 1.0, at least 1.0 */
+	uint32_t max_retry_interval;   /* ms, default 2000 (at least retry-interval) */
+	int32_t reconnect_attempts;    /* default -1 = forever */
+	uint32_t confirmation_window;  /* messages unconfirmed at once, default 16 */
+	bool duplicate_detection;      /* default true: add the header */
+	bool shared_locator;           /* default true: share the connection */
+	uint32_t heartbeat;            /* ms both ways, default 0 = none */
+} keel_bridge_cfg;
+
 typedef struct keel_config {
 	char *name;                    /* default "keel" */
 	char *listen;                  /* default "127.0.0.1:61613" */
@@ -106,6 +131,8 @@ typedef struct keel_config {
 	uint64_t journal_file_size_bytes;
 	bool journal_sync;                     /* default true: fdatasync per batch */
 	uint32_t journal_compact_min_files;    /* default 4 */
+	keel_bridge_cfg *bridges;              /* bridges: [...] */
+	unsigned bridges_count;
 } keel_config;
 
 /*

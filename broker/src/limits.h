@@ -135,6 +135,18 @@
  * single SEND can fill. 64 GiB. */
 #define KEEL_MAX_LARGE_MESSAGE_SIZE (64ULL * 1024 * 1024 * 1024)
 
+/* A persistent large body's file is fsynced before its SEND is receipted;
+ * while it is being written, writeback of every this many bytes is started
+ * (sync_file_range) so that the disk works while the rest arrives and the
+ * final fsync only waits for the tail.  1 MiB: large enough for big disk
+ * requests, small enough to overlap well with a 64 KiB chunk stream. */
+#define KEEL_LARGE_WRITEBACK_BYTES (1024 * 1024)
+
+/* Large body files whose last close (which frees their blocks: several ms
+ * for a big fsynced file) waits for the background closer; when this many
+ * wait, the loop thread closes the next one itself. */
+#define KEEL_LARGE_CLOSE_QUEUE 256
+
 /* Output a session holds back while a large body streams to its client
  * (receipts answering frames that arrive meanwhile): past this, reading
  * from the connection pauses until the body is out.  64 KiB is a thousand

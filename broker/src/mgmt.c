@@ -66,6 +66,7 @@ static int set(op_ctx *c, const char *key, json_t *v)
 static int arg_str(op_ctx *c, const char *key, bool required, const char **out)
 {
 	json_t *v = json_object_get(c->args, key);
+	*out = NULL; /* written on every path: callers may read it after a failure */
 	if (v == NULL) {
 		if (required)
 			return fail(c, "missing argument '%s'", key);
@@ -257,7 +258,7 @@ typedef struct queue_filter {
 
 static int parse_filter(op_ctx *c, queue_filter *flt)
 {
-	const char *field, *cmp, *value;
+	const char *field = NULL, *cmp = NULL, *value = NULL;
 	memset(flt, 0, sizeof(*flt));
 	if (arg_str(c, "queue-name", false, &flt->name_contains) ||
 	    arg_str(c, "field", false, &field) || arg_str(c, "compare", false, &cmp) ||

@@ -514,6 +514,69 @@ static void test_file_errors(void **state)
 	assert_int_equal(unlink(path), 0);
 }
 
+/* bridges: defaults, every key, and errors naming file:line:key. */
+static void test_bridges(void **state)
+{
+	(void)state;
+	keel_config *cfg = NULL;
+	char err[512];
+	const char *yaml = "bridges:\n"
+			   "  - name: b1\n"
+			   "    queue: orders\n"
+			   "    connectors: [\"127.0.0.1:61614\"]\n"
+			   "  - name: b2\n"
+			   "    queue: q2\n"
+			   "    forwarding-address: /queue/x\n"
+			   "    connectors: [\"h1:1\", \"[::1]:2\"]\n"
+			   "    user: u\n"
+			   "    password: p\n"
+			   "    virtual-host: /\n"
+			   "    retry-interval: 50\n"
+			   "    retry-interval-multiplier: 2.5\n"
+			   "    max-retry-interval: 500\n"
+			   "    reconnect-attempts: 3\n"
+			   "    confirmation-window: 4\n"
+			   "    duplicate-detection: false\n"
+			   "    shared-locator: no\n"
+			   "    heartbeat: 1000\n";
+	assert_int_equal(load_str(yaml, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->bridges_count, 2);
+	const keel_bridge_cfg *a = &cfg->bridges[0], *b = &cfg->bridges[1];
+	assert_string_equal(a->name, "b1");
+	assert_null(a->forwarding_address);
+	assert_int_equal(a->retry_interval, 2000);
+	assert_true(a->retry_interval_multiplier == 1.0);
+	assert_int_equal(a->max_retry_interval, 2000);
+	assert_int_equal(a->reconnect_attempts, -1);
+	assert_int_equal(a->confirmation_window, 16);
+	assert_true(a->duplicate_detection);
+	assert_true(a->shared_locator);
+	assert_int_equal(b->connectors_count, 2);
+	assert_string_equal(b->connectors[1], "[::1]:2");
+	assert_string_equal(b->virtual_host, "/");
+	assert_true(b->retry_interval_multiplier == 2.5);
+	assert_int_equal(b->max_retry_interval, 500);
+	assert_int_equal(b->reconnect_attempts, 3);
+	assert_int_equal(b->confirmation_window, 4);
+	assert_false(b->duplicate_detection);
+	assert_false(b->shared_locator);
+	assert_int_equal(b->heartbeat, 1000);
+	keel_config_free(cfg);
+
+	expect_error("bridges:\n  - name: b\n    queue: q\n    connectors: [\"nohost\"]\n",
+		     "t.yaml:4: bridges[0].connectors[0]: expected HOST:PORT (port 1..65535), "
+		     "got \"nohost\"");
+	expect_error("bridges:\n  - name: b\n    queue: q\n    connectors: [\"h:1\"]\n"
+		     "    confirmation-window: 0\n",
+		     "t.yaml:5: bridges[0].confirmation-window: must be 1..1024");
+	expect_error("bridges:\n  - name: b\n    queue: q\n    connectors: [\"h:1\"]\n"
+		     "    retry-interval-multiplier: 0.5\n",
+		     "t.yaml:5: bridges[0].retry-interval-multiplier: must be 1.0..100.0");
+	expect_error("bridges:\n  - name: b\n    queue: q\n    connectors: [\"h:1\"]\n"
+		     "  - name: b\n    queue: r\n    connectors: [\"h:1\"]\n",
+		     "t.yaml:5: bridges[1].name: bridge \"b\" is given twice");
+}
+
 static void test_set_str(void **state)
 {
 	(void)state;
@@ -585,6 +648,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_syntax_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_str, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};

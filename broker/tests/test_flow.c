@@ -270,7 +270,7 @@ static void t_zero_limit_always_full(void **state)
 static void t_global_limit(void **state)
 {
 	fx *f = *state; /* global 10000 */
-	size_t mem;
+	size_t mem = 0;
 	int n = 0;
 	while (!keel_core_address_full(f->core, "g1")) {
 		assert_int_equal(send_n(f->core, n % 2 ? "g1" : "g2", KEEL_ANYCAST, 1000, &mem), 1);

@@ -352,7 +352,7 @@ static void delivery_reaches_consumer(void **state)
 	assert_string_equal(fh(&c->conn, 0, "keel-delivery-count"), "1");
 	assert_true(strncmp(fh(&c->conn, 0, "message-id"), "ID:t-", 5) == 0);
 	assert_string_equal(c->conn.body[0], "hello");
-	char ack[64];
+	char ack[640];
 	snprintf(ack, sizeof(ack), "NACK\nid:%s\nreceipt:n1\n\n@", fh(&c->conn, 0, "ack"));
 	assert_int_equal(feed(c, ack), 0);
 	/* the NACK redelivers at once: MESSAGE (redelivered) then RECEIPT */
@@ -389,7 +389,7 @@ static void v10_ack_by_message_id(void **state)
 			 0);
 	assert_int_equal(c->conn.nframes, 2);
 	assert_string_equal(fh(&c->conn, 0, "ack"), ""); /* no ack header before 1.2 */
-	char ack[128];
+	char ack[640];
 	/* client mode: acking the second acks both (cumulative) */
 	snprintf(ack, sizeof(ack), "ACK\nmessage-id:%s\nreceipt:a\n\n@",
 		 fh(&c->conn, 1, "message-id"));

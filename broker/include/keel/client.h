@@ -101,6 +101,22 @@ int keel_client_disconnect(keel_client *c, const char *receipt);
 /* Any frame (for tests of bad input): raw bytes appended as they are. */
 int keel_client_send_raw(keel_client *c, const void *bytes, size_t len);
 
+/*
+ * Streaming one SEND whose body is too large to hold (a large message read
+ * from its file): _begin queues the command, headers and content-length =
+ * `total`; the caller then appends exactly `total` body bytes with _chunk
+ * (each chunk only while keel_client_writable(), for backpressure) and
+ * ends the frame with _end.  While a frame is open every other sender
+ * returns -EBUSY and no heart-beat is inserted.  -EINVAL when _chunk would
+ * exceed `total` or _end comes early.  (Additive API for the bridges.)
+ */
+int keel_client_send_begin(keel_client *c, const char *destination, const keel_kv *hdrs,
+			   size_t n, uint64_t total, const char *receipt);
+int keel_client_send_chunk(keel_client *c, const void *data, size_t len);
+int keel_client_send_end(keel_client *c);
+/* Is a streamed SEND open (begun, not ended)? */
+bool keel_client_streaming(const keel_client *c);
+
 bool keel_client_writable(const keel_client *c);
 size_t keel_client_pending_bytes(const keel_client *c);
 
