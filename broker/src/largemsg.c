@@ -4,7 +4,15 @@
  * Owns each body's file (and, while it is being written, its fd) and the
  * copy of its directory name.  Invariants: fd >= 0 only between begin and
  * commit; `committed` files are named <id>.msg, others <id>.msg.tmp; the
- * release closes and unlinks whichever exists.  Loop thread only.
+ * release closes and unlinks whichever exists.  A persistent body's file
+ * has its writeback started every KEEL_LARGE_WRITEBACK_BYTES as it grows
+ * (so the commit's fsync waits only for the tail).  Removing a file
+ * unlinks its name at once, but its last close (which frees the blocks:
+ * milliseconds for a big fsynced file on ext4) is done by a background
+ * closer thread (lc_thread_start, "keel-lm-closer": alive while it has
+ * files to close; joined before the next one starts and by
+ * keel_large_stopping).
+ * Loop thread only, except the closer (which owns only its queue).
  */
 #include "largemsg.h"
 
@@ -12,12 +20,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
+#include "lc.h"
+#include "limits.h"
 #include "log.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -27,11 +38,90 @@ typedef struct large_file {
 	int fd;            /* while writing */
 	bool begun;        /* a file exists (tmp or committed) */
 	bool committed;
-	bool persistent;   /* kept on release while stopping */
+	bool persistent;   /* kept on release while stopping; fsynced */
+	uint64_t wb_off;   /* writeback started for [0, wb_off) */
 	char *dir;
 } large_file;
 
 static bool stopping; /* see keel_large_stopping */
+
+/* ---- the background closer ------------------------------------------------ */
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t idle;    /* signalled when the closer exits */
+	bool running;           /* the closer thread is in its loop */
+	lc_thread *thread;      /* the last closer started: joined before the
+				   next one starts, or by closer_wait */
+	unsigned head, len;
+	int fds[KEEL_LARGE_CLOSE_QUEUE];
+} closer = { .mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
+
+/* Close what is queued, then exit (a later close_later starts another). */
+static void *closer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&closer.mu);
+	while (closer.len > 0) {
+		int fd = closer.fds[closer.head];
+		closer.head = (closer.head + 1) % KEEL_LARGE_CLOSE_QUEUE;
+		closer.len--;
+		pthread_mutex_unlock(&closer.mu);
+		close(fd);
+		pthread_mutex_lock(&closer.mu);
+	}
+	closer.running = false;
+	pthread_cond_broadcast(&closer.idle);
+	pthread_mutex_unlock(&closer.mu);
+	return NULL;
+}
+
+/* Close `fd` (an unlinked file's) in the background; synchronously when
+ * the closer cannot take it (queue full, no thread). */
+static void close_later(int fd)
+{
+	pthread_mutex_lock(&closer.mu);
+	if (closer.len == KEEL_LARGE_CLOSE_QUEUE) {
+		pthread_mutex_unlock(&closer.mu);
+		close(fd);
+		return;
+	}
+	closer.fds[(closer.head + closer.len) % KEEL_LARGE_CLOSE_QUEUE] = fd;
+	closer.len++;
+	if (!closer.running) {
+		/* The previous closer has left its loop (it released the mutex
+		 * we hold): joining it is immediate. */
+		if (closer.thread) {
+			(void)lc_thread_join(closer.thread, NULL);
+			closer.thread = NULL;
+		}
+		bool ok = lc_thread_start(&closer.thread, "keel-lm-closer", "broker:large-messages",
+					  closer_main, NULL) == 0;
+		if (!ok) {
+			closer.len--; /* take it back: it was the last one queued */
+			pthread_mutex_unlock(&closer.mu);
+			close(fd);
+			return;
+		}
+		closer.running = true;
+	}
+	pthread_mutex_unlock(&closer.mu);
+}
+
+/* Wait until every queued close is done and the closer has exited. */
+static void closer_wait(void)
+{
+	pthread_mutex_lock(&closer.mu);
+	while (closer.running)
+		pthread_cond_wait(&closer.idle, &closer.mu);
+	lc_thread *t = closer.thread;
+	closer.thread = NULL;
+	pthread_mutex_unlock(&closer.mu);
+	if (t)
+		(void)lc_thread_join(t, NULL);
+}
+
+/* ---- bodies ---------------------------------------------------------------- */
 
 static large_file *LF(const keel_large_body *lb)
 {
@@ -91,11 +181,22 @@ static void large_release(keel_large_body *lb)
 {
 	large_file *f = LF(lb);
 	char path[4096];
-	if (f->fd >= 0)
-		close(f->fd);
 	bool keep = stopping && f->persistent && f->committed;
-	if (f->begun && !keep && keel_large_path(lb, path, sizeof(path)) > 0 && unlink(path) != 0)
-		keel_log_warn("large-messages: cannot remove %s: %s", path, strerror(errno));
+	if (f->begun && !keep && keel_large_path(lb, path, sizeof(path)) > 0) {
+		/* Hold the file open across the unlink: the name goes now, the
+		 * blocks when the closer closes it. */
+		if (f->fd < 0 && !stopping)
+			f->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (unlink(path) != 0)
+			keel_log_warn("large-messages: cannot remove %s: %s", path,
+				      strerror(errno));
+	}
+	if (f->fd >= 0) {
+		if (stopping)
+			close(f->fd);
+		else
+			close_later(f->fd);
+	}
 	keel_free(f->dir);
 	keel_free(f);
 }
@@ -121,6 +222,8 @@ int keel_large_create(keel_large_body **out, const char *dir)
 void keel_large_stopping(bool stop)
 {
 	stopping = stop;
+	if (stop)
+		closer_wait();
 }
 
 void keel_large_set_persistent(keel_large_body *lb, bool persistent)
@@ -187,6 +290,15 @@ int keel_large_append(keel_large_body *lb, const void *data, size_t len)
 		len -= (size_t)n;
 		lb->size += (uint64_t)n;
 	}
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* Start the disk on what is there (asynchronous); the commit's fsync
+	 * remains the durability point, so a failure here is left to it. */
+	if (f->persistent && lb->size - f->wb_off >= KEEL_LARGE_WRITEBACK_BYTES) {
+		(void)sync_file_range(f->fd, (off_t)f->wb_off, (off_t)(lb->size - f->wb_off),
+				      SYNC_FILE_RANGE_WRITE);
+		f->wb_off = lb->size;
+	}
+#endif
 	return 0;
 }
 

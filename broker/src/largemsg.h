@@ -44,7 +44,9 @@ int keel_large_reopen(keel_large_body **out, const char *dir, uint64_t msg_id,
 void keel_large_set_persistent(keel_large_body *lb, bool persistent);
 /* The broker is stopping (call before freeing the core): from now on the
  * release keeps the committed files of persistent bodies, which the
- * journal restores at the next start.  Process-wide, loop thread. */
+ * journal restores at the next start, and closes files itself; first
+ * waits until the background closer has closed every removed file.
+ * Process-wide, loop thread. */
 void keel_large_stopping(bool stopping);
 
 /* The file's path: "<dir>/<msg_id>.msg" (".tmp" appended before the

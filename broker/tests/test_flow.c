@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -481,6 +482,74 @@ static void t_largemsg_files(void **state)
 	rmdir(dir);
 }
 
+/* Descriptors of this process open on a file under `dir` (deleted or not). */
+static int fds_under(const char *dir)
+{
+	int n = 0;
+	char link[300], target[512];
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		ssize_t k = readlink(link, target, sizeof(target) - 1);
+		if (k <= 0)
+			continue;
+		target[k] = '\0';
+		if (strncmp(target, dir, strlen(dir)) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* largemsg.c, a persistent body of several writeback windows: written in
+ * chunks (writeback started along the way), fsynced, read back intact;
+ * its release removes the name at once and the background closer closes
+ * the file (keel_large_stopping waits for it: no descriptor left). */
+static void t_largemsg_persistent_big(void **state)
+{
+	(void)state;
+	int64_t live0 = keel_alloc_live();
+	char dir[] = "/tmp/keel-test-flow-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	static uint8_t chunk[KEEL_STOMP_MAX_CHUNK];
+	const size_t total = 2 * KEEL_LARGE_WRITEBACK_BYTES + 12345;
+	keel_large_body *lb;
+	assert_int_equal(keel_large_create(&lb, dir), 0);
+	keel_large_set_persistent(lb, true);
+	assert_int_equal(keel_large_begin(lb, 7), 0);
+	for (size_t off = 0; off < total;) {
+		size_t k = total - off < sizeof(chunk) ? total - off : sizeof(chunk);
+		for (size_t i = 0; i < k; i++)
+			chunk[i] = (uint8_t)((off + i) * 7 + 3);
+		assert_int_equal(keel_large_append(lb, chunk, k), 0);
+		off += k;
+	}
+	assert_int_equal(keel_large_commit(lb, true), 0);
+	assert_int_equal(lb->size, total);
+	int fd = keel_large_open_read(lb);
+	assert_true(fd >= 0);
+	for (size_t off = 0; off < total;) {
+		ssize_t n = pread(fd, chunk, sizeof(chunk), (off_t)off);
+		assert_true(n > 0);
+		for (ssize_t i = 0; i < n; i++)
+			assert_int_equal(chunk[i], (uint8_t)((off + (size_t)i) * 7 + 3));
+		off += (size_t)n;
+	}
+	close(fd);
+	char path[256];
+	assert_true(keel_large_path(lb, path, sizeof(path)) > 0);
+	assert_int_equal(fds_under(dir), 0);
+	keel_large_body_unref(lb); /* not stopping: consumed, removed */
+	assert_int_not_equal(access(path, F_OK), 0);
+	keel_large_stopping(true); /* waits for the closer */
+	keel_large_stopping(false);
+	assert_int_equal(fds_under(dir), 0);
+	assert_int_equal(keel_alloc_live(), live0);
+	rmdir(dir);
+}
+
 /* ---- config ------------------------------------------------------------ */
 
 static void t_parse_size(void **state)
@@ -586,6 +655,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(t_tx_held_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_large_body_shared, setup, teardown),
 		cmocka_unit_test(t_largemsg_files),
+		cmocka_unit_test(t_largemsg_persistent_big),
 		cmocka_unit_test(t_parse_size),
 		cmocka_unit_test(t_config_keys),
 		cmocka_unit_test(t_config_errors),

@@ -9,14 +9,29 @@
  *                                messages at /queue/bench.flood while a
  *                                slow consumer thread drains it; checks that
  *                                every message arrives exactly once, in order
+ *   flowbench sync PORT COUNT    one producer: SEND persistent 1 KiB with a
+ *                                receipt, wait for the RECEIPT, repeat; prints
+ *                                msg/s and receipt latency p50/p99
+ *   flowbench bulk PORT COUNT SIZE
+ *                                COUNT persistent messages of SIZE bytes, each
+ *                                with a receipt (pipelined), to
+ *                                /queue/bench.bulk while a consumer receives
+ *                                and verifies them; prints MB/s
+ *   flowbench disk DIR           what the disk under DIR allows, without a
+ *                                broker: 1 KiB pwrite + fdatasync into a
+ *                                preallocated file (as the journal does), and
+ *                                10 MiB files written in 64 KiB pieces and
+ *                                fsynced (as a persistent large message)
  *
+ * Every mode also prints one `result: key=value ...` line for scripts.
  * Exit 0 on success, 1 on a check failure, 2 on usage.  Blocking sockets,
- * two threads at most, no allocation per message.  Built by the script
+ * three threads at most, no allocation per message.  Built by the script
  * with `cc -O2 -pthread`.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -242,6 +257,9 @@ static int run_large(uint64_t bytes)
 	double mib = (double)bytes / (1024.0 * 1024.0);
 	printf("large: %.0f MiB sent in %.2f s (%.0f MiB/s), received and verified in %.2f s "
 	       "(%.0f MiB/s)\n", mib, t1 - t0, mib / (t1 - t0), t2 - t1, mib / (t2 - t1));
+	printf("result: mode=large bytes=%llu send_mbps=%.0f recv_mbps=%.0f\n",
+	       (unsigned long long)bytes, (double)bytes / 1e6 / (t1 - t0),
+	       (double)bytes / 1e6 / (t2 - t1));
 	close(p.fd);
 	close(c.fd);
 	return 0;
@@ -315,22 +333,243 @@ static int run_flood(unsigned count)
 	double t1 = now_s();
 	printf("flood: %u messages of %d bytes, each received once and in order, in %.2f s "
 	       "(%.0f msg/s)\n", count, FLOOD_BODY, t1 - t0, count / (t1 - t0));
+	printf("result: mode=flood count=%u msgps=%.0f\n", count, count / (t1 - t0));
 	close(c.fd);
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* ---- sync: one receipt at a time ----------------------------------------- */
+
+#define SYNC_BODY 1024
+#define SYNC_MAX 1000000
+
+static int cmp_double(const void *a, const void *b)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: flowbench large|flood PORT N\n");
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int run_sync(unsigned count)
+{
+	static conn p;
+	static char frame[SYNC_BODY + 256];
+	if (count == 0 || count > SYNC_MAX) {
+		fprintf(stderr, "flowbench: sync: COUNT must be 1..%d\n", SYNC_MAX);
 		return 2;
 	}
+	double *lat = malloc(count * sizeof(*lat));
+	if (lat == NULL)
+		die("malloc");
+	stomp_connect(&p);
+	double t0 = now_s();
+	for (unsigned i = 0; i < count; i++) {
+		int n = snprintf(frame, sizeof(frame),
+				 "SEND\ndestination:/queue/bench.sync\npersistent:true\n"
+				 "receipt:%u\ncontent-length:%d\n\n", i, SYNC_BODY);
+		memset(frame + n, 'a' + i % 26, SYNC_BODY);
+		frame[n + SYNC_BODY] = '\0';
+		double a = now_s();
+		write_all(&p, frame, (size_t)n + SYNC_BODY + 1);
+		await_receipt(&p);
+		lat[i] = now_s() - a;
+	}
+	double total = now_s() - t0;
+	qsort(lat, count, sizeof(*lat), cmp_double);
+	double p50 = lat[count / 2] * 1e3, p99 = lat[(size_t)count * 99 / 100] * 1e3;
+	printf("sync: %u persistent 1 KiB SENDs, each RECEIPT waited for: %.0f msg/s, "
+	       "receipt mean %.3f ms, p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+	       count, count / total, total / count * 1e3, p50,
+	       lat[(size_t)count * 9 / 10] * 1e3, p99, lat[count - 1] * 1e3);
+	printf("result: mode=sync count=%u msgps=%.0f p50_ms=%.3f p99_ms=%.3f\n", count,
+	       count / total, p50, p99);
+	free(lat);
+	close(p.fd);
+	return 0;
+}
+
+/* ---- bulk: many persistent large messages, receipted ---------------------- */
+
+/* Byte `o` of message `m`: period CHUNK, so a message's expected bytes are
+ * one 2*CHUNK buffer (any slice of at most CHUNK from offset o % CHUNK). */
+static void bulk_pattern(uint8_t *buf, unsigned m)
+{
+	for (size_t o = 0; o < 2 * CHUNK; o++)
+		buf[o] = (uint8_t)(pat(o % CHUNK) + m * 29u);
+}
+
+static struct {
+	unsigned count;
+	uint64_t size;
+	conn p;
+	double t_last_receipt;
+} bulk;
+
+static void *bulk_receipts(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < bulk.count; i++)
+		await_receipt(&bulk.p);
+	bulk.t_last_receipt = now_s();
+	return NULL;
+}
+
+static void *bulk_producer(void *arg)
+{
+	static uint8_t src[2 * CHUNK];
+	char head[512];
+	(void)arg;
+	for (unsigned i = 0; i < bulk.count; i++) {
+		bulk_pattern(src, i);
+		int n = snprintf(head, sizeof(head),
+				 "SEND\ndestination:/queue/bench.bulk\npersistent:true\n"
+				 "receipt:%u\ncontent-length:%llu\n\n", i,
+				 (unsigned long long)bulk.size);
+		write_all(&bulk.p, head, (size_t)n);
+		for (uint64_t off = 0; off < bulk.size;) {
+			size_t k = bulk.size - off < CHUNK ? (size_t)(bulk.size - off) : CHUNK;
+			write_all(&bulk.p, src, k);
+			off += k;
+		}
+		write_all(&bulk.p, "", 1);
+	}
+	return NULL;
+}
+
+static int run_bulk(unsigned count, uint64_t size)
+{
+	static conn c;
+	static uint8_t want[2 * CHUNK];
+	char head[4096], cmd[32];
+	if (count == 0 || size == 0) {
+		fprintf(stderr, "flowbench: bulk: COUNT and SIZE must be > 0\n");
+		return 2;
+	}
+	bulk.count = count;
+	bulk.size = size;
+	stomp_connect(&c);
+	const char sub[] = "SUBSCRIBE\nid:1\ndestination:/queue/bench.bulk\nack:auto\n\n";
+	write_all(&c, sub, sizeof(sub));
+	stomp_connect(&bulk.p);
+	pthread_t tp, tr;
+	double t0 = now_s();
+	if (pthread_create(&tr, NULL, bulk_receipts, NULL) != 0 ||
+	    pthread_create(&tp, NULL, bulk_producer, NULL) != 0)
+		die("pthread_create");
+	for (unsigned m = 0; m < count; m++) {
+		long long cl = read_head(&c, head, sizeof(head), cmd, sizeof(cmd));
+		if (strcmp(cmd, "MESSAGE") != 0 || cl < 0 || (uint64_t)cl != size) {
+			fprintf(stderr, "flowbench: message %u: got %s with content-length %lld, "
+				"want %llu\n", m, cmd, cl, (unsigned long long)size);
+			return 1;
+		}
+		bulk_pattern(want, m);
+		for (uint64_t o = 0; o < size;) {
+			if (c.off == c.len)
+				fill(&c);
+			size_t k = c.len - c.off;
+			if (k > size - o)
+				k = (size_t)(size - o);
+			if (k > CHUNK)
+				k = CHUNK;
+			if (memcmp(c.buf + c.off, want + o % CHUNK, k) != 0) {
+				fprintf(stderr, "flowbench: message %u differs near byte %llu\n", m,
+					(unsigned long long)o);
+				return 1;
+			}
+			c.off += k;
+			o += k;
+		}
+		expect_nul(&c);
+	}
+	double t_recv = now_s();
+	pthread_join(tp, NULL);
+	pthread_join(tr, NULL);
+	double mb = (double)size * count / 1e6;
+	double sent_s = bulk.t_last_receipt - t0, recv_s = t_recv - t0;
+	printf("bulk: %u persistent messages of %llu bytes (%.0f MB), each receipted: "
+	       "last receipt after %.2f s (%.0f MB/s), all received and verified after "
+	       "%.2f s (%.0f MB/s)\n", count, (unsigned long long)size, mb, sent_s,
+	       mb / sent_s, recv_s, mb / recv_s);
+	printf("result: mode=bulk count=%u size=%llu receipted_mbps=%.0f received_mbps=%.0f\n",
+	       count, (unsigned long long)size, mb / sent_s, mb / recv_s);
+	close(bulk.p.fd);
+	close(c.fd);
+	return 0;
+}
+
+/* ---- disk: the floor under the broker's figures ---------------------------- */
+
+static int run_disk(const char *dir)
+{
+	enum { SYNCS = 2000, FILES = 20, FILE_SIZE = 10 * 1024 * 1024 };
+	static uint8_t chunk[CHUNK];
+	static double lat[SYNCS];
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/flowbench-disk.tmp", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || posix_fallocate(fd, 0, (off_t)SYNCS * 1024) != 0 || fsync(fd) != 0)
+		die(path);
+	memset(chunk, 'j', sizeof(chunk));
+	double t0 = now_s();
+	for (int i = 0; i < SYNCS; i++) {
+		double a = now_s();
+		if (pwrite(fd, chunk, 1024, (off_t)i * 1024) != 1024 || fdatasync(fd) != 0)
+			die("pwrite/fdatasync");
+		lat[i] = now_s() - a;
+	}
+	double sync_s = now_s() - t0;
+	close(fd);
+	unlink(path);
+	qsort(lat, SYNCS, sizeof(lat[0]), cmp_double);
+
+	t0 = now_s();
+	for (int f = 0; f < FILES; f++) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0)
+			die(path);
+		for (size_t off = 0; off < FILE_SIZE; off += CHUNK)
+			if (write(fd, chunk, CHUNK) != CHUNK)
+				die("write");
+		if (fsync(fd) != 0)
+			die("fsync");
+		close(fd);
+		unlink(path);
+	}
+	double file_s = now_s() - t0;
+	double mbps = (double)FILES * FILE_SIZE / 1e6 / file_s;
+	printf("disk: 1 KiB pwrite+fdatasync: %.0f/s, p50 %.3f ms, p99 %.3f ms; "
+	       "10 MiB write+fsync+unlink: %.0f MB/s\n", SYNCS / sync_s, lat[SYNCS / 2] * 1e3,
+	       lat[SYNCS * 99 / 100] * 1e3, mbps);
+	printf("result: mode=disk syncps=%.0f sync_p50_ms=%.3f sync_p99_ms=%.3f file_mbps=%.0f\n",
+	       SYNCS / sync_s, lat[SYNCS / 2] * 1e3, lat[SYNCS * 99 / 100] * 1e3, mbps);
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: flowbench large|flood|sync PORT N\n"
+			"       flowbench bulk PORT COUNT SIZE\n"
+			"       flowbench disk DIR\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "disk") == 0)
+		return run_disk(argv[2]);
+	if (argc < 4)
+		return usage();
 	port = (uint16_t)atoi(argv[2]);
 	unsigned long long n = strtoull(argv[3], NULL, 10);
+	if (strcmp(argv[1], "bulk") == 0 && argc == 5)
+		return run_bulk((unsigned)n, strtoull(argv[4], NULL, 10));
+	if (argc != 4)
+		return usage();
 	if (strcmp(argv[1], "large") == 0)
 		return run_large(n);
 	if (strcmp(argv[1], "flood") == 0)
 		return run_flood((unsigned)n);
-	fprintf(stderr, "usage: flowbench large|flood PORT N\n");
-	return 2;
+	if (strcmp(argv[1], "sync") == 0)
+		return run_sync((unsigned)n);
+	return usage();
 }

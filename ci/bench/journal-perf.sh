@@ -8,9 +8,11 @@
 #   1. keelctl perf --persistent --receipt-every 100   (1 KiB, pipelined)
 #   2. keelctl perf --persistent --receipt-every 1     (1 KiB, pipelined)
 #   3. one synchronous producer: SEND persistent 1 KiB, wait for its RECEIPT,
-#      repeat (a raw-socket probe in Python): receipt p50/p99 and msg/s.
+#      repeat (`flowbench sync`, ci/bench/flowbench.c, raw sockets in C):
+#      receipt p50/p99 and msg/s.
 # Figures are printed, never asserted: they depend on the machine's disk
 # (targets: >= 30,000 msg/s for 1.; p50 <= 0.35 ms and >= 3,500 msg/s for 3.).
+# ci/bench/issue3.sh prints these with the other issue-3 figures in one table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,6 +23,8 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=OFF >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target keel-broker keelctl >/dev/null
 BROKER=$BUILD/broker/keel-broker
 KEELCTL=$BUILD/broker/keelctl
+BENCH=$BUILD/flowbench
+cc -O2 -Wall -Wextra -pthread -o "$BENCH" ci/bench/flowbench.c
 
 tmp=$(mktemp -d)
 BROKER_PID=
@@ -65,42 +69,7 @@ done
 
 echo
 echo "== synchronous producer: SEND persistent 1 KiB + wait for RECEIPT, $SYNC_COUNT times =="
-python3 - "$PORT" "$SYNC_COUNT" <<'PY'
-import socket, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("127.0.0.1", port))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-buf = b""
-def frame():
-    global buf
-    while b"\0" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise SystemExit("connection closed")
-        buf += chunk
-    f, _, buf = buf.partition(b"\0")
-    return f.lstrip(b"\r\n")
-s.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
-assert frame().startswith(b"CONNECTED")
-body = b"x" * 1024
-lat = []
-t0 = time.perf_counter()
-for i in range(n):
-    f = (b"SEND\ndestination:/queue/bench.sync\npersistent:true\nreceipt:%d\n"
-         b"content-length:1024\n\n" % i) + body + b"\0"
-    a = time.perf_counter()
-    s.sendall(f)
-    r = frame()
-    lat.append(time.perf_counter() - a)
-    if not r.startswith(b"RECEIPT"):
-        raise SystemExit("expected RECEIPT, got %r" % r[:200])
-total = time.perf_counter() - t0
-lat.sort()
-print("messages:    %d (1 KiB, persistent, one RECEIPT each, waited for)" % n)
-print("msgs/s:      %.0f" % (n / total))
-print("receipt:     p50 %.3f ms, p99 %.3f ms" % (lat[n // 2] * 1e3, lat[int(n * 0.99)] * 1e3))
-s.sendall(b"DISCONNECT\n\n\0")
-PY
+"$BENCH" sync "$PORT" "$SYNC_COUNT"
 
 kill -TERM "$BROKER_PID"
 wait "$BROKER_PID" || true
