@@ -10,6 +10,11 @@
 # the real recorder (harness/src/recorder.c) on a libuv loop.  Prints
 # events/s and CPU seconds; figures depend on the machine (and on what else
 # runs on it) and are never asserted.
+#
+# Last measured (2 cores, load average 1.1-1.4, 1 M events, 1000 per turn):
+# recorder 191,000-201,000 events/s (cpu 4.3-4.4 s), raw INSERTs 218,000/s.
+# Before the head scan (each line parsed with jansson, SQLITE_TRANSIENT
+# binds) the same run gave 107,000/s (cpu 8.7 s); 87,000/s under load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

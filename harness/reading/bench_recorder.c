@@ -6,10 +6,13 @@
  * a fresh WAL database with the real schema and prints events/s for:
  *   raw       prepared INSERTs, one transaction per BATCH rows;
  *   parse     the JSON parse of each line alone (CPU time);
+ *   scan      the head scan of each line alone (kh_event_head_scan: seq,
+ *             type, ts, mono_ns without a JSON tree; CPU time);
  *   recorder  (when built with KH_BENCH_RECORDER) kh_recorder_event() on a
  *             libuv loop, BATCH events per loop turn, the recorder's own
- *             commit per turn, each line parsed with jansson as the
- *             harness does when it reads a node's pipe.
+ *             commit per turn, each line's head scanned as the harness
+ *             does when it reads a node's pipe (node.c; it parses a line
+ *             with jansson only when an await of its type looks at it).
  * Figures depend on the machine and are printed, never asserted.
  */
 #include <errno.h>
@@ -148,6 +151,26 @@ static void bench_parse(long n)
 }
 
 #ifdef KH_BENCH_RECORDER
+/* The head scan alone (what node.c does to every event line). */
+static void bench_scan(long n)
+{
+	char line[512];
+	long events = 0;
+	int64_t c0 = cpu_ns();
+	for (long i = 0; i < n; i++) {
+		const char *node, *type;
+		int64_t seq, mono;
+		kh_event_head h;
+		int len = event_line(line, sizeof(line), i, &node, &type, &seq, &mono);
+		if (kh_event_head_scan(line, (size_t)len, &h) == 0 && h.ok)
+			events++;
+	}
+	int64_t dc = cpu_ns() - c0;
+	printf("scan:     %ld lines formatted and head-scanned in cpu %.3f s = %.0f lines/s"
+	       " (%ld events)\n",
+	       n, (double)dc / 1e9, (double)n / ((double)dc / 1e9), events);
+}
+
 struct rb {
 	kh_recorder *rec;
 	uv_idle_t idle;
@@ -159,7 +182,7 @@ struct rb {
 	int err;
 };
 
-/* One loop turn: BATCH lines read, parsed and recorded; the recorder's
+/* One loop turn: BATCH lines read, head-scanned and recorded; the recorder's
  * prepare handle commits them before the loop polls. */
 static void on_idle(uv_idle_t *h)
 {
@@ -168,10 +191,14 @@ static void on_idle(uv_idle_t *h)
 	for (long k = 0; k < b->batch && b->done < b->n; k++, b->done++) {
 		const char *node, *type;
 		int64_t seq, mono;
-		event_line(line, sizeof(line), b->done, &node, &type, &seq, &mono);
-		json_t *ev = json_loads(line, 0, NULL);
-		int rc = kh_recorder_event(b->rec, b->sid, node, line, ev, kh_now_ns());
-		json_decref(ev);
+		kh_event_head head;
+		int len = event_line(line, sizeof(line), b->done, &node, &type, &seq, &mono);
+		if (kh_event_head_scan(line, (size_t)len, &head) != 0) {
+			json_t *ev = json_loadb(line, (size_t)len, 0, NULL);
+			kh_event_head_from_json(ev, &head);
+			json_decref(ev);
+		}
+		int rc = kh_recorder_event(b->rec, b->sid, node, line, &head, kh_now_ns());
 		if (rc < 0) {
 			b->err = rc;
 			b->done = b->n;
@@ -216,7 +243,7 @@ static int bench_recorder(const char *path, long n, long batch)
 	if (b.err < 0)
 		return b.err;
 	printf("recorder: %ld events in %.3f s = %.0f events/s (cpu %.3f s; %ld per"
-	       " loop turn, %ld turns, JSON parse included)\n",
+	       " loop turn, %ld turns, head scan included)\n",
 	       n, (double)dt / 1e9, (double)n / ((double)dt / 1e9),
 	       (double)dc / 1e9, batch, b.turns);
 	return 0;
@@ -239,6 +266,7 @@ int main(int argc, char **argv)
 		return 1;
 	bench_parse(n);
 #ifdef KH_BENCH_RECORDER
+	bench_scan(n);
 	if (bench_recorder(argv[1], n, batch) < 0)
 		return 1;
 #else

@@ -1,8 +1,9 @@
 /*
  * child.c - runs one scenario (child.h).  Owns the loop, the nodes, the
- * recorder, at most one client (produce/consume/manage) or helper process
- * (fiu-ctrl) at a time, the tally of messages by key, the nodes' leaks
- * (LEAKED lines, thread.leak events) and, under --valgrind, the list of
+ * recorder, at most one client (consume/manage) or helper process
+ * (fiu-ctrl) at a time, a producer per produce step (background ones run
+ * beside the next steps until a join), the tally of messages by key, the
+ * nodes' leaks (LEAKED lines, thread.leak events) and, under --valgrind, the list of
  * node processes whose XML is read at the end (keel-leaks).  Steps run one
  * after the other: each either completes at once or arms the deadline
  * timer and completes from a callback (event, node down, client closed,
@@ -13,8 +14,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -28,6 +32,9 @@
 #include "alloc.h"
 #include "client.h"
 #include "kh_limits.h"
+#include "lc.h"
+#include "lc_check.h"
+#include "lc_uv.h"
 #include "node.h"
 #include "recorder.h"
 #include "scenario.h"
@@ -44,11 +51,36 @@ typedef struct tally {
 	char *key;
 	char *destination;
 	bool persistent;
+	bool droppable;         /* receipted by an allow-dropped produce */
 	unsigned produced;
 	unsigned receipted;
+	unsigned refused;
 	unsigned consumed;
 	UT_hash_handle hh;
 } tally;
+
+struct child;
+
+/* One producing connection (a produce step).  In the foreground its step
+ * ends with it; in the background (`background: true`) its step ends once
+ * it is connected, it runs on beside the next steps and a `join` step
+ * waits for it.  Owns its client, its deadline timer and its body. */
+typedef struct producer {
+	struct child *c;
+	unsigned step;          /* its step: keys are s<step>-<n> */
+	const kh_produce *p;
+	keel_client *cl;
+	uv_timer_t timer;       /* its `within`, from its start to its end */
+	bool timer_live;
+	unsigned sent, receipts, refused;
+	bool bye_sent, got_bye;
+	bool done, ok, joined;
+	char msg[1024];         /* why it failed; "" while it has not */
+	char first_refusal[256];
+	char result[1536];      /* how it ended, for the step or the join */
+	uint8_t *body;
+	struct producer *next;
+} producer;
 
 typedef enum op_kind {
 	OP_NONE,
@@ -58,6 +90,7 @@ typedef enum op_kind {
 	OP_CONSUME,
 	OP_HELPER,              /* fiu-ctrl */
 	OP_MANAGE,              /* a management request and its reply */
+	OP_JOIN,                /* background producers */
 } op_kind;
 
 /* Leaks of one node process (report lines and thread.leak events). */
@@ -102,12 +135,16 @@ typedef struct child {
 	int op_node;            /* index, -1 none */
 	bool op_ok;             /* result once the client/helper is gone */
 	char op_msg[1024];
-	keel_client *cl;
-	unsigned sent, receipts, got;
+	keel_client *cl;        /* consume / manage */
+	unsigned got;
+	unsigned want;          /* consume: messages to take (count or count-of) */
+	kh_kv *saved;           /* manage save: values for later steps */
+	unsigned saved_count;
 	bool bye_sent;
 	bool got_bye;
 	char sentinel[64];
-	uint8_t *body;
+	producer *producers;    /* every produce step's, newest first */
+	producer *op_producer;  /* OP_PRODUCE: the current step's */
 	uv_process_t helper;
 	uv_pipe_t helper_out;
 	unsigned helper_pending;
@@ -383,6 +420,9 @@ static bool await_scan(child *c, int ni, size_t from, size_t *seq_out)
 	const kh_await_step *aw = cur_step(c)->await;
 	kh_node *n = c->nodes[ni];
 	for (size_t i = from; i < kh_node_event_count(n); i++) {
+		/* the type from the head first: only candidates are parsed */
+		if (aw->type && strcmp(kh_node_event_type(n, i), aw->type) != 0)
+			continue;
 		json_t *ev = kh_node_event(n, i);
 		if (kh_await_match(aw->type, aw->preds, aw->where_count, ev)) {
 			*seq_out = (size_t)json_integer_value(json_object_get(ev, "seq"));
@@ -491,16 +531,21 @@ static const char *leak_summary(child *c, int ni, char *buf, size_t len)
 	return buf;
 }
 
-static void on_node_event(kh_node *n, const char *line, json_t *ev, void *ud)
+static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, void *ud)
 {
 	child *c = ud;
 	int ni = node_index(c, n);
-	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, ev, kh_now_ns());
-	const char *type = ev ? json_string_value(json_object_get(ev, "type")) : NULL;
-	if (type && strcmp(type, "thread.leak") == 0)
-		leak_from_event(c, ni, ev);
-	if (c->op == OP_AWAIT && c->op_node == ni && ev != NULL) {
+	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, kh_now_ns());
+	if (!h->ok)
+		return;
+	if (strcmp(h->type, "thread.leak") == 0)
+		leak_from_event(c, ni, kh_node_current_event(n));
+	if (c->op == OP_AWAIT && c->op_node == ni) {
 		const kh_await_step *aw = cur_step(c)->await;
+		json_t *ev;
+		if (aw->type && strcmp(aw->type, h->type) != 0)
+			return;
+		ev = kh_node_current_event(n);
 		if (kh_await_match(aw->type, aw->preds, aw->where_count, ev))
 			step_done(c, true, "matched seq %" JSON_INTEGER_FORMAT,
 				  json_integer_value(json_object_get(ev, "seq")));
@@ -660,37 +705,6 @@ static void client_bye(child *c)
 		client_fail(c, "cannot send DISCONNECT");
 }
 
-static void produce_pump(child *c)
-{
-	const kh_produce *p = cur_step(c)->produce;
-	char key[64], prio[4];
-	snprintf(prio, sizeof(prio), "%u", p->priority);
-	while (c->sent < p->count && keel_client_writable(c->cl)) {
-		snprintf(key, sizeof(key), "s%u-%u", c->step, c->sent);
-		keel_kv h[3] = {
-			KEEL_KV("keel-key", key),
-			KEEL_KV("persistent", p->persistent ? "true" : "false"),
-			KEEL_KV("priority", prio),
-		};
-		int rc = keel_client_send(c->cl, p->destination, h, 3, c->body, p->size,
-					  p->receipts ? key : NULL);
-		if (rc) {
-			client_fail(c, "send: %s", strerror(-rc));
-			return;
-		}
-		kh_recorder_message(c->rec, c->sid, p->node, p->destination, key, "produced",
-				    p->persistent, kh_now_ns());
-		tally *t = tally_get(c, key, p->destination);
-		if (t) {
-			t->produced++;
-			t->persistent = p->persistent;
-		}
-		c->sent++;
-	}
-	if (c->sent == p->count && (!p->receipts || c->receipts == p->count))
-		client_bye(c);
-}
-
 static void consume_finish(child *c)
 {
 	client_bye(c);
@@ -705,10 +719,6 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 			    kh_node_port(c->nodes[c->op_node]), m ? m : strerror(-status));
 		return;
 	}
-	if (c->op == OP_PRODUCE) {
-		produce_pump(c);
-		return;
-	}
 	if (c->op == OP_MANAGE) {
 		manage_request(c);
 		return;
@@ -719,7 +729,7 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 	keel_kv h[1];
 	size_t nh = 0;
 	if (!co->until_empty) {
-		snprintf(prefetch, sizeof(prefetch), "%u", co->count);
+		snprintf(prefetch, sizeof(prefetch), "%u", c->want);
 		h[nh++] = KEEL_KV("prefetch-count", prefetch);
 	}
 	if (keel_client_subscribe(cl, "kh-sub", co->destination, ack, h, nh, NULL) != 0) {
@@ -777,7 +787,7 @@ static void on_cl_message(keel_client *cl, const keel_client_frame *f, void *ud)
 	if (t)
 		t->consumed++;
 	c->got++;
-	if (!co->until_empty && c->got == co->count)
+	if (!co->until_empty && c->got == c->want)
 		consume_finish(c);
 }
 
@@ -785,21 +795,8 @@ static void on_cl_receipt(keel_client *cl, const char *id, void *ud)
 {
 	child *c = ud;
 	(void)cl;
-	if (strcmp(id, "kh-bye") == 0) {
+	if (strcmp(id, "kh-bye") == 0)
 		c->got_bye = true;
-		return;
-	}
-	if (c->op != OP_PRODUCE)
-		return;
-	const kh_produce *p = cur_step(c)->produce;
-	kh_recorder_message(c->rec, c->sid, p->node, p->destination, id, "receipted",
-			    p->persistent, kh_now_ns());
-	tally *t = tally_get(c, id, p->destination);
-	if (t)
-		t->receipted++;
-	c->receipts++;
-	if (c->sent == p->count && c->receipts == p->count)
-		client_bye(c);
 }
 
 static void on_cl_error(keel_client *cl, const keel_client_frame *f, void *ud)
@@ -808,14 +805,6 @@ static void on_cl_error(keel_client *cl, const keel_client_frame *f, void *ud)
 	const char *m = keel_client_frame_header(f, "message");
 	(void)cl;
 	client_fail(c, "ERROR frame: %s", m ? m : "(no message)");
-}
-
-static void on_cl_writable(keel_client *cl, void *ud)
-{
-	child *c = ud;
-	(void)cl;
-	if (c->op == OP_PRODUCE && !c->bye_sent)
-		produce_pump(c);
 }
 
 static void on_cl_closed(keel_client *cl, int status, void *ud)
@@ -840,23 +829,12 @@ static void on_cl_closed(keel_client *cl, int status, void *ud)
 				  c->op_msg);
 		return;
 	}
-	if (c->op == OP_PRODUCE) {
-		const kh_produce *p = cur_step(c)->produce;
-		if (ok)
-			step_done(c, true, "sent %u, receipts %u", c->sent, c->receipts);
-		else
-			step_done(c, false, "produce to %s on %s: %s (sent %u of %u, receipts %u)",
-				  p->destination, p->node, c->op_msg, c->sent, p->count,
-				  c->receipts);
-	} else {
-		const kh_consume *co = cur_step(c)->consume;
-		if (ok)
-			step_done(c, true, "consumed %u", c->got);
-		else
-			step_done(c, false, "consume from %s on %s: %s (got %u%s)", co->destination,
-				  co->node, c->op_msg, c->got,
-				  co->until_empty ? ", until-empty" : "");
-	}
+	const kh_consume *co = cur_step(c)->consume;
+	if (ok)
+		step_done(c, true, "consumed %u", c->got);
+	else
+		step_done(c, false, "consume from %s on %s: %s (got %u%s)", co->destination,
+			  co->node, c->op_msg, c->got, co->until_empty ? ", until-empty" : "");
 }
 
 /* ---- steps: manage (a management request on the async keel_client) ---- */
@@ -896,6 +874,37 @@ nomem:
 out:
 	free(text);
 	json_decref(body);
+}
+
+/* Keeps `value` under `name` for later steps (count-of); replaces. */
+static int save_value(child *c, const char *name, json_int_t value)
+{
+	char text[32];
+	snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, value);
+	for (unsigned i = 0; i < c->saved_count; i++) {
+		if (strcmp(c->saved[i].key, name) == 0) {
+			char *v = keel_strdup(text);
+			if (v == NULL)
+				return -ENOMEM;
+			keel_free(c->saved[i].value);
+			c->saved[i].value = v;
+			return 0;
+		}
+	}
+	kh_kv *g = keel_realloc(c->saved, (c->saved_count + 1) * sizeof(*g));
+	if (g == NULL)
+		return -ENOMEM;
+	c->saved = g;
+	g[c->saved_count].key = keel_strdup(name);
+	g[c->saved_count].value = keel_strdup(text);
+	g[c->saved_count].plain = true;
+	if (g[c->saved_count].key == NULL || g[c->saved_count].value == NULL) {
+		keel_free(g[c->saved_count].key);
+		keel_free(g[c->saved_count].value);
+		return -ENOMEM;
+	}
+	c->saved_count++;
+	return 0;
 }
 
 /* The member at dotted `path` ("queue.message-count"; a number indexes a
@@ -1005,6 +1014,29 @@ static void manage_reply(child *c, const keel_client_frame *f)
 			goto out;
 		}
 	}
+	for (unsigned i = 0; i < m->saves_count; i++) {
+		json_t *v = reply_lookup(r, m->saves[i].value);
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > KH_MAX_PRODUCE_COUNT) {
+			client_fail(c, "save %s: %s is not a count (0..%d) in the reply",
+				    m->saves[i].key, m->saves[i].value, KH_MAX_PRODUCE_COUNT);
+			goto out;
+		}
+		if (save_value(c, m->saves[i].key, json_integer_value(v)) != 0) {
+			client_fail(c, "out of memory");
+			goto out;
+		}
+	}
+	for (unsigned i = 0; m->expect && i < m->expect->where_count; i++) {
+		if (!kh_pred_match(&m->expect->preds[i], r)) {
+			json_t *v = kh_event_field(r, m->expect->preds[i].field);
+			char *t = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+			client_fail(c, "%s does not hold (%s is %.200s)", m->expect->where[i],
+				    m->expect->preds[i].field, t ? t : "absent");
+			free(t);
+			goto out;
+		}
+	}
 	client_bye(c);
 out:
 	json_decref(r);
@@ -1016,45 +1048,355 @@ static const keel_client_callbacks client_cb = {
 	.on_receipt = on_cl_receipt,
 	.on_error = on_cl_error,
 	.on_closed = on_cl_closed,
-	.on_writable = on_cl_writable,
 };
+
+/* ---- steps: produce and join (a producer per produce step) ------------- */
+
+static void producer_fail(producer *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void producer_fail(producer *pr, const char *fmt, ...)
+{
+	if (pr->msg[0] == '\0') {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(pr->msg, sizeof(pr->msg), fmt, ap);
+		va_end(ap);
+	}
+	if (pr->cl)
+		keel_client_close(pr->cl);
+}
+
+/* Every SEND answered (a RECEIPT or a refusal), or none asked for. */
+static bool producer_answered(const producer *pr)
+{
+	return pr->sent == pr->p->count &&
+	       (!pr->p->receipts || pr->receipts + pr->refused == pr->p->count);
+}
+
+static void producer_bye(producer *pr)
+{
+	/* After a refusal that closes the connection the broker hangs up:
+	 * nothing more is sent. */
+	if (pr->bye_sent || (pr->refused && pr->p->refused && pr->p->refused->closes))
+		return;
+	pr->bye_sent = true;
+	if (keel_client_disconnect(pr->cl, "kh-bye") != 0)
+		producer_fail(pr, "cannot send DISCONNECT");
+}
+
+static void produce_pump(producer *pr)
+{
+	const kh_produce *p = pr->p;
+	child *c = pr->c;
+	char key[64], prio[4];
+	if (pr->bye_sent || pr->msg[0])
+		return;
+	snprintf(prio, sizeof(prio), "%u", p->priority);
+	while (pr->sent < p->count && keel_client_writable(pr->cl)) {
+		snprintf(key, sizeof(key), "s%u-%u", pr->step, pr->sent);
+		keel_kv h[3] = {
+			KEEL_KV("keel-key", key),
+			KEEL_KV("persistent", p->persistent ? "true" : "false"),
+			KEEL_KV("priority", prio),
+		};
+		int rc = keel_client_send(pr->cl, p->destination, h, 3, pr->body, p->size,
+					  p->receipts ? key : NULL);
+		if (rc) {
+			producer_fail(pr, "send: %s", strerror(-rc));
+			return;
+		}
+		kh_recorder_message(c->rec, c->sid, p->node, p->destination, key, "produced",
+				    p->persistent, kh_now_ns());
+		tally *t = tally_get(c, key, p->destination);
+		if (t) {
+			t->produced++;
+			t->persistent = p->persistent;
+		}
+		pr->sent++;
+	}
+	if (producer_answered(pr))
+		producer_bye(pr);
+}
+
+/* Is `id` the key of one of this producer's messages (s<step>-<n>)? */
+static bool producer_owns(const producer *pr, const char *id)
+{
+	char prefix[32];
+	int n = snprintf(prefix, sizeof(prefix), "s%u-", pr->step);
+	return id && strncmp(id, prefix, (size_t)n) == 0;
+}
+
+static void on_pr_connected(keel_client *cl, int status, const keel_client_frame *f, void *ud)
+{
+	producer *pr = ud;
+	child *c = pr->c;
+	int ni = kh_scenario_node_index(c->sc, pr->p->node);
+	(void)cl;
+	if (status != 0) {
+		const char *m = f ? keel_client_frame_header(f, "message") : NULL;
+		producer_fail(pr, "connect to %s:%u: %s", kh_node_host(c->nodes[ni]),
+			      kh_node_port(c->nodes[ni]), m ? m : strerror(-status));
+		return;
+	}
+	if (pr->p->background && c->op == OP_PRODUCE && c->op_producer == pr)
+		step_done(c, true, "connected; producing in the background until a join");
+	produce_pump(pr);
+}
+
+static void on_pr_receipt(keel_client *cl, const char *id, void *ud)
+{
+	producer *pr = ud;
+	child *c = pr->c;
+	const kh_produce *p = pr->p;
+	(void)cl;
+	if (strcmp(id, "kh-bye") == 0) {
+		pr->got_bye = true;
+		return;
+	}
+	/* A DROP address receipts what it drops: such a receipt promises
+	 * nothing, and its row kind says so (no check calls it lost). */
+	kh_recorder_message(c->rec, c->sid, p->node, p->destination, id,
+			    p->allow_dropped ? "receipted-droppable" : "receipted", p->persistent,
+			    kh_now_ns());
+	tally *t = tally_get(c, id, p->destination);
+	if (t) {
+		t->receipted++;
+		t->droppable |= p->allow_dropped;
+	}
+	pr->receipts++;
+	if (producer_answered(pr))
+		producer_bye(pr);
+}
+
+/* An ERROR answering one of our SENDs (its receipt-id) is a refusal when
+ * the step allows them (`refused`); any other ERROR fails it. */
+static void on_pr_error(keel_client *cl, const keel_client_frame *f, void *ud)
+{
+	producer *pr = ud;
+	child *c = pr->c;
+	const kh_produce *p = pr->p;
+	const kh_refused *rf = p->refused;
+	const char *m = keel_client_frame_header(f, "message");
+	const char *rid = keel_client_frame_header(f, "receipt-id");
+	(void)cl;
+	if (rf == NULL || !producer_owns(pr, rid)) {
+		producer_fail(pr, "ERROR frame%s%s: %s", rid ? " for " : "", rid ? rid : "",
+			      m ? m : "(no message)");
+		return;
+	}
+	if (rf->message_contains && (m == NULL || strstr(m, rf->message_contains) == NULL)) {
+		producer_fail(pr, "refusal of %s: \"%s\" does not contain \"%s\"", rid,
+			      m ? m : "(no message)", rf->message_contains);
+		return;
+	}
+	kh_recorder_message(c->rec, c->sid, p->node, p->destination, rid, "refused",
+			    p->persistent, kh_now_ns());
+	tally *t = tally_get(c, rid, p->destination);
+	if (t)
+		t->refused++;
+	if (pr->refused++ == 0)
+		snprintf(pr->first_refusal, sizeof(pr->first_refusal), "%s: %s", rid,
+			 m ? m : "(no message)");
+	if (rf->max >= 0 && pr->refused > (uint64_t)rf->max) {
+		producer_fail(pr, "%u refusals, at most %" PRId64 " expected; first %s",
+			      pr->refused, rf->max, pr->first_refusal);
+		return;
+	}
+	if (producer_answered(pr))
+		producer_bye(pr);
+}
+
+static void on_pr_writable(keel_client *cl, void *ud)
+{
+	(void)cl;
+	produce_pump(ud);
+}
+
+static void fail_now(child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Ends a join step once every producer it waits for is done. */
+static void join_check(child *c)
+{
+	unsigned n = 0;
+	for (producer *pr = c->producers; pr; pr = pr->next) {
+		if (!pr->p->background || pr->joined)
+			continue;
+		if (!pr->done)
+			return;
+		n++;
+	}
+	for (producer *pr = c->producers; pr; pr = pr->next)
+		pr->joined |= pr->p->background && pr->done;
+	step_done(c, true, "joined %u background producer(s)", n);
+}
+
+static void on_pr_timer_closed(uv_handle_t *h)
+{
+	(void)h; /* freed with the child */
+}
+
+static void on_pr_closed(keel_client *cl, int status, void *ud)
+{
+	producer *pr = ud;
+	child *c = pr->c;
+	const kh_produce *p = pr->p;
+	const kh_refused *rf = p->refused;
+	char tail[160] = "";
+	(void)cl;
+	pr->cl = NULL;
+	pr->done = true;
+	if (pr->timer_live) {
+		pr->timer_live = false;
+		uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
+	}
+	if (c->finishing) {
+		finish(c);
+		return;
+	}
+	if (pr->msg[0] == '\0' && !pr->got_bye) {
+		if (pr->refused && rf && rf->closes)
+			snprintf(tail, sizeof(tail), ", the broker closed the connection after "
+				 "the refusal");
+		else
+			snprintf(pr->msg, sizeof(pr->msg), "connection closed (%s) before the end%s",
+				 status ? strerror(-status) : "clean",
+				 pr->refused ? " (after a refusal; refused.closes: true allows it)" :
+				 "");
+	}
+	if (pr->msg[0] == '\0' && rf && pr->refused < rf->min)
+		snprintf(pr->msg, sizeof(pr->msg), "%u refusal(s), at least %u expected", pr->refused,
+			 rf->min);
+	pr->ok = pr->msg[0] == '\0';
+	if (pr->ok)
+		snprintf(pr->result, sizeof(pr->result), "sent %u, receipts %u, refused %u%s%s%s",
+			 pr->sent, pr->receipts, pr->refused, pr->refused ? " (first " : "",
+			 pr->refused ? pr->first_refusal : "", pr->refused ? ")" : "");
+	else
+		snprintf(pr->result, sizeof(pr->result), "produce to %s on %s: %s (sent %u of %u, "
+			 "receipts %u, refused %u)", p->destination, p->node, pr->msg, pr->sent,
+			 p->count, pr->receipts, pr->refused);
+	if (c->op == OP_PRODUCE && c->op_producer == pr) {
+		step_done(c, pr->ok, "%s%s", pr->result, tail);
+		return;
+	}
+	/* A background producer: its failure fails the scenario now. */
+	if (!pr->ok) {
+		fail_now(c, "background produce (step %u): %s", pr->step, pr->result);
+		return;
+	}
+	if (c->op == OP_JOIN)
+		join_check(c);
+}
+
+static void on_pr_deadline(uv_timer_t *t)
+{
+	producer *pr = t->data;
+	producer_fail(pr, "deadline passed (%.3g s)",
+		      within_ms(pr->c, pr->p->within_s) / 1000.0);
+}
+
+static const keel_client_callbacks producer_cb = {
+	.on_connected = on_pr_connected,
+	.on_receipt = on_pr_receipt,
+	.on_error = on_pr_error,
+	.on_closed = on_pr_closed,
+	.on_writable = on_pr_writable,
+};
+
+static void run_produce(child *c, const kh_step *st)
+{
+	const kh_produce *p = st->produce;
+	int ni = kh_scenario_node_index(c->sc, p->node);
+	kh_node *n = c->nodes[ni];
+	producer *pr = keel_calloc(1, sizeof(*pr));
+	unsigned size = p->size;
+	if (pr == NULL || (pr->body = keel_malloc(size ? size : 1)) == NULL) {
+		keel_free(pr);
+		step_done(c, false, "out of memory");
+		return;
+	}
+	pr->c = c;
+	pr->p = p;
+	pr->step = c->step;
+	pr->next = c->producers;
+	c->producers = pr;
+	/* The body: `size` bytes from the scenario's seed. */
+	uint64_t x = c->o->seed ^ (0x9E3779B97F4A7C15ULL * (c->step + 1));
+	for (unsigned i = 0; i < size; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		pr->body[i] = (uint8_t)('a' + (x % 26));
+	}
+	keel_client_options opt = {
+		.host = kh_node_host(n),
+		.port = kh_node_port(n),
+		.connect_timeout_ms = (uint32_t)within_ms(c, p->within_s),
+	};
+	c->op = OP_PRODUCE;
+	c->op_producer = pr;
+	c->op_node = ni;
+	uv_timer_init(&c->loop, &pr->timer);
+	pr->timer.data = pr;
+	pr->timer_live = true;
+	uv_timer_start(&pr->timer, on_pr_deadline, within_ms(c, p->within_s), 0);
+	int rc = keel_client_create(&pr->cl, &c->loop, &opt, &producer_cb, pr);
+	if (rc == 0 && (rc = keel_client_connect(pr->cl)) != 0) {
+		snprintf(pr->msg, sizeof(pr->msg), "connect: %s", strerror(-rc));
+		keel_client_close(pr->cl); /* on_pr_closed reports */
+		return;
+	}
+	if (rc) {
+		pr->cl = NULL;
+		pr->done = true;
+		pr->timer_live = false;
+		uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
+		step_done(c, false, "client: %s", strerror(-rc));
+	}
+}
+
+static void run_join(child *c)
+{
+	c->op = OP_JOIN;
+	join_check(c);
+}
 
 static void run_client_op(child *c, const kh_step *st)
 {
 	const char *name = kh_step_node(st);
 	int ni = kh_scenario_node_index(c->sc, name);
 	kh_node *n = c->nodes[ni];
-	double within = st->produce ? st->produce->within_s :
-			st->consume ? st->consume->within_s : st->manage->within_s;
+	double within = st->consume ? st->consume->within_s : st->manage->within_s;
 	keel_client_options opt = {
 		.host = kh_node_host(n),
 		.port = kh_node_port(n),
 		.connect_timeout_ms = (uint32_t)within_ms(c, within),
 	};
-	c->op = st->produce ? OP_PRODUCE : st->consume ? OP_CONSUME : OP_MANAGE;
+	if (st->consume && st->consume->count_of) {
+		const char *v = NULL;
+		for (unsigned i = 0; i < c->saved_count; i++) {
+			if (strcmp(c->saved[i].key, st->consume->count_of) == 0)
+				v = c->saved[i].value;
+		}
+		if (v == NULL) {
+			step_done(c, false, "count-of %s: no value saved (its manage step did not "
+				  "run?)", st->consume->count_of);
+			return;
+		}
+		c->want = (unsigned)strtoul(v, NULL, 10);
+		if (c->want == 0) {
+			step_done(c, true, "consumed 0 (%s is 0)", st->consume->count_of);
+			return;
+		}
+	} else if (st->consume) {
+		c->want = st->consume->count;
+	}
+	c->op = st->consume ? OP_CONSUME : OP_MANAGE;
 	c->mgmt_info[0] = '\0';
 	c->op_node = ni;
-	c->sent = c->receipts = c->got = 0;
+	c->got = 0;
 	c->bye_sent = c->got_bye = false;
 	c->op_msg[0] = '\0';
 	c->sentinel[0] = '\0';
-	if (st->produce) {
-		/* The body: `size` bytes from the scenario's seed. */
-		unsigned size = st->produce->size;
-		keel_free(c->body);
-		c->body = keel_malloc(size ? size : 1);
-		if (c->body == NULL) {
-			step_done(c, false, "out of memory");
-			return;
-		}
-		uint64_t x = c->o->seed ^ (0x9E3779B97F4A7C15ULL * (c->step + 1));
-		for (unsigned i = 0; i < size; i++) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			c->body[i] = (uint8_t)('a' + (x % 26));
-		}
-	}
 	int rc = keel_client_create(&c->cl, &c->loop, &opt, &client_cb, c);
 	if (rc == 0 && (rc = keel_client_connect(c->cl)) != 0) {
 		keel_client_close(c->cl); /* on_closed reports */
@@ -1073,7 +1415,7 @@ static void run_client_op(child *c, const kh_step *st)
 
 static void run_expect(child *c, const kh_expect *ex)
 {
-	int64_t produced = 0, receipted = 0, consumed = 0;
+	int64_t produced = 0, receipted = 0, consumed = 0, refused = 0, droppable = 0;
 	unsigned lost = 0, dups = 0;
 	char first_lost[64] = "", first_dup[64] = "";
 	tally *t, *tmp;
@@ -1083,7 +1425,10 @@ static void run_expect(child *c, const kh_expect *ex)
 		produced += t->produced;
 		receipted += t->receipted ? 1 : 0;
 		consumed += t->consumed;
-		if (t->receipted && t->consumed == 0 && lost++ == 0)
+		refused += t->refused ? 1 : 0;
+		droppable += t->droppable && t->consumed == 0 ? 1 : 0;
+		/* A receipt from a DROP address (allow-dropped) promises nothing. */
+		if (t->receipted && !t->droppable && t->consumed == 0 && lost++ == 0)
 			snprintf(first_lost, sizeof(first_lost), "%s", t->key);
 		if (t->consumed > 1 && dups++ == 0)
 			snprintf(first_dup, sizeof(first_dup), "%s (%u times)", t->key,
@@ -1114,8 +1459,9 @@ static void run_expect(child *c, const kh_expect *ex)
 			  ex->consumed);
 		return;
 	}
-	step_done(c, true, "produced %" PRId64 ", receipted %" PRId64 ", consumed %" PRId64,
-		  produced, receipted, consumed);
+	step_done(c, true, "produced %" PRId64 ", receipted %" PRId64 ", consumed %" PRId64
+		  ", refused %" PRId64 ", receipted-droppable not consumed %" PRId64, produced,
+		  receipted, consumed, refused, droppable);
 }
 
 /* ---- steps: fault (fiu-ctrl) ------------------------------------------- */
@@ -1255,6 +1601,20 @@ static void on_deadline(uv_timer_t *t)
 		return;
 	}
 	case OP_PRODUCE:
+		return; /* the producer's own timer */
+	case OP_JOIN: {
+		unsigned n = 0, first = 0;
+		for (producer *pr = c->producers; pr; pr = pr->next) {
+			if (pr->p->background && !pr->done) {
+				n++;
+				first = pr->step;
+			}
+		}
+		step_done(c, false, "join: %u background producer(s) still running after %.3g s "
+			  "(the earliest: step %u)", n, within_ms(c, st->join->within_s) / 1000.0,
+			  first);
+		return;
+	}
 	case OP_CONSUME:
 	case OP_MANAGE:
 		client_fail(c, c->op == OP_MANAGE && c->cl ? "no reply within the deadline" :
@@ -1279,6 +1639,7 @@ static double op_within(const kh_step *st)
 	case KH_STEP_CONSUME: return st->consume->within_s;
 	case KH_STEP_AWAIT: return st->await->within_s;
 	case KH_STEP_MANAGE: return st->manage->within_s;
+	case KH_STEP_JOIN: return st->join->within_s;
 	default: return 0;
 	}
 }
@@ -1305,6 +1666,11 @@ static void run_step(child *c)
 		run_node_op(c, st);
 		break;
 	case KH_STEP_PRODUCE:
+		run_produce(c, st);
+		break;
+	case KH_STEP_JOIN:
+		run_join(c);
+		break;
 	case KH_STEP_CONSUME:
 	case KH_STEP_MANAGE:
 		run_client_op(c, st);
@@ -1347,8 +1713,8 @@ static void run_step(child *c)
 	default:
 		assert(0);
 	}
-	/* Asynchronous steps get their deadline now. */
-	if (c->step_open && c->op != OP_NONE)
+	/* Asynchronous steps get their deadline now (a producer has its own). */
+	if (c->step_open && c->op != OP_NONE && c->op != OP_PRODUCE)
 		uv_timer_start(&c->deadline, on_deadline, within_ms(c, op_within(st)), 0);
 }
 
@@ -1375,6 +1741,7 @@ static void step_done(child *c, bool ok, const char *fmt, ...)
 	va_end(ap);
 	c->step_open = false;
 	c->op = OP_NONE;
+	c->op_producer = NULL;
 	uv_timer_stop(&c->deadline);
 	int64_t now = kh_now_ns();
 	kh_recorder_step_end(c->rec, c->step_id, now, ok ? "ok" : "fail", msg);
@@ -1395,6 +1762,28 @@ static void step_done(child *c, bool ok, const char *fmt, ...)
 	uv_timer_start(&c->kick, on_kick, 0, 0);
 }
 
+/* A failure outside a step's own operation (a background producer): the
+ * current step fails with it, or, between steps, the scenario. */
+static void fail_now(child *c, const char *fmt, ...)
+{
+	char msg[1900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->finishing)
+		return;
+	if (c->step_open) {
+		step_done(c, false, "%s", msg);
+		return;
+	}
+	printf("[%8.3f s] %s\n", secs(kh_now_ns() - c->t0_ns), msg);
+	fflush(stdout);
+	c->failed = true;
+	snprintf(c->reason, sizeof(c->reason), "%s", msg);
+	finish(c);
+}
+
 /* ---- the end ----------------------------------------------------------- */
 
 static void on_closed_count(uv_handle_t *h)
@@ -1413,6 +1802,10 @@ static void finish(child *c)
 		uv_timer_stop(&c->kick);
 		if (c->cl)
 			keel_client_close(c->cl);
+		for (producer *pr = c->producers; pr; pr = pr->next) {
+			if (pr->cl)
+				keel_client_close(pr->cl);
+		}
 		if (c->helper_pending)
 			uv_process_kill(&c->helper, SIGKILL);
 		for (unsigned i = 0; i < c->sc->nodes_count; i++) {
@@ -1426,6 +1819,10 @@ static void finish(child *c)
 	}
 	if (c->cl || c->helper_pending)
 		return;
+	for (producer *pr = c->producers; pr; pr = pr->next) {
+		if (pr->cl)
+			return;
+	}
 	for (unsigned i = 0; i < c->sc->nodes_count; i++) {
 		if (kh_node_up(c->nodes[i]))
 			return;
@@ -1558,7 +1955,100 @@ env_out:
 	return 0;
 }
 
+/* ---- the child's own leaks --------------------------------------------- */
+
+static pthread_mutex_t test_leak_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t test_leak_cv = PTHREAD_COND_INITIALIZER;
+
+/* The leaked test thread: waits for a signal nobody sends. */
+static void *test_leak_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&test_leak_mu);
+	for (;;)
+		pthread_cond_wait(&test_leak_cv, &test_leak_mu);
+	return NULL;
+}
+
+/* Test-only (KH_TEST_CHILD_LEAK=GLOB, honoured only with test steps
+ * allowed): when the scenario's name matches GLOB, the child leaks a
+ * thread `kh-leaktest` (owner keel-harness-test), never joined, and an fd
+ * on <workdir>/kh-test-child-leak, so that its own leak check has
+ * something to find. */
+static void test_leak(child *c)
+{
+	const char *glob = getenv("KH_TEST_CHILD_LEAK");
+	char path[4200];
+	lc_thread *t;
+	if (!c->o->allow_test_steps || glob == NULL || fnmatch(glob, c->sc->name, 0) != 0)
+		return;
+	snprintf(path, sizeof(path), "%s/kh-test-child-leak", c->o->workdir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int rc = lc_thread_start(&t, "kh-leaktest", "keel-harness-test", test_leak_main, NULL);
+	printf("test: KH_TEST_CHILD_LEAK: leaking thread kh-leaktest (%s) and fd %d (%s)\n",
+	       rc == 0 ? "started" : strerror(-rc), fd, path);
+	fflush(stdout);
+}
+
+/*
+ * After the scenario, with every node, handle, the loop and the recorder
+ * closed: what the child itself left behind since `before` (threads, fds,
+ * child processes, listening sockets).  A leak is printed as a report
+ * block on stdout (leakcheck/README.md: the runner records it, keel-leaks
+ * scan reads it) and turns exit code 0 or 1 into KH_CHILD_EXIT_LEAKED.
+ * The grace period applies only when the scenario passed.
+ */
+static int self_check(const lc_snapshot *before, int code, const char *name)
+{
+	lc_report *r = NULL;
+	lc_check_opts lo = {
+		.kinds = LC_THREAD | LC_FD | LC_CHILD | LC_LISTEN,
+		.passed = code == 0,
+		.grace_ms = getenv("KEEL_LC_GRACE_MS") ? -1 : KH_CHILD_LEAK_GRACE_MS,
+		.test = name[0] ? name : NULL,
+	};
+	fflush(NULL);
+	int rc = lc_check(before, &lo, &r);
+	if (rc != 0) {
+		fprintf(stderr, "keel-harness: cannot check the child's own leaks: %s\n",
+			strerror(-rc));
+		return code;
+	}
+	if (r->count > 0) {
+		lc_report_print(r, stdout);
+		printf("keel-harness: the scenario child leaked %zu resource(s) (LEAKED lines above)\n",
+		       r->count);
+		fflush(stdout);
+		if (code == 0 || code == 1)
+			code = KH_CHILD_EXIT_LEAKED;
+	}
+	lc_report_free(r);
+	return code;
+}
+
+static int child_run(const kh_child_opts *o, char *name, size_t name_len);
+
 int kh_child_run(const kh_child_opts *o)
+{
+	lc_snapshot *before = NULL;
+	char name[LC_MAX_LABEL] = "";
+	/* libuv's pool (the client resolves through it) is started and named
+	 * first, with one thread running; warming also creates libuv's global
+	 * signal pipe.  Both are then in the snapshot. */
+	int rc = lc_uv_pool_warm();
+	if (rc >= 0)
+		rc = lc_snapshot_take(&before);
+	if (rc < 0)
+		fprintf(stderr, "keel-harness: no leak check of the scenario child: %s\n",
+			strerror(-rc));
+	int code = child_run(o, name, sizeof(name));
+	if (before != NULL)
+		code = self_check(before, code, name);
+	lc_snapshot_free(before);
+	return code;
+}
+
+static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 {
 	child *c = keel_calloc(1, sizeof(*c));
 	char err[2048];
@@ -1576,6 +2066,8 @@ int kh_child_run(const kh_child_opts *o)
 		fprintf(stderr, "keel-harness: %s\n", err);
 		goto out_loop;
 	}
+	snprintf(name, name_len, "%s", c->sc->name);
+	lc_set_test(c->sc->name);
 	if (kh_recorder_open(&c->rec, o->db_path, &c->loop, err, sizeof(err)) != 0) {
 		fprintf(stderr, "keel-harness: %s\n", err);
 		goto out_loop;
@@ -1589,6 +2081,7 @@ int kh_child_run(const kh_child_opts *o)
 	printf("scenario %s (%s), seed %" PRIu64 ", nodes on 127.77.%u.x\n", c->sc->name,
 	       o->file, o->seed, o->slot);
 	fflush(stdout);
+	test_leak(c);
 	uv_timer_start(&c->kick, on_kick, 0, 0);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	code = c->failed ? 1 : 0;
@@ -1616,7 +2109,17 @@ out_loop:
 	keel_free(c->mark_cur);
 	keel_free(c->leaks);
 	keel_free(c->vg);
-	keel_free(c->body);
+	for (unsigned i = 0; i < c->saved_count; i++) {
+		keel_free(c->saved[i].key);
+		keel_free(c->saved[i].value);
+	}
+	keel_free(c->saved);
+	while (c->producers) {
+		producer *pr = c->producers;
+		c->producers = pr->next;
+		keel_free(pr->body);
+		keel_free(pr);
+	}
 	kh_scenario_free(c->sc);
 	keel_free(c);
 	return code;

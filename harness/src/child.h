@@ -27,7 +27,14 @@ typedef struct kh_child_opts {
 	const char *keel_leaks; /* keel-leaks (reads the Valgrind XML) */
 } kh_child_opts;
 
-/* Run it.  Returns the process exit code: 0 pass, 1 fail, 2 cannot run. */
+/* The child's exit status when it leaked a thread, fd or child process of
+ * its own (its leak report is the last block of its stdout). */
+#define KH_CHILD_EXIT_LEAKED 4
+
+/* Run it.  Returns the process exit code: 0 pass, 1 fail, 2 cannot run,
+ * KH_CHILD_EXIT_LEAKED when it passed or failed but left a thread, fd or
+ * child process of its own behind: it takes a leak snapshot first thing
+ * (after starting libuv's pool) and checks after everything is closed. */
 int kh_child_run(const kh_child_opts *o);
 
 /* `keel-harness scenario-child ...` (hidden): parses the options the

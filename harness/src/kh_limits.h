@@ -53,4 +53,11 @@
 #define KH_MAX_VALGRIND_JSON (4 * 1024 * 1024)
 /* Valgrind findings recorded per node process (the rest are counted). */
 #define KH_MAX_VALGRIND_FINDINGS 50
+/* The scenario child's own leak check (child.c): how long a thread may take
+ * to end after everything was closed, when the scenario passed.  Short:
+ * the child joins nothing late; KEEL_LC_GRACE_MS overrides it. */
+#define KH_CHILD_LEAK_GRACE_MS 2000
+/* Leaks of the child's own report the runner records (the rest are counted
+ * in the reason only). */
+#define KH_MAX_CHILD_LEAKS 64
 #endif

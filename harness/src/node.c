@@ -1,8 +1,9 @@
 /*
  * node.c - broker processes of a scenario (node.h).  Owns the process
- * handle, three line pipes per incarnation and the event history (json_t
- * references).  Invariant: `pending` counts handles of the current
- * incarnation not yet closed; the node is down when it is 0.  Loop thread.
+ * handle, three line pipes per incarnation and the event history (lines,
+ * their types, and their jansson parse once made).  Invariant: `pending`
+ * counts handles of the current incarnation not yet closed; the node is
+ * down when it is 0.  Loop thread.
  */
 #include "node.h"
 
@@ -26,6 +27,13 @@ typedef struct line_pipe {
 	size_t cap;
 	bool cut;               /* the current line overflowed */
 } line_pipe;
+
+/* One event of the history. */
+typedef struct ev_slot {
+	char *line;
+	json_t *json;           /* NULL until someone parses it */
+	char type[KH_EVENT_TYPE_MAX];
+} ev_slot;
 
 struct kh_node {
 	uv_loop_t *loop;
@@ -55,7 +63,13 @@ struct kh_node {
 	int64_t exit_code;
 	int term_signal;
 	unsigned incarnation;
-	json_t *events;         /* array */
+	ev_slot *events;        /* the history, at most KH_MAX_NODE_EVENTS */
+	size_t nevents, cap_events;
+	/* the line being delivered to on_event */
+	const char *cur_line;
+	size_t cur_len;
+	ev_slot *cur_slot;      /* its history slot, or NULL */
+	json_t *cur_json;       /* its parse when it has no slot */
 	char readbuf[65536];
 };
 
@@ -124,8 +138,7 @@ int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
 	n->cb = *cb;
 	n->ud = ud;
 	n->exit_code = -1;
-	n->events = json_array();
-	if (nomem || n->events == NULL) {
+	if (nomem) {
 		kh_node_free(n);
 		return -ENOMEM;
 	}
@@ -144,7 +157,11 @@ void kh_node_free(kh_node *n)
 	assert(!n->up);
 	for (int i = 0; i < PIPE__COUNT; i++)
 		keel_free(n->pipes[i].line);
-	json_decref(n->events);
+	for (size_t i = 0; i < n->nevents; i++) {
+		keel_free(n->events[i].line);
+		json_decref(n->events[i].json);
+	}
+	keel_free(n->events);
 	keel_free(n->name);
 	keel_free(n->self_exe);
 	keel_free(n->broker);
@@ -193,22 +210,62 @@ static void deliver_line(line_pipe *lp)
 	}
 	if (lp->len == 0)
 		return;
-	json_t *ev = json_loads(lp->line, 0, NULL);
-	if (ev && !json_is_object(ev)) {
-		json_decref(ev);
-		ev = NULL;
+	kh_event_head h;
+	n->cur_line = lp->line;
+	n->cur_len = lp->len;
+	n->cur_slot = NULL;
+	n->cur_json = NULL;
+	if (kh_event_head_scan(lp->line, lp->len, &h) != 0) {
+		/* the scan cannot tell: the real parse decides */
+		n->cur_json = json_loadb(lp->line, lp->len, 0, NULL);
+		kh_event_head_from_json(n->cur_json, &h);
+		if (!h.ok) {
+			json_decref(n->cur_json);
+			n->cur_json = NULL;
+		}
 	}
-	if (ev) {
-		const char *type = json_string_value(json_object_get(ev, "type"));
-		json_t *port = json_object_get(ev, "port");
-		if (type && strcmp(type, "acceptor.listening") == 0 && json_is_integer(port))
+	if (h.ok && n->nevents < KH_MAX_NODE_EVENTS) {
+		if (n->nevents == n->cap_events) {
+			size_t cap = n->cap_events ? n->cap_events * 2 : 256;
+			ev_slot *g = keel_realloc(n->events, cap * sizeof(*g));
+			if (g) {
+				n->events = g;
+				n->cap_events = cap;
+			}
+		}
+		char *copy = n->nevents < n->cap_events ? keel_strdup(lp->line) : NULL;
+		if (copy) {
+			ev_slot *sl = &n->events[n->nevents++];
+			sl->line = copy;
+			sl->json = n->cur_json;
+			snprintf(sl->type, sizeof(sl->type), "%s", h.type);
+			n->cur_slot = sl;
+			n->cur_json = NULL;
+		}
+	}
+	if (h.ok && strcmp(h.type, "acceptor.listening") == 0) {
+		json_t *port = json_object_get(kh_node_current_event(n), "port");
+		if (json_is_integer(port))
 			n->listen_port = (uint16_t)json_integer_value(port);
-		if (json_array_size(n->events) < KH_MAX_NODE_EVENTS)
-			json_array_append(n->events, ev);
 	}
 	if (n->cb.on_event)
-		n->cb.on_event(n, lp->line, ev, n->ud);
-	json_decref(ev);
+		n->cb.on_event(n, lp->line, &h, n->ud);
+	json_decref(n->cur_json);
+	n->cur_json = NULL;
+	n->cur_slot = NULL;
+	n->cur_line = NULL;
+}
+
+/* A line parsed, or an empty object when it does not parse after all (the
+ * head scan is lenient about scalars it does not need). */
+static json_t *parse_line(const char *line, size_t len)
+{
+	json_t *ev = json_loadb(line, len, 0, NULL);
+	if (!json_is_object(ev)) {
+		json_decref(ev);
+		ev = json_object();
+	}
+	return ev;
 }
 
 static int line_append(line_pipe *lp, const char *p, size_t len)
@@ -433,10 +490,34 @@ unsigned kh_node_incarnation(const kh_node *n)
 
 size_t kh_node_event_count(const kh_node *n)
 {
-	return json_array_size(n->events);
+	return n->nevents;
 }
 
-json_t *kh_node_event(const kh_node *n, size_t i)
+json_t *kh_node_event(kh_node *n, size_t i)
 {
-	return json_array_get(n->events, i);
+	if (i >= n->nevents)
+		return NULL;
+	ev_slot *sl = &n->events[i];
+	if (sl->json == NULL)
+		sl->json = parse_line(sl->line, strlen(sl->line));
+	return sl->json;
+}
+
+const char *kh_node_event_type(const kh_node *n, size_t i)
+{
+	return i < n->nevents ? n->events[i].type : "";
+}
+
+json_t *kh_node_current_event(kh_node *n)
+{
+	if (n->cur_line == NULL)
+		return NULL;
+	if (n->cur_slot) {
+		if (n->cur_slot->json == NULL)
+			n->cur_slot->json = parse_line(n->cur_line, n->cur_len);
+		return n->cur_slot->json;
+	}
+	if (n->cur_json == NULL)
+		n->cur_json = parse_line(n->cur_line, n->cur_len);
+	return n->cur_json;
 }

@@ -2,9 +2,11 @@
  * node.h - one broker process of a scenario: spawned with uv_spawn through
  * `keel-harness exec-node` (which sets PR_SET_PDEATHSIG and execs), in the
  * scenario child's process group, with pipes for stdout, stderr and the
- * events (fd 3, `--events fd:3`).  Event lines are parsed (jansson), kept
- * in the node's history for awaits, and handed to the owner; output lines
- * too.  A node is "down" once its process exited and all three pipes
+ * events (fd 3, `--events fd:3`).  Event lines are scanned for their
+ * head (seq, type, ts, mono_ns: kh_event_head_scan), kept in the node's
+ * history for awaits, and handed to the owner; output lines too.  A line
+ * is parsed with jansson only when someone looks at it as JSON (an await
+ * of its type, acceptor.listening, thread.leak), once.  A node is "down" once its process exited and all three pipes
  * reached EOF, so every event it wrote has been seen.  Loop thread.
  */
 #ifndef KH_NODE_H
@@ -15,11 +17,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "recorder.h"
+
 typedef struct kh_node kh_node;
 
 typedef struct kh_node_callbacks {
-	/* A JSON event line (ev NULL when the line did not parse). */
-	void (*on_event)(kh_node *n, const char *line, json_t *ev, void *ud);
+	/* An event line and its head (h->ok false: not an event; it is not
+	 * kept).  kh_node_current_event() parses it when needed. */
+	void (*on_event)(kh_node *n, const char *line, const kh_event_head *h, void *ud);
 	/* A stdout or stderr line. */
 	void (*on_output)(kh_node *n, const char *line, void *ud);
 	/* The process is gone and its pipes are drained. */
@@ -71,6 +76,12 @@ unsigned kh_node_incarnation(const kh_node *n); /* starts so far */
 
 /* Events received so far (all incarnations), borrowed. */
 size_t kh_node_event_count(const kh_node *n);
-json_t *kh_node_event(const kh_node *n, size_t i);
+/* Event i of the history, parsed on first use (then cached); an empty
+ * object if the line does not parse after all.  Borrowed. */
+json_t *kh_node_event(kh_node *n, size_t i);
+/* Event i's type (from its head). */
+const char *kh_node_event_type(const kh_node *n, size_t i);
+/* During on_event: the line being delivered, parsed (cached as above). */
+json_t *kh_node_current_event(kh_node *n);
 
 #endif

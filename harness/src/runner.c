@@ -27,7 +27,9 @@
 #include <uv.h>
 
 #include "alloc.h"
+#include "child.h"
 #include "kh_limits.h"
+#include "lc_check.h"
 #include "output.h"
 #include "scenario.h"
 #ifdef KH_HAVE_CHECKS
@@ -248,6 +250,72 @@ static void record_group_leaks(slot *sl)
 		closedir(d);
 }
 
+/* The value of `key=` in a LEAKED line into buf ("" when absent). */
+static void leak_value(const char *line, const char *key, char *buf, size_t len)
+{
+	size_t kl = strlen(key);
+	const char *p = line;
+	buf[0] = '\0';
+	while ((p = strstr(p, key)) != NULL) {
+		if (p[-1] == ' ' && p[kl] == '=') {
+			p += kl + 1;
+			snprintf(buf, len, "%.*s", (int)strcspn(p, " "), p);
+			return;
+		}
+		p += kl;
+	}
+}
+
+/* The child exited with KH_CHILD_EXIT_LEAKED: the last leak report block
+ * of its output (child.c: self_check) is what the child itself left
+ * behind.  Each LEAKED line becomes a leak of node "keel-harness" (the
+ * child cannot record them: its recorder's fd would itself count).
+ * Writes the first line (without "LEAKED ") into `first`; returns the
+ * number of LEAKED lines. */
+static unsigned record_child_leaks(slot *sl, char *first, size_t first_len)
+{
+	exec *ex = sl->ex;
+	kh_job *j = sl->job;
+	static const char *const kinds[][2] = {
+		{ "THREAD", "name" }, { "FD", "target" }, { "CHILD", "name" }, { "LISTEN", "local" },
+	};
+	const char *p = j->output, *end = j->output + j->output_len, *block = NULL;
+	unsigned count = 0;
+	first[0] = '\0';
+	/* The last block: the child prints its report at its very end. */
+	while (p != NULL && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (n == strlen(LC_REPORT_BEGIN) && memcmp(p, LC_REPORT_BEGIN, n) == 0)
+			block = nl ? nl + 1 : end;
+		p = nl ? nl + 1 : NULL;
+	}
+	for (p = block; p != NULL && p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char line[1024], kind[16], name[256];
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		p = nl ? nl + 1 : NULL;
+		if (strncmp(line, LC_REPORT_END, strlen(LC_REPORT_END)) == 0)
+			break;
+		if (strncmp(line, "LEAKED ", 7) != 0)
+			continue;       /* a backtrace line */
+		snprintf(kind, sizeof(kind), "%.*s", (int)strcspn(line + 7, " "), line + 7);
+		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+			if (strcmp(kind, kinds[k][0]) != 0)
+				continue;
+			if (count++ == 0)
+				snprintf(first, first_len, "%s", line + 7);
+			if (count > KH_MAX_CHILD_LEAKS)
+				break;
+			leak_value(line, kinds[k][1], name, sizeof(name));
+			kh_recorder_leak(ex->o->rec, j->scenario_id, "keel-harness", kind, name, line);
+			break;
+		}
+	}
+	return count;
+}
+
 /* ---- the executor ------------------------------------------------------ */
 
 static void schedule(exec *ex);
@@ -323,6 +391,19 @@ static void decide(slot *sl)
 				snprintf(j->reason, sizeof(j->reason), "failed (exit %" PRId64 ")",
 					 sl->status);
 		}
+	} else if (sl->status == KH_CHILD_EXIT_LEAKED) {
+		/* The scenario child left threads, fds or children of its own:
+		 * a failure, after the scenario's own failure if it had one. */
+		char first[1024], failed[1024], more[48] = "";
+		unsigned n = record_child_leaks(sl, first, sizeof(first));
+		db_text(db, "SELECT reason FROM scenarios WHERE id = ? AND outcome = 'fail'",
+			j->scenario_id, failed, sizeof(failed), 1);
+		if (n > 1)
+			snprintf(more, sizeof(more), " (and %u more)", n - 1);
+		j->outcome = "fail";
+		snprintf(j->reason, sizeof(j->reason), "%s%sharness child leaked: %s%s", failed,
+			 failed[0] ? "; and the " : "", n ? first : "(no LEAKED line in its output)",
+			 more);
 	} else {
 		j->outcome = "crash";
 		snprintf(j->reason, sizeof(j->reason), "harness child exited with %" PRId64 "%s%s",

@@ -46,6 +46,13 @@ static const cyaml_schema_field_t restart_fields[] = {
 	CYAML_FIELD_BOOL("kill", OPT, kh_node_op, kill),
 	CYAML_FIELD_END,
 };
+static const cyaml_schema_field_t refused_fields[] = {
+	CYAML_FIELD_UINT("min", OPT, kh_refused, min),
+	CYAML_FIELD_INT("max", OPT, kh_refused, max),
+	STR_OPT("message-contains", kh_refused, message_contains),
+	CYAML_FIELD_BOOL("closes", OPT, kh_refused, closes),
+	CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t produce_fields[] = {
 	STR("node", kh_produce, node),
 	STR("destination", kh_produce, destination),
@@ -55,6 +62,13 @@ static const cyaml_schema_field_t produce_fields[] = {
 	CYAML_FIELD_BOOL("receipts", OPT, kh_produce, receipts),
 	CYAML_FIELD_UINT("priority", OPT, kh_produce, priority),
 	WITHIN(kh_produce),
+	CYAML_FIELD_MAPPING_PTR("refused", OPT, kh_produce, refused, refused_fields),
+	CYAML_FIELD_BOOL("allow-dropped", OPT, kh_produce, allow_dropped),
+	CYAML_FIELD_BOOL("background", OPT, kh_produce, background),
+	CYAML_FIELD_END,
+};
+static const cyaml_schema_field_t join_fields[] = {
+	WITHIN(kh_join),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_field_t consume_fields[] = {
@@ -62,6 +76,7 @@ static const cyaml_schema_field_t consume_fields[] = {
 	STR("destination", kh_consume, destination),
 	CYAML_FIELD_UINT("count", OPT, kh_consume, count),
 	CYAML_FIELD_BOOL("until-empty", OPT, kh_consume, until_empty),
+	STR_OPT("count-of", kh_consume, count_of),
 	STR_OPT("ack", kh_consume, ack),
 	WITHIN(kh_consume),
 	CYAML_FIELD_END,
@@ -101,6 +116,8 @@ static const cyaml_schema_field_t manage_expect_fields[] = {
 	STR_OPT("status", kh_manage_expect, status),
 	STR_OPT("message-contains", kh_manage_expect, message_contains),
 	CYAML_FIELD_IGNORE("fields", OPT),
+	CYAML_FIELD_SEQUENCE("where", CYAML_FLAG_POINTER | OPT, kh_manage_expect, where,
+			     &where_schema, 0, KH_MAX_PREDICATES),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_field_t manage_fields[] = {
@@ -108,6 +125,7 @@ static const cyaml_schema_field_t manage_fields[] = {
 	STR("operation", kh_manage, operation),
 	CYAML_FIELD_IGNORE("args", OPT),
 	CYAML_FIELD_MAPPING_PTR("expect", OPT, kh_manage, expect, manage_expect_fields),
+	CYAML_FIELD_IGNORE("save", OPT), /* free keys: collect_kvs */
 	WITHIN(kh_manage),
 	CYAML_FIELD_END,
 };
@@ -128,6 +146,7 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("await", await, await_fields),
 	STR_OPT("crash", kh_step, crash),
 	STEP_OP("manage", manage, manage_fields),
+	STEP_OP("join", join, join_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -159,13 +178,14 @@ static const cyaml_schema_value_t scenario_schema = {
 
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
-	"consume", "expect", "fault", "await", "crash", "manage",
+	"consume", "expect", "fault", "await", "crash", "manage", "join",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
  * word that is not a "false" word as true, so the scan checks them. */
 static const char *const bool_keys[] = {
 	"kill", "persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
+	"closes", "allow-dropped", "background",
 };
 
 const char *kh_step_kind_name(kh_step_kind k)
@@ -720,7 +740,7 @@ static int check_manage(sc_check *c, kh_manage *m, unsigned i, const char *p)
 {
 	char path[KH_PATH_MAX + 64];
 	int rc;
-	const kh_manage_expect *ex = m->expect;
+	kh_manage_expect *ex = m->expect;
 	for (const char *q = m->operation; *q; q++) {
 		if (isspace((unsigned char)*q)) {
 			snprintf(path, sizeof(path), "%s.operation", p);
@@ -750,6 +770,35 @@ static int check_manage(sc_check *c, kh_manage *m, unsigned i, const char *p)
 		return rc;
 	if (m->fields_count && m->expect_error)
 		return fail_at(c, path, "fields are checked on ok replies only");
+	snprintf(path, sizeof(path), "steps[%u].manage.save", i);
+	if ((rc = collect_kvs(c, path, false, &m->saves, &m->saves_count)))
+		return rc;
+	if (m->saves_count && m->expect_error)
+		return fail_at(c, path, "values are saved from ok replies only");
+	for (unsigned k = 0; k < m->saves_count; k++) {
+		if (!name_ok(m->saves[k].key)) {
+			snprintf(path, sizeof(path), "steps[%u].manage.save.%s", i, m->saves[k].key);
+			return fail_at(c, path, "use letters, digits, '-', '_' and '.'");
+		}
+	}
+	if (ex && ex->where_count) {
+		snprintf(path, sizeof(path), "%s.expect.where", p);
+		if (m->expect_error)
+			return fail_at(c, path, "where is checked on ok replies only");
+		ex->preds = keel_calloc(ex->where_count, sizeof(*ex->preds));
+		if (ex->preds == NULL)
+			return -ENOMEM;
+		for (unsigned k = 0; k < ex->where_count; k++) {
+			char why[256];
+			rc = kh_pred_parse(&ex->preds[k], ex->where[k], why, sizeof(why));
+			if (rc == -ENOMEM)
+				return rc;
+			if (rc) {
+				snprintf(path, sizeof(path), "%s.expect.where[%u]", p, k);
+				return fail_at(c, path, "%s", why);
+			}
+		}
+	}
 	snprintf(path, sizeof(path), "%s.within", p);
 	return check_within(c, path, m->within_s);
 }
@@ -775,7 +824,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
-		st->manage,
+		st->manage, st->join,
 	};
 	int found = -1, rc;
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
@@ -791,7 +840,8 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	snprintf(p, sizeof(p), "steps[%u]", i);
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
-				     "restart, produce, consume, expect, fault, await, manage)");
+				     "restart, produce, consume, expect, fault, await, manage, "
+				     "join)");
 	st->kind = (kh_step_kind)found;
 	st->line = scan_line(c->scan, p);
 	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
@@ -818,13 +868,53 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			st->produce->priority = 4;
 		else if (pr->priority > 9)
 			return fail_at(c, SUB("priority"), "must be 0..9");
+		if (pr->refused) {
+			kh_refused *rf = pr->refused;
+			if (!pr->receipts)
+				return fail_at(c, SUB("refused"), "needs receipts: true (a refusal "
+					       "names its SEND by the receipt-id)");
+			if (scan_linef(c->scan, "steps[%u].produce.refused.min", i) == 0)
+				rf->min = 1;
+			if (scan_linef(c->scan, "steps[%u].produce.refused.max", i) == 0)
+				rf->max = -1;
+			else if (rf->max < 0 || (uint64_t)rf->max < rf->min)
+				return fail_at(c, SUB("refused.max"), "must be at least min (%u)",
+					       rf->min);
+			if (rf->min > pr->count)
+				return fail_at(c, SUB("refused.min"), "more than count (%u)",
+					       pr->count);
+		}
+		if (pr->background) {
+			bool joined = false;
+			for (unsigned k = i + 1; k < s->steps_count && !joined; k++)
+				joined = s->steps[k].join != NULL;
+			if (!joined)
+				return fail_at(c, SUB("background"), "needs a join step after it");
+		}
+		if (pr->allow_dropped && !pr->receipts)
+			return fail_at(c, SUB("allow-dropped"), "needs receipts: true (it is about "
+				       "receipted messages)");
 		return check_within(c, SUB("within"), pr->within_s);
 	}
+	case KH_STEP_JOIN:
+		return check_within(c, SUB("within"), st->join->within_s);
 	case KH_STEP_CONSUME: {
 		kh_consume *co = st->consume;
 		bool has_count = scan_linef(c->scan, "steps[%u].consume.count", i) != 0;
-		if (has_count == co->until_empty)
-			return fail_at(c, p, "give exactly one of count and until-empty: true");
+		if ((unsigned)has_count + (unsigned)co->until_empty + (co->count_of != NULL) != 1)
+			return fail_at(c, p, "give exactly one of count, until-empty: true and "
+					     "count-of");
+		if (co->count_of) {
+			bool saved = false;
+			for (unsigned k = 0; k < i && !saved; k++) {
+				const kh_manage *m = s->steps[k].manage;
+				for (unsigned v = 0; m && v < m->saves_count && !saved; v++)
+					saved = strcmp(m->saves[v].key, co->count_of) == 0;
+			}
+			if (!saved)
+				return fail_at(c, SUB("count-of"), "\"%s\" is not saved by a manage "
+					       "step before this one", co->count_of);
+		}
 		if (has_count && (co->count == 0 || co->count > KH_MAX_PRODUCE_COUNT))
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (co->ack && strcmp(co->ack, "auto") != 0 && strcmp(co->ack, "client") != 0 &&
@@ -1103,7 +1193,14 @@ void kh_scenario_free(kh_scenario *s)
 		if (m) {
 			kvs_free(m->args, m->args_count);
 			kvs_free(m->fields, m->fields_count);
-			m->args = m->fields = NULL;
+			kvs_free(m->saves, m->saves_count);
+			m->args = m->fields = m->saves = NULL;
+			if (m->expect && m->expect->preds) {
+				for (unsigned k = 0; k < m->expect->where_count; k++)
+					kh_pred_clear(&m->expect->preds[k]);
+				keel_free(m->expect->preds);
+				m->expect->preds = NULL;
+			}
 		}
 		if (aw && aw->preds) {
 			for (unsigned k = 0; k < aw->where_count; k++)
@@ -1209,14 +1306,33 @@ char *kh_step_params_json(const kh_step *st)
 		json_object_set_new(o, "priority", json_integer(p->priority));
 		if (p->within_s > 0)
 			json_object_set_new(o, "within", json_real(p->within_s));
+		if (p->refused) {
+			json_t *r = json_object();
+			json_object_set_new(r, "min", json_integer(p->refused->min));
+			if (p->refused->max >= 0)
+				json_object_set_new(r, "max", json_integer(p->refused->max));
+			set_str(r, "message-contains", p->refused->message_contains);
+			json_object_set_new(r, "closes", json_boolean(p->refused->closes));
+			json_object_set_new(o, "refused", r);
+		}
+		if (p->allow_dropped)
+			json_object_set_new(o, "allow-dropped", json_true());
+		if (p->background)
+			json_object_set_new(o, "background", json_true());
 		break;
 	}
+	case KH_STEP_JOIN:
+		if (st->join->within_s > 0)
+			json_object_set_new(o, "within", json_real(st->join->within_s));
+		break;
 	case KH_STEP_CONSUME: {
 		const kh_consume *p = st->consume;
 		set_str(o, "node", p->node);
 		set_str(o, "destination", p->destination);
 		if (p->until_empty)
 			json_object_set_new(o, "until-empty", json_true());
+		else if (p->count_of)
+			set_str(o, "count-of", p->count_of);
 		else
 			json_object_set_new(o, "count", json_integer(p->count));
 		set_str(o, "ack", p->ack ? p->ack : "auto");
@@ -1276,6 +1392,18 @@ char *kh_step_params_json(const kh_step *st)
 		for (unsigned i = 0; i < m->fields_count; i++)
 			json_object_set_new(fl, m->fields[i].key, kh_kv_json(&m->fields[i]));
 		json_object_set_new(x, "fields", fl);
+		if (m->saves_count) {
+			json_t *sv = json_object();
+			for (unsigned i = 0; i < m->saves_count; i++)
+				set_str(sv, m->saves[i].key, m->saves[i].value);
+			json_object_set_new(o, "save", sv);
+		}
+		if (m->expect && m->expect->where_count) {
+			json_t *w = json_array();
+			for (unsigned i = 0; i < m->expect->where_count; i++)
+				json_array_append_new(w, json_string(m->expect->where[i]));
+			json_object_set_new(x, "where", w);
+		}
 		json_object_set_new(o, "expect", x);
 		if (m->within_s > 0)
 			json_object_set_new(o, "within", json_real(m->within_s));

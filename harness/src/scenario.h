@@ -32,6 +32,7 @@ typedef enum kh_step_kind {
 	KH_STEP_AWAIT,
 	KH_STEP_CRASH,          /* test-only: needs allow_test_steps */
 	KH_STEP_MANAGE,
+	KH_STEP_JOIN,           /* wait for the background produce steps */
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -45,6 +46,15 @@ typedef struct kh_node_op {
 	bool kill;              /* restart: SIGKILL instead of SIGTERM */
 } kh_node_op;
 
+/* produce.refused: SENDs the broker may answer with an ERROR (a full FAIL
+ * address, a storage error) instead of a RECEIPT. */
+typedef struct kh_refused {
+	unsigned min;           /* at least this many refusals; default 1 */
+	int64_t max;            /* at most; -1 = no limit */
+	char *message_contains; /* every refusal's message contains it */
+	bool closes;            /* the broker closes the connection after one */
+} kh_refused;
+
 typedef struct kh_produce {
 	char *node;
 	char *destination;
@@ -53,14 +63,23 @@ typedef struct kh_produce {
 	bool persistent;
 	bool receipts;          /* ask a RECEIPT for each SEND and wait for it */
 	unsigned priority;      /* 0-9; default 4 */
-	double within_s;
+	double within_s;        /* background: from the start to the end */
+	kh_refused *refused;    /* NULL: an ERROR fails the step */
+	bool allow_dropped;     /* a receipt does not mean kept (DROP policy) */
+	bool background;        /* the step ends once connected; `join` waits */
 } kh_produce;
+
+/* join: waits until every background produce started before it ended. */
+typedef struct kh_join {
+	double within_s;
+} kh_join;
 
 typedef struct kh_consume {
 	char *node;
 	char *destination;
-	unsigned count;         /* 0 = until-empty */
+	unsigned count;         /* 0 = until-empty or count-of */
 	bool until_empty;
+	char *count_of;         /* a value saved by an earlier manage step */
 	char *ack;              /* auto | client | client-individual */
 	double within_s;
 } kh_consume;
@@ -104,6 +123,9 @@ typedef struct kh_kv {
 typedef struct kh_manage_expect {
 	char *status;           /* ok | error; NULL = ok */
 	char *message_contains; /* substring of the reply's message */
+	char **where;           /* predicates on the reply (await syntax) */
+	unsigned where_count;
+	kh_pred *preds;         /* where_count parsed predicates */
 } kh_manage_expect;
 
 /* A management request (broker/README.md "Management") and what its
@@ -118,6 +140,8 @@ typedef struct kh_manage {
 	unsigned args_count;
 	kh_kv *fields;          /* expected reply members: dotted path -> value */
 	unsigned fields_count;
+	kh_kv *saves;           /* save: NAME -> dotted path of an integer member */
+	unsigned saves_count;
 	bool expect_error;      /* expect.status == error */
 } kh_manage;
 
@@ -138,6 +162,7 @@ typedef struct kh_step {
 	kh_await_step *await;
 	char *crash;            /* abort | segv */
 	kh_manage *manage;
+	kh_join *join;
 	kh_since since;         /* await only */
 } kh_step;
 

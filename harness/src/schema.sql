@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS messages (
   node        TEXT,
   destination TEXT NOT NULL,
   msg_key     TEXT NOT NULL,         -- unique per scenario, set by the producer (header keel-key)
-  kind        TEXT NOT NULL,         -- produced | receipted | consumed
+  kind        TEXT NOT NULL,         -- produced | receipted | consumed | refused (an ERROR answered
+                                     -- the SEND) | receipted-droppable (receipt of a DROP address)
   persistent  INTEGER NOT NULL DEFAULT 0,
   at_ns       INTEGER
 );

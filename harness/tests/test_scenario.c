@@ -177,7 +177,8 @@ static void test_check_errors(void **state)
 	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 1, priority: 10}\n", false,
 		   "steps[0].produce.priority: must be 0..9");
 	expect_err(HEAD "  - consume: {node: n1, destination: x}\n", false,
-		   "t.yaml:4: steps[0].consume: give exactly one of count and until-empty: true");
+		   "t.yaml:4: steps[0].consume: give exactly one of count, until-empty: true and "
+		   "count-of");
 	expect_err(HEAD "  - consume: {node: n1, destination: x, count: 2, until-empty: true}\n", false,
 		   "steps[0].consume: give exactly one of count");
 	expect_err(HEAD "  - consume: {node: n1, destination: x, count: 0}\n", false,
@@ -426,6 +427,120 @@ static void test_alloc_failures(void **state)
 	}
 }
 
+/* produce refused / allow-dropped / background, join, manage save and
+ * where, consume count-of (scenarios/README.md, flow control). */
+static void test_flow_options(void **state)
+{
+	(void)state;
+	int64_t live = keel_alloc_live();
+	kh_scenario *s = load_ok(
+		HEAD
+		"  - produce: {node: n1, destination: /queue/a, count: 5, receipts: true,\n"
+		"              refused: {min: 2, max: 4, message-contains: is full}}\n"
+		"  - produce: {node: n1, destination: /queue/a, count: 5, receipts: true,\n"
+		"              refused: {closes: true}, allow-dropped: true}\n"
+		"  - produce: {node: n1, destination: /queue/a, count: 5, background: true}\n"
+		"  - manage:\n"
+		"      node: n1\n"
+		"      operation: queue-stat\n"
+		"      args: {name: a}\n"
+		"      save: {kept: queue.message-count}\n"
+		"      expect:\n"
+		"        where: [queue.message-count > 0, \"queue.name == a\"]\n"
+		"  - consume: {node: n1, destination: /queue/a, count-of: kept}\n"
+		"  - join: {within: 5}\n"
+		"  - join: {}\n",
+		false);
+	const kh_produce *p = s->steps[0].produce;
+	assert_non_null(p->refused);
+	assert_int_equal(p->refused->min, 2);
+	assert_int_equal(p->refused->max, 4);
+	assert_string_equal(p->refused->message_contains, "is full");
+	assert_false(p->refused->closes);
+	assert_false(p->allow_dropped);
+	assert_false(p->background);
+	p = s->steps[1].produce;
+	assert_int_equal(p->refused->min, 1); /* default */
+	assert_int_equal(p->refused->max, -1);
+	assert_true(p->refused->closes);
+	assert_true(p->allow_dropped);
+	p = s->steps[2].produce;
+	assert_null(p->refused);
+	assert_true(p->background);
+	const kh_manage *m = s->steps[3].manage;
+	assert_int_equal(m->saves_count, 1);
+	assert_string_equal(m->saves[0].key, "kept");
+	assert_string_equal(m->saves[0].value, "queue.message-count");
+	assert_int_equal(m->expect->where_count, 2);
+	assert_string_equal(m->expect->preds[1].field, "queue.name");
+	assert_string_equal(s->steps[4].consume->count_of, "kept");
+	assert_int_equal(s->steps[5].kind, KH_STEP_JOIN);
+	assert_true(s->steps[5].join->within_s == 5.0);
+	assert_int_equal(s->steps[6].kind, KH_STEP_JOIN);
+	assert_null(kh_step_node(&s->steps[5]));
+	char *j = kh_step_params_json(&s->steps[0]);
+	assert_non_null(strstr(j, "\"refused\":{\"closes\":false,\"max\":4,"
+				  "\"message-contains\":\"is full\",\"min\":2}"));
+	free(j);
+	j = kh_step_params_json(&s->steps[1]);
+	assert_non_null(strstr(j, "\"allow-dropped\":true"));
+	free(j);
+	j = kh_step_params_json(&s->steps[3]);
+	assert_non_null(strstr(j, "\"save\":{\"kept\":\"queue.message-count\"}"));
+	assert_non_null(strstr(j, "\"where\":[\"queue.message-count > 0\",\"queue.name == a\"]"));
+	free(j);
+	j = kh_step_params_json(&s->steps[4]);
+	assert_non_null(strstr(j, "\"count-of\":\"kept\""));
+	free(j);
+	j = kh_step_params_json(&s->steps[5]);
+	assert_string_equal(j, "{\"join\":{\"within\":5.0}}");
+	free(j);
+	kh_scenario_free(s);
+	assert_int_equal(keel_alloc_live(), live);
+}
+
+static void test_flow_option_errors(void **state)
+{
+	(void)state;
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 3, refused: {min: 1}}\n",
+		   false, "t.yaml:4: steps[0].produce.refused: needs receipts: true");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 3, receipts: true,\n"
+		   "              refused: {min: 2, max: 1}}\n", false,
+		   "steps[0].produce.refused.max: must be at least min (2)");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 3, receipts: true,\n"
+		   "              refused: {min: 4}}\n", false,
+		   "steps[0].produce.refused.min: more than count (3)");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 3, receipts: true,\n"
+		   "              refused: {closes: maybe}}\n", false,
+		   "steps[0].produce.refused.closes: invalid boolean \"maybe\"");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 3, receipts: true,\n"
+		   "              refused: {colour: red}}\n", false,
+		   "steps[0].produce.refused.colour: unknown key");
+	expect_err(HEAD "  - produce: {node: n1, destination: x, count: 3, allow-dropped: true}\n",
+		   false, "steps[0].produce.allow-dropped: needs receipts: true");
+	expect_err(HEAD "  - join: {}\n"
+		   "  - produce: {node: n1, destination: x, count: 3, background: true}\n", false,
+		   "t.yaml:5: steps[1].produce.background: needs a join step after it");
+	expect_err(HEAD "  - join: {within: -1}\n", false,
+		   "steps[0].join.within: must be between 0 and 86400 seconds");
+	expect_err(HEAD "  - consume: {node: n1, destination: x, count-of: kept}\n", false,
+		   "steps[0].consume.count-of: \"kept\" is not saved by a manage step before "
+		   "this one");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, save: {kept: a}}\n"
+		   "  - consume: {node: n1, destination: x, count: 2, count-of: kept}\n", false,
+		   "steps[1].consume: give exactly one of count, until-empty: true and count-of");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, save: {'a b': a}}\n", false,
+		   "steps[0].manage.save.a b: use letters, digits");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, save: {k: a},\n"
+		   "              expect: {status: error}}\n", false,
+		   "steps[0].manage.save: values are saved from ok replies only");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {where: [\"a ?? b\"]}}\n",
+		   false, "steps[0].manage.expect.where[0]:");
+	expect_err(HEAD "  - manage: {node: n1, operation: x, expect: {status: error,\n"
+		   "              where: [a]}}\n", false,
+		   "steps[0].manage.expect.where: where is checked on ok replies only");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -436,6 +551,8 @@ int main(void)
 		cmocka_unit_test(test_check_errors),
 		cmocka_unit_test(test_manage),
 		cmocka_unit_test(test_manage_errors),
+		cmocka_unit_test(test_flow_options),
+		cmocka_unit_test(test_flow_option_errors),
 		cmocka_unit_test(test_node_env),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_alloc_failures),
