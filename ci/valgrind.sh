@@ -36,28 +36,31 @@ ctest --test-dir "$BUILD" --output-on-failure -j1 -L integration \
       --output-junit junit-valgrind.xml "$@" || rc=$?
 
 # With --xml the text logs stay (nearly) empty: the XML decides.  A run is
-# bad when it has an error, a definite leak (as --errors-for-leak-kinds
-# above) or no FINISHED status (Valgrind died or was killed).
+# bad when it has an error or a definite leak (as --errors-for-leak-kinds
+# above).  A run without a FINISHED status is listed as INCOMPLETE but is
+# no failure (--allow-incomplete): the journal, bridge and large-message
+# tests kill brokers with SIGKILL on purpose; the errors such a run
+# reported before the kill still count.
 KL="$BUILD/leakcheck/keel-leaks"
 bad=""
 n=0
 for f in "$LOGS"/*.xml; do
   [ -e "$f" ] || continue
   n=$((n + 1))
-  "$KL" valgrind --leak-errors=definite "$f" >/dev/null 2>&1 || bad="$bad $f"
+  "$KL" valgrind --leak-errors=definite --allow-incomplete "$f" >/dev/null 2>&1 || bad="$bad $f"
 done
 if [ -n "$bad" ]; then
   echo "valgrind: errors in:"
   for f in $bad; do
     echo "== $f"
-    "$KL" valgrind --leak-errors=definite "$f" || true
+    "$KL" valgrind --leak-errors=definite --allow-incomplete "$f" || true
     cat "${f%.xml}.log" 2>/dev/null || true
   done
   rc=1
 fi
 # Every run's findings, grouped by stack across runs.
 if [ "$n" -gt 0 ]; then
-  "$KL" valgrind --leak-errors=definite "$LOGS"/*.xml >"$LOGS/summary.txt" 2>&1 || true
+  "$KL" valgrind --leak-errors=definite --allow-incomplete "$LOGS"/*.xml >"$LOGS/summary.txt" 2>&1 || true
   echo "valgrind: summary of $n runs ($LOGS/summary.txt):"
   head -n 1 "$LOGS/summary.txt"
 fi

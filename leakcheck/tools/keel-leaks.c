@@ -15,7 +15,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: " KL_PROG " scan [--json] FILE...\n"
-		"       " KL_PROG " valgrind [--json] [--leak-errors=KINDS] FILE.xml...\n"
+		"       " KL_PROG " valgrind [--json] [--leak-errors=KINDS] [--allow-incomplete]\n"
+		"                FILE.xml...\n"
 		"\n"
 		"scan      read leak reports (LEAKED lines) from logs, broker stdout or\n"
 		"          harness output, or the leaks table of a harness SQLite file;\n"
