@@ -321,9 +321,21 @@ int keel_large_commit(keel_large_body *lb, bool sync)
 	rc = keel_large_path(lb, to, sizeof(to));
 	if (rc >= 0)
 		rc = rename(from, to) == 0 ? 0 : -errno;
-	if (rc < 0)
+	if (rc < 0) {
 		f->committed = false; /* the release removes the tmp */
-	return rc < 0 ? rc : 0;
+		return rc;
+	}
+	/* A persistent body's new name must be on disk before the journal
+	 * record that refers to it (POSIX does not promise the rename is
+	 * durable without syncing the directory). */
+	if (sync) {
+		int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			return -errno;
+		rc = fsync(dfd) == 0 ? 0 : -errno;
+		close(dfd);
+	}
+	return rc;
 }
 
 int keel_large_open_read(const keel_large_body *lb)
