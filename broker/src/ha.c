@@ -1,0 +1,1052 @@
+/*
+ * ha.c - the HA state machine (ha.h): live/backup pairing, the blocking
+ * initial sync, failover, failback with a scheduled handover.
+ *
+ * Pure: every function takes the machine and an action list; nothing here
+ * reads a clock or touches a file.  Each transition lists its actions in
+ * the order the manager must carry them out (PERSIST before anything that
+ * depends on it: a receipt, an acceptor).  keel_ha_check() holds after
+ * every input.  Loop thread only (one owner).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "ha.h"
+
+#define TBIT(t) (1u << (unsigned)(t))
+
+/* ---- names ------------------------------------------------------------- */
+
+const char *keel_ha_state_name(keel_ha_state s)
+{
+	static const char *const names[KEEL_HA_STATE_COUNT] = {
+		[KEEL_HA_STOPPED] = "STOPPED",
+		[KEEL_HA_STARTING] = "STARTING",
+		[KEEL_HA_ACTIVATING] = "ACTIVATING",
+		[KEEL_HA_LIVE] = "LIVE",
+		[KEEL_HA_FAILING_BACK] = "FAILING_BACK",
+		[KEEL_HA_BACKUP_CONNECTING] = "BACKUP_CONNECTING",
+		[KEEL_HA_BACKUP_SYNCING] = "BACKUP_SYNCING",
+		[KEEL_HA_BACKUP_SYNCED] = "BACKUP_SYNCED",
+		[KEEL_HA_STOPPING] = "STOPPING",
+	};
+	return (unsigned)s < KEEL_HA_STATE_COUNT ? names[s] : "?";
+}
+
+const char *keel_ha_event_name(keel_ha_event e)
+{
+	switch (e) {
+	case KEEL_HA_EV_STATE: return "state";
+	case KEEL_HA_EV_REPL_CONNECTED: return "replication.connected";
+	case KEEL_HA_EV_SYNC_STARTED: return "replication.sync.started";
+	case KEEL_HA_EV_SYNC_DONE: return "replication.sync.done";
+	case KEEL_HA_EV_SYNC_TIMEOUT: return "replication.sync.timeout";
+	case KEEL_HA_EV_REPL_LOST: return "replication.lost";
+	case KEEL_HA_EV_BACKUP_ANNOUNCED: return "backup.announced";
+	case KEEL_HA_EV_FAILOVER: return "failover";
+	case KEEL_HA_EV_FAILOVER_REFUSED: return "failover.refused";
+	case KEEL_HA_EV_FAILBACK_STARTED: return "failback.started";
+	case KEEL_HA_EV_FAILBACK_DONE: return "failback.done";
+	case KEEL_HA_EV_FAILBACK_TIMEOUT: return "failback.timeout";
+	case KEEL_HA_EV_REGISTER_REFUSED: return "replication.refused";
+	case KEEL_HA_EV_ERROR: return "error";
+	}
+	return "?";
+}
+
+const char *keel_ha_reason_name(keel_ha_reason r)
+{
+	static const char *const names[KEEL_HA_REASON_COUNT] = {
+		[KEEL_HA_REASON_NONE] = "none",
+		[KEEL_HA_REASON_NOT_LIVE] = "not-live",
+		[KEEL_HA_REASON_ALREADY_REPLICATING] = "already-replicating",
+		[KEEL_HA_REASON_AUTH] = "authentication",
+		[KEEL_HA_REASON_NODE_ID] = "node-id-mismatch",
+		[KEEL_HA_REASON_STALE_LIVE] = "stale-live",
+		[KEEL_HA_REASON_ACTIVATING] = "activating",
+		[KEEL_HA_REASON_SYNC_TIMEOUT] = "sync-timeout",
+		[KEEL_HA_REASON_SHUTDOWN] = "shutdown",
+		[KEEL_HA_REASON_PROTOCOL] = "protocol",
+	};
+	return (unsigned)r < KEEL_HA_REASON_COUNT ? names[r] : "?";
+}
+
+const char *keel_ha_action_name(keel_ha_action_type t)
+{
+	switch (t) {
+	case KEEL_HA_ACT_CONNECT_TO_PEER: return "CONNECT_TO_PEER";
+	case KEEL_HA_ACT_CLOSE_LINK: return "CLOSE_LINK";
+	case KEEL_HA_ACT_SEND: return "SEND";
+	case KEEL_HA_ACT_START_SYNC_SEND: return "START_SYNC_SEND";
+	case KEEL_HA_ACT_HOLD_JOURNAL_OPS: return "HOLD_JOURNAL_OPS";
+	case KEEL_HA_ACT_RELEASE_JOURNAL_OPS: return "RELEASE_JOURNAL_OPS";
+	case KEEL_HA_ACT_STOP_REPLICATION: return "STOP_REPLICATION";
+	case KEEL_HA_ACT_PREPARE_REPLICA: return "PREPARE_REPLICA";
+	case KEEL_HA_ACT_FLUSH_REPLICA: return "FLUSH_REPLICA";
+	case KEEL_HA_ACT_LOAD_JOURNAL: return "LOAD_JOURNAL";
+	case KEEL_HA_ACT_OPEN_CLIENT_ACCEPTOR: return "OPEN_CLIENT_ACCEPTOR";
+	case KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR: return "CLOSE_CLIENT_ACCEPTOR";
+	case KEEL_HA_ACT_PERSIST: return "PERSIST";
+	case KEEL_HA_ACT_START_TIMER: return "START_TIMER";
+	case KEEL_HA_ACT_CANCEL_TIMER: return "CANCEL_TIMER";
+	case KEEL_HA_ACT_RESTART_AS_BACKUP: return "RESTART_AS_BACKUP";
+	case KEEL_HA_ACT_STOP_SERVER: return "STOP_SERVER";
+	case KEEL_HA_ACT_EMIT: return "EMIT";
+	}
+	return "?";
+}
+
+const char *keel_ha_input_name(keel_ha_input_type t)
+{
+	static const char *const names[KEEL_HA_IN_COUNT] = {
+		[KEEL_HA_IN_START] = "START",
+		[KEEL_HA_IN_STOP] = "STOP",
+		[KEEL_HA_IN_TIMER] = "TIMER",
+		[KEEL_HA_IN_CONNECTED] = "CONNECTED",
+		[KEEL_HA_IN_CONNECT_FAILED] = "CONNECT_FAILED",
+		[KEEL_HA_IN_LINK_CLOSED] = "LINK_CLOSED",
+		[KEEL_HA_IN_HEARD] = "HEARD",
+		[KEEL_HA_IN_REGISTER] = "REGISTER",
+		[KEEL_HA_IN_REGISTER_OK] = "REGISTER_OK",
+		[KEEL_HA_IN_REGISTER_REFUSED] = "REGISTER_REFUSED",
+		[KEEL_HA_IN_SYNC_START] = "SYNC_START",
+		[KEEL_HA_IN_SYNC_DONE] = "SYNC_DONE",
+		[KEEL_HA_IN_SYNC_DONE_ACK] = "SYNC_DONE_ACK",
+		[KEEL_HA_IN_ANNOUNCE] = "ANNOUNCE",
+		[KEEL_HA_IN_HANDOVER] = "HANDOVER",
+		[KEEL_HA_IN_LIVE_STARTED] = "LIVE_STARTED",
+		[KEEL_HA_IN_GOODBYE] = "GOODBYE",
+		[KEEL_HA_IN_PING] = "PING",
+		[KEEL_HA_IN_SYNC_FILES_SENT] = "SYNC_FILES_SENT",
+		[KEEL_HA_IN_REPLICA_FLUSHED] = "REPLICA_FLUSHED",
+		[KEEL_HA_IN_REPLICA_FAILED] = "REPLICA_FAILED",
+		[KEEL_HA_IN_JOURNAL_LOADED] = "JOURNAL_LOADED",
+		[KEEL_HA_IN_ACCEPTOR_LISTENING] = "ACCEPTOR_LISTENING",
+		[KEEL_HA_IN_ACTIVATION_FAILED] = "ACTIVATION_FAILED",
+	};
+	return (unsigned)t < KEEL_HA_IN_COUNT && names[t] ? names[t] : "?";
+}
+
+const char *keel_ha_msg_name(keel_ha_msg m)
+{
+	switch (m) {
+	case KEEL_HA_MSG_REGISTER: return "REGISTER";
+	case KEEL_HA_MSG_REGISTER_OK: return "REGISTER_OK";
+	case KEEL_HA_MSG_REGISTER_REFUSED: return "REGISTER_REFUSED";
+	case KEEL_HA_MSG_SYNC_DONE: return "SYNC_DONE";
+	case KEEL_HA_MSG_SYNC_DONE_ACK: return "SYNC_DONE_ACK";
+	case KEEL_HA_MSG_ANNOUNCE: return "ANNOUNCE_BACKUP";
+	case KEEL_HA_MSG_HANDOVER: return "HANDOVER";
+	case KEEL_HA_MSG_LIVE_STARTED: return "LIVE_STARTED";
+	case KEEL_HA_MSG_GOODBYE: return "GOODBYE";
+	case KEEL_HA_MSG_PING: return "PING";
+	case KEEL_HA_MSG_PONG: return "PONG";
+	}
+	return "?";
+}
+
+/* ---- small helpers ----------------------------------------------------- */
+
+bool keel_ha_node_id_equal(const keel_ha_node_id *a, const keel_ha_node_id *b)
+{
+	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
+}
+
+bool keel_ha_node_id_is_zero(const keel_ha_node_id *a)
+{
+	static const keel_ha_node_id zero;
+	return keel_ha_node_id_equal(a, &zero);
+}
+
+bool keel_ha_is_active(const keel_ha *ha)
+{
+	return ha->serving && (ha->state == KEEL_HA_LIVE || ha->state == KEEL_HA_FAILING_BACK);
+}
+
+static keel_ha_action *push(keel_ha_actions *out, keel_ha_action_type type)
+{
+	assert(out->n < KEEL_HA_MAX_ACTIONS);
+	keel_ha_action *a = &out->a[out->n++];
+	memset(a, 0, sizeof(*a));
+	a->type = type;
+	return a;
+}
+
+static keel_ha_action *emit(keel_ha_actions *out, keel_ha_event ev, const char *text, uint64_t seq)
+{
+	keel_ha_action *a = push(out, KEEL_HA_ACT_EMIT);
+	a->event = ev;
+	a->text = text;
+	a->seq = seq;
+	return a;
+}
+
+static void set_state(keel_ha *ha, keel_ha_actions *out, keel_ha_state st)
+{
+	if (ha->state == st)
+		return;
+	ha->state = st;
+	keel_ha_action *a = emit(out, KEEL_HA_EV_STATE, NULL, ha->self.activation_seq);
+	a->state = st;
+}
+
+static keel_ha_action *send(keel_ha *ha, keel_ha_actions *out, uint32_t link, keel_ha_msg msg)
+{
+	assert(link != 0);
+	keel_ha_action *a = push(out, KEEL_HA_ACT_SEND);
+	a->link = link;
+	a->msg = msg;
+	a->self = ha->self;
+	a->role = ha->role;
+	return a;
+}
+
+static void close_link(keel_ha_actions *out, uint32_t link)
+{
+	push(out, KEEL_HA_ACT_CLOSE_LINK)->link = link;
+}
+
+static void persist(keel_ha *ha, keel_ha_actions *out)
+{
+	push(out, KEEL_HA_ACT_PERSIST)->self = ha->self;
+}
+
+static void timer_start(keel_ha *ha, keel_ha_actions *out, keel_ha_timer t, uint64_t ms)
+{
+	keel_ha_action *a = push(out, KEEL_HA_ACT_START_TIMER);
+	a->timer = t;
+	a->ms = ms;
+	ha->timers |= TBIT(t);
+}
+
+static void timer_cancel(keel_ha *ha, keel_ha_actions *out, keel_ha_timer t)
+{
+	if (!(ha->timers & TBIT(t)))
+		return;
+	ha->timers &= ~TBIT(t);
+	push(out, KEEL_HA_ACT_CANCEL_TIMER)->timer = t;
+}
+
+/* Pings and the connection-ttl check run while any link is open. */
+static void arm_check(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->cfg.check_period_ms == 0 || (ha->timers & TBIT(KEEL_HA_TIMER_CHECK)))
+		return;
+	if (ha->out_link || ha->in_link)
+		timer_start(ha, out, KEEL_HA_TIMER_CHECK, ha->cfg.check_period_ms);
+}
+
+static void connect_peer(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->connecting || ha->out_link)
+		return;
+	ha->connecting = true;
+	push(out, KEEL_HA_ACT_CONNECT_TO_PEER);
+}
+
+static void retry_later(keel_ha *ha, keel_ha_actions *out)
+{
+	if (!(ha->timers & TBIT(KEEL_HA_TIMER_RETRY)))
+		timer_start(ha, out, KEEL_HA_TIMER_RETRY, ha->cfg.retry_interval_ms);
+}
+
+static void forget_out(keel_ha *ha)
+{
+	ha->out_link = 0;
+	ha->registered = false;
+	ha->sync_started = false;
+	ha->flushing = false;
+}
+
+/* Says once per episode why this node will not go live now. */
+static void refuse_to_go_live(keel_ha *ha, keel_ha_actions *out, const char *why)
+{
+	if (!ha->waiting_noted)
+		emit(out, KEEL_HA_EV_FAILOVER_REFUSED, why, ha->self.activation_seq);
+	ha->waiting_noted = true;
+	retry_later(ha, out);
+}
+
+/*
+ * Become live: a new activation (sequence + 1, persisted before anything
+ * else), then load the journal; the acceptor opens once it is loaded and
+ * LIVE follows once it listens.  `why` NULL: a primary's ordinary start.
+ */
+static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
+{
+	assert(ha->self.journal_valid);
+	assert(ha->repl == KEEL_HA_REPL_NONE && ha->in_link == 0);
+	timer_cancel(ha, out, KEEL_HA_TIMER_RETRY);
+	ha->self.activation_seq++;
+	ha->self.peer_may_be_live = false;
+	persist(ha, out);
+	if (why != NULL)
+		emit(out, KEEL_HA_EV_FAILOVER, why, ha->self.activation_seq);
+	ha->role = KEEL_HA_ROLE_PRIMARY;
+	ha->registered = false;
+	ha->sync_started = false;
+	ha->flushing = false;
+	ha->waiting_noted = false;
+	ha->journal_loaded = false;
+	set_state(ha, out, KEEL_HA_ACTIVATING);
+	push(out, KEEL_HA_ACT_LOAD_JOURNAL);
+}
+
+/* Back to looking for a live peer as its backup. */
+static void become_connecting(keel_ha *ha, keel_ha_actions *out)
+{
+	ha->role = KEEL_HA_ROLE_BACKUP;
+	set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
+	retry_later(ha, out);
+}
+
+/*
+ * The live side drops its backup (link closed, sync timeout, goodbye).
+ * The journals diverge from here, so the activation sequence moves on and
+ * is persisted before any held or pending operation is released: a node
+ * restarted from this disk knows the backup's copy is older.
+ */
+static void drop_backup(keel_ha *ha, keel_ha_actions *out, bool link_open,
+			keel_ha_reason goodbye, const char *why)
+{
+	uint32_t link = ha->in_link;
+
+	assert(link != 0);
+	if (link_open && goodbye != KEEL_HA_REASON_NONE)
+		send(ha, out, link, KEEL_HA_MSG_GOODBYE)->reason = goodbye;
+	if (ha->repl != KEEL_HA_REPL_NONE) {
+		ha->self.activation_seq++;
+		ha->self.peer_may_be_live = false;
+		persist(ha, out);
+		push(out, KEEL_HA_ACT_STOP_REPLICATION)->link = link;
+		out->a[out->n - 1].release = true;
+		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
+	}
+	if (link_open)
+		close_link(out, link);
+	ha->in_link = 0;
+	ha->repl = KEEL_HA_REPL_NONE;
+	ha->failback_requested = false;
+	timer_cancel(ha, out, KEEL_HA_TIMER_SYNC_TIMEOUT);
+	if (ha->holding) {
+		ha->holding = false;
+		push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
+	}
+	if (ha->state == KEEL_HA_FAILING_BACK) {
+		timer_cancel(ha, out, KEEL_HA_TIMER_FAILBACK_WAIT);
+		set_state(ha, out, KEEL_HA_LIVE);
+		emit(out, KEEL_HA_EV_FAILBACK_TIMEOUT,
+		     "backup lost before announcing itself: staying live", ha->self.activation_seq);
+	}
+}
+
+/*
+ * The ex-live after HANDOVER: once the new live is fully started (or the
+ * link or the wait ends), stop serving for good and restart as backup.
+ * Pending receipts fail: this node is no longer the one to vouch for them.
+ */
+static void finish_handover(keel_ha *ha, keel_ha_actions *out, bool link_open, bool seen_live)
+{
+	timer_cancel(ha, out, KEEL_HA_TIMER_LIVE_WAIT);
+	if (ha->in_link) {
+		keel_ha_action *a = push(out, KEEL_HA_ACT_STOP_REPLICATION);
+		a->link = ha->in_link;
+		a->release = false;
+		if (link_open)
+			close_link(out, ha->in_link);
+		ha->in_link = 0;
+	}
+	ha->repl = KEEL_HA_REPL_NONE;
+	ha->failback_requested = false;
+	ha->journal_loaded = false;
+	if (seen_live)
+		emit(out, KEEL_HA_EV_FAILBACK_DONE, NULL, ha->self.activation_seq);
+	else
+		emit(out, KEEL_HA_EV_ERROR,
+		     "the new live did not report LIVE_STARTED; restarting anyway",
+		     ha->self.activation_seq);
+	if (ha->cfg.restart_backup) {
+		push(out, KEEL_HA_ACT_RESTART_AS_BACKUP);
+		ha->role = KEEL_HA_ROLE_BACKUP;
+		set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
+		connect_peer(ha, out);
+	} else {
+		push(out, KEEL_HA_ACT_STOP_SERVER);
+		set_state(ha, out, KEEL_HA_STOPPED);
+	}
+}
+
+/* Operator stop, or a failed activation: close everything. */
+static void stop_all(keel_ha *ha, keel_ha_actions *out)
+{
+	set_state(ha, out, KEEL_HA_STOPPING);
+	if (ha->in_link) {
+		if (ha->repl != KEEL_HA_REPL_NONE) {
+			send(ha, out, ha->in_link, KEEL_HA_MSG_GOODBYE)->reason = KEEL_HA_REASON_SHUTDOWN;
+			keel_ha_action *a = push(out, KEEL_HA_ACT_STOP_REPLICATION);
+			a->link = ha->in_link;
+			a->release = false;
+		}
+		close_link(out, ha->in_link);
+	}
+	if (ha->out_link)
+		close_link(out, ha->out_link);
+	ha->in_link = 0;
+	forget_out(ha);
+	ha->connecting = false;
+	ha->repl = KEEL_HA_REPL_NONE;
+	if (ha->holding) {
+		ha->holding = false;
+		push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
+	}
+	for (unsigned t = 0; t < KEEL_HA_TIMER_COUNT; t++)
+		timer_cancel(ha, out, (keel_ha_timer)t);
+	if (ha->serving) {
+		ha->serving = false;
+		push(out, KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR);
+	}
+	push(out, KEEL_HA_ACT_STOP_SERVER);
+	set_state(ha, out, KEEL_HA_STOPPED);
+}
+
+/* ---- transitions ------------------------------------------------------- */
+
+static void on_start(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->state != KEEL_HA_STOPPED) {
+		ha->ignored++;
+		return;
+	}
+	ha->role = ha->cfg.role;
+	ha->self.incarnation++;
+	persist(ha, out);
+	if (ha->cfg.role == KEEL_HA_ROLE_BACKUP) {
+		set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
+		connect_peer(ha, out);
+		return;
+	}
+	set_state(ha, out, KEEL_HA_STARTING);
+	if (!ha->cfg.check_for_live_server) {
+		/* Artemis' default: trust the local journal.  Unsafe after a
+		 * failover (README), hence check-for-live-server defaults true. */
+		activate(ha, out, NULL);
+		return;
+	}
+	connect_peer(ha, out);
+}
+
+/* A starting primary could not reach its peer. */
+static void starting_unreachable(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->self.journal_valid && !ha->self.peer_may_be_live) {
+		activate(ha, out, NULL);
+		return;
+	}
+	refuse_to_go_live(ha, out, ha->self.journal_valid
+			  ? "peer unreachable and may be live with newer data: waiting for it"
+			  : "no complete journal: waiting for a live peer");
+}
+
+/* Our out link is gone (closed, failed, ttl expired, goodbye). */
+static void out_lost(keel_ha *ha, keel_ha_actions *out, const char *why)
+{
+	forget_out(ha);
+	switch (ha->state) {
+	case KEEL_HA_BACKUP_SYNCED:
+		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
+		activate(ha, out, "primary lost");
+		return;
+	case KEEL_HA_BACKUP_SYNCING:
+		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
+		emit(out, KEEL_HA_EV_FAILOVER_REFUSED, "backup not in sync", ha->self.activation_seq);
+		become_connecting(ha, out);
+		return;
+	case KEEL_HA_STARTING:
+		starting_unreachable(ha, out);
+		return;
+	case KEEL_HA_BACKUP_CONNECTING:
+		retry_later(ha, out);
+		return;
+	default:
+		/* ACTIVATING / LIVE after a handover: the ex-live left. */
+		return;
+	}
+}
+
+static void on_connected(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (!ha->connecting || in->link == 0) {
+		ha->ignored++;
+		return;
+	}
+	ha->connecting = false;
+	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING) {
+		close_link(out, in->link);
+		return;
+	}
+	assert(in->link != ha->in_link);
+	ha->out_link = in->link;
+	ha->out_heard_ms = in->now_ms;
+	keel_ha_action *a = send(ha, out, in->link, KEEL_HA_MSG_REGISTER);
+	a->role = ha->cfg.role;
+	a->failback = ha->cfg.role == KEEL_HA_ROLE_PRIMARY;
+	arm_check(ha, out);
+}
+
+static void on_connect_failed(keel_ha *ha, keel_ha_actions *out)
+{
+	if (!ha->connecting) {
+		ha->ignored++;
+		return;
+	}
+	ha->connecting = false;
+	if (ha->state == KEEL_HA_STARTING)
+		starting_unreachable(ha, out);
+	else if (ha->state == KEEL_HA_BACKUP_CONNECTING)
+		retry_later(ha, out);
+}
+
+static void on_register_ok(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->out_link || ha->registered ||
+	    (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING)) {
+		ha->ignored++;
+		return;
+	}
+	ha->registered = true;
+	ha->waiting_noted = false;
+	ha->adopt_id = in->peer.node_id;
+	ha->adopt_seq = in->peer.activation_seq;
+	ha->live_incarnation = in->peer.incarnation;
+	ha->role = KEEL_HA_ROLE_BACKUP;
+	timer_cancel(ha, out, KEEL_HA_TIMER_RETRY);
+	set_state(ha, out, KEEL_HA_BACKUP_SYNCING);
+	keel_ha_action *a = emit(out, KEEL_HA_EV_REPL_CONNECTED, "registered as backup",
+				 in->peer.activation_seq);
+	a->role = KEEL_HA_ROLE_PRIMARY;
+}
+
+/*
+ * Our registration was refused.  NOT_LIVE carries the peer's identity:
+ * the node with the complete journal and the higher activation goes live
+ * (the configured primary on a tie); the other waits for it.
+ */
+static void on_register_refused(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->out_link || ha->registered) {
+		ha->ignored++;
+		return;
+	}
+	close_link(out, in->link);
+	forget_out(ha);
+	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING)
+		return;
+	if (in->reason != KEEL_HA_REASON_NOT_LIVE) {
+		if (in->reason != KEEL_HA_REASON_ALREADY_REPLICATING &&
+		    in->reason != KEEL_HA_REASON_ACTIVATING)
+			emit(out, KEEL_HA_EV_ERROR, keel_ha_reason_name(in->reason),
+			     ha->self.activation_seq);
+		retry_later(ha, out);
+		return;
+	}
+	const keel_ha_persist *p = &in->peer;
+	bool freshest = ha->self.journal_valid &&
+		(!p->journal_valid || ha->self.activation_seq > p->activation_seq ||
+		 (ha->self.activation_seq == p->activation_seq &&
+		  ha->cfg.role == KEEL_HA_ROLE_PRIMARY));
+	if (freshest) {
+		activate(ha, out, ha->state == KEEL_HA_STARTING && !ha->self.peer_may_be_live
+			 ? NULL : "peer not live and this journal is the freshest");
+		return;
+	}
+	refuse_to_go_live(ha, out, ha->self.journal_valid
+			  ? "peer has a newer activation: waiting for it to go live"
+			  : "no complete journal: waiting for a live peer");
+}
+
+/* An inbound registration (we would be the live of this backup). */
+static void on_register(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	keel_ha_reason why = KEEL_HA_REASON_NONE;
+
+	assert(in->link != 0 && in->link != ha->out_link);
+	if (in->link == ha->in_link) {
+		ha->ignored++;
+		return;
+	}
+	/* A newer incarnation of our live registers with us: the one we sync
+	 * from is dead whether or not its close has reached us yet.  Handle
+	 * that first, so the answer below is not outdated the moment it is
+	 * sent (a flush finishing later must not make us fail over behind the
+	 * back of a peer we told "not valid").  An older incarnation is a
+	 * stale registration: no news. */
+	if ((ha->state == KEEL_HA_BACKUP_SYNCING || ha->state == KEEL_HA_BACKUP_SYNCED) &&
+	    in->creds_ok && in->peer.incarnation > ha->live_incarnation) {
+		close_link(out, ha->out_link);
+		forget_out(ha);
+		emit(out, KEEL_HA_EV_REPL_LOST, "the live registered again: it restarted",
+		     ha->self.activation_seq);
+		become_connecting(ha, out);
+	} else if (ha->out_link != 0 && !ha->registered && in->creds_ok &&
+		   (ha->state == KEEL_HA_BACKUP_CONNECTING || ha->state == KEEL_HA_STARTING)) {
+		/* Our own registration is unanswered and its answer may come
+		 * from an incarnation that is gone: start it again later. */
+		close_link(out, ha->out_link);
+		forget_out(ha);
+		retry_later(ha, out);
+	}
+	if (!in->creds_ok)
+		why = KEEL_HA_REASON_AUTH;
+	else if (ha->state == KEEL_HA_ACTIVATING)
+		why = KEEL_HA_REASON_ACTIVATING;
+	else if (!keel_ha_is_active(ha))
+		why = KEEL_HA_REASON_NOT_LIVE;
+	else if (ha->in_link != 0)
+		why = KEEL_HA_REASON_ALREADY_REPLICATING;
+	else if (!keel_ha_node_id_is_zero(&in->peer.node_id) &&
+		 !keel_ha_node_id_equal(&in->peer.node_id, &ha->self.node_id))
+		why = KEEL_HA_REASON_NODE_ID;
+	else if (in->peer.journal_valid && in->peer.activation_seq > ha->self.activation_seq)
+		why = KEEL_HA_REASON_STALE_LIVE;
+	if (why != KEEL_HA_REASON_NONE) {
+		send(ha, out, in->link, KEEL_HA_MSG_REGISTER_REFUSED)->reason = why;
+		close_link(out, in->link);
+		if (why != KEEL_HA_REASON_NOT_LIVE && why != KEEL_HA_REASON_ACTIVATING)
+			emit(out, KEEL_HA_EV_REGISTER_REFUSED, keel_ha_reason_name(why),
+			     in->peer.activation_seq)->reason = why;
+		if (why == KEEL_HA_REASON_STALE_LIVE)
+			emit(out, KEEL_HA_EV_ERROR,
+			     "a peer has a newer activation than this live node: possible split brain",
+			     in->peer.activation_seq);
+		return;
+	}
+	ha->in_link = in->link;
+	ha->in_heard_ms = in->now_ms;
+	ha->failback_requested = in->failback && in->peer_role == KEEL_HA_ROLE_PRIMARY;
+	ha->repl = KEEL_HA_REPL_SYNCING;
+	send(ha, out, in->link, KEEL_HA_MSG_REGISTER_OK);
+	keel_ha_action *a = emit(out, KEEL_HA_EV_REPL_CONNECTED,
+				 ha->failback_requested ? "primary rejoined (failback requested)"
+							: "backup registered",
+				 ha->self.activation_seq);
+	a->role = in->peer_role;
+	push(out, KEEL_HA_ACT_START_SYNC_SEND)->link = in->link;
+	arm_check(ha, out);
+}
+
+static void on_sync_files_sent(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->in_link || ha->repl != KEEL_HA_REPL_SYNCING) {
+		ha->ignored++;
+		return;
+	}
+	/* The blocking last step: nothing new reaches the journal until the
+	 * backup says it has everything on disk, or the timeout.  Once
+	 * SYNC_DONE is out the backup may complete and fail over if we die:
+	 * that goes to disk first. */
+	ha->self.peer_may_be_live = true;
+	persist(ha, out);
+	ha->holding = true;
+	push(out, KEEL_HA_ACT_HOLD_JOURNAL_OPS);
+	send(ha, out, in->link, KEEL_HA_MSG_SYNC_DONE);
+	timer_start(ha, out, KEEL_HA_TIMER_SYNC_TIMEOUT, ha->cfg.initial_sync_timeout_ms);
+	ha->repl = KEEL_HA_REPL_DONE_SENT;
+}
+
+static void on_sync_done_ack(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->in_link || ha->repl != KEEL_HA_REPL_DONE_SENT) {
+		ha->ignored++;
+		return;
+	}
+	timer_cancel(ha, out, KEEL_HA_TIMER_SYNC_TIMEOUT);
+	assert(ha->self.peer_may_be_live); /* persisted with SYNC_DONE */
+	ha->repl = KEEL_HA_REPL_STEADY;
+	ha->holding = false;
+	push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
+	emit(out, KEEL_HA_EV_SYNC_DONE, NULL, ha->self.activation_seq);
+	if (ha->failback_requested && ha->cfg.allow_failback && ha->state == KEEL_HA_LIVE) {
+		set_state(ha, out, KEEL_HA_FAILING_BACK);
+		timer_start(ha, out, KEEL_HA_TIMER_FAILBACK_WAIT, ha->cfg.failback_wait_ms);
+	}
+}
+
+static void on_announce(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->in_link || ha->repl != KEEL_HA_REPL_STEADY ||
+	    ha->state != KEEL_HA_FAILING_BACK) {
+		ha->ignored++;
+		return;
+	}
+	/* Scheduled handover: stop serving, tell the replica (after every op
+	 * already sent, same link), wait for it to be fully started. */
+	timer_cancel(ha, out, KEEL_HA_TIMER_FAILBACK_WAIT);
+	emit(out, KEEL_HA_EV_FAILBACK_STARTED, NULL, ha->self.activation_seq);
+	ha->serving = false;
+	push(out, KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR);
+	send(ha, out, in->link, KEEL_HA_MSG_HANDOVER);
+	set_state(ha, out, KEEL_HA_STOPPING);
+	timer_start(ha, out, KEEL_HA_TIMER_LIVE_WAIT, ha->cfg.failback_wait_ms);
+}
+
+static void on_sync_start(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->out_link || ha->state != KEEL_HA_BACKUP_SYNCING || ha->sync_started) {
+		ha->ignored++;
+		return;
+	}
+	ha->sync_started = true;
+	/* The old data is moved aside: incomplete until SYNC_DONE. */
+	ha->self.journal_valid = false;
+	ha->self.peer_may_be_live = true;
+	persist(ha, out);
+	push(out, KEEL_HA_ACT_PREPARE_REPLICA)->link = in->link;
+	keel_ha_action *a = emit(out, KEEL_HA_EV_SYNC_STARTED, NULL, ha->self.activation_seq);
+	a->files = in->files;
+	a->bytes = in->bytes;
+}
+
+static void on_sync_done(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->out_link || ha->state != KEEL_HA_BACKUP_SYNCING ||
+	    !ha->sync_started || ha->flushing) {
+		ha->ignored++;
+		return;
+	}
+	ha->flushing = true;
+	ha->adopt_id = in->peer.node_id;
+	ha->adopt_seq = in->peer.activation_seq;
+	push(out, KEEL_HA_ACT_FLUSH_REPLICA);
+}
+
+static void on_replica_flushed(keel_ha *ha, keel_ha_actions *out)
+{
+	if (!ha->flushing || ha->state != KEEL_HA_BACKUP_SYNCING || ha->out_link == 0) {
+		ha->ignored++;
+		return;
+	}
+	ha->flushing = false;
+	ha->self.node_id = ha->adopt_id;
+	ha->self.activation_seq = ha->adopt_seq;
+	ha->self.journal_valid = true;
+	ha->self.peer_may_be_live = true;
+	persist(ha, out);
+	send(ha, out, ha->out_link, KEEL_HA_MSG_SYNC_DONE_ACK);
+	set_state(ha, out, KEEL_HA_BACKUP_SYNCED);
+	emit(out, KEEL_HA_EV_SYNC_DONE, NULL, ha->self.activation_seq);
+	send(ha, out, ha->out_link, KEEL_HA_MSG_ANNOUNCE);
+	emit(out, KEEL_HA_EV_BACKUP_ANNOUNCED, NULL, ha->self.activation_seq);
+}
+
+static void on_replica_failed(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->out_link == 0 ||
+	    (ha->state != KEEL_HA_BACKUP_SYNCING && ha->state != KEEL_HA_BACKUP_SYNCED)) {
+		ha->ignored++;
+		return;
+	}
+	close_link(out, ha->out_link);
+	forget_out(ha);
+	ha->self.journal_valid = false;
+	persist(ha, out);
+	emit(out, KEEL_HA_EV_ERROR, "writing replicated data failed: resyncing",
+	     ha->self.activation_seq);
+	become_connecting(ha, out);
+}
+
+static void on_handover(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->out_link) {
+		ha->ignored++;
+		return;
+	}
+	if (ha->state == KEEL_HA_BACKUP_SYNCED) {
+		/* Keep the link: LIVE_STARTED goes back on it. */
+		activate(ha, out, "handover");
+		return;
+	}
+	close_link(out, in->link);
+	forget_out(ha);
+	if (ha->state == KEEL_HA_BACKUP_SYNCING) {
+		emit(out, KEEL_HA_EV_FAILOVER_REFUSED, "handover while not in sync",
+		     ha->self.activation_seq);
+		become_connecting(ha, out);
+	}
+}
+
+static void on_goodbye(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != 0 && in->link == ha->in_link) {
+		if (ha->state == KEEL_HA_STOPPING)
+			finish_handover(ha, out, true, false);
+		else
+			drop_backup(ha, out, true, KEEL_HA_REASON_NONE, "backup said goodbye");
+		return;
+	}
+	if (in->link == 0 || in->link != ha->out_link) {
+		ha->ignored++;
+		return;
+	}
+	close_link(out, in->link);
+	bool was_backup = ha->state == KEEL_HA_BACKUP_SYNCING || ha->state == KEEL_HA_BACKUP_SYNCED;
+	if (was_backup && in->reason != KEEL_HA_REASON_SHUTDOWN && ha->self.journal_valid &&
+	    (ha->sync_started || ha->state == KEEL_HA_BACKUP_SYNCED)) {
+		/* The live carries on without us: our copy is behind. */
+		ha->self.journal_valid = false;
+		persist(ha, out);
+	}
+	forget_out(ha);
+	if (was_backup) {
+		emit(out, KEEL_HA_EV_REPL_LOST, keel_ha_reason_name(in->reason),
+		     ha->self.activation_seq);
+		become_connecting(ha, out);
+	} else if (ha->state == KEEL_HA_STARTING) {
+		starting_unreachable(ha, out);
+	} else if (ha->state == KEEL_HA_BACKUP_CONNECTING) {
+		retry_later(ha, out);
+	}
+}
+
+static void on_link_closed(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in,
+			   bool link_open, const char *why)
+{
+	if (in->link != 0 && in->link == ha->in_link) {
+		if (ha->state == KEEL_HA_STOPPING)
+			finish_handover(ha, out, link_open, false);
+		else
+			drop_backup(ha, out, link_open, KEEL_HA_REASON_NONE, why);
+		return;
+	}
+	if (in->link != 0 && in->link == ha->out_link) {
+		if (link_open)
+			close_link(out, in->link);
+		out_lost(ha, out, why);
+		return;
+	}
+	ha->ignored++;
+}
+
+static void on_live_started(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if (in->link != ha->in_link || ha->state != KEEL_HA_STOPPING) {
+		ha->ignored++;
+		return;
+	}
+	finish_handover(ha, out, true, true);
+}
+
+static void on_journal_loaded(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->state != KEEL_HA_ACTIVATING || ha->journal_loaded) {
+		ha->ignored++;
+		return;
+	}
+	ha->journal_loaded = true;
+	push(out, KEEL_HA_ACT_OPEN_CLIENT_ACCEPTOR);
+}
+
+static void on_acceptor_listening(keel_ha *ha, keel_ha_actions *out)
+{
+	if (ha->state != KEEL_HA_ACTIVATING || !ha->journal_loaded) {
+		ha->ignored++;
+		return;
+	}
+	ha->serving = true;
+	set_state(ha, out, KEEL_HA_LIVE);
+	if (ha->out_link != 0)
+		send(ha, out, ha->out_link, KEEL_HA_MSG_LIVE_STARTED);
+}
+
+static void on_check_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	uint64_t ttl = ha->cfg.connection_ttl_ms;
+	keel_ha_input lost = *in;
+
+	if (ha->in_link && in->now_ms - ha->in_heard_ms >= ttl) {
+		lost.link = ha->in_link;
+		on_link_closed(ha, out, &lost, true, "connection-ttl expired");
+	} else if (ha->in_link) {
+		send(ha, out, ha->in_link, KEEL_HA_MSG_PING);
+	}
+	if (ha->out_link && in->now_ms - ha->out_heard_ms >= ttl) {
+		lost.link = ha->out_link;
+		on_link_closed(ha, out, &lost, true, "connection-ttl expired");
+	} else if (ha->out_link) {
+		send(ha, out, ha->out_link, KEEL_HA_MSG_PING);
+	}
+	arm_check(ha, out);
+}
+
+static void on_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
+{
+	if ((unsigned)in->timer >= KEEL_HA_TIMER_COUNT || !(ha->timers & TBIT(in->timer))) {
+		ha->ignored++;
+		return;
+	}
+	ha->timers &= ~TBIT(in->timer);
+	switch (in->timer) {
+	case KEEL_HA_TIMER_RETRY:
+		if (ha->state == KEEL_HA_STARTING || ha->state == KEEL_HA_BACKUP_CONNECTING)
+			connect_peer(ha, out);
+		return;
+	case KEEL_HA_TIMER_SYNC_TIMEOUT:
+		assert(ha->repl == KEEL_HA_REPL_DONE_SENT);
+		emit(out, KEEL_HA_EV_SYNC_TIMEOUT, "SYNC_DONE_ACK not received",
+		     ha->self.activation_seq)->files = ha->cfg.initial_sync_timeout_ms;
+		drop_backup(ha, out, true, KEEL_HA_REASON_SYNC_TIMEOUT, "initial sync timed out");
+		return;
+	case KEEL_HA_TIMER_FAILBACK_WAIT:
+		assert(ha->state == KEEL_HA_FAILING_BACK);
+		set_state(ha, out, KEEL_HA_LIVE);
+		emit(out, KEEL_HA_EV_FAILBACK_TIMEOUT,
+		     "backup not announced within failback-wait: staying live",
+		     ha->self.activation_seq);
+		return;
+	case KEEL_HA_TIMER_LIVE_WAIT:
+		assert(ha->state == KEEL_HA_STOPPING);
+		finish_handover(ha, out, true, false);
+		return;
+	case KEEL_HA_TIMER_CHECK:
+		on_check_timer(ha, out, in);
+		return;
+	case KEEL_HA_TIMER_COUNT:
+		break;
+	}
+}
+
+/* ---- API --------------------------------------------------------------- */
+
+void keel_ha_config_default(keel_ha_config *cfg, keel_ha_role role)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->role = role;
+	cfg->allow_failback = true;
+	cfg->check_for_live_server = true;
+	cfg->restart_backup = true;
+	cfg->initial_sync_timeout_ms = 30000;
+	cfg->failback_wait_ms = 60000;
+	cfg->connection_ttl_ms = 60000;
+	cfg->check_period_ms = 30000;
+	cfg->retry_interval_ms = 2000;
+}
+
+void keel_ha_persist_fresh(keel_ha_persist *p, keel_ha_role role, const keel_ha_node_id *id)
+{
+	memset(p, 0, sizeof(*p));
+	if (role == KEEL_HA_ROLE_PRIMARY) {
+		p->node_id = *id;
+		p->journal_valid = true;
+	}
+}
+
+int keel_ha_init(keel_ha *ha, const keel_ha_config *cfg, const keel_ha_persist *persisted)
+{
+	if (cfg->role != KEEL_HA_ROLE_PRIMARY && cfg->role != KEEL_HA_ROLE_BACKUP)
+		return -EINVAL;
+	if (cfg->retry_interval_ms == 0 || cfg->initial_sync_timeout_ms == 0 ||
+	    cfg->failback_wait_ms == 0 ||
+	    (cfg->check_period_ms != 0 && cfg->connection_ttl_ms < cfg->check_period_ms))
+		return -EINVAL;
+	memset(ha, 0, sizeof(*ha));
+	ha->cfg = *cfg;
+	ha->self = *persisted;
+	ha->state = KEEL_HA_STOPPED;
+	ha->role = cfg->role;
+	return 0;
+}
+
+void keel_ha_check(const keel_ha *ha)
+{
+	assert(!ha->holding || (ha->repl == KEEL_HA_REPL_DONE_SENT &&
+				(ha->timers & TBIT(KEEL_HA_TIMER_SYNC_TIMEOUT))));
+	assert(ha->repl == KEEL_HA_REPL_NONE || ha->in_link != 0);
+	assert(!ha->connecting || ha->out_link == 0);
+	assert(ha->in_link == 0 || ha->in_link != ha->out_link);
+	assert(!ha->serving || ha->state == KEEL_HA_LIVE || ha->state == KEEL_HA_FAILING_BACK);
+	assert(!ha->flushing || ha->state == KEEL_HA_BACKUP_SYNCING);
+	switch (ha->state) {
+	case KEEL_HA_LIVE:
+		assert(ha->serving && ha->journal_loaded && ha->self.journal_valid);
+		break;
+	case KEEL_HA_FAILING_BACK:
+		assert(ha->serving && ha->repl == KEEL_HA_REPL_STEADY);
+		assert(ha->timers & TBIT(KEEL_HA_TIMER_FAILBACK_WAIT));
+		break;
+	case KEEL_HA_BACKUP_SYNCED:
+		assert(ha->out_link && ha->registered && ha->self.journal_valid);
+		/* fall through */
+	case KEEL_HA_BACKUP_SYNCING:
+		assert(ha->out_link && ha->registered);
+		/* fall through */
+	case KEEL_HA_BACKUP_CONNECTING:
+		assert(!ha->serving && ha->repl == KEEL_HA_REPL_NONE && ha->in_link == 0);
+		assert(ha->role == KEEL_HA_ROLE_BACKUP);
+		break;
+	case KEEL_HA_ACTIVATING:
+		assert(ha->self.journal_valid && ha->in_link == 0);
+		break;
+	case KEEL_HA_STOPPED:
+		assert(!ha->serving && ha->in_link == 0 && ha->out_link == 0 && !ha->holding);
+		break;
+	default:
+		break;
+	}
+}
+
+int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out)
+{
+	out->n = 0;
+	switch (in->type) {
+	case KEEL_HA_IN_START: on_start(ha, out); break;
+	case KEEL_HA_IN_STOP:
+		if (ha->state == KEEL_HA_STOPPED)
+			ha->ignored++;
+		else
+			stop_all(ha, out);
+		break;
+	case KEEL_HA_IN_TIMER: on_timer(ha, out, in); break;
+	case KEEL_HA_IN_CONNECTED: on_connected(ha, out, in); break;
+	case KEEL_HA_IN_CONNECT_FAILED: on_connect_failed(ha, out); break;
+	case KEEL_HA_IN_LINK_CLOSED: on_link_closed(ha, out, in, false, "connection closed"); break;
+	case KEEL_HA_IN_HEARD:
+		if (in->link != 0 && in->link == ha->in_link)
+			ha->in_heard_ms = in->now_ms;
+		else if (in->link != 0 && in->link == ha->out_link)
+			ha->out_heard_ms = in->now_ms;
+		break;
+	case KEEL_HA_IN_REGISTER: on_register(ha, out, in); break;
+	case KEEL_HA_IN_REGISTER_OK: on_register_ok(ha, out, in); break;
+	case KEEL_HA_IN_REGISTER_REFUSED: on_register_refused(ha, out, in); break;
+	case KEEL_HA_IN_SYNC_START: on_sync_start(ha, out, in); break;
+	case KEEL_HA_IN_SYNC_DONE: on_sync_done(ha, out, in); break;
+	case KEEL_HA_IN_SYNC_DONE_ACK: on_sync_done_ack(ha, out, in); break;
+	case KEEL_HA_IN_ANNOUNCE: on_announce(ha, out, in); break;
+	case KEEL_HA_IN_HANDOVER: on_handover(ha, out, in); break;
+	case KEEL_HA_IN_LIVE_STARTED: on_live_started(ha, out, in); break;
+	case KEEL_HA_IN_GOODBYE: on_goodbye(ha, out, in); break;
+	case KEEL_HA_IN_PING:
+		if (in->link != 0 && (in->link == ha->in_link || in->link == ha->out_link))
+			send(ha, out, in->link, KEEL_HA_MSG_PONG);
+		else
+			ha->ignored++;
+		break;
+	case KEEL_HA_IN_SYNC_FILES_SENT: on_sync_files_sent(ha, out, in); break;
+	case KEEL_HA_IN_REPLICA_FLUSHED: on_replica_flushed(ha, out); break;
+	case KEEL_HA_IN_REPLICA_FAILED: on_replica_failed(ha, out); break;
+	case KEEL_HA_IN_JOURNAL_LOADED: on_journal_loaded(ha, out); break;
+	case KEEL_HA_IN_ACCEPTOR_LISTENING: on_acceptor_listening(ha, out); break;
+	case KEEL_HA_IN_ACTIVATION_FAILED:
+		if (ha->state != KEEL_HA_ACTIVATING) {
+			ha->ignored++;
+			break;
+		}
+		emit(out, KEEL_HA_EV_ERROR, "activation failed", ha->self.activation_seq);
+		stop_all(ha, out);
+		break;
+	default:
+		return -EINVAL;
+	}
+	keel_ha_check(ha);
+	return 0;
+}

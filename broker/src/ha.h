@@ -1,0 +1,330 @@
+/*
+ * ha.h - the HA state machine of one node of a live/backup pair, pure.
+ *
+ * No I/O, no clock, no globals, no allocation: inputs (keel_ha_input: peer
+ * messages, completions of earlier actions, timers, with now_ms) go in,
+ * actions (keel_ha_action: send this, open that, persist, emit an event)
+ * come out, in the order the caller must carry them out.  The replication
+ * manager does the I/O around it.  One instance per node, embedded by
+ * value; called from the loop thread only.  Invariants: keel_ha_check().
+ */
+#ifndef KEEL_HA_H
+#define KEEL_HA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limits.h"
+
+/*
+ * Protocol summary (README.md "Replication (HA)" has the diagrams).
+ *
+ * Links.  Every replication connection has a nonzero id chosen by the
+ * manager.  A node has at most one OUT link (it connected, it is or wants
+ * to be the backup of its peer) and at most one IN link carrying a
+ * replica (it is live, the peer is its backup).  Registrations on other
+ * inbound links are answered and closed.  After the machine asks for
+ * CLOSE_LINK(x) the manager must not report anything more about x.
+ *
+ * Persisted identity (keel_ha_persist, in the data directory): node id,
+ * activation sequence, whether the local journal is complete, whether
+ * the peer may have gone live with data this node lacks, and an
+ * incarnation number bumped (and persisted) at every start.  A backup
+ * that receives a REGISTER from a newer incarnation of the live it syncs
+ * from knows that live is dead even before its connection's close
+ * arrives: it drops that link (no failover: a GOODBYE may still be in
+ * flight on it) and answers with its journal's sequence.  Activation
+ * bumps the sequence; so does losing a backup that was (or may believe it
+ * was) in sync, because the journals diverge from that point.  A node
+ * that cannot prove it is the freshest never goes live:
+ *   - a backup fails over only from BACKUP_SYNCED (or on HANDOVER);
+ *   - a starting node asks its peer and goes live only if its journal is
+ *     complete and (the peer's is not, or its sequence is higher, or the
+ *     sequences are equal and it is the configured primary);
+ *   - a primary whose peer is unreachable goes live alone only if
+ *     peer_may_be_live is false.
+ */
+
+/* Named libfiu fault points (the manager places them; scenarios enable
+ * them with fiu-ctrl).  Table in README.md. */
+#define KEEL_FIU_REPL_CHUNK_WRITE "repl/chunk-write"           /* backup: writing a sync chunk fails */
+#define KEEL_FIU_REPL_CHUNK_SEND "repl/chunk-send"             /* live: sending a chunk fails (link torn down) */
+#define KEEL_FIU_REPL_SYNC_DONE_ACK_DROP "repl/sync-done-ack-drop"   /* backup: SYNC_DONE_ACK never sent */
+#define KEEL_FIU_REPL_SYNC_DONE_ACK_DELAY "repl/sync-done-ack-delay" /* backup: ack delayed by failinfo ms */
+#define KEEL_FIU_REPL_DIE_WAITING_ACK "repl/die-waiting-ack"   /* live: _exit while holding ops for the ack */
+#define KEEL_FIU_REPL_DIE_AFTER_ANNOUNCE "repl/die-after-announce" /* backup: _exit right after ANNOUNCE_BACKUP */
+#define KEEL_FIU_REPL_ANNOUNCE_DROP "repl/announce-drop"       /* backup: ANNOUNCE_BACKUP never sent */
+#define KEEL_FIU_REPL_DIE_IN_HANDOVER "repl/die-in-handover"   /* ex-backup: _exit after HANDOVER is sent */
+#define KEEL_FIU_REPL_DIE_ACTIVATING "repl/die-activating"     /* any: _exit between LOAD_JOURNAL and LIVE */
+#define KEEL_FIU_REPL_OP_ACK_DROP "repl/op-ack-drop"           /* backup: an OP_ACK is not sent (link stalls) */
+#define KEEL_FIU_REPL_REGISTER_REFUSE "repl/register-refuse"   /* live: refuse every backup */
+#define KEEL_FIU_REPL_PERSIST "repl/persist"                   /* any: writing the identity file fails */
+
+typedef enum keel_ha_role {
+	KEEL_HA_ROLE_PRIMARY = 1,
+	KEEL_HA_ROLE_BACKUP = 2,
+} keel_ha_role;
+
+typedef enum keel_ha_state {
+	KEEL_HA_STOPPED = 0,
+	KEEL_HA_STARTING,          /* primary: looking for a live peer (check-for-live-server) */
+	KEEL_HA_ACTIVATING,        /* loading the journal, opening the client acceptor */
+	KEEL_HA_LIVE,              /* fully started, serving clients */
+	KEEL_HA_FAILING_BACK,      /* live, serving, waiting for the rejoined primary's announcement */
+	KEEL_HA_BACKUP_CONNECTING, /* connecting / registering to the live peer */
+	KEEL_HA_BACKUP_SYNCING,    /* registered; receiving the snapshot and live ops */
+	KEEL_HA_BACKUP_SYNCED,     /* SYNC_DONE acknowledged: may fail over */
+	KEEL_HA_STOPPING,          /* handed over (failback) or stopping on request */
+	KEEL_HA_STATE_COUNT
+} keel_ha_state;
+
+/* Sending side of the replication (live node, on its IN link). */
+typedef enum keel_ha_repl {
+	KEEL_HA_REPL_NONE = 0,
+	KEEL_HA_REPL_SYNCING,   /* snapshot streaming, live ops replicated */
+	KEEL_HA_REPL_DONE_SENT, /* SYNC_DONE sent, journal ops held, timer armed */
+	KEEL_HA_REPL_STEADY,    /* backup in sync; receipts wait for its acks */
+} keel_ha_repl;
+
+typedef enum keel_ha_timer {
+	KEEL_HA_TIMER_RETRY = 0,    /* reconnect to the peer (retry-interval) */
+	KEEL_HA_TIMER_SYNC_TIMEOUT, /* SYNC_DONE_ACK (initial-replication-sync-timeout) */
+	KEEL_HA_TIMER_FAILBACK_WAIT,/* the rejoined primary's announcement (failback-wait) */
+	KEEL_HA_TIMER_LIVE_WAIT,    /* ex-live: the new live's LIVE_STARTED (failback-wait) */
+	KEEL_HA_TIMER_CHECK,        /* ping / connection-ttl check (check-period) */
+	KEEL_HA_TIMER_COUNT
+} keel_ha_timer;
+
+/* Why a registration was refused, or why a link is closed (GOODBYE). */
+typedef enum keel_ha_reason {
+	KEEL_HA_REASON_NONE = 0,
+	KEEL_HA_REASON_NOT_LIVE,           /* refused: I am not live (my seq / validity attached) */
+	KEEL_HA_REASON_ALREADY_REPLICATING,/* refused: I already have a backup */
+	KEEL_HA_REASON_AUTH,               /* refused: bad cluster credentials */
+	KEEL_HA_REASON_NODE_ID,            /* refused: you belong to another pair */
+	KEEL_HA_REASON_STALE_LIVE,         /* refused: your activation is newer than mine */
+	KEEL_HA_REASON_ACTIVATING,         /* refused: I am becoming live: ask again */
+	KEEL_HA_REASON_SYNC_TIMEOUT,       /* goodbye: SYNC_DONE_ACK did not come in time */
+	KEEL_HA_REASON_SHUTDOWN,           /* goodbye: the live stops (no failover) */
+	KEEL_HA_REASON_PROTOCOL,           /* goodbye: unexpected message */
+	KEEL_HA_REASON_COUNT
+} keel_ha_reason;
+
+/* A node id (UUID bytes).  All zero: none yet (a fresh backup). */
+typedef struct keel_ha_node_id {
+	uint8_t b[16];
+} keel_ha_node_id;
+
+/* What survives a restart; the manager keeps it in the data directory and
+ * writes it (durably, before the next action) on ACT_PERSIST. */
+typedef struct keel_ha_persist {
+	keel_ha_node_id node_id;
+	uint64_t activation_seq;
+	bool journal_valid;    /* the local journal holds every receipted op of its activation */
+	bool peer_may_be_live; /* a peer synced from us (or we from it): it may be live with newer data */
+	uint64_t incarnation;  /* + 1 at every start: tells a restarted peer from its earlier self */
+} keel_ha_persist;
+
+typedef struct keel_ha_config {
+	keel_ha_role role;                /* ha-policy: primary | backup */
+	bool allow_failback;              /* live ex-backup hands over to the rejoined primary (true) */
+	bool check_for_live_server;       /* primary: look for a live peer serving our id first (true) */
+	bool restart_backup;              /* ex-backup restarts as backup after failback (true) */
+	uint64_t initial_sync_timeout_ms; /* initial-replication-sync-timeout (30000) */
+	uint64_t failback_wait_ms;        /* failback-wait (60000) */
+	uint64_t connection_ttl_ms;       /* connection-ttl (60000) */
+	uint64_t check_period_ms;         /* check-period (30000); 0: no pings, close detection only */
+	uint64_t retry_interval_ms;       /* retry-interval (2000) */
+} keel_ha_config;
+
+/* ---- inputs ------------------------------------------------------------ */
+
+typedef enum keel_ha_input_type {
+	KEEL_HA_IN_START = 1,      /* the node starts (identity loaded into .persist) */
+	KEEL_HA_IN_STOP,           /* operator stop (SIGTERM) */
+	KEEL_HA_IN_TIMER,          /* .timer fired */
+	KEEL_HA_IN_CONNECTED,      /* CONNECT_TO_PEER succeeded: .link is its id */
+	KEEL_HA_IN_CONNECT_FAILED, /* CONNECT_TO_PEER failed */
+	KEEL_HA_IN_LINK_CLOSED,    /* .link closed by the peer or broken */
+	KEEL_HA_IN_HEARD,          /* bytes arrived on .link (refreshes its ttl) */
+	/* decoded peer messages, on .link */
+	KEEL_HA_IN_REGISTER,       /* .peer, .peer_role, .failback, .creds_ok */
+	KEEL_HA_IN_REGISTER_OK,    /* .peer (the live's identity) */
+	KEEL_HA_IN_REGISTER_REFUSED, /* .reason, .peer (NOT_LIVE: the peer's seq and validity) */
+	KEEL_HA_IN_SYNC_START,     /* .files, .bytes */
+	KEEL_HA_IN_SYNC_DONE,      /* .peer (id and seq the backup adopts) */
+	KEEL_HA_IN_SYNC_DONE_ACK,
+	KEEL_HA_IN_ANNOUNCE,       /* the backup on .link is synced and announced */
+	KEEL_HA_IN_HANDOVER,       /* the live stops for failback: take over, no vote */
+	KEEL_HA_IN_LIVE_STARTED,   /* the new live is fully started */
+	KEEL_HA_IN_GOODBYE,        /* .reason */
+	KEEL_HA_IN_PING,
+	/* completions of earlier actions */
+	KEEL_HA_IN_SYNC_FILES_SENT,  /* every snapshot chunk of START_SYNC_SEND is written */
+	KEEL_HA_IN_REPLICA_FLUSHED,  /* FLUSH_REPLICA done: all received data on disk */
+	KEEL_HA_IN_REPLICA_FAILED,   /* writing replicated data failed (chunk write...) */
+	KEEL_HA_IN_JOURNAL_LOADED,   /* LOAD_JOURNAL done */
+	KEEL_HA_IN_ACCEPTOR_LISTENING, /* OPEN_CLIENT_ACCEPTOR done: every acceptor listens */
+	KEEL_HA_IN_ACTIVATION_FAILED,  /* LOAD_JOURNAL or OPEN_CLIENT_ACCEPTOR failed */
+	KEEL_HA_IN_COUNT
+} keel_ha_input_type;
+
+typedef struct keel_ha_input {
+	keel_ha_input_type type;
+	uint64_t now_ms;      /* monotonic */
+	uint32_t link;
+	keel_ha_timer timer;
+	keel_ha_reason reason;
+	keel_ha_persist peer; /* the peer's identity as it told us */
+	keel_ha_role peer_role;
+	bool failback;        /* REGISTER: a primary asking to fail back */
+	bool creds_ok;        /* REGISTER: cluster-user/password matched (manager checks) */
+	uint64_t files;
+	uint64_t bytes;
+} keel_ha_input;
+
+/* ---- actions ----------------------------------------------------------- */
+
+typedef enum keel_ha_msg {
+	KEEL_HA_MSG_REGISTER = 1, /* our .self, .role, .failback; with cluster credentials */
+	KEEL_HA_MSG_REGISTER_OK,  /* our .self */
+	KEEL_HA_MSG_REGISTER_REFUSED, /* .reason, our .self */
+	KEEL_HA_MSG_SYNC_DONE,    /* our .self (id + seq to adopt) */
+	KEEL_HA_MSG_SYNC_DONE_ACK,
+	KEEL_HA_MSG_ANNOUNCE,
+	KEEL_HA_MSG_HANDOVER,
+	KEEL_HA_MSG_LIVE_STARTED,
+	KEEL_HA_MSG_GOODBYE,      /* .reason */
+	KEEL_HA_MSG_PING,
+	KEEL_HA_MSG_PONG,
+} keel_ha_msg;
+
+/* Events (DESIGN.md names); EMIT carries the fields listed. */
+typedef enum keel_ha_event {
+	KEEL_HA_EV_STATE = 1,        /* state */
+	KEEL_HA_EV_REPL_CONNECTED,   /* role (of the peer), seq */
+	KEEL_HA_EV_SYNC_STARTED,     /* files, bytes */
+	KEEL_HA_EV_SYNC_DONE,        /* seq */
+	KEEL_HA_EV_SYNC_TIMEOUT,     /* ms */
+	KEEL_HA_EV_REPL_LOST,        /* text */
+	KEEL_HA_EV_BACKUP_ANNOUNCED, /* seq */
+	KEEL_HA_EV_FAILOVER,         /* text (peer lost | handover | freshest), seq */
+	KEEL_HA_EV_FAILOVER_REFUSED, /* text */
+	KEEL_HA_EV_FAILBACK_STARTED,
+	KEEL_HA_EV_FAILBACK_DONE,
+	KEEL_HA_EV_FAILBACK_TIMEOUT, /* text: stays live */
+	KEEL_HA_EV_REGISTER_REFUSED, /* reason (we refused a peer) */
+	KEEL_HA_EV_ERROR,            /* text */
+} keel_ha_event;
+
+typedef enum keel_ha_action_type {
+	KEEL_HA_ACT_CONNECT_TO_PEER = 1, /* open a replication connection; report CONNECTED / CONNECT_FAILED */
+	KEEL_HA_ACT_CLOSE_LINK,          /* .link */
+	KEEL_HA_ACT_SEND,                /* .link, .msg (+ fields) */
+	KEEL_HA_ACT_START_SYNC_SEND,     /* .link: snapshot journal + large files, replicate every new op
+					  * from now on, send SYNC_START and stream the files within
+					  * writability; report SYNC_FILES_SENT */
+	KEEL_HA_ACT_HOLD_JOURNAL_OPS,    /* new journal operations wait (bounded by SYNC_TIMEOUT) */
+	KEEL_HA_ACT_RELEASE_JOURNAL_OPS,
+	KEEL_HA_ACT_STOP_REPLICATION,    /* .link: stop replicating; pending receipts released
+					  * (.release true: RECEIPT) or failed (false: ERROR) */
+	KEEL_HA_ACT_PREPARE_REPLICA,     /* .link: move old data aside, apply files and ops from .link */
+	KEEL_HA_ACT_FLUSH_REPLICA,       /* fsync all replicated data; report REPLICA_FLUSHED */
+	KEEL_HA_ACT_LOAD_JOURNAL,        /* report JOURNAL_LOADED */
+	KEEL_HA_ACT_OPEN_CLIENT_ACCEPTOR,/* report ACCEPTOR_LISTENING */
+	KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR, /* stop serving clients (handover) */
+	KEEL_HA_ACT_PERSIST,             /* write .self durably before the next action */
+	KEEL_HA_ACT_START_TIMER,         /* .timer, .ms (re-arming replaces) */
+	KEEL_HA_ACT_CANCEL_TIMER,        /* .timer */
+	KEEL_HA_ACT_RESTART_AS_BACKUP,   /* tear down live components; the node goes on as backup */
+	KEEL_HA_ACT_STOP_SERVER,         /* stop the broker (the process ends) */
+	KEEL_HA_ACT_EMIT,                /* .event (+ fields) */
+} keel_ha_action_type;
+
+typedef struct keel_ha_action {
+	keel_ha_action_type type;
+	uint32_t link;
+	keel_ha_msg msg;
+	keel_ha_timer timer;
+	uint64_t ms;
+	keel_ha_reason reason;
+	keel_ha_persist self;    /* SEND, PERSIST: our identity at the time */
+	keel_ha_role role;       /* SEND REGISTER: our runtime role request; EMIT: peer role */
+	bool failback;           /* SEND REGISTER */
+	bool release;            /* STOP_REPLICATION */
+	keel_ha_event event;     /* EMIT */
+	keel_ha_state state;     /* EMIT STATE */
+	const char *text;        /* EMIT: static words, or NULL */
+	uint64_t seq;            /* EMIT */
+	uint64_t files;          /* EMIT SYNC_STARTED */
+	uint64_t bytes;
+} keel_ha_action;
+
+typedef struct keel_ha_actions {
+	size_t n;
+	keel_ha_action a[KEEL_HA_MAX_ACTIONS];
+} keel_ha_actions;
+
+/* ---- the machine ------------------------------------------------------- */
+
+/* Fields are readable (tests, the manager's asserts); change them only
+ * through keel_ha_feed(). */
+typedef struct keel_ha {
+	keel_ha_config cfg;
+	keel_ha_persist self;
+	keel_ha_state state;
+	keel_ha_role role;        /* runtime role: the configured one until failover/failback */
+	keel_ha_repl repl;        /* sending side, on in_link */
+	uint32_t out_link;        /* 0: none */
+	uint32_t in_link;         /* 0: none */
+	bool connecting;          /* CONNECT_TO_PEER outstanding */
+	bool registered;          /* out_link: REGISTER_OK received */
+	bool sync_started;        /* out_link: SYNC_START received (replica prepared) */
+	bool flushing;            /* out_link: FLUSH_REPLICA outstanding */
+	bool failback_requested;  /* in_link: the backup asked to fail back */
+	bool holding;             /* HOLD_JOURNAL_OPS in force */
+	bool journal_loaded;
+	bool serving;             /* client acceptor open */
+	bool waiting_noted;       /* "refusing to go live" said once per episode */
+	keel_ha_node_id adopt_id; /* the live's identity (REGISTER_OK, SYNC_DONE): */
+	uint64_t adopt_seq;       /* taken over once the replica is flushed */
+	uint64_t live_incarnation;/* REGISTER_OK: the incarnation we sync from */
+	uint32_t timers;          /* bit per keel_ha_timer armed */
+	uint64_t out_heard_ms;    /* last bytes on out_link */
+	uint64_t in_heard_ms;     /* last bytes on in_link */
+	uint64_t ignored;         /* inputs ignored as stale or out of place */
+} keel_ha;
+
+/* Fills the documented defaults for `role`. */
+void keel_ha_config_default(keel_ha_config *cfg, keel_ha_role role);
+
+/* The identity of a node that has no data directory yet: a primary has a
+ * complete (empty) journal and the given id; a backup has neither. */
+void keel_ha_persist_fresh(keel_ha_persist *p, keel_ha_role role, const keel_ha_node_id *id);
+
+/* Init in STOPPED; nothing happens until KEEL_HA_IN_START.  Copies both.
+ * -EINVAL for a bad config. */
+int keel_ha_init(keel_ha *ha, const keel_ha_config *cfg, const keel_ha_persist *persisted);
+
+/* Feed one input; *out is reset, then filled with the actions to carry out
+ * in order.  Inputs that do not apply (stale link, state moved on) are
+ * ignored (no action).  Always 0 today; -EINVAL for an unknown type. */
+int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out);
+
+/* Serving clients (acceptor open) in LIVE or FAILING_BACK. */
+bool keel_ha_is_active(const keel_ha *ha);
+/* Asserts the machine's own invariants (held ops imply an armed timer...). */
+void keel_ha_check(const keel_ha *ha);
+
+bool keel_ha_node_id_equal(const keel_ha_node_id *a, const keel_ha_node_id *b);
+bool keel_ha_node_id_is_zero(const keel_ha_node_id *a);
+
+const char *keel_ha_state_name(keel_ha_state s);     /* "LIVE", "BACKUP_SYNCED"... */
+const char *keel_ha_event_name(keel_ha_event e);     /* "replication.sync.done"... */
+const char *keel_ha_reason_name(keel_ha_reason r);   /* "not-live"... */
+const char *keel_ha_action_name(keel_ha_action_type t);
+const char *keel_ha_input_name(keel_ha_input_type t);
+const char *keel_ha_msg_name(keel_ha_msg m);
+
+#endif
