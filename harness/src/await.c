@@ -144,11 +144,20 @@ json_t *kh_event_field(json_t *ev, const char *path)
 	while (cur != NULL && *s) {
 		const char *dot = strchr(s, '.');
 		size_t n = dot ? (size_t)(dot - s) : strlen(s);
-		if (n >= sizeof(part) || !json_is_object(cur))
+		if (n >= sizeof(part) || (!json_is_object(cur) && !json_is_array(cur)))
 			return NULL;
 		memcpy(part, s, n);
 		part[n] = '\0';
-		cur = json_object_get(cur, part);
+		if (json_is_array(cur)) {
+			/* a number indexes a list (manage replies: bridges.0.name) */
+			char *end;
+			unsigned long idx = strtoul(part, &end, 10);
+			cur = part[0] >= '0' && part[0] <= '9' && *end == '\0'
+				      ? json_array_get(cur, idx)
+				      : NULL;
+		} else {
+			cur = json_object_get(cur, part);
+		}
 		s += n;
 		if (*s == '.')
 			s++;

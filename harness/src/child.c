@@ -136,7 +136,8 @@ typedef struct child {
 	bool op_ok;             /* result once the client/helper is gone */
 	char op_msg[1024];
 	keel_client *cl;        /* consume / manage */
-	unsigned got;
+	unsigned got;           /* consume: counted messages (distinct: new keys) */
+	unsigned deliveries;    /* consume: every message, duplicates too */
 	unsigned want;          /* consume: messages to take (count or count-of) */
 	kh_kv *saved;           /* manage save: values for later steps */
 	unsigned saved_count;
@@ -786,7 +787,10 @@ static void on_cl_message(keel_client *cl, const keel_client_frame *f, void *ud)
 	tally *t = tally_get(c, key, co->destination);
 	if (t)
 		t->consumed++;
-	c->got++;
+	/* distinct: a key delivered before (a duplicate) does not count */
+	if (!co->distinct || (t && t->consumed == 1))
+		c->got++;
+	c->deliveries++;
 	if (!co->until_empty && c->got == c->want)
 		consume_finish(c);
 }
@@ -830,7 +834,9 @@ static void on_cl_closed(keel_client *cl, int status, void *ud)
 		return;
 	}
 	const kh_consume *co = cur_step(c)->consume;
-	if (ok)
+	if (ok && co->distinct)
+		step_done(c, true, "consumed %u distinct (%u deliveries)", c->got, c->deliveries);
+	else if (ok)
 		step_done(c, true, "consumed %u", c->got);
 	else
 		step_done(c, false, "consume from %s on %s: %s (got %u%s)", co->destination,
@@ -1393,7 +1399,7 @@ static void run_client_op(child *c, const kh_step *st)
 	c->op = st->consume ? OP_CONSUME : OP_MANAGE;
 	c->mgmt_info[0] = '\0';
 	c->op_node = ni;
-	c->got = 0;
+	c->got = c->deliveries = 0;
 	c->bye_sent = c->got_bye = false;
 	c->op_msg[0] = '\0';
 	c->sentinel[0] = '\0';
@@ -1889,13 +1895,21 @@ static int setup_nodes(child *c, char *err, size_t errlen)
 		snprintf(data, sizeof(data), "%s/data", dir);
 		snprintf(cfgp, sizeof(cfgp), "%s/broker.yaml", dir);
 		snprintf(fiu, sizeof(fiu), "%s/fiu-%s", c->o->workdir, spec->name);
-		snprintf(host, sizeof(host), "127.77.%u.%u", c->o->slot, i + 1);
+		char *config = NULL;
+		kh_slot_host(c->o->slot, i, host, sizeof(host));
 		if ((rc = mkdir_p(dir)) != 0) {
 			snprintf(err, errlen, "%.1000s: %s", dir, strerror(-rc));
 			return rc;
 		}
-		if (spec->config && (rc = write_file(cfgp, spec->config)) != 0) {
+		/* ${nodes.NAME.host|port|listen} name other nodes' addresses
+		 * (lint has checked them; this slot's values now). */
+		if (spec->config &&
+		    (rc = kh_subst_nodes(c->sc, c->o->slot, spec->config, &config, NULL, err,
+					 errlen)) != 0)
+			return rc;
+		if (config && (rc = write_file(cfgp, config)) != 0) {
 			snprintf(err, errlen, "%.1000s: %s", cfgp, strerror(-rc));
+			keel_free(config);
 			return rc;
 		}
 		/* The node's env: its scenario `env`, and KEEL_LC_TEST naming the
@@ -1905,6 +1919,7 @@ static int setup_nodes(child *c, char *err, size_t errlen)
 		if (env == NULL || lc_test == NULL) {
 			keel_free(env);
 			keel_free(lc_test);
+			keel_free(config);
 			return -ENOMEM;
 		}
 		unsigned ne = 0;
@@ -1936,7 +1951,7 @@ static int setup_nodes(child *c, char *err, size_t errlen)
 			.host = host,
 			.port = KH_NODE_PORT,
 			.data_dir = data,
-			.config_path = spec->config ? cfgp : NULL,
+			.config_path = config ? cfgp : NULL,
 			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
 		};
 		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
@@ -1947,10 +1962,12 @@ env_out:
 		}
 		keel_free(env);
 		keel_free(lc_test);
+		if (rc == 0)
+			kh_recorder_node(c->rec, c->sid, spec->name,
+					 spec->role ? spec->role : "standalone", data, config);
+		keel_free(config);
 		if (rc != 0)
 			return rc;
-		kh_recorder_node(c->rec, c->sid, spec->name, spec->role ? spec->role : "standalone",
-				 data, spec->config);
 	}
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * scenario.c - scenario files (scenario.h): libcyaml schema, a libyaml scan
- * that maps key paths to lines ("steps[3].await.within" -> 17), defaults
- * and semantic checks.  Every error is "FILE:LINE: KEY: problem".  The
+ * (yamlscan.h) that maps key paths to lines ("steps[3].await.within" ->
+ * 17), defaults and semantic checks.  Every error is "FILE:LINE: KEY: problem".  The
  * loaded scenario and everything in it come from one allocator (keel_*),
  * so cyaml_free frees loaded values and defaults alike.  Any thread.
  */
@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
 #include "alloc.h"
 #include "config.h"
 #include "kh_limits.h"
+#include "yamlscan.h"
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -79,6 +79,7 @@ static const cyaml_schema_field_t consume_fields[] = {
 	STR_OPT("count-of", kh_consume, count_of),
 	STR_OPT("ack", kh_consume, ack),
 	WITHIN(kh_consume),
+	CYAML_FIELD_BOOL("distinct", OPT, kh_consume, distinct),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_field_t expect_fields[] = {
@@ -185,7 +186,7 @@ static const char *const kind_names[KH_STEP__COUNT] = {
  * word that is not a "false" word as true, so the scan checks them. */
 static const char *const bool_keys[] = {
 	"kill", "persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
-	"closes", "allow-dropped", "background",
+	"closes", "allow-dropped", "background", "distinct",
 };
 
 const char *kh_step_kind_name(kh_step_kind k)
@@ -193,417 +194,18 @@ const char *kh_step_kind_name(kh_step_kind k)
 	return (unsigned)k < KH_STEP__COUNT ? kind_names[k] : NULL;
 }
 
-/* ---- allocation and libcyaml's log ------------------------------------- */
-
-static void *sc_mem(void *ctx, void *ptr, size_t size)
-{
-	(void)ctx;
-	if (size == 0) {
-		keel_free(ptr);
-		return NULL;
-	}
-	return keel_realloc(ptr, size);
-}
-
-typedef struct sc_frame {
-	char field[64];
-	unsigned entry;         /* 1-based sequence entry */
-	bool is_entry;
-	unsigned line;
-} sc_frame;
-
-typedef struct sc_log {
-	char msg[256];
-	sc_frame frames[KH_MAX_YAML_DEPTH * 2]; /* innermost first */
-	unsigned nframes;
-} sc_log;
-
-static void sc_log_fn(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
-{
-	sc_log *log = ctx;
-	char line[320];
-	if (level < CYAML_LOG_ERROR)
-		return;
-	vsnprintf(line, sizeof(line), fmt, args);
-	line[strcspn(line, "\n")] = '\0';
-
-	sc_frame f = { 0 };
-	if (strncmp(line, "  in mapping field '", 20) == 0) {
-		const char *name = line + 20;
-		const char *end = strstr(name, "' (line: ");
-		if (end == NULL)
-			return;
-		size_t n = (size_t)(end - name);
-		if (n >= sizeof(f.field))
-			n = sizeof(f.field) - 1;
-		memcpy(f.field, name, n);
-		f.line = (unsigned)strtoul(end + 9, NULL, 10);
-	} else if (strncmp(line, "  in mapping (line: ", 20) == 0) {
-		f.line = (unsigned)strtoul(line + 20, NULL, 10);
-	} else if (strncmp(line, "  in sequence entry '", 21) == 0) {
-		char *end;
-		f.is_entry = true;
-		f.entry = (unsigned)strtoul(line + 21, &end, 10);
-		const char *l = strstr(end, "(line: ");
-		f.line = l ? (unsigned)strtoul(l + 7, NULL, 10) : 0;
-	} else {
-		const char *m = strncmp(line, "Load: ", 6) == 0 ? line + 6 : line;
-		if (log->msg[0] == '\0' && strcmp(m, "Backtrace:") != 0)
-			snprintf(log->msg, sizeof(log->msg), "%.*s", (int)sizeof(log->msg) - 1, m);
-		return;
-	}
-	if (log->nframes < sizeof(log->frames) / sizeof(log->frames[0]))
-		log->frames[log->nframes++] = f;
-}
-
-/* ---- the libyaml scan: key paths and their lines ----------------------- */
-
-typedef struct sc_key {
-	char *path;
-	unsigned line;
-	char *value;            /* the scalar value of this path, NULL for containers */
-	bool plain;             /* value was an unquoted scalar */
-} sc_key;
-
-typedef struct sc_scan {
-	sc_key *keys;
-	size_t count;
-	size_t cap;
-} sc_scan;
-
-typedef struct scan_frame {
-	bool is_map;
-	bool want_key;
-	bool bool_value;
-	size_t base_len;
-	unsigned index;
-} scan_frame;
-
-static void scan_free(sc_scan *s)
-{
-	for (size_t i = 0; i < s->count; i++) {
-		keel_free(s->keys[i].path);
-		keel_free(s->keys[i].value);
-	}
-	keel_free(s->keys);
-	memset(s, 0, sizeof(*s));
-}
-
-static int scan_add(sc_scan *s, const char *path, unsigned line)
-{
-	if (s->count == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		sc_key *k = keel_realloc(s->keys, cap * sizeof(*k));
-		if (k == NULL)
-			return -ENOMEM;
-		s->keys = k;
-		s->cap = cap;
-	}
-	char *p = keel_strdup(path);
-	if (p == NULL)
-		return -ENOMEM;
-	s->keys[s->count].path = p;
-	s->keys[s->count].line = line;
-	s->keys[s->count].value = NULL;
-	s->keys[s->count].plain = false;
-	s->count++;
-	return 0;
-}
-
-/* Line of `path` (the last occurrence), or 0. */
-static unsigned scan_line(const sc_scan *s, const char *path)
-{
-	for (size_t i = s->count; i-- > 0;) {
-		if (strcmp(s->keys[i].path, path) == 0)
-			return s->keys[i].line;
-	}
-	return 0;
-}
-
-static unsigned scan_linef(const sc_scan *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static unsigned scan_linef(const sc_scan *s, const char *fmt, ...)
-{
-	char path[KH_PATH_MAX];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	return scan_line(s, path);
-}
-
-static bool bool_word_valid(const char *v)
-{
-	static const char *const words[] = { "true", "false", "yes", "no", "on",
-					     "off", "enable", "disable", "1", "0" };
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (strcasecmp(v, words[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
-static bool is_bool_key(const char *key)
-{
-	for (size_t i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++) {
-		if (strcmp(key, bool_keys[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
-static void path_append(char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void path_append(char *path, const char *fmt, ...)
-{
-	size_t len = strlen(path);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(path + len, KH_PATH_MAX - len, fmt, ap);
-	va_end(ap);
-}
-
-static int scan_yaml(sc_scan *s, const char *name, const char *yaml, size_t len, char *err,
-		     size_t errlen)
-{
-	yaml_parser_t parser;
-	yaml_event_t ev;
-	scan_frame stack[KH_MAX_YAML_DEPTH];
-	unsigned depth = 0, docs = 0;
-	char path[KH_PATH_MAX] = "";
-	int rc = 0;
-	bool done = false;
-
-	if (!yaml_parser_initialize(&parser))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-	while (!done) {
-		if (!yaml_parser_parse(&parser, &ev)) {
-			unsigned line = (unsigned)parser.problem_mark.line + 1;
-			const char *problem = parser.problem ? parser.problem : "invalid YAML";
-			snprintf(err, errlen, "%s:%u: %s%ssyntax error: %s", name, line, path,
-				 path[0] ? ": " : "", problem);
-			rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
-			goto out;
-		}
-		unsigned line = (unsigned)ev.start_mark.line + 1;
-		scan_frame *top = depth ? &stack[depth - 1] : NULL;
-		bool node = ev.type == YAML_SCALAR_EVENT || ev.type == YAML_SEQUENCE_START_EVENT ||
-			    ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_ALIAS_EVENT;
-		bool complete = false;
-
-		if (ev.type == YAML_STREAM_END_EVENT)
-			done = true;
-		if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
-			snprintf(err, errlen, "%s:%u: only one YAML document is allowed", name,
-				 line);
-			rc = -EINVAL;
-			goto out_event;
-		}
-		if (ev.type == YAML_ALIAS_EVENT) {
-			snprintf(err, errlen, "%s:%u: %s%saliases are not supported", name, line,
-				 path, path[0] ? ": " : "");
-			rc = -EINVAL;
-			goto out_event;
-		}
-		if (node && top && top->is_map && top->want_key) {
-			if (ev.type != YAML_SCALAR_EVENT) {
-				snprintf(err, errlen, "%s:%u: %s%skeys must be plain words", name,
-					 line, path, path[0] ? ": " : "");
-				rc = -EINVAL;
-				goto out_event;
-			}
-			const char *key = (const char *)ev.data.scalar.value;
-			path_append(path, "%s%s", path[0] ? "." : "", key);
-			rc = scan_add(s, path, line);
-			if (rc)
-				goto out_event;
-			top->want_key = false;
-			top->bool_value = is_bool_key(key);
-			yaml_event_delete(&ev);
-			continue;
-		}
-		if (node && top && !top->is_map) {
-			path_append(path, "[%u]", top->index);
-			rc = scan_add(s, path, line);
-			if (rc)
-				goto out_event;
-		}
-		switch (ev.type) {
-		case YAML_SCALAR_EVENT:
-			if (top && top->is_map && top->bool_value &&
-			    !bool_word_valid((const char *)ev.data.scalar.value)) {
-				snprintf(err, errlen, "%s:%u: %s: invalid boolean \"%s\"", name,
-					 line, path, (const char *)ev.data.scalar.value);
-				rc = -EINVAL;
-				goto out_event;
-			}
-			/* Keep the value of the key (or entry) just added. */
-			if (s->count > 0 && strcmp(s->keys[s->count - 1].path, path) == 0 &&
-			    s->keys[s->count - 1].value == NULL) {
-				sc_key *k = &s->keys[s->count - 1];
-				k->value = keel_strdup((const char *)ev.data.scalar.value);
-				if (k->value == NULL) {
-					rc = -ENOMEM;
-					goto out_event;
-				}
-				k->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-			}
-			complete = true;
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (depth == KH_MAX_YAML_DEPTH) {
-				snprintf(err, errlen, "%s:%u: %s%snested deeper than %d levels",
-					 name, line, path, path[0] ? ": " : "", KH_MAX_YAML_DEPTH);
-				rc = -EINVAL;
-				goto out_event;
-			}
-			stack[depth++] = (scan_frame){
-				.is_map = ev.type == YAML_MAPPING_START_EVENT,
-				.want_key = true,
-				.base_len = strlen(path),
-			};
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			assert(depth > 0);
-			depth--;
-			complete = true;
-			break;
-		default:
-			break;
-		}
-		if (complete && depth > 0) {
-			scan_frame *parent = &stack[depth - 1];
-			assert(parent->base_len < KH_PATH_MAX);
-			path[parent->base_len] = '\0';
-			if (parent->is_map) {
-				parent->want_key = true;
-				parent->bool_value = false;
-			} else {
-				parent->index++;
-			}
-		}
-		yaml_event_delete(&ev);
-	}
-	goto out;
-
-out_event:
-	yaml_event_delete(&ev);
-out:
-	yaml_parser_delete(&parser);
-	return rc;
-}
-
-/* ---- libcyaml errors -> "file:line: key: message" ---------------------- */
-
-static const char *event_word(const char *ev)
-{
-	if (strncmp(ev, "SCALAR", 6) == 0)
-		return "a single value";
-	if (strncmp(ev, "SEQUENCE_START", 14) == 0)
-		return "a list";
-	if (strncmp(ev, "MAPPING_START", 13) == 0)
-		return "a mapping";
-	return ev;
-}
-
-static const char *type_word(const char *t)
-{
-	static const char *const words[][2] = {
-		{ "STRING", "a string" }, { "MAPPING", "a mapping" },
-		{ "SEQUENCE", "a list" }, { "INT", "an integer" },
-		{ "UINT", "an unsigned integer" }, { "BOOLEAN", "a boolean" },
-		{ "FLOAT", "a number" },
-	};
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (strcmp(t, words[i][0]) == 0)
-			return words[i][1];
-	}
-	return t;
-}
-
-static void cyaml_msg_words(const char *msg, char *out, size_t outlen, char *key, size_t keylen)
-{
-	char a[128], b[128];
-	unsigned u;
-	key[0] = '\0';
-	if (sscanf(msg, "Invalid INT value: '%127[^']'", a) == 1 ||
-	    sscanf(msg, "Invalid int64_t value: '%127[^']'", a) == 1) {
-		snprintf(out, outlen, "invalid integer \"%s\"", a);
-	} else if (sscanf(msg, "Invalid UINT value: '%127[^']'", a) == 1 ||
-		   sscanf(msg, "Invalid uint64_t value: '%127[^']'", a) == 1) {
-		snprintf(out, outlen, "invalid unsigned integer \"%s\"", a);
-	} else if (sscanf(msg, "Invalid FLOAT value: '%127[^']'", a) == 1 ||
-		   sscanf(msg, "Invalid FLOAT value: %127s", a) == 1) {
-		snprintf(out, outlen, "invalid number \"%s\"", a);
-	} else if (sscanf(msg, "Unexpected key: %127s", a) == 1) {
-		snprintf(key, keylen, "%s", a);
-		snprintf(out, outlen, "unknown key");
-	} else if (sscanf(msg, "Missing required mapping field: %127s", a) == 1) {
-		snprintf(key, keylen, "%s", a);
-		snprintf(out, outlen, "missing required key");
-	} else if (sscanf(msg, "Mapping field already seen: %127s", a) == 1) {
-		snprintf(key, keylen, "%s", a);
-		snprintf(out, outlen, "key given twice");
-	} else if (sscanf(msg, "Expecting %127s got event: %127s", a, b) == 2) {
-		a[strcspn(a, ",")] = '\0';
-		snprintf(out, outlen, "expected %s, got %s", type_word(a), event_word(b));
-	} else if (sscanf(msg, "STRING length < %u:", &u) == 1) {
-		snprintf(out, outlen, u == 1 ? "must not be empty" : "too short");
-	} else if (sscanf(msg, "STRING length > %u:", &u) == 1) {
-		snprintf(out, outlen, "longer than %u characters", u);
-	} else if (strncmp(msg, "Excessive entries", 17) == 0) {
-		snprintf(out, outlen, "too many entries");
-	} else {
-		snprintf(out, outlen, "%s", msg);
-		if (out[0])
-			out[0] = (char)tolower((unsigned char)out[0]);
-	}
-}
-
-static void cyaml_error(const sc_log *log, const sc_scan *scan, const char *name,
-			cyaml_err_t cerr, char *err, size_t errlen)
-{
-	char path[KH_PATH_MAX] = "", words[320], key[128];
-	unsigned first = 0, line = 0;
-	cyaml_msg_words(log->msg[0] ? log->msg : cyaml_strerror(cerr), words, sizeof(words), key,
-			sizeof(key));
-	if (key[0] && log->nframes > 0 && !log->frames[0].is_entry)
-		first = 1;
-	for (unsigned i = log->nframes; i-- > first;) {
-		const sc_frame *f = &log->frames[i];
-		if (f->is_entry)
-			path_append(path, "[%u]", f->entry ? f->entry - 1 : 0);
-		else if (f->field[0])
-			path_append(path, "%s%s", path[0] ? "." : "", f->field);
-	}
-	if (key[0]) {
-		size_t parent_len = strlen(path);
-		path_append(path, "%s%s", path[0] ? "." : "", key);
-		line = scan_line(scan, path);
-		if (line == 0) {
-			char parent[KH_PATH_MAX];
-			snprintf(parent, sizeof(parent), "%.*s", (int)parent_len, path);
-			line = parent_len ? scan_line(scan, parent) : 1;
-		}
-	} else {
-		line = path[0] ? scan_line(scan, path) : 1;
-	}
-	if (line == 0 && log->nframes > 0)
-		line = log->frames[0].line;
-	if (line == 0)
-		line = 1;
-	if (path[0])
-		snprintf(err, errlen, "%s:%u: %s: %s", name, line, path, words);
-	else
-		snprintf(err, errlen, "%s:%u: %s", name, line, words);
-}
+static const keel_yaml_opts sc_yaml_opts = {
+	.bool_keys = bool_keys,
+	.nbool_keys = sizeof(bool_keys) / sizeof(bool_keys[0]),
+	.max_depth = KH_MAX_YAML_DEPTH,
+	.keep_values = true,
+	.excess_words = true,
+};
 
 /* ---- checks ------------------------------------------------------------ */
 
 typedef struct sc_check {
-	const sc_scan *scan;
+	const keel_yaml_scan *scan;
 	const char *name;
 	char *err;
 	size_t errlen;
@@ -615,22 +217,12 @@ static int fail_at(sc_check *c, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int fail_at(sc_check *c, const char *path, const char *fmt, ...)
 {
-	char msg[512], p[KH_PATH_MAX];
-	unsigned line = 0;
+	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(p, sizeof(p), "%s", path);
-	while (p[0] && (line = scan_line(c->scan, p)) == 0) {
-		char *cut = strrchr(p, '.');
-		char *br = strrchr(p, '[');
-		if (br && (!cut || br > cut))
-			cut = br;
-		if (cut == NULL)
-			break;
-		*cut = '\0';
-	}
+	unsigned line = keel_yaml_line_near(c->scan, path);
 	if (line == 0)
 		line = 1;
 	snprintf(c->err, c->errlen, "%s:%u: %s%s%s", c->name, line, path, path[0] ? ": " : "",
@@ -666,13 +258,13 @@ static void kvs_free(kh_kv *kv, unsigned n)
 static int collect_kvs(sc_check *c, const char *prefix, bool nested, kh_kv **out,
 		       unsigned *count)
 {
-	const sc_scan *scan = c->scan;
+	const keel_yaml_scan *scan = c->scan;
 	size_t plen = strlen(prefix);
 	kh_kv *kv = NULL;
 	unsigned n = 0;
 	int rc = 0;
 	for (size_t i = 0; i < scan->count; i++) {
-		const sc_key *k = &scan->keys[i];
+		const keel_yaml_key *k = &scan->keys[i];
 		if (strcmp(k->path, prefix) == 0) {
 			if (k->value && k->value[0]) {
 				rc = fail_at(c, prefix, "expected a mapping");
@@ -843,7 +435,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 				     "restart, produce, consume, expect, fault, await, manage, "
 				     "join)");
 	st->kind = (kh_step_kind)found;
-	st->line = scan_line(c->scan, p);
+	st->line = keel_yaml_line(c->scan, p);
 	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
 	char sub[KH_PATH_MAX + 64];
 #define SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", p, key), sub)
@@ -864,7 +456,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (pr->size > KH_MAX_BODY_BYTES)
 			return fail_at(c, SUB("size"), "at most %d bytes", KH_MAX_BODY_BYTES);
-		if (scan_linef(c->scan, "steps[%u].produce.priority", i) == 0)
+		if (keel_yaml_linef(c->scan, "steps[%u].produce.priority", i) == 0)
 			st->produce->priority = 4;
 		else if (pr->priority > 9)
 			return fail_at(c, SUB("priority"), "must be 0..9");
@@ -873,9 +465,9 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			if (!pr->receipts)
 				return fail_at(c, SUB("refused"), "needs receipts: true (a refusal "
 					       "names its SEND by the receipt-id)");
-			if (scan_linef(c->scan, "steps[%u].produce.refused.min", i) == 0)
+			if (keel_yaml_linef(c->scan, "steps[%u].produce.refused.min", i) == 0)
 				rf->min = 1;
-			if (scan_linef(c->scan, "steps[%u].produce.refused.max", i) == 0)
+			if (keel_yaml_linef(c->scan, "steps[%u].produce.refused.max", i) == 0)
 				rf->max = -1;
 			else if (rf->max < 0 || (uint64_t)rf->max < rf->min)
 				return fail_at(c, SUB("refused.max"), "must be at least min (%u)",
@@ -900,7 +492,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return check_within(c, SUB("within"), st->join->within_s);
 	case KH_STEP_CONSUME: {
 		kh_consume *co = st->consume;
-		bool has_count = scan_linef(c->scan, "steps[%u].consume.count", i) != 0;
+		bool has_count = keel_yaml_linef(c->scan, "steps[%u].consume.count", i) != 0;
 		if ((unsigned)has_count + (unsigned)co->until_empty + (co->count_of != NULL) != 1)
 			return fail_at(c, p, "give exactly one of count, until-empty: true and "
 					     "count-of");
@@ -915,6 +507,9 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 				return fail_at(c, SUB("count-of"), "\"%s\" is not saved by a manage "
 					       "step before this one", co->count_of);
 		}
+		if (co->distinct && co->until_empty)
+			return fail_at(c, SUB("distinct"), "needs count or count-of (until-empty "
+				       "takes everything)");
 		if (has_count && (co->count == 0 || co->count > KH_MAX_PRODUCE_COUNT))
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (co->ack && strcmp(co->ack, "auto") != 0 && strcmp(co->ack, "client") != 0 &&
@@ -930,7 +525,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		int64_t *vals[] = { &ex->produced, &ex->receipted, &ex->consumed };
 		bool any = ex->no_loss || ex->no_duplicates;
 		for (unsigned k = 0; k < 3; k++) {
-			if (scan_linef(c->scan, "steps[%u].expect.%s", i, keys[k]) == 0) {
+			if (keel_yaml_linef(c->scan, "steps[%u].expect.%s", i, keys[k]) == 0) {
 				*vals[k] = -1;
 				continue;
 			}
@@ -1001,11 +596,33 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 #undef SUB
 }
 
+/* A bad ${nodes...} at byte `off` of the text at `path`: the error names
+ * the line it is on (inside a literal block, counted from its first line),
+ * else the key's line. */
+static int fail_subst(sc_check *c, const char *path, const char *text, size_t off,
+		      const char *why)
+{
+	unsigned line = keel_yaml_line(c->scan, path);
+	for (size_t i = c->scan->count; i-- > 0;) {
+		const keel_yaml_key *k = &c->scan->keys[i];
+		if (strcmp(k->path, path) != 0)
+			continue;
+		if (k->literal) {
+			line = k->value_line + 1;
+			for (size_t j = 0; j < off && text[j]; j++)
+				line += text[j] == '\n';
+		}
+		break;
+	}
+	snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, path, why);
+	return -EINVAL;
+}
+
 static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 {
 	int rc;
 	char p[KH_PATH_MAX];
-	if (scan_line(c->scan, "timeout") == 0)
+	if (keel_yaml_line(c->scan, "timeout") == 0)
 		s->timeout_s = KH_DEFAULT_SCENARIO_TIMEOUT_S;
 	else if (s->timeout_s <= 0 || s->timeout_s > KH_MAX_SECONDS)
 		return fail_at(c, "timeout", "must be between 0 and %.0f seconds",
@@ -1042,12 +659,20 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 			return fail_at(c, p, "\"%s\": expected standalone, live or backup",
 				       n->role);
 		if (n->config) {
-			/* The node's config must be one keel-broker accepts. */
+			/* The node's config must be one keel-broker accepts, once
+			 * ${nodes.NAME.*} are replaced (with any slot: 1). */
 			keel_config *cfg = NULL;
-			char why[512], nm[KH_PATH_MAX];
+			char why[512], nm[KH_PATH_MAX], *text = NULL;
+			size_t off = 0;
+			snprintf(p, sizeof(p), "nodes[%u].config", i);
+			rc = kh_subst_nodes(s, 1, n->config, &text, &off, why, sizeof(why));
+			if (rc == -EINVAL)
+				return fail_subst(c, p, n->config, off, why);
+			if (rc)
+				return rc;
 			snprintf(nm, sizeof(nm), "config");
-			rc = keel_config_load_data(nm, n->config, strlen(n->config), &cfg, why,
-						   sizeof(why));
+			rc = keel_config_load_data(nm, text, strlen(text), &cfg, why, sizeof(why));
+			keel_free(text);
 			keel_config_free(cfg);
 			if (rc == -ENOMEM)
 				return rc;
@@ -1081,14 +706,14 @@ static char *base_name(const char *path)
 int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool allow_test_steps,
 			  kh_scenario **out, char *err, size_t errlen)
 {
-	sc_scan scan = { 0 };
-	sc_log log = { 0 };
+	keel_yaml_scan scan = { 0 };
+	keel_yaml_log log = { 0 };
 	kh_scenario *s = NULL;
 	int rc;
 	const cyaml_config_t cfg = {
-		.log_fn = sc_log_fn,
+		.log_fn = keel_yaml_log_fn,
 		.log_ctx = &log,
-		.mem_fn = sc_mem,
+		.mem_fn = keel_yaml_mem,
 		.log_level = CYAML_LOG_ERROR,
 		.flags = CYAML_CFG_NO_ALIAS,
 	};
@@ -1098,7 +723,7 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 		snprintf(err, errlen, "%s: larger than %d bytes", name, KH_MAX_SCENARIO_BYTES);
 		return -EINVAL;
 	}
-	rc = scan_yaml(&scan, name, yaml, len, err, errlen);
+	rc = keel_yaml_scan_run(&scan, &sc_yaml_opts, name, yaml, len, err, errlen);
 	if (rc)
 		goto out;
 	cyaml_err_t cerr = cyaml_load_data((const uint8_t *)yaml, len, &cfg, &scenario_schema,
@@ -1109,7 +734,7 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 			snprintf(err, errlen, "%s: out of memory", name);
 		} else {
 			rc = -EINVAL;
-			cyaml_error(&log, &scan, name, cerr, err, errlen);
+			keel_yaml_cyaml_error(&log, &scan, &sc_yaml_opts, name, cerr, err, errlen);
 		}
 		s = NULL;
 		goto out;
@@ -1135,7 +760,7 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 	s = NULL;
 out:
 	kh_scenario_free(s);
-	scan_free(&scan);
+	keel_yaml_scan_free(&scan);
 	return rc;
 }
 
@@ -1186,7 +811,7 @@ void kh_scenario_free(kh_scenario *s)
 {
 	if (s == NULL)
 		return;
-	const cyaml_config_t cfg = { .mem_fn = sc_mem, .log_level = CYAML_LOG_ERROR };
+	const cyaml_config_t cfg = { .mem_fn = keel_yaml_mem, .log_level = CYAML_LOG_ERROR };
 	for (unsigned i = 0; s->steps && i < s->steps_count; i++) {
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
@@ -1225,6 +850,102 @@ int kh_scenario_node_index(const kh_scenario *s, const char *name)
 			return (int)i;
 	}
 	return -1;
+}
+
+void kh_slot_host(unsigned slot, unsigned index, char *buf, size_t len)
+{
+	snprintf(buf, len, "127.77.%u.%u", slot, index + 1);
+}
+
+#define SUBST_OPEN "${nodes."
+
+/* Append `n` bytes of `p` to the growing buffer *b (size *len, cap *cap). */
+static int subst_put(char **b, size_t *len, size_t *cap, const char *p, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = (*len + n + 1) * 2;
+		char *nb = keel_realloc(*b, c);
+		if (nb == NULL)
+			return -ENOMEM;
+		*b = nb;
+		*cap = c;
+	}
+	memcpy(*b + *len, p, n);
+	*len += n;
+	(*b)[*len] = '\0';
+	return 0;
+}
+
+int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char **out,
+		   size_t *bad_off, char *err, size_t errlen)
+{
+	size_t len = 0, cap = 0;
+	char *b = NULL;
+	const char *p = text;
+	int rc = 0;
+
+	if ((rc = subst_put(&b, &len, &cap, "", 0)) != 0)
+		return rc;
+	for (;;) {
+		const char *ref = strstr(p, SUBST_OPEN);
+		if ((rc = subst_put(&b, &len, &cap, p, ref ? (size_t)(ref - p) : strlen(p))))
+			goto fail;
+		if (ref == NULL)
+			break;
+		const char *name = ref + strlen(SUBST_OPEN);
+		const char *end = strchr(name, '}');
+		const char *nl = strchr(name, '\n');
+		if (end == NULL || (nl && nl < end)) {
+			snprintf(err, errlen, "unterminated \"%.*s\"", (int)strcspn(ref, "\n"), ref);
+			rc = -EINVAL;
+			goto bad;
+		}
+		const char *dot = NULL;
+		for (const char *q = name; q < end; q++)
+			dot = *q == '.' ? q : dot;
+		char node[KH_PATH_MAX], field[16], val[64];
+		int ref_len = (int)(end + 1 - ref);
+		if (dot == NULL || dot == name || (size_t)(dot - name) >= sizeof(node)) {
+			snprintf(err, errlen, "\"%.*s\": expected ${nodes.NAME.host|port|listen}",
+				 ref_len, ref);
+			rc = -EINVAL;
+			goto bad;
+		}
+		snprintf(node, sizeof(node), "%.*s", (int)(dot - name), name);
+		snprintf(field, sizeof(field), "%.*s", (int)(end - dot - 1), dot + 1);
+		int idx = kh_scenario_node_index(s, node);
+		if (idx < 0) {
+			snprintf(err, errlen, "\"%.*s\": unknown node \"%s\"", ref_len, ref, node);
+			rc = -EINVAL;
+			goto bad;
+		}
+		char host[32];
+		kh_slot_host(slot, (unsigned)idx, host, sizeof(host));
+		if (strcmp(field, "host") == 0)
+			snprintf(val, sizeof(val), "%s", host);
+		else if (strcmp(field, "port") == 0)
+			snprintf(val, sizeof(val), "%u", KH_NODE_PORT);
+		else if (strcmp(field, "listen") == 0)
+			snprintf(val, sizeof(val), "%s:%u", host, KH_NODE_PORT);
+		else {
+			snprintf(err, errlen, "\"%.*s\": unknown field \"%.*s\" (host, port or listen)",
+				 ref_len, ref, (int)(end - dot - 1), dot + 1);
+			rc = -EINVAL;
+			goto bad;
+		}
+		if ((rc = subst_put(&b, &len, &cap, val, strlen(val))))
+			goto fail;
+		p = end + 1;
+	}
+	*out = b;
+	return 0;
+
+bad:
+	if (bad_off)
+		*bad_off = (size_t)(strstr(p, SUBST_OPEN) - text);
+fail:
+	keel_free(b);
+	return rc;
 }
 
 const char *kh_step_node(const kh_step *st)
@@ -1336,6 +1057,8 @@ char *kh_step_params_json(const kh_step *st)
 		else
 			json_object_set_new(o, "count", json_integer(p->count));
 		set_str(o, "ack", p->ack ? p->ack : "auto");
+		if (p->distinct)
+			json_object_set_new(o, "distinct", json_true());
 		if (p->within_s > 0)
 			json_object_set_new(o, "within", json_real(p->within_s));
 		break;

@@ -82,6 +82,7 @@ typedef struct kh_consume {
 	char *count_of;         /* a value saved by an earlier manage step */
 	char *ack;              /* auto | client | client-individual */
 	double within_s;
+	bool distinct;          /* count (count-of) counts keys new to the scenario */
 } kh_consume;
 
 /* Checks on what this scenario produced, receipted and consumed so far. */
@@ -198,6 +199,16 @@ void kh_scenario_free(kh_scenario *s); /* NULL is fine */
 
 /* Index of node `name` or -1. */
 int kh_scenario_node_index(const kh_scenario *s, const char *name);
+/* The address of node `index` (0-based) in address slot `slot`:
+ * "127.77.<slot>.<index+1>" (harness/README.md, "Isolation"). */
+void kh_slot_host(unsigned slot, unsigned index, char *buf, size_t len);
+/* `text` with every ${nodes.NAME.host}, ${nodes.NAME.port} and
+ * ${nodes.NAME.listen} (host:port) replaced by node NAME's address in
+ * `slot`; anything else is copied as is.  0 and *out (keel_free), -EINVAL
+ * (an unknown node or field, an unterminated reference: err says which,
+ * *bad_off is its byte offset in text), -ENOMEM. */
+int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char **out,
+		   size_t *bad_off, char *err, size_t errlen);
 /* The node a step acts on or waits for (NULL for expect and crash). */
 const char *kh_step_node(const kh_step *st);
 /* A manage arg or field value as JSON: a plain (unquoted) scalar is typed

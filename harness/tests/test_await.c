@@ -133,12 +133,28 @@ static void test_parse_errors(void **state)
 	}
 }
 
+/* A number in a dotted path indexes a list (manage replies). */
+static void test_list_index(void **state)
+{
+	(void)state;
+	const char *r = "{\"bridges\":[{\"name\":\"b1\",\"connects\":1},"
+			"{\"name\":\"b2\",\"locator\":{\"refcount\":2}}]}";
+	assert_true(m("bridges.0.connects == 1", r));
+	assert_true(m("bridges.1.name == b2", r));
+	assert_true(m("bridges.1.locator.refcount >= 2", r));
+	assert_false(m("bridges.2.name", r));
+	assert_false(m("bridges.x.name", r));
+	assert_false(m("bridges.-1.name", r));
+	assert_false(m("bridges.0.connects > 1", r));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ops),
 		cmocka_unit_test(test_await_match),
 		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_list_index),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -541,6 +541,92 @@ static void test_flow_option_errors(void **state)
 		   "steps[0].manage.expect.where: where is checked on ok replies only");
 }
 
+/* ${nodes.NAME.host|port|listen} in a node's config: replaced with the
+ * slot's addresses; unknown names and fields are lint errors on their line. */
+static void test_node_subst(void **state)
+{
+	(void)state;
+	int64_t live = keel_alloc_live();
+	kh_scenario *s = load_ok("nodes:\n"
+				 "  - name: src\n"
+				 "    config: |\n"
+				 "      bridges:\n"
+				 "        - name: b1\n"
+				 "          queue: q\n"
+				 "          connectors: [\"${nodes.dst.listen}\"]\n"
+				 "  - name: dst\n"
+				 "steps:\n  - start: {node: src}\n",
+				 false);
+	char *out = NULL, err[256] = "";
+	size_t off = 0;
+	assert_int_equal(kh_subst_nodes(s, 7, s->nodes[0].config, &out, &off, err, sizeof(err)),
+			 0);
+	assert_non_null(strstr(out, "connectors: [\"127.77.7.2:61613\"]"));
+	assert_null(strstr(out, "${"));
+	keel_free(out);
+	assert_int_equal(kh_subst_nodes(s, 250, "h=${nodes.src.host} p=${nodes.dst.port} "
+					"l=${nodes.dst.listen} $HOME ${other} ${nodes.src.host}",
+					&out, &off, err, sizeof(err)),
+			 0);
+	assert_string_equal(out, "h=127.77.250.1 p=61613 l=127.77.250.2:61613 $HOME ${other} "
+				 "127.77.250.1");
+	keel_free(out);
+	assert_int_equal(kh_subst_nodes(s, 1, "", &out, &off, err, sizeof(err)), 0);
+	assert_string_equal(out, "");
+	keel_free(out);
+	out = NULL;
+	assert_int_equal(kh_subst_nodes(s, 1, "a\nb ${nodes.zz.host}", &out, &off, err,
+					sizeof(err)),
+			 -EINVAL);
+	assert_null(out);
+	assert_int_equal(off, 4);
+	assert_string_equal(err, "\"${nodes.zz.host}\": unknown node \"zz\"");
+	assert_int_equal(kh_subst_nodes(s, 1, "${nodes.dst.ip}", &out, &off, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err,
+			    "\"${nodes.dst.ip}\": unknown field \"ip\" (host, port or listen)");
+	assert_int_equal(kh_subst_nodes(s, 1, "x ${nodes.dst.host\n}", &out, &off, err,
+					sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "unterminated \"${nodes.dst.host\"");
+	assert_int_equal(off, 2);
+	assert_int_equal(kh_subst_nodes(s, 1, "${nodes.dst}", &out, &off, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "expected ${nodes.NAME.host|port|listen}"));
+	kh_scenario_free(s);
+	assert_int_equal(keel_alloc_live(), live);
+
+	/* Lint: the line of the reference inside a literal block... */
+	expect_err("nodes:\n"
+		   "  - name: src\n"
+		   "    config: |\n"
+		   "      bridges:\n"
+		   "        - name: b1\n"
+		   "          queue: q\n"
+		   "          connectors: [\"${nodes.dts.listen}\"]\n"
+		   "  - name: dst\n"
+		   "steps:\n  - start: {node: src}\n",
+		   false, "t.yaml:7: nodes[0].config: \"${nodes.dts.listen}\": unknown node \"dts\"");
+	/* ...else the key's line. */
+	expect_err("nodes:\n"
+		   "  - name: src\n"
+		   "    config: \"journal-sync: ${nodes.src.speed}\"\n"
+		   "steps:\n  - start: {node: src}\n",
+		   false, "t.yaml:3: nodes[0].config: \"${nodes.src.speed}\": unknown field");
+	/* The substituted config is what the broker's config check sees. */
+	expect_err("nodes:\n"
+		   "  - name: src\n"
+		   "    config: |\n"
+		   "      bridges:\n"
+		   "        - name: b1\n"
+		   "          queue: q\n"
+		   "          connectors: [\"${nodes.src.host}\"]\n"
+		   "steps:\n  - start: {node: src}\n",
+		   false, "t.yaml:3: nodes[0].config: config:4: bridges[0].connectors[0]: expected "
+		   "HOST:PORT (port 1..65535), got \"127.77.1.1\"");
+	assert_int_equal(keel_alloc_live(), live);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -554,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_flow_options),
 		cmocka_unit_test(test_flow_option_errors),
 		cmocka_unit_test(test_node_env),
+		cmocka_unit_test(test_node_subst),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_alloc_failures),
 	};
