@@ -1,10 +1,11 @@
 /*
  * config.c - the broker's YAML configuration: libcyaml schema, defaults and
- * semantic checks (see config.h).  A libyaml pass first records the line of
- * every key under its path ("addresses[0].queues[1].durable") so that every
- * error names file:line: key; then libcyaml fills the struct.  Everything in
- * a keel_config comes from one allocator (cfg_mem: keel_realloc/keel_free),
- * so cyaml_free frees loaded values and defaults alike.  Any thread.
+ * semantic checks (see config.h).  A libyaml pass (yamlscan.c) first
+ * records the line of every key under its path
+ * ("addresses[0].queues[1].durable") so that every error names file:line:
+ * key; then libcyaml fills the struct.  Everything in a keel_config comes
+ * from one allocator (keel_yaml_mem: keel_realloc/keel_free), so cyaml_free
+ * frees loaded values and defaults alike.  Any thread.
  */
 #include "config.h"
 
@@ -19,16 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
 #include "alloc.h"
 #include "limits.h"
 #include "log.h"
 #include "match.h"
+#include "yamlscan.h"
 
 /* Longest key path kept for messages ("addresses[12].queues[3].durable").
  * The schema is 5 levels deep; deeper junk is refused by the depth limit. */
-#define CFG_PATH_MAX 512
+#define CFG_PATH_MAX KEEL_YAML_PATH_MAX
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -198,428 +199,23 @@ static const char *const bool_keys[] = {
 	"duplicate-detection", "shared-locator",
 };
 
-/* ---- allocation and logging hooks -------------------------------------- */
+static const keel_yaml_opts cfg_yaml_opts = {
+	.bool_keys = bool_keys,
+	.nbool_keys = sizeof(bool_keys) / sizeof(bool_keys[0]),
+	.max_depth = KEEL_MAX_CONFIG_DEPTH,
+	.depth_name = "KEEL_MAX_CONFIG_DEPTH",
+};
 
-static void *cfg_mem(void *ctx, void *ptr, size_t size)
-{
-	(void)ctx;
-	if (size == 0) {
-		keel_free(ptr);
-		return NULL;
-	}
-	return keel_realloc(ptr, size);
-}
-
-/* One line of libcyaml's error backtrace: where the loader was. */
-typedef struct cfg_frame {
-	char field[64];          /* mapping field, "" for a mapping or entry */
-	unsigned entry;          /* 1-based sequence entry, 0 if a mapping */
-	bool is_entry;
-	unsigned line;
-} cfg_frame;
-
-/* What libcyaml logged at error level for one load. */
-typedef struct cfg_log {
-	char msg[256];           /* first message, without "Load: " */
-	cfg_frame frames[KEEL_MAX_CONFIG_DEPTH * 2]; /* innermost first */
-	unsigned nframes;
-} cfg_log;
-
-static void cfg_log_fn(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
-{
-	cfg_log *log = ctx;
-	char line[320];
-	if (level < CYAML_LOG_ERROR)
-		return;
-	vsnprintf(line, sizeof(line), fmt, args);
-	line[strcspn(line, "\n")] = '\0';
-
-	cfg_frame f = { 0 };
-	size_t n;
-	if (strncmp(line, "  in mapping field '", 20) == 0) {
-		const char *name = line + 20;
-		const char *end = strstr(name, "' (line: ");
-		if (end == NULL)
-			return;
-		n = (size_t)(end - name);
-		if (n >= sizeof(f.field))
-			n = sizeof(f.field) - 1;
-		memcpy(f.field, name, n);
-		f.line = (unsigned)strtoul(end + 9, NULL, 10);
-	} else if (strncmp(line, "  in mapping (line: ", 20) == 0) {
-		f.line = (unsigned)strtoul(line + 20, NULL, 10);
-	} else if (strncmp(line, "  in sequence entry '", 21) == 0) {
-		char *end;
-		f.is_entry = true;
-		f.entry = (unsigned)strtoul(line + 21, &end, 10);
-		const char *l = strstr(end, "(line: ");
-		f.line = l ? (unsigned)strtoul(l + 7, NULL, 10) : 0;
-	} else {
-		const char *m = strncmp(line, "Load: ", 6) == 0 ? line + 6 : line;
-		if (log->msg[0] == '\0' && strcmp(m, "Backtrace:") != 0)
-			snprintf(log->msg, sizeof(log->msg), "%.*s",
-				 (int)sizeof(log->msg) - 1, m);
-		return;
-	}
-	if (log->nframes < sizeof(log->frames) / sizeof(log->frames[0]))
-		log->frames[log->nframes++] = f;
-}
-
-/* ---- the libyaml scan: key paths and their lines ----------------------- */
-
-typedef struct cfg_key {
-	char *path;
-	unsigned line;
-} cfg_key;
-
-typedef struct cfg_scan {
-	cfg_key *keys;
-	size_t count;
-	size_t cap;
-} cfg_scan;
-
-typedef struct scan_frame {
-	bool is_map;
-	bool want_key;           /* map: next node is a key */
-	bool bool_value;         /* map: current key takes a boolean */
-	size_t base_len;         /* path length of this node itself */
-	unsigned index;          /* seq: next entry's index */
-} scan_frame;
-
-static void scan_free(cfg_scan *s)
-{
-	for (size_t i = 0; i < s->count; i++)
-		keel_free(s->keys[i].path);
-	keel_free(s->keys);
-	s->keys = NULL;
-	s->count = s->cap = 0;
-}
-
-static int scan_add(cfg_scan *s, const char *path, unsigned line)
-{
-	if (s->count == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 32;
-		cfg_key *k = keel_realloc(s->keys, cap * sizeof(*k));
-		if (k == NULL)
-			return -ENOMEM;
-		s->keys = k;
-		s->cap = cap;
-	}
-	char *p = keel_strdup(path);
-	if (p == NULL)
-		return -ENOMEM;
-	s->keys[s->count].path = p;
-	s->keys[s->count].line = line;
-	s->count++;
-	return 0;
-}
-
-/* Line of `path` (the last occurrence: a duplicate key is the one to name),
- * or 0 when the file does not have it. */
-static unsigned scan_line(const cfg_scan *s, const char *path)
-{
-	for (size_t i = s->count; i-- > 0;) {
-		if (strcmp(s->keys[i].path, path) == 0)
-			return s->keys[i].line;
-	}
-	return 0;
-}
-
-static bool scan_has(const cfg_scan *s, const char *fmt, ...)
+static bool scan_has(const keel_yaml_scan *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-static bool scan_has(const cfg_scan *s, const char *fmt, ...)
+static bool scan_has(const keel_yaml_scan *s, const char *fmt, ...)
 {
 	char path[CFG_PATH_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(path, sizeof(path), fmt, ap);
 	va_end(ap);
-	return scan_line(s, path) != 0;
-}
-
-static bool bool_word_valid(const char *v)
-{
-	static const char *const words[] = { "true", "false", "yes", "no", "on",
-					     "off", "enable", "disable", "1", "0" };
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (strcasecmp(v, words[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
-static bool is_bool_key(const char *key)
-{
-	for (size_t i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++) {
-		if (strcmp(key, bool_keys[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
-static void path_trunc(char *path, size_t len)
-{
-	assert(len < CFG_PATH_MAX);
-	path[len] = '\0';
-}
-
-static void path_append(char *path, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void path_append(char *path, const char *fmt, ...)
-{
-	size_t len = strlen(path);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(path + len, CFG_PATH_MAX - len, fmt, ap);
-	va_end(ap);
-}
-
-/*
- * Walk the events of `yaml` once: record every key and sequence entry with
- * its line, and refuse what libcyaml would not report well (syntax errors,
- * several documents, aliases, too deep nesting, booleans it would misread).
- */
-static int scan_yaml(cfg_scan *s, const char *name, const char *yaml, size_t len,
-		     char *err, size_t errlen)
-{
-	yaml_parser_t parser;
-	yaml_event_t ev;
-	scan_frame stack[KEEL_MAX_CONFIG_DEPTH];
-	unsigned depth = 0, docs = 0;
-	char path[CFG_PATH_MAX] = "";
-	int rc = 0;
-	bool done = false;
-
-	if (!yaml_parser_initialize(&parser))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-	while (!done) {
-		if (!yaml_parser_parse(&parser, &ev)) {
-			unsigned line = (unsigned)parser.problem_mark.line + 1;
-			const char *problem = parser.problem ? parser.problem : "invalid YAML";
-			if (path[0])
-				snprintf(err, errlen, "%s:%u: %s: syntax error: %s", name,
-					 line, path, problem);
-			else
-				snprintf(err, errlen, "%s:%u: syntax error: %s", name, line,
-					 problem);
-			rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
-			goto out;
-		}
-		unsigned line = (unsigned)ev.start_mark.line + 1;
-		scan_frame *top = depth ? &stack[depth - 1] : NULL;
-		bool node = ev.type == YAML_SCALAR_EVENT ||
-			    ev.type == YAML_SEQUENCE_START_EVENT ||
-			    ev.type == YAML_MAPPING_START_EVENT ||
-			    ev.type == YAML_ALIAS_EVENT;
-		bool complete = false;
-
-		if (ev.type == YAML_STREAM_END_EVENT)
-			done = true;
-		if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
-			snprintf(err, errlen, "%s:%u: only one YAML document is allowed",
-				 name, line);
-			rc = -EINVAL;
-			goto out_event;
-		}
-		if (ev.type == YAML_ALIAS_EVENT) {
-			snprintf(err, errlen, "%s:%u: %s%saliases are not supported",
-				 name, line, path, path[0] ? ": " : "");
-			rc = -EINVAL;
-			goto out_event;
-		}
-		if (node && top && top->is_map && top->want_key) {
-			if (ev.type != YAML_SCALAR_EVENT) {
-				snprintf(err, errlen, "%s:%u: %s%skeys must be plain words",
-					 name, line, path, path[0] ? ": " : "");
-				rc = -EINVAL;
-				goto out_event;
-			}
-			const char *key = (const char *)ev.data.scalar.value;
-			path_append(path, "%s%s", path[0] ? "." : "", key);
-			rc = scan_add(s, path, line);
-			if (rc)
-				goto out_event;
-			top->want_key = false;
-			top->bool_value = is_bool_key(key);
-			yaml_event_delete(&ev);
-			continue;
-		}
-		if (node && top && !top->is_map) {
-			path_append(path, "[%u]", top->index);
-			rc = scan_add(s, path, line);
-			if (rc)
-				goto out_event;
-		}
-		switch (ev.type) {
-		case YAML_SCALAR_EVENT:
-			if (top && top->is_map && top->bool_value &&
-			    !bool_word_valid((const char *)ev.data.scalar.value)) {
-				snprintf(err, errlen, "%s:%u: %s: invalid boolean \"%s\"",
-					 name, line, path,
-					 (const char *)ev.data.scalar.value);
-				rc = -EINVAL;
-				goto out_event;
-			}
-			complete = true;
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (depth == KEEL_MAX_CONFIG_DEPTH) {
-				snprintf(err, errlen,
-					 "%s:%u: %s%snested deeper than %d levels "
-					 "(KEEL_MAX_CONFIG_DEPTH)",
-					 name, line, path, path[0] ? ": " : "",
-					 KEEL_MAX_CONFIG_DEPTH);
-				rc = -EINVAL;
-				goto out_event;
-			}
-			stack[depth++] = (scan_frame){
-				.is_map = ev.type == YAML_MAPPING_START_EVENT,
-				.want_key = true,
-				.base_len = strlen(path),
-			};
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			assert(depth > 0);
-			depth--;
-			complete = true;
-			break;
-		default:
-			break;
-		}
-		/* A node ended: the parent moves on to its next key or entry. */
-		if (complete && depth > 0) {
-			scan_frame *parent = &stack[depth - 1];
-			path_trunc(path, parent->base_len);
-			if (parent->is_map) {
-				parent->want_key = true;
-				parent->bool_value = false;
-			} else {
-				parent->index++;
-			}
-		}
-		yaml_event_delete(&ev);
-	}
-	goto out;
-
-out_event:
-	yaml_event_delete(&ev);
-out:
-	yaml_parser_delete(&parser);
-	return rc;
-}
-
-/* ---- libcyaml errors -> "file:line: key: message" ---------------------- */
-
-static const char *event_word(const char *ev)
-{
-	if (strncmp(ev, "SCALAR", 6) == 0)
-		return "a single value";
-	if (strncmp(ev, "SEQUENCE_START", 14) == 0)
-		return "a list";
-	if (strncmp(ev, "MAPPING_START", 13) == 0)
-		return "a mapping";
-	return ev;
-}
-
-static const char *type_word(const char *t)
-{
-	static const char *const words[][2] = {
-		{ "STRING", "a string" },
-		{ "MAPPING", "a mapping" },
-		{ "SEQUENCE", "a list" },
-		{ "INT", "an integer" },
-		{ "UINT", "an unsigned integer" },
-		{ "BOOLEAN", "a boolean" },
-	};
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (strcmp(t, words[i][0]) == 0)
-			return words[i][1];
-	}
-	return t;
-}
-
-/* Rewrite libcyaml's message for people; `key` gets the key the message is
- * about when it names one (unknown, missing and repeated keys). */
-static void cyaml_msg_words(const char *msg, char *out, size_t outlen, char *key,
-			    size_t keylen)
-{
-	char a[128], b[128];
-	unsigned u;
-	key[0] = '\0';
-	if (sscanf(msg, "Invalid INT value: '%127[^']'", a) == 1) {
-		snprintf(out, outlen, "invalid integer \"%s\"", a);
-	} else if (sscanf(msg, "Invalid UINT value: '%127[^']'", a) == 1 ||
-		   sscanf(msg, "Invalid uint64_t value: '%127[^']'", a) == 1) {
-		snprintf(out, outlen, "invalid unsigned integer \"%s\"", a);
-	} else if (sscanf(msg, "Unexpected key: %127s", a) == 1) {
-		snprintf(key, keylen, "%s", a);
-		snprintf(out, outlen, "unknown key");
-	} else if (sscanf(msg, "Missing required mapping field: %127s", a) == 1) {
-		snprintf(key, keylen, "%s", a);
-		snprintf(out, outlen, "missing required key");
-	} else if (sscanf(msg, "Mapping field already seen: %127s", a) == 1) {
-		snprintf(key, keylen, "%s", a);
-		snprintf(out, outlen, "key given twice");
-	} else if (sscanf(msg, "Expecting %127s got event: %127s", a, b) == 2) {
-		a[strcspn(a, ",")] = '\0';
-		snprintf(out, outlen, "expected %s, got %s", type_word(a),
-			 event_word(b));
-	} else if (sscanf(msg, "STRING length < %u:", &u) == 1) {
-		if (u == 1)
-			snprintf(out, outlen, "must not be empty");
-		else
-			snprintf(out, outlen, "shorter than %u characters", u);
-	} else if (sscanf(msg, "STRING length > %u:", &u) == 1) {
-		snprintf(out, outlen, "longer than %u characters%s", u,
-			 u == KEEL_MAX_NAME_LEN ? " (KEEL_MAX_NAME_LEN)" : "");
-	} else {
-		snprintf(out, outlen, "%s", msg);
-		if (out[0])
-			out[0] = (char)tolower((unsigned char)out[0]);
-	}
-}
-
-static void cyaml_error(const cfg_log *log, const cfg_scan *scan, const char *name,
-			cyaml_err_t cerr, char *err, size_t errlen)
-{
-	char path[CFG_PATH_MAX] = "", words[320], key[128];
-	unsigned first = 0, line = 0;
-	cyaml_msg_words(log->msg[0] ? log->msg : cyaml_strerror(cerr), words,
-			sizeof(words), key, sizeof(key));
-	/* A message about a key of a mapping: the innermost frame is the
-	 * mapping (or its last field), the key is the one in the message. */
-	if (key[0] && log->nframes > 0 && !log->frames[0].is_entry)
-		first = 1;
-	for (unsigned i = log->nframes; i-- > first;) {
-		const cfg_frame *f = &log->frames[i];
-		if (f->is_entry)
-			path_append(path, "[%u]", f->entry ? f->entry - 1 : 0);
-		else if (f->field[0])
-			path_append(path, "%s%s", path[0] ? "." : "", f->field);
-	}
-	if (key[0]) {
-		size_t parent_len = strlen(path);
-		path_append(path, "%s%s", path[0] ? "." : "", key);
-		line = scan_line(scan, path);
-		if (line == 0) { /* missing key: name its mapping's line */
-			char parent[CFG_PATH_MAX];
-			snprintf(parent, sizeof(parent), "%.*s", (int)parent_len, path);
-			line = parent_len ? scan_line(scan, parent) : 1;
-		}
-	} else {
-		line = path[0] ? scan_line(scan, path) : 1;
-	}
-	if (line == 0 && log->nframes > 0)
-		line = log->frames[0].line;
-	if (line == 0)
-		line = 1;
-	if (path[0])
-		snprintf(err, errlen, "%s:%u: %s: %s", name, line, path, words);
-	else
-		snprintf(err, errlen, "%s:%u: %s", name, line, words);
+	return keel_yaml_line(s, path) != 0;
 }
 
 /* ---- defaults ---------------------------------------------------------- */
@@ -632,7 +228,7 @@ static int set_default(char **field, const char *value)
 	return *field ? 0 : -ENOMEM;
 }
 
-static int apply_defaults(keel_config *cfg, const cfg_scan *scan)
+static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 {
 	if (set_default(&cfg->name, "keel") || set_default(&cfg->listen, "127.0.0.1:61613") ||
 	    set_default(&cfg->data_dir, "./keel-data") ||
@@ -694,7 +290,7 @@ static int apply_defaults(keel_config *cfg, const cfg_scan *scan)
 /* ---- semantic checks --------------------------------------------------- */
 
 typedef struct cfg_check {
-	const cfg_scan *scan;
+	const keel_yaml_scan *scan;
 	const char *name;
 	char *err;
 	size_t errlen;
@@ -715,15 +311,7 @@ static int check_fail(cfg_check *c, const char *fmt, ...)
 	assert(tab != NULL);
 	*tab = '\0';
 	/* The key itself, else its nearest enclosing entry that has a line. */
-	char path[CFG_PATH_MAX];
-	snprintf(path, sizeof(path), "%.*s", (int)sizeof(path) - 1, text);
-	unsigned line = 0;
-	while (path[0] && (line = scan_line(c->scan, path)) == 0) {
-		char *cut = path + strlen(path);
-		while (cut > path && *cut != '.' && *cut != '[')
-			cut--;
-		*cut = '\0';
-	}
+	unsigned line = keel_yaml_line_near(c->scan, text);
 	snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, text,
 		 tab + 1);
 	return -EINVAL;
@@ -1048,7 +636,7 @@ static int check_config(cfg_check *c, keel_config *cfg)
 /* ---- public ------------------------------------------------------------ */
 
 static const cyaml_config_t cfg_cyaml_free_config = {
-	.mem_fn = cfg_mem,
+	.mem_fn = keel_yaml_mem,
 	.log_level = CYAML_LOG_ERROR,
 };
 
@@ -1075,8 +663,8 @@ int keel_config_default(keel_config **out)
 int keel_config_load_data(const char *name, const char *yaml, size_t len,
 			  keel_config **out, char *err, size_t errlen)
 {
-	cfg_scan scan = { 0 };
-	cfg_log log = { 0 };
+	keel_yaml_scan scan = { 0 };
+	keel_yaml_log log = { 0 };
 	keel_config *cfg = NULL;
 	char dummy[1];
 	int rc;
@@ -1086,7 +674,7 @@ int keel_config_load_data(const char *name, const char *yaml, size_t len,
 		errlen = sizeof(dummy);
 	}
 	err[0] = '\0';
-	rc = scan_yaml(&scan, name, yaml, len, err, errlen);
+	rc = keel_yaml_scan_run(&scan, &cfg_yaml_opts, name, yaml, len, err, errlen);
 	if (rc == -ENOMEM)
 		goto out_oom;
 	if (rc != 0)
@@ -1094,9 +682,9 @@ int keel_config_load_data(const char *name, const char *yaml, size_t len,
 
 	if (len > 0) {
 		cyaml_config_t cc = {
-			.log_fn = cfg_log_fn,
+			.log_fn = keel_yaml_log_fn,
 			.log_ctx = &log,
-			.mem_fn = cfg_mem,
+			.mem_fn = keel_yaml_mem,
 			.log_level = CYAML_LOG_ERROR,
 			.flags = CYAML_CFG_NO_ALIAS,
 		};
@@ -1109,7 +697,8 @@ int keel_config_load_data(const char *name, const char *yaml, size_t len,
 			goto out;
 		}
 		if (cerr != CYAML_OK) {
-			cyaml_error(&log, &scan, name, cerr, err, errlen);
+			keel_yaml_cyaml_error(&log, &scan, &cfg_yaml_opts, name, cerr, err,
+					      errlen);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -1138,7 +727,7 @@ out_oom:
 	snprintf(err, errlen, "%s: out of memory", name);
 out:
 	keel_config_free(cfg);
-	scan_free(&scan);
+	keel_yaml_scan_free(&scan);
 	return rc;
 }
 

@@ -91,6 +91,12 @@
  * "unknown key" error instead of a "too deep" one, and bounds the scan. */
 #define KEEL_MAX_CONFIG_DEPTH 16
 
+/* The YAML key-path scanner (yamlscan.c, used by config and scenario
+ * files): deepest nesting any caller may ask for, and longest key path
+ * kept for messages ("addresses[12].queues[3].durable"). */
+#define KEEL_YAML_MAX_DEPTH 16
+#define KEEL_YAML_PATH_MAX 512
+
 /* Largest body chunk the STOMP parser hands out for a streamed (large)
  * frame: bounds what it holds per connection while streaming; 64 KiB makes
  * per-chunk costs vanish next to copying the bytes. */
