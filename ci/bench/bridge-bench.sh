@@ -12,6 +12,7 @@
 # source queue ends empty.  Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. ci/bench/lib.sh
 
 BUILD=${KEEL_BUILD_DIR:-build-bench}
 COUNT=${KEEL_BENCH_BRIDGE_COUNT:-10}
@@ -24,44 +25,16 @@ fi
 BROKER=$BUILD/broker/keel-broker
 KEELCTL=$BUILD/broker/keelctl
 
-tmp=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_init
 
-kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
-
-# start NAME CONFIG -> sets PID and PORT
-start() {
-  printf '%s\n' "$2" >"$tmp/$1.yaml"
-  "$BROKER" --config "$tmp/$1.yaml" --listen 127.0.0.1:0 --data-dir "$tmp/$1" \
-            --events "$tmp/$1.events" --name "$1" --log-level warn &
-  PID=$!
-  PIDS+=("$PID")
-  PORT=
-  local deadline=$((SECONDS + 20))
-  while (( SECONDS < deadline )); do
-    if grep -q '"state":"LIVE"' "$tmp/$1.events" 2>/dev/null; then
-      PORT=$(grep -o '"type":"acceptor.listening".*"port":[0-9]*' "$tmp/$1.events" |
-             grep -o '[0-9]*$')
-      break
-    fi
-    sleep 0.05
-  done
-  [ -n "$PORT" ] || { echo "$1 did not start" >&2; exit 1; }
-}
-
-start tgt ''
-TPID=$PID TPORT=$PORT
-start src "bridges:
+broker_start tgt ''
+TPID=$BROKER_PID TPORT=$PORT
+broker_start src "bridges:
   - name: bench
     queue: big
     connectors: [\"127.0.0.1:$TPORT\"]
     retry-interval: 200"
-SPID=$PID SPORT=$PORT
+SPID=$BROKER_PID SPORT=$PORT
 idle=$(kib "$SPID" VmRSS)
 
 t0=$(date +%s.%N)
@@ -106,5 +79,5 @@ echo "bridge: $COUNT x $((SIZE / 1048576)) MiB through a bridge to a target paus
 if (( hwm >= 64 * 1024 )); then
   echo "FAIL: the source's peak RSS is 64 MiB or more"; fail=1
 fi
-kill -TERM "$SPID" "$TPID"; wait "$SPID" "$TPID" || true
+broker_stop "$SPID" "$TPID"
 exit $fail

@@ -14,6 +14,7 @@
 # generated and checked 64 KiB at a time).  Exit 1 when a limit is broken.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. ci/bench/lib.sh
 
 BUILD=${KEEL_BUILD_DIR:-build-bench}
 FLOOD=${KEEL_BENCH_FLOOD:-200000}
@@ -26,51 +27,12 @@ BROKER=$BUILD/broker/keel-broker
 cc -O2 -Wall -Wextra -pthread -o "$BUILD/flowbench" ci/bench/flowbench.c
 BENCH=$BUILD/flowbench
 
-tmp=$(mktemp -d)
-BROKER_PID=
-cleanup() {
-  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
-
-# Start a broker with config $1; sets BROKER_PID and PORT.  Events go to
-# a regular file (a pipe nobody reads during the run would fill and stall
-# the broker: every producer.blocked/unblocked is a line).
-start_broker() {
-  rm -rf "$tmp/data" "$tmp/events"
-  printf '%s\n' "$1" >"$tmp/broker.yaml"
-  "$BROKER" --config "$tmp/broker.yaml" --listen 127.0.0.1:0 --data-dir "$tmp/data" \
-            --events "$tmp/events" --name bench --log-level warn &
-  BROKER_PID=$!
-  PORT=
-  local deadline=$((SECONDS + 20))
-  while (( SECONDS < deadline )); do
-    if grep -q '"state":"LIVE"' "$tmp/events" 2>/dev/null; then
-      PORT=$(grep -o '"type":"acceptor.listening".*"port":[0-9]*' "$tmp/events" |
-             grep -o '[0-9]*$')
-      break
-    fi
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  [ -n "$PORT" ] || { echo "broker did not start" >&2; exit 1; }
-}
-
-stop_broker() {
-  kill -TERM "$BROKER_PID"
-  wait "$BROKER_PID" || true
-  BROKER_PID=
-}
+bench_init
 
 fail=0
 
 # ---- 1. flood with BLOCK ------------------------------------------------------
-start_broker 'address-settings:
+broker_start bench 'address-settings:
   - match: "bench.#"
     max-size-bytes: 1MiB
     address-full-policy: BLOCK'
@@ -85,8 +47,8 @@ while kill -0 "$bench_pid" 2>/dev/null; do
 done
 wait "$bench_pid" || { echo "FAIL: flood: messages lost, duplicated or out of order"; fail=1; }
 hwm=$(kib "$BROKER_PID" VmHWM)
-blocked=$(grep -c '"producer.blocked"' "$tmp/events" || true)
-stop_broker
+blocked=$(grep -c '"producer.blocked"' "$BROKER_EVENTS" || true)
+broker_stop
 growth=$(( (peak - idle) / 1024 ))
 echo "flood: broker RSS idle $((idle / 1024)) MiB, peak sampled $((peak / 1024)) MiB" \
      "(+${growth} MiB), VmHWM $((hwm / 1024)) MiB (+$(( (hwm - idle) / 1024 )) MiB);" \
@@ -96,11 +58,11 @@ if (( hwm - idle >= 32 * 1024 )); then
 fi
 
 # ---- 2. one large message -----------------------------------------------------
-start_broker ''
+broker_start bench ''
 "$BENCH" large "$PORT" "$LARGE" || { echo "FAIL: large: message not received intact"; fail=1; }
 hwm=$(kib "$BROKER_PID" VmHWM)
-left=$(find "$tmp/data/large-messages" -type f | wc -l)
-stop_broker
+left=$(find "$BROKER_DATA/large-messages" -type f | wc -l)
+broker_stop
 echo "large: $((LARGE / 1048576)) MiB message, broker VmHWM $((hwm / 1024)) MiB;" \
      "files left in large-messages: $left"
 if (( hwm >= 64 * 1024 )); then

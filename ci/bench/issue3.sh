@@ -21,6 +21,7 @@
 # KEEL_BENCH_LARGE (1073741824), KEEL_BENCH_FLOOD (200000), KEEL_BENCH_NO_BUILD.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. ci/bench/lib.sh
 
 BUILD=${KEEL_BUILD_DIR:-build-bench}
 COUNT=${KEEL_BENCH_COUNT:-200000}
@@ -38,49 +39,11 @@ KEELCTL=$BUILD/broker/keelctl
 BENCH=$BUILD/flowbench
 cc -O2 -Wall -Wextra -pthread -o "$BENCH" ci/bench/flowbench.c
 
-tmp=$(mktemp -d)
-BROKER_PID=
-cleanup() {
-  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+bench_init
 # field KEY from the `result:` line of flowbench output $1
 field() { sed -n "s/^result:.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 # field KEY from keelctl perf --json output $1
 jfield() { python3 -c 'import json,sys; print("%.3f" % json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-
-# Start a broker with config $1 (events to a regular file: a pipe nobody
-# reads during a run would fill and stall the broker); sets BROKER_PID, PORT.
-start_broker() {
-  rm -rf "$tmp/data" "$tmp/events"
-  printf '%s\n' "$1" >"$tmp/broker.yaml"
-  "$BROKER" --config "$tmp/broker.yaml" --listen 127.0.0.1:0 --data-dir "$tmp/data" \
-            --events "$tmp/events" --name bench3 --log-level warn &
-  BROKER_PID=$!
-  PORT=
-  local i
-  for ((i = 0; i < 400; i++)); do
-    if grep -q '"state":"LIVE"' "$tmp/events" 2>/dev/null; then
-      PORT=$(grep -o '"type":"acceptor.listening".*"port":[0-9]*' "$tmp/events" |
-             grep -o '[0-9]*$')
-      break
-    fi
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  [ -n "$PORT" ] || { echo "issue3: broker did not start" >&2; exit 1; }
-}
-
-stop_broker() {
-  kill -TERM "$BROKER_PID"
-  wait "$BROKER_PID" || true
-  BROKER_PID=
-}
 
 ROWS=()
 # row FIGURE VALUE TARGET OK(1/0)
@@ -100,7 +63,7 @@ row "  fdatasync p50 / p99 (ms)" "$(field "$out" sync_p50_ms) / $(field "$out" s
 row "disk alone: 10 MiB write+fsync (MB/s)" "$(field "$out" file_mbps)" "-" 1
 
 # ---- 1-3: 1 KiB persistent ---------------------------------------------------
-start_broker ''
+broker_start bench3 ''
 for every in 100 1; do
   echo "== keelctl perf --persistent --receipt-every $every ($COUNT x 1 KiB) =="
   out=$("$KEELCTL" --port "$PORT" perf --persistent --receipt-every "$every" --size 1024 \
@@ -122,15 +85,15 @@ p99=$(field "$out" p99_ms)
 row "1 KiB persistent, receipt waited for each (msg/s)" "$mps" ">= 3500" "$(ge "$mps" 3500)"
 row "  receipt latency p50 (ms)" "$p50" "<= 0.35" "$(le "$p50" 0.35)"
 row "  receipt latency p99 (ms)" "$p99" "-" 1
-stop_broker
+broker_stop
 
 # ---- 4: persistent 10 MiB messages --------------------------------------------
-start_broker ''
+broker_start bench3 ''
 echo "== flowbench bulk $BULK x 10 MiB persistent, receipted, consumed =="
 out=$("$BENCH" bulk "$PORT" "$BULK" 10485760)
 echo "$out"
 hwm=$(kib "$BROKER_PID" VmHWM)
-stop_broker
+broker_stop
 r=$(field "$out" receipted_mbps)
 c=$(field "$out" received_mbps)
 row "10 MiB persistent, receipted (MB/s)" "$r" ">= 800" "$(ge "$r" 800)"
@@ -138,16 +101,16 @@ row "10 MiB persistent, received + verified (MB/s)" "$c" ">= 800" "$(ge "$c" 800
 row "  broker VmHWM (MiB)" "$((hwm / 1024))" "<= 64" "$(le "$hwm" $((64 * 1024)))"
 
 # ---- 5: one 1 GiB message -------------------------------------------------------
-start_broker ''
+broker_start bench3 ''
 echo "== flowbench large $LARGE =="
 "$BENCH" large "$PORT" "$LARGE"
 hwm=$(kib "$BROKER_PID" VmHWM)
-stop_broker
+broker_stop
 row "$((LARGE / 1048576)) MiB message: broker VmHWM (MiB)" "$((hwm / 1024))" "< 64" \
     "$( ((hwm < 64 * 1024)) && echo 1 || echo 0)"
 
 # ---- 6: BLOCK flood ---------------------------------------------------------------
-start_broker 'address-settings:
+broker_start bench3 'address-settings:
   - match: "bench.#"
     max-size-bytes: 1MiB
     address-full-policy: BLOCK'
@@ -155,7 +118,7 @@ idle=$(kib "$BROKER_PID" VmRSS)
 echo "== flowbench flood $FLOOD (BLOCK at 1 MiB, slow consumer) =="
 "$BENCH" flood "$PORT" "$FLOOD"
 hwm=$(kib "$BROKER_PID" VmHWM)
-stop_broker
+broker_stop
 row "BLOCK flood: broker VmHWM (MiB, idle $((idle / 1024)))" "$((hwm / 1024))" \
     "< idle + 32" "$( ((hwm - idle < 32 * 1024)) && echo 1 || echo 0)"
 

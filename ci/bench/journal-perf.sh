@@ -15,6 +15,7 @@
 # ci/bench/issue3.sh prints these with the other issue-3 figures in one table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. ci/bench/lib.sh
 
 BUILD=${KEEL_BUILD_DIR:-build-bench}
 COUNT=${KEEL_BENCH_COUNT:-200000}
@@ -26,39 +27,9 @@ KEELCTL=$BUILD/broker/keelctl
 BENCH=$BUILD/flowbench
 cc -O2 -Wall -Wextra -pthread -o "$BENCH" ci/bench/flowbench.c
 
-tmp=$(mktemp -d)
-BROKER_PID=
-cleanup() {
-  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-mkfifo "$tmp/events"
-exec {EVFD}<>"$tmp/events"
-
-PORT=
-wait_event() {
-  local deadline=$((SECONDS + $2)) line
-  while (( SECONDS < deadline )); do
-    if IFS= read -r -t 1 -u "$EVFD" line; then
-      if [[ $line =~ \"type\":\"acceptor.listening\".*\"port\":([0-9]+) ]]; then
-        PORT=${BASH_REMATCH[1]}
-      fi
-      [[ $line =~ $1 ]] && return 0
-    elif ! kill -0 "$BROKER_PID" 2>/dev/null; then
-      return 1
-    fi
-  done
-  return 1
-}
-
-"$BROKER" --listen 127.0.0.1:0 --data-dir "$tmp/data" --events "$tmp/events" \
-          --name jbench --log-level warn &
-BROKER_PID=$!
-wait_event '"state":"LIVE"' 30 || { echo "bench: broker did not become LIVE" >&2; exit 1; }
-echo "bench: keel-broker (Release) on 127.0.0.1:$PORT, journal in $tmp/data/journal"
+bench_init
+broker_start jbench
+echo "bench: keel-broker (Release) on 127.0.0.1:$PORT, journal in $BROKER_DATA/journal"
 
 for every in 100 1; do
   echo
@@ -71,6 +42,4 @@ echo
 echo "== synchronous producer: SEND persistent 1 KiB + wait for RECEIPT, $SYNC_COUNT times =="
 "$BENCH" sync "$PORT" "$SYNC_COUNT"
 
-kill -TERM "$BROKER_PID"
-wait "$BROKER_PID" || true
-BROKER_PID=
+broker_stop
