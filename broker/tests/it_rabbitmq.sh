@@ -122,9 +122,10 @@ fi
 # every message once (by the bridge's duplicate-detection id), bodies
 # whole, then nothing more for 500 ms.
 /usr/bin/python3 - "$STOMP_PORT" $((N + LARGE)) $LARGE_SIZE <<'PY'
-import sys, threading, time, stomp
+import sys, threading, stomp
 port, want, large = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-keys, sizes, lock, done = [], [], threading.Lock(), threading.Event()
+keys, sizes, lock = [], [], threading.Lock()
+done, extra = threading.Event(), threading.Event()
 class L(stomp.ConnectionListener):
     def on_message(self, frame):
         with lock:
@@ -132,13 +133,17 @@ class L(stomp.ConnectionListener):
             sizes.append(len(frame.body))
             if len(keys) >= want:
                 done.set()
+            if len(keys) > want:
+                extra.set()
 c = stomp.Connection([("127.0.0.1", port)], vhost="/", auto_decode=False)
 c.set_listener("l", L())
 c.connect("guest", "guest", wait=True)
 c.subscribe("/queue/from-keel", id="s", ack="auto")
 if not done.wait(30):
     sys.exit("FAIL: received %d of %d messages" % (len(keys), want))
-time.sleep(0.5)  # a negative check: nothing beyond `want` may come
+# A negative check with a deadline: no delivery beyond `want` within 500 ms.
+if extra.wait(0.5):
+    sys.exit("FAIL: more than %d deliveries" % want)
 c.disconnect()
 if None in keys or len(keys) != want or len(set(keys)) != want:
     sys.exit("FAIL: %d deliveries, %d distinct, want %d" % (len(keys), len(set(keys)), want))

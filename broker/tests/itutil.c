@@ -72,6 +72,19 @@ uint32_t it_ms(uint32_t ms)
 	return (uint32_t)(ms * scale);
 }
 
+const char *it_fiu_unavailable(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return "sanitizer build: fiu-run's preloaded library cannot come before ASan's";
+#endif
+	const char *w = getenv("KEEL_BROKER_WRAPPER");
+	if (w && *w)
+		return "KEEL_BROKER_WRAPPER is set: fiu-run would wrap the wrapper";
+	if (system("command -v fiu-run >/dev/null 2>&1 && command -v fiu-ctrl >/dev/null 2>&1"))
+		return "fiu-run / fiu-ctrl not installed (Debian fiu-utils)";
+	return NULL;
+}
+
 int it_exit_code(int wstatus)
 {
 	if (WIFEXITED(wstatus))

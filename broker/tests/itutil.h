@@ -57,4 +57,13 @@ void it_broker_free(it_broker *b);
 /* Exit code of a wait status, or 128 + signal. */
 int it_exit_code(int wstatus);
 
+/* Can libfiu fault injection be used on a broker started now?  No when
+ * fiu-run / fiu-ctrl are missing, in a sanitizer build (fiu-run preloads a
+ * library; ASan insists on coming first), or when KEEL_BROKER_WRAPPER is
+ * set (fiu-run would wrap valgrind).  Returns NULL when it can, else the
+ * reason.  The fault tests run as their own CTest entries, which report
+ * SKIP (exit code IT_SKIP) with that reason. */
+const char *it_fiu_unavailable(void);
+#define IT_SKIP 77
+
 #endif
