@@ -24,7 +24,7 @@ if [ -z "${KEEL_BENCH_NO_BUILD:-}" ]; then
   cmake --build "$BUILD" -j"$(nproc)" --target keel-broker >/dev/null
 fi
 BROKER=$BUILD/broker/keel-broker
-cc -O2 -Wall -Wextra -pthread -o "$BUILD/flowbench" ci/bench/flowbench.c
+build_flowbench "$BUILD/flowbench"
 BENCH=$BUILD/flowbench
 
 bench_init

@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lc.h"
+
 #define CHUNK (64 * 1024)
 #define FLOOD_BODY 1024
 
@@ -300,10 +302,10 @@ static int run_flood(unsigned count)
 	stomp_connect(&c);
 	const char sub[] = "SUBSCRIBE\nid:1\ndestination:/queue/bench.flood\nack:auto\n\n";
 	write_all(&c, sub, sizeof(sub));
-	pthread_t t;
+	lc_thread *t;
 	double t0 = now_s();
-	if (pthread_create(&t, NULL, flood_producer, NULL) != 0)
-		die("pthread_create");
+	if (lc_thread_start(&t, "fb-flood", "flowbench", flood_producer, NULL) != 0)
+		die("lc_thread_start");
 	for (unsigned i = 0; i < count; i++) {
 		long long cl = read_head(&c, head, sizeof(head), cmd, sizeof(cmd));
 		if (strcmp(cmd, "MESSAGE") != 0 || cl != FLOOD_BODY) {
@@ -329,7 +331,7 @@ static int run_flood(unsigned count)
 			nanosleep(&d, NULL);
 		}
 	}
-	pthread_join(t, NULL);
+	lc_thread_join(t, NULL);
 	double t1 = now_s();
 	printf("flood: %u messages of %d bytes, each received once and in order, in %.2f s "
 	       "(%.0f msg/s)\n", count, FLOOD_BODY, t1 - t0, count / (t1 - t0));
@@ -450,11 +452,11 @@ static int run_bulk(unsigned count, uint64_t size)
 	const char sub[] = "SUBSCRIBE\nid:1\ndestination:/queue/bench.bulk\nack:auto\n\n";
 	write_all(&c, sub, sizeof(sub));
 	stomp_connect(&bulk.p);
-	pthread_t tp, tr;
+	lc_thread *tp, *tr;
 	double t0 = now_s();
-	if (pthread_create(&tr, NULL, bulk_receipts, NULL) != 0 ||
-	    pthread_create(&tp, NULL, bulk_producer, NULL) != 0)
-		die("pthread_create");
+	if (lc_thread_start(&tr, "fb-receipts", "flowbench", bulk_receipts, NULL) != 0 ||
+	    lc_thread_start(&tp, "fb-producer", "flowbench", bulk_producer, NULL) != 0)
+		die("lc_thread_start");
 	for (unsigned m = 0; m < count; m++) {
 		long long cl = read_head(&c, head, sizeof(head), cmd, sizeof(cmd));
 		if (strcmp(cmd, "MESSAGE") != 0 || cl < 0 || (uint64_t)cl != size) {
@@ -482,8 +484,8 @@ static int run_bulk(unsigned count, uint64_t size)
 		expect_nul(&c);
 	}
 	double t_recv = now_s();
-	pthread_join(tp, NULL);
-	pthread_join(tr, NULL);
+	lc_thread_join(tp, NULL);
+	lc_thread_join(tr, NULL);
 	double mb = (double)size * count / 1e6;
 	double sent_s = bulk.t_last_receipt - t0, recv_s = t_recv - t0;
 	printf("bulk: %u persistent messages of %llu bytes (%.0f MB), each receipted: "

@@ -37,7 +37,7 @@ fi
 BROKER=$BUILD/broker/keel-broker
 KEELCTL=$BUILD/broker/keelctl
 BENCH=$BUILD/flowbench
-cc -O2 -Wall -Wextra -pthread -o "$BENCH" ci/bench/flowbench.c
+build_flowbench "$BENCH"
 
 bench_init
 # field KEY from the `result:` line of flowbench output $1

@@ -25,7 +25,7 @@ cmake --build "$BUILD" -j"$(nproc)" --target keel-broker keelctl >/dev/null
 BROKER=$BUILD/broker/keel-broker
 KEELCTL=$BUILD/broker/keelctl
 BENCH=$BUILD/flowbench
-cc -O2 -Wall -Wextra -pthread -o "$BENCH" ci/bench/flowbench.c
+build_flowbench "$BENCH"
 
 bench_init
 broker_start jbench

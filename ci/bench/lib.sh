@@ -68,3 +68,10 @@ broker_stop() {
   BROKER_PIDS=("${keep[@]}")
   BROKER_PID=
 }
+
+# build_flowbench OUT: the raw-socket producer/consumer (ci/bench/flowbench.c),
+# its threads started through leakcheck's lc_thread_start like every thread.
+build_flowbench() {
+  cc -O2 -Wall -Wextra -Werror -pthread -iquote leakcheck/src -o "$1" \
+     ci/bench/flowbench.c leakcheck/src/lc.c
+}

@@ -4,6 +4,9 @@
  * lc_thread_join() and holds copies of everything it shows (name, owner,
  * test), so callers may pass temporaries.  Any thread.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_setname_np */
+#endif
 #include "lc.h"
 
 #include <errno.h>
