@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,7 @@ typedef struct exec {
 	slot *slots;
 	unsigned nslots;
 	bool addr_busy[ADDR_SLOTS + 1];
+	int addr_fd[ADDR_SLOTS + 1];    /* the slot's lock file (held), or -1 */
 	unsigned addr_next;
 	unsigned running;
 	unsigned done;
@@ -320,11 +322,48 @@ static unsigned record_child_leaks(slot *sl, char *first, size_t first_len)
 
 static void schedule(exec *ex);
 
+/*
+ * Address slots are shared by every keel-harness on the machine (parallel
+ * CTest entries, two users' runs): a slot is ours while we hold an flock on
+ * $TMPDIR/keel-harness-slots/<n>.lock.  The kernel drops it if we die; the
+ * fd is close-on-exec, so scenario children do not hold it.
+ */
+static int addr_lock(unsigned a)
+{
+	const char *tmp = getenv("TMPDIR");
+	char dir[512], path[600];
+	snprintf(dir, sizeof(dir), "%s/keel-harness-slots", tmp && *tmp ? tmp : "/tmp");
+	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+		return -errno;
+	snprintf(path, sizeof(path), "%s/%u.lock", dir, a);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static void addr_give(exec *ex, unsigned a)
+{
+	ex->addr_busy[a] = false;
+	if (ex->addr_fd[a] >= 0)
+		close(ex->addr_fd[a]);
+	ex->addr_fd[a] = -1;
+}
+
 static unsigned addr_take(exec *ex)
 {
 	for (unsigned k = 0; k < ADDR_SLOTS; k++) {
 		unsigned a = (ex->addr_next + k) % ADDR_SLOTS + 1;
 		if (!ex->addr_busy[a]) {
+			int fd = addr_lock(a);
+			if (fd < 0)
+				continue; /* another keel-harness has it */
+			ex->addr_fd[a] = fd;
 			ex->addr_busy[a] = true;
 			ex->addr_next = a % ADDR_SLOTS;
 			return a;
@@ -442,7 +481,7 @@ static void slot_closed(uv_handle_t *h)
 			fprintf(stderr, "keel-harness: cannot remove %s: %s\n", sl->workdir,
 				strerror(-rc));
 	}
-	ex->addr_busy[sl->addr] = false;
+	addr_give(ex, sl->addr);
 	sl->busy = false;
 	ex->running--;
 	ex->done++;
@@ -613,7 +652,7 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 	return 0;
 
 fail_addr:
-	ex->addr_busy[sl->addr] = false;
+	addr_give(ex, sl->addr);
 	return rc;
 }
 
@@ -664,6 +703,8 @@ int kh_runner_exec(const kh_exec_opts *o)
 		return -ENOMEM;
 	srand((unsigned)getpid());
 	ex.addr_next = (unsigned)rand() % ADDR_SLOTS;
+	for (unsigned a = 0; a <= ADDR_SLOTS; a++)
+		ex.addr_fd[a] = -1;
 	uv_loop_init(&ex.loop);
 	schedule(&ex);
 	uv_run(&ex.loop, UV_RUN_DEFAULT);
