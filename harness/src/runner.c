@@ -325,14 +325,16 @@ static void schedule(exec *ex);
 /*
  * Address slots are shared by every keel-harness on the machine (parallel
  * CTest entries, two users' runs): a slot is ours while we hold an flock on
- * $TMPDIR/keel-harness-slots/<n>.lock.  The kernel drops it if we die; the
- * fd is close-on-exec, so scenario children do not hold it.
+ * /tmp/keel-harness-slots/<n>.lock -- one machine-wide place, whatever each
+ * run's TMPDIR (KEEL_HARNESS_SLOT_DIR overrides it).  The kernel drops the
+ * lock if we die; the fd is close-on-exec, so scenario children do not
+ * hold it.
  */
 static int addr_lock(unsigned a)
 {
-	const char *tmp = getenv("TMPDIR");
+	const char *d = getenv("KEEL_HARNESS_SLOT_DIR");
 	char dir[512], path[600];
-	snprintf(dir, sizeof(dir), "%s/keel-harness-slots", tmp && *tmp ? tmp : "/tmp");
+	snprintf(dir, sizeof(dir), "%s", d && *d ? d : "/tmp/keel-harness-slots");
 	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
 		return -errno;
 	snprintf(path, sizeof(path), "%s/%u.lock", dir, a);
