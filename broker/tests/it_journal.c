@@ -65,13 +65,22 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx *f = *state;
+	/* The broker a test leaves running must stop cleanly too (exit 0: no
+	 * leak report, no error). */
+	int st = 0, bad = 0;
+	if (f->b && kill(it_broker_pid(f->b), 0) == 0) {
+		if (it_broker_stop(f->b, T_MS, &st) != 0 || it_exit_code(st) != 0) {
+			fprintf(stderr, "broker did not stop cleanly: exit %d\n", it_exit_code(st));
+			bad = 1;
+		}
+	}
 	it_broker_free(f->b);
 	f->b = NULL;
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->data);
 	if (system(cmd) != 0)
 		return -1;
-	return 0;
+	return bad ? -1 : 0;
 }
 
 /* Start a broker on the test's data directory; waits for LIVE. */
@@ -262,6 +271,7 @@ static void torn_tail_is_truncated_and_reported(void **state)
 	keel_bclient_close(p);
 	int st;
 	assert_int_equal(it_broker_stop(f->b, T_MS, &st), 0);
+	assert_int_equal(it_exit_code(st), 0); /* a clean stop: no leak, exit 0 */
 
 	/* walk the records of the newest segment to its end, then write half a
 	 * record there, as a crash in the middle of a write leaves it */
@@ -298,6 +308,7 @@ static void torn_tail_is_truncated_and_reported(void **state)
 	assert_int_equal(drain(f, "/queue/it.torn", seen, 32), 20);
 	/* cut for good: the next start reports nothing */
 	assert_int_equal(it_broker_stop(f->b, T_MS, &st), 0);
+	assert_int_equal(it_exit_code(st), 0); /* a clean stop: no leak, exit 0 */
 	start(f, NULL);
 	assert_int_equal(it_broker_wait_event(f->b, 0, "journal.truncated", NULL, NULL,
 					      it_ms(300)),
