@@ -69,7 +69,7 @@ echo "valgrind: $n broker runs checked; $( [ -z "$bad" ] && echo clean || echo '
 # The scenario suite with every node under memcheck.
 echo "== keel-harness run --valgrind scenarios/ =="
 if ! "$BUILD/harness/keel-harness" run --valgrind -j"$(nproc)" --db "$LOGS/scenarios.db" \
-     --junit junit-valgrind-scenarios.xml scenarios; then
+     --junit "$LOGS/junit-valgrind-scenarios.xml" scenarios; then
   echo "valgrind: scenario suite NOT clean (findings: $BUILD/harness/keel-harness show $LOGS/scenarios.db)"
   rc=1
 fi
