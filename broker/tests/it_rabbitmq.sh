@@ -39,6 +39,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# wait_line FD PATTERN SECONDS COPY: read lines from FD (a FIFO a process
+# writes to) until one contains PATTERN; each read blocks for at most what
+# is left of the deadline.  Every line is appended to COPY.  0 on a match;
+# 1 at the deadline or when the writer is gone (EOF).
+wait_line() {
+  local fd=$1 pat=$2 end=$((SECONDS + $3)) copy=$4 line left
+  while left=$((end - SECONDS)); [ "$left" -gt 0 ]; do
+    IFS= read -r -t "$left" line <&"$fd" || return 1
+    printf '%s\n' "$line" >> "$copy"
+    case $line in *"$pat"*) return 0 ;; esac
+  done
+  return 1
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -55,6 +69,9 @@ loopback_users.guest = true
 EOF
 echo "[rabbitmq_stomp]." > "$WORK/enabled_plugins"
 
+# RabbitMQ's console output and Keel's events come through FIFOs, so the
+# waits below are reads with deadlines, not polls.
+mkfifo "$WORK/rabbitmq.fifo" "$WORK/keel.fifo"
 (
   export HOME="$WORK" RABBITMQ_NODENAME="keelit$$@localhost"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$AMQP_PORT
@@ -64,21 +81,19 @@ echo "[rabbitmq_stomp]." > "$WORK/enabled_plugins"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$WORK/enabled_plugins"
   export RABBITMQ_SCHEMA_DIR="$WORK/schema" RABBITMQ_GENERATED_CONFIG_DIR="$WORK/schema"
   exec setsid "$RMQ"
-) > "$WORK/rabbitmq.out" 2>&1 &
+) > "$WORK/rabbitmq.fifo" 2>&1 &
 RMQ_PID=$!
+exec 5< "$WORK/rabbitmq.fifo"
 
-# Wait (deadline 60 s) for the STOMP port; a RabbitMQ that exits is a SKIP.
-up=
-for _ in $(seq 1 600); do
-  if ! kill -0 "$RMQ_PID" 2>/dev/null; then break; fi
-  if (echo > "/dev/tcp/127.0.0.1/$STOMP_PORT") 2>/dev/null; then up=1; break; fi
-  sleep 0.1
-done
-if [ -z "$up" ]; then
-  echo "SKIP: RabbitMQ did not start its STOMP listener within 60 s:"
+# RabbitMQ prints "Starting broker... completed with N plugins." once its
+# listeners (STOMP included) are up.  Deadline 60 s; a RabbitMQ that exits
+# or never gets there is a SKIP.
+if ! wait_line 5 "Starting broker... completed" 60 "$WORK/rabbitmq.out"; then
+  echo "SKIP: RabbitMQ did not complete its start within 60 s:"
   tail -5 "$WORK/rabbitmq.out" || true
   exit 77
 fi
+cat <&5 >> "$WORK/rabbitmq.out" &   # keep draining: RabbitMQ never blocks on us
 echo "rabbitmq: STOMP on 127.0.0.1:$STOMP_PORT"
 
 cat > "$WORK/keel.yaml" <<EOF
@@ -93,20 +108,17 @@ bridges:
     retry-interval: 200
 EOF
 "$BROKER" --config "$WORK/keel.yaml" --listen 127.0.0.1:0 --data-dir "$WORK/keel" \
-  --events "$WORK/keel.events" --name keel 2> "$WORK/keel.log" &
+  --events "$WORK/keel.fifo" --name keel 2> "$WORK/keel.log" &
 KEEL_PID=$!
+exec 6< "$WORK/keel.fifo"
 
 # The bridge connected (deadline 30 s), and the port Keel listens on.
 PORT=
-for _ in $(seq 1 300); do
-  if grep -q '"type":"bridge.connected"' "$WORK/keel.events" 2>/dev/null; then
-    PORT=$(grep -o '"type":"acceptor.listening"[^}]*"port":[0-9]*' "$WORK/keel.events" \
-           | grep -o '[0-9]*$')
-    break
-  fi
-  kill -0 "$KEEL_PID" || { echo "FAIL: keel-broker exited"; cat "$WORK/keel.log"; exit 1; }
-  sleep 0.1
-done
+if wait_line 6 '"type":"bridge.connected"' 30 "$WORK/keel.events"; then
+  PORT=$(grep -o '"type":"acceptor.listening"[^}]*"port":[0-9]*' "$WORK/keel.events" \
+         | grep -o '[0-9]*$')
+fi
+cat <&6 >> "$WORK/keel.events" &    # keep draining: the broker never blocks on us
 if [ -z "$PORT" ]; then
   echo "FAIL: the bridge never connected to RabbitMQ"
   cat "$WORK/keel.events" "$WORK/keel.log"
