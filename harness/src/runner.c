@@ -435,7 +435,7 @@ static void decide(slot *sl)
 	} else if (sl->status == KH_CHILD_EXIT_LEAKED) {
 		/* The scenario child left threads, fds or children of its own:
 		 * a failure, after the scenario's own failure if it had one. */
-		char first[1024], failed[1024], more[48] = "";
+		char first[768], failed[768], more[48] = "";
 		unsigned n = record_child_leaks(sl, first, sizeof(first));
 		db_text(db, "SELECT reason FROM scenarios WHERE id = ? AND outcome = 'fail'",
 			j->scenario_id, failed, sizeof(failed), 1);
