@@ -34,6 +34,7 @@
 #include "bridge.h"
 #include "dupcache.h"
 #include "lc_check.h"
+#include "replman.h"
 
 struct keel_broker {
 	uv_loop_t loop;
@@ -56,6 +57,15 @@ struct keel_broker {
 	uv_timer_t expire_timer;
 	bool handles_started;          /* the three above are initialised */
 	uint16_t port;
+	char host[256];                /* cfg->listen, parsed */
+	uint16_t listen_port;
+	/* replication (cfg->ha): the HA machine drives activation */
+	keel_replman *repl;
+	keel_ha_state ha_state;        /* last HA state emitted */
+	bool server_closing;           /* keel_server_stop under way */
+	void (*deact_done)(void *arg); /* RESTART_AS_BACKUP waiting for it */
+	void *deact_arg;
+	bool shutting_down;
 };
 
 static const char *const state_names[] = { "STARTING", "LIVE", "STOPPING", "STOPPED" };
@@ -78,7 +88,10 @@ static void set_state(keel_broker *b, keel_broker_state st)
 
 static const char *mgmt_state(void *ud)
 {
-	return keel_broker_state_name(((keel_broker *)ud)->state);
+	keel_broker *b = ud;
+	if (b->repl && b->state == KEEL_BROKER_STARTING)
+		return keel_ha_state_name(b->ha_state);
+	return keel_broker_state_name(b->state);
 }
 
 static size_t mgmt_connection_count(void *ud)
@@ -305,8 +318,10 @@ static void on_server_stopped(void *ud)
 {
 	keel_broker *b = ud;
 	assert(b->state == KEEL_BROKER_STOPPING);
+	b->server_closing = false;
 	/* Every session is gone: write what is left, join the writer. */
 	keel_journal_stop(b->journal);
+	keel_replman_close(b->repl);
 	/* Last handles: the loop ends after their close callbacks. */
 	uv_close((uv_handle_t *)&b->sig_term, NULL);
 	uv_close((uv_handle_t *)&b->sig_int, NULL);
@@ -315,18 +330,44 @@ static void on_server_stopped(void *ud)
 	set_state(b, KEEL_BROKER_STOPPED);
 }
 
-void keel_broker_stop(keel_broker *b)
+/* The final stop (without replication, or on the machine's STOP_SERVER). */
+static void broker_shutdown(keel_broker *b)
 {
-	if (b->state != KEEL_BROKER_LIVE && b->state != KEEL_BROKER_STARTING) {
-		keel_log_info("already stopping");
+	if (b->shutting_down)
 		return;
+	b->shutting_down = true;
+	if (b->repl) {
+		/* the machine said STOPPING already */
+		b->state = KEEL_BROKER_STOPPING;
+		keel_log_info("state STOPPING");
+	} else {
+		set_state(b, KEEL_BROKER_STOPPING);
 	}
-	set_state(b, KEEL_BROKER_STOPPING);
 	uv_timer_stop(&b->expire_timer);
 	bridges_destroy(b); /* held messages go back to their queues */
 	keel_server *s = b->server;
 	b->server = NULL;
-	keel_server_stop(s, on_server_stopped, b);
+	if (s != NULL) {
+		b->server_closing = true;
+		keel_server_stop(s, on_server_stopped, b);
+	} else if (!b->server_closing) {
+		on_server_stopped(b);
+	}
+	/* else: the acceptor's own stop finishes it (on_acceptor_closed) */
+}
+
+void keel_broker_stop(keel_broker *b)
+{
+	if (b->shutting_down ||
+	    (b->state != KEEL_BROKER_LIVE && b->state != KEEL_BROKER_STARTING)) {
+		keel_log_info("already stopping");
+		return;
+	}
+	if (b->repl) {
+		keel_replman_stop(b->repl); /* the machine says STOP_SERVER */
+		return;
+	}
+	broker_shutdown(b);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -361,6 +402,7 @@ static void broker_destroy(keel_broker *b)
 	}
 	bridges_destroy(b);
 	keel_journal_stop(b->journal); /* NULL, or stopped already: nothing */
+	keel_replman_close(b->repl);   /* NULL, or closed already: nothing */
 	if (b->loop_open) {
 		uv_run(&b->loop, UV_RUN_DEFAULT);
 		if (uv_loop_close(&b->loop) == UV_EBUSY) {
@@ -373,6 +415,7 @@ static void broker_destroy(keel_broker *b)
 		b->loop_open = false;
 	}
 	keel_journal_free(b->journal);
+	keel_replman_free(b->repl);
 	keel_large_stopping(true); /* persistent large bodies stay for the journal */
 	keel_core_free(b->core);
 	keel_dupcache_free(b->dups);
@@ -400,6 +443,286 @@ static keel_large_body *reopen_large_body(void *ud, uint64_t msg_id, uint64_t si
 		return NULL;
 	}
 	return lb;
+}
+
+/* ---- activation: journal, bridges, client acceptor ---------------------- */
+
+/* The journal: replay it into the core (journal.loaded), then journal
+ * every change; the session and management environments.  A corrupt
+ * journal stops the start (-EINVAL: exit 2). */
+static int load_journal(keel_broker *b, char *err, size_t errlen)
+{
+	const keel_config *cfg = b->cfg;
+	int rc;
+	char jdir[4096];
+	snprintf(jdir, sizeof(jdir), "%s/journal", cfg->data_dir);
+	keel_journal_options jo = {
+		.dir = jdir,
+		.file_size = cfg->journal_file_size_bytes,
+		.sync = cfg->journal_sync,
+		.compact_min_files = cfg->journal_compact_min_files,
+		.events = b->events,
+		.large_open = reopen_large_body,
+		.large_ud = b,
+	};
+	rc = keel_journal_open(&b->journal, &jo, b->core, err, errlen);
+	if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
+		rc = -EINVAL; /* input error: exit 2 */
+	if (rc < 0)
+		return rc;
+	rc = keel_journal_start(b->journal, &b->loop);
+	if (rc < 0) {
+		snprintf(err, errlen, "journal: cannot start: %s", strerror(-rc));
+		return rc;
+	}
+
+	b->mgmt = (keel_mgmt_env){
+		.core = b->core,
+		.node = cfg->name,
+		.start_mono_ms = uv_hrtime() / 1000000,
+		.state = mgmt_state,
+		.connection_count = mgmt_connection_count,
+		.bridge_status = mgmt_bridge_status,
+		.bridge_control = mgmt_bridge_control,
+		.ud = b,
+	};
+	b->env = (keel_session_env){
+		.core = b->core,
+		.security = b->security,
+		.events = b->events,
+		.node = cfg->name,
+		.server_header = "keel-broker/" KEEL_VERSION,
+		.heartbeat_send_ms = cfg->check_period,
+		.heartbeat_recv_ms = cfg->connection_ttl / KEEL_HEARTBEAT_GRACE_FACTOR,
+		.mgmt = &b->mgmt,
+		.large_message_dir = b->large_dir,
+		.min_large_message_size = cfg->min_large_message_size_bytes,
+	};
+	/* receipts of persistent messages wait for the journal (and, with a
+	 * synced backup, for its acknowledgement) */
+	b->env.sync = b->repl ? keel_replman_sync(b->repl) : keel_journal_sync(b->journal);
+	keel_dupcache_free(b->dups);
+	b->dups = NULL;
+	rc = keel_dupcache_create(&b->dups, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	b->env.dups = b->dups;
+	return 0;
+}
+
+static int create_bridges(keel_broker *b, char *err, size_t errlen)
+{
+	const keel_config *cfg = b->cfg;
+	int rc;
+	if (cfg->bridges_count == 0)
+		return 0;
+	if (b->bridges == NULL) {
+		b->bridges = keel_calloc(cfg->bridges_count, sizeof(*b->bridges));
+		if (b->bridges == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	b->bridge_count = cfg->bridges_count;
+	keel_bridge_env be = { .loop = &b->loop, .core = b->core, .events = b->events,
+			       .node = cfg->name };
+	for (unsigned i = 0; i < cfg->bridges_count; i++) {
+		rc = keel_bridge_create(&b->bridges[i], &be, &cfg->bridges[i]);
+		if (rc < 0) {
+			snprintf(err, errlen, "bridges[%u]: %s", i, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Bridges start once the broker is fully started. */
+static void start_bridges(keel_broker *b)
+{
+	for (unsigned i = 0; i < b->bridge_count; i++) {
+		if (b->bridges[i] == NULL)
+			continue;
+		int rc = keel_bridge_start(b->bridges[i]);
+		if (rc < 0) {
+			keel_log_error("bridge %s: cannot start: %s",
+				       keel_bridge_name(b->bridges[i]), strerror(-rc));
+			keel_events_emit(b->events, "error", "{s:s, s:s}", "message",
+					 "bridge cannot start", "bridge",
+					 keel_bridge_name(b->bridges[i]));
+		}
+	}
+}
+
+/* The STOMP acceptor (acceptor.listening). */
+static int listen_clients(keel_broker *b, char *err, size_t errlen)
+{
+	const keel_config *cfg = b->cfg;
+	keel_server_options so = {
+		.loop = &b->loop,
+		.name = "stomp",
+		.host = b->host,
+		.port = b->listen_port,
+		.env = &b->env,
+		.write_high_watermark = (size_t)cfg->write_high_watermark_bytes,
+		.write_low_watermark = (size_t)cfg->write_low_watermark_bytes,
+	};
+	int rc = keel_server_create(&b->server, &so);
+	if (rc < 0) {
+		b->server = NULL;
+		snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
+		return rc;
+	}
+	b->port = keel_server_port(b->server);
+	const char *bound = keel_server_host(b->server);
+	keel_events_emit(b->events, "acceptor.listening", "{s:s, s:s, s:i}", "name", "stomp",
+			 "host", bound, "port", (int)b->port);
+	keel_log_info(strchr(bound, ':') ? "listening on [%s]:%u" : "listening on %s:%u", bound,
+		      (unsigned)b->port);
+	return 0;
+}
+
+/* ---- the HA machine's requests (replman.h) ------------------------------ */
+
+static int h_load_journal(void *ud, char *err, size_t errlen)
+{
+	keel_broker *b = ud;
+	if (b->journal != NULL) {
+		snprintf(err, errlen, "journal already loaded");
+		return -EALREADY;
+	}
+	return load_journal(b, err, errlen);
+}
+
+static keel_journal *h_journal(void *ud)
+{
+	return ((keel_broker *)ud)->journal;
+}
+
+static int h_open_acceptor(void *ud, char *err, size_t errlen)
+{
+	keel_broker *b = ud;
+	if (b->server_closing) {
+		snprintf(err, errlen, "the client acceptor is still closing");
+		return -EBUSY;
+	}
+	int rc = create_bridges(b, err, errlen);
+	if (rc == 0)
+		rc = listen_clients(b, err, errlen);
+	if (rc == 0)
+		start_bridges(b);
+	return rc;
+}
+
+static void finish_deactivate(keel_broker *b);
+
+static void on_acceptor_closed(void *ud)
+{
+	keel_broker *b = ud;
+	b->server_closing = false;
+	if (b->shutting_down)
+		on_server_stopped(b);
+	else if (b->deact_done)
+		finish_deactivate(b);
+}
+
+static void h_close_acceptor(void *ud)
+{
+	keel_broker *b = ud;
+	bridges_destroy(b);
+	keel_server *s = b->server;
+	b->server = NULL;
+	b->port = 0;
+	if (s != NULL) {
+		b->server_closing = true;
+		keel_server_stop(s, on_acceptor_closed, b);
+	}
+}
+
+/* The acceptor is gone: stop the journal, start again from the config. */
+static void finish_deactivate(keel_broker *b)
+{
+	void (*done)(void *) = b->deact_done;
+	void *arg = b->deact_arg;
+	b->deact_done = NULL;
+	keel_journal_stop(b->journal);
+	keel_journal_free(b->journal);
+	b->journal = NULL;
+	b->env.sync = NULL;
+	keel_large_stopping(true); /* persistent bodies stay (a replica replaces them) */
+	keel_core_free(b->core);
+	keel_large_stopping(false);
+	b->core = NULL;
+	keel_core_options co = { .now_ms = wall_now_ms, .node = b->cfg->name,
+				 .global_max_size_bytes = b->cfg->global_max_size_bytes };
+	char err[256];
+	int rc = keel_core_create(&b->core, &co);
+	if (rc == 0)
+		rc = apply_config(b->core, b->cfg, err, sizeof(err));
+	if (rc < 0) {
+		/* the config applied at start: only memory can fail here */
+		keel_log_error("cannot restart as backup: %s", strerror(-rc));
+		abort();
+	}
+	b->env.core = b->core;
+	b->mgmt.core = b->core;
+	done(arg);
+}
+
+static void h_deactivate(void *ud, void (*done)(void *arg), void *arg)
+{
+	keel_broker *b = ud;
+	h_close_acceptor(b); /* already closed: nothing */
+	b->deact_done = done;
+	b->deact_arg = arg;
+	if (!b->server_closing)
+		finish_deactivate(b);
+}
+
+static void h_stop(void *ud)
+{
+	broker_shutdown(ud);
+}
+
+static void h_state(void *ud, keel_ha_state st)
+{
+	keel_broker *b = ud;
+	if (st == b->ha_state)
+		return;
+	b->ha_state = st;
+	if (st == KEEL_HA_STOPPED)
+		return; /* said once everything is stopped (on_server_stopped) */
+	keel_log_info("state %s", keel_ha_state_name(st));
+	keel_events_emit(b->events, "state", "{s:s}", "state", keel_ha_state_name(st));
+}
+
+static int create_replman(keel_broker *b, char *err, size_t errlen)
+{
+	keel_replman_options o = {
+		.loop = &b->loop,
+		.cfg = b->cfg->ha,
+		.data_dir = b->cfg->data_dir,
+		.large_dir = b->large_dir,
+		.events = b->events,
+		.host = {
+			.load_journal = h_load_journal,
+			.journal = h_journal,
+			.open_acceptor = h_open_acceptor,
+			.close_acceptor = h_close_acceptor,
+			.deactivate = h_deactivate,
+			.stop = h_stop,
+			.state = h_state,
+			.ud = b,
+		},
+	};
+	b->ha_state = KEEL_HA_STARTING; /* said by keel_broker_create */
+	b->mgmt = (keel_mgmt_env){ .core = b->core, .node = b->cfg->name,
+				   .start_mono_ms = uv_hrtime() / 1000000, .state = mgmt_state,
+				   .connection_count = mgmt_connection_count,
+				   .bridge_status = mgmt_bridge_status,
+				   .bridge_control = mgmt_bridge_control, .ud = b };
+	return keel_replman_create(&b->repl, &o, err, errlen);
 }
 
 int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, size_t errlen)
@@ -439,6 +762,8 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	rc = check_posture(cfg, host, err, errlen);
 	if (rc < 0)
 		goto fail;
+	snprintf(b->host, sizeof(b->host), "%s", host);
+	b->listen_port = port;
 	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name,
 				 .global_max_size_bytes = cfg->global_max_size_bytes };
 	rc = keel_core_create(&b->core, &co);
@@ -477,98 +802,17 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 		goto fail;
 	}
 
-	/* The journal: replay it into the core (journal.loaded), then journal
-	 * every change.  A corrupt journal stops the start (exit 2). */
-	char jdir[4096];
-	snprintf(jdir, sizeof(jdir), "%s/journal", cfg->data_dir);
-	keel_journal_options jo = {
-		.dir = jdir,
-		.file_size = cfg->journal_file_size_bytes,
-		.sync = cfg->journal_sync,
-		.compact_min_files = cfg->journal_compact_min_files,
-		.events = b->events,
-		.large_open = reopen_large_body,
-		.large_ud = b,
-	};
-	rc = keel_journal_open(&b->journal, &jo, b->core, err, errlen);
-	if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
-		rc = -EINVAL; /* input error: exit 2 */
+	if (cfg->ha == NULL) {
+		rc = load_journal(b, err, errlen);
+		if (rc == 0)
+			rc = create_bridges(b, err, errlen);
+		if (rc == 0)
+			rc = listen_clients(b, err, errlen);
+	} else {
+		rc = create_replman(b, err, errlen);
+	}
 	if (rc < 0)
 		goto fail;
-	rc = keel_journal_start(b->journal, &b->loop);
-	if (rc < 0) {
-		snprintf(err, errlen, "journal: cannot start: %s", strerror(-rc));
-		goto fail;
-	}
-
-	b->mgmt = (keel_mgmt_env){
-		.core = b->core,
-		.node = cfg->name,
-		.start_mono_ms = uv_hrtime() / 1000000,
-		.state = mgmt_state,
-		.connection_count = mgmt_connection_count,
-		.bridge_status = mgmt_bridge_status,
-		.bridge_control = mgmt_bridge_control,
-		.ud = b,
-	};
-	b->env = (keel_session_env){
-		.core = b->core,
-		.security = b->security,
-		.events = b->events,
-		.node = cfg->name,
-		.server_header = "keel-broker/" KEEL_VERSION,
-		.heartbeat_send_ms = cfg->check_period,
-		.heartbeat_recv_ms = cfg->connection_ttl / KEEL_HEARTBEAT_GRACE_FACTOR,
-		.mgmt = &b->mgmt,
-		.large_message_dir = b->large_dir,
-		.min_large_message_size = cfg->min_large_message_size_bytes,
-	};
-	/* receipts of persistent messages wait for the journal */
-	b->env.sync = keel_journal_sync(b->journal);
-	rc = keel_dupcache_create(&b->dups, 0);
-	if (rc < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	b->env.dups = b->dups;
-	if (cfg->bridges_count) {
-		b->bridges = keel_calloc(cfg->bridges_count, sizeof(*b->bridges));
-		if (b->bridges == NULL) {
-			snprintf(err, errlen, "out of memory");
-			rc = -ENOMEM;
-			goto fail;
-		}
-		b->bridge_count = cfg->bridges_count;
-		keel_bridge_env be = { .loop = &b->loop, .core = b->core, .events = b->events,
-				       .node = cfg->name };
-		for (unsigned i = 0; i < cfg->bridges_count; i++) {
-			rc = keel_bridge_create(&b->bridges[i], &be, &cfg->bridges[i]);
-			if (rc < 0) {
-				snprintf(err, errlen, "bridges[%u]: %s", i, strerror(-rc));
-				goto fail;
-			}
-		}
-	}
-	keel_server_options so = {
-		.loop = &b->loop,
-		.name = "stomp",
-		.host = host,
-		.port = port,
-		.env = &b->env,
-		.write_high_watermark = (size_t)cfg->write_high_watermark_bytes,
-		.write_low_watermark = (size_t)cfg->write_low_watermark_bytes,
-	};
-	rc = keel_server_create(&b->server, &so);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
-		goto fail;
-	}
-	b->port = keel_server_port(b->server);
-	const char *bound = keel_server_host(b->server);
-	keel_events_emit(b->events, "acceptor.listening", "{s:s, s:s, s:i}", "name", "stomp",
-			 "host", bound, "port", (int)b->port);
-	keel_log_info(strchr(bound, ':') ? "listening on [%s]:%u" : "listening on %s:%u", bound,
-		      (unsigned)b->port);
 
 	uv_signal_start(&b->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&b->sig_int, on_signal, SIGINT);
@@ -589,18 +833,13 @@ fail:
 int keel_broker_run(keel_broker *b)
 {
 	assert(b->state == KEEL_BROKER_STARTING);
-	/* Every acceptor listens and the journal is loaded: fully started. */
-	set_state(b, KEEL_BROKER_LIVE);
-	/* Bridges start once the broker is fully started. */
-	for (unsigned i = 0; i < b->bridge_count; i++) {
-		int rc = keel_bridge_start(b->bridges[i]);
-		if (rc < 0) {
-			keel_log_error("bridge %s: cannot start: %s",
-				       keel_bridge_name(b->bridges[i]), strerror(-rc));
-			keel_events_emit(b->events, "error", "{s:s, s:s}", "message",
-					 "bridge cannot start", "bridge",
-					 keel_bridge_name(b->bridges[i]));
-		}
+	if (b->repl) {
+		/* the HA machine says when the node is LIVE (or a backup) */
+		keel_replman_start(b->repl);
+	} else {
+		/* Every acceptor listens and the journal is loaded: fully started. */
+		set_state(b, KEEL_BROKER_LIVE);
+		start_bridges(b);
 	}
 	uv_run(&b->loop, UV_RUN_DEFAULT);
 	if (b->state != KEEL_BROKER_STOPPED) {

@@ -155,6 +155,24 @@ static const cyaml_schema_value_t bridge_schema = {
 	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_bridge_cfg, bridge_fields),
 };
 
+static const cyaml_schema_field_t ha_fields[] = {
+	CYAML_FIELD_STRING_PTR("role", CYAML_FLAG_POINTER, keel_ha_cfg, role, 1, 32),
+	CYAML_FIELD_STRING_PTR("listen", CYAML_FLAG_POINTER, keel_ha_cfg, listen, 1, 300),
+	CYAML_FIELD_STRING_PTR("peer", CYAML_FLAG_POINTER, keel_ha_cfg, peer, 1, 300),
+	STR_OPT("cluster-user", keel_ha_cfg, cluster_user, 1),
+	STR_OPT("cluster-password", keel_ha_cfg, cluster_password, 0),
+	CYAML_FIELD_UINT("initial-replication-sync-timeout", OPT, keel_ha_cfg,
+			 initial_replication_sync_timeout),
+	CYAML_FIELD_UINT("failback-wait", OPT, keel_ha_cfg, failback_wait),
+	CYAML_FIELD_UINT("connection-ttl", OPT, keel_ha_cfg, connection_ttl),
+	CYAML_FIELD_UINT("check-period", OPT, keel_ha_cfg, check_period),
+	CYAML_FIELD_UINT("retry-interval", OPT, keel_ha_cfg, retry_interval),
+	CYAML_FIELD_BOOL("allow-failback", OPT, keel_ha_cfg, allow_failback),
+	CYAML_FIELD_BOOL("check-for-live-server", OPT, keel_ha_cfg, check_for_live_server),
+	CYAML_FIELD_BOOL("restart-backup", OPT, keel_ha_cfg, restart_backup),
+	CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t config_fields[] = {
 	STR_OPT("name", keel_config, name, 1),
 	STR_OPT("listen", keel_config, listen, 1),
@@ -183,6 +201,7 @@ static const cyaml_schema_field_t config_fields[] = {
 			     addresses, &address_schema, 0, CYAML_UNLIMITED),
 	CYAML_FIELD_SEQUENCE("bridges", CYAML_FLAG_POINTER | OPT, keel_config,
 			     bridges, &bridge_schema, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_MAPPING_PTR("ha", CYAML_FLAG_POINTER | OPT, keel_config, ha, ha_fields),
 	CYAML_FIELD_END,
 };
 
@@ -197,6 +216,7 @@ static const char *const bool_keys[] = {
 	"auto-create-addresses", "auto-create-queues", "auto-delete-queues",
 	"durable", "purge-on-no-consumers", "journal-sync",
 	"duplicate-detection", "shared-locator",
+	"allow-failback", "check-for-live-server", "restart-backup",
 };
 
 static const keel_yaml_opts cfg_yaml_opts = {
@@ -269,6 +289,27 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 		if (BRIDGE_UNSET("shared-locator"))
 			b->shared_locator = true;
 #undef BRIDGE_UNSET
+	}
+	if (cfg->ha != NULL) {
+		keel_ha_cfg *h = cfg->ha;
+#define HA_UNSET(key) (scan == NULL || !scan_has(scan, "ha." key))
+		if (HA_UNSET("initial-replication-sync-timeout"))
+			h->initial_replication_sync_timeout = 30000;
+		if (HA_UNSET("failback-wait"))
+			h->failback_wait = 60000;
+		if (HA_UNSET("connection-ttl"))
+			h->connection_ttl = cfg->connection_ttl;
+		if (HA_UNSET("check-period"))
+			h->check_period = cfg->check_period;
+		if (HA_UNSET("retry-interval"))
+			h->retry_interval = 2000;
+		if (HA_UNSET("allow-failback"))
+			h->allow_failback = true;
+		if (HA_UNSET("check-for-live-server"))
+			h->check_for_live_server = true;
+		if (HA_UNSET("restart-backup"))
+			h->restart_backup = true;
+#undef HA_UNSET
 	}
 	for (unsigned a = 0; a < cfg->addresses_count; a++) {
 		keel_address_cfg *addr = &cfg->addresses[a];
@@ -602,6 +643,46 @@ static int check_bridges(cfg_check *c, const keel_config *cfg)
 	return 0;
 }
 
+/* ha: (README.md "Replication (HA)"); the values keel_ha_init() takes. */
+static int check_ha(cfg_check *c, const keel_config *cfg)
+{
+	const keel_ha_cfg *h = cfg->ha;
+	char host[256];
+	uint16_t port;
+	if (h == NULL)
+		return 0;
+	if (strcmp(h->role, "primary") != 0 && strcmp(h->role, "backup") != 0)
+		return check_fail(c, "ha.role\tmust be primary or backup, not \"%s\"", h->role);
+	if (keel_parse_hostport(h->listen, host, sizeof(host), &port) != 0)
+		return check_fail(c, "ha.listen\texpected HOST:PORT (port 0..65535), got \"%s\"",
+				  h->listen);
+	if (keel_parse_hostport(h->peer, host, sizeof(host), &port) != 0 || port == 0)
+		return check_fail(c, "ha.peer\texpected HOST:PORT (port 1..65535), got \"%s\"",
+				  h->peer);
+	if (h->cluster_password != NULL && h->cluster_user == NULL)
+		return check_fail(c, "ha.cluster-password\tgiven without cluster-user");
+	if (h->initial_replication_sync_timeout == 0)
+		return check_fail(c, "ha.initial-replication-sync-timeout\tmust be at least 1 ms");
+	if (h->failback_wait == 0)
+		return check_fail(c, "ha.failback-wait\tmust be at least 1 ms");
+	if (h->retry_interval == 0)
+		return check_fail(c, "ha.retry-interval\tmust be at least 1 ms");
+	if (h->connection_ttl == 0)
+		return check_fail(c, "ha.connection-ttl\tmust be at least 1 ms");
+	if (h->check_period > 0 && h->connection_ttl <= h->check_period) {
+		/* Name the key the file gave (the ha one, else the inherited one). */
+		const char *key = keel_yaml_line(c->scan, "ha.connection-ttl") ? "ha.connection-ttl"
+				  : keel_yaml_line(c->scan, "ha.check-period") ? "ha.check-period"
+				  : keel_yaml_line(c->scan, "connection-ttl") ? "connection-ttl"
+				  : keel_yaml_line(c->scan, "check-period") ? "check-period"
+									      : "ha";
+		return check_fail(c, "%s\tha connection-ttl (%u ms) must be greater than ha "
+				  "check-period (%u ms) when pings are on (check-period > 0)",
+				  key, h->connection_ttl, h->check_period);
+	}
+	return 0;
+}
+
 static int check_config(cfg_check *c, keel_config *cfg)
 {
 	char host[256];
@@ -629,6 +710,8 @@ static int check_config(cfg_check *c, keel_config *cfg)
 		return check_fail(c, "journal-compact-min-files	must be at least 2, not %u",
 				  cfg->journal_compact_min_files);
 	if ((rc = check_bridges(c, cfg)) != 0)
+		return rc;
+	if ((rc = check_ha(c, cfg)) != 0)
 		return rc;
 	return check_addresses(c, cfg);
 }

@@ -24,7 +24,11 @@
  *   bridges: [{name, queue, forwarding-address, connectors: [..], user,
  *       password, virtual-host, retry-interval, retry-interval-multiplier,
  *       max-retry-interval, reconnect-attempts, confirmation-window,
- *       duplicate-detection, shared-locator, heartbeat}]
+ *       duplicate-detection, shared-locator, heartbeat}],
+ *   ha: {role, listen, peer, cluster-user, cluster-password,
+ *       initial-replication-sync-timeout, failback-wait, connection-ttl,
+ *       check-period, retry-interval, allow-failback, check-for-live-server,
+ *       restart-backup}
  */
 #ifndef KEEL_CONFIG_H
 #define KEEL_CONFIG_H
@@ -99,6 +103,24 @@ typedef struct keel_bridge_cfg {
 	uint32_t heartbeat;            /* ms both ways, default 0 = none */
 } keel_bridge_cfg;
 
+/* Replication (ha:, README.md "Replication (HA)"): this node's half of a
+ * live/backup pair.  Times in ms; the load fills every default. */
+typedef struct keel_ha_cfg {
+	char *role;              /* required: "primary" | "backup" */
+	char *listen;            /* required: this node's replication acceptor, host:port (port may be 0 only in tests) */
+	char *peer;              /* required: the peer's replication acceptor, host:port */
+	char *cluster_user;      /* cluster-user: NULL = none (then no password either) */
+	char *cluster_password;  /* cluster-password */
+	uint32_t initial_replication_sync_timeout; /* ms, default 30000 */
+	uint32_t failback_wait;  /* ms, default 60000 */
+	uint32_t connection_ttl; /* ms, default: the top-level connection-ttl */
+	uint32_t check_period;   /* ms, default: the top-level check-period; 0 = no pings */
+	uint32_t retry_interval; /* ms, default 2000 */
+	bool allow_failback;     /* default true */
+	bool check_for_live_server; /* default true */
+	bool restart_backup;     /* default true */
+} keel_ha_cfg;
+
 typedef struct keel_config {
 	char *name;                    /* default "keel" */
 	char *listen;                  /* default "127.0.0.1:61613" */
@@ -133,6 +155,7 @@ typedef struct keel_config {
 	uint32_t journal_compact_min_files;    /* default 4 */
 	keel_bridge_cfg *bridges;              /* bridges: [...] */
 	unsigned bridges_count;
+	keel_ha_cfg *ha;                       /* ha: {...}; NULL = no replication */
 } keel_config;
 
 /*

@@ -139,6 +139,9 @@ typedef struct jbatch {
 	size_t nops;
 	size_t opcap;
 	uint64_t last_seq;    /* records up to this one are in it or before */
+	uint64_t *large;      /* ids of large messages first journaled in it */
+	size_t nlarge;
+	size_t largecap;
 } jbatch;
 
 struct keel_journal {
@@ -173,6 +176,12 @@ struct keel_journal {
 	keel_sync sync_if;
 	keel_journal_stats st;
 	bool failing;          /* the last batch failed: retry after a pause */
+	bool compacting;       /* ent_write is moving a record (not a new one) */
+	unsigned reclaim_hold; /* snapshots in progress: no segment is deleted */
+	keel_journal_tap_fn tap;
+	void *tap_ud;
+	keel_journal_fileop *tap_ops;
+	size_t tap_cap;
 	bool retry_due;
 	int oom;               /* -ENOMEM while appending: reported once */
 
@@ -383,13 +392,30 @@ static void batch_reset(jbatch *b)
 	b->len = 0;
 	b->nops = 0;
 	b->last_seq = 0;
+	b->nlarge = 0;
 }
 
 static void batch_free(jbatch *b)
 {
 	keel_free(b->buf);
 	keel_free(b->ops);
+	keel_free(b->large);
 	memset(b, 0, sizeof(*b));
+}
+
+/* A large message journaled in this batch: a replica needs its body file
+ * (best effort: without memory the replica misses the body, see tap). */
+static void batch_note_large(jbatch *b, uint64_t id)
+{
+	if (b->nlarge == b->largecap) {
+		size_t cap = b->largecap ? b->largecap * 2 : 8;
+		uint64_t *n = keel_realloc(b->large, cap * sizeof(*n));
+		if (n == NULL)
+			return;
+		b->large = n;
+		b->largecap = cap;
+	}
+	b->large[b->nlarge++] = id;
 }
 
 static bool batch_empty(const jbatch *b)
@@ -750,6 +776,8 @@ static int ent_write(keel_journal *j, jent *e, bool untag)
 		w64(&w, (uint64_t)m->body_len);
 		if (!m->large)
 			wbytes(&w, m->body, m->body_len);
+		else if (!j->compacting)
+			batch_note_large(j->open, m->id);
 		break;
 	}
 	case JK_REF:
@@ -1091,12 +1119,43 @@ static bool writer_idle(keel_journal *j)
 	return idle;
 }
 
+/* Hand the batch's file operations to the tap (a replica mirrors them). */
+static void tap_batch(keel_journal *j, const jbatch *b)
+{
+	if (b->nops > j->tap_cap) {
+		size_t cap = b->nops * 2;
+		keel_journal_fileop *n = keel_realloc(j->tap_ops, cap * sizeof(*n));
+		if (n == NULL) {
+			/* the replica would miss records: tell the tap */
+			j->tap(j->tap_ud, NULL, 0, b->last_seq, NULL, 0);
+			return;
+		}
+		j->tap_ops = n;
+		j->tap_cap = cap;
+	}
+	for (size_t i = 0; i < b->nops; i++) {
+		const jop *op = &b->ops[i];
+		keel_journal_fileop *f = &j->tap_ops[i];
+		f->kind = op->kind == OP_CREATE ? KEEL_JOURNAL_FOP_CREATE
+			  : op->kind == OP_WRITE ? KEEL_JOURNAL_FOP_WRITE
+						 : KEEL_JOURNAL_FOP_DELETE;
+		f->seg = op->seg;
+		f->off = op->kind == OP_WRITE ? op->off : 0;
+		f->size = op->kind == OP_CREATE ? op->size : 0;
+		f->data = op->kind == OP_DELETE ? NULL : b->buf + op->buf_off;
+		f->len = op->kind == OP_DELETE ? 0 : op->len;
+	}
+	j->tap(j->tap_ud, j->tap_ops, b->nops, b->last_seq, b->large, b->nlarge);
+}
+
 static void submit(keel_journal *j)
 {
 	assert(j->started && !batch_empty(j->open));
 	jbatch *b = j->open;
 	if (b->last_seq == 0)
 		b->last_seq = j->appended;
+	if (j->tap)
+		tap_batch(j, b);
 	j->open = j->spare;
 	j->spare = NULL;
 	batch_reset(j->open);
@@ -1202,7 +1261,8 @@ static int complete(keel_journal *j)
 static int reclaim(keel_journal *j)
 {
 	int n = 0;
-	while (j->segs && j->segs != j->active && j->segs->live_count == 0) {
+	while (!j->reclaim_hold && j->segs && j->segs != j->active &&
+	       j->segs->live_count == 0) {
 		jseg *s = j->segs;
 		jop *op = batch_op(j->open);
 		if (op == NULL) {
@@ -1231,10 +1291,16 @@ static int compact_step(keel_journal *j, bool force)
 		return 0;
 	if (!force && (j->seg_count <= j->compact_min || j->live_total * 2 >= j->used_total))
 		return 0;
+	if (j->reclaim_hold)
+		return 0;
+	j->compacting = true;
 	while (s->ents) {
-		if (ent_write(j, s->ents, true))
+		if (ent_write(j, s->ents, true)) {
+			j->compacting = false;
 			return -ENOMEM;
+		}
 	}
+	j->compacting = false;
 	return 1;
 }
 
@@ -2243,6 +2309,7 @@ void keel_journal_free(keel_journal *j)
 	j_free_index(j);
 	batch_free(&j->batch[0]);
 	batch_free(&j->batch[1]);
+	keel_free(j->tap_ops);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cond);
 	pthread_cond_destroy(&j->done_cond);
@@ -2261,4 +2328,56 @@ void keel_journal_get_stats(const keel_journal *j, keel_journal_stats *out)
 	out->addresses = HASH_COUNT(j->addrs);
 	out->queues = HASH_COUNT(j->queues);
 	out->messages = HASH_COUNT(j->msgs);
+}
+
+/* ---- replication (replman.c) -------------------------------------------- */
+
+void keel_journal_set_tap(keel_journal *j, keel_journal_tap_fn fn, void *ud)
+{
+	j->tap = fn;
+	j->tap_ud = ud;
+}
+
+int keel_journal_snapshot_begin(keel_journal *j, keel_journal_snapshot *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t n = 0;
+	for (jseg *s = j->segs; s; s = s->next)
+		n++;
+	if (n) {
+		out->files = keel_calloc(n, sizeof(*out->files));
+		if (out->files == NULL)
+			return -ENOMEM;
+	}
+	for (jseg *s = j->segs; s; s = s->next) {
+		keel_journal_snapfile *f = &out->files[out->count++];
+		f->seg = s->id;
+		f->used = s->used;
+		f->size = s->size;
+		seg_name(f->name, sizeof(f->name), s->id);
+		out->bytes += s->used;
+	}
+	out->ticket = j->appended;
+	j->reclaim_hold++;
+	return 0;
+}
+
+void keel_journal_snapshot_end(keel_journal *j, keel_journal_snapshot *snap)
+{
+	if (snap->files == NULL && snap->count == 0 && snap->ticket == 0 && snap->bytes == 0)
+		return; /* never begun, or ended */
+	assert(j->reclaim_hold > 0);
+	j->reclaim_hold--;
+	keel_free(snap->files);
+	memset(snap, 0, sizeof(*snap));
+}
+
+void keel_journal_segment_name(uint64_t seg, char *buf, size_t len)
+{
+	seg_name(buf, len, seg);
+}
+
+const char *keel_journal_dir(const keel_journal *j)
+{
+	return j->dir;
 }

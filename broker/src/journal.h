@@ -100,4 +100,63 @@ void keel_journal_free(keel_journal *j);
 const keel_sync *keel_journal_sync(keel_journal *j);
 void keel_journal_get_stats(const keel_journal *j, keel_journal_stats *out);
 
+/*
+ * ---- replication (replman.c) ---------------------------------------------
+ *
+ * A replica is a mirror of the journal's files: the live streams a
+ * snapshot of its segments, then every file operation of every batch (the
+ * tap), and the backup applies them at the same names and offsets.  Both
+ * overlap safely (the same bytes at the same offsets), so the tap can be
+ * set before the snapshot's files are read.
+ */
+enum keel_journal_fop_kind {
+	KEEL_JOURNAL_FOP_CREATE = 1, /* new segment: write `data` (its header) at 0, size it to `size` */
+	KEEL_JOURNAL_FOP_WRITE,      /* write `data` at `off` */
+	KEEL_JOURNAL_FOP_DELETE,     /* delete the segment (after the batch's writes are durable) */
+};
+
+typedef struct keel_journal_fileop {
+	uint8_t kind;
+	uint64_t seg;           /* segment id: keel_journal_segment_name() */
+	uint64_t off;
+	uint64_t size;
+	const uint8_t *data;    /* valid during the call only */
+	size_t len;
+} keel_journal_fileop;
+
+/* Called on the loop thread when a batch goes to the writer, in batch
+ * order: its file operations, the last record (ticket) in it, and the ids
+ * of the large messages first journaled in it (their body files must reach
+ * a replica before it acknowledges the batch).  ops NULL: the journal
+ * could not describe the batch (out of memory): the replica is no longer a
+ * mirror and must be dropped. */
+typedef void (*keel_journal_tap_fn)(void *ud, const keel_journal_fileop *ops, size_t n,
+				    uint64_t last_seq, const uint64_t *large_ids,
+				    size_t nlarge);
+/* fn NULL: no tap. */
+void keel_journal_set_tap(keel_journal *j, keel_journal_tap_fn fn, void *ud);
+
+typedef struct keel_journal_snapfile {
+	uint64_t seg;
+	char name[32];          /* file name in the journal directory */
+	uint64_t used;          /* bytes to copy: header and records */
+	uint64_t size;          /* the file's capacity (zeros after `used`) */
+} keel_journal_snapfile;
+
+typedef struct keel_journal_snapshot {
+	uint64_t ticket;        /* every record up to it is in the files... */
+	size_t count;           /* ...once keel_sync says synced >= ticket */
+	uint64_t bytes;         /* sum of used */
+	keel_journal_snapfile *files;
+} keel_journal_snapshot;
+
+/* The segments as they are now.  Until _end, no segment is deleted and
+ * compaction moves nothing, so the files' first `used` bytes stay as they
+ * are.  0 or -ENOMEM. */
+int keel_journal_snapshot_begin(keel_journal *j, keel_journal_snapshot *out);
+void keel_journal_snapshot_end(keel_journal *j, keel_journal_snapshot *snap);
+
+void keel_journal_segment_name(uint64_t seg, char *buf, size_t len);
+const char *keel_journal_dir(const keel_journal *j);
+
 #endif

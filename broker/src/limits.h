@@ -228,9 +228,18 @@
  * this, so a chunk in flight costs at most this much (Artemis: 32 KiB). */
 #define KEEL_REPL_MAX_CHUNK (64 * 1024)
 
+/* A replication link is writable below this much pending output (the
+ * snapshot and large-message files stream only while it is); the links
+ * carry bulk data, hence higher than a client connection's marks. */
+#define KEEL_REPL_WRITE_HIGH_WATERMARK (4u * 1024 * 1024)
+
 /* Strings in replication messages (user, password, file names): 255 as
  * names elsewhere; reasons in REGISTER_REFUSED/GOODBYE up to 1 KiB. */
 #define KEEL_REPL_MAX_STR 255
 #define KEEL_REPL_MAX_TEXT 1024
+
+/* The identity file (hastore.c) is ~200 bytes; a larger one is refused
+ * as corrupt before parsing. */
+#define KEEL_HA_IDENTITY_MAX_BYTES 4096
 
 #endif

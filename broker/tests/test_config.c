@@ -577,6 +577,144 @@ static void test_bridges(void **state)
 		     "t.yaml:5: bridges[1].name: bridge \"b\" is given twice");
 }
 
+/* ha: every key, defaults (ttl / check period from the top level), and
+ * errors naming file:line:key. */
+static void test_ha(void **state)
+{
+	(void)state;
+	keel_config *cfg = NULL;
+	char err[512];
+	const char *full = "name: n\n"
+			   "ha:\n"
+			   "  role: backup\n"
+			   "  listen: \"127.0.0.1:0\"\n"
+			   "  peer: \"[::1]:5673\"\n"
+			   "  cluster-user: cu\n"
+			   "  cluster-password: cp\n"
+			   "  initial-replication-sync-timeout: 1500\n"
+			   "  failback-wait: 2500\n"
+			   "  connection-ttl: 4000\n"
+			   "  check-period: 0\n"
+			   "  retry-interval: 100\n"
+			   "  allow-failback: false\n"
+			   "  check-for-live-server: no\n"
+			   "  restart-backup: false\n";
+	assert_int_equal(load_str(full, &cfg, err, sizeof(err)), 0);
+	assert_non_null(cfg->ha);
+	const keel_ha_cfg *h = cfg->ha;
+	assert_string_equal(h->role, "backup");
+	assert_string_equal(h->listen, "127.0.0.1:0");
+	assert_string_equal(h->peer, "[::1]:5673");
+	assert_string_equal(h->cluster_user, "cu");
+	assert_string_equal(h->cluster_password, "cp");
+	assert_int_equal(h->initial_replication_sync_timeout, 1500);
+	assert_int_equal(h->failback_wait, 2500);
+	assert_int_equal(h->connection_ttl, 4000);
+	assert_int_equal(h->check_period, 0);
+	assert_int_equal(h->retry_interval, 100);
+	assert_false(h->allow_failback);
+	assert_false(h->check_for_live_server);
+	assert_false(h->restart_backup);
+	keel_config_free(cfg);
+
+	/* Defaults; connection-ttl and check-period from the top level. */
+	cfg = NULL;
+	assert_int_equal(load_str("connection-ttl: 9000\ncheck-period: 3000\nha:\n"
+				  "  role: primary\n  listen: \"0.0.0.0:5672\"\n"
+				  "  peer: \"b.example:5672\"\n",
+				  &cfg, err, sizeof(err)), 0);
+	h = cfg->ha;
+	assert_non_null(h);
+	assert_string_equal(h->role, "primary");
+	assert_null(h->cluster_user);
+	assert_null(h->cluster_password);
+	assert_int_equal(h->initial_replication_sync_timeout, 30000);
+	assert_int_equal(h->failback_wait, 60000);
+	assert_int_equal(h->connection_ttl, 9000);
+	assert_int_equal(h->check_period, 3000);
+	assert_int_equal(h->retry_interval, 2000);
+	assert_true(h->allow_failback);
+	assert_true(h->check_for_live_server);
+	assert_true(h->restart_backup);
+	keel_config_free(cfg);
+	/* ... and the top-level defaults when neither level says. */
+	cfg = NULL;
+	assert_int_equal(load_str("ha: {role: backup, listen: \"h:1\", peer: \"h:2\"}\n", &cfg,
+				  err, sizeof(err)), 0);
+	assert_int_equal(cfg->ha->connection_ttl, 60000);
+	assert_int_equal(cfg->ha->check_period, 30000);
+	keel_config_free(cfg);
+	/* No ha: no replication. */
+	cfg = NULL;
+	assert_int_equal(load_str("name: x\n", &cfg, err, sizeof(err)), 0);
+	assert_null(cfg->ha);
+	keel_config_free(cfg);
+	assert_int_equal(keel_config_default(&cfg), 0);
+	assert_null(cfg->ha);
+	keel_config_free(cfg);
+
+#define HA_OK "  listen: \"h:1\"\n  peer: \"h:2\"\n"
+	expect_error("name: x\nha:\n  role: live\n" HA_OK,
+		     "t.yaml:3: ha.role: must be primary or backup, not \"live\"");
+	expect_error("name: x\nha:\n  role: primary\n  peer: \"h:2\"\n",
+		     "t.yaml:2: ha.listen: missing required key");
+	expect_error("ha:\n  role: primary\n  listen: \"h:1\"\n  peer: \"nohost\"\n",
+		     "t.yaml:4: ha.peer: expected HOST:PORT (port 1..65535), got \"nohost\"");
+	expect_error("ha:\n  role: primary\n  listen: \"h:1\"\n  peer: \"h:0\"\n",
+		     "t.yaml:4: ha.peer: expected HOST:PORT (port 1..65535), got \"h:0\"");
+	expect_error("ha:\n  role: primary\n  listen: \"bad host:1\"\n  peer: \"h:2\"\n",
+		     "t.yaml:3: ha.listen: expected HOST:PORT (port 0..65535), got "
+		     "\"bad host:1\"");
+	expect_error("ha:\n  role: primary\n" HA_OK "  cluster-password: p\n",
+		     "t.yaml:5: ha.cluster-password: given without cluster-user");
+	expect_error("ha:\n  role: primary\n" HA_OK "  check-period: 500\n"
+		     "  connection-ttl: 500\n",
+		     "t.yaml:6: ha.connection-ttl: ha connection-ttl (500 ms) must be greater "
+		     "than ha check-period (500 ms) when pings are on (check-period > 0)");
+	expect_error("check-period: 70000\nha:\n  role: primary\n" HA_OK,
+		     "t.yaml:1: check-period: ha connection-ttl (60000 ms) must be greater "
+		     "than ha check-period (70000 ms) when pings are on (check-period > 0)");
+	expect_error("ha:\n  role: primary\n" HA_OK "  failback-wait: 0\n",
+		     "t.yaml:5: ha.failback-wait: must be at least 1 ms");
+	expect_error("ha:\n  role: primary\n" HA_OK "  initial-replication-sync-timeout: 0\n",
+		     "t.yaml:5: ha.initial-replication-sync-timeout: must be at least 1 ms");
+	expect_error("ha:\n  role: primary\n" HA_OK "  retry-interval: 0\n",
+		     "t.yaml:5: ha.retry-interval: must be at least 1 ms");
+	expect_error("ha:\n  role: primary\n" HA_OK "  connection-ttl: 0\n  check-period: 0\n",
+		     "t.yaml:5: ha.connection-ttl: must be at least 1 ms");
+	expect_error("ha:\n  role: primary\n" HA_OK "  restart-backup: maybe\n",
+		     "t.yaml:5: ha.restart-backup: invalid boolean \"maybe\"");
+	expect_error("ha:\n  role: primary\n" HA_OK "  ha-policy: x\n",
+		     "t.yaml:5: ha.ha-policy: unknown key");
+#undef HA_OK
+
+	/* The commented-out example in the sample file is valid once
+	 * uncommented (it is the file's last block). */
+	static char text[64 * 1024];
+	FILE *fp = fopen(sample_path, "rb");
+	assert_non_null(fp);
+	size_t n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	char *blk = strstr(text, "\n# ha:\n");
+	assert_non_null(blk);
+	char *w = blk + 1;
+	for (const char *r = blk + 1; *r;) { /* drop "# " at each line start */
+		if ((r == blk + 1 || r[-1] == '\n') && r[0] == '#' && r[1] == ' ')
+			r += 2;
+		*w++ = *r++;
+	}
+	*w = '\0';
+	cfg = NULL;
+	if (load_str(text, &cfg, err, sizeof(err)) != 0)
+		fail_msg("sample with ha uncommented: %s", err);
+	assert_string_equal(cfg->ha->role, "primary");
+	assert_string_equal(cfg->ha->peer, "10.0.0.2:61700");
+	assert_string_equal(cfg->ha->cluster_user, "keel-cluster");
+	assert_int_equal(cfg->ha->check_period, 30000);
+	keel_config_free(cfg);
+}
+
 static void test_set_str(void **state)
 {
 	(void)state;
@@ -649,6 +787,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ha, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_str, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};

@@ -374,6 +374,13 @@ static int64_t ev_seq(const struct kh_trace *t, int64_t id)
 	return -1;
 }
 
+/* Serving clients: LIVE, and FAILING_BACK (a live ex-backup waiting for
+ * the rejoined primary's announcement still serves). */
+static bool serving(const char *state)
+{
+	return strcmp(state, "LIVE") == 0 || strcmp(state, "FAILING_BACK") == 0;
+}
+
 int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 {
 	struct kh_trace *t = NULL;
@@ -383,11 +390,11 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 		return err;
 	for (size_t i = 0; i < t->n_spans; i++) {
 		const struct kh_span *a = &t->spans[i];
-		if (strcmp(a->state, "LIVE") != 0 || !in_ha_group(t, a->node))
+		if (!serving(a->state) || !in_ha_group(t, a->node))
 			continue;
 		for (size_t j = i + 1; j < t->n_spans; j++) {
 			const struct kh_span *b = &t->spans[j];
-			if (b->node == a->node || strcmp(b->state, "LIVE") != 0 ||
+			if (b->node == a->node || !serving(b->state) ||
 			    !in_ha_group(t, b->node))
 				continue;
 			if (!(a->start_ns < b->end_ns && b->start_ns < a->end_ns))
@@ -402,13 +409,13 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 			kh__fmt_rel(bs, sizeof(bs), b->start_ns, t->started_ns);
 			err = kh__finding_add(
 				db, scenario_id, "single-live", "error",
-				"%s and %s both LIVE for %.3f ms from +%s s "
-				"(%s LIVE at +%s s, seq %" PRId64
-				"; %s LIVE at +%s s, seq %" PRId64 ")",
+				"%s and %s both serving for %.3f ms from +%s s "
+				"(%s %s at +%s s, seq %" PRId64
+				"; %s %s at +%s s, seq %" PRId64 ")",
 				t->nodes[a->node].name, t->nodes[b->node].name,
 				(double)(to - from) / 1e6, f,
-				t->nodes[a->node].name, as, ev_seq(t, a->start_ev),
-				t->nodes[b->node].name, bs,
+				t->nodes[a->node].name, a->state, as, ev_seq(t, a->start_ev),
+				t->nodes[b->node].name, b->state, bs,
 				ev_seq(t, b->start_ev));
 			if (err < 0)
 				goto out;
@@ -430,7 +437,13 @@ int kh_check_live_after_listening(sqlite3 *db, int64_t scenario_id)
 		return err;
 	for (size_t n = 0; n < t->n_nodes; n++) {
 		int inc = -1;
-		bool listening = false;
+		bool listening = false, loaded = false;
+		/* journal.loaded is required of nodes that report it at all
+		 * (Keel's do; an imported trace of another broker may not) */
+		bool has_journal = false;
+		for (size_t i = 0; i < t->n_evs; i++)
+			if (t->evs[i].node == n && strcmp(t->evs[i].type, "journal.loaded") == 0)
+				has_journal = true;
 		for (size_t i = 0; i < t->n_evs; i++) {
 			const struct kh_ev *e = &t->evs[i];
 			if (e->node != n)
@@ -438,20 +451,32 @@ int kh_check_live_after_listening(sqlite3 *db, int64_t scenario_id)
 			if (e->incarnation != inc) {
 				inc = e->incarnation;
 				listening = false;
+				loaded = !has_journal;
 			}
 			if (strcmp(e->type, "acceptor.listening") == 0)
 				listening = true;
+			if (strcmp(e->type, "journal.loaded") == 0 || !has_journal)
+				loaded = true;
+			/* a node that stopped serving (a backup again after
+			 * failback, or activating anew) must start fully again */
+			if (e->state != NULL && !serving(e->state)) {
+				listening = false;
+				loaded = !has_journal;
+				continue;
+			}
 			if (e->state == NULL || strcmp(e->state, "LIVE") != 0 ||
-			    listening)
+			    (listening && loaded))
 				continue;
 			char at[32];
 			kh__fmt_rel(at, sizeof(at), e->t_ns, t->started_ns);
 			err = kh__finding_add(
 				db, scenario_id, "live-after-listening", "error",
 				"%s announced LIVE (seq %" PRId64 ", +%s s, "
-				"incarnation %d) before any acceptor.listening "
-				"of that process",
-				t->nodes[n].name, e->seq, at, inc);
+				"incarnation %d) before %s since it last stopped serving",
+				t->nodes[n].name, e->seq, at, inc,
+				!loaded && !listening ? "journal.loaded and acceptor.listening"
+				: !loaded	      ? "journal.loaded"
+						      : "acceptor.listening");
 			if (err < 0)
 				goto out;
 			errors++;

@@ -306,8 +306,12 @@ static unsigned record_child_leaks(slot *sl, char *first, size_t first_len)
 		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
 			if (strcmp(kind, kinds[k][0]) != 0)
 				continue;
-			if (count++ == 0)
-				snprintf(first, first_len, "%s", line + 7);
+			if (count++ == 0) {
+				/* truncated to fit: the reason names the first leak */
+				size_t ln = strnlen(line + 7, first_len - 1);
+				memcpy(first, line + 7, ln);
+				first[ln] = '\0';
+			}
 			if (count > KH_MAX_CHILD_LEAKS)
 				break;
 			leak_value(line, kinds[k][1], name, sizeof(name));

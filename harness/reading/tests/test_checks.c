@@ -276,7 +276,7 @@ static void t_single_fail_both_live(void **state)
 	rec_state(r, "backup1", 2, MS(130), "LIVE");
 	assert_int_equal(kh_check_single_live(r->db, r->sid), 1);
 	const char *m = rec_finding_msg(r, "single-live");
-	assert_non_null(strstr(m, "live1 and backup1 both LIVE for 870.000 ms from +0.130000 s"));
+	assert_non_null(strstr(m, "live1 and backup1 both serving for 870.000 ms from +0.130000 s"));
 }
 
 static void t_single_pass_failback(void **state)
@@ -335,10 +335,11 @@ static void t_listen_pass(void **state)
 	rec_event(r, "live1", 2, MS(2), "journal.loaded", NULL);
 	rec_event(r, "live1", 3, MS(3), "acceptor.listening", "\"port\":1");
 	rec_state(r, "live1", 4, MS(4), "LIVE");
-	/* Restarted: listens again before LIVE. */
+	/* Restarted: loads and listens again before LIVE. */
 	rec_state(r, "live1", 1, MS(10), "STARTING");
-	rec_event(r, "live1", 2, MS(11), "acceptor.listening", "\"port\":1");
-	rec_state(r, "live1", 3, MS(12), "LIVE");
+	rec_event(r, "live1", 2, MS(11), "journal.loaded", NULL);
+	rec_event(r, "live1", 3, MS(11), "acceptor.listening", "\"port\":1");
+	rec_state(r, "live1", 4, MS(12), "LIVE");
 	assert_int_equal(kh_check_live_after_listening(r->db, r->sid), 0);
 	assert_int_equal(rec_findings(r, NULL, NULL), 0);
 }
@@ -352,6 +353,51 @@ static void t_listen_fail_order(void **state)
 	assert_int_equal(kh_check_live_after_listening(r->db, r->sid), 1);
 	assert_non_null(strstr(rec_finding_msg(r, "live-after-listening"),
 			       "live1 announced LIVE (seq 2"));
+}
+
+/* Failback in one process: LIVE, handed over, a backup again, then LIVE
+ * once more; the second LIVE needs its own journal.loaded and
+ * acceptor.listening. */
+static void t_listen_failback(void **state)
+{
+	struct rec *r = *state;
+	rec_state(r, "b", 1, MS(1), "BACKUP_SYNCED");
+	rec_state(r, "b", 2, MS(2), "ACTIVATING");
+	rec_event(r, "b", 3, MS(3), "journal.loaded", NULL);
+	rec_event(r, "b", 4, MS(4), "acceptor.listening", "\"port\":1");
+	rec_state(r, "b", 5, MS(5), "LIVE");
+	rec_state(r, "b", 6, MS(6), "FAILING_BACK");
+	rec_state(r, "b", 7, MS(7), "STOPPING");
+	rec_state(r, "b", 8, MS(8), "BACKUP_SYNCING");
+	rec_state(r, "b", 9, MS(9), "ACTIVATING");
+	rec_event(r, "b", 10, MS(10), "journal.loaded", NULL);
+	rec_event(r, "b", 11, MS(11), "acceptor.listening", "\"port\":1");
+	rec_state(r, "b", 12, MS(12), "LIVE");
+	assert_int_equal(kh_check_live_after_listening(r->db, r->sid), 0);
+	/* LIVE again without loading the journal: a finding that says so */
+	rec_state(r, "b", 13, MS(13), "BACKUP_SYNCED");
+	rec_event(r, "b", 14, MS(14), "acceptor.listening", "\"port\":1");
+	rec_state(r, "b", 15, MS(15), "LIVE");
+	assert_int_equal(kh_check_live_after_listening(r->db, r->sid), 1);
+	assert_non_null(strstr(rec_finding_msg(r, "live-after-listening"),
+			       "b announced LIVE (seq 15"));
+	assert_non_null(strstr(rec_finding_msg(r, "live-after-listening"),
+			       "before journal.loaded since"));
+}
+
+/* FAILING_BACK serves clients: it overlaps another node's LIVE. */
+static void t_single_live_failing_back(void **state)
+{
+	struct rec *r = *state;
+	rec_state(r, "a", 1, MS(10), "LIVE");
+	rec_state(r, "a", 2, MS(20), "FAILING_BACK");
+	rec_state(r, "a", 3, MS(30), "STOPPING");
+	rec_state(r, "b", 1, MS(31), "LIVE");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 0);
+	rec_state(r, "c", 1, MS(25), "LIVE");
+	rec_state(r, "c", 2, MS(26), "STOPPING");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 1);
+	assert_non_null(strstr(rec_finding_msg(r, "single-live"), "FAILING_BACK"));
 }
 
 static void t_listen_fail_previous_incarnation(void **state)
@@ -393,8 +439,9 @@ static void t_run_clean_scenario(void **state)
 {
 	struct rec *r = *state;
 	rec_state(r, "a", 1, MS(1), "STARTING");
-	rec_event(r, "a", 2, MS(2), "acceptor.listening", NULL);
-	rec_state(r, "a", 3, MS(3), "LIVE");
+	rec_event(r, "a", 2, MS(2), "journal.loaded", NULL);
+	rec_event(r, "a", 3, MS(2), "acceptor.listening", NULL);
+	rec_state(r, "a", 4, MS(3), "LIVE");
 	/* Findings of other checks (the runner's) are left alone. */
 	assert_int_equal(sqlite3_exec(r->db,
 				      "INSERT INTO findings(scenario_id, check_name,"
@@ -448,6 +495,8 @@ int main(void)
 		T(t_single_imported_no_roles),
 		T(t_listen_pass),
 		T(t_listen_fail_order),
+		T(t_listen_failback),
+		T(t_single_live_failing_back),
 		T(t_listen_fail_previous_incarnation),
 		T(t_run_all_idempotent),
 		T(t_run_clean_scenario),

@@ -96,11 +96,12 @@ static void t_import_cmd_split_brain_fails(void **state)
 	/* backup1 goes LIVE while live1 is still talking: split brain. */
 	write_file(c->jsonl,
 		   EV("live1", 1, 100000, "state", ",\"state\":\"STARTING\"")
-		   EV("live1", 2, 300000, "acceptor.listening", ",\"port\":1")
-		   EV("live1", 3, 400000, "state", ",\"state\":\"LIVE\"")
+		   EV("live1", 2, 200000, "journal.loaded", "")
+		   EV("live1", 3, 300000, "acceptor.listening", ",\"port\":1")
+		   EV("live1", 4, 400000, "state", ",\"state\":\"LIVE\"")
 		   EV("backup1", 1, 450000, "state", ",\"state\":\"STARTING\"")
 		   EV("backup1", 2, 500000, "state", ",\"state\":\"LIVE\"")
-		   EV("live1", 4, 900000, "replication.connected", ""));
+		   EV("live1", 5, 900000, "replication.connected", ""));
 	char *argv[] = { "import", c->jsonl, "--db", c->r.path, "--scenario", "split", NULL };
 	assert_int_equal(kh_cmd_import(6, argv), 1);
 	c->r.sid = rec_int(&c->r, "SELECT MAX(id) FROM scenarios WHERE name = 'split'");
