@@ -66,6 +66,8 @@ struct keel_broker {
 	void (*deact_done)(void *arg); /* RESTART_AS_BACKUP waiting for it */
 	void *deact_arg;
 	bool shutting_down;
+	keel_journal *dead_journal;    /* stopped; freed once its handles closed */
+	uv_timer_t reap_timer;
 };
 
 static const char *const state_names[] = { "STARTING", "LIVE", "STOPPING", "STOPPED" };
@@ -326,6 +328,7 @@ static void on_server_stopped(void *ud)
 	uv_close((uv_handle_t *)&b->sig_term, NULL);
 	uv_close((uv_handle_t *)&b->sig_int, NULL);
 	uv_close((uv_handle_t *)&b->expire_timer, NULL);
+	uv_close((uv_handle_t *)&b->reap_timer, NULL);
 	b->handles_started = false;
 	set_state(b, KEEL_BROKER_STOPPED);
 }
@@ -398,6 +401,7 @@ static void broker_destroy(keel_broker *b)
 		uv_close((uv_handle_t *)&b->sig_term, NULL);
 		uv_close((uv_handle_t *)&b->sig_int, NULL);
 		uv_close((uv_handle_t *)&b->expire_timer, NULL);
+		uv_close((uv_handle_t *)&b->reap_timer, NULL);
 		b->handles_started = false;
 	}
 	bridges_destroy(b);
@@ -415,6 +419,7 @@ static void broker_destroy(keel_broker *b)
 		b->loop_open = false;
 	}
 	keel_journal_free(b->journal);
+	keel_journal_free(b->dead_journal);
 	keel_replman_free(b->repl);
 	keel_large_stopping(true); /* persistent large bodies stay for the journal */
 	keel_core_free(b->core);
@@ -640,16 +645,17 @@ static void h_close_acceptor(void *ud)
 	}
 }
 
-/* The acceptor is gone: stop the journal, start again from the config. */
-static void finish_deactivate(keel_broker *b)
+/* Restart as backup, second half: the old journal's handles are closed
+ * (it is freed before the core whose objects it indexes), then a core
+ * built from the config; the manager goes on. */
+static void on_reap_timer(uv_timer_t *t)
 {
+	keel_broker *b = t->data;
 	void (*done)(void *) = b->deact_done;
 	void *arg = b->deact_arg;
 	b->deact_done = NULL;
-	keel_journal_stop(b->journal);
-	keel_journal_free(b->journal);
-	b->journal = NULL;
-	b->env.sync = NULL;
+	keel_journal_free(b->dead_journal);
+	b->dead_journal = NULL;
 	keel_large_stopping(true); /* persistent bodies stay (a replica replaces them) */
 	keel_core_free(b->core);
 	keel_large_stopping(false);
@@ -667,7 +673,20 @@ static void finish_deactivate(keel_broker *b)
 	}
 	b->env.core = b->core;
 	b->mgmt.core = b->core;
-	done(arg);
+	if (done)
+		done(arg);
+}
+
+/* Restart as backup, first half (the acceptor is gone): stop the journal;
+ * its handles close in this loop turn, the rest follows on the next. */
+static void finish_deactivate(keel_broker *b)
+{
+	keel_journal_stop(b->journal);
+	assert(b->dead_journal == NULL);
+	b->dead_journal = b->journal;
+	b->journal = NULL;
+	b->env.sync = NULL;
+	uv_timer_start(&b->reap_timer, on_reap_timer, 0, 0);
 }
 
 static void h_deactivate(void *ud, void (*done)(void *arg), void *arg)
@@ -784,7 +803,8 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	uv_signal_init(&b->loop, &b->sig_term);
 	uv_signal_init(&b->loop, &b->sig_int);
 	uv_timer_init(&b->loop, &b->expire_timer);
-	b->sig_term.data = b->sig_int.data = b->expire_timer.data = b;
+	uv_timer_init(&b->loop, &b->reap_timer);
+	b->sig_term.data = b->sig_int.data = b->expire_timer.data = b->reap_timer.data = b;
 	b->handles_started = true;
 
 	/* Large messages: their files, unfinished ones from a crash removed. */

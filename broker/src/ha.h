@@ -60,6 +60,7 @@
 #define KEEL_FIU_REPL_OP_ACK_DROP "repl/op-ack-drop"           /* backup: an OP_ACK is not sent (link stalls) */
 #define KEEL_FIU_REPL_REGISTER_REFUSE "repl/register-refuse"   /* live: refuse every backup */
 #define KEEL_FIU_REPL_PERSIST "repl/persist"                   /* any: writing the identity file fails */
+#define KEEL_FIU_REPL_SNAPSHOT_STALL "repl/snapshot-stall"     /* live: the snapshot stream never ends (no SYNC_DONE) */
 
 typedef enum keel_ha_role {
 	KEEL_HA_ROLE_PRIMARY = 1,

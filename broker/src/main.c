@@ -18,6 +18,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <fiu.h>
+#include <fiu-control.h>
+
 #include "broker.h"
 #include "config.h"
 #include "lc.h"
@@ -101,6 +104,59 @@ static void *leak_on_purpose(void *arg)
 	for (;;)
 		pause();
 	return NULL;
+}
+
+/*
+ * KEEL_FIU_ENABLE="NAME[=FAILINFO][@once],...": libfiu fault points enabled
+ * from the start (scenarios need some before the first event: a dropped
+ * announcement, a delayed SYNC_DONE_ACK).  FAILINFO is a number (an errno,
+ * a delay in ms); @once fails the first time only.  Points at run time:
+ * fiu-ctrl.  0, or -EINVAL with the bad entry in err.
+ */
+static int enable_faults(const char *spec, char *err, size_t errlen)
+{
+	char buf[1024];
+	if (strlen(spec) >= sizeof(buf)) {
+		snprintf(err, errlen, "KEEL_FIU_ENABLE: too long");
+		return -EINVAL;
+	}
+	snprintf(buf, sizeof(buf), "%s", spec);
+	if (fiu_init(0) != 0) {
+		snprintf(err, errlen, "KEEL_FIU_ENABLE: libfiu cannot start");
+		return -EINVAL;
+	}
+	char *save = NULL;
+	for (char *e = strtok_r(buf, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+		unsigned flags = 0;
+		unsigned long info = 0;
+		char *at = strchr(e, '@');
+		if (at) {
+			if (strcmp(at, "@once") != 0) {
+				snprintf(err, errlen, "KEEL_FIU_ENABLE: '%s': expected @once", e);
+				return -EINVAL;
+			}
+			*at = '\0';
+			flags = FIU_ONETIME;
+		}
+		char *eq = strchr(e, '=');
+		if (eq) {
+			char *end;
+			*eq = '\0';
+			errno = 0;
+			info = strtoul(eq + 1, &end, 10);
+			if (errno || end == eq + 1 || *end) {
+				snprintf(err, errlen, "KEEL_FIU_ENABLE: '%s': FAILINFO must be a number",
+					 e);
+				return -EINVAL;
+			}
+		}
+		if (*e == '\0' || fiu_enable(e, 1, (void *)(uintptr_t)info, flags) != 0) {
+			snprintf(err, errlen, "KEEL_FIU_ENABLE: cannot enable '%s'", e);
+			return -EINVAL;
+		}
+		keel_log_warn("fault point %s enabled%s", e, flags ? " (once)" : "");
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -209,6 +265,16 @@ int main(int argc, char **argv)
 	}
 	/* A peer that goes away mid-write is an error code, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+
+	const char *faults = getenv("KEEL_FIU_ENABLE");
+	if (faults != NULL && *faults) {
+		rc = enable_faults(faults, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			status = 2;
+			goto out;
+		}
+	}
 
 	/* The threads there before the broker: this one and libuv's pool
 	 * (started and named now, see lc_uv.h).  What is more at the stop

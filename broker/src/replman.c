@@ -146,6 +146,7 @@ struct keel_replman {
 	size_t snap_next;           /* next journal segment to stream */
 	char **snap_large;          /* large-message file names */
 	size_t snap_large_count, snap_large_next;
+	uint64_t snap_large_bytes;
 	bool files_sent_reported;
 	keel_sync_waiter snap_w;
 	keel_buf scratch;
@@ -399,6 +400,8 @@ static void snapshot_pump(keel_replman *m, rlink *l)
 		return; /* queued: the pump streams it */
 	if (l->handle_closed || m->repl_link != l->id)
 		return;
+	if (fiu_fail(KEEL_FIU_REPL_SNAPSHOT_STALL))
+		return; /* the backup stays BACKUP_SYNCING (scenarios) */
 	/* every file is in the output: done */
 	snapshot_stop(m);
 	if (!m->files_sent_reported) {
@@ -424,6 +427,7 @@ static void snapshot_stop(keel_replman *m)
 	keel_free(m->snap_large);
 	m->snap_large = NULL;
 	m->snap_large_count = m->snap_large_next = 0;
+	m->snap_large_bytes = 0;
 	m->snap_next = 0;
 }
 
@@ -469,6 +473,9 @@ static int list_large(keel_replman *m)
 			break;
 		}
 		m->snap_large_count++;
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+			m->snap_large_bytes += (uint64_t)st.st_size;
 	}
 	closedir(d);
 	return rc;
@@ -1555,7 +1562,7 @@ static void act_start_sync(keel_replman *m, uint32_t link)
 	}
 	keel_journal_set_tap(j, on_tap, m);
 	m->tapped = j;
-	uint64_t bytes = m->snap.bytes;
+	uint64_t bytes = m->snap.bytes + m->snap_large_bytes;
 	keel_repl_msg start = { .type = KEEL_REPL_SYNC_START,
 				.files = m->snap.count + m->snap_large_count, .bytes = bytes };
 	link_send(l, &start);
@@ -1878,17 +1885,10 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	rc = keel_hastore_load(opt->data_dir, role, &p, &fresh, err, errlen);
 	if (rc < 0)
 		goto fail;
-	p.incarnation++;
+	/* START bumps the incarnation and persists it before anything else */
 	rc = keel_ha_init(&m->ha, &hc, &p);
 	if (rc < 0) {
 		snprintf(err, errlen, "ha: invalid timing settings");
-		goto fail;
-	}
-	/* the bumped incarnation is on disk before anyone hears of it */
-	rc = keel_hastore_save(opt->data_dir, &p);
-	if (rc < 0) {
-		snprintf(err, errlen, "ha: cannot write the identity file in %s: %s", opt->data_dir,
-			 strerror(-rc));
 		goto fail;
 	}
 

@@ -8,7 +8,11 @@
  * after the other: each either completes at once or arms the deadline
  * timer and completes from a callback (event, node down, client closed,
  * helper exited, deadline).  Invariant: exactly one step is current until
- * `finishing`; step_done runs once per step.  Main thread.
+ * `finishing`; step_done runs once per step.  A produce or consume on a
+ * node list (`nodes:`) follows the node that takes its connection
+ * (reconn: a new keel_client per attempt, resends, re-subscribes) and
+ * records the harness's own `client.*` events, which awaits on node
+ * keel-harness match.  Main thread.
  */
 #include "child.h"
 
@@ -60,6 +64,40 @@ typedef struct tally {
 } tally;
 
 struct child;
+struct reconn;
+
+/* The nodes a produce or consume step connects to and where its client is
+ * in them.  With `nodes:` (pair) the client follows whichever node takes
+ * it: attempts go round the list in order, at once within a round, with a
+ * backoff between rounds (KH_RECONNECT_BACKOFF_*), bounded by the step's
+ * deadline; a connection lost mid-step starts a new round at the node
+ * after the lost one.  With one `node` there is one attempt and a lost
+ * connection fails the step, as before.  Connection changes of a pair
+ * step are harness events (client.connected, client.disconnected,
+ * client.reconnected). */
+typedef struct reconn {
+	struct child *c;
+	unsigned step;
+	const char *kind;       /* "produce" | "consume" */
+	bool pair;              /* `nodes:` given */
+	int nodes[KH_MAX_STEP_NODES]; /* node indices in the step's order */
+	unsigned n;
+	unsigned next;          /* position of the next attempt */
+	int cur;                /* node of the current attempt or connection; -1 */
+	int prev;               /* node of the last connection; -1 */
+	bool up;                /* CONNECTED on the current client */
+	bool receipting;        /* produce: a RECEIPT came on this connection */
+	unsigned failed;        /* failed attempts since the last connection */
+	unsigned round;         /* failed attempts in this round */
+	uint32_t backoff_ms;    /* the next wait between rounds */
+	unsigned connections;   /* connections made so far */
+	uv_timer_t timer;       /* the wait before the next attempt */
+	bool waiting;           /* the timer runs: no client now */
+	void (*attempt)(struct reconn *r);
+	void *owner;            /* the producer (or the child, for consume) */
+	char node_err[KH_MAX_STEP_NODES][128]; /* each node's last failed attempt */
+	char last_err[256];     /* why the current attempt or connection ended */
+} reconn;
 
 /* One producing connection (a produce step).  In the foreground its step
  * ends with it; in the background (`background: true`) its step ends once
@@ -77,10 +115,19 @@ typedef struct producer {
 	bool done, ok, joined;
 	char msg[1024];         /* why it failed; "" while it has not */
 	char first_refusal[256];
-	char result[1536];      /* how it ended, for the step or the join */
+	char result[2048];      /* how it ended, for the step or the join */
 	uint8_t *body;
+	reconn rc;              /* its nodes (pair: reconnects) */
+	uint8_t *state;         /* pair: MSG_* per message */
+	unsigned *resend;       /* pair: messages to send again, in order */
+	unsigned resend_len, resend_head;
+	unsigned resent;        /* pair: second (and later) sends */
 	struct producer *next;
 } producer;
+
+/* A pair producer's messages: not sent yet, sent and not answered (sent
+ * again after a reconnect), answered (a RECEIPT: never sent again). */
+enum { MSG_NEW, MSG_SENT, MSG_DONE };
 
 typedef enum op_kind {
 	OP_NONE,
@@ -132,7 +179,7 @@ typedef struct child {
 
 	/* The current asynchronous operation. */
 	op_kind op;
-	int op_node;            /* index, -1 none */
+	int op_node;            /* index, -1 none, HARNESS_NI the harness */
 	bool op_ok;             /* result once the client/helper is gone */
 	char op_msg[1024];
 	keel_client *cl;        /* consume / manage */
@@ -156,6 +203,10 @@ typedef struct child {
 	unsigned closing;       /* handles still closing at the end */
 	bool verdict_written;
 	char mgmt_info[640];    /* manage: the reply, for the step message */
+	reconn crc;             /* consume: its nodes (pair: reconnects) */
+	int64_t hseq;           /* harness events recorded (their seq) */
+	json_t *hevents;        /* every harness event, for awaits */
+	size_t hmark_prev, hmark_cur; /* as mark_prev/mark_cur */
 	node_leaks *leaks;      /* per node */
 	vg_run *vg;
 	size_t vg_count;
@@ -181,6 +232,63 @@ static uint64_t within_ms(child *c, double within_s)
 static const kh_step *cur_step(child *c)
 {
 	return &c->sc->steps[c->step];
+}
+
+/* A step's node, or its `nodes` joined with `sep` ("a,b"). */
+static const char *step_label(const kh_step *st, const char *sep, char *buf, size_t len)
+{
+	unsigned n = 0;
+	const char *const *nodes = kh_step_nodes(st, &n);
+	const char *one = kh_step_node(st);
+	size_t o = 0;
+	if (one || n == 0)
+		return one;
+	buf[0] = '\0';
+	for (unsigned i = 0; i < n && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? sep : "", nodes[i]);
+	return buf;
+}
+
+/* ---- harness events ---------------------------------------------------- */
+
+/* op_node of an await on the harness's own events. */
+#define HARNESS_NI (-2)
+
+static bool await_match_one(child *c, json_t *ev, size_t *seq_out);
+
+/* Records an event of the harness itself (node "keel-harness", its own
+ * seq) with the members of `fields` (stolen), in the events table like a
+ * node's, so a run's trace (show, report) has it in time order. */
+static void harness_event(child *c, const char *type, json_t *fields)
+{
+	json_t *ev = json_object();
+	char ts[64];
+	int64_t now = kh_now_ns();
+	kh_event_head h;
+	if (ev == NULL) {
+		json_decref(fields);
+		return;
+	}
+	kh_utc_now(ts, sizeof(ts));
+	json_object_set_new(ev, "ts", json_string(ts));
+	json_object_set_new(ev, "mono_ns", json_integer(now));
+	json_object_set_new(ev, "node", json_string(KH_HARNESS_NODE));
+	json_object_set_new(ev, "seq", json_integer(++c->hseq));
+	json_object_set_new(ev, "type", json_string(type));
+	if (fields)
+		json_object_update_missing(ev, fields);
+	json_decref(fields);
+	char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	kh_event_head_from_json(ev, &h);
+	if (line)
+		kh_recorder_event(c->rec, c->sid, KH_HARNESS_NODE, line, &h, now);
+	free(line);
+	size_t seq;
+	if (c->hevents && json_array_size(c->hevents) < KH_MAX_NODE_EVENTS)
+		json_array_append(c->hevents, ev);
+	if (c->op == OP_AWAIT && c->op_node == HARNESS_NI && await_match_one(c, ev, &seq))
+		step_done(c, true, "matched seq %zu", seq);
+	json_decref(ev);
 }
 
 /* ---- tally ------------------------------------------------------------- */
@@ -391,6 +499,19 @@ static int node_index(child *c, kh_node *n)
 
 static void show_last_events(child *c, int ni, char *buf, size_t len)
 {
+	if (ni == HARNESS_NI) {
+		size_t count = json_array_size(c->hevents), o = 0;
+		o += (size_t)snprintf(buf, len, "; last events of %s:%s", KH_HARNESS_NODE,
+				      count ? "" : " none");
+		for (size_t i = count > KH_AWAIT_SHOW_EVENTS ? count - KH_AWAIT_SHOW_EVENTS : 0;
+		     i < count && o < len; i++) {
+			char *t = json_dumps(json_array_get(c->hevents, i),
+					     JSON_COMPACT | JSON_PRESERVE_ORDER);
+			o += (size_t)snprintf(buf + o, len - o, "\n    %s", t ? t : "?");
+			free(t);
+		}
+		return;
+	}
 	kh_node *n = c->nodes[ni];
 	size_t count = kh_node_event_count(n), from = 0, o = 0;
 	if (count > KH_AWAIT_SHOW_EVENTS)
@@ -415,10 +536,27 @@ static void await_describe(const kh_await_step *aw, char *buf, size_t len)
 		snprintf(buf + o, len - o, "]");
 }
 
-/* Does any event of node `ni` from index `from` match the await? */
+static bool await_match_one(child *c, json_t *ev, size_t *seq_out)
+{
+	const kh_await_step *aw = cur_step(c)->await;
+	if (!kh_await_match(aw->type, aw->preds, aw->where_count, ev))
+		return false;
+	*seq_out = (size_t)json_integer_value(json_object_get(ev, "seq"));
+	return true;
+}
+
+/* Does any event of node `ni` (HARNESS_NI: the harness's own) from index
+ * `from` match the await? */
 static bool await_scan(child *c, int ni, size_t from, size_t *seq_out)
 {
 	const kh_await_step *aw = cur_step(c)->await;
+	if (ni == HARNESS_NI) {
+		for (size_t i = from; i < json_array_size(c->hevents); i++) {
+			if (await_match_one(c, json_array_get(c->hevents, i), seq_out))
+				return true;
+		}
+		return false;
+	}
 	kh_node *n = c->nodes[ni];
 	for (size_t i = from; i < kh_node_event_count(n); i++) {
 		/* the type from the head first: only candidates are parsed */
@@ -681,7 +819,181 @@ static void run_node_op(child *c, const kh_step *st)
 	}
 }
 
+/* ---- reconn: a step's nodes and its client's place in them ------------- */
+
+static void reconn_init(reconn *r, child *c, const kh_step *st, const char *kind,
+			void (*attempt)(reconn *))
+{
+	unsigned n = 0;
+	const char *const *names = kh_step_nodes(st, &n);
+	assert(n >= 1 && n <= KH_MAX_STEP_NODES);
+	r->c = c;
+	r->step = c->step;
+	r->kind = kind;
+	r->pair = kh_step_node(st) == NULL;
+	r->n = n;
+	for (unsigned i = 0; i < n; i++)
+		r->nodes[i] = kh_scenario_node_index(c->sc, names[i]);
+	r->next = 0;
+	r->cur = r->prev = -1;
+	r->up = false;
+	r->failed = r->round = r->connections = 0;
+	r->backoff_ms = KH_RECONNECT_BACKOFF_FIRST_MS;
+	r->waiting = false;
+	r->attempt = attempt;
+	memset(r->node_err, 0, sizeof(r->node_err));
+	r->last_err[0] = '\0';
+}
+
+static const char *reconn_name(const reconn *r, int ni)
+{
+	return ni >= 0 ? r->c->sc->nodes[ni].name : "-";
+}
+
+/* The node of the next attempt (it becomes r->cur). */
+static kh_node *reconn_pick(reconn *r)
+{
+	r->cur = r->nodes[r->next];
+	r->next = (r->next + 1) % r->n;
+	r->up = false;
+	r->last_err[0] = '\0';
+	return r->c->nodes[r->cur];
+}
+
+/* Why the current attempt or connection ends (the first reason wins). */
+static void reconn_why(reconn *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reconn_why(reconn *r, const char *fmt, ...)
+{
+	va_list ap;
+	if (r->last_err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->last_err, sizeof(r->last_err), fmt, ap);
+	va_end(ap);
+}
+
+/* Connect timeout of one attempt: a pair's is short, so that a node that
+ * hangs does not use up the step's deadline. */
+static uint32_t reconn_connect_timeout(const reconn *r, uint64_t within)
+{
+	if (r->pair && within > KH_RECONNECT_CONNECT_TIMEOUT_MS)
+		return KH_RECONNECT_CONNECT_TIMEOUT_MS;
+	return (uint32_t)within;
+}
+
+/* CONNECTED: a pair step records client.connected (the first) or
+ * client.reconnected (from, to); `extra` (stolen) adds members. */
+static void reconn_connected(reconn *r, json_t *extra)
+{
+	child *c = r->c;
+	if (r->pair) {
+		bool first = r->connections == 0;
+		json_t *f = json_object();
+		json_object_set_new(f, "step", json_integer(r->step));
+		json_object_set_new(f, "kind", json_string(r->kind));
+		if (first) {
+			json_object_set_new(f, "broker", json_string(reconn_name(r, r->cur)));
+		} else {
+			json_object_set_new(f, "from", json_string(reconn_name(r, r->prev)));
+			json_object_set_new(f, "to", json_string(reconn_name(r, r->cur)));
+		}
+		json_object_set_new(f, "attempts", json_integer(r->failed));
+		if (extra)
+			json_object_update(f, extra);
+		harness_event(c, first ? "client.connected" : "client.reconnected", f);
+		printf("[%8.3f s] step %u %s: %s%s%s%s (after %u failed attempt(s))\n",
+		       secs(kh_now_ns() - c->t0_ns), r->step, r->kind,
+		       first ? "connected to " : "reconnected from ", first ? "" : reconn_name(r, r->prev),
+		       first ? "" : " to ", reconn_name(r, r->cur), r->failed);
+		fflush(stdout);
+	}
+	json_decref(extra);
+	r->up = true;
+	r->receipting = false;
+	r->prev = r->cur;
+	r->connections++;
+	r->failed = r->round = 0;
+	r->backoff_ms = KH_RECONNECT_BACKOFF_FIRST_MS;
+	memset(r->node_err, 0, sizeof(r->node_err));
+}
+
+static void on_reconn_timer(uv_timer_t *t)
+{
+	reconn *r = t->data;
+	r->waiting = false;
+	if (r->c->finishing)
+		return;
+	r->attempt(r);
+}
+
+/* The current attempt failed, or the connection was lost (a pair step
+ * records client.disconnected, with `extra`, stolen): the next attempt
+ * goes to the next node, at once within a round, after the backoff at the
+ * end of one. */
+static void reconn_retry(reconn *r, int status, json_t *extra)
+{
+	child *c = r->c;
+	uint64_t delay = 0;
+	reconn_why(r, "%s", status ? strerror(-status) : "closed");
+	if (r->up) {
+		json_t *f = json_object();
+		json_object_set_new(f, "step", json_integer(r->step));
+		json_object_set_new(f, "kind", json_string(r->kind));
+		json_object_set_new(f, "broker", json_string(reconn_name(r, r->cur)));
+		json_object_set_new(f, "error", json_string(r->last_err));
+		if (extra)
+			json_object_update(f, extra);
+		harness_event(c, "client.disconnected", f);
+		printf("[%8.3f s] step %u %s: connection to %s lost (%s)\n",
+		       secs(kh_now_ns() - c->t0_ns), r->step, r->kind, reconn_name(r, r->cur),
+		       r->last_err);
+		fflush(stdout);
+		r->up = false;
+		r->round = 0;
+	} else {
+		for (unsigned i = 0; i < r->n; i++) {
+			if (r->nodes[i] == r->cur)
+				snprintf(r->node_err[i], sizeof(r->node_err[i]), "%.120s", r->last_err);
+		}
+		r->failed++;
+		if (++r->round >= r->n) {
+			delay = r->backoff_ms;
+			r->backoff_ms = r->backoff_ms * 2 > KH_RECONNECT_BACKOFF_MAX_MS ?
+					KH_RECONNECT_BACKOFF_MAX_MS : r->backoff_ms * 2;
+			r->round = 0;
+		}
+	}
+	json_decref(extra);
+	r->waiting = true;
+	uv_timer_start(&r->timer, on_reconn_timer, delay, 0);
+}
+
+static void reconn_stop(reconn *r)
+{
+	if (r->waiting)
+		uv_timer_stop(&r->timer);
+	r->waiting = false;
+}
+
+/* For a failure message: the nodes a pair step tried since its last
+ * connection and the last error of each ("" when connected or single). */
+static void reconn_describe(const reconn *r, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	if (!r->pair || r->up)
+		return;
+	o += (size_t)snprintf(buf, len, "; not connected, %u failed attempt(s) since the last "
+			      "connection; tried", r->failed);
+	for (unsigned i = 0; i < r->n && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s %s (%s)", i ? "," : "",
+				      reconn_name(r, r->nodes[i]),
+				      r->node_err[i][0] ? r->node_err[i] : "not tried");
+}
+
 /* ---- steps: produce / consume (async keel_client) ---------------------- */
+
+static void client_end(child *c, int status);
 
 static void client_fail(child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void client_fail(child *c, const char *fmt, ...)
@@ -693,8 +1005,13 @@ static void client_fail(child *c, const char *fmt, ...)
 		va_end(ap);
 	}
 	c->op_ok = false;
-	if (c->cl)
+	if (c->cl) {
 		keel_client_close(c->cl);
+	} else if (c->op == OP_CONSUME && c->crc.waiting) {
+		/* a pair consume between attempts: no client to wait for */
+		reconn_stop(&c->crc);
+		client_end(c, -ETIMEDOUT);
+	}
 }
 
 static void client_bye(child *c)
@@ -716,6 +1033,11 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 	child *c = ud;
 	if (status != 0) {
 		const char *m = f ? keel_client_frame_header(f, "message") : NULL;
+		if (c->op == OP_CONSUME && c->crc.pair) {
+			/* on_closed follows and tries the next node */
+			reconn_why(&c->crc, "%s", m ? m : strerror(-status));
+			return;
+		}
 		client_fail(c, "connect to %s:%u: %s", kh_node_host(c->nodes[c->op_node]),
 			    kh_node_port(c->nodes[c->op_node]), m ? m : strerror(-status));
 		return;
@@ -729,8 +1051,12 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 	char prefetch[16];
 	keel_kv h[1];
 	size_t nh = 0;
+	json_t *extra = json_object();
+	json_object_set_new(extra, "consumed", json_integer(c->got));
+	reconn_connected(&c->crc, extra);
 	if (!co->until_empty) {
-		snprintf(prefetch, sizeof(prefetch), "%u", c->want);
+		/* what is still wanted: a pair consume after a reconnect */
+		snprintf(prefetch, sizeof(prefetch), "%u", c->want > c->got ? c->want - c->got : 1);
 		h[nh++] = KEEL_KV("prefetch-count", prefetch);
 	}
 	if (keel_client_subscribe(cl, "kh-sub", co->destination, ack, h, nh, NULL) != 0) {
@@ -741,6 +1067,9 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 		/* Lowest priority, sent after SUBSCRIBE: it arrives after every
 		 * message queued before it, so its arrival means "empty". */
 		snprintf(c->sentinel, sizeof(c->sentinel), "kh-sentinel-%u", c->step);
+		if (c->crc.connections > 1) /* a new one per connection */
+			snprintf(c->sentinel, sizeof(c->sentinel), "kh-sentinel-%u-%u", c->step,
+				 c->crc.connections);
 		keel_kv sh[2] = {
 			KEEL_KV("keel-sentinel", c->sentinel),
 			KEEL_KV("priority", "0"),
@@ -782,8 +1111,8 @@ static void on_cl_message(keel_client *cl, const keel_client_frame *f, void *ud)
 		key = keel_client_frame_header(f, "message-id");
 	if (key == NULL)
 		key = "?";
-	kh_recorder_message(c->rec, c->sid, co->node, co->destination, key, "consumed",
-			    pers && strcmp(pers, "true") == 0, kh_now_ns());
+	kh_recorder_message(c->rec, c->sid, reconn_name(&c->crc, c->crc.cur), co->destination, key,
+			    "consumed", pers && strcmp(pers, "true") == 0, kh_now_ns());
 	tally *t = tally_get(c, key, co->destination);
 	if (t)
 		t->consumed++;
@@ -807,9 +1136,17 @@ static void on_cl_error(keel_client *cl, const keel_client_frame *f, void *ud)
 {
 	child *c = ud;
 	const char *m = keel_client_frame_header(f, "message");
-	(void)cl;
+	if (c->op == OP_CONSUME && c->crc.pair) {
+		/* a node handing over or stopping: the server closes after its
+		 * ERROR, and the consume goes on on the next node */
+		reconn_why(&c->crc, "ERROR frame: %s", m ? m : "(no message)");
+		keel_client_close(cl);
+		return;
+	}
 	client_fail(c, "ERROR frame: %s", m ? m : "(no message)");
 }
+
+static void consume_attempt(reconn *r);
 
 static void on_cl_closed(keel_client *cl, int status, void *ud)
 {
@@ -820,6 +1157,26 @@ static void on_cl_closed(keel_client *cl, int status, void *ud)
 		finish(c);
 		return;
 	}
+	if (c->op == OP_CONSUME && c->crc.pair && c->op_msg[0] == '\0' && !c->got_bye) {
+		if (c->bye_sent) {
+			/* lost after it had its messages (acks in flight may be
+			 * lost: the broker redelivers those to a later consumer) */
+			c->got_bye = true;
+		} else {
+			json_t *extra = json_object();
+			json_object_set_new(extra, "consumed", json_integer(c->got));
+			reconn_retry(&c->crc, status, extra);
+			return;
+		}
+	}
+	client_end(c, status);
+}
+
+/* The step's client is gone for good (closed, or a pair consume's
+ * deadline passed between attempts): the step's result. */
+static void client_end(child *c, int status)
+{
+	char label[KH_PATH_MAX], tail[1024];
 	if (c->op_msg[0] == '\0' && !c->got_bye)
 		snprintf(c->op_msg, sizeof(c->op_msg), "connection closed (%s) before the end",
 			 status ? strerror(-status) : "clean");
@@ -834,13 +1191,20 @@ static void on_cl_closed(keel_client *cl, int status, void *ud)
 		return;
 	}
 	const kh_consume *co = cur_step(c)->consume;
+	const char *nodes = step_label(cur_step(c), ", ", label, sizeof(label));
+	char reconnects[64] = "";
+	if (c->crc.pair && c->crc.connections > 1)
+		snprintf(reconnects, sizeof(reconnects), ", %u reconnect(s)", c->crc.connections - 1);
+	reconn_describe(&c->crc, tail, sizeof(tail));
 	if (ok && co->distinct)
-		step_done(c, true, "consumed %u distinct (%u deliveries)", c->got, c->deliveries);
+		step_done(c, true, "consumed %u distinct (%u deliveries)%s", c->got, c->deliveries,
+			  reconnects);
 	else if (ok)
-		step_done(c, true, "consumed %u", c->got);
+		step_done(c, true, "consumed %u%s", c->got, reconnects);
 	else
-		step_done(c, false, "consume from %s on %s: %s (got %u%s)", co->destination,
-			  co->node, c->op_msg, c->got, co->until_empty ? ", until-empty" : "");
+		step_done(c, false, "consume from %s on %s: %s (got %u%s%s)%s", co->destination,
+			  nodes, c->op_msg, c->got, co->until_empty ? ", until-empty" : "",
+			  reconnects, tail);
 }
 
 /* ---- steps: manage (a management request on the async keel_client) ---- */
@@ -1058,6 +1422,8 @@ static const keel_client_callbacks client_cb = {
 
 /* ---- steps: produce and join (a producer per produce step) ------------- */
 
+static void producer_end(producer *pr, int status);
+
 static void producer_fail(producer *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void producer_fail(producer *pr, const char *fmt, ...)
 {
@@ -1067,8 +1433,13 @@ static void producer_fail(producer *pr, const char *fmt, ...)
 		vsnprintf(pr->msg, sizeof(pr->msg), fmt, ap);
 		va_end(ap);
 	}
-	if (pr->cl)
+	if (pr->cl) {
 		keel_client_close(pr->cl);
+	} else if (!pr->done && pr->rc.waiting) {
+		/* a pair producer between attempts: no client to wait for */
+		reconn_stop(&pr->rc);
+		producer_end(pr, -ETIMEDOUT);
+	}
 }
 
 /* Every SEND answered (a RECEIPT or a refusal), or none asked for. */
@@ -1089,60 +1460,104 @@ static void producer_bye(producer *pr)
 		producer_fail(pr, "cannot send DISCONNECT");
 }
 
-static void produce_pump(producer *pr)
+/* SEND message `idx` (key s<step>-<idx>) on the current connection and
+ * record the attempt (a `produced` row per attempt, naming the node). */
+static int produce_one(producer *pr, unsigned idx)
 {
 	const kh_produce *p = pr->p;
 	child *c = pr->c;
 	char key[64], prio[4];
-	if (pr->bye_sent || pr->msg[0])
-		return;
 	snprintf(prio, sizeof(prio), "%u", p->priority);
-	while (pr->sent < p->count && keel_client_writable(pr->cl)) {
-		snprintf(key, sizeof(key), "s%u-%u", pr->step, pr->sent);
-		keel_kv h[3] = {
-			KEEL_KV("keel-key", key),
-			KEEL_KV("persistent", p->persistent ? "true" : "false"),
-			KEEL_KV("priority", prio),
-		};
-		int rc = keel_client_send(pr->cl, p->destination, h, 3, pr->body, p->size,
-					  p->receipts ? key : NULL);
-		if (rc) {
-			producer_fail(pr, "send: %s", strerror(-rc));
+	snprintf(key, sizeof(key), "s%u-%u", pr->step, idx);
+	keel_kv h[3] = {
+		KEEL_KV("keel-key", key),
+		KEEL_KV("persistent", p->persistent ? "true" : "false"),
+		KEEL_KV("priority", prio),
+	};
+	int rc = keel_client_send(pr->cl, p->destination, h, 3, pr->body, p->size,
+				  p->receipts ? key : NULL);
+	if (rc) {
+		producer_fail(pr, "send: %s", strerror(-rc));
+		return rc;
+	}
+	kh_recorder_message(c->rec, c->sid, reconn_name(&pr->rc, pr->rc.cur), p->destination, key,
+			    "produced", p->persistent, kh_now_ns());
+	tally *t = tally_get(c, key, p->destination);
+	if (t) {
+		t->produced++;
+		t->persistent = p->persistent;
+	}
+	if (pr->state)
+		pr->state[idx] = MSG_SENT;
+	return 0;
+}
+
+static void produce_pump(producer *pr)
+{
+	const kh_produce *p = pr->p;
+	if (pr->bye_sent || pr->msg[0] || pr->cl == NULL || !pr->rc.up)
+		return;
+	/* a pair's unanswered messages of a lost connection go first */
+	while (pr->resend_head < pr->resend_len && keel_client_writable(pr->cl)) {
+		unsigned idx = pr->resend[pr->resend_head++];
+		if (pr->state[idx] == MSG_DONE)
+			continue;
+		if (produce_one(pr, idx))
 			return;
-		}
-		kh_recorder_message(c->rec, c->sid, p->node, p->destination, key, "produced",
-				    p->persistent, kh_now_ns());
-		tally *t = tally_get(c, key, p->destination);
-		if (t) {
-			t->produced++;
-			t->persistent = p->persistent;
-		}
+		pr->resent++;
+	}
+	while (pr->sent < p->count && keel_client_writable(pr->cl)) {
+		if (produce_one(pr, pr->sent))
+			return;
 		pr->sent++;
 	}
 	if (producer_answered(pr))
 		producer_bye(pr);
 }
 
+/* The index of one of this producer's keys (s<step>-<n>), or -1. */
+static int64_t producer_index(const producer *pr, const char *id)
+{
+	char prefix[32], *end;
+	int n = snprintf(prefix, sizeof(prefix), "s%u-", pr->step);
+	if (id == NULL || strncmp(id, prefix, (size_t)n) != 0)
+		return -1;
+	unsigned long v = strtoul(id + n, &end, 10);
+	if (*end != '\0' || end == id + n || v >= pr->p->count)
+		return -1;
+	return (int64_t)v;
+}
+
 /* Is `id` the key of one of this producer's messages (s<step>-<n>)? */
 static bool producer_owns(const producer *pr, const char *id)
 {
-	char prefix[32];
-	int n = snprintf(prefix, sizeof(prefix), "s%u-", pr->step);
-	return id && strncmp(id, prefix, (size_t)n) == 0;
+	return producer_index(pr, id) >= 0;
 }
 
 static void on_pr_connected(keel_client *cl, int status, const keel_client_frame *f, void *ud)
 {
 	producer *pr = ud;
 	child *c = pr->c;
-	int ni = kh_scenario_node_index(c->sc, pr->p->node);
+	int ni = pr->rc.cur;
 	(void)cl;
 	if (status != 0) {
 		const char *m = f ? keel_client_frame_header(f, "message") : NULL;
+		if (pr->rc.pair) {
+			/* on_closed follows and tries the next node */
+			reconn_why(&pr->rc, "%s", m ? m : strerror(-status));
+			return;
+		}
 		producer_fail(pr, "connect to %s:%u: %s", kh_node_host(c->nodes[ni]),
 			      kh_node_port(c->nodes[ni]), m ? m : strerror(-status));
 		return;
 	}
+	json_t *extra = NULL;
+	if (pr->rc.pair) {
+		extra = json_object();
+		json_object_set_new(extra, "receipted", json_integer(pr->receipts));
+		json_object_set_new(extra, "resend", json_integer(pr->resend_len - pr->resend_head));
+	}
+	reconn_connected(&pr->rc, extra);
 	if (pr->p->background && c->op == OP_PRODUCE && c->op_producer == pr)
 		step_done(c, true, "connected; producing in the background until a join");
 	produce_pump(pr);
@@ -1158,9 +1573,15 @@ static void on_pr_receipt(keel_client *cl, const char *id, void *ud)
 		pr->got_bye = true;
 		return;
 	}
+	int64_t idx = producer_index(pr, id);
+	if (pr->state && idx >= 0) {
+		if (pr->state[idx] == MSG_DONE)
+			return; /* answered before (cannot happen: never resent then) */
+		pr->state[idx] = MSG_DONE;
+	}
 	/* A DROP address receipts what it drops: such a receipt promises
 	 * nothing, and its row kind says so (no check calls it lost). */
-	kh_recorder_message(c->rec, c->sid, p->node, p->destination, id,
+	kh_recorder_message(c->rec, c->sid, reconn_name(&pr->rc, pr->rc.cur), p->destination, id,
 			    p->allow_dropped ? "receipted-droppable" : "receipted", p->persistent,
 			    kh_now_ns());
 	tally *t = tally_get(c, id, p->destination);
@@ -1169,12 +1590,25 @@ static void on_pr_receipt(keel_client *cl, const char *id, void *ud)
 		t->droppable |= p->allow_dropped;
 	}
 	pr->receipts++;
+	if (pr->rc.pair && !pr->rc.receipting) {
+		/* the first RECEIPT of this connection: a scenario can wait for
+		 * it (await node keel-harness) before killing the node */
+		pr->rc.receipting = true;
+		json_t *f = json_object();
+		json_object_set_new(f, "step", json_integer(pr->step));
+		json_object_set_new(f, "kind", json_string("produce"));
+		json_object_set_new(f, "broker", json_string(reconn_name(&pr->rc, pr->rc.cur)));
+		json_object_set_new(f, "receipted", json_integer(pr->receipts));
+		harness_event(c, "client.receipted", f);
+	}
 	if (producer_answered(pr))
 		producer_bye(pr);
 }
 
 /* An ERROR answering one of our SENDs (its receipt-id) is a refusal when
- * the step allows them (`refused`); any other ERROR fails it. */
+ * the step allows them (`refused`); any other ERROR fails it, except on a
+ * pair, where an ERROR that answers no SEND is a node handing over or
+ * stopping: the server closes and the producer goes on on the next node. */
 static void on_pr_error(keel_client *cl, const keel_client_frame *f, void *ud)
 {
 	producer *pr = ud;
@@ -1183,7 +1617,11 @@ static void on_pr_error(keel_client *cl, const keel_client_frame *f, void *ud)
 	const kh_refused *rf = p->refused;
 	const char *m = keel_client_frame_header(f, "message");
 	const char *rid = keel_client_frame_header(f, "receipt-id");
-	(void)cl;
+	if (pr->rc.pair && !producer_owns(pr, rid)) {
+		reconn_why(&pr->rc, "ERROR frame: %s", m ? m : "(no message)");
+		keel_client_close(cl);
+		return;
+	}
 	if (rf == NULL || !producer_owns(pr, rid)) {
 		producer_fail(pr, "ERROR frame%s%s: %s", rid ? " for " : "", rid ? rid : "",
 			      m ? m : "(no message)");
@@ -1194,8 +1632,8 @@ static void on_pr_error(keel_client *cl, const keel_client_frame *f, void *ud)
 			      m ? m : "(no message)", rf->message_contains);
 		return;
 	}
-	kh_recorder_message(c->rec, c->sid, p->node, p->destination, rid, "refused",
-			    p->persistent, kh_now_ns());
+	kh_recorder_message(c->rec, c->sid, reconn_name(&pr->rc, pr->rc.cur), p->destination, rid,
+			    "refused", p->persistent, kh_now_ns());
 	tally *t = tally_get(c, rid, p->destination);
 	if (t)
 		t->refused++;
@@ -1240,25 +1678,63 @@ static void on_pr_timer_closed(uv_handle_t *h)
 	(void)h; /* freed with the child */
 }
 
+/* Its timers are closed once it is done (freed with the child). */
+static void producer_close_timers(producer *pr)
+{
+	if (!pr->timer_live)
+		return;
+	pr->timer_live = false;
+	reconn_stop(&pr->rc);
+	uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
+	uv_close((uv_handle_t *)&pr->rc.timer, on_pr_timer_closed);
+}
+
+static void produce_attempt(reconn *r);
+
 static void on_pr_closed(keel_client *cl, int status, void *ud)
 {
 	producer *pr = ud;
 	child *c = pr->c;
-	const kh_produce *p = pr->p;
-	const kh_refused *rf = p->refused;
-	char tail[160] = "";
 	(void)cl;
 	pr->cl = NULL;
-	pr->done = true;
-	if (pr->timer_live) {
-		pr->timer_live = false;
-		uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
+	if (!c->finishing && pr->rc.pair && pr->msg[0] == '\0' && !pr->got_bye &&
+	    !producer_answered(pr)) {
+		/* a pair: what was sent on this connection and not answered
+		 * is sent again on the next one, in order */
+		json_t *extra = NULL;
+		if (pr->rc.up) {
+			pr->resend_len = pr->resend_head = 0;
+			for (unsigned i = 0; i < pr->sent; i++) {
+				if (pr->state[i] == MSG_SENT)
+					pr->resend[pr->resend_len++] = i;
+			}
+			extra = json_object();
+			json_object_set_new(extra, "receipted", json_integer(pr->receipts));
+			json_object_set_new(extra, "unanswered", json_integer(pr->resend_len));
+		}
+		pr->bye_sent = false;
+		reconn_retry(&pr->rc, status, extra);
+		return;
 	}
+	producer_end(pr, status);
+}
+
+/* The producer's client is gone for good (or a pair producer's deadline
+ * passed between attempts): its result, for its step or a join. */
+static void producer_end(producer *pr, int status)
+{
+	child *c = pr->c;
+	const kh_produce *p = pr->p;
+	const kh_refused *rf = p->refused;
+	char tail[160] = "", where[1024], label[KH_PATH_MAX], resent[64] = "";
+	pr->done = true;
+	producer_close_timers(pr);
 	if (c->finishing) {
 		finish(c);
 		return;
 	}
-	if (pr->msg[0] == '\0' && !pr->got_bye) {
+	/* a pair whose connection went after the last answer: nothing lost */
+	if (pr->msg[0] == '\0' && !pr->got_bye && !(pr->rc.pair && producer_answered(pr))) {
 		if (pr->refused && rf && rf->closes)
 			snprintf(tail, sizeof(tail), ", the broker closed the connection after "
 				 "the refusal");
@@ -1272,14 +1748,19 @@ static void on_pr_closed(keel_client *cl, int status, void *ud)
 		snprintf(pr->msg, sizeof(pr->msg), "%u refusal(s), at least %u expected", pr->refused,
 			 rf->min);
 	pr->ok = pr->msg[0] == '\0';
+	if (pr->rc.pair)
+		snprintf(resent, sizeof(resent), ", resent %u, reconnects %u", pr->resent,
+			 pr->rc.connections ? pr->rc.connections - 1 : 0);
+	reconn_describe(&pr->rc, where, sizeof(where));
 	if (pr->ok)
-		snprintf(pr->result, sizeof(pr->result), "sent %u, receipts %u, refused %u%s%s%s",
-			 pr->sent, pr->receipts, pr->refused, pr->refused ? " (first " : "",
+		snprintf(pr->result, sizeof(pr->result), "sent %u, receipts %u, refused %u%s%s%s%s",
+			 pr->sent, pr->receipts, pr->refused, resent, pr->refused ? " (first " : "",
 			 pr->refused ? pr->first_refusal : "", pr->refused ? ")" : "");
 	else
-		snprintf(pr->result, sizeof(pr->result), "produce to %s on %s: %s (sent %u of %u, "
-			 "receipts %u, refused %u)", p->destination, p->node, pr->msg, pr->sent,
-			 p->count, pr->receipts, pr->refused);
+		snprintf(pr->result, sizeof(pr->result), "produce to %.200s on %.200s: %.700s (sent "
+			 "%u of %u, receipts %u, refused %u%s)%.600s", p->destination,
+			 step_label(&c->sc->steps[pr->step], ", ", label, sizeof(label)), pr->msg,
+			 pr->sent, p->count, pr->receipts, pr->refused, resent, where);
 	if (c->op == OP_PRODUCE && c->op_producer == pr) {
 		step_done(c, pr->ok, "%s%s", pr->result, tail);
 		return;
@@ -1308,14 +1789,51 @@ static const keel_client_callbacks producer_cb = {
 	.on_writable = on_pr_writable,
 };
 
+/* One connection attempt of a producer (the first, or the next node of a
+ * pair after a failed attempt or a lost connection). */
+static void produce_attempt(reconn *r)
+{
+	producer *pr = r->owner;
+	child *c = pr->c;
+	if (pr->done)
+		return;
+	kh_node *n = reconn_pick(r);
+	keel_client_options opt = {
+		.host = kh_node_host(n),
+		.port = kh_node_port(n),
+		.connect_timeout_ms = reconn_connect_timeout(r, within_ms(c, pr->p->within_s)),
+	};
+	assert(pr->cl == NULL);
+	int rc = keel_client_create(&pr->cl, &c->loop, &opt, &producer_cb, pr);
+	if (rc == 0 && (rc = keel_client_connect(pr->cl)) != 0) {
+		if (r->pair)
+			reconn_why(r, "connect: %s", strerror(-rc));
+		else
+			snprintf(pr->msg, sizeof(pr->msg), "connect: %s", strerror(-rc));
+		keel_client_close(pr->cl); /* on_pr_closed reports (or retries) */
+		return;
+	}
+	if (rc) {
+		pr->cl = NULL;
+		snprintf(pr->msg, sizeof(pr->msg), "client: %s", strerror(-rc));
+		producer_end(pr, rc);
+	}
+}
+
 static void run_produce(child *c, const kh_step *st)
 {
 	const kh_produce *p = st->produce;
-	int ni = kh_scenario_node_index(c->sc, p->node);
-	kh_node *n = c->nodes[ni];
 	producer *pr = keel_calloc(1, sizeof(*pr));
 	unsigned size = p->size;
-	if (pr == NULL || (pr->body = keel_malloc(size ? size : 1)) == NULL) {
+	bool pair = p->node == NULL;
+	if (pr == NULL || (pr->body = keel_malloc(size ? size : 1)) == NULL ||
+	    (pair && ((pr->state = keel_calloc(p->count, 1)) == NULL ||
+		      (pr->resend = keel_calloc(p->count, sizeof(unsigned))) == NULL))) {
+		if (pr) {
+			keel_free(pr->body);
+			keel_free(pr->state);
+			keel_free(pr->resend);
+		}
 		keel_free(pr);
 		step_done(c, false, "out of memory");
 		return;
@@ -1333,31 +1851,18 @@ static void run_produce(child *c, const kh_step *st)
 		x ^= x << 17;
 		pr->body[i] = (uint8_t)('a' + (x % 26));
 	}
-	keel_client_options opt = {
-		.host = kh_node_host(n),
-		.port = kh_node_port(n),
-		.connect_timeout_ms = (uint32_t)within_ms(c, p->within_s),
-	};
 	c->op = OP_PRODUCE;
 	c->op_producer = pr;
-	c->op_node = ni;
+	reconn_init(&pr->rc, c, st, "produce", produce_attempt);
+	pr->rc.owner = pr;
+	c->op_node = pr->rc.nodes[0];
 	uv_timer_init(&c->loop, &pr->timer);
+	uv_timer_init(&c->loop, &pr->rc.timer);
 	pr->timer.data = pr;
+	pr->rc.timer.data = &pr->rc;
 	pr->timer_live = true;
 	uv_timer_start(&pr->timer, on_pr_deadline, within_ms(c, p->within_s), 0);
-	int rc = keel_client_create(&pr->cl, &c->loop, &opt, &producer_cb, pr);
-	if (rc == 0 && (rc = keel_client_connect(pr->cl)) != 0) {
-		snprintf(pr->msg, sizeof(pr->msg), "connect: %s", strerror(-rc));
-		keel_client_close(pr->cl); /* on_pr_closed reports */
-		return;
-	}
-	if (rc) {
-		pr->cl = NULL;
-		pr->done = true;
-		pr->timer_live = false;
-		uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
-		step_done(c, false, "client: %s", strerror(-rc));
-	}
+	produce_attempt(&pr->rc);
 }
 
 static void run_join(child *c)
@@ -1366,17 +1871,42 @@ static void run_join(child *c)
 	join_check(c);
 }
 
-static void run_client_op(child *c, const kh_step *st)
+/* One connection attempt of a consume step (the first, or the next node
+ * of a pair after a failed attempt or a lost connection). */
+static void consume_attempt(reconn *r)
 {
-	const char *name = kh_step_node(st);
-	int ni = kh_scenario_node_index(c->sc, name);
-	kh_node *n = c->nodes[ni];
-	double within = st->consume ? st->consume->within_s : st->manage->within_s;
+	child *c = r->c;
+	const kh_consume *co = cur_step(c)->consume;
+	kh_node *n = reconn_pick(r);
 	keel_client_options opt = {
 		.host = kh_node_host(n),
 		.port = kh_node_port(n),
-		.connect_timeout_ms = (uint32_t)within_ms(c, within),
+		.connect_timeout_ms = reconn_connect_timeout(r, within_ms(c, co->within_s)),
 	};
+	assert(c->cl == NULL && c->op == OP_CONSUME);
+	c->op_node = r->cur;
+	c->bye_sent = c->got_bye = false;
+	int rc = keel_client_create(&c->cl, &c->loop, &opt, &client_cb, c);
+	if (rc == 0 && (rc = keel_client_connect(c->cl)) != 0) {
+		keel_client_close(c->cl); /* on_closed reports (or retries) */
+		if (!r->pair)
+			snprintf(c->op_msg, sizeof(c->op_msg), "connect: %s", strerror(-rc));
+		else
+			reconn_why(r, "connect: %s", strerror(-rc));
+		return;
+	}
+	if (rc) {
+		c->cl = NULL;
+		snprintf(c->op_msg, sizeof(c->op_msg), "client: %s", strerror(-rc));
+		client_end(c, rc);
+	}
+}
+
+static void run_client_op(child *c, const kh_step *st)
+{
+	const char *name = st->consume ? NULL : kh_step_node(st);
+	int ni = name ? kh_scenario_node_index(c->sc, name) : -1;
+	double within = st->consume ? st->consume->within_s : st->manage->within_s;
 	if (st->consume && st->consume->count_of) {
 		const char *v = NULL;
 		for (unsigned i = 0; i < c->saved_count; i++) {
@@ -1403,6 +1933,20 @@ static void run_client_op(child *c, const kh_step *st)
 	c->bye_sent = c->got_bye = false;
 	c->op_msg[0] = '\0';
 	c->sentinel[0] = '\0';
+	c->crc.pair = false;
+	c->crc.connections = 0;
+	if (st->consume) {
+		reconn_init(&c->crc, c, st, "consume", consume_attempt);
+		c->crc.owner = c;
+		consume_attempt(&c->crc);
+		return;
+	}
+	kh_node *n = c->nodes[ni];
+	keel_client_options opt = {
+		.host = kh_node_host(n),
+		.port = kh_node_port(n),
+		.connect_timeout_ms = (uint32_t)within_ms(c, within),
+	};
 	int rc = keel_client_create(&c->cl, &c->loop, &opt, &client_cb, c);
 	if (rc == 0 && (rc = keel_client_connect(c->cl)) != 0) {
 		keel_client_close(c->cl); /* on_closed reports */
@@ -1653,12 +2197,15 @@ static double op_within(const kh_step *st)
 static void run_step(child *c)
 {
 	const kh_step *st = cur_step(c);
-	const char *node = kh_step_node(st);
+	char label[KH_PATH_MAX];
+	const char *node = step_label(st, ",", label, sizeof(label));
 	char *params = kh_step_params_json(st);
 	for (unsigned i = 0; i < c->sc->nodes_count; i++) {
 		c->mark_prev[i] = c->mark_cur[i];
 		c->mark_cur[i] = kh_node_event_count(c->nodes[i]);
 	}
+	c->hmark_prev = c->hmark_cur;
+	c->hmark_cur = json_array_size(c->hevents);
 	c->step_t0_ns = kh_now_ns();
 	c->step_open = true;
 	c->op = OP_NONE;
@@ -1688,6 +2235,20 @@ static void run_step(child *c)
 		run_fault(c, st->fault);
 		break;
 	case KH_STEP_AWAIT: {
+		if (strcmp(node, KH_HARNESS_NODE) == 0) {
+			/* the harness's own events: nothing to go down */
+			size_t from = st->since == KH_SINCE_START ? 0 :
+				      st->since == KH_SINCE_NOW ? json_array_size(c->hevents) :
+				      c->hmark_prev;
+			size_t seq;
+			if (await_scan(c, HARNESS_NI, from, &seq)) {
+				step_done(c, true, "matched seq %zu", seq);
+				break;
+			}
+			c->op = OP_AWAIT;
+			c->op_node = HARNESS_NI;
+			break;
+		}
 		int ni = kh_scenario_node_index(c->sc, node);
 		size_t from = st->since == KH_SINCE_START ? 0 :
 			      st->since == KH_SINCE_NOW ? kh_node_event_count(c->nodes[ni]) :
@@ -1751,7 +2312,8 @@ static void step_done(child *c, bool ok, const char *fmt, ...)
 	uv_timer_stop(&c->deadline);
 	int64_t now = kh_now_ns();
 	kh_recorder_step_end(c->rec, c->step_id, now, ok ? "ok" : "fail", msg);
-	const char *node = kh_step_node(st);
+	char label[KH_PATH_MAX];
+	const char *node = step_label(st, ",", label, sizeof(label));
 	printf("[%8.3f s] step %u %s%s%s: %s%s%s\n", secs(now - c->t0_ns), c->step,
 	       kh_step_kind_name(st->kind), node ? " " : "", node ? node : "",
 	       ok ? "ok" : "FAILED", ok ? " - " : ": ", msg);
@@ -1808,9 +2370,15 @@ static void finish(child *c)
 		uv_timer_stop(&c->kick);
 		if (c->cl)
 			keel_client_close(c->cl);
+		reconn_stop(&c->crc);
 		for (producer *pr = c->producers; pr; pr = pr->next) {
-			if (pr->cl)
+			if (pr->cl) {
 				keel_client_close(pr->cl);
+			} else if (!pr->done) {
+				/* a pair producer between attempts */
+				pr->done = true;
+				producer_close_timers(pr);
+			}
 		}
 		if (c->helper_pending)
 			uv_process_kill(&c->helper, SIGKILL);
@@ -1840,9 +2408,12 @@ static void finish(child *c)
 	kh_recorder_scenario_end(c->rec, c->sid, kh_now_ns(), c->failed ? "fail" : "pass",
 				 c->failed ? c->reason : NULL);
 	kh_recorder_flush(c->rec);
-	c->closing = 2;
+	c->closing = 3;
 	uv_close((uv_handle_t *)&c->deadline, on_closed_count);
 	uv_close((uv_handle_t *)&c->kick, on_closed_count);
+	reconn_stop(&c->crc);
+	c->crc.timer.data = c; /* on_closed_count's */
+	uv_close((uv_handle_t *)&c->crc.timer, on_closed_count);
 }
 
 static int mkdir_p(const char *path)
@@ -2078,7 +2649,10 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	uv_loop_init(&c->loop);
 	uv_timer_init(&c->loop, &c->deadline);
 	uv_timer_init(&c->loop, &c->kick);
+	uv_timer_init(&c->loop, &c->crc.timer);
 	c->deadline.data = c->kick.data = c;
+	c->crc.timer.data = &c->crc;
+	c->hevents = json_array();
 	if (kh_scenario_load(o->file, o->allow_test_steps, &c->sc, err, sizeof(err)) != 0) {
 		fprintf(stderr, "keel-harness: %s\n", err);
 		goto out_loop;
@@ -2114,6 +2688,7 @@ out_loop:
 	if (!c->finishing) {
 		uv_close((uv_handle_t *)&c->deadline, NULL);
 		uv_close((uv_handle_t *)&c->kick, NULL);
+		uv_close((uv_handle_t *)&c->crc.timer, NULL);
 	}
 	kh_recorder_close(c->rec);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
@@ -2121,6 +2696,7 @@ out_loop:
 	assert(rc == 0);
 	(void)rc;
 	tally_free(c);
+	json_decref(c->hevents);
 	keel_free(c->nodes);
 	keel_free(c->mark_prev);
 	keel_free(c->mark_cur);
@@ -2135,6 +2711,8 @@ out_loop:
 		producer *pr = c->producers;
 		c->producers = pr->next;
 		keel_free(pr->body);
+		keel_free(pr->state);
+		keel_free(pr->resend);
 		keel_free(pr);
 	}
 	kh_scenario_free(c->sc);

@@ -60,4 +60,15 @@
 /* Leaks of the child's own report the runner records (the rest are counted
  * in the reason only). */
 #define KH_MAX_CHILD_LEAKS 64
+/* Nodes a produce or consume step may list (`nodes: [a, b]`): a pair, or
+ * a few more for a chain; the client tries each in turn. */
+#define KH_MAX_STEP_NODES 8
+/* A step's client on a node list (child.c): between two rounds over the
+ * list it waits a backoff, from the first value doubling to the last (a
+ * retry interval, not a wait for something: the step's deadline bounds
+ * it).  Each attempt's connect timeout is at most the last, so a node
+ * that hangs (paused) does not eat the step's deadline. */
+#define KH_RECONNECT_BACKOFF_FIRST_MS 20
+#define KH_RECONNECT_BACKOFF_MAX_MS 200
+#define KH_RECONNECT_CONNECT_TIMEOUT_MS 5000
 #endif

@@ -53,8 +53,16 @@ static const cyaml_schema_field_t refused_fields[] = {
 	CYAML_FIELD_BOOL("closes", OPT, kh_refused, closes),
 	CYAML_FIELD_END,
 };
+/* produce and consume: `node: a` or `nodes: [a, b]` (exactly one; checked). */
+static const cyaml_schema_value_t step_node_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 64),
+};
+#define STEP_NODES(st)                                                                    \
+	STR_OPT("node", st, node),                                                        \
+	CYAML_FIELD_SEQUENCE("nodes", CYAML_FLAG_POINTER | OPT, st, nodes,                \
+			     &step_node_schema, 0, KH_MAX_STEP_NODES)
 static const cyaml_schema_field_t produce_fields[] = {
-	STR("node", kh_produce, node),
+	STEP_NODES(kh_produce),
 	STR("destination", kh_produce, destination),
 	CYAML_FIELD_UINT("count", CYAML_FLAG_DEFAULT, kh_produce, count),
 	CYAML_FIELD_UINT("size", OPT, kh_produce, size),
@@ -72,7 +80,7 @@ static const cyaml_schema_field_t join_fields[] = {
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_field_t consume_fields[] = {
-	STR("node", kh_consume, node),
+	STEP_NODES(kh_consume),
 	STR("destination", kh_consume, destination),
 	CYAML_FIELD_UINT("count", OPT, kh_consume, count),
 	CYAML_FIELD_BOOL("until-empty", OPT, kh_consume, until_empty),
@@ -409,6 +417,35 @@ static int check_node_ref(sc_check *c, const kh_scenario *s, const char *path, c
 	return 0;
 }
 
+/* produce/consume at `p` ("steps[3].produce"): exactly one of `node` and
+ * `nodes`; a list of 1..KH_MAX_STEP_NODES known, distinct nodes. */
+static int check_step_nodes(sc_check *c, const kh_scenario *s, const char *p, const char *node,
+			    char *const *nodes, unsigned count)
+{
+	char path[KH_PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s.nodes", p);
+	bool has_nodes = keel_yaml_line(c->scan, path) != 0;
+	if (node && has_nodes)
+		return fail_at(c, path, "give either node or nodes, not both");
+	if (node == NULL && !has_nodes)
+		return fail_at(c, p, "needs node (one node) or nodes (a list: the client "
+			       "follows whichever is live)");
+	if (node)
+		return 0;
+	if (count == 0)
+		return fail_at(c, path, "an empty list (give at least one node)");
+	for (unsigned k = 0; k < count; k++) {
+		snprintf(path, sizeof(path), "%s.nodes[%u]", p, k);
+		if (check_node_ref(c, s, path, nodes[k]))
+			return -EINVAL;
+		for (unsigned j = 0; j < k; j++) {
+			if (strcmp(nodes[j], nodes[k]) == 0)
+				return fail_at(c, path, "node \"%s\" is listed twice", nodes[k]);
+		}
+	}
+	return 0;
+}
+
 static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_steps)
 {
 	kh_step *st = &s->steps[i];
@@ -441,7 +478,14 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 #define SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", p, key), sub)
 
 	const char *node = kh_step_node(st);
-	if (node && (rc = check_node_ref(c, s, SUB("node"), node)))
+	bool harness_await = st->await && strcmp(node, KH_HARNESS_NODE) == 0;
+	if (node && !harness_await && (rc = check_node_ref(c, s, SUB("node"), node)))
+		return rc;
+	if (st->produce && (rc = check_step_nodes(c, s, p, st->produce->node, st->produce->nodes,
+						  st->produce->nodes_count)))
+		return rc;
+	if (st->consume && (rc = check_step_nodes(c, s, p, st->consume->node, st->consume->nodes,
+						  st->consume->nodes_count)))
 		return rc;
 	switch (st->kind) {
 	case KH_STEP_STOP:
@@ -486,6 +530,12 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		if (pr->allow_dropped && !pr->receipts)
 			return fail_at(c, SUB("allow-dropped"), "needs receipts: true (it is about "
 				       "receipted messages)");
+		if (pr->node == NULL && !pr->receipts)
+			return fail_at(c, SUB("nodes"), "needs receipts: true (a message whose "
+				       "receipt never came is sent again after a reconnect)");
+		if (pr->node == NULL && pr->refused)
+			return fail_at(c, SUB("refused"), "not with nodes (a refusal that closes "
+				       "the connection would be a reconnect)");
 		return check_within(c, SUB("within"), pr->within_s);
 	}
 	case KH_STEP_JOIN:
@@ -644,6 +694,9 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 			if (strcmp(s->nodes[j].name, n->name) == 0)
 				return fail_at(c, p, "node \"%s\" is already defined", n->name);
 		}
+		if (strcmp(n->name, KH_HARNESS_NODE) == 0)
+			return fail_at(c, p, "\"%s\" is the harness's own name (its events)",
+				       n->name);
 		snprintf(p, sizeof(p), "nodes[%u].env", i);
 		if ((rc = collect_kvs(c, p, false, &n->env, &n->env_count)))
 			return rc;
@@ -969,6 +1022,28 @@ const char *kh_step_node(const kh_step *st)
 	return NULL;
 }
 
+const char *const *kh_step_nodes(const kh_step *st, unsigned *count)
+{
+	char *const *nodes = NULL;
+	char *const *one = NULL;
+	unsigned n = 0;
+	if (st->produce) {
+		one = &st->produce->node;
+		nodes = st->produce->nodes;
+		n = st->produce->nodes_count;
+	} else if (st->consume) {
+		one = &st->consume->node;
+		nodes = st->consume->nodes;
+		n = st->consume->nodes_count;
+	}
+	if (one && *one) {
+		*count = 1;
+		return (const char *const *)one;
+	}
+	*count = nodes ? n : 0;
+	return (const char *const *)nodes;
+}
+
 json_t *kh_kv_json(const kh_kv *kv)
 {
 	const char *v = kv->value;
@@ -997,6 +1072,19 @@ static void set_str(json_t *o, const char *k, const char *v)
 		json_object_set_new(o, k, json_string(v));
 }
 
+/* "node": "a", or "nodes": ["a", "b"]. */
+static void set_nodes(json_t *o, const char *node, char *const *nodes, unsigned count)
+{
+	if (node) {
+		set_str(o, "node", node);
+		return;
+	}
+	json_t *a = json_array();
+	for (unsigned i = 0; a && i < count; i++)
+		json_array_append_new(a, json_string(nodes[i]));
+	json_object_set_new(o, "nodes", a);
+}
+
 char *kh_step_params_json(const kh_step *st)
 {
 	json_t *o = json_object(), *root = json_object();
@@ -1018,7 +1106,7 @@ char *kh_step_params_json(const kh_step *st)
 	}
 	case KH_STEP_PRODUCE: {
 		const kh_produce *p = st->produce;
-		set_str(o, "node", p->node);
+		set_nodes(o, p->node, p->nodes, p->nodes_count);
 		set_str(o, "destination", p->destination);
 		json_object_set_new(o, "count", json_integer(p->count));
 		json_object_set_new(o, "size", json_integer(p->size));
@@ -1048,7 +1136,7 @@ char *kh_step_params_json(const kh_step *st)
 		break;
 	case KH_STEP_CONSUME: {
 		const kh_consume *p = st->consume;
-		set_str(o, "node", p->node);
+		set_nodes(o, p->node, p->nodes, p->nodes_count);
 		set_str(o, "destination", p->destination);
 		if (p->until_empty)
 			json_object_set_new(o, "until-empty", json_true());

@@ -56,7 +56,9 @@ typedef struct kh_refused {
 } kh_refused;
 
 typedef struct kh_produce {
-	char *node;
+	char *node;             /* NULL when `nodes` lists them */
+	char **nodes;           /* a pair (or more): the client follows the live one */
+	unsigned nodes_count;
 	char *destination;
 	unsigned count;
 	unsigned size;          /* body bytes */
@@ -75,7 +77,9 @@ typedef struct kh_join {
 } kh_join;
 
 typedef struct kh_consume {
-	char *node;
+	char *node;             /* NULL when `nodes` lists them */
+	char **nodes;           /* as produce.nodes */
+	unsigned nodes_count;
 	char *destination;
 	unsigned count;         /* 0 = until-empty or count-of */
 	bool until_empty;
@@ -197,6 +201,11 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 			  kh_scenario **out, char *err, size_t errlen);
 void kh_scenario_free(kh_scenario *s); /* NULL is fine */
 
+/* The harness's own events (client.connected, client.reconnected...) are
+ * recorded as node "keel-harness"'s; an await may name it, a node may not
+ * be called so. */
+#define KH_HARNESS_NODE "keel-harness"
+
 /* Index of node `name` or -1. */
 int kh_scenario_node_index(const kh_scenario *s, const char *name);
 /* The address of node `index` (0-based) in address slot `slot`:
@@ -209,8 +218,12 @@ void kh_slot_host(unsigned slot, unsigned index, char *buf, size_t len);
  * *bad_off is its byte offset in text), -ENOMEM. */
 int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char **out,
 		   size_t *bad_off, char *err, size_t errlen);
-/* The node a step acts on or waits for (NULL for expect and crash). */
+/* The node a step acts on or waits for (NULL for expect and crash, and
+ * for a produce or consume that lists `nodes`). */
 const char *kh_step_node(const kh_step *st);
+/* The nodes a produce or consume connects to: `nodes`, or its one `node`
+ * (*count 1).  NULL and 0 for other steps.  Borrowed from the scenario. */
+const char *const *kh_step_nodes(const kh_step *st, unsigned *count);
 /* A manage arg or field value as JSON: a plain (unquoted) scalar is typed
  * (true/false, null or empty, integer, number), else a string.  New ref. */
 json_t *kh_kv_json(const kh_kv *kv);
