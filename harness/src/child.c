@@ -207,6 +207,7 @@ typedef struct child {
 	int64_t hseq;           /* harness events recorded (their seq) */
 	json_t *hevents;        /* every harness event, for awaits */
 	size_t hmark_prev, hmark_cur; /* as mark_prev/mark_cur */
+	int64_t last_match_ns;  /* mono_ns of the event the last await matched */
 	node_leaks *leaks;      /* per node */
 	vg_run *vg;
 	size_t vg_count;
@@ -536,10 +537,30 @@ static void await_describe(const kh_await_step *aw, char *buf, size_t len)
 		snprintf(buf + o, len - o, "]");
 }
 
+/* The current await step matches `ev`: its type and predicates, and with
+ * `since: last-match` it happened (mono_ns) after the event the previous
+ * await matched (events of several nodes arrive on several
+ * pipes: their arrival order is not the order they happened in).  A match
+ * is remembered for the next last-match. */
+static bool await_hit(child *c, json_t *ev)
+{
+	const kh_step *st = cur_step(c);
+	const kh_await_step *aw = st->await;
+	json_t *t = json_object_get(ev, "mono_ns");
+	int64_t ns = json_is_integer(t) ? (int64_t)json_integer_value(t) : 0;
+	if (st->since == KH_SINCE_LAST_MATCH && json_is_integer(t) && c->last_match_ns &&
+	    ns <= c->last_match_ns)
+		return false;
+	if (!kh_await_match(aw->type, aw->preds, aw->where_count, ev))
+		return false;
+	if (json_is_integer(t))
+		c->last_match_ns = ns;
+	return true;
+}
+
 static bool await_match_one(child *c, json_t *ev, size_t *seq_out)
 {
-	const kh_await_step *aw = cur_step(c)->await;
-	if (!kh_await_match(aw->type, aw->preds, aw->where_count, ev))
+	if (!await_hit(c, ev))
 		return false;
 	*seq_out = (size_t)json_integer_value(json_object_get(ev, "seq"));
 	return true;
@@ -563,7 +584,7 @@ static bool await_scan(child *c, int ni, size_t from, size_t *seq_out)
 		if (aw->type && strcmp(kh_node_event_type(n, i), aw->type) != 0)
 			continue;
 		json_t *ev = kh_node_event(n, i);
-		if (kh_await_match(aw->type, aw->preds, aw->where_count, ev)) {
+		if (await_hit(c, ev)) {
 			*seq_out = (size_t)json_integer_value(json_object_get(ev, "seq"));
 			return true;
 		}
@@ -685,7 +706,7 @@ static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, 
 		if (aw->type && strcmp(aw->type, h->type) != 0)
 			return;
 		ev = kh_node_current_event(n);
-		if (kh_await_match(aw->type, aw->preds, aw->where_count, ev))
+		if (await_hit(c, ev))
 			step_done(c, true, "matched seq %" JSON_INTEGER_FORMAT,
 				  json_integer_value(json_object_get(ev, "seq")));
 	}
@@ -2237,7 +2258,8 @@ static void run_step(child *c)
 	case KH_STEP_AWAIT: {
 		if (strcmp(node, KH_HARNESS_NODE) == 0) {
 			/* the harness's own events: nothing to go down */
-			size_t from = st->since == KH_SINCE_START ? 0 :
+			size_t from = st->since == KH_SINCE_START ||
+						      st->since == KH_SINCE_LAST_MATCH ? 0 :
 				      st->since == KH_SINCE_NOW ? json_array_size(c->hevents) :
 				      c->hmark_prev;
 			size_t seq;
@@ -2250,7 +2272,8 @@ static void run_step(child *c)
 			break;
 		}
 		int ni = kh_scenario_node_index(c->sc, node);
-		size_t from = st->since == KH_SINCE_START ? 0 :
+		size_t from = st->since == KH_SINCE_START ||
+					      st->since == KH_SINCE_LAST_MATCH ? 0 :
 			      st->since == KH_SINCE_NOW ? kh_node_event_count(c->nodes[ni]) :
 			      c->mark_prev[ni];
 		size_t seq;

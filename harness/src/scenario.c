@@ -608,9 +608,12 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			st->since = KH_SINCE_START;
 		else if (strcmp(aw->since, "now") == 0)
 			st->since = KH_SINCE_NOW;
+		else if (strcmp(aw->since, "last-match") == 0)
+			st->since = KH_SINCE_LAST_MATCH;
 		else
 			return fail_at(c, SUB("since"),
-				       "\"%s\": expected start, last-step or now", aw->since);
+				       "\"%s\": expected start, last-step, last-match or now",
+				       aw->since);
 		if ((rc = check_within(c, SUB("within"), aw->within_s)))
 			return rc;
 		if (aw->where_count == 0)

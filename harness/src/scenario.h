@@ -154,6 +154,8 @@ typedef enum kh_since {
 	KH_SINCE_LAST_STEP,
 	KH_SINCE_START,
 	KH_SINCE_NOW,
+	KH_SINCE_LAST_MATCH,    /* events that happened (mono_ns) at or after the
+				   one the previous await matched */
 } kh_since;
 
 typedef struct kh_step {

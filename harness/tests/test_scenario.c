@@ -69,13 +69,15 @@ static void test_full(void **state)
 		"  - restart: {node: n1, kill: true, within: 10}\n"
 		"  - kill: {node: n1}\n"
 		"  - stop: {node: n2, within: 3}\n"
-		"  - crash: abort\n",
+		"  - crash: abort\n"
+		"  - await: {node: n2, type: state, since: last-match}\n",
 		true);
 	assert_string_equal(s->name, "full");
 	assert_true(s->timeout_s == 30);
 	assert_int_equal(s->nodes_count, 2);
 	assert_string_equal(s->nodes[0].role, "live");
-	assert_int_equal(s->steps_count, 13);
+	assert_int_equal(s->steps_count, 14);
+	assert_int_equal(s->steps[13].since, KH_SINCE_LAST_MATCH);
 	assert_int_equal(s->steps[0].kind, KH_STEP_START);
 	assert_int_equal(s->steps[1].kind, KH_STEP_AWAIT);
 	assert_int_equal(s->steps[1].since, KH_SINCE_START);
@@ -193,7 +195,7 @@ static void test_check_errors(void **state)
 	expect_err(HEAD "  - fault: {node: n1, name: 'a,b', enable: true}\n", false,
 		   "steps[0].fault.name: \"a,b\" is not a fault point name");
 	expect_err(HEAD "  - await: {node: n1, type: x, since: yesterday}\n", false,
-		   "steps[0].await.since: \"yesterday\": expected start, last-step or now");
+		   "steps[0].await.since: \"yesterday\": expected start, last-step, last-match or now");
 	expect_err(HEAD "  - await: {node: n1, type: x, within: 100000}\n", false,
 		   "steps[0].await.within: must be between");
 	expect_err(HEAD "  - await: {node: n1, type: x, where: [ok, state = LIVE]}\n", false,
