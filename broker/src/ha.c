@@ -288,6 +288,7 @@ static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
 	ha->sync_started = false;
 	ha->flushing = false;
 	ha->waiting_noted = false;
+	ha->verifying = false;
 	ha->journal_loaded = false;
 	set_state(ha, out, KEEL_HA_ACTIVATING);
 	push(out, KEEL_HA_ACT_LOAD_JOURNAL);
@@ -296,6 +297,7 @@ static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
 /* Back to looking for a live peer as its backup. */
 static void become_connecting(keel_ha *ha, keel_ha_actions *out)
 {
+	ha->verifying = false;
 	ha->role = KEEL_HA_ROLE_BACKUP;
 	set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
 	retry_later(ha, out);
@@ -454,8 +456,15 @@ static void out_lost(keel_ha *ha, keel_ha_actions *out, const char *why)
 	forget_out(ha);
 	switch (ha->state) {
 	case KEEL_HA_BACKUP_SYNCED:
+		/* A closed link or a silent one does not prove the live is
+		 * gone (this node may have been the one paused, or the live
+		 * dropped it): ask the live again first.  Unreachable, or
+		 * not live: fail over; it answers as a live: sync again. */
 		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
-		activate(ha, out, "primary lost");
+		become_connecting(ha, out);
+		ha->verifying = true;
+		timer_cancel(ha, out, KEEL_HA_TIMER_RETRY);
+		connect_peer(ha, out);
 		return;
 	case KEEL_HA_BACKUP_SYNCING:
 		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
@@ -503,6 +512,9 @@ static void on_connect_failed(keel_ha *ha, keel_ha_actions *out)
 	ha->connecting = false;
 	if (ha->state == KEEL_HA_STARTING)
 		starting_unreachable(ha, out);
+	else if (ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying &&
+		 ha->self.journal_valid)
+		activate(ha, out, "primary lost");
 	else if (ha->state == KEEL_HA_BACKUP_CONNECTING)
 		retry_later(ha, out);
 }
@@ -516,6 +528,7 @@ static void on_register_ok(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 	}
 	ha->registered = true;
 	ha->waiting_noted = false;
+	ha->verifying = false; /* the live is there: a backup again */
 	ha->adopt_id = in->peer.node_id;
 	ha->adopt_seq = in->peer.activation_seq;
 	ha->live_incarnation = in->peer.incarnation;
@@ -575,6 +588,11 @@ static void on_register(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *
 		ha->ignored++;
 		return;
 	}
+	/* A backup checking whether its live is gone hears from the peer:
+	 * it is alive, and the answer below (not live) may let it go live.
+	 * No failover on a connect attempt that fails later, then. */
+	if (ha->verifying && in->creds_ok)
+		ha->verifying = false;
 	/* A newer incarnation of our live registers with us: the one we sync
 	 * from is dead whether or not its close has reached us yet.  Handle
 	 * that first, so the answer below is not outdated the moment it is

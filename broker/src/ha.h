@@ -288,6 +288,8 @@ typedef struct keel_ha {
 	bool journal_loaded;
 	bool serving;             /* client acceptor open */
 	bool waiting_noted;       /* "refusing to go live" said once per episode */
+	bool verifying;           /* a synced backup lost its live: it fails over
+				     only if the live is unreachable or not live */
 	keel_ha_node_id adopt_id; /* the live's identity (REGISTER_OK, SYNC_DONE): */
 	uint64_t adopt_seq;       /* taken over once the replica is flushed */
 	uint64_t live_incarnation;/* REGISTER_OK: the incarnation we sync from */

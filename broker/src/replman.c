@@ -122,6 +122,7 @@ struct keel_replman {
 	uv_prepare_t prepare;
 	uv_timer_t timers[KEEL_HA_TIMER_COUNT];
 	uv_timer_t ack_delay;       /* fault point sync-done-ack-delay */
+	uv_timer_t connect_timer;   /* an unanswered connect fails after connection-ttl */
 	uint32_t ack_delay_link;
 	bool handles_open;
 	rlink *links;
@@ -1383,12 +1384,25 @@ static void on_connect(uv_connect_t *req, int status)
 	}
 	l->connected = true;
 	m->connect_link = 0;
+	uv_timer_stop(&m->connect_timer);
 	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0) {
 		link_broken(l, "cannot read");
 		drive(m);
 		return;
 	}
 	feed_simple(m, KEEL_HA_IN_CONNECTED, l->id);
+	drive(m);
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+	keel_replman *m = t->data;
+	rlink *l = link_find(m, m->connect_link);
+	if (l == NULL || l->connected)
+		return;
+	keel_log_info("replication: connect to %s: no answer within connection-ttl",
+		      m->cfg->peer);
+	link_broken(l, "connect timed out");
 	drive(m);
 }
 
@@ -1413,6 +1427,9 @@ static int connect_peer(keel_replman *m)
 		return rc;
 	}
 	m->connect_link = l->id;
+	/* a peer that drops SYNs (a partition) would keep us for minutes */
+	uv_timer_start(&m->connect_timer, on_connect_timeout,
+		       m->cfg->connection_ttl ? m->cfg->connection_ttl : 60000, 0);
 	return 0;
 }
 
@@ -1914,6 +1931,8 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	}
 	uv_timer_init(m->loop, &m->ack_delay);
 	m->ack_delay.data = m;
+	uv_timer_init(m->loop, &m->connect_timer);
+	m->connect_timer.data = m;
 	m->handles_open = true;
 	rc = uv_tcp_bind(&m->acceptor, (struct sockaddr *)&sa, 0);
 	if (rc == 0)
@@ -1982,6 +2001,7 @@ void keel_replman_close(keel_replman *m)
 	for (int i = 0; i < KEEL_HA_TIMER_COUNT; i++)
 		uv_close((uv_handle_t *)&m->timers[i], NULL);
 	uv_close((uv_handle_t *)&m->ack_delay, NULL);
+	uv_close((uv_handle_t *)&m->connect_timer, NULL);
 	for (rlink *l = m->links; l; l = l->next) {
 		l->forgotten = true;
 		link_close_now(l);

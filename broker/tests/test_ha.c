@@ -104,6 +104,24 @@ static void live_with_backup(keel_ha *ha, bool failback)
 	feed(ha, KEEL_HA_IN_SYNC_DONE_ACK, 7);
 }
 
+/* A backup synced from its live on link 3 (activation 6). */
+static void synced_backup(keel_ha *ha)
+{
+	mk(ha, KEEL_HA_ROLE_BACKUP, NULL);
+	feed(ha, KEEL_HA_IN_START, 0);
+	feed(ha, KEEL_HA_IN_CONNECTED, 3);
+	keel_ha_input ok = { .type = KEEL_HA_IN_REGISTER_OK, .link = 3 };
+	feed_in(ha, &ok);
+	keel_ha_input st = { .type = KEEL_HA_IN_SYNC_START, .link = 3 };
+	feed_in(ha, &st);
+	keel_ha_input done = { .type = KEEL_HA_IN_SYNC_DONE, .link = 3 };
+	done.peer.node_id = ID1;
+	done.peer.activation_seq = 6;
+	feed_in(ha, &done);
+	feed(ha, KEEL_HA_IN_REPLICA_FLUSHED, 0);
+	assert_int_equal(ha->state, KEEL_HA_BACKUP_SYNCED);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -392,15 +410,76 @@ static void test_backup_sync(void **state)
 	assert_int_equal(acts.a[pe].self.activation_seq, 6);
 	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_BACKUP_ANNOUNCED));
 	assert_int_equal(ha.state, KEEL_HA_BACKUP_SYNCED);
-	/* failover: the primary's link closes */
+	/* failover: the primary's link closes; first the backup asks the
+	 * live again (it may be the one that was paused) */
 	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 3);
 	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_REPL_LOST));
+	assert_false(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
+	assert_true(ha.verifying);
+	/* the live is unreachable: now it fails over */
+	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
 	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
 	assert_int_equal(ha.state, KEEL_HA_ACTIVATING);
 	assert_int_equal(ha.self.activation_seq, 7);
 	feed(&ha, KEEL_HA_IN_JOURNAL_LOADED, 0);
 	feed(&ha, KEEL_HA_IN_ACCEPTOR_LISTENING, 0);
 	assert_int_equal(ha.state, KEEL_HA_LIVE);
+}
+
+/* A synced backup that loses its link while the live is alive (the
+ * backup was paused past connection-ttl, the live dropped it): the live
+ * answers the check, so the backup syncs again and never goes live. */
+static void test_synced_backup_live_still_there(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	synced_backup(&ha);
+	uint64_t seq = ha.self.activation_seq;
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 3);
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	feed(&ha, KEEL_HA_IN_CONNECTED, 9);
+	assert_true(HAS(KEEL_HA_ACT_SEND, KEEL_HA_MSG_REGISTER));
+	keel_ha_input ok = { .type = KEEL_HA_IN_REGISTER_OK, .link = 9 };
+	ok.peer.node_id = ID1;
+	ok.peer.activation_seq = seq + 1;
+	ok.peer.journal_valid = true;
+	feed_in(&ha, &ok);
+	assert_false(ha.verifying);
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_SYNCING);
+	assert_false(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
+	/* and a later connect failure (link lost again) is no failover */
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 9);
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
+	assert_false(ha.verifying);
+	feed_timer(&ha, KEEL_HA_TIMER_RETRY, 100);
+	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
+	assert_false(HAS(KEEL_HA_ACT_LOAD_JOURNAL, 0));
+}
+
+/* Checking, the backup hears a REGISTER from the peer: the peer is
+ * alive and may go live on our answer, so a connect failure after that
+ * is no reason to fail over (found by the explorer). */
+static void test_verifying_peer_registers(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	synced_backup(&ha);
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 3);
+	assert_true(ha.verifying);
+	keel_ha_input r = { .type = KEEL_HA_IN_REGISTER, .link = 11, .creds_ok = true,
+			    .peer_role = KEEL_HA_ROLE_PRIMARY, .failback = true };
+	r.peer.node_id = ID1;
+	r.peer.journal_valid = true;
+	r.peer.activation_seq = ha.self.activation_seq;
+	feed_in(&ha, &r);
+	assert_true(HAS(KEEL_HA_ACT_SEND, KEEL_HA_MSG_REGISTER_REFUSED));
+	assert_false(ha.verifying);
+	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
+	assert_false(HAS(KEEL_HA_ACT_LOAD_JOURNAL, 0));
 }
 
 static void test_unsynced_backup_refuses_failover(void **state)
@@ -1416,6 +1495,8 @@ int main(void)
 		cmocka_unit_test(test_failback_wait_expires),
 		cmocka_unit_test(test_primary_failback_side),
 		cmocka_unit_test(test_steady_link_lost),
+		cmocka_unit_test(test_synced_backup_live_still_there),
+		cmocka_unit_test(test_verifying_peer_registers),
 		cmocka_unit_test(test_ping_ttl),
 		cmocka_unit_test(test_operator_stop),
 		cmocka_unit_test(test_explore_crashes),
