@@ -839,6 +839,16 @@ static void on_link_closed(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 	if (in->link != 0 && in->link == ha->out_link) {
 		if (link_open)
 			close_link(out, in->link);
+		/* Checking whether the live is gone, the connection was closed
+		 * or reset before any answer: its process is gone (the kernel
+		 * had queued our connect in a listen backlog that died with
+		 * it).  As good as refused; silence (ttl) is not. */
+		if (!link_open && ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying &&
+		    !ha->registered && ha->self.journal_valid) {
+			forget_out(ha);
+			activate(ha, out, "primary lost");
+			return;
+		}
 		out_lost(ha, out, why);
 		return;
 	}

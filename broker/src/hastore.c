@@ -8,6 +8,8 @@
  */
 #include "hastore.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -326,15 +328,6 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
-}
 
 /* mkdir data_dir (one level); when created, make its entry durable too. */
 static int ensure_dir(const char *dir)
@@ -353,7 +346,7 @@ static int ensure_dir(const char *dir)
 		snprintf(parent, sizeof(parent), ".");
 	else
 		snprintf(parent, sizeof(parent), "%.*s", (int)n, dir);
-	return fsync_dir(parent);
+	return keel_fsync_dir(parent);
 }
 
 int keel_hastore_save(const char *data_dir, const keel_ha_persist *p)
@@ -403,7 +396,7 @@ int keel_hastore_save(const char *data_dir, const keel_ha_persist *p)
 		rc = -errno;
 		goto out_unlink;
 	}
-	rc = fsync_dir(data_dir);
+	rc = keel_fsync_dir(data_dir);
 	goto out;
 
 out_unlink:

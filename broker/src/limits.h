@@ -233,6 +233,11 @@
  * carry bulk data, hence higher than a client connection's marks. */
 #define KEEL_REPL_WRITE_HIGH_WATERMARK (4u * 1024 * 1024)
 
+/* A live drops a backup whose unsent journal operations pass this (it
+ * syncs again): the op stream follows the producers, not the link, so a
+ * backup slower than they are would otherwise cost memory without bound. */
+#define KEEL_REPL_MAX_BEHIND (64u * 1024 * 1024)
+
 /* Strings in replication messages (user, password, file names): 255 as
  * names elsewhere; reasons in REGISTER_REFUSED/GOODBYE up to 1 KiB. */
 #define KEEL_REPL_MAX_STR 255

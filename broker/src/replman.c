@@ -46,6 +46,7 @@
 #include <jansson.h>
 
 #include "alloc.h"
+#include "fsutil.h"
 #include "buf.h"
 #include "crc32c.h"
 #include "hastore.h"
@@ -151,6 +152,7 @@ struct keel_replman {
 	bool files_sent_reported;
 	keel_sync_waiter snap_w;
 	keel_buf scratch;
+	size_t queued_bytes;        /* op bytes in FIFO items and held (KEEL_REPL_MAX_BEHIND) */
 
 	/* live: the receipt gate */
 	keel_sync gate;
@@ -530,6 +532,17 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 			return;
 		}
 	}
+	/* A backup that falls this far behind costs memory without bound:
+	 * drop it (it syncs again) rather than buffer on. */
+	size_t behind = link_pending(l) + m->queued_bytes;
+	if (behind > KEEL_REPL_MAX_BEHIND) {
+		char why[128];
+		snprintf(why, sizeof(why), "backup too slow: %zu bytes of operations not sent",
+			 behind);
+		keel_events_emit(m->events, "error", "{s:s}", "message", why);
+		link_broken(l, why);
+		return;
+	}
 	/* the ops: one item of bytes, kept back while holding */
 	sitem *it = keel_calloc(1, sizeof(*it));
 	if (it == NULL) {
@@ -560,6 +573,7 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 		return;
 	}
 	if (m->holding) {
+		m->queued_bytes += keel_buf_size(&it->bytes);
 		q_push(&m->held_head, &m->held_tail, it);
 		return;
 	}
@@ -567,6 +581,7 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 		keel_buf_append(&l->out, keel_buf_head(&it->bytes), keel_buf_size(&it->bytes));
 		sitem_free(it);
 	} else {
+		m->queued_bytes += keel_buf_size(&it->bytes);
 		q_push(&l->q_head, &l->q_tail, it);
 	}
 	l->dirty = true;
@@ -811,20 +826,6 @@ static int rfile_get(keel_replman *m, const char *name, rfile **out)
 	return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
 
 static int replica_write(keel_replman *m, const char *name, uint64_t off, const uint8_t *data,
 			 size_t len, uint64_t size)
@@ -835,7 +836,7 @@ static int replica_write(keel_replman *m, const char *name, uint64_t off, const 
 	int rc = rfile_get(m, name, &f);
 	if (rc)
 		return rc;
-	rc = pwrite_all(f->fd, data, len, off);
+	rc = keel_pwrite_all(f->fd, data, len, off);
 	if (rc)
 		return rc;
 	if (size) {
@@ -875,15 +876,6 @@ static void replica_close_files(keel_replman *m)
 			rfile_close(m, &m->files[i]);
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
-}
 
 /* Everything received on disk: files, deletes, directories. */
 static int replica_flush(keel_replman *m)
@@ -906,9 +898,9 @@ static int replica_flush(keel_replman *m)
 	}
 	m->ndeletes = 0;
 	if (m->dir_dirty) {
-		rc = fsync_dir(m->journal_dir);
+		rc = keel_fsync_dir(m->journal_dir);
 		if (rc == 0)
-			rc = fsync_dir(m->large_dir);
+			rc = keel_fsync_dir(m->large_dir);
 		if (rc == 0)
 			m->dir_dirty = false;
 	}
@@ -1089,6 +1081,8 @@ static void link_pump(rlink *l)
 					link_broken(l, "out of memory");
 					return;
 				}
+				if (l->id == m->repl_link)
+					m->queued_bytes -= keel_buf_size(&it->bytes);
 			} else {
 				int rc = file_chunk(l, it);
 				if (rc < 0) {
@@ -1567,6 +1561,7 @@ static void act_start_sync(keel_replman *m, uint32_t link)
 	snapshot_stop(m);
 	m->repl_link = link;
 	m->acked = 0;
+	m->queued_bytes = 0;
 	m->files_sent_reported = false;
 	int rc = keel_journal_snapshot_begin(j, &m->snap);
 	if (rc == 0) {
@@ -1607,6 +1602,7 @@ static void act_stop_replication(keel_replman *m, const keel_ha_action *a)
 	q_free(&m->held_head, &m->held_tail);
 	m->holding = false;
 	m->repl_link = 0;
+	m->queued_bytes = 0;
 	gate_stop(m, a->release);
 }
 

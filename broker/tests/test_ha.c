@@ -482,6 +482,33 @@ static void test_verifying_peer_registers(void **state)
 	assert_false(HAS(KEEL_HA_ACT_LOAD_JOURNAL, 0));
 }
 
+/* Checking, the connection to the live is reset before any answer (the
+ * dying process's listen backlog): as good as refused, fail over now.
+ * Silence on it (ttl) is not: the live may be paused. */
+static void test_verifying_reset_vs_silence(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	synced_backup(&ha);
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 3);
+	feed(&ha, KEEL_HA_IN_CONNECTED, 9);
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 9);
+	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
+	assert_int_equal(ha.state, KEEL_HA_ACTIVATING);
+
+	synced_backup(&ha);
+	ha.cfg.check_period_ms = 1000;
+	ha.cfg.connection_ttl_ms = 3000;
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 3);
+	keel_ha_input c = { .type = KEEL_HA_IN_CONNECTED, .link = 9, .now_ms = 10000 };
+	feed_in(&ha, &c);
+	feed_timer(&ha, KEEL_HA_TIMER_CHECK, 11000);
+	feed_timer(&ha, KEEL_HA_TIMER_CHECK, 13500); /* REGISTER unanswered 3.5 s */
+	assert_true(HAS(KEEL_HA_ACT_CLOSE_LINK, 0));
+	assert_false(HAS(KEEL_HA_ACT_LOAD_JOURNAL, 0));
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
+}
+
 static void test_unsynced_backup_refuses_failover(void **state)
 {
 	keel_ha ha;
@@ -1497,6 +1524,7 @@ int main(void)
 		cmocka_unit_test(test_steady_link_lost),
 		cmocka_unit_test(test_synced_backup_live_still_there),
 		cmocka_unit_test(test_verifying_peer_registers),
+		cmocka_unit_test(test_verifying_reset_vs_silence),
 		cmocka_unit_test(test_ping_ttl),
 		cmocka_unit_test(test_operator_stop),
 		cmocka_unit_test(test_explore_crashes),
