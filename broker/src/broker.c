@@ -342,7 +342,6 @@ static void broker_shutdown(keel_broker *b)
 	if (b->repl) {
 		/* the machine said STOPPING already */
 		b->state = KEEL_BROKER_STOPPING;
-		keel_log_info("state STOPPING");
 	} else {
 		set_state(b, KEEL_BROKER_STOPPING);
 	}
@@ -741,7 +740,9 @@ static int create_replman(keel_broker *b, char *err, size_t errlen)
 				   .connection_count = mgmt_connection_count,
 				   .bridge_status = mgmt_bridge_status,
 				   .bridge_control = mgmt_bridge_control, .ud = b };
-	return keel_replman_create(&b->repl, &o, err, errlen);
+	int rc = keel_replman_create(&b->repl, &o, err, errlen);
+	/* a corrupt identity file is bad input, like a corrupt journal: exit 2 */
+	return rc == -EBADMSG ? -EINVAL : rc;
 }
 
 int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, size_t errlen)

@@ -556,10 +556,12 @@ static void on_register_refused(keel_ha *ha, keel_ha_actions *out, const keel_ha
 	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING)
 		return;
 	if (in->reason != KEEL_HA_REASON_NOT_LIVE) {
+		/* said once per episode, not at every retry */
 		if (in->reason != KEEL_HA_REASON_ALREADY_REPLICATING &&
-		    in->reason != KEEL_HA_REASON_ACTIVATING)
+		    in->reason != KEEL_HA_REASON_ACTIVATING && !ha->waiting_noted)
 			emit(out, KEEL_HA_EV_ERROR, keel_ha_reason_name(in->reason),
 			     ha->self.activation_seq);
+		ha->waiting_noted = true;
 		retry_later(ha, out);
 		return;
 	}

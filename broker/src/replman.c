@@ -120,6 +120,7 @@ struct keel_replman {
 	keel_ha ha;
 	uv_tcp_t acceptor;
 	uint16_t port;
+	char listen_host[256];
 	uv_prepare_t prepare;
 	uv_timer_t timers[KEEL_HA_TIMER_COUNT];
 	uv_timer_t ack_delay;       /* fault point sync-done-ack-delay */
@@ -1706,13 +1707,23 @@ static void run_action(keel_replman *m, const keel_ha_action *a)
 	}
 	case KEEL_HA_ACT_SEND: act_send(m, a); break;
 	case KEEL_HA_ACT_START_SYNC_SEND: act_start_sync(m, a->link); break;
-	case KEEL_HA_ACT_HOLD_JOURNAL_OPS:
+	case KEEL_HA_ACT_HOLD_JOURNAL_OPS: {
+		/* Every record appended so far goes out before SYNC_DONE: a
+		 * receipt already waiting on the local sync alone may be for a
+		 * record still in the journal's open batch, which would
+		 * otherwise be tapped (and held) after SYNC_DONE, and a backup
+		 * synced without it could fail over without a receipted
+		 * message.  One blocking flush per sync. */
+		keel_journal *j = journal_of(m);
+		if (j)
+			(void)keel_journal_flush(j);
 		if (fiu_fail(KEEL_FIU_REPL_DIE_WAITING_ACK))
 			die_now(m, KEEL_FIU_REPL_DIE_WAITING_ACK);
 		m->holding = true;
 		/* from SYNC_DONE on, receipts wait for the backup too */
 		m->need_acks = true;
 		break;
+	}
 	case KEEL_HA_ACT_RELEASE_JOURNAL_OPS: {
 		m->holding = false;
 		rlink *l = link_find(m, m->repl_link);
@@ -1947,14 +1958,7 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	m->gate = (keel_sync){ .ticket = g_ticket, .synced = g_synced, .wait = g_wait,
 			       .cancel = g_cancel, .ud = m };
 	m->gate_jw.done = on_gate_jw;
-	char idtext[40];
-	keel_ha_node_id_format(&p.node_id, idtext);
-	keel_events_emit(m->events, "replication.listening", "{s:s, s:i, s:s, s:s, s:I, s:I}",
-			 "host", host, "port", (int)m->port, "role", c->role, "node-id", idtext,
-			 "activation-seq", (json_int_t)p.activation_seq, "incarnation",
-			 (json_int_t)p.incarnation);
-	keel_log_info("replication acceptor on %s:%u (%s, node id %s, activation %" PRIu64 ")",
-		      host, (unsigned)m->port, c->role, idtext, p.activation_seq);
+	snprintf(m->listen_host, sizeof(m->listen_host), "%s", host);
 	*out = m;
 	return 0;
 
@@ -1970,6 +1974,16 @@ fail_closed:
 
 void keel_replman_start(keel_replman *m)
 {
+	/* START bumps the incarnation (ha.h): say the one this run has */
+	const keel_ha_persist *p = &m->ha.self;
+	char idtext[40];
+	keel_ha_node_id_format(&p->node_id, idtext);
+	keel_events_emit(m->events, "replication.listening", "{s:s, s:i, s:s, s:s, s:I, s:I}",
+			 "host", m->listen_host, "port", (int)m->port, "role", m->cfg->role,
+			 "node-id", idtext, "activation-seq", (json_int_t)p->activation_seq,
+			 "incarnation", (json_int_t)(p->incarnation + 1));
+	keel_log_info("replication acceptor on %s:%u (%s, node id %s, activation %" PRIu64 ")",
+		      m->listen_host, (unsigned)m->port, m->cfg->role, idtext, p->activation_seq);
 	feed_simple(m, KEEL_HA_IN_START, 0);
 	drive(m);
 }

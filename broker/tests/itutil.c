@@ -340,15 +340,28 @@ int it_broker_start(it_broker **out, const char *exe, const it_broker_opts *opt,
 	rc = spawn(b, exe, opt);
 	if (rc < 0)
 		goto out_free;
+	if (opt != NULL && opt->no_wait) {
+		*out = b;
+		return 0;
+	}
 
-	rc = it_broker_wait_event(b, 0, "state", "state", "LIVE", timeout_ms);
+	bool custom = opt != NULL && opt->ready_type != NULL;
+	const char *rtype = custom ? opt->ready_type : "state";
+	const char *rfield = custom ? opt->ready_field : "state";
+	const char *rvalue = custom ? opt->ready_value : "LIVE";
+	rc = it_broker_wait_event(b, 0, rtype, rfield, rvalue, timeout_ms);
 	if (rc < 0) {
-		fprintf(stderr, "itutil: broker did not become LIVE: %s\n", strerror(-rc));
+		fprintf(stderr, "itutil: broker did not say %s %s: %s\n", rtype,
+			rvalue != NULL ? rvalue : "", strerror(-rc));
 		rc = rc == -EPIPE ? -ECHILD : rc;
 		goto out_free;
 	}
 	int li = it_broker_wait_event(b, 0, "acceptor.listening", NULL, NULL, 0);
 	if (li < 0 || (size_t)li > (size_t)rc) {
+		if (custom) {
+			*out = b;
+			return 0;
+		}
 		fprintf(stderr, "itutil: no acceptor.listening before LIVE\n");
 		rc = -EPROTO;
 		goto out_free;
@@ -426,6 +439,14 @@ int it_broker_stop(it_broker *b, uint32_t timeout_ms, int *wstatus)
 		b->reaped = true;
 	}
 	if (wstatus != NULL)
+		*wstatus = b->wstatus;
+	return rc;
+}
+
+int it_broker_wait_exit(it_broker *b, uint32_t timeout_ms, int *wstatus)
+{
+	int rc = wait_exit(b, now_ms() + timeout_ms);
+	if (rc == 0 && wstatus != NULL)
 		*wstatus = b->wstatus;
 	return rc;
 }

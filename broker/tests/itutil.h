@@ -3,7 +3,8 @@
  *
  * it_broker_start() spawns the broker on 127.0.0.1:0 with a fresh data
  * directory and its events on a pipe, and returns once the broker said
- * `state LIVE`, with the port from `acceptor.listening`.  Every wait has a
+ * `state LIVE` (or the event the options name), with the port from
+ * `acceptor.listening`.  Every wait has a
  * deadline (poll(2) on the pipe or a pidfd); nothing sleeps.  The broker
  * dies with the test process (PR_SET_PDEATHSIG).  KEEL_BROKER_WRAPPER
  * ("valgrind --error-exitcode=99 ...") prefixes the broker's command line;
@@ -24,6 +25,17 @@ typedef struct it_broker_opts {
 	const char *name;               /* --name; default "it" */
 	const char *config_yaml;        /* written to a file, passed as --config */
 	const char *const *extra_args;  /* NULL-terminated, after the defaults */
+	/* What "started" means (all NULL: `state` LIVE, with the port from an
+	 * earlier `acceptor.listening`).  Else the first event of ready_type
+	 * whose string field ready_field equals ready_value (field NULL: any);
+	 * the port is then that of an `acceptor.listening` before it, or 0.
+	 * E.g. a backup, which never says LIVE: "replication.listening". */
+	const char *ready_type;
+	const char *ready_field;
+	const char *ready_value;
+	/* Return right after the spawn, waiting for nothing (port 0): for a
+	 * broker expected to fail at start (see it_broker_wait_exit). */
+	bool no_wait;
 } it_broker_opts;
 
 /* A deadline in ms, scaled by KEEL_IT_TIMEOUT_SCALE (default 1, or 20
@@ -51,6 +63,10 @@ int it_broker_wait_event(it_broker *b, size_t from, const char *type, const char
  * timeout_ms; SIGKILL on the deadline.  0 and *wstatus, or -ETIMEDOUT
  * (killed). */
 int it_broker_stop(it_broker *b, uint32_t timeout_ms, int *wstatus);
+/* Wait up to timeout_ms for the broker to exit by itself (no signal),
+ * draining events.  0 and *wstatus, or -ETIMEDOUT (still running). */
+int it_broker_wait_exit(it_broker *b, uint32_t timeout_ms, int *wstatus);
+
 /* Kill -9 if still running, reap, remove the temp dir, free.  NULL ok. */
 void it_broker_free(it_broker *b);
 

@@ -1,0 +1,667 @@
+/*
+ * it_ha.c - replication (live/backup pairs) end to end: real keel-broker
+ * processes with `ha:` configs, real sockets on loopback.
+ *
+ * argv[1] is the keel-broker binary.  Each test starts its own nodes (a
+ * live on an ephemeral replication port, backups pointed at it), drives
+ * them with Keel's client library and watches their events; brokers are
+ * killed with SIGKILL where the test is about a crash, else stopped with
+ * SIGTERM and must exit 0 (under a valgrind KEEL_BROKER_WRAPPER that is
+ * valgrind's verdict).  Every wait has a deadline; the only fixed waits
+ * are negative checks (NEG_MS), each commented.  Single-threaded.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+#include "itutil.h"
+#include "keel/client.h"
+
+#define T_MS it_ms(5000)
+#define START_MS it_ms(20000)
+/* Negative checks: how long "does not happen" is watched for. */
+#define NEG_MS it_ms(500)
+#define MGMT "/queue/keel.management"
+#define REPLY_Q "/queue/it.ha.reply"
+#define MAX_RECEIPTS 16
+
+static const char *broker_exe;
+
+/* ---- nodes ----------------------------------------------------------------- */
+
+/* A free loopback port (bound, read, closed: the node that gets it binds
+ * it again with SO_REUSEADDR). */
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t len = sizeof(sa);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/* An `ha:` config; `extra` adds lines under ha: (indented two blanks). */
+static char *ha_yaml(const char *role, uint16_t listen_port, uint16_t peer_port,
+		     const char *extra)
+{
+	char *y = keel_malloc(1024);
+	assert_non_null(y);
+	snprintf(y, 1024,
+		 "ha:\n"
+		 "  role: %s\n"
+		 "  listen: \"127.0.0.1:%u\"\n"
+		 "  peer: \"127.0.0.1:%u\"\n"
+		 "  check-period: 1000\n"
+		 "  connection-ttl: %u\n"
+		 "  retry-interval: 100\n"
+		 "  initial-replication-sync-timeout: %u\n"
+		 "%s",
+		 role, (unsigned)listen_port, (unsigned)peer_port, it_ms(5000), it_ms(30000),
+		 extra ? extra : "");
+	return y;
+}
+
+/* The integer field `field` of event i. */
+static long ev_int(it_broker *b, int i, const char *field)
+{
+	json_t *v = json_object_get(it_broker_event(b, (size_t)i), field);
+	assert_true(json_is_integer(v));
+	return (long)json_integer_value(v);
+}
+
+static const char *ev_str(it_broker *b, int i, const char *field)
+{
+	return json_string_value(json_object_get(it_broker_event(b, (size_t)i), field));
+}
+
+/* The port a node's replication acceptor bound. */
+static uint16_t repl_port(it_broker *b)
+{
+	int i = it_broker_wait_event(b, 0, "replication.listening", NULL, NULL, T_MS);
+	assert_true(i >= 0);
+	long p = ev_int(b, i, "port");
+	assert_true(p > 0 && p < 65536);
+	return (uint16_t)p;
+}
+
+/* A primary on an ephemeral replication port whose peer is peer_port;
+ * returns once LIVE (it finds no live peer and goes live alone). */
+static it_broker *start_live(const char *name, uint16_t peer_port, const char *extra)
+{
+	char *y = ha_yaml("primary", 0, peer_port, extra);
+	it_broker_opts o = { .name = name, .config_yaml = y };
+	it_broker *b = NULL;
+	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
+	keel_free(y);
+	if (rc != 0)
+		fail_msg("live %s did not start: %s", name, strerror(-rc));
+	return b;
+}
+
+/* A backup of the live at live_port, listening on listen_port (0: any),
+ * data in data_dir (NULL: itutil's).  fiu: KEEL_FIU_ENABLE for this node
+ * only.  Returns once its replication acceptor listens. */
+static it_broker *start_backup(const char *name, uint16_t listen_port, uint16_t live_port,
+			       const char *extra, const char *data_dir, const char *fiu)
+{
+	char *y = ha_yaml("backup", listen_port, live_port, extra);
+	const char *args[] = { "--data-dir", data_dir, NULL };
+	it_broker_opts o = { .name = name, .config_yaml = y,
+			     .extra_args = data_dir ? args : NULL,
+			     .ready_type = "replication.listening" };
+	if (fiu)
+		assert_int_equal(setenv("KEEL_FIU_ENABLE", fiu, 1), 0);
+	it_broker *b = NULL;
+	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
+	if (fiu)
+		unsetenv("KEEL_FIU_ENABLE");
+	keel_free(y);
+	if (rc != 0)
+		fail_msg("backup %s did not start: %s", name, strerror(-rc));
+	return b;
+}
+
+/* Index of the next event after `from` (exclusive: from < 0 = all). */
+static int wait_ev(it_broker *b, int from, const char *type, const char *field,
+		   const char *value, uint32_t ms)
+{
+	int i = it_broker_wait_event(b, (size_t)(from + 1), type, field, value, ms);
+	if (i < 0)
+		fail_msg("no %s%s%s within %u ms: %s", type, value ? " " : "", value ? value : "",
+			 ms, strerror(-i));
+	return i;
+}
+
+/* Backup announced itself and the live saw SYNC_DONE_ACK (after event
+ * index live_from of the live). */
+static int wait_synced(it_broker *live, int live_from, it_broker *backup)
+{
+	wait_ev(backup, -1, "backup.announced", NULL, NULL, START_MS);
+	return wait_ev(live, live_from, "replication.sync.done", NULL, NULL, START_MS);
+}
+
+/* SIGTERM; it must stop cleanly (exit 0: no leak, no valgrind error). */
+static void stop_clean(it_broker *b)
+{
+	int ws = 0;
+	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
+	if (it_exit_code(ws) != 0)
+		fail_msg("broker %d exited %d", (int)it_broker_pid(b), it_exit_code(ws));
+	it_broker_free(b);
+}
+
+static void kill9(it_broker *b)
+{
+	int ws = 0;
+	assert_int_equal(kill(it_broker_pid(b), SIGKILL), 0);
+	assert_int_equal(it_broker_wait_exit(b, T_MS, &ws), 0);
+	assert_int_equal(it_exit_code(ws), 128 + SIGKILL);
+}
+
+static bool has_event(it_broker *b, const char *type, const char *field, const char *value)
+{
+	return it_broker_wait_event(b, 0, type, field, value, 0) >= 0;
+}
+
+/* ---- clients ---------------------------------------------------------------- */
+
+static keel_bclient *bconnect(uint16_t port)
+{
+	keel_client_options o = { 0 };
+	o.host = "127.0.0.1";
+	o.port = port;
+	o.connect_timeout_ms = T_MS;
+	char err[256] = "";
+	keel_bclient *c = NULL;
+	int rc = keel_bclient_connect(&c, &o, T_MS, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("connect to %u: %s (%s)", (unsigned)port, strerror(-rc), err);
+	return c;
+}
+
+static const keel_kv persistent_hdr[] = { { "persistent", 10, "true", 4 } };
+
+static void send_receipted(keel_bclient *c, const char *dest, const char *body)
+{
+	int rc = keel_bclient_send(c, dest, persistent_hdr, 1, body, strlen(body), true, T_MS);
+	if (rc != 0)
+		fail_msg("SEND %s with receipt: %s (%s)", body, strerror(-rc),
+			 keel_bclient_error(c));
+}
+
+/* A management client: subscribed to REPLY_Q.  Open it before a backup
+ * with op-ack-drop attaches: the auto-created reply queue is durable and
+ * its SUBSCRIBE receipt would wait for the backup. */
+static keel_bclient *mgmt_open(uint16_t port)
+{
+	keel_bclient *c = bconnect(port);
+	int rc = keel_bclient_subscribe(c, "reply", REPLY_Q, "auto", NULL, 0, T_MS);
+	if (rc != 0)
+		fail_msg("subscribe %s: %s", REPLY_Q, keel_bclient_error(c));
+	return c;
+}
+
+/* queue-stat's message-count of `queue`, or -1 when the broker answers
+ * with an error (no such queue yet). */
+static long queue_messages(keel_bclient *c, const char *queue)
+{
+	keel_kv h[] = { KEEL_KV("operation", "queue-stat"), KEEL_KV("name", queue),
+			KEEL_KV("reply-to", REPLY_Q) };
+	int rc = keel_bclient_send(c, MGMT, h, 3, "", 0, false, T_MS);
+	if (rc != 0)
+		fail_msg("queue-stat: %s", keel_bclient_error(c));
+	keel_bframe *f = NULL;
+	rc = keel_bclient_receive(c, &f, T_MS);
+	if (rc != 0)
+		fail_msg("queue-stat reply: %s", strerror(-rc));
+	json_t *r = json_loadb((const char *)f->f.body, f->f.body_len, 0, NULL);
+	keel_bclient_frame_free(f);
+	assert_non_null(r);
+	long n = -1;
+	const char *st = json_string_value(json_object_get(r, "status"));
+	assert_non_null(st);
+	if (strcmp(st, "ok") == 0) {
+		json_t *v = json_object_get(json_object_get(r, "queue"), "message-count");
+		assert_true(json_is_integer(v));
+		n = (long)json_integer_value(v);
+	}
+	json_decref(r);
+	return n;
+}
+
+/* Receive exactly `n` messages of `dest` (any order), each body one of
+ * bodies[] and each once. */
+static void consume_all(uint16_t port, const char *dest, char bodies[][32], size_t n)
+{
+	keel_bclient *c = bconnect(port);
+	assert_int_equal(keel_bclient_subscribe(c, "s", dest, "auto", NULL, 0, T_MS), 0);
+	bool *seen = keel_calloc(n, sizeof(bool));
+	assert_non_null(seen);
+	for (size_t got = 0; got < n; got++) {
+		keel_bframe *m = NULL;
+		int rc = keel_bclient_receive(c, &m, T_MS);
+		if (rc != 0)
+			fail_msg("only %zu of %zu messages: %s", got, n, strerror(-rc));
+		size_t k = 0;
+		while (k < n && (strlen(bodies[k]) != m->f.body_len ||
+				 memcmp(bodies[k], m->f.body, m->f.body_len) != 0))
+			k++;
+		if (k == n)
+			fail_msg("unexpected message '%.*s'", (int)m->f.body_len,
+				 (const char *)m->f.body);
+		if (seen[k])
+			fail_msg("message '%s' twice", bodies[k]);
+		seen[k] = true;
+		keel_bclient_frame_free(m);
+	}
+	keel_free(seen);
+	keel_bclient_close(c);
+}
+
+/*
+ * An asynchronous producer on our own loop: the blocking client waits for
+ * each receipt in the call; here a SEND goes out and its receipt is
+ * waited for (or shown not to come) later.
+ */
+typedef struct aprod {
+	uv_loop_t loop;
+	uv_timer_t timer;
+	bool fired;
+	keel_client *c;
+	bool connected;
+	bool closed;
+	int status;
+	char error[256];
+	char receipts[MAX_RECEIPTS][32];
+	size_t nreceipts;
+} aprod;
+
+static void ap_on_connected(keel_client *c, int status, const keel_client_frame *f, void *ud)
+{
+	aprod *p = ud;
+	(void)c;
+	(void)f;
+	p->status = status;
+	p->connected = status == 0;
+}
+
+static void ap_on_receipt(keel_client *c, const char *id, void *ud)
+{
+	aprod *p = ud;
+	(void)c;
+	if (p->nreceipts < MAX_RECEIPTS)
+		snprintf(p->receipts[p->nreceipts++], sizeof(p->receipts[0]), "%s", id);
+}
+
+static void ap_on_error(keel_client *c, const keel_client_frame *f, void *ud)
+{
+	aprod *p = ud;
+	(void)c;
+	const char *m = keel_client_frame_header(f, "message");
+	snprintf(p->error, sizeof(p->error), "%s", m ? m : "ERROR");
+}
+
+static void ap_on_closed(keel_client *c, int status, void *ud)
+{
+	aprod *p = ud;
+	(void)c;
+	p->closed = true;
+	p->status = status;
+	p->c = NULL;
+}
+
+static void ap_on_timer(uv_timer_t *t)
+{
+	aprod *p = t->data;
+	p->fired = true;
+	/* libuv runs due timers before it polls: without this, a UV_RUN_ONCE
+	 * that finds the deadline already past would then block in poll. */
+	uv_stop(&p->loop);
+}
+
+static bool ap_has_receipt(const aprod *p, const char *id)
+{
+	for (size_t i = 0; i < p->nreceipts; i++)
+		if (strcmp(p->receipts[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* Run the loop until `*flag` or `id`'s receipt (when id), or ms pass. */
+static bool ap_run(aprod *p, const bool *flag, const char *id, uint32_t ms)
+{
+	p->fired = false;
+	uv_timer_start(&p->timer, ap_on_timer, ms, 0);
+	for (;;) {
+		if ((flag && *flag) || (id && ap_has_receipt(p, id)) || p->fired)
+			break;
+		if (p->closed && !(flag == &p->closed))
+			break;
+		uv_run(&p->loop, UV_RUN_ONCE);
+	}
+	uv_timer_stop(&p->timer);
+	return (flag && *flag) || (id && ap_has_receipt(p, id));
+}
+
+static void ap_open(aprod *p, uint16_t port)
+{
+	memset(p, 0, sizeof(*p));
+	assert_int_equal(uv_loop_init(&p->loop), 0);
+	uv_timer_init(&p->loop, &p->timer);
+	p->timer.data = p;
+	keel_client_options o = { 0 };
+	o.host = "127.0.0.1";
+	o.port = port;
+	o.connect_timeout_ms = T_MS;
+	keel_client_callbacks cb = { .on_connected = ap_on_connected,
+				     .on_receipt = ap_on_receipt,
+				     .on_error = ap_on_error,
+				     .on_closed = ap_on_closed };
+	assert_int_equal(keel_client_create(&p->c, &p->loop, &o, &cb, p), 0);
+	assert_int_equal(keel_client_connect(p->c), 0);
+	if (!ap_run(p, &p->connected, NULL, T_MS))
+		fail_msg("async producer: no CONNECTED (%d)", p->status);
+}
+
+static void ap_close(aprod *p)
+{
+	if (p->c)
+		keel_client_close(p->c);
+	ap_run(p, &p->closed, NULL, T_MS);
+	assert_true(p->closed);
+	uv_close((uv_handle_t *)&p->timer, NULL);
+	uv_run(&p->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&p->loop), 0);
+}
+
+/* ---- 1. receipts wait for the backup ------------------------------------------ */
+
+static void test_receipt_waits_for_backup(void **state)
+{
+	(void)state;
+	uint16_t bport = free_port();
+	it_broker *live = start_live("ha1-live", bport, NULL);
+	keel_bclient *mc = mgmt_open(it_broker_port(live));
+	it_broker *backup = start_backup("ha1-backup", bport, repl_port(live), NULL, NULL,
+					 "repl/op-ack-drop");
+	int synced = wait_synced(live, -1, backup);
+
+	aprod p;
+	ap_open(&p, it_broker_port(live));
+	assert_int_equal(keel_client_send(p.c, "/queue/ha.t1", persistent_hdr, 1, "m1", 2, "r1"),
+			 0);
+	/* The message reaches the queue: the SEND was processed... */
+	uint64_t deadline = uv_hrtime() / 1000000 + T_MS;
+	long count;
+	while ((count = queue_messages(mc, "ha.t1")) != 1 && uv_hrtime() / 1000000 < deadline) {
+		/* let the producer's loop flush the SEND between polls */
+		ap_run(&p, NULL, "r1", 1);
+	}
+	assert_int_equal(count, 1);
+	/* ...but its receipt waits for the backup's OP_ACK, which the backup
+	 * never sends: negative check, watched for NEG_MS. */
+	assert_false(ap_run(&p, NULL, "r1", NEG_MS));
+	assert_string_equal(p.error, "");
+	assert_false(has_event(live, "replication.lost", NULL, NULL));
+
+	/* Losing the backup releases it: the local sync alone is enough. */
+	kill9(backup);
+	wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
+	if (!ap_run(&p, NULL, "r1", T_MS))
+		fail_msg("no RECEIPT after the backup was lost (error: '%s')", p.error);
+	assert_string_equal(p.error, "");
+	ap_close(&p);
+
+	keel_bclient_close(mc);
+	it_broker_free(backup);
+	stop_clean(live);
+}
+
+/* ---- 2. a second backup is refused -------------------------------------------- */
+
+static void test_second_backup_refused(void **state)
+{
+	(void)state;
+	uint16_t bport = free_port();
+	it_broker *live = start_live("ha2-live", bport, NULL);
+	uint16_t lport = repl_port(live);
+	it_broker *backup = start_backup("ha2-backup", bport, lport, NULL, NULL, NULL);
+	int synced = wait_synced(live, -1, backup);
+
+	it_broker *third = start_backup("ha2-third", 0, lport, NULL, NULL, NULL);
+	int r1 = wait_ev(live, synced, "replication.refused", "reason", "already-replicating",
+			 START_MS);
+	/* It keeps asking (retry-interval) and keeps being refused. */
+	wait_ev(live, r1, "replication.refused", "reason", "already-replicating", START_MS);
+	assert_false(has_event(third, "backup.announced", NULL, NULL));
+	/* Negative check: the third node does not become a synced backup. */
+	assert_int_equal(it_broker_wait_event(third, 0, "state", "state", "BACKUP_SYNCED", NEG_MS),
+			 -ETIMEDOUT);
+	stop_clean(third);
+
+	/* The pair is unharmed: the backup still acks (a receipt comes), the
+	 * live never lost it. */
+	keel_bclient *c = bconnect(it_broker_port(live));
+	send_receipted(c, "/queue/ha.t2", "after-refusal");
+	keel_bclient_close(c);
+	assert_false(has_event(live, "replication.lost", NULL, NULL));
+	assert_false(has_event(backup, "failover", NULL, NULL));
+
+	stop_clean(backup);
+	stop_clean(live);
+}
+
+/* ---- 3. wrong cluster credentials ------------------------------------------- */
+
+static void test_wrong_cluster_password(void **state)
+{
+	(void)state;
+	uint16_t bport = free_port();
+	it_broker *live = start_live("ha3-live", bport,
+				     "  cluster-user: keelcluster\n"
+				     "  cluster-password: right-one\n");
+	it_broker *backup = start_backup("ha3-backup", bport, repl_port(live),
+					 "  cluster-user: keelcluster\n"
+					 "  cluster-password: wrong-one\n",
+					 NULL, NULL);
+	int r1 = wait_ev(live, -1, "replication.refused", "reason", "authentication", START_MS);
+	/* refused again on its next attempt */
+	wait_ev(live, r1, "replication.refused", "reason", "authentication", START_MS);
+	assert_false(has_event(live, "replication.sync.started", NULL, NULL));
+	assert_false(has_event(backup, "backup.announced", NULL, NULL));
+	/* the backup is told why */
+	int e = wait_ev(backup, -1, "error", NULL, NULL, T_MS);
+	assert_non_null(strstr(ev_str(backup, e, "message"), "authentication"));
+	/* Negative check: the backup never syncs. */
+	assert_int_equal(it_broker_wait_event(backup, 0, "state", "state", "BACKUP_SYNCED",
+					      NEG_MS),
+			 -ETIMEDOUT);
+	stop_clean(backup);
+
+	/* The live serves alone, receipts on its local sync. */
+	keel_bclient *c = bconnect(it_broker_port(live));
+	send_receipted(c, "/queue/ha.t3", "alone");
+	keel_bclient_close(c);
+	stop_clean(live);
+}
+
+/* ---- 4. a corrupt identity file --------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static char *make_tmpdir(void)
+{
+	char *d = keel_malloc(256);
+	assert_non_null(d);
+	snprintf(d, 256, "%s/keel-it-ha-XXXXXX",
+		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(d));
+	return d;
+}
+
+static void rm_tmpdir(char *d)
+{
+	nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	keel_free(d);
+}
+
+/* Start a `role` node whose identity file is garbage: it must refuse to
+ * start, naming the file.  Returns its exit code. */
+static int corrupt_identity(const char *role)
+{
+	char *dir = make_tmpdir();
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ha-identity.json", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"version\": 1, \"node-id\": garbage\n", f);
+	assert_int_equal(fclose(f), 0);
+
+	char *y = ha_yaml(role, 0, free_port(), NULL);
+	const char *args[] = { "--data-dir", dir, NULL };
+	it_broker_opts o = { .name = "ha4", .config_yaml = y, .extra_args = args,
+			     .no_wait = true };
+	it_broker *b = NULL;
+	assert_int_equal(it_broker_start(&b, broker_exe, &o, 0), 0);
+	keel_free(y);
+	int ws = 0;
+	assert_int_equal(it_broker_wait_exit(b, START_MS, &ws), 0);
+	int i = it_broker_wait_event(b, 0, "error", NULL, NULL, 0);
+	assert_true(i >= 0);
+	const char *msg = ev_str(b, i, "message");
+	assert_non_null(msg);
+	if (strstr(msg, path) == NULL)
+		fail_msg("error '%s' does not name %s", msg, path);
+	/* it never started: no replication acceptor, never LIVE */
+	assert_false(has_event(b, "replication.listening", NULL, NULL));
+	assert_false(has_event(b, "state", "state", "LIVE"));
+	/* the file is left for the operator */
+	assert_int_equal(access(path, F_OK), 0);
+	int code = it_exit_code(ws);
+	if (code != 2)
+		fprintf(stderr, "it_ha: %s with a corrupt identity file exited %d (error: %s)\n",
+			role, code, msg);
+	it_broker_free(b);
+	rm_tmpdir(dir);
+	return code;
+}
+
+/* Exit 2: a start refused for what the operator must fix (README,
+ * keel-broker: "2 usage or configuration error"). */
+static void test_corrupt_identity(void **state)
+{
+	(void)state;
+	int primary = corrupt_identity("primary");
+	int backup = corrupt_identity("backup");
+	assert_int_equal(primary, 2);
+	assert_int_equal(backup, 2);
+}
+
+/* ---- 5. the backup restarts --------------------------------------------------- */
+
+#define T5_EACH 5
+
+static void test_backup_restart(void **state)
+{
+	(void)state;
+	char bodies[3 * T5_EACH][32];
+	size_t n = 0;
+	char *bdir = make_tmpdir();
+	uint16_t bport = free_port();
+	it_broker *live = start_live("ha5-live", bport, NULL);
+	uint16_t lport = repl_port(live);
+	it_broker *backup = start_backup("ha5-backup", bport, lport, NULL, bdir, NULL);
+	int synced = wait_synced(live, -1, backup);
+
+	keel_bclient *c = bconnect(it_broker_port(live));
+	for (int i = 0; i < T5_EACH; i++) {
+		snprintf(bodies[n], sizeof(bodies[n]), "before-%d", i);
+		send_receipted(c, "/queue/ha.t5", bodies[n++]);
+	}
+
+	/* The backup dies: the live carries on alone, receipts at once. */
+	long inc0 = ev_int(backup, wait_ev(backup, -1, "replication.listening", NULL, NULL, 0),
+			   "incarnation");
+	kill9(backup);
+	it_broker_free(backup);
+	int lost = wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
+	for (int i = 0; i < T5_EACH; i++) {
+		snprintf(bodies[n], sizeof(bodies[n]), "alone-%d", i);
+		send_receipted(c, "/queue/ha.t5", bodies[n++]);
+	}
+
+	/* It comes back with the same data dir (its identity: the live's
+	 * node id, adopted at the first sync; a new incarnation) and syncs
+	 * again. */
+	backup = start_backup("ha5-backup", bport, lport, NULL, bdir, NULL);
+	int li0 = wait_ev(live, -1, "replication.listening", NULL, NULL, 0);
+	int bi0 = wait_ev(backup, -1, "replication.listening", NULL, NULL, 0);
+	assert_string_equal(ev_str(backup, bi0, "node-id"), ev_str(live, li0, "node-id"));
+	assert_int_equal(ev_int(backup, bi0, "incarnation"), inc0 + 1);
+	synced = wait_synced(live, lost, backup);
+	for (int i = 0; i < T5_EACH; i++) {
+		snprintf(bodies[n], sizeof(bodies[n]), "after-%d", i);
+		send_receipted(c, "/queue/ha.t5", bodies[n++]);
+	}
+	keel_bclient_close(c);
+
+	/* The live dies: the backup fails over with all of them. */
+	kill9(live);
+	it_broker_free(live);
+	wait_ev(backup, -1, "failover", "text", "primary lost", T_MS);
+	int jl = wait_ev(backup, -1, "journal.loaded", NULL, NULL, T_MS);
+	assert_int_equal(ev_int(backup, jl, "messages"), (long)n);
+	int li = wait_ev(backup, jl, "state", "state", "LIVE", T_MS);
+	int ai = it_broker_wait_event(backup, (size_t)jl, "acceptor.listening", NULL, NULL, 0);
+	assert_true(ai > jl && ai < li);
+	long port = ev_int(backup, ai, "port");
+	consume_all((uint16_t)port, "/queue/ha.t5", bodies, n);
+
+	stop_clean(backup);
+	rm_tmpdir(bdir);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s KEEL-BROKER\n", argv[0]);
+		return 2;
+	}
+	broker_exe = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_receipt_waits_for_backup),
+		cmocka_unit_test(test_second_backup_refused),
+		cmocka_unit_test(test_wrong_cluster_password),
+		cmocka_unit_test(test_corrupt_identity),
+		cmocka_unit_test(test_backup_restart),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
