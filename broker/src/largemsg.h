@@ -7,7 +7,9 @@
  * never held whole in memory.  The file lives as long as the last
  * reference to its keel_large_body (the message and its dead-letter /
  * expiry copies); the release removes it.  File I/O is synchronous on the
- * loop thread (64 KiB chunks into the page cache).  Loop thread only.
+ * calling thread, unless the body has a loop (keel_large_use_loop): then
+ * the writes into the page cache, the writeback and the commit's fsyncs
+ * run on its threadpool.  Loop thread only.
  */
 #ifndef KEEL_LARGEMSG_H
 #define KEEL_LARGEMSG_H
@@ -15,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "core.h"
 
@@ -31,8 +35,31 @@ int keel_large_create(keel_large_body **out, const char *dir);
 int keel_large_begin(keel_large_body *lb, uint64_t msg_id);
 /* Append a chunk; size grows.  0 or -errno (-ENOSPC...). */
 int keel_large_append(keel_large_body *lb, const void *data, size_t len);
-/* Complete: close (fsync first when `sync`), rename to <msg_id>.msg. */
+/* Complete: close (fsync first when `sync`), rename to <msg_id>.msg.
+ * -EBUSY while writes of keel_large_use_loop are in flight. */
 int keel_large_commit(keel_large_body *lb, bool sync);
+
+/* Run this body's disk work on `loop`'s threadpool: appends are copied
+ * into pool buffers (KEEL_LARGE_WRITE_BUFFERS of
+ * KEEL_LARGE_WRITE_BUFFER_SIZE, process-wide; in place when none is free)
+ * that pool threads write (and start writeback of, when persistent); the
+ * commit is then keel_large_commit_async.  Call before keel_large_begin.
+ * Without it everything runs on the calling thread. */
+void keel_large_use_loop(keel_large_body *lb, uv_loop_t *loop);
+
+typedef struct keel_large_commit_req keel_large_commit_req;
+/* status: 0, or the -errno keel_large_commit would have returned. */
+typedef void (*keel_large_commit_cb)(keel_large_body *lb, int status, void *ud);
+/* keel_large_commit(lb, sync) on the threadpool of the loop given to
+ * keel_large_use_loop, once the body's writes are done: (fsync,) close,
+ * rename(, fsync of the directory).  The body is referenced (and must not
+ * be appended to) until cb(lb, status, ud) runs on the loop thread.
+ * 0 and *out (for keel_large_commit_detach), or -errno (-ENOTSUP without a
+ * loop, -ENOMEM...) and cb never runs. */
+int keel_large_commit_async(keel_large_body *lb, bool sync, keel_large_commit_cb cb, void *ud,
+			    keel_large_commit_req **out);
+/* The caller is going away: the commit completes, cb is not called. */
+void keel_large_commit_detach(keel_large_commit_req *req);
 
 /* A body whose file <dir>/<msg_id>.msg already exists (journal recovery:
  * a persistent large message); refcount 1, marked persistent.  -ENOENT

@@ -153,6 +153,20 @@
  * wait, the loop thread closes the next one itself. */
 #define KEEL_LARGE_CLOSE_QUEUE 256
 
+/* Large bodies being received are copied into buffers that the loop's
+ * threadpool writes to their files, so the page-cache copies run beside
+ * the loop: this many buffers of this size at most, process-wide (4 MiB of
+ * memory; a few ms of disk); when all are in flight, the loop writes in
+ * place.  256 KiB: a few dozen pool hand-offs per 10 MiB body. */
+#define KEEL_LARGE_WRITE_BUFFERS 16
+#define KEEL_LARGE_WRITE_BUFFER_SIZE (256 * 1024)
+
+/* Large SENDs of one connection whose files may be committing (fsync on
+ * the threadpool) at once while more arrive: past this, reading from the
+ * connection pauses.  4 keeps the disk busy across a few bodies, and
+ * bounds what a connection has in flight. */
+#define KEEL_SESSION_MAX_LARGE_COMMITS 4
+
 /* Output a session holds back while a large body streams to its client
  * (receipts answering frames that arrive meanwhile): past this, reading
  * from the connection pauses until the body is out.  64 KiB is a thousand

@@ -261,7 +261,10 @@ static void conn_flush(keel_conn *c)
 			c->writing = true;
 		}
 	}
-	if (c->close_after_flush && keel_conn_pending(c) == 0) {
+	/* (a session committing large SENDs closes after them: it marks the
+	 * connection dirty when they are done) */
+	if (c->close_after_flush && keel_conn_pending(c) == 0 &&
+	    !keel_session_busy(c->session)) {
 		conn_close(c);
 		return;
 	}
@@ -378,6 +381,13 @@ static void op_set_reading(void *conn, bool reading)
 	conn_arm_timer(c);
 }
 
+/* The loop, for the threadpool work of large message files. */
+static struct uv_loop_s *op_loop(void *conn)
+{
+	keel_conn *c = conn;
+	return c->server->loop;
+}
+
 static const keel_conn_ops conn_ops = {
 	.outbuf = op_outbuf,
 	.writable = op_writable,
@@ -385,6 +395,7 @@ static const keel_conn_ops conn_ops = {
 	.set_heartbeat = op_set_heartbeat,
 	.peer = op_peer,
 	.set_reading = op_set_reading,
+	.loop = op_loop,
 };
 
 /* ---- timers: CONNECT timeout and heart-beats ----------------------------- */

@@ -86,6 +86,18 @@ struct keel_session {
 		char *receipt;
 		char *tx;
 	} lin;
+	/* Large SENDs received whose files are committing (threadpool), in
+	 * order: routed (and receipted) from the head as their commits end.
+	 * Meanwhile further large SENDs stream in; any other frame waits in
+	 * `deferred` (a copy), and the input behind it in `stash`, with
+	 * reading paused; so does a large SEND to a full address (its flow
+	 * control must see the earlier ones routed: deferred_head), and the
+	 * input once lp_count reaches KEEL_SESSION_MAX_LARGE_COMMITS. */
+	struct large_pending *lp_head, *lp_tail;
+	unsigned lp_count;
+	keel_stomp_frame *deferred;
+	bool deferred_head;      /* `deferred` is a large SEND's EV_HEAD */
+	keel_buf stash;
 	keel_buf held;           /* output held while a large body streams */
 	bool held_paused;        /* reading paused: `held` is over its limit */
 	struct {                 /* a large MESSAGE being sent */
@@ -108,13 +120,21 @@ static keel_buf *out(keel_session *s)
 	return s->ops->outbuf(s->conn);
 }
 
-/* Reading is paused while the address a SEND went to is full (BLOCK) or
- * while too much output waits behind a streaming body. */
+/* Input waits (in `stash`) behind a deferred frame or a full pipeline of
+ * large SENDs being committed. */
+static bool input_stalled(const keel_session *s)
+{
+	return s->deferred != NULL || s->lp_count >= KEEL_SESSION_MAX_LARGE_COMMITS;
+}
+
+/* Reading is paused while the address a SEND went to is full (BLOCK),
+ * while too much output waits behind a streaming body, or while input is
+ * stalled. */
 static void update_reading(keel_session *s)
 {
 	if (s->ops->set_reading == NULL || s->state == S_CLOSING)
 		return;
-	s->ops->set_reading(s->conn, !s->blocked.linked && !s->held_paused);
+	s->ops->set_reading(s->conn, !s->blocked.linked && !s->held_paused && !input_stalled(s));
 }
 
 static void pause_consumers(keel_session *s, bool paused)
@@ -807,7 +827,10 @@ static int on_send(keel_session *s, const keel_stomp_frame *f)
  * EV_HEAD checks the SEND as on_send does and creates the message with a
  * file body; EV_BODY chunks go to the file as they arrive; EV_END commits
  * the file and routes the message.  A refused (FAIL) or dropped (DROP)
- * SEND reads its body and throws it away.
+ * SEND reads its body and throws it away.  With the edge's loop, the file
+ * is written and committed on its threadpool (largemsg.h) and finished
+ * SENDs wait in a pipeline (lp_head) for their commits, routed in order;
+ * frames behind them wait too (see struct keel_session).
  */
 
 static void lin_reset(keel_session *s)
@@ -887,6 +910,8 @@ static int on_large_head(keel_session *s, const keel_stomp_frame *f)
 		return send_error(s, f, "Out of memory");
 	init.large = lb;
 	keel_large_set_persistent(lb, init.persistent);
+	if (s->ops->loop != NULL)
+		keel_large_use_loop(lb, s->ops->loop(s->conn));
 	s->lin.msg = keel_msg_create(s->env.core, &init);
 	keel_large_body_unref(lb); /* the message holds it now */
 	if (s->lin.msg == NULL)
@@ -938,12 +963,207 @@ static int large_receipt(keel_session *s, const char *receipt)
 	return now <= 0 ? now : send_receipt_id(s, receipt);
 }
 
+/* The body of `m` is on disk (`rc`: how its commit went): route it,
+ * answer its receipt.  Takes nothing. */
+static int large_route(keel_session *s, keel_msg *m, keel_routing rt, const char *address,
+		       const char *receipt, const char *tx, int rc)
+{
+	if (rc) {
+		keel_log_error("large message %llu: commit: %s", (unsigned long long)m->id,
+			       strerror(-rc));
+		return send_error(s, NULL, "Cannot store the large message: %s", strerror(-rc));
+	}
+	if (s->env.sync) /* did routing it append journal records? */
+		s->frame_ticket = s->env.sync->ticket(s->env.sync->ud);
+	/* Not yet shared with anyone: its size is known only now. */
+	m->body_len = (size_t)m->large->size;
+	transaction *t = NULL;
+	if (tx) {
+		HASH_FIND_STR(s->txs, tx, t);
+		if (t == NULL)
+			return send_error(s, NULL, "Unknown transaction '%s'", tx);
+	}
+	rc = keel_core_send(s->env.core, m, rt, t ? t->tx : NULL);
+	if (rc == -ENOENT)
+		return send_error(s, NULL, "Address '%s' does not exist and auto-create is disabled",
+				  address);
+	if (rc == -EINVAL)
+		return send_error(s, NULL, "Address '%s' does not support routing type %s",
+				  address, keel_routing_name(rt));
+	if (rc == -ENOSPC)
+		return send_error(s, NULL, "Transaction '%s' has too many operations (limit %d)",
+				  tx, KEEL_MAX_TX_OPS);
+	if (rc < 0)
+		return send_error(s, NULL, "Cannot send to '%s': %s", address, strerror(-rc));
+	keel_log_debug("large message %llu: %llu bytes to '%s'", (unsigned long long)m->id,
+		       (unsigned long long)m->body_len, address);
+	remember_id(s, address, keel_kv_get(m->headers, m->header_count, KEEL_DUP_HEADER));
+	flow_after_send(s, address);
+	return large_receipt(s, receipt);
+}
+
+/* One large SEND of the pipeline (see keel_session.lp_head). */
+typedef struct large_pending {
+	struct large_pending *next;
+	keel_session *s;
+	keel_msg *msg;                 /* NULL: a dropped SEND (receipt only) */
+	keel_routing rt;
+	char *address, *receipt, *tx;
+	keel_large_commit_req *commit; /* in flight; NULL once done */
+	bool done;
+	int status;
+} large_pending;
+
+static void lp_free(large_pending *p)
+{
+	if (p->commit != NULL)
+		keel_large_commit_detach(p->commit); /* it finishes alone */
+	keel_msg_unref(p->msg); /* the last reference removes the file */
+	keel_free(p->address);
+	keel_free(p->receipt);
+	keel_free(p->tx);
+	keel_free(p);
+}
+
+/* Route the committed SENDs at the head, in order (dropped once the
+ * session is closing: no receipt can go out). */
+static void lp_route_ready(keel_session *s)
+{
+	large_pending *p;
+	while ((p = s->lp_head) != NULL && p->done) {
+		s->lp_head = p->next;
+		if (s->lp_head == NULL)
+			s->lp_tail = NULL;
+		s->lp_count--;
+		if (s->state != S_CLOSING) {
+			if (p->msg != NULL) {
+				(void)large_route(s, p->msg, p->rt, p->address, p->receipt, p->tx,
+						  p->status); /* a failure is an ERROR: closing */
+			} else {
+				if (s->env.sync)
+					s->frame_ticket = s->env.sync->ticket(s->env.sync->ud);
+				(void)large_receipt(s, p->receipt);
+			}
+		}
+		lp_free(p);
+	}
+}
+
+static void large_committed(keel_large_body *lb, int status, void *ud);
+
+/* Move the finished SEND in `lin` to the pipeline; its commit starts. */
+static void lp_push(keel_session *s, large_pending *p)
+{
+	p->s = s;
+	p->msg = s->lin.msg;
+	p->rt = s->lin.rt;
+	p->address = s->lin.address;
+	p->receipt = s->lin.receipt;
+	p->tx = s->lin.tx;
+	memset(&s->lin, 0, sizeof(s->lin));
+	if (p->msg != NULL) {
+		int rc = keel_large_commit_async(p->msg->large, p->msg->persistent, large_committed,
+						 p, &p->commit);
+		if (rc) {
+			p->commit = NULL;
+			p->done = true;
+			p->status = rc;
+		}
+	} else {
+		p->done = true;
+	}
+	if (s->lp_tail)
+		s->lp_tail->next = p;
+	else
+		s->lp_head = p;
+	s->lp_tail = p;
+	s->lp_count++;
+	lp_route_ready(s);
+}
+
+static int parse_input(keel_session *s, const uint8_t *data, size_t len);
+static int on_frame(keel_session *s, const keel_stomp_frame *f);
+
+/* Must this large SEND's head wait until the pipeline is empty?  When its
+ * address is full: FAIL, DROP and BLOCK must see the earlier SENDs routed,
+ * and a refusal must not overtake their receipts. */
+static bool head_must_wait(keel_session *s, const keel_stomp_frame *f)
+{
+	const char *dest = hdr(f, "destination");
+	if (s->lp_head == NULL || dest == NULL)
+		return false;
+	if (strncmp(dest, "/queue/", 7) == 0 || strncmp(dest, "/topic/", 7) == 0)
+		dest += 7;
+	return keel_core_address_full(s->env.core, dest);
+}
+
+/* The pipeline moved: a deferred frame goes once it is empty, then the
+ * stashed input, then reading resumes. */
+static void lp_resume(keel_session *s)
+{
+	if (s->state == S_CLOSING)
+		return;
+	if (s->lp_head == NULL && s->deferred != NULL) {
+		keel_stomp_frame *f = s->deferred;
+		s->deferred = NULL;
+		if (s->deferred_head)
+			(void)on_large_head(s, f);
+		else
+			(void)on_frame(s, f);
+		keel_free(f);
+	}
+	if (!input_stalled(s) && keel_buf_size(&s->stash) > 0 && s->state != S_CLOSING) {
+		keel_buf in = s->stash;
+		keel_buf_init(&s->stash);
+		(void)parse_input(s, keel_buf_head(&in), keel_buf_size(&in));
+		keel_buf_free(&in);
+	}
+	update_reading(s);
+}
+
+/* A body's commit ended (threadpool; loop thread now). */
+static void large_committed(keel_large_body *lb, int status, void *ud)
+{
+	large_pending *p = ud;
+	keel_session *s = p->s;
+	(void)lb;
+	p->commit = NULL;
+	p->done = true;
+	p->status = status;
+	lp_route_ready(s);
+	lp_resume(s);
+	/* the edge re-checks a close waiting for us (keel_session_busy) */
+	(void)s->ops->outbuf(s->conn);
+}
+
+/*
+ * The body is complete.  A persistent one is fsynced (file, then its
+ * directory after the rename) before it is routed.  With a loop the
+ * commit runs on its threadpool (keel_large_commit_async) while the loop
+ * goes on: the SEND joins the pipeline (lp_head) and is routed in order.
+ */
 static int on_large_end(keel_session *s)
 {
 	int rc = 0;
 	if (!s->lin.active)
 		return 0;
-	if (s->env.sync) /* did routing it append journal records? */
+	if (s->ops->loop != NULL && (!s->lin.discard || s->lp_head != NULL)) {
+		/* (a dropped SEND's receipt keeps its place behind the others) */
+		large_pending *p = keel_calloc(1, sizeof(*p));
+		if (p == NULL)
+			return send_error(s, NULL, "Out of memory");
+		if (s->lin.discard) {
+			keel_msg_unref(s->lin.msg);
+			s->lin.msg = NULL;
+			if (!s->lin.dropped) {
+				keel_free(s->lin.receipt);
+				s->lin.receipt = NULL;
+			}
+		}
+		lp_push(s, p);
+		return s->state == S_CLOSING ? -ECONNRESET : 0;
+	}
+	if (s->env.sync)
 		s->frame_ticket = s->env.sync->ticket(s->env.sync->ud);
 	if (s->lin.discard) {
 		if (s->lin.dropped)
@@ -952,40 +1172,46 @@ static int on_large_end(keel_session *s)
 		return rc;
 	}
 	keel_msg *m = s->lin.msg;
-	const char *address = s->lin.address;
-	rc = keel_large_commit(m->large, m->persistent);
-	if (rc) {
-		keel_log_error("large message %llu: commit: %s", (unsigned long long)m->id,
-			       strerror(-rc));
-		return send_error(s, NULL, "Cannot store the large message: %s", strerror(-rc));
-	}
-	/* Not yet shared with anyone: its size is known only now. */
-	m->body_len = (size_t)m->large->size;
-	transaction *t = NULL;
-	if (s->lin.tx) {
-		HASH_FIND_STR(s->txs, s->lin.tx, t);
-		if (t == NULL)
-			return send_error(s, NULL, "Unknown transaction '%s'", s->lin.tx);
-	}
-	rc = keel_core_send(s->env.core, m, s->lin.rt, t ? t->tx : NULL);
-	if (rc == -ENOENT)
-		return send_error(s, NULL, "Address '%s' does not exist and auto-create is disabled",
-				  address);
-	if (rc == -EINVAL)
-		return send_error(s, NULL, "Address '%s' does not support routing type %s",
-				  address, keel_routing_name(s->lin.rt));
-	if (rc == -ENOSPC)
-		return send_error(s, NULL, "Transaction '%s' has too many operations (limit %d)",
-				  s->lin.tx, KEEL_MAX_TX_OPS);
-	if (rc < 0)
-		return send_error(s, NULL, "Cannot send to '%s': %s", address, strerror(-rc));
-	keel_log_debug("large message %llu: %llu bytes to '%s'", (unsigned long long)m->id,
-		       (unsigned long long)m->body_len, address);
-	remember_id(s, address, keel_kv_get(m->headers, m->header_count, KEEL_DUP_HEADER));
-	flow_after_send(s, address);
-	rc = large_receipt(s, s->lin.receipt);
+	rc = large_route(s, m, s->lin.rt, s->lin.address, s->lin.receipt, s->lin.tx,
+			 keel_large_commit(m->large, m->persistent));
 	lin_reset(s);
 	return rc;
+}
+
+/* A copy of `f` in one allocation (keel_free), or NULL. */
+static keel_stomp_frame *frame_copy(const keel_stomp_frame *f)
+{
+	size_t n = sizeof(*f) + f->header_count * sizeof(keel_kv) + strlen(f->command) + 1 +
+		   f->body_len + 1;
+	for (size_t i = 0; i < f->header_count; i++)
+		n += f->headers[i].name_len + 1 + f->headers[i].value_len + 1;
+	keel_stomp_frame *c = keel_malloc(n);
+	if (c == NULL)
+		return NULL;
+	*c = *f;
+	c->headers = (keel_kv *)(c + 1);
+	char *p = (char *)(c->headers + f->header_count);
+	size_t k = strlen(f->command) + 1;
+	memcpy(p, f->command, k);
+	c->command = p;
+	p += k;
+	for (size_t i = 0; i < f->header_count; i++) {
+		keel_kv *h = &c->headers[i];
+		*h = f->headers[i];
+		memcpy(p, f->headers[i].name, h->name_len);
+		p[h->name_len] = '\0';
+		h->name = p;
+		p += h->name_len + 1;
+		memcpy(p, f->headers[i].value, h->value_len);
+		p[h->value_len] = '\0';
+		h->value = p;
+		p += h->value_len + 1;
+	}
+	if (f->body_len > 0)
+		memcpy(p, f->body, f->body_len);
+	p[f->body_len] = '\0';
+	c->body = (const uint8_t *)p;
+	return c;
 }
 
 /* ---- large messages out: a MESSAGE body streamed from its file ------------
@@ -995,6 +1221,9 @@ static int on_large_end(keel_session *s)
  * (KEEL_STOMP_MAX_CHUNK) is read and appended only while the connection
  * is writable; the edge's drain notice (keel_session_on_writable) resumes
  * it.  Output per connection stays under the high watermark + one chunk.
+ * (sendfile(2) straight into the socket was measured slower on loopback:
+ * the consumer's copy out of 4 KiB page-cache fragments costs more than
+ * the broker's two copies save, and it couples producer and consumer.)
  */
 
 static void lout_reset(keel_session *s)
@@ -1007,6 +1236,15 @@ static void lout_reset(keel_session *s)
 	s->lout.off = 0;
 }
 
+/* The body cannot be finished: the connection must go. */
+static bool lout_fail(keel_session *s, const char *why)
+{
+	keel_log_error("large message %llu: read: %s", (unsigned long long)s->lout.msg->id, why);
+	lout_reset(s);
+	enter_closing(s);
+	return false;
+}
+
 /* Append chunks while writable.  true when the body is complete. */
 static bool lout_pump(keel_session *s)
 {
@@ -1015,10 +1253,9 @@ static bool lout_pump(keel_session *s)
 	while (s->lout.off < m->body_len) {
 		if (!s->ops->writable(s->conn))
 			return false;
+		uint64_t left = m->body_len - s->lout.off;
 		keel_buf *b = s->ops->outbuf(s->conn);
-		size_t want = m->body_len - s->lout.off;
-		if (want > KEEL_STOMP_MAX_CHUNK)
-			want = KEEL_STOMP_MAX_CHUNK;
+		size_t want = (size_t)(left < KEEL_STOMP_MAX_CHUNK ? left : KEEL_STOMP_MAX_CHUNK);
 		if (keel_buf_reserve(b, want)) {
 			send_error(s, NULL, "Out of memory delivering a large message");
 			return false;
@@ -1026,14 +1263,8 @@ static bool lout_pump(keel_session *s)
 		ssize_t n = pread(s->lout.fd, b->data + b->len, want, (off_t)s->lout.off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			/* The frame cannot be finished: the connection must go. */
-			keel_log_error("large message %llu: read: %s", (unsigned long long)m->id,
-				       n < 0 ? strerror(errno) : "file shorter than the message");
-			lout_reset(s);
-			enter_closing(s);
-			return false;
-		}
+		if (n <= 0)
+			return lout_fail(s, n < 0 ? strerror(errno) : "file shorter than the message");
 		b->len += (size_t)n;
 		s->lout.off += (uint64_t)n;
 	}
@@ -1532,10 +1763,10 @@ static int on_frame(keel_session *s, const keel_stomp_frame *f)
 	}
 }
 
-int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len)
+static int parse_input(keel_session *s, const uint8_t *data, size_t len)
 {
 	size_t off = 0;
-	while (s->state != S_CLOSING && !s->disconnect_held && off < len) {
+	while (s->state != S_CLOSING && !s->disconnect_held && !input_stalled(s) && off < len) {
 		keel_stomp_event_type ev = KEEL_STOMP_EV_NONE;
 		keel_stomp_frame f;
 		ssize_t n = keel_stomp_parse(s->parser, data + off, len - off, &ev, &f);
@@ -1543,7 +1774,13 @@ int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len)
 			return send_error(s, NULL, "Malformed frame: %s",
 					  keel_stomp_parser_error(s->parser));
 		off += (size_t)n;
-		if (ev == KEEL_STOMP_EV_FRAME) {
+		if (ev == KEEL_STOMP_EV_FRAME && s->lp_head != NULL) {
+			/* behind large SENDs not yet routed: it waits for them */
+			s->deferred = frame_copy(&f);
+			s->deferred_head = false;
+			if (s->deferred == NULL)
+				return send_error(s, NULL, "Out of memory");
+		} else if (ev == KEEL_STOMP_EV_FRAME) {
 			int rc = on_frame(s, &f);
 			if (rc < 0 && s->state == S_CLOSING)
 				return rc;
@@ -1552,6 +1789,11 @@ int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len)
 				s->held_paused = true;
 				update_reading(s);
 			}
+		} else if (ev == KEEL_STOMP_EV_HEAD && head_must_wait(s, &f)) {
+			s->deferred = frame_copy(&f);
+			s->deferred_head = true;
+			if (s->deferred == NULL)
+				return send_error(s, NULL, "Out of memory");
 		} else if (ev == KEEL_STOMP_EV_HEAD) {
 			/* Streaming is only enabled with large messages. */
 			int rc = on_large_head(s, &f);
@@ -1569,7 +1811,23 @@ int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len)
 			break;
 		}
 	}
+	if (input_stalled(s) && s->state != S_CLOSING) {
+		if (off < len && keel_buf_append(&s->stash, data + off, len - off))
+			return send_error(s, NULL, "Out of memory");
+		update_reading(s);
+	}
 	return s->state == S_CLOSING ? -ECONNRESET : 0;
+}
+
+int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len)
+{
+	if (input_stalled(s)) {
+		/* read before the pause took effect: after what waits already */
+		if (s->state != S_CLOSING && keel_buf_append(&s->stash, data, len))
+			return send_error(s, NULL, "Out of memory");
+		return s->state == S_CLOSING ? -ECONNRESET : 0;
+	}
+	return parse_input(s, data, len);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -1628,9 +1886,19 @@ void keel_session_free(keel_session *s)
 	HASH_ITER(hh, s->subs, sub, tmp)
 		sub_close(s, sub, false);
 	keel_core_address_unwait(s->env.core, &s->blocked);
+	while (s->lp_head != NULL) {
+		large_pending *p = s->lp_head;
+		s->lp_head = p->next;
+		lp_free(p); /* not routed: no receipt said it was taken */
+	}
+	s->lp_tail = NULL;
+	s->lp_count = 0;
+	keel_free(s->deferred);
+	s->deferred = NULL;
 	lin_reset(s);
 	lout_reset(s);
 	keel_buf_free(&s->held);
+	keel_buf_free(&s->stash);
 	keel_stomp_parser_free(s->parser);
 	keel_free(s->client_id);
 	keel_free(s);
@@ -1654,6 +1922,12 @@ void keel_session_on_heartbeat_timeout(keel_session *s)
 void keel_session_shutdown(keel_session *s)
 {
 	send_error(s, NULL, "Server shutting down");
+}
+
+bool keel_session_busy(const keel_session *s)
+{
+	return s->lp_head != NULL ||
+	       (s->state != S_CLOSING && (s->deferred != NULL || keel_buf_size(&s->stash) > 0));
 }
 
 bool keel_session_connected(const keel_session *s)

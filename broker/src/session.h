@@ -26,6 +26,7 @@
 #include "sync.h"
 
 typedef struct keel_session keel_session;
+struct uv_loop_s; /* libuv's uv_loop_t */
 
 /* What the edge provides.  `conn` is the edge's connection. */
 typedef struct keel_conn_ops {
@@ -47,6 +48,10 @@ typedef struct keel_conn_ops {
 	 * edge still notices a peer that closes, and closes the connection.
 	 * May be NULL (an edge without flow control). */
 	void (*set_reading)(void *conn, bool reading);
+	/* The connection's loop, whose threadpool takes the writes and fsyncs
+	 * of large message files off the loop thread.  May be NULL (then they
+	 * are done in place). */
+	struct uv_loop_s *(*loop)(void *conn);
 } keel_conn_ops;
 
 /* What every session shares (borrowed; outlives the sessions). */
@@ -96,6 +101,12 @@ void keel_session_on_writable(keel_session *s);
 void keel_session_on_heartbeat_timeout(keel_session *s);
 /* The broker is stopping: send an ERROR ("server shutting down"), close. */
 void keel_session_shutdown(keel_session *s);
+/* Is work in flight that the connection must not close under (large
+ * SENDs whose files are committing, and the input waiting behind them)?
+ * The edge keeps a connection that is to close after its flush open until
+ * this is false; the session marks the connection dirty (ops->outbuf)
+ * when it may have changed. */
+bool keel_session_busy(const keel_session *s);
 /* Has the client completed CONNECT?  (The edge closes connections that
  * don't within KEEL_CONNECT_TIMEOUT_MS.) */
 bool keel_session_connected(const keel_session *s);

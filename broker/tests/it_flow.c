@@ -7,8 +7,10 @@
  * uses its own addresses.  Clients are Keel's blocking client.  Every wait
  * has a deadline; nothing sleeps.  Single-threaded.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -540,6 +544,214 @@ static void t_large_consumer_dies_midway(void **state)
 	keel_bclient_close(p);
 }
 
+/* ---- pipelined frames on a raw socket ------------------------------------ */
+
+static void raw_write(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n > 0) {
+		ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			fail_msg("raw send: %s", strerror(errno));
+		b += k;
+		n -= (size_t)k;
+	}
+}
+
+/* The next frame (EOLs between frames skipped) up to its NUL, into buf:
+ * only for body-less frames (RECEIPT, CONNECTED, ERROR). */
+static void raw_read_frame(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (;;) {
+		char ch;
+		ssize_t k = recv(fd, &ch, 1, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			fail_msg("raw recv: %s", k == 0 ? "closed" : strerror(errno));
+		if (n == 0 && (ch == '\n' || ch == '\r'))
+			continue;
+		if (ch == '\0')
+			break;
+		assert_true(n + 1 < cap);
+		buf[n++] = ch;
+	}
+	buf[n] = '\0';
+}
+
+/* A STOMP 1.2 connection on a plain socket whose reads time out (T_MS). */
+static int raw_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct timeval tv = { .tv_sec = T_MS / 1000, .tv_usec = (T_MS % 1000) * 1000 };
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(it_broker_port(broker)) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	static const char c[] = "CONNECT\naccept-version:1.2\nhost:keel\n\n";
+	raw_write(fd, c, sizeof(c)); /* with its NUL */
+	char f[1024];
+	raw_read_frame(fd, f, sizeof(f));
+	assert_memory_equal(f, "CONNECTED\n", 10);
+	return fd;
+}
+
+/* Append a SEND of `body` to `out` (receipt NULL: none). */
+static void raw_send_frame(char **out, size_t *len, size_t *cap, const char *dest,
+			   bool persistent, const char *receipt, const uint8_t *body, size_t n)
+{
+	char head[512];
+	int h = snprintf(head, sizeof(head),
+			 "SEND\ndestination:%s\npersistent:%s\ncontent-length:%zu\n%s%s%s\n",
+			 dest, persistent ? "true" : "false", n, receipt ? "receipt:" : "",
+			 receipt ? receipt : "", receipt ? "\n" : "");
+	assert_true(h > 0 && (size_t)h < sizeof(head));
+	size_t need = *len + (size_t)h + n + 1;
+	if (need > *cap) {
+		*cap = need * 2;
+		*out = keel_realloc(*out, *cap);
+		assert_non_null(*out);
+	}
+	memcpy(*out + *len, head, (size_t)h);
+	memcpy(*out + *len + h, body, n);
+	(*out)[*len + (size_t)h + n] = '\0';
+	*len = need;
+}
+
+/* Large SENDs commit (fsync) on the broker's threadpool while more frames
+ * arrive: everything a producer pipelines in one go - large ones,
+ * persistent or not, small ones between them, more than the broker
+ * commits at once, then a DISCONNECT - is routed and receipted in order. */
+static void t_large_pipelined(void **state)
+{
+	(void)state;
+	enum { N = 10 };
+	uint8_t *body[N];
+	size_t blen[N];
+	char *out = NULL, rid[32], f[1024];
+	size_t len = 0, cap = 0;
+	for (unsigned i = 0; i < N; i++) {
+		blen[i] = i % 3 == 2 ? 10 + i : 200 * 1024 + 1000 * i;
+		body[i] = pattern(blen[i], 20 + i);
+		snprintf(rid, sizeof(rid), "r%u", i);
+		raw_send_frame(&out, &len, &cap, "/queue/lm.pipe", i % 4 != 1, rid, body[i],
+			       blen[i]);
+	}
+	static const char bye[] = "DISCONNECT\nreceipt:bye\n\n";
+	out = keel_realloc(out, len + sizeof(bye));
+	assert_non_null(out);
+	memcpy(out + len, bye, sizeof(bye));
+	len += sizeof(bye);
+	int fd = raw_connect();
+	raw_write(fd, out, len);
+	for (unsigned i = 0; i < N; i++) {
+		raw_read_frame(fd, f, sizeof(f));
+		snprintf(rid, sizeof(rid), "receipt-id:r%u\n", i);
+		if (strncmp(f, "RECEIPT\n", 8) != 0 || strstr(f, rid) == NULL)
+			fail_msg("receipt %u: got '%s'", i, f);
+	}
+	raw_read_frame(fd, f, sizeof(f));
+	assert_non_null(strstr(f, "receipt-id:bye\n"));
+	close(fd);
+	keel_bclient *c = open_client();
+	subscribe(c, "s", "/queue/lm.pipe", "client-individual");
+	for (unsigned i = 0; i < N; i++) {
+		keel_bframe *m = recv_msg(c);
+		assert_int_equal(m->f.body_len, blen[i]);
+		assert_memory_equal(m->f.body, body[i], blen[i]);
+		assert_int_equal(keel_bclient_ack(c, m, NULL, T_MS), 0);
+		keel_bclient_frame_free(m);
+		keel_free(body[i]);
+	}
+	assert_int_equal(count_files(".msg"), 0);
+	assert_int_equal(count_files(".tmp"), 0);
+	keel_free(out);
+	keel_bclient_close(c);
+}
+
+/* A large SEND to a full FAIL address in the middle of a pipeline: it is
+ * refused (ERROR with its receipt-id, connection kept; its body read and
+ * thrown away), the large SENDs around it go through.  (The ERROR of a
+ * refusal is not held behind receipts waiting for the journal, so r0's
+ * RECEIPT may come before or after it.) */
+static void t_large_pipelined_refusal(void **state)
+{
+	(void)state;
+	keel_bclient *p = open_client();
+	unsigned i = 0;
+	while (send_seq(p, "/queue/ff.pipe", i, true) == 0)
+		assert_true(++i < 16);
+	keel_bclient_close(p);
+	const size_t big = 300 * 1024;
+	uint8_t *b = pattern(big, 40);
+	char *out = NULL, f[1024];
+	size_t len = 0, cap = 0;
+	raw_send_frame(&out, &len, &cap, "/queue/lm.pipe2", true, "r0", b, big);
+	raw_send_frame(&out, &len, &cap, "/queue/ff.pipe", true, "r1", b, big);
+	raw_send_frame(&out, &len, &cap, "/queue/lm.pipe2", true, "r2", b, big);
+	int fd = raw_connect();
+	raw_write(fd, out, len);
+	bool r0 = false, r1 = false;
+	for (int k = 0; k < 2; k++) {
+		raw_read_frame(fd, f, sizeof(f));
+		if (strncmp(f, "RECEIPT\n", 8) == 0 && strstr(f, "receipt-id:r0\n") != NULL)
+			r0 = true;
+		else if (strncmp(f, "ERROR\n", 6) == 0 && strstr(f, "receipt-id:r1\n") != NULL &&
+			 strstr(f, "ff.pipe") != NULL)
+			r1 = true;
+		else
+			fail_msg("frame %d: got '%s'", k, f);
+	}
+	assert_true(r0 && r1);
+	raw_read_frame(fd, f, sizeof(f));
+	if (strncmp(f, "RECEIPT\n", 8) != 0 || strstr(f, "receipt-id:r2\n") == NULL)
+		fail_msg("third: got '%s'", f);
+	close(fd);
+	keel_bclient *c = open_client();
+	subscribe(c, "s", "/queue/lm.pipe2", "auto");
+	for (unsigned k = 0; k < 2; k++) {
+		keel_bframe *m = recv_msg(c);
+		assert_int_equal(m->f.body_len, big);
+		assert_memory_equal(m->f.body, b, big);
+		keel_bclient_frame_free(m);
+	}
+	keel_free(out);
+	keel_free(b);
+	keel_bclient_close(c);
+}
+
+/* A producer that writes a large persistent SEND (no receipt) and closes
+ * at once: the message is still taken (the connection, whose end of
+ * stream arrives while the body's commit runs, closes only after it). */
+static void t_large_then_close(void **state)
+{
+	(void)state;
+	const size_t big = 1u << 20;
+	uint8_t *b = pattern(big, 30);
+	char *out = NULL;
+	size_t len = 0, cap = 0;
+	raw_send_frame(&out, &len, &cap, "/queue/lm.close", true, NULL, b, big);
+	int fd = raw_connect();
+	raw_write(fd, out, len);
+	close(fd);
+	keel_bclient *c = open_client();
+	subscribe(c, "s", "/queue/lm.close", "client-individual");
+	keel_bframe *m = recv_msg(c);
+	assert_int_equal(m->f.body_len, big);
+	assert_memory_equal(m->f.body, b, big);
+	assert_int_equal(keel_bclient_ack(c, m, NULL, T_MS), 0);
+	keel_bclient_frame_free(m);
+	assert_int_equal(count_files(".msg"), 0);
+	keel_free(out);
+	keel_free(b);
+	keel_bclient_close(c);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static int grp_setup(void **state)
@@ -588,6 +800,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(t_large_roundtrip),
 		cmocka_unit_test(t_large_refused_when_full),
 		cmocka_unit_test(t_large_consumer_dies_midway),
+		cmocka_unit_test(t_large_pipelined),
+		cmocka_unit_test(t_large_pipelined_refusal),
+		cmocka_unit_test(t_large_then_close),
 	};
 	return cmocka_run_group_tests_name("flow", tests, grp_setup, grp_teardown);
 }
