@@ -67,6 +67,9 @@ struct keel_broker {
 	void *deact_arg;
 	bool shutting_down;
 	keel_journal *dead_journal;    /* stopped; freed once its handles closed */
+	uint64_t *large_ids;           /* bodies the journal reopened (load_journal) */
+	size_t large_n, large_cap;
+	bool large_sweep_off;
 	uv_timer_t reap_timer;
 };
 
@@ -440,6 +443,18 @@ static keel_large_body *reopen_large_body(void *ud, uint64_t msg_id, uint64_t si
 {
 	keel_broker *b = ud;
 	keel_large_body *lb = NULL;
+	if (b->large_n == b->large_cap) {
+		size_t cap = b->large_cap ? b->large_cap * 2 : 64;
+		uint64_t *n = keel_realloc(b->large_ids, cap * sizeof(*n));
+		if (n != NULL) {
+			b->large_ids = n;
+			b->large_cap = cap;
+		}
+	}
+	if (b->large_n < b->large_cap)
+		b->large_ids[b->large_n++] = msg_id;
+	else
+		b->large_sweep_off = true; /* cannot tell what is referenced */
 	int rc = keel_large_reopen(&lb, b->large_dir, msg_id, size);
 	if (rc < 0) {
 		keel_log_warn("large message %" PRIu64 ": body file not restored: %s", msg_id,
@@ -447,6 +462,18 @@ static keel_large_body *reopen_large_body(void *ud, uint64_t msg_id, uint64_t si
 		return NULL;
 	}
 	return lb;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool large_referenced(void *ud, uint64_t id)
+{
+	keel_broker *b = ud;
+	return bsearch(&id, b->large_ids, b->large_n, sizeof(id), cmp_u64) != NULL;
 }
 
 /* ---- activation: journal, bridges, client acceptor ---------------------- */
@@ -469,11 +496,24 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 		.large_open = reopen_large_body,
 		.large_ud = b,
 	};
+	b->large_n = 0;
+	b->large_sweep_off = false;
 	rc = keel_journal_open(&b->journal, &jo, b->core, err, errlen);
 	if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
 		rc = -EINVAL; /* input error: exit 2 */
 	if (rc < 0)
 		return rc;
+	/* body files no journaled message refers to are garbage (a backup's
+	 * copies of bodies consumed on its live, a crash before an unlink) */
+	if (!b->large_sweep_off) {
+		qsort(b->large_ids, b->large_n, sizeof(*b->large_ids), cmp_u64);
+		int swept = keel_large_dir_sweep(b->large_dir, large_referenced, b);
+		if (swept > 0)
+			keel_log_info("large-messages: %d unreferenced body file(s) removed", swept);
+	}
+	keel_free(b->large_ids);
+	b->large_ids = NULL;
+	b->large_n = b->large_cap = 0;
 	rc = keel_journal_start(b->journal, &b->loop);
 	if (rc < 0) {
 		snprintf(err, errlen, "journal: cannot start: %s", strerror(-rc));

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -221,6 +222,31 @@ int keel_large_dir_prepare(const char *dir)
 	}
 	closedir(d);
 	return 0;
+}
+
+int keel_large_dir_sweep(const char *dir, bool (*keep)(void *ud, uint64_t id), void *ud)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *e;
+	int removed = 0;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		errno = 0;
+		unsigned long long id = strtoull(e->d_name, &end, 10);
+		if (errno || end == e->d_name || strcmp(end, ".msg") != 0)
+			continue;
+		if (keep(ud, (uint64_t)id))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+			keel_log_info("large-messages: removed %s (no message refers to it)",
+				      e->d_name);
+			removed++;
+		}
+	}
+	closedir(d);
+	return removed;
 }
 
 int keel_large_path(const keel_large_body *lb, char *buf, size_t len)

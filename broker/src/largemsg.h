@@ -27,6 +27,13 @@
  * belong to persistent messages the journal knows.  0 or -errno. */
 int keel_large_dir_prepare(const char *dir);
 
+/* Remove every <id>.msg in `dir` for which keep(ud, id) is false: bodies no
+ * journaled message refers to any more (consumed on a live while this
+ * node was its backup, or a crash between a delete's record and its file's
+ * unlink).  Call after the journal is loaded, before anything new is
+ * received.  Returns how many were removed, or -errno. */
+int keel_large_dir_sweep(const char *dir, bool (*keep)(void *ud, uint64_t id), void *ud);
+
 /* A new body (refcount 1, size 0) that will live in `dir`; no file yet.
  * `dir` is copied.  0 or -ENOMEM. */
 int keel_large_create(keel_large_body **out, const char *dir);
