@@ -1,9 +1,10 @@
 /*
  * test_client.c - keel_client against a fake STOMP server on the same loop.
  *
- * The fake server (a libuv TCP listener on 127.0.0.1, port 0) parses what
- * the client sends with the codec, answers CONNECT / receipts, and can be
- * told to refuse, stay silent, stop reading or send frames.  Every wait is
+ * The fake server (fakestomp.[ch]: a libuv TCP listener on 127.0.0.1,
+ * port 0) parses what the client sends with the codec; the script here
+ * answers CONNECT / receipts, and can be told to refuse, stay silent, stop
+ * reading or send frames.  Every wait is
  * a loop run bounded by a guard timer; every test ends with a closed loop
  * (uv_loop_close() == 0) and no live allocations.  One thread.
  */
@@ -18,30 +19,14 @@
 #include <cmocka.h>
 
 #include "alloc.h"
+#include "fakestomp.h"
 #include "keel/client.h"
 #include "stomp.h"
 
-#define FAKE_RBUF 65536
+/* ---- fake server script (transport: fakestomp.c) ----------------------- */
 
-/* ---- fake server ------------------------------------------------------ */
-
-struct fake_server;
-
-struct fake_conn {
-	uv_tcp_t tcp;
-	struct fake_server *srv;
-	keel_stomp_parser *parser;
-	struct fake_conn *next;
-	bool closing;
-	bool paused;
-	char rbuf[FAKE_RBUF];
-};
-
-struct fake_server {
-	uv_loop_t *loop;
-	uv_tcp_t listener;
-	int port;
-	struct fake_conn *conns;
+struct test_srv {
+	struct fake_server fs;
 	/* behaviour */
 	bool silent;               /* never answer CONNECT */
 	const char *version;       /* CONNECTED version header */
@@ -64,78 +49,15 @@ struct fake_server {
 	size_t last_body_len;
 };
 
-struct srv_write {
-	uv_write_t req;
-	struct fake_conn *fc;
-	bool close_after;
-	char data[];
-};
-
-static void fake_conn_closed(uv_handle_t *h)
-{
-	struct fake_conn *fc = h->data;
-	keel_stomp_parser_free(fc->parser);
-	free(fc);
-}
-
-static void fake_conn_close(struct fake_conn *fc)
-{
-	if (fc->closing)
-		return;
-	fc->closing = true;
-	struct fake_conn **pp = &fc->srv->conns;
-	while (*pp != fc)
-		pp = &(*pp)->next;
-	*pp = fc->next;
-	uv_close((uv_handle_t *)&fc->tcp, fake_conn_closed);
-}
-
-static void srv_write_cb(uv_write_t *req, int status)
-{
-	struct srv_write *w = (struct srv_write *)req;
-	if (w->close_after && status != UV_ECANCELED)
-		fake_conn_close(w->fc);
-	free(w);
-}
-
-static void srv_write(struct fake_conn *fc, const void *p, size_t n, bool close_after)
-{
-	struct srv_write *w = malloc(sizeof(*w) + n);
-	assert_non_null(w);
-	memcpy(w->data, p, n);
-	w->fc = fc;
-	w->close_after = close_after;
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-	assert_int_equal(uv_write(&w->req, (uv_stream_t *)&fc->tcp, &b, 1, srv_write_cb), 0);
-}
-
-/* A text frame; the terminating NUL of `text` is the frame's NUL. */
-static void srv_frame(struct fake_conn *fc, const char *text, bool close_after)
-{
-	srv_write(fc, text, strlen(text) + 1, close_after);
-}
-
 static void copy_hdr(char *dst, size_t n, const keel_stomp_frame *f, const char *name)
 {
-	const char *v = keel_kv_get(f->headers, f->header_count, name);
+	const char *v = fake_hdr(f, name);
 	snprintf(dst, n, "%s", v ? v : "");
-}
-
-static void srv_receipt(struct fake_conn *fc, const keel_stomp_frame *f, bool close_after)
-{
-	char buf[256];
-	const char *r = keel_kv_get(f->headers, f->header_count, "receipt");
-	if (r) {
-		snprintf(buf, sizeof(buf), "RECEIPT\nreceipt-id:%s\n\n", r);
-		srv_frame(fc, buf, close_after);
-	} else if (close_after) {
-		fake_conn_close(fc);
-	}
 }
 
 static void srv_handle(struct fake_conn *fc, const keel_stomp_frame *f)
 {
-	struct fake_server *s = fc->srv;
+	struct test_srv *s = fc->srv->data;
 	char buf[256];
 
 	switch (f->cmd) {
@@ -152,12 +74,12 @@ static void srv_handle(struct fake_conn *fc, const keel_stomp_frame *f)
 			return;
 		if (s->connect_error) {
 			snprintf(buf, sizeof(buf), "ERROR\nmessage:%s\n\n", s->connect_error);
-			srv_frame(fc, buf, true);
+			fake_frame(fc, buf, true);
 			return;
 		}
 		snprintf(buf, sizeof(buf), "CONNECTED\nversion:%s\nheart-beat:%s\nserver:fake\n\n",
 			 s->version ? s->version : "1.2", s->heartbeat ? s->heartbeat : "0,0");
-		srv_frame(fc, buf, false);
+		fake_frame(fc, buf, false);
 		if (s->version && strcmp(s->version, "1.0") != 0)
 			keel_stomp_parser_set_version(fc->parser, s->version[2] == '1'
 								  ? KEEL_STOMP_V11
@@ -170,106 +92,45 @@ static void srv_handle(struct fake_conn *fc, const keel_stomp_frame *f)
 		s->last_body_len = f->body_len;
 		memcpy(s->last_body, f->body,
 		       f->body_len < sizeof(s->last_body) ? f->body_len : sizeof(s->last_body));
-		srv_receipt(fc, f, false);
+		fake_receipt(fc, fake_hdr(f, "receipt"), false);
 		return;
 	case KEEL_STOMP_DISCONNECT:
 		s->disconnects++;
-		srv_receipt(fc, f, true);
+		fake_receipt(fc, fake_hdr(f, "receipt"), true);
 		return;
 	default:
-		srv_receipt(fc, f, false);
+		fake_receipt(fc, fake_hdr(f, "receipt"), false);
 		return;
 	}
 }
 
-static void srv_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Whole frames are scripted, heart-beats counted (bodies are never
+ * streamed here: the codec's default threshold). */
+static void srv_event(struct fake_conn *fc, keel_stomp_event_type ev, const keel_stomp_frame *f)
 {
-	struct fake_conn *fc = h->data;
-	buf->base = fc->rbuf;
-	buf->len = sizeof(fc->rbuf);
+	struct test_srv *s = fc->srv->data;
+	if (ev == KEEL_STOMP_EV_FRAME)
+		srv_handle(fc, f);
+	else if (ev == KEEL_STOMP_EV_HEARTBEAT)
+		s->heartbeats++;
 }
 
-static void srv_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+static void srv_read(struct fake_conn *fc)
 {
-	struct fake_conn *fc = st->data;
-	if (fc->closing)
-		return;
-	if (nread < 0) {
-		fake_conn_close(fc);
-		return;
-	}
-	if (fc->srv->connects > 0)
-		fc->srv->reads_after_connect++;
-	size_t off = 0;
-	for (;;) {
-		keel_stomp_event_type ev;
-		keel_stomp_frame f;
-		ssize_t r = keel_stomp_parse(fc->parser, (const uint8_t *)buf->base + off,
-					     (size_t)nread - off, &ev, &f);
-		assert_true(r >= 0);
-		off += (size_t)r;
-		if (ev == KEEL_STOMP_EV_FRAME)
-			srv_handle(fc, &f);
-		else if (ev == KEEL_STOMP_EV_HEARTBEAT)
-			fc->srv->heartbeats++;
-		else if (off == (size_t)nread)
-			break;
-		if (fc->closing)
-			return;
-	}
-	if (fc->paused)
-		uv_read_stop(st);
+	struct test_srv *s = fc->srv->data;
+	if (s->connects > 0)
+		s->reads_after_connect++;
 }
 
-static void srv_on_connection(uv_stream_t *l, int status)
-{
-	struct fake_server *s = l->data;
-	assert_int_equal(status, 0);
-	struct fake_conn *fc = calloc(1, sizeof(*fc));
-	assert_non_null(fc);
-	fc->srv = s;
-	assert_int_equal(keel_stomp_parser_create(&fc->parser, NULL), 0);
-	uv_tcp_init(s->loop, &fc->tcp);
-	fc->tcp.data = fc;
-	assert_int_equal(uv_accept(l, (uv_stream_t *)&fc->tcp), 0);
-	fc->next = s->conns;
-	s->conns = fc;
-	uv_read_start((uv_stream_t *)&fc->tcp, srv_alloc, srv_read);
-}
+static const struct fake_server_ops srv_ops = {
+	.on_event = srv_event,
+	.on_read = srv_read,
+};
 
-static void srv_resume(struct fake_server *s)
+static void srv_resume(struct test_srv *s)
 {
-	assert_non_null(s->conns);
-	s->conns->paused = false;
-	uv_read_start((uv_stream_t *)&s->conns->tcp, srv_alloc, srv_read);
-}
-
-static int bound_port(uv_tcp_t *t)
-{
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	assert_int_equal(uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len), 0);
-	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-static void fake_server_start(struct fake_server *s, uv_loop_t *loop)
-{
-	struct sockaddr_in sa;
-	s->loop = loop;
-	uv_tcp_init(loop, &s->listener);
-	s->listener.data = s;
-	uv_ip4_addr("127.0.0.1", 0, &sa);
-	assert_int_equal(uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0), 0);
-	assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 16, srv_on_connection), 0);
-	s->port = bound_port(&s->listener);
-}
-
-static void fake_server_stop(struct fake_server *s)
-{
-	while (s->conns)
-		fake_conn_close(s->conns);
-	if (!uv_is_closing((uv_handle_t *)&s->listener))
-		uv_close((uv_handle_t *)&s->listener, NULL);
+	assert_non_null(s->fs.conns);
+	fake_conn_resume(s->fs.conns);
 }
 
 /* ---- test context ----------------------------------------------------- */
@@ -278,7 +139,7 @@ struct tc {
 	uv_loop_t loop;
 	uv_timer_t guard;
 	bool guard_fired;
-	struct fake_server srv;
+	struct test_srv srv;
 	int64_t alloc_base;
 	keel_client *c;
 	keel_client_options opt;
@@ -433,9 +294,9 @@ static int setup(void **state)
 	t->guard.data = t;
 	uv_timer_init(&t->loop, &t->ticker);
 	t->ticker.data = t;
-	fake_server_start(&t->srv, &t->loop);
+	fake_server_start(&t->srv.fs, &t->loop, &srv_ops, &t->srv);
 	t->opt.host = "127.0.0.1";
-	t->opt.port = (uint16_t)t->srv.port;
+	t->opt.port = (uint16_t)t->srv.fs.port;
 	t->opt.connect_timeout_ms = 5000;
 	*state = t;
 	return 0;
@@ -446,7 +307,7 @@ static int teardown(void **state)
 	struct tc *t = *state;
 	if (t->c)
 		keel_client_close(t->c);
-	fake_server_stop(&t->srv);
+	fake_server_stop(&t->srv.fs);
 	uv_close((uv_handle_t *)&t->guard, NULL);
 	uv_close((uv_handle_t *)&t->ticker, NULL);
 	uv_run(&t->loop, UV_RUN_DEFAULT);
@@ -564,7 +425,7 @@ static void test_connection_refused(void **state)
 	uv_tcp_init(&t->loop, &tmp);
 	uv_ip4_addr("127.0.0.1", 0, &sa);
 	assert_int_equal(uv_tcp_bind(&tmp, (struct sockaddr *)&sa, 0), 0);
-	t->opt.port = (uint16_t)bound_port(&tmp);
+	t->opt.port = (uint16_t)fake_bound_port(&tmp);
 	uv_close((uv_handle_t *)&tmp, NULL);
 	start_client(t);
 	assert_true(run_until(t, is_closed, 5000));
@@ -607,7 +468,7 @@ static void test_message_delivery(void **state)
 	assert_non_null(many);
 	for (int i = 0; i < 50; i++)
 		memcpy(many + i * sizeof(one), one, sizeof(one));
-	srv_write(t->srv.conns, many, sizeof(one) * 50, false);
+	fake_write(t->srv.fs.conns, many, sizeof(one) * 50, false);
 	free(many);
 	assert_true(run_until(t, fifty_messages, 5000));
 	assert_int_equal(t->messages, 50);
@@ -688,7 +549,7 @@ static void test_close_in_message_callback(void **state)
 	connect_ok(t);
 	static const char two[] = "MESSAGE\ndestination:/queue/m\nmessage-id:1\n\nA\0"
 				  "MESSAGE\ndestination:/queue/m\nmessage-id:2\n\nB";
-	srv_write(t->srv.conns, two, sizeof(two), false);
+	fake_write(t->srv.fs.conns, two, sizeof(two), false);
 	assert_true(run_until(t, is_closed, 5000));
 	assert_int_equal(t->messages, 1); /* nothing after the close */
 	assert_int_equal(t->closed_calls, 1);
@@ -723,7 +584,7 @@ static void test_error_after_connected(void **state)
 {
 	struct tc *t = *state;
 	connect_ok(t);
-	srv_frame(t->srv.conns, "ERROR\nmessage:bad frame\n\n", true);
+	fake_frame(t->srv.fs.conns, "ERROR\nmessage:bad frame\n\n", true);
 	assert_true(run_until(t, is_closed, 5000));
 	assert_int_equal(t->errors, 1);
 	assert_string_equal(t->error_msg, "bad frame");

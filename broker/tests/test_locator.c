@@ -2,9 +2,10 @@
  * test_locator.c - the locator (shared, reference-counted connection
  * factory) against a fake STOMP server on the same loop.
  *
- * The fake server parses with the codec (streamed bodies as chunks),
- * answers CONNECT (or refuses it a number of times), receipts, MESSAGEs
- * for subscriptions, and can stop reading or drop its connections.  Every
+ * The fake server (transport: fakestomp.[ch]) parses with the codec
+ * (streamed bodies as chunks); the script here answers CONNECT (or
+ * refuses it a number of times), receipts, MESSAGEs for subscriptions,
+ * and can stop reading or drop its connections.  Every
  * wait is a loop run bounded by a guard timer; each test ends with a
  * closed loop, no live locator and no live allocation.  One thread.
  */
@@ -20,34 +21,15 @@
 #include <cmocka.h>
 
 #include "alloc.h"
+#include "fakestomp.h"
 #include "locator.h"
 #include "stomp.h"
 
-#define FAKE_RBUF 65536
+/* ---- fake server script (transport: fakestomp.c) ------------------------ */
 
-/* ---- fake server ---------------------------------------------------------- */
-
-struct fake_server;
-
-struct fake_conn {
-	uv_tcp_t tcp;
-	struct fake_server *srv;
-	keel_stomp_parser *parser;
-	struct fake_conn *next;
-	bool closing;
-	char stream_receipt[64];
-	uint64_t stream_bytes;
-	uint32_t stream_sum;
-	char rbuf[FAKE_RBUF];
-};
-
-struct fake_server {
-	uv_loop_t *loop;
-	uv_tcp_t listener;
-	int port;
-	struct fake_conn *conns;
+struct test_srv {
+	struct fake_server fs;
 	int refuse_connects;      /* answer this many CONNECTs with an ERROR */
-	bool paused;              /* stop reading (backpressure) */
 	bool hold_receipts;       /* don't answer SENDs */
 	int connects;
 	int accepted;
@@ -60,69 +42,24 @@ struct fake_server {
 	int streams;
 };
 
-struct srv_write {
-	uv_write_t req;
-	struct fake_conn *fc;
-	bool close_after;
-	char data[];
+/* A connection and the streamed frame it is receiving. */
+struct test_conn {
+	struct fake_conn fc; /* first: fakestomp allocates conn_size */
+	char stream_receipt[64];
+	uint64_t stream_bytes;
+	uint32_t stream_sum;
 };
-
-static void fake_conn_closed(uv_handle_t *h)
-{
-	struct fake_conn *fc = h->data;
-	keel_stomp_parser_free(fc->parser);
-	free(fc);
-}
-
-static void fake_conn_close(struct fake_conn *fc)
-{
-	if (fc->closing)
-		return;
-	fc->closing = true;
-	struct fake_conn **pp = &fc->srv->conns;
-	while (*pp != fc)
-		pp = &(*pp)->next;
-	*pp = fc->next;
-	uv_close((uv_handle_t *)&fc->tcp, fake_conn_closed);
-}
-
-static void srv_write_cb(uv_write_t *req, int status)
-{
-	struct srv_write *w = (struct srv_write *)req;
-	if (w->close_after && status != UV_ECANCELED)
-		fake_conn_close(w->fc);
-	free(w);
-}
-
-static void srv_frame(struct fake_conn *fc, const char *text, bool close_after)
-{
-	size_t n = strlen(text) + 1;
-	struct srv_write *w = malloc(sizeof(*w) + n);
-	assert_non_null(w);
-	memcpy(w->data, text, n);
-	w->fc = fc;
-	w->close_after = close_after;
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-	assert_int_equal(uv_write(&w->req, (uv_stream_t *)&fc->tcp, &b, 1, srv_write_cb), 0);
-}
 
 static void srv_receipt_id(struct fake_conn *fc, const char *r)
 {
-	char buf[256];
-	if (r == NULL || fc->srv->hold_receipts)
-		return;
-	snprintf(buf, sizeof(buf), "RECEIPT\nreceipt-id:%s\n\n", r);
-	srv_frame(fc, buf, false);
-}
-
-static const char *fhdr(const keel_stomp_frame *f, const char *n)
-{
-	return keel_kv_get(f->headers, f->header_count, n);
+	struct test_srv *s = fc->srv->data;
+	if (!s->hold_receipts)
+		fake_receipt(fc, r, false);
 }
 
 static void srv_handle(struct fake_conn *fc, const keel_stomp_frame *f)
 {
-	struct fake_server *s = fc->srv;
+	struct test_srv *s = fc->srv->data;
 	char buf[256];
 	switch (f->cmd) {
 	case KEEL_STOMP_CONNECT:
@@ -130,137 +67,63 @@ static void srv_handle(struct fake_conn *fc, const keel_stomp_frame *f)
 		s->connects++;
 		if (s->refuse_connects > 0) {
 			s->refuse_connects--;
-			srv_frame(fc, "ERROR\nmessage:Invalid login or passcode\n\n", true);
+			fake_frame(fc, "ERROR\nmessage:Invalid login or passcode\n\n", true);
 			return;
 		}
 		s->accepted++;
-		srv_frame(fc, "CONNECTED\nversion:1.2\nheart-beat:0,0\n\n", false);
+		fake_frame(fc, "CONNECTED\nversion:1.2\nheart-beat:0,0\n\n", false);
 		return;
 	case KEEL_STOMP_SEND:
 		s->sends++;
-		srv_receipt_id(fc, fhdr(f, "receipt"));
+		srv_receipt_id(fc, fake_hdr(f, "receipt"));
 		return;
 	case KEEL_STOMP_SUBSCRIBE:
 		s->subscribes++;
-		snprintf(s->last_sub_id, sizeof(s->last_sub_id), "%s", fhdr(f, "id"));
+		snprintf(s->last_sub_id, sizeof(s->last_sub_id), "%s", fake_hdr(f, "id"));
 		snprintf(buf, sizeof(buf),
 			 "MESSAGE\nsubscription:%s\nmessage-id:m1\nack:a1\ndestination:%s\n\nhello",
-			 fhdr(f, "id"), fhdr(f, "destination"));
-		srv_frame(fc, buf, false);
+			 fake_hdr(f, "id"), fake_hdr(f, "destination"));
+		fake_frame(fc, buf, false);
 		return;
 	case KEEL_STOMP_UNSUBSCRIBE:
 		s->unsubscribes++;
 		return;
 	default:
-		srv_receipt_id(fc, fhdr(f, "receipt"));
+		srv_receipt_id(fc, fake_hdr(f, "receipt"));
 		return;
 	}
 }
 
-static void srv_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Whole frames are scripted; a streamed one is counted and summed, its
+ * receipt sent at the end.  Heart-beats are ignored. */
+static void srv_event(struct fake_conn *fc, keel_stomp_event_type ev, const keel_stomp_frame *f)
 {
-	(void)suggested;
-	struct fake_conn *fc = h->data;
-	buf->base = fc->rbuf;
-	buf->len = sizeof(fc->rbuf);
-}
-
-static void srv_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-	struct fake_conn *fc = st->data;
-	if (fc->closing)
-		return;
-	if (nread < 0) {
-		fake_conn_close(fc);
-		return;
+	struct test_srv *s = fc->srv->data;
+	struct test_conn *c = (struct test_conn *)fc;
+	if (ev == KEEL_STOMP_EV_FRAME) {
+		srv_handle(fc, f);
+	} else if (ev == KEEL_STOMP_EV_HEAD) {
+		const char *rc = fake_hdr(f, "receipt");
+		snprintf(c->stream_receipt, sizeof(c->stream_receipt), "%s", rc ? rc : "");
+		c->stream_bytes = 0;
+		c->stream_sum = 0;
+	} else if (ev == KEEL_STOMP_EV_BODY) {
+		c->stream_bytes += f->body_len;
+		for (size_t i = 0; i < f->body_len; i++)
+			c->stream_sum = c->stream_sum * 31 + f->body[i];
+	} else if (ev == KEEL_STOMP_EV_END) {
+		s->streams++;
+		s->last_stream_bytes = c->stream_bytes;
+		s->last_stream_sum = c->stream_sum;
+		srv_receipt_id(fc, c->stream_receipt);
 	}
-	size_t off = 0;
-	for (;;) {
-		keel_stomp_event_type ev;
-		keel_stomp_frame f;
-		ssize_t r = keel_stomp_parse(fc->parser, (const uint8_t *)buf->base + off,
-					     (size_t)nread - off, &ev, &f);
-		assert_true(r >= 0);
-		off += (size_t)r;
-		if (ev == KEEL_STOMP_EV_FRAME) {
-			srv_handle(fc, &f);
-		} else if (ev == KEEL_STOMP_EV_HEAD) {
-			const char *rc = fhdr(&f, "receipt");
-			snprintf(fc->stream_receipt, sizeof(fc->stream_receipt), "%s", rc ? rc : "");
-			fc->stream_bytes = 0;
-			fc->stream_sum = 0;
-		} else if (ev == KEEL_STOMP_EV_BODY) {
-			fc->stream_bytes += f.body_len;
-			for (size_t i = 0; i < f.body_len; i++)
-				fc->stream_sum = fc->stream_sum * 31 + f.body[i];
-		} else if (ev == KEEL_STOMP_EV_END) {
-			fc->srv->streams++;
-			fc->srv->last_stream_bytes = fc->stream_bytes;
-			fc->srv->last_stream_sum = fc->stream_sum;
-			srv_receipt_id(fc, fc->stream_receipt);
-		} else if (ev == KEEL_STOMP_EV_NONE && off == (size_t)nread) {
-			break;
-		}
-		if (fc->closing)
-			return;
-	}
-	if (fc->srv->paused)
-		uv_read_stop(st);
 }
 
-static void srv_on_connection(uv_stream_t *l, int status)
-{
-	struct fake_server *s = l->data;
-	assert_int_equal(status, 0);
-	struct fake_conn *fc = calloc(1, sizeof(*fc));
-	assert_non_null(fc);
-	fc->srv = s;
-	keel_stomp_limits lim;
-	keel_stomp_limits_default(&lim);
-	lim.stream_threshold = 64 * 1024;
-	assert_int_equal(keel_stomp_parser_create(&fc->parser, &lim), 0);
-	uv_tcp_init(s->loop, &fc->tcp);
-	fc->tcp.data = fc;
-	assert_int_equal(uv_accept(l, (uv_stream_t *)&fc->tcp), 0);
-	fc->next = s->conns;
-	s->conns = fc;
-	uv_read_start((uv_stream_t *)&fc->tcp, srv_alloc, srv_read);
-}
-
-static void srv_resume(struct fake_server *s)
-{
-	s->paused = false;
-	for (struct fake_conn *fc = s->conns; fc; fc = fc->next)
-		uv_read_start((uv_stream_t *)&fc->tcp, srv_alloc, srv_read);
-}
-
-static void fake_server_start(struct fake_server *s, uv_loop_t *loop)
-{
-	struct sockaddr_in sa;
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	s->loop = loop;
-	uv_tcp_init(loop, &s->listener);
-	s->listener.data = s;
-	uv_ip4_addr("127.0.0.1", 0, &sa);
-	assert_int_equal(uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0), 0);
-	assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 16, srv_on_connection), 0);
-	assert_int_equal(uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len), 0);
-	s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-static void fake_drop_all(struct fake_server *s)
-{
-	while (s->conns)
-		fake_conn_close(s->conns);
-}
-
-static void fake_server_stop(struct fake_server *s)
-{
-	fake_drop_all(s);
-	if (!uv_is_closing((uv_handle_t *)&s->listener))
-		uv_close((uv_handle_t *)&s->listener, NULL);
-}
+static const struct fake_server_ops srv_ops = {
+	.on_event = srv_event,
+	.conn_size = sizeof(struct test_conn),
+	.stream_threshold = 64 * 1024,
+};
 
 /* ---- users ------------------------------------------------------------------ */
 
@@ -290,7 +153,7 @@ struct tc {
 	uv_loop_t loop;
 	uv_timer_t guard;
 	bool guard_fired;
-	struct fake_server srv;
+	struct test_srv srv;
 	int64_t alloc_base;
 	char connector[64];
 	const char *connectors[1];
@@ -412,8 +275,8 @@ static int setup(void **state)
 	assert_int_equal(uv_loop_init(&t->loop), 0);
 	uv_timer_init(&t->loop, &t->guard);
 	t->guard.data = t;
-	fake_server_start(&t->srv, &t->loop);
-	snprintf(t->connector, sizeof(t->connector), "127.0.0.1:%d", t->srv.port);
+	fake_server_start(&t->srv.fs, &t->loop, &srv_ops, &t->srv);
+	snprintf(t->connector, sizeof(t->connector), "127.0.0.1:%d", t->srv.fs.port);
 	t->connectors[0] = t->connector;
 	t->opt = (keel_locator_options){
 		.connectors = t->connectors,
@@ -435,7 +298,7 @@ static int teardown(void **state)
 	struct tc *t = *state;
 	keel_locator_close(t->a.u);
 	keel_locator_close(t->b.u);
-	fake_server_stop(&t->srv);
+	fake_server_stop(&t->srv.fs);
 	uv_close((uv_handle_t *)&t->guard, NULL);
 	uv_run(&t->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&t->loop), 0);
@@ -581,7 +444,7 @@ static void test_reconnect_resubscribes(void **state)
 	assert_true(run_until(t, a_message, 5000));
 	assert_string_equal(t->a.msg_sub, "mine");
 	assert_int_equal(t->b.messages, 0);
-	fake_drop_all(&t->srv);
+	fake_drop_all(&t->srv.fs);
 	assert_true(run_until(t, a_reconnected, 5000));
 	assert_int_equal(t->a.disconnected, 1);
 	assert_int_equal(t->b.disconnected, 1);
@@ -620,14 +483,14 @@ static void test_send_file_backpressure(void **state)
 	open_user(t, &t->a);
 	open_user(t, &t->b);
 	assert_true(run_until(t, both_connected, 5000));
-	t->srv.paused = true;
+	t->srv.fs.paused = true;
 	assert_int_equal(keel_locator_send_file(t->a.u, "/queue/big", NULL, 0, fd, SIZE, 9), 0);
 	assert_false(keel_locator_writable(t->b.u));
 	assert_int_equal(keel_locator_send(t->b.u, "/queue/x", NULL, 0, "x", 1, 1), -EBUSY);
 	assert_int_equal(keel_locator_on_writable(t->b.u), 0);
 	assert_true(run_until(t, a_blocked, 5000));
 	assert_true(keel_locator_congested(t->a.u));
-	srv_resume(&t->srv);
+	fake_server_resume(&t->srv.fs);
 	assert_true(run_until(t, a_stream_done, 20000));
 	assert_int_equal(t->a.last_token, 9);
 	assert_int_equal(t->srv.last_stream_bytes, SIZE);
@@ -654,12 +517,12 @@ static void test_close_mid_stream(void **state)
 	open_user(t, &t->a);
 	open_user(t, &t->b);
 	assert_true(run_until(t, both_connected, 5000));
-	t->srv.paused = true;
+	t->srv.fs.paused = true;
 	assert_int_equal(keel_locator_send_file(t->a.u, "/queue/big", NULL, 0, fd, SIZE, 1), 0);
 	assert_true(run_until(t, a_blocked, 5000));
 	assert_int_equal(keel_locator_on_writable(t->b.u), 0);
 	close_user(&t->a);
-	srv_resume(&t->srv);
+	fake_server_resume(&t->srv.fs);
 	assert_true(run_until(t, b_writable, 20000));
 	assert_int_equal(keel_locator_send(t->b.u, "/queue/x", NULL, 0, "x", 1, 5), 0);
 	assert_true(run_until(t, b_receipt, 20000));
