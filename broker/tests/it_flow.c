@@ -25,7 +25,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "itutil.h"
 #include "keel/client.h"
 

@@ -23,13 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 
 /* The broker's events are written to this fd in the child. */
 #define IT_EVENTS_FD 3
 #define IT_MAX_ARGS 64
 #define IT_MAX_LINE (64 * 1024)
-/* <limits.h> would find broker/src/limits.h on the include path. */
+/* <limits.h> would find broker/util/limits.h on the include path. */
 #define IT_PATH_MAX 4096
 
 struct it_broker {

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "buf.h"
 
 static void append_consume_compact(void **state)

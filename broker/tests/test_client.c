@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "fakestomp.h"
 #include "keel/client.h"
 #include "stomp.h"

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "core.h"
 #include "limits.h"
 

@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "config.h"
 #include "core.h"
 #include "largemsg.h"

@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "core.h"
 #include "crc32c.h"
 #include "journal.h"

@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "fakestomp.h"
 #include "locator.h"
 #include "stomp.h"

@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "core.h"
 #include "lc.h"
 #include "mgmt.h"

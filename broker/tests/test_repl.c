@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "crc32c.h"
 #include "repl.h"
 

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "config.h"
 #include "security.h"
 

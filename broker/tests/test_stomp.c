@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "buf.h"
 #include "stomp.h"
 

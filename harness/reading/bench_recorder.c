@@ -8,7 +8,7 @@
  *   parse     the JSON parse of each line alone (CPU time);
  *   scan      the head scan of each line alone (kh_event_head_scan: seq,
  *             type, ts, mono_ns without a JSON tree; CPU time);
- *   recorder  (when built with KH_BENCH_RECORDER) kh_recorder_event() on a
+ *   recorder  kh_recorder_event() on a
  *             libuv loop, BATCH events per loop turn, the recorder's own
  *             commit per turn, each line's head scanned as the harness
  *             does when it reads a node's pipe (node.c; it parses a line
@@ -24,12 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checks.h"
-#ifdef KH_BENCH_RECORDER
 #include <uv.h>
 
+#include "checks.h"
 #include "recorder.h"
-#endif
 
 static const char *const nodes[] = { "live1", "backup1", "bridge1" };
 static const char *const types[] = { "producer.blocked", "producer.unblocked",
@@ -150,7 +148,6 @@ static void bench_parse(long n)
 	       n, (double)dc / 1e9, (double)n / ((double)dc / 1e9));
 }
 
-#ifdef KH_BENCH_RECORDER
 /* The head scan alone (what node.c does to every event line). */
 static void bench_scan(long n)
 {
@@ -248,7 +245,6 @@ static int bench_recorder(const char *path, long n, long batch)
 	       (double)dc / 1e9, batch, b.turns);
 	return 0;
 }
-#endif
 
 int main(int argc, char **argv)
 {
@@ -265,12 +261,8 @@ int main(int argc, char **argv)
 	if (bench_raw(argv[1], n, batch) < 0)
 		return 1;
 	bench_parse(n);
-#ifdef KH_BENCH_RECORDER
 	bench_scan(n);
 	if (bench_recorder(argv[1], n, batch) < 0)
 		return 1;
-#else
-	printf("recorder: not built (harness/src/recorder.c missing)\n");
-#endif
 	return 0;
 }

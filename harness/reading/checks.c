@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "reading.h"
 
 /* First value named `key` anywhere in `j` (depth first), or NULL. */

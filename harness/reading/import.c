@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "checks.h"
 #include "commands.h"
 #include "reading.h"

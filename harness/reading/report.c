@@ -13,7 +13,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "checks.h"
 #include "commands.h"
 #include "reading.h"

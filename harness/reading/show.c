@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "checks.h"
 #include "commands.h"
 #include "reading.h"

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 
 int kh__sqlerr(sqlite3 *db, const char *what)
 {

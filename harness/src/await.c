@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 
 static const struct {
 	const char *word;

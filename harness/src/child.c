@@ -33,8 +33,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "alloc.h"
-#include "client.h"
+#include "keel/alloc.h"
+#include "keel/client.h"
 #include "kh_limits.h"
 #include "lc.h"
 #include "lc_check.h"
@@ -48,7 +48,7 @@
 #include <uthash.h>
 
 /* keel-broker's exit status when a thread leaked at stop (leakcheck/README.md). */
-#define KH_NODE_EXIT_LEAKED 3
+#define KH_NODE_EXIT_LEAKED KEEL_EXIT_LEAKED
 
 /* What the scenario did with one message key. */
 typedef struct tally {

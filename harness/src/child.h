@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "keel/exit.h"
+
 typedef struct kh_child_opts {
 	const char *db_path;
 	int64_t scenario_id;    /* row written by the runner */
@@ -29,7 +31,7 @@ typedef struct kh_child_opts {
 
 /* The child's exit status when it leaked a thread, fd or child process of
  * its own (its leak report is the last block of its stdout). */
-#define KH_CHILD_EXIT_LEAKED 4
+#define KH_CHILD_EXIT_LEAKED KEEL_EXIT_CHILD_LEAKED
 
 /* Run it.  Returns the process exit code: 0 pass, 1 fail, 2 cannot run,
  * KH_CHILD_EXIT_LEAKED when it passed or failed but left a thread, fd or

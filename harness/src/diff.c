@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 
 static bool ends_with(const char *s, const char *suffix)
 {

@@ -1,6 +1,6 @@
 /*
  * kh_limits.h - every limit and default of keel-harness, each with its
- * reason (the broker's are in broker/src/limits.h).  Times in the scenario
+ * reason (the broker's are in broker/util/limits.h).  Times in the scenario
  * format are seconds (double); here they carry their unit in the name.
  */
 #ifndef KH_LIMITS_H

@@ -47,34 +47,6 @@ static int exec_node(int argc, char **argv)
 	return 127;
 }
 
-#ifndef KH_HAVE_SHOW
-int kh_cmd_show(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "keel-harness: show is not built yet\n");
-	return 2;
-}
-#endif
-#ifndef KH_HAVE_REPORT
-int kh_cmd_report(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "keel-harness: report is not built yet\n");
-	return 2;
-}
-#endif
-#ifndef KH_HAVE_IMPORT
-int kh_cmd_import(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "keel-harness: import is not built yet\n");
-	return 2;
-}
-#endif
-
 int main(int argc, char **argv)
 {
 	static const struct {

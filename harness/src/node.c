@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "kh_limits.h"
 
 enum { PIPE_OUT, PIPE_ERR, PIPE_EVENTS, PIPE__COUNT };

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "schema_sql.h"
 
 enum {

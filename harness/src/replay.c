@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "diff.h"
 #include "recorder.h"
 #include "runner.h"

@@ -27,15 +27,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "child.h"
 #include "kh_limits.h"
 #include "lc_check.h"
 #include "output.h"
 #include "scenario.h"
-#ifdef KH_HAVE_CHECKS
 #include "checks.h"
-#endif
 
 #define ADDR_SLOTS 250
 
@@ -454,7 +452,6 @@ static void decide(slot *sl)
 		snprintf(j->reason, sizeof(j->reason), "harness child exited with %" PRId64 "%s%s",
 			 sl->status, has_step ? " " : "", has_step ? step : "");
 	}
-#ifdef KH_HAVE_CHECKS
 	int errs = kh_checks_run(db, j->scenario_id);
 	if (errs < 0) {
 		fprintf(stderr, "keel-harness: checks of %s: %s\n", j->name, strerror(-errs));
@@ -467,7 +464,6 @@ static void decide(slot *sl)
 		snprintf(j->reason, sizeof(j->reason), "%d check(s) failed; first: %s", errs,
 			 first);
 	}
-#endif
 	kh_recorder_scenario_end(ex->o->rec, j->scenario_id, kh_now_ns(), j->outcome, j->reason);
 }
 

@@ -18,10 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "alloc.h"
-#include "config.h"
+#include "keel/alloc.h"
+#include "keel/config.h"
 #include "kh_limits.h"
-#include "yamlscan.h"
+#include "keel/yamlscan.h"
 
 /* ---- schema ------------------------------------------------------------ */
 

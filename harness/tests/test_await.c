@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "await.h"
 
 static json_t *ev(const char *text)

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "scenario.h"
 
 #define HEAD "nodes:\n  - name: n1\nsteps:\n"

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "scenario.h"
 
 /* Two nodes; the first step is on line 6. */

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "kv.h"
+#include "keel/kv.h"
 
 typedef struct keel_client keel_client;
 

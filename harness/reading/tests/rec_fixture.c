@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "checks.h"
 
 static void exec_ok(struct rec *r, const char *sql)

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "keel/alloc.h"
 #include "checks.h"
 #include "commands.h"
 #include "reading.h"

@@ -1,0 +1,262 @@
+/*
+ * limits.h - every limit of the broker and its codecs, in one place.
+ *
+ * Each limit says why it exists and why it has its value.  A frame or a
+ * configuration that exceeds one is refused with an error that names the
+ * limit; nothing here is a silent truncation.
+ */
+#ifndef KEEL_LIMITS_H
+#define KEEL_LIMITS_H
+
+/* Longest command line ("CONNECT", "SUBSCRIBE"...).  The longest STOMP
+ * command is 11 bytes; 32 leaves room and bounds garbage early. */
+#define KEEL_MAX_COMMAND_LEN 32
+
+/* Headers per frame.  Real clients send < 20; 128 bounds the per-frame
+ * header array while leaving room for generous user headers. */
+#define KEEL_MAX_HEADERS 128
+
+/* One header line (name + ':' + value, escaped form).  8 KiB matches common
+ * HTTP servers' per-line limit and bounds memory per partial frame. */
+#define KEEL_MAX_HEADER_LINE 8192
+
+/* All header lines of one frame together.  Bounds the memory a client can
+ * make the codec hold before a body starts. */
+#define KEEL_MAX_HEADERS_TOTAL (64 * 1024)
+
+/* Whole frame body held in memory.  Bodies above min-large-message-size are
+ * streamed to disk (issue: large messages); until then, and for bodies the
+ * broker buffers, this is the ceiling.  Configurable down, never up. */
+#define KEEL_MAX_FRAME_BODY (100 * 1024 * 1024)
+
+/* Subscriptions per connection: bounds the per-connection consumer table. */
+#define KEEL_MAX_SUBSCRIPTIONS 1024
+
+/* Open transactions per connection. */
+#define KEEL_MAX_TRANSACTIONS 64
+
+/* Operations (sends + acks) inside one transaction. */
+#define KEEL_MAX_TX_OPS 100000
+
+/* Longest destination / address / queue name. */
+#define KEEL_MAX_NAME_LEN 255
+
+/* Smallest heart-beat interval the broker agrees to (ms): below this the
+ * heart-beats alone would load the loop. */
+#define KEEL_MIN_HEARTBEAT_MS 100
+
+/* A peer is declared dead after this many missed heart-beat intervals
+ * (STOMP leaves the tolerance to the implementation). */
+#define KEEL_HEARTBEAT_GRACE_FACTOR 2
+
+/* Time a connection has to send CONNECT before it is closed (ms). */
+#define KEEL_CONNECT_TIMEOUT_MS 10000
+
+/* Pending output per connection before deliveries to it pause
+ * (writability high / low watermarks, bytes). */
+#define KEEL_WRITE_HIGH_WATERMARK (128 * 1024)
+#define KEEL_WRITE_LOW_WATERMARK (32 * 1024)
+
+/* Default consumer window when a SUBSCRIBE names none (bytes). */
+#define KEEL_DEFAULT_CONSUMER_WINDOW (1024 * 1024)
+
+/* Default maximum delivery attempts before dead-lettering. */
+#define KEEL_DEFAULT_MAX_DELIVERY_ATTEMPTS 10
+
+/* Connections the broker accepts at once: bounds fds and memory. */
+#define KEEL_MAX_CONNECTIONS 4096
+
+/* Bytes read from a socket at once: one buffer per connection, reused for
+ * every read (no allocation per read).  64 KiB matches the usual socket
+ * receive batch and keeps 4096 connections under 256 MiB. */
+#define KEEL_READ_BUFFER_SIZE (64 * 1024)
+
+/* Pending connections the kernel queues for accept (listen backlog). */
+#define KEEL_LISTEN_BACKLOG 511
+
+/* On a graceful stop, time connections get to flush their last frames
+ * (the "server shutting down" ERROR) before they are cut (ms): a peer
+ * that does not read must not hold the stop forever. */
+#define KEEL_STOP_FLUSH_TIMEOUT_MS 5000
+
+/* How often expired messages are scanned for (ms). */
+#define KEEL_EXPIRY_SCAN_MS 1000
+
+/* Size of the configuration file: a broker's config is a few KiB; 1 MiB
+ * bounds the memory a wrong path (a log, a core dump) can make us read. */
+#define KEEL_MAX_CONFIG_BYTES (1024 * 1024)
+
+/* Nesting of YAML mappings and lists in the configuration.  The schema is
+ * 5 levels deep (addresses[].queues[].key); 16 leaves room for a clear
+ * "unknown key" error instead of a "too deep" one, and bounds the scan. */
+#define KEEL_MAX_CONFIG_DEPTH 16
+
+/* The YAML key-path scanner's limits (KEEL_YAML_MAX_DEPTH,
+ * KEEL_YAML_PATH_MAX) are part of its public interface: they are in
+ * <keel/yamlscan.h>, which the harness uses too. */
+
+/* Largest body chunk the STOMP parser hands out for a streamed (large)
+ * frame: bounds what it holds per connection while streaming; 64 KiB makes
+ * per-chunk costs vanish next to copying the bytes. */
+#define KEEL_STOMP_MAX_CHUNK (64 * 1024)
+
+/* Message refs the core keeps for reuse instead of freeing (a free list):
+ * enough for a burst of in-flight deliveries without one malloc per
+ * message; 4096 refs are ~0.5 MiB at most. */
+#define KEEL_CORE_REF_CACHE 4096
+
+/* Body of a management request (a JSON object of arguments): real ones are
+ * a few hundred bytes; 64 KiB bounds what one request makes jansson parse. */
+#define KEEL_MGMT_MAX_REQUEST_BYTES (64 * 1024)
+
+/* Rows a management list returns: by default, and at most (`max-rows`).
+ * Bounds the size of one reply message; `total` says how many matched. */
+#define KEEL_MGMT_DEFAULT_MAX_ROWS 1000
+#define KEEL_MGMT_MAX_ROWS 100000
+
+/* ---- flow control and large messages ---------------------------------- */
+
+/* A BLOCKed address lets its producers go again once it holds less than
+ * this share of its limit (percent): hysteresis, so that a producer at the
+ * limit is not paused and resumed (and evented) once per message. */
+#define KEEL_FLOW_RESUME_PERCENT 90
+
+/* While a connection's reading is paused (BLOCK), how often the edge asks
+ * the kernel whether the peer has gone (TCP_INFO: CLOSE_WAIT), since no
+ * read will tell it (ms).  Bounds how long a dead blocked producer holds
+ * its session. */
+#define KEEL_PAUSED_PEER_CHECK_MS 200
+
+/* Default min-large-message-size: bodies from this size on are streamed
+ * to a file under <data-dir>/large-messages (as Artemis: 100 KiB). */
+#define KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE (100 * 1024)
+
+/* Smallest min-large-message-size accepted: below one parser chunk the
+ * per-file cost outweighs what streaming saves. */
+#define KEEL_MIN_LARGE_MESSAGE_SIZE_FLOOR 1024
+
+/* Largest body accepted as a (streamed) large message: bounds the disk a
+ * single SEND can fill. 64 GiB. */
+#define KEEL_MAX_LARGE_MESSAGE_SIZE (64ULL * 1024 * 1024 * 1024)
+
+/* A persistent large body's file is fsynced before its SEND is receipted;
+ * while it is being written, writeback of every this many bytes is started
+ * (sync_file_range) so that the disk works while the rest arrives and the
+ * final fsync only waits for the tail.  1 MiB: large enough for big disk
+ * requests, small enough to overlap well with a 64 KiB chunk stream. */
+#define KEEL_LARGE_WRITEBACK_BYTES (1024 * 1024)
+
+/* Large body files whose last close (which frees their blocks: several ms
+ * for a big fsynced file) waits for the background closer; when this many
+ * wait, the loop thread closes the next one itself. */
+#define KEEL_LARGE_CLOSE_QUEUE 256
+
+/* Large bodies being received are copied into buffers that the loop's
+ * threadpool writes to their files, so the page-cache copies run beside
+ * the loop: this many buffers of this size at most, process-wide (4 MiB of
+ * memory; a few ms of disk); when all are in flight, the loop writes in
+ * place.  256 KiB: a few dozen pool hand-offs per 10 MiB body. */
+#define KEEL_LARGE_WRITE_BUFFERS 16
+#define KEEL_LARGE_WRITE_BUFFER_SIZE (256 * 1024)
+
+/* Large SENDs of one connection whose files may be committing (fsync on
+ * the threadpool) at once while more arrive: past this, reading from the
+ * connection pauses.  4 keeps the disk busy across a few bodies, and
+ * bounds what a connection has in flight. */
+#define KEEL_SESSION_MAX_LARGE_COMMITS 4
+
+/* Output a session holds back while a large body streams to its client
+ * (receipts answering frames that arrive meanwhile): past this, reading
+ * from the connection pauses until the body is out.  64 KiB is a thousand
+ * receipts. */
+#define KEEL_SESSION_HELD_OUTPUT_MAX (64 * 1024)
+
+/* Smallest write watermarks accepted in the config: below a few frames
+ * every delivery would toggle writability. */
+#define KEEL_MIN_WRITE_WATERMARK 1024
+
+/* Journal segment size (journal-file-size): 10 MiB as Artemis; big enough
+ * that rolling over is rare, small enough that compaction moves little at
+ * a time.  Accepted range 64 KiB .. 1 GiB.  A record larger than a
+ * segment gets a segment of its own size. */
+#define KEEL_JOURNAL_DEFAULT_FILE_SIZE (10 * 1024 * 1024)
+#define KEEL_JOURNAL_MIN_FILE_SIZE (64 * 1024)
+#define KEEL_JOURNAL_MAX_FILE_SIZE (1024 * 1024 * 1024)
+
+/* Compaction starts above this many segment files (and only while less
+ * than half of the bytes are live): a small journal is left alone. */
+#define KEEL_JOURNAL_DEFAULT_COMPACT_MIN_FILES 4
+
+/* Largest record recovery accepts: a message of KEEL_MAX_FRAME_BODY plus
+ * KEEL_MAX_HEADERS_TOTAL of headers and slack.  A length field above it
+ * is corruption, never an allocation. */
+#define KEEL_JOURNAL_MAX_RECORD (KEEL_MAX_FRAME_BODY + KEEL_MAX_HEADERS_TOTAL + 4096)
+
+/* Segment files recovery reads at most (1 TiB of 10 MiB segments): bounds
+ * the directory scan. */
+#define KEEL_JOURNAL_MAX_SEGMENTS 100000
+
+/* After a failed journal write, time before the journal writes again (ms):
+ * a broken disk is not hammered in a loop. */
+#define KEEL_JOURNAL_RETRY_MS 200
+
+/* ---- bridges and the locator ------------------------------------------- */
+
+/* Connectors (host:port) one bridge / locator lists: a handful in practice;
+ * 16 bounds the registry key and the rotation. */
+#define KEEL_LOCATOR_MAX_CONNECTORS 16
+
+/* Messages a bridge holds at once (sent and waiting for their RECEIPT, or
+ * taken from the queue and not yet sent): its core consumer's credit
+ * (`confirmation-window`).  Default 16: enough to hide a round trip on a
+ * LAN; at most 1024 bounds what a broken link redelivers as duplicates. */
+#define KEEL_BRIDGE_DEFAULT_WINDOW 16
+#define KEEL_BRIDGE_MAX_WINDOW 1024
+
+/* Bridge reconnection defaults (as Artemis): retry-interval 2000 ms,
+ * multiplier 1.0, max-retry-interval 2000 ms, reconnect-attempts -1. */
+#define KEEL_BRIDGE_DEFAULT_RETRY_MS 2000
+#define KEEL_BRIDGE_MAX_RETRY_MS (24 * 3600 * 1000)
+
+/* Duplicate detection on the receiving side: ids (the `duplicate-detection`
+ * header) remembered per address, oldest forgotten first.  20000 as
+ * Artemis' id-cache-size: far more than any bridge window in flight. */
+#define KEEL_DUP_ID_CACHE_SIZE 20000
+/* Longest duplicate-detection id kept; a longer one is not checked. */
+#define KEEL_DUP_ID_MAX_LEN 255
+
+
+/* ---- replication (HA) ------------------------------------------------- */
+
+/* Actions one HA input can produce: the longest transition (handover)
+ * makes about a dozen; 32 leaves room and is asserted. */
+#define KEEL_HA_MAX_ACTIONS 32
+
+/* Largest replication message payload: a journal record (JOURNAL_OP) plus
+ * its framing.  A length field above it is refused before any buffering. */
+#define KEEL_REPL_MAX_PAYLOAD (KEEL_JOURNAL_MAX_RECORD + 64)
+
+/* Data bytes per FILE_CHUNK: the sync streams files in pieces of at most
+ * this, so a chunk in flight costs at most this much (Artemis: 32 KiB). */
+#define KEEL_REPL_MAX_CHUNK (64 * 1024)
+
+/* A replication link is writable below this much pending output (the
+ * snapshot and large-message files stream only while it is); the links
+ * carry bulk data, hence higher than a client connection's marks. */
+#define KEEL_REPL_WRITE_HIGH_WATERMARK (4u * 1024 * 1024)
+
+/* A live drops a backup whose unsent journal operations pass this (it
+ * syncs again): the op stream follows the producers, not the link, so a
+ * backup slower than they are would otherwise cost memory without bound. */
+#define KEEL_REPL_MAX_BEHIND (64u * 1024 * 1024)
+
+/* Strings in replication messages (user, password, file names): 255 as
+ * names elsewhere; reasons in REGISTER_REFUSED/GOODBYE up to 1 KiB. */
+#define KEEL_REPL_MAX_STR 255
+#define KEEL_REPL_MAX_TEXT 1024
+
+/* The identity file (hastore.c) is ~200 bytes; a larger one is refused
+ * as corrupt before parsing. */
+#define KEEL_HA_IDENTITY_MAX_BYTES 4096
+
+#endif
