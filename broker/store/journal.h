@@ -3,7 +3,7 @@
  *
  * Segment files of a fixed size in one directory hold records (addresses,
  * queues, persistent messages, their refs in queues, acks, transaction
- * markers), each with a length and a CRC32C; the format is in journal.c's
+ * markers), each with a length and a CRC32C; the format is in journal_int.h's
  * opening comment and broker/README.md.  The journal follows the core
  * through keel_core_store_ops: every change of durable state appends a
  * record.  A dedicated writer thread ("keel-journal", lc_thread_start,

@@ -1,0 +1,281 @@
+/*
+ * journal_int.h - the journal's insides, shared by the journal*.c files
+ * only (everything else uses journal.h): the on-disk format, the private
+ * types (segments, live-index entries, batches, struct keel_journal) and
+ * the journal__ functions one file lends another.
+ *
+ * The files: journal.c (the public entry points and the core's store
+ * hooks), journal_format.c (names, segment header, records laid out into
+ * the open batch, their CRC), journal_index.c (segments and the live
+ * index), journal_writer.c (the writer thread, group commit, the keel_sync
+ * tickets), journal_recovery.c (open: scan, torn tails, restore),
+ * journal_compact.c (compaction, reclaim, the replication tap and
+ * snapshot).
+ *
+ * Invariants: the loop lays out every record (segment and offset) as it
+ * appends, so file order is append order; a segment is only deleted when
+ * it is the oldest and holds no live record (every record that a deleted
+ * record could contradict is older, hence gone too); a batch's deletes run
+ * only after its writes are synced.  The writer thread touches only the
+ * batch it was handed and its own file descriptors; every other function
+ * here is for the loop thread.
+ *
+ * Format, version 1 (all integers little-endian):
+ *   segment file <dir>/keel-<id, 12 digits>.jnl, preallocated to its size:
+ *     header, 64 bytes: magic "KEELJRN\0", u32 version (1), u32 header size
+ *     (64), u64 segment id, u64 size, u64 message-id floor, u64 object-id
+ *     floor, u64 created (ms since the epoch), u32 reserved, u32 CRC32C of
+ *     the 60 bytes before it;
+ *     then records, back to back, then zeros up to the size.
+ *   record: u32 CRC32C of everything after it, u32 payload length, u8 type,
+ *     u8 flags (1 = inside a transaction), u16 reserved, u64 transaction id
+ *     (0 unless flag 1), payload.  A record inside a transaction counts only
+ *     if a TX_COMMIT with its id exists.
+ *   types: 1 ADDRESS_ADD {u64 id, u8 routing, u8 auto, u16 len, name}
+ *     2 ADDRESS_DEL {u64 id}  3 QUEUE_ADD {u64 id, u8 routing, u8 flags
+ *     (1 auto-created, 2 purge-on-no-consumers), i32 max-consumers, u16 len,
+ *     name, u16 len, address}  4 QUEUE_DEL {u64 id}  5 MESSAGE {u64 id,
+ *     i64 timestamp, i64 expires, u8 priority, u8 flags (1 large), u16 len,
+ *     address, u32 headers, {u32 len, name, u32 len, value}*, u64 body
+ *     length, body (absent when large)}  6 REF_ADD {u64 queue, u64 message}
+ *     7 REF_DEL {u64 queue, u64 message}  8 TX_PREPARE  9 TX_COMMIT
+ *     10 TX_ROLLBACK (no payload).
+ *   Replay is by identity, not by order: a thing is live when an add of it
+ *   counts and no delete of it does (compaction writes live records again
+ *   after later ones).
+ */
+#ifndef KEEL_JOURNAL_INT_H
+#define KEEL_JOURNAL_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lc.h>
+#include <uv.h>
+
+#include "keel/alloc.h"
+#include "journal.h"
+
+#define HASH_NONFATAL_OOM 1
+#define uthash_malloc(sz) keel_malloc(sz)
+#define uthash_free(ptr, sz) keel_free(ptr)
+#include <uthash.h>
+
+#define J_VERSION 1
+#define J_SEG_HDR 64
+#define J_REC_HDR 20
+#define J_MAGIC "KEELJRN"
+
+enum rec_type {
+	JR_ADDRESS_ADD = 1,
+	JR_ADDRESS_DEL,
+	JR_QUEUE_ADD,
+	JR_QUEUE_DEL,
+	JR_MESSAGE,
+	JR_REF_ADD,
+	JR_REF_DEL,
+	JR_TX_PREPARE,
+	JR_TX_COMMIT,
+	JR_TX_ROLLBACK,
+	JR_TYPE_MAX = JR_TX_ROLLBACK,
+};
+
+#define JR_FLAG_TX 1
+#define JQ_AUTO 1
+#define JQ_PURGE 2
+#define JM_LARGE 1
+
+/* ---- private types ----------------------------------------------------- */
+
+typedef struct jent jent;
+
+typedef struct jseg {
+	uint64_t id;
+	uint64_t size;        /* file capacity */
+	uint64_t used;        /* bytes laid out (header + records) */
+	uint64_t live_count;
+	uint64_t live_bytes;
+	jent *ents;           /* live records in this segment */
+	struct jseg *next;    /* oldest -> newest */
+} jseg;
+
+enum jkind { JK_ADDR = 1, JK_QUEUE, JK_MSG, JK_REF };
+
+/* A live record: what it is about, where its newest copy is. */
+struct jent {
+	UT_hash_handle hh;
+	uint64_t key[2];      /* ADDR/QUEUE/MSG: {id, 0}; REF: {queue, message} */
+	uint8_t kind;
+	jseg *seg;
+	uint32_t len;         /* record bytes, header included */
+	uint64_t seq;         /* append number of the record */
+	jent *snext, *sprev;  /* seg->ents */
+	void *obj;            /* keel_address*, keel_queue*, keel_msg* (a ref) */
+	uint32_t refs;        /* MSG: live refs */
+	jent *msg;            /* REF: its message */
+	jent *queue;          /* REF: its queue */
+	jent *qnext, *qprev;  /* REF: queue->qrefs */
+	jent *qrefs;          /* QUEUE: its refs */
+};
+
+enum op_kind { OP_CREATE = 1, OP_WRITE, OP_DELETE };
+
+typedef struct jop {
+	uint8_t kind;
+	uint64_t seg;
+	uint64_t off;         /* WRITE: file offset */
+	uint64_t size;        /* CREATE: capacity */
+	size_t buf_off;       /* CREATE (header), WRITE: bytes in the batch */
+	size_t len;
+} jop;
+
+typedef struct jbatch {
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+	jop *ops;
+	size_t nops;
+	size_t opcap;
+	uint64_t last_seq;    /* records up to this one are in it or before */
+	uint64_t *large;      /* ids of large messages first journaled in it */
+	size_t nlarge;
+	size_t largecap;
+} jbatch;
+
+struct keel_journal {
+	keel_core *core;
+	char *dir;
+	uint64_t file_size;
+	bool sync;
+	uint32_t compact_min;
+	keel_events *events;
+	keel_large_body *(*large_open)(void *ud, uint64_t msg_id, uint64_t size);
+	void *large_ud;
+
+	/* loop side */
+	jseg *segs;            /* oldest first */
+	jseg *segs_tail;
+	size_t seg_count;
+	jseg *active;          /* appends go here; NULL: roll first */
+	uint64_t last_seg_id;
+	jent *addrs, *queues, *msgs, *refs;
+	uint64_t next_oid;     /* address, queue and transaction ids */
+	uint64_t max_mid;
+	uint64_t appended;     /* records appended (tickets) */
+	uint64_t synced;       /* records durable */
+	uint64_t txid;         /* inside a commit: its id */
+	bool tx_prepared;
+	uint64_t used_total;
+	uint64_t live_total;
+	jbatch batch[2];
+	jbatch *open;
+	jbatch *spare;
+	keel_sync_waiter *waiters;
+	keel_sync sync_if;
+	keel_journal_stats st;
+	bool failing;          /* the last batch failed: retry after a pause */
+	bool compacting;       /* journal__ent_write is moving a record (not a new one) */
+	unsigned reclaim_hold; /* snapshots in progress: no segment is deleted */
+	keel_journal_tap_fn tap;
+	void *tap_ud;
+	keel_journal_fileop *tap_ops;
+	size_t tap_cap;
+	bool retry_due;
+	int oom;               /* -ENOMEM while appending: reported once */
+
+	uv_loop_t *loop;
+	uv_async_t async;
+	uv_prepare_t prepare;
+	uv_timer_t retry;
+	bool started;
+	bool stopped;
+
+	/* shared with the writer, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;       /* writer: work or stop */
+	pthread_cond_t done_cond;  /* loop (flush): a batch is done */
+	jbatch *w_batch;           /* handed to the writer */
+	jbatch *w_done;            /* finished, not yet seen by the loop */
+	int w_err;
+	char w_errmsg[256];
+	bool w_stop;
+	lc_thread *thread;
+
+	/* writer thread only */
+	int w_fd;
+	uint64_t w_fd_seg;
+	bool w_dirty;
+	int w_dirfd;
+};
+
+/* ---- journal_format.c: names, segment header, records (loop) ------------ */
+
+/* Segment file name of segment `id`; parse one back (false: not ours). */
+void journal__seg_name(char *out, size_t n, uint64_t id);
+bool journal__seg_name_parse(const char *name, uint64_t *id);
+
+/* The open batch's buffer and file operations. */
+jop *journal__batch_op(jbatch *b);
+void journal__batch_reset(jbatch *b);
+void journal__batch_free(jbatch *b);
+bool journal__batch_empty(const jbatch *b);
+
+/* Out of memory while appending: said once (log and error event). */
+void journal__note_oom(keel_journal *j);
+/* A payload-less or id-only record (deletes, tx markers). */
+int journal__append_ids(keel_journal *j, uint8_t type, uint64_t a, uint64_t b, int nids);
+/* (Re)write the record of a live entity, untagged when `untag`; the
+ * entity moves to the new copy.  0 or -ENOMEM. */
+int journal__ent_write(keel_journal *j, jent *e, bool untag);
+/* Is there a whole, valid record at buf[off..end)?  Returns its length. */
+uint32_t journal__rec_valid(const uint8_t *buf, uint64_t off, uint64_t end);
+
+/* ---- journal_index.c: segments and the live index (loop) ---------------- */
+
+jseg *journal__seg_new(keel_journal *j, uint64_t id, uint64_t size);
+void journal__ent_place(keel_journal *j, jent *e, jseg *s, uint32_t len, uint64_t seq);
+void journal__ent_unplace(keel_journal *j, jent *e);
+jent *journal__ent_find(keel_journal *j, uint8_t kind, uint64_t k0, uint64_t k1);
+jent *journal__ent_new(keel_journal *j, uint8_t kind, uint64_t k0, uint64_t k1);
+void journal__ent_free(keel_journal *j, jent *e);
+/* A ref dies: off its queue's list; its message dies with its last ref. */
+void journal__ref_kill(keel_journal *j, jent *r);
+void journal__ref_link(jent *r, jent *q, jent *m);
+/* Every entry and segment (open failure, free). */
+void journal__free_index(keel_journal *j);
+
+/* ---- journal_writer.c: the writer thread and group commit --------------- */
+
+/* The thread's body (lc_thread_start); writer thread. */
+void *journal__writer_main(void *arg);
+/* Hand the open batch to the (idle) writer. */
+void journal__submit(keel_journal *j);
+/* Take the writer's finished batch, if any.  Returns its status. */
+int journal__complete(keel_journal *j);
+/* Release waiters: done for synced tickets, failed (err) for tickets up to
+ * fail_upto. */
+void journal__release_waiters(keel_journal *j, int err, uint64_t fail_upto);
+/* The loop's handles (keel_journal_start). */
+void journal__on_async(uv_async_t *h);
+void journal__on_prepare(uv_prepare_t *h);
+/* Fill j->sync_if (keel_journal_open). */
+void journal__sync_init(keel_journal *j);
+
+/* ---- journal_recovery.c: open ------------------------------------------- */
+
+/* Read every segment of j->dir and rebuild the core and the live index. */
+int journal__load(keel_journal *j, char *err, size_t errlen);
+
+/* ---- journal_compact.c: compaction, reclaim, the tap -------------------- */
+
+/* Delete the oldest segments while they hold nothing live. */
+int journal__reclaim(keel_journal *j);
+/* Move the live records of the oldest segment to the end (then it is
+ * reclaimed).  `force`: whatever the ratio. */
+int journal__compact_step(keel_journal *j, bool force);
+/* Hand the batch's file operations to the tap (a replica mirrors them). */
+void journal__tap_batch(keel_journal *j, const jbatch *b);
+
+#endif

@@ -1,0 +1,741 @@
+/*
+ * journal_recovery.c - open: read every segment of the directory, cut torn
+ * tails (journal.truncated), refuse corruption and unknown versions, and
+ * rebuild the core and the live index from what counts (by identity, not
+ * by order; records of a transaction only with its TX_COMMIT).
+ *
+ * Owns the replay tables, freed before it returns.  Runs once, inside
+ * keel_journal_open, before the writer thread exists.  Loop thread.
+ */
+#include "journal_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "bytes.h"
+#include "crc32c.h"
+#include "limits.h"
+#include "log.h"
+
+/* A bounds-checked reader: any overrun sets `bad` and reads zeros. */
+typedef struct rd {
+	const uint8_t *p;
+	size_t left;
+	bool bad;
+} rd;
+
+static const uint8_t *rtake(rd *r, size_t n)
+{
+	static const uint8_t zeros[8];
+	if (r->bad || r->left < n) {
+		r->bad = true;
+		return n <= sizeof(zeros) ? zeros : NULL;
+	}
+	const uint8_t *p = r->p;
+	r->p += n;
+	r->left -= n;
+	return p;
+}
+
+static uint8_t r8(rd *r)
+{
+	return *rtake(r, 1);
+}
+
+static uint16_t r16(rd *r)
+{
+	return keel_get_le16(rtake(r, 2));
+}
+
+static uint32_t r32(rd *r)
+{
+	return keel_get_le32(rtake(r, 4));
+}
+
+static uint64_t r64(rd *r)
+{
+	return keel_get_le64(rtake(r, 8));
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+typedef struct robj {
+	UT_hash_handle hh;
+	uint64_t key[2];
+	bool added;
+	uint64_t add_tx;     /* 0 once an untagged copy was seen */
+	bool deleted;
+	uint64_t del_tx;
+	jseg *seg;           /* newest add copy */
+	uint32_t len;
+	uint8_t routing;
+	uint8_t flags;
+	int32_t max_consumers;
+	char *name;
+	char *address;
+	uint8_t *payload;    /* MESSAGE: newest copy */
+	size_t plen;
+	keel_msg *msg;       /* built on restore */
+	bool skipped;
+} robj;
+
+typedef struct rtx {
+	UT_hash_handle hh;
+	uint64_t id;
+	int state;           /* 1 committed, 2 rolled back */
+} rtx;
+
+typedef struct replay {
+	robj *addrs, *queues, *msgs, *refs;
+	rtx *txs;
+	uint64_t max_mid;
+	uint64_t max_oid;
+	uint64_t records;
+} replay;
+
+static robj *robj_get(robj **t, uint64_t k0, uint64_t k1)
+{
+	uint64_t key[2] = { k0, k1 };
+	robj *o = NULL;
+	HASH_FIND(hh, *t, key, sizeof(key), o);
+	if (o)
+		return o;
+	o = keel_calloc(1, sizeof(*o));
+	if (o == NULL)
+		return NULL;
+	o->key[0] = k0;
+	o->key[1] = k1;
+	HASH_ADD(hh, *t, key, sizeof(o->key), o);
+	if (o->hh.tbl == NULL) {
+		keel_free(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void robj_add(robj *o, uint64_t tx, jseg *s, uint32_t len)
+{
+	if (!o->added || tx == 0)
+		o->add_tx = tx;
+	o->added = true;
+	o->seg = s;
+	o->len = len;
+}
+
+static void robj_del(robj *o, uint64_t tx)
+{
+	if (!o->deleted || tx == 0)
+		o->del_tx = tx;
+	o->deleted = true;
+}
+
+static bool tx_ok(const replay *rp, uint64_t tx)
+{
+	if (tx == 0)
+		return true;
+	rtx *t = NULL;
+	HASH_FIND(hh, rp->txs, &tx, sizeof(tx), t);
+	return t && t->state == 1;
+}
+
+static bool robj_live(const replay *rp, const robj *o)
+{
+	return o && o->added && tx_ok(rp, o->add_tx) && !(o->deleted && tx_ok(rp, o->del_tx));
+}
+
+static char *rstr(rd *r, size_t n)
+{
+	const uint8_t *p = rtake(r, n);
+	if (r->bad || p == NULL)
+		return NULL;
+	return keel_strndup((const char *)p, n);
+}
+
+/* Apply one valid record.  -EBADMSG when its payload does not parse. */
+static int replay_record(replay *rp, jseg *s, const uint8_t *rec, uint32_t len)
+{
+	uint8_t type = rec[8];
+	uint64_t tx = (rec[9] & JR_FLAG_TX) ? keel_get_le64(rec + 12) : 0;
+	rd r = { .p = rec + J_REC_HDR, .left = len - J_REC_HDR };
+	robj *o;
+	uint64_t a, b;
+	if (tx > rp->max_oid)
+		rp->max_oid = tx;
+	switch (type) {
+	case JR_ADDRESS_ADD: {
+		a = r64(&r);
+		uint8_t routing = r8(&r), aut = r8(&r);
+		uint16_t n = r16(&r);
+		char *name = rstr(&r, n);
+		if (r.bad || r.left || name == NULL) {
+			keel_free(name);
+			return r.bad || r.left ? -EBADMSG : -ENOMEM;
+		}
+		if ((o = robj_get(&rp->addrs, a, 0)) == NULL) {
+			keel_free(name);
+			return -ENOMEM;
+		}
+		keel_free(o->name);
+		o->name = name;
+		o->routing |= routing;
+		o->flags = aut;
+		robj_add(o, tx, s, len);
+		if (a > rp->max_oid)
+			rp->max_oid = a;
+		break;
+	}
+	case JR_QUEUE_ADD: {
+		a = r64(&r);
+		uint8_t routing = r8(&r), flags = r8(&r);
+		int32_t maxc = (int32_t)r32(&r);
+		uint16_t n = r16(&r);
+		char *name = rstr(&r, n);
+		uint16_t an = r16(&r);
+		char *addr = rstr(&r, an);
+		if (r.bad || r.left || name == NULL || addr == NULL) {
+			keel_free(name);
+			keel_free(addr);
+			return r.bad || r.left ? -EBADMSG : -ENOMEM;
+		}
+		if ((o = robj_get(&rp->queues, a, 0)) == NULL) {
+			keel_free(name);
+			keel_free(addr);
+			return -ENOMEM;
+		}
+		keel_free(o->name);
+		keel_free(o->address);
+		o->name = name;
+		o->address = addr;
+		o->routing = routing;
+		o->flags = flags;
+		o->max_consumers = maxc;
+		robj_add(o, tx, s, len);
+		if (a > rp->max_oid)
+			rp->max_oid = a;
+		break;
+	}
+	case JR_ADDRESS_DEL:
+	case JR_QUEUE_DEL:
+		a = r64(&r);
+		if (r.bad || r.left)
+			return -EBADMSG;
+		o = robj_get(type == JR_ADDRESS_DEL ? &rp->addrs : &rp->queues, a, 0);
+		if (o == NULL)
+			return -ENOMEM;
+		robj_del(o, tx);
+		break;
+	case JR_MESSAGE: {
+		a = r64(&r);
+		if (r.bad || a == 0)
+			return -EBADMSG;
+		if ((o = robj_get(&rp->msgs, a, 0)) == NULL)
+			return -ENOMEM;
+		uint8_t *copy = keel_malloc(len - J_REC_HDR + 1);
+		if (copy == NULL)
+			return -ENOMEM;
+		memcpy(copy, rec + J_REC_HDR, len - J_REC_HDR);
+		keel_free(o->payload);
+		o->payload = copy;
+		o->plen = len - J_REC_HDR;
+		robj_add(o, tx, s, len);
+		if (a > rp->max_mid)
+			rp->max_mid = a;
+		break;
+	}
+	case JR_REF_ADD:
+	case JR_REF_DEL:
+		a = r64(&r);
+		b = r64(&r);
+		if (r.bad || r.left)
+			return -EBADMSG;
+		if ((o = robj_get(&rp->refs, a, b)) == NULL)
+			return -ENOMEM;
+		if (type == JR_REF_ADD)
+			robj_add(o, tx, s, len);
+		else
+			robj_del(o, tx);
+		break;
+	case JR_TX_PREPARE:
+		break;
+	case JR_TX_COMMIT:
+	case JR_TX_ROLLBACK: {
+		if (tx == 0)
+			return -EBADMSG;
+		rtx *t = NULL;
+		HASH_FIND(hh, rp->txs, &tx, sizeof(tx), t);
+		if (t == NULL) {
+			t = keel_calloc(1, sizeof(*t));
+			if (t == NULL)
+				return -ENOMEM;
+			t->id = tx;
+			HASH_ADD(hh, rp->txs, id, sizeof(t->id), t);
+			if (t->hh.tbl == NULL) {
+				keel_free(t);
+				return -ENOMEM;
+			}
+		}
+		if (t->state != 1)
+			t->state = type == JR_TX_COMMIT ? 1 : 2;
+		break;
+	}
+	default:
+		return -EBADMSG;
+	}
+	rp->records++;
+	return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int read_file(int dirfd, const char *name, uint8_t **out, uint64_t *size)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = 0;
+	uint8_t *buf = NULL;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	buf = keel_malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t k = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = k < 0 ? -errno : -EIO;
+			goto out;
+		}
+		got += (size_t)k;
+	}
+	*out = buf;
+	*size = (uint64_t)st.st_size;
+	buf = NULL;
+out:
+	keel_free(buf);
+	close(fd);
+	return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void report_truncated(keel_journal *j, const char *name, uint64_t off, uint64_t bytes)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", j->dir, name);
+	keel_log_warn("journal: torn tail in %s at offset %" PRIu64 " (%" PRIu64
+		      " bytes discarded)", path, off, bytes);
+	if (j->events)
+		keel_events_emit(j->events, "journal.truncated", "{s:s, s:I, s:I}", "file", path,
+				 "offset", (json_int_t)off, "bytes", (json_int_t)bytes);
+	j->st.truncated++;
+}
+
+/* Scan one segment file into the replay.  Torn tails are cut (the file is
+ * truncated at the bad record); a bad record followed by a valid one is
+ * corruption (-EBADMSG, err names file and offset). */
+static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t id,
+			replay *rp, char *err, size_t errlen)
+{
+	uint8_t *buf = NULL;
+	uint64_t size = 0;
+	int rc = read_file(dirfd, name, &buf, &size);
+	if (rc) {
+		snprintf(err, errlen, "journal %s/%s: %s", j->dir, name, strerror(-rc));
+		return rc;
+	}
+	if (size < J_SEG_HDR || memcmp(buf, J_MAGIC, 8) != 0 ||
+	    keel_get_le32(buf + 60) != keel_crc32c(0, buf, 60) || keel_get_le64(buf + 16) != id) {
+		/* a segment whose creation did not complete: nothing in it counts */
+		if (size >= J_SEG_HDR && memcmp(buf, J_MAGIC, 8) == 0 &&
+		    keel_get_le32(buf + 60) == keel_crc32c(0, buf, 60) && keel_get_le32(buf + 8) != J_VERSION) {
+			snprintf(err, errlen,
+				 "journal %s/%s: format version %u, this broker reads version %u",
+				 j->dir, name, keel_get_le32(buf + 8), J_VERSION);
+			keel_free(buf);
+			return -EPROTONOSUPPORT;
+		}
+		report_truncated(j, name, 0, size);
+		unlinkat(dirfd, name, 0);
+		keel_free(buf);
+		return 0;
+	}
+	if (keel_get_le32(buf + 8) != J_VERSION) {
+		snprintf(err, errlen, "journal %s/%s: format version %u, this broker reads version %u",
+			 j->dir, name, keel_get_le32(buf + 8), J_VERSION);
+		keel_free(buf);
+		return -EPROTONOSUPPORT;
+	}
+	uint64_t floor_mid = keel_get_le64(buf + 32), floor_oid = keel_get_le64(buf + 40);
+	if (floor_mid > rp->max_mid)
+		rp->max_mid = floor_mid;
+	if (floor_oid > rp->max_oid)
+		rp->max_oid = floor_oid;
+	jseg *s = journal__seg_new(j, id, size);
+	if (s == NULL) {
+		keel_free(buf);
+		return -ENOMEM;
+	}
+	uint64_t off = J_SEG_HDR;
+	while (off < size) {
+		if (size - off >= J_REC_HDR && all_zero(buf + off, J_REC_HDR))
+			break; /* end of the records */
+		uint32_t len = journal__rec_valid(buf, off, size);
+		if (len == 0) {
+			/* corrupt in the middle, or a torn tail? */
+			uint64_t plen = size - off >= J_REC_HDR ? keel_get_le32(buf + off + 4) : 0;
+			uint64_t next = off + J_REC_HDR + plen;
+			if (size - off >= J_REC_HDR && plen <= KEEL_JOURNAL_MAX_RECORD &&
+			    journal__rec_valid(buf, next, size)) {
+				snprintf(err, errlen,
+					 "journal %s/%s: corrupt record at offset %" PRIu64
+					 " (followed by valid records); refusing to start",
+					 j->dir, name, off);
+				keel_free(buf);
+				return -EBADMSG;
+			}
+			/* discarded: up to the last non-zero byte */
+			uint64_t nz = size;
+			while (nz > off && buf[nz - 1] == 0)
+				nz--;
+			uint64_t bytes = nz - off;
+			int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+			if (fd < 0 || ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0) {
+				rc = -errno;
+				snprintf(err, errlen, "journal %s/%s: cannot truncate at %" PRIu64
+					 ": %s", j->dir, name, off, strerror(errno));
+				if (fd >= 0)
+					close(fd);
+				keel_free(buf);
+				return rc;
+			}
+			close(fd);
+			report_truncated(j, name, off, bytes);
+			break;
+		}
+		rc = replay_record(rp, s, buf + off, len);
+		if (rc == -EBADMSG) {
+			snprintf(err, errlen,
+				 "journal %s/%s: record at offset %" PRIu64 " does not parse; refusing to start",
+				 j->dir, name, off);
+			keel_free(buf);
+			return rc;
+		}
+		if (rc) {
+			snprintf(err, errlen, "journal: out of memory");
+			keel_free(buf);
+			return rc;
+		}
+		off += len;
+	}
+	s->used = off;
+	j->used_total += off;
+	keel_free(buf);
+	return 0;
+}
+
+/* Decode a MESSAGE payload into a message of the core. */
+static keel_msg *msg_decode(keel_journal *j, robj *o)
+{
+	rd r = { .p = o->payload, .left = o->plen };
+	uint64_t mid = r64(&r);
+	int64_t ts = (int64_t)r64(&r), exp = (int64_t)r64(&r);
+	uint8_t prio = r8(&r), flags = r8(&r);
+	uint16_t an = r16(&r);
+	const uint8_t *addr = rtake(&r, an);
+	uint32_t hc = r32(&r);
+	if (r.bad || hc > KEEL_MAX_HEADERS * 4 || addr == NULL)
+		return NULL;
+	char *address = keel_strndup((const char *)addr, an);
+	keel_kv *kv = hc ? keel_calloc(hc, sizeof(*kv)) : NULL;
+	keel_msg *m = NULL;
+	keel_large_body *lb = NULL;
+	if (address == NULL || (hc && kv == NULL))
+		goto out;
+	for (uint32_t i = 0; i < hc; i++) {
+		uint32_t n = r32(&r);
+		const uint8_t *name = rtake(&r, n);
+		uint32_t v = r32(&r);
+		const uint8_t *val = rtake(&r, v);
+		if (r.bad || name == NULL || val == NULL)
+			goto out;
+		kv[i] = (keel_kv){ (const char *)name, n, (const char *)val, v };
+	}
+	uint64_t blen = r64(&r);
+	keel_msg_init init = {
+		.address = address, .headers = kv, .header_count = hc,
+		.expires_ms = exp, .priority = prio, .persistent = true,
+	};
+	if (flags & JM_LARGE) {
+		if (r.bad || r.left || j->large_open == NULL)
+			goto out;
+		lb = j->large_open(j->large_ud, mid, blen);
+		if (lb == NULL)
+			goto out;
+		init.large = lb;
+	} else {
+		const uint8_t *body = rtake(&r, (size_t)blen);
+		if (r.bad || r.left || (blen && body == NULL))
+			goto out;
+		init.body = body;
+		init.body_len = (size_t)blen;
+	}
+	/* header strings must be NUL-terminated for the core's copy: it
+	 * copies by length, so borrowed slices are fine */
+	m = keel_msg_restore(j->core, &init, mid, ts);
+out:
+	keel_large_body_unref(lb);
+	keel_free(kv);
+	keel_free(address);
+	return m;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+	const robj *x = *(robj *const *)a, *y = *(robj *const *)b;
+	if (x->key[0] != y->key[0])
+		return x->key[0] < y->key[0] ? -1 : 1;
+	return x->key[1] < y->key[1] ? -1 : x->key[1] > y->key[1];
+}
+
+static int cmp_obj(const void *a, const void *b)
+{
+	const robj *x = *(robj *const *)a, *y = *(robj *const *)b;
+	return x->key[0] < y->key[0] ? -1 : x->key[0] > y->key[0];
+}
+
+/* Live objects of a table, sorted by key. */
+static robj **live_sorted(const replay *rp, robj *t, size_t *n_out,
+			  int (*cmp)(const void *, const void *))
+{
+	size_t n = 0, cap = HASH_COUNT(t);
+	robj **v = keel_malloc((cap ? cap : 1) * sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	robj *o, *tmp;
+	HASH_ITER(hh, t, o, tmp)
+		if (robj_live(rp, o))
+			v[n++] = o;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp);
+	*n_out = n;
+	return v;
+}
+
+/* Rebuild the core from the replay and the live index from what was
+ * restored. */
+static int restore(keel_journal *j, replay *rp, char *err, size_t errlen)
+{
+	keel_core *core = j->core;
+	size_t nq = 0, na = 0, nr = 0;
+	int rc = -ENOMEM;
+	robj **qs = live_sorted(rp, rp->queues, &nq, cmp_obj);
+	robj **as = live_sorted(rp, rp->addrs, &na, cmp_obj);
+	robj **rs = live_sorted(rp, rp->refs, &nr, cmp_ref);
+	if (qs == NULL || as == NULL || rs == NULL)
+		goto out;
+	/* queues first: they bring their (auto-created) addresses */
+	for (size_t i = 0; i < nq; i++) {
+		robj *o = qs[i];
+		keel_queue *q = keel_queue_find(core, o->name);
+		if (q == NULL) {
+			keel_queue_options qo = {
+				.name = o->name,
+				.address = o->address,
+				.routing = (keel_routing)o->routing,
+				.durable = true,
+				.auto_created = (o->flags & JQ_AUTO) != 0,
+				.max_consumers = o->max_consumers,
+				.purge_on_no_consumers = (o->flags & JQ_PURGE) != 0,
+			};
+			rc = keel_queue_create(core, &qo, &q);
+			if (rc) {
+				snprintf(err, errlen, "journal: cannot restore queue '%s': %s",
+					 o->name, strerror(-rc));
+				goto out;
+			}
+		}
+		if (!keel_queue_persisted(q) || keel_queue_store_id(q)) {
+			o->skipped = true; /* the config made it non-durable */
+			continue;
+		}
+		jent *e = journal__ent_new(j, JK_QUEUE, o->key[0], 0);
+		if (e == NULL)
+			goto out_nomem;
+		e->obj = q;
+		keel_queue_set_store_id(q, o->key[0]);
+		journal__ent_place(j, e, o->seg, o->len, 0);
+		j->st.queues++;
+	}
+	for (size_t i = 0; i < na; i++) {
+		robj *o = as[i];
+		keel_address *a = keel_address_find(core, o->name);
+		unsigned routing = o->routing & (KEEL_ANYCAST | KEEL_MULTICAST);
+		rc = keel_address_create(core, o->name, routing ? routing : KEEL_ANYCAST, true, &a);
+		if (rc) {
+			snprintf(err, errlen, "journal: cannot restore address '%s': %s", o->name,
+				 strerror(-rc));
+			goto out;
+		}
+		if (keel_address_store_id(a))
+			continue;
+		jent *e = journal__ent_new(j, JK_ADDR, o->key[0], 0);
+		if (e == NULL)
+			goto out_nomem;
+		e->obj = a;
+		keel_address_set_store_id(a, o->key[0]);
+		journal__ent_place(j, e, o->seg, o->len, 0);
+		j->st.addresses++;
+	}
+	/* messages, in id order per queue */
+	for (size_t i = 0; i < nr; i++) {
+		robj *ro = rs[i];
+		jent *qe = journal__ent_find(j, JK_QUEUE, ro->key[0], 0);
+		robj *mo = NULL;
+		uint64_t mk[2] = { ro->key[1], 0 };
+		HASH_FIND(hh, rp->msgs, mk, sizeof(mk), mo);
+		if (qe == NULL || mo == NULL || !mo->added || !tx_ok(rp, mo->add_tx) || mo->skipped)
+			continue;
+		jent *me = journal__ent_find(j, JK_MSG, mo->key[0], 0);
+		if (me == NULL) {
+			keel_msg *m = msg_decode(j, mo);
+			if (m == NULL) {
+				mo->skipped = true;
+				j->st.large_skipped++;
+				keel_log_warn("journal: message %" PRIu64 " not restored", mo->key[0]);
+				continue;
+			}
+			me = journal__ent_new(j, JK_MSG, mo->key[0], 0);
+			if (me == NULL) {
+				keel_msg_unref(m);
+				goto out_nomem;
+			}
+			me->obj = m;
+			journal__ent_place(j, me, mo->seg, mo->len, 0);
+			j->st.messages++;
+		}
+		jent *re = journal__ent_new(j, JK_REF, ro->key[0], ro->key[1]);
+		if (re == NULL)
+			goto out_nomem;
+		journal__ref_link(re, qe, me);
+		journal__ent_place(j, re, ro->seg, ro->len, 0);
+		rc = keel_core_restore_message(core, qe->obj, me->obj);
+		if (rc)
+			goto out_nomem;
+	}
+	j->max_mid = rp->max_mid;
+	j->next_oid = rp->max_oid;
+	keel_core_reserve_msg_ids(core, rp->max_mid);
+	rc = 0;
+	goto out;
+
+out_nomem:
+	rc = -ENOMEM;
+	snprintf(err, errlen, "journal: out of memory while restoring");
+out:
+	keel_free(qs);
+	keel_free(as);
+	keel_free(rs);
+	return rc;
+}
+
+static void replay_free(replay *rp)
+{
+	robj *tables[4] = { rp->addrs, rp->queues, rp->msgs, rp->refs };
+	for (int t = 0; t < 4; t++) {
+		robj *o, *tmp;
+		HASH_ITER(hh, tables[t], o, tmp) {
+			HASH_DELETE(hh, tables[t], o);
+			keel_free(o->name);
+			keel_free(o->address);
+			keel_free(o->payload);
+			keel_free(o);
+		}
+	}
+	rtx *t, *ttmp;
+	HASH_ITER(hh, rp->txs, t, ttmp) {
+		HASH_DELETE(hh, rp->txs, t);
+		keel_free(t);
+	}
+}
+
+int journal__load(keel_journal *j, char *err, size_t errlen)
+{
+	replay rp = { 0 };
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	DIR *d = opendir(j->dir);
+	if (d == NULL) {
+		rc = -errno;
+		snprintf(err, errlen, "journal %s: %s", j->dir, strerror(errno));
+		return rc;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t id;
+		if (!journal__seg_name_parse(de->d_name, &id))
+			continue;
+		if (n == KEEL_JOURNAL_MAX_SEGMENTS) {
+			rc = -E2BIG;
+			snprintf(err, errlen, "journal %s: more than %d segment files", j->dir,
+				 KEEL_JOURNAL_MAX_SEGMENTS);
+			goto out;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			uint64_t *v = keel_realloc(ids, cap * sizeof(*v));
+			if (v == NULL) {
+				rc = -ENOMEM;
+				snprintf(err, errlen, "journal: out of memory");
+				goto out;
+			}
+			ids = v;
+		}
+		ids[n++] = id;
+	}
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		char name[64];
+		journal__seg_name(name, sizeof(name), ids[i]);
+		rc = scan_segment(j, dirfd(d), name, ids[i], &rp, err, errlen);
+		if (rc)
+			goto out;
+		if (ids[i] > j->last_seg_id)
+			j->last_seg_id = ids[i];
+	}
+	j->st.records = rp.records;
+	rc = restore(j, &rp, err, errlen);
+out:
+	closedir(d);
+	keel_free(ids);
+	replay_free(&rp);
+	return rc;
+}

@@ -1,0 +1,400 @@
+/*
+ * journal_writer.c - group commit: the writer thread ("keel-journal")
+ * writes and fdatasyncs each batch it is handed, while the loop gathers
+ * the next; the loop takes finished batches back (uv_async), releases the
+ * keel_sync waiters (receipts) whose tickets are durable, and after a
+ * failure rewrites what was not synced, to a new segment, after a pause.
+ *
+ * Owns the writer thread's file descriptors and the waiter list.  At most
+ * one batch is with the writer at a time (w_batch / w_done, under mu).
+ */
+#include "journal_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fiu-local.h>
+
+#include "limits.h"
+#include "log.h"
+
+/* ---- the writer thread ------------------------------------------------- */
+
+static int w_errno(const char *point, int dflt)
+{
+	(void)point;
+	void *info = fiu_failinfo();
+	int e = info ? (int)(intptr_t)info : dflt;
+	return e > 0 ? e : dflt;
+}
+
+static int w_sync_fd(keel_journal *j, int fd)
+{
+	if (!j->sync)
+		return 0;
+	if (fiu_fail("journal/sync")) {
+		errno = w_errno("journal/sync", EIO);
+		return -errno;
+	}
+	return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int w_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+	if (fiu_fail("journal/write"))
+		return -w_errno("journal/write", EIO);
+	while (n > 0) {
+		ssize_t k = pwrite(fd, p, n, (off_t)off);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += k;
+		n -= (size_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+/* Make `seg` the open file (syncing the one before: a batch that spans
+ * segments makes the older one durable first, so only the newest segment
+ * can ever have a torn tail). */
+static int w_switch(keel_journal *j, uint64_t seg, bool create, uint64_t size)
+{
+	char name[64];
+	int rc;
+	if (j->w_fd >= 0 && j->w_fd_seg == seg && !create)
+		return 0;
+	if (j->w_fd >= 0) {
+		if (j->w_dirty) {
+			rc = w_sync_fd(j, j->w_fd);
+			if (rc)
+				return rc;
+			j->w_dirty = false;
+		}
+		close(j->w_fd);
+		j->w_fd = -1;
+	}
+	journal__seg_name(name, sizeof(name), seg);
+	int fd = openat(j->w_dirfd, name, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0),
+			0644);
+	if (fd < 0)
+		return -errno;
+	if (create) {
+		if (fiu_fail("journal/create")) {
+			rc = -w_errno("journal/create", ENOSPC);
+			goto out_close;
+		}
+		rc = posix_fallocate(fd, 0, (off_t)size);
+		if (rc == EOPNOTSUPP || rc == EINVAL)
+			rc = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
+		if (rc) {
+			rc = -rc;
+			goto out_close;
+		}
+	}
+	j->w_fd = fd;
+	j->w_fd_seg = seg;
+	return 0;
+
+out_close:
+	close(fd);
+	unlinkat(j->w_dirfd, name, 0);
+	return rc;
+}
+
+static int w_exec(keel_journal *j, jbatch *b)
+{
+	bool dir_dirty = false;
+	int rc = 0;
+	size_t i;
+	const jop *op = NULL;
+	for (i = 0; i < b->nops && rc == 0; i++) {
+		op = &b->ops[i];
+		if (op->kind == OP_DELETE)
+			continue;
+		rc = w_switch(j, op->seg, op->kind == OP_CREATE, op->size);
+		if (rc)
+			break;
+		rc = w_pwrite(j->w_fd, b->buf + op->buf_off, op->len,
+			      op->kind == OP_CREATE ? 0 : op->off);
+		j->w_dirty = true;
+		dir_dirty |= op->kind == OP_CREATE;
+	}
+	if (rc == 0 && j->w_fd >= 0 && j->w_dirty) {
+		op = NULL;
+		rc = w_sync_fd(j, j->w_fd);
+		if (rc == 0)
+			j->w_dirty = false;
+	}
+	if (rc == 0 && dir_dirty && j->sync && fsync(j->w_dirfd) < 0)
+		rc = -errno;
+	if (rc) {
+		char name[64];
+		journal__seg_name(name, sizeof(name), op ? op->seg : j->w_fd_seg);
+		snprintf(j->w_errmsg, sizeof(j->w_errmsg), "journal: %s of %s/%s failed: %s",
+			 op ? "write" : "sync", j->dir, name, strerror(-rc));
+		/* what is on disk past the last sync is unknown: never write
+		 * into that file again (the loop rolls over) */
+		if (j->w_fd >= 0) {
+			close(j->w_fd);
+			j->w_fd = -1;
+		}
+		j->w_dirty = false;
+		return rc;
+	}
+	/* deletes: after the writes that made their segments dead are durable */
+	bool deleted = false;
+	for (i = 0; i < b->nops; i++) {
+		op = &b->ops[i];
+		if (op->kind != OP_DELETE)
+			continue;
+		char name[64];
+		journal__seg_name(name, sizeof(name), op->seg);
+		if (j->w_fd >= 0 && j->w_fd_seg == op->seg) {
+			close(j->w_fd);
+			j->w_fd = -1;
+		}
+		if (unlinkat(j->w_dirfd, name, 0) < 0 && errno != ENOENT)
+			keel_log_warn("journal: cannot delete %s: %s", name, strerror(errno));
+		deleted = true;
+	}
+	if (deleted && j->sync)
+		(void)fsync(j->w_dirfd);
+	return 0;
+}
+
+void *journal__writer_main(void *arg)
+{
+	keel_journal *j = arg;
+	pthread_mutex_lock(&j->mu);
+	for (;;) {
+		while (j->w_batch == NULL && !j->w_stop)
+			pthread_cond_wait(&j->cond, &j->mu);
+		if (j->w_batch == NULL)
+			break;
+		jbatch *b = j->w_batch;
+		pthread_mutex_unlock(&j->mu);
+		int rc = w_exec(j, b);
+		pthread_mutex_lock(&j->mu);
+		j->w_batch = NULL;
+		j->w_done = b;
+		j->w_err = rc;
+		pthread_cond_broadcast(&j->done_cond);
+		uv_async_send(&j->async);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/* ---- batches to the writer and back (loop) ------------------------------ */
+
+static void on_retry(uv_timer_t *h);
+
+static bool writer_idle(keel_journal *j)
+{
+	pthread_mutex_lock(&j->mu);
+	bool idle = j->w_batch == NULL && j->w_done == NULL;
+	pthread_mutex_unlock(&j->mu);
+	return idle;
+}
+
+void journal__submit(keel_journal *j)
+{
+	assert(j->started && !journal__batch_empty(j->open));
+	jbatch *b = j->open;
+	if (b->last_seq == 0)
+		b->last_seq = j->appended;
+	if (j->tap)
+		journal__tap_batch(j, b);
+	j->open = j->spare;
+	j->spare = NULL;
+	journal__batch_reset(j->open);
+	pthread_mutex_lock(&j->mu);
+	assert(j->w_batch == NULL && j->w_done == NULL);
+	j->w_batch = b;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* Release waiters: done for synced tickets, failed (err) for tickets up to
+ * fail_upto. */
+void journal__release_waiters(keel_journal *j, int err, uint64_t fail_upto)
+{
+	keel_sync_waiter *list = j->waiters;
+	j->waiters = NULL;
+	while (list) {
+		keel_sync_waiter *w = list;
+		list = w->next;
+		if (list)
+			list->prev = NULL;
+		w->next = w->prev = NULL;
+		int status = 1;
+		if (w->ticket <= j->synced)
+			status = 0;
+		else if (err && w->ticket <= fail_upto)
+			status = err;
+		if (status == 1) {
+			/* still waiting: back on the list */
+			w->next = j->waiters;
+			if (j->waiters)
+				j->waiters->prev = w;
+			j->waiters = w;
+			continue;
+		}
+		w->linked = false;
+		w->done(w, j->synced, status);
+	}
+}
+
+/* A batch failed: everything appended since the last sync is suspect.
+ * Its waiters (and the open batch's) fail; the records that are still
+ * live are written again, to a new segment, after a pause. */
+static void on_failure(keel_journal *j, int err, const char *msg)
+{
+	uint64_t fail_upto = j->appended;
+	j->st.write_errors++;
+	if (!j->failing) {
+		keel_log_error("%s", msg);
+		if (j->events)
+			keel_events_emit(j->events, "error", "{s:s, s:s}", "message", msg, "cause",
+					 strerror(-err));
+	}
+	j->failing = true;
+	/* the open batch lays out records after the failed ones: drop it */
+	journal__batch_reset(j->open);
+	j->active = NULL;
+	journal__release_waiters(j, err, fail_upto);
+	jent *tables[4] = { j->addrs, j->queues, j->msgs, j->refs };
+	for (int t = 0; t < 4; t++) {
+		jent *e, *tmp;
+		HASH_ITER(hh, tables[t], e, tmp)
+			if (e->seq > j->synced)
+				journal__ent_write(j, e, true);
+	}
+	j->retry_due = false;
+	if (j->started && !j->stopped)
+		uv_timer_start(&j->retry, on_retry, KEEL_JOURNAL_RETRY_MS, 0);
+}
+
+/* Take the writer's finished batch, if any.  Returns its status. */
+int journal__complete(keel_journal *j)
+{
+	pthread_mutex_lock(&j->mu);
+	jbatch *b = j->w_done;
+	int err = j->w_err;
+	char msg[sizeof(j->w_errmsg)];
+	memcpy(msg, j->w_errmsg, sizeof(msg));
+	j->w_done = NULL;
+	pthread_mutex_unlock(&j->mu);
+	if (b == NULL)
+		return 0;
+	j->st.batches++;
+	uint64_t last = b->last_seq;
+	journal__batch_reset(b);
+	assert(j->spare == NULL);
+	j->spare = b;
+	if (err) {
+		on_failure(j, err, msg);
+		return err;
+	}
+	if (last > j->synced)
+		j->synced = last;
+	if (j->failing) {
+		keel_log_info("journal: writing again");
+		j->failing = false;
+	}
+	journal__release_waiters(j, 0, 0);
+	return 0;
+}
+
+static void maybe_submit(keel_journal *j);
+
+static void on_retry(uv_timer_t *h)
+{
+	keel_journal *j = h->data;
+	j->retry_due = true;
+	maybe_submit(j);
+}
+
+static void maybe_submit(keel_journal *j)
+{
+	if (!j->started || j->stopped)
+		return;
+	if (j->failing && !j->retry_due)
+		return;
+	if (!writer_idle(j))
+		return;
+	journal__compact_step(j, false);
+	journal__reclaim(j);
+	if (!journal__batch_empty(j->open))
+		journal__submit(j);
+}
+
+void journal__on_async(uv_async_t *h)
+{
+	keel_journal *j = h->data;
+	journal__complete(j);
+	maybe_submit(j);
+}
+
+void journal__on_prepare(uv_prepare_t *h)
+{
+	maybe_submit(h->data);
+}
+
+/* ---- keel_sync ----------------------------------------------------------- */
+
+static uint64_t s_ticket(void *ud)
+{
+	return ((keel_journal *)ud)->appended;
+}
+
+static uint64_t s_synced(void *ud)
+{
+	return ((keel_journal *)ud)->synced;
+}
+
+static void s_wait(void *ud, keel_sync_waiter *w)
+{
+	keel_journal *j = ud;
+	assert(!w->linked && w->done);
+	w->linked = true;
+	w->prev = NULL;
+	w->next = j->waiters;
+	if (j->waiters)
+		j->waiters->prev = w;
+	j->waiters = w;
+}
+
+static void s_cancel(void *ud, keel_sync_waiter *w)
+{
+	keel_journal *j = ud;
+	if (!w->linked)
+		return;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		j->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	w->next = w->prev = NULL;
+	w->linked = false;
+}
+
+void journal__sync_init(keel_journal *j)
+{
+	j->sync_if = (keel_sync){ .ticket = s_ticket, .synced = s_synced, .wait = s_wait,
+				  .cancel = s_cancel, .ud = j };
+}
+
+const keel_sync *keel_journal_sync(keel_journal *j)
+{
+	return &j->sync_if;
+}
