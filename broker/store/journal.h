@@ -56,6 +56,7 @@ typedef struct keel_journal_stats {
 	uint64_t records;      /* valid records read by open */
 	uint64_t segments;     /* segment files now */
 	uint64_t truncated;    /* torn tails cut by open */
+	uint64_t read_bytes;   /* bytes of segment files read by open */
 	uint64_t large_skipped;
 	uint64_t used_bytes;   /* bytes in segments (headers + records) */
 	uint64_t live_bytes;   /* of live records */

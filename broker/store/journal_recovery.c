@@ -10,6 +10,7 @@
 #include "journal_int.h"
 
 #include <dirent.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -302,41 +303,72 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
-static int read_file(int dirfd, const char *name, uint8_t **out, uint64_t *size)
+/* A segment read as far as recovery needs it: a preallocated segment is
+ * mostly zeros past its records, so the scan reads in pieces and stops at
+ * the end of the records.  Start-up (and a backup's activation) then costs
+ * in proportion to the live data, not to journal-file-size.  Only the
+ * rare paths that must look past a bad record read the whole file. */
+typedef struct segread {
+	int fd;
+	uint8_t *buf;        /* [0, have) of the file */
+	uint64_t have;
+	uint64_t size;       /* the file's size */
+} segread;
+
+static int segread_open(segread *r, int dirfd, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	*r = (segread){ .fd = -1 };
+	r->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0)
 		return -errno;
 	struct stat st;
-	int rc = 0;
-	uint8_t *buf = NULL;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out;
+	if (fstat(r->fd, &st) < 0) {
+		int rc = -errno;
+		close(r->fd);
+		r->fd = -1;
+		return rc;
 	}
-	buf = keel_malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t k = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+	r->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static void segread_close(segread *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	keel_free(r->buf);
+	*r = (segread){ .fd = -1 };
+}
+
+/* Make [0, min(want, size)) readable in r->buf: 0, -ENOMEM, -EIO or
+ * -errno.  Reads at least KEEL_JOURNAL_READ_CHUNK more at a time. */
+static int segread_ensure(keel_journal *j, segread *r, uint64_t want)
+{
+	if (want > r->size)
+		want = r->size;
+	if (want <= r->have)
+		return 0;
+	uint64_t target = r->have + KEEL_JOURNAL_READ_CHUNK;
+	if (target < want)
+		target = want;
+	if (target > r->size)
+		target = r->size;
+	uint8_t *nb = keel_realloc(r->buf, (size_t)target + 1);
+	if (nb == NULL)
+		return -ENOMEM;
+	r->buf = nb;
+	while (r->have < target) {
+		ssize_t k = pread(r->fd, r->buf + r->have, (size_t)(target - r->have),
+				  (off_t)r->have);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0) {
-			rc = k < 0 ? -errno : -EIO;
-			goto out;
-		}
-		got += (size_t)k;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		r->have += (uint64_t)k;
+		j->st.read_bytes += (uint64_t)k;
 	}
-	*out = buf;
-	*size = (uint64_t)st.st_size;
-	buf = NULL;
-out:
-	keel_free(buf);
-	close(fd);
-	return rc;
+	assert(r->have >= want);
+	return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -363,13 +395,17 @@ static void report_truncated(keel_journal *j, const char *name, uint64_t off, ui
 static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t id,
 			replay *rp, char *err, size_t errlen)
 {
-	uint8_t *buf = NULL;
-	uint64_t size = 0;
-	int rc = read_file(dirfd, name, &buf, &size);
+	segread sr;
+	int rc = segread_open(&sr, dirfd, name);
+	if (rc == 0)
+		rc = segread_ensure(j, &sr, J_SEG_HDR);
 	if (rc) {
 		snprintf(err, errlen, "journal %s/%s: %s", j->dir, name, strerror(-rc));
+		segread_close(&sr);
 		return rc;
 	}
+	const uint64_t size = sr.size;
+	uint8_t *buf = sr.buf;
 	if (size < J_SEG_HDR || memcmp(buf, J_MAGIC, 8) != 0 ||
 	    keel_get_le32(buf + 60) != keel_crc32c(0, buf, 60) || keel_get_le64(buf + 16) != id) {
 		/* a segment whose creation did not complete: nothing in it counts */
@@ -378,18 +414,18 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 			snprintf(err, errlen,
 				 "journal %s/%s: format version %u, this broker reads version %u",
 				 j->dir, name, keel_get_le32(buf + 8), J_VERSION);
-			keel_free(buf);
+			segread_close(&sr);
 			return -EPROTONOSUPPORT;
 		}
 		report_truncated(j, name, 0, size);
 		unlinkat(dirfd, name, 0);
-		keel_free(buf);
+		segread_close(&sr);
 		return 0;
 	}
 	if (keel_get_le32(buf + 8) != J_VERSION) {
 		snprintf(err, errlen, "journal %s/%s: format version %u, this broker reads version %u",
 			 j->dir, name, keel_get_le32(buf + 8), J_VERSION);
-		keel_free(buf);
+		segread_close(&sr);
 		return -EPROTONOSUPPORT;
 	}
 	uint64_t floor_mid = keel_get_le64(buf + 32), floor_oid = keel_get_le64(buf + 40);
@@ -399,15 +435,38 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 		rp->max_oid = floor_oid;
 	jseg *s = journal__seg_new(j, id, size);
 	if (s == NULL) {
-		keel_free(buf);
+		segread_close(&sr);
 		return -ENOMEM;
 	}
 	uint64_t off = J_SEG_HDR;
 	while (off < size) {
+		/* the record's header, then (bounded) its payload */
+		rc = segread_ensure(j, &sr, off + J_REC_HDR);
+		if (rc == 0 && sr.have - off >= J_REC_HDR) {
+			uint64_t plen = keel_get_le32(sr.buf + off + 4);
+			if (plen > KEEL_JOURNAL_MAX_RECORD)
+				plen = 0;
+			rc = segread_ensure(j, &sr, off + J_REC_HDR + plen);
+		}
+		if (rc) {
+			snprintf(err, errlen, "journal %s/%s: %s", j->dir, name, strerror(-rc));
+			segread_close(&sr);
+			return rc;
+		}
+		buf = sr.buf;
 		if (size - off >= J_REC_HDR && all_zero(buf + off, J_REC_HDR))
 			break; /* end of the records */
-		uint32_t len = journal__rec_valid(buf, off, size);
+		uint32_t len = journal__rec_valid(buf, off, sr.have);
 		if (len == 0) {
+			/* the rare paths below look past this record: read it all */
+			rc = segread_ensure(j, &sr, size);
+			if (rc) {
+				snprintf(err, errlen, "journal %s/%s: %s", j->dir, name,
+					 strerror(-rc));
+				segread_close(&sr);
+				return rc;
+			}
+			buf = sr.buf;
 			/* corrupt in the middle, or a torn tail? */
 			uint64_t plen = size - off >= J_REC_HDR ? keel_get_le32(buf + off + 4) : 0;
 			uint64_t next = off + J_REC_HDR + plen;
@@ -417,7 +476,7 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 					 "journal %s/%s: corrupt record at offset %" PRIu64
 					 " (followed by valid records); refusing to start",
 					 j->dir, name, off);
-				keel_free(buf);
+				segread_close(&sr);
 				return -EBADMSG;
 			}
 			/* discarded: up to the last non-zero byte */
@@ -432,7 +491,7 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 					 ": %s", j->dir, name, off, strerror(errno));
 				if (fd >= 0)
 					close(fd);
-				keel_free(buf);
+				segread_close(&sr);
 				return rc;
 			}
 			close(fd);
@@ -444,19 +503,19 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 			snprintf(err, errlen,
 				 "journal %s/%s: record at offset %" PRIu64 " does not parse; refusing to start",
 				 j->dir, name, off);
-			keel_free(buf);
+			segread_close(&sr);
 			return rc;
 		}
 		if (rc) {
 			snprintf(err, errlen, "journal: out of memory");
-			keel_free(buf);
+			segread_close(&sr);
 			return rc;
 		}
 		off += len;
 	}
 	s->used = off;
 	j->used_total += off;
-	keel_free(buf);
+	segread_close(&sr);
 	return 0;
 }
 

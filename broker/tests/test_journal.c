@@ -32,6 +32,7 @@
 #include "core.h"
 #include "crc32c.h"
 #include "journal.h"
+#include "limits.h"
 #include "log.h"
 
 /* ---- fixture ----------------------------------------------------------- */
@@ -246,6 +247,34 @@ static void crc32c_known_values(void **state)
 }
 
 /* ---- round trips --------------------------------------------------------- */
+
+/* Recovery reads a segment as far as its records go, not its preallocated
+ * size: opening a journal with a few records in a 64 MiB segment reads
+ * about a read chunk, not 64 MiB (issue "HA safety" defect 4: a backup's
+ * activation read the whole 10 MiB segment). */
+static void open_reads_in_proportion_to_records(void **state)
+{
+	fx *f = *state;
+	env *e = &f->e;
+	keel_journal_options o = default_opts(subdir(f, "j"));
+	o.file_size = 64 * 1024 * 1024;
+	assert_int_equal(env_open(e, o.dir, &o, NULL, 0), 0);
+	mkqueue(e, "orders", KEEL_ANYCAST, true);
+	for (int i = 0; i < 10; i++)
+		send_to(e, "orders", "abc", true, NULL);
+	assert_int_equal(keel_journal_flush(e->j), 0);
+	env_close(e);
+
+	assert_int_equal(env_open(e, o.dir, &o, NULL, 0), 0);
+	keel_journal_stats st;
+	keel_journal_get_stats(e->j, &st);
+	assert_int_equal(st.messages, 10);
+	assert_int_equal(st.truncated, 0);
+	assert_true(st.read_bytes > 0);
+	assert_true(st.read_bytes <= 2 * KEEL_JOURNAL_READ_CHUNK);
+	assert_int_equal(pending(e, "orders"), 10);
+	env_close(e);
+}
 
 static void messages_survive_restart(void **state)
 {
@@ -821,6 +850,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(crc32c_known_values),
 		cmocka_unit_test_setup_teardown(messages_survive_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(open_reads_in_proportion_to_records, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(deletes_and_multicast_survive_restart, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(transactions_are_atomic, setup, teardown),

@@ -196,6 +196,11 @@
  * the directory scan. */
 #define KEEL_JOURNAL_MAX_SEGMENTS 100000
 
+/* Recovery reads a segment in pieces of at least this much and stops at
+ * the end of its records: start-up and failover cost in proportion to the
+ * live data, not to journal-file-size (up to 1 GiB, preallocated). */
+#define KEEL_JOURNAL_READ_CHUNK (256 * 1024)
+
 /* After a failed journal write, time before the journal writes again (ms):
  * a broken disk is not hammered in a loop. */
 #define KEEL_JOURNAL_RETRY_MS 200

@@ -8,7 +8,9 @@
 # with a deadline; every broker started is killed at exit.
 #
 #   1. failover: kill -9 of the primary -> the backup's `state LIVE`
-#      (20 fresh pairs, 1000 x 1 KiB persistent in the journal each)
+#      (20 fresh pairs, 1000 x 1 KiB persistent in the journal each), with
+#      the default journal-file-size (10 MiB) and with 1 GiB (failover-1g):
+#      activation must cost in proportion to the data, not to the segments
 #   2. failback with 10k x 1 KiB persistent in the journal: primary
 #      respawned -> ex-backup failback.done, and -> backup.announced
 #      (5 kill/rejoin cycles on one pair)
@@ -20,7 +22,7 @@
 #      100 and every 1, 200000 messages; flowbench sync, 5000), median of 3
 #      fresh brokers/pairs each, the two kinds interleaved
 # Knobs: KEEL_BUILD_DIR (build-bench), KEEL_BENCH_NO_BUILD, KEEL_BENCH_ONLY
-# (subset of: failover failback sync throughput), KEEL_HA_FAILOVER_RUNS (20),
+# (subset of: failover failover-1g failback sync throughput), KEEL_HA_FAILOVER_RUNS (20),
 # KEEL_HA_FAILBACK_RUNS (5), KEEL_HA_SYNC_RUNS (3), KEEL_HA_TP_RUNS (3),
 # KEEL_HA_TP_COUNT (200000),
 # KEEL_BENCH_SYNC_COUNT (5000).  Exit status 1 if a part failed (the
@@ -75,7 +77,7 @@ rc=0
 # In the background and waited for, so that a signal reaches the traps at once.
 python3 ci/bench/ha_bench.py --broker "$BUILD/broker/keel-broker" \
   --keelctl "$BUILD/broker/keelctl" --flowbench "$BENCH" --dir "$tmp" --pids-file "$PIDS" \
-  --only "${KEEL_BENCH_ONLY:-failover failback sync throughput}" \
+  --only "${KEEL_BENCH_ONLY:-failover failover-1g failback sync throughput}" \
   --failover-runs "${KEEL_HA_FAILOVER_RUNS:-20}" --failback-runs "${KEEL_HA_FAILBACK_RUNS:-5}" \
   --sync-runs "${KEEL_HA_SYNC_RUNS:-3}" --tp-runs "${KEEL_HA_TP_RUNS:-3}" \
   --tp-count "${KEEL_HA_TP_COUNT:-200000}" \

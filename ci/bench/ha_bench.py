@@ -78,7 +78,7 @@ def pick_ports(n):
 class Node:
     """One keel-broker: its config, data directory, events file, process."""
 
-    def __init__(self, name, stomp_port, ha=None):
+    def __init__(self, name, stomp_port, ha=None, journal_file_size=None):
         self.name = name
         self.port = stomp_port
         self.dir = os.path.join(A.dir, name)
@@ -92,6 +92,8 @@ class Node:
         self.ev = []      # every event read so far, in order
         os.makedirs(self.dir, exist_ok=True)
         with open(self.cfg, "w") as f:
+            if journal_file_size:
+                f.write("journal-file-size: %s\n" % journal_file_size)
             if ha:
                 f.write("ha:\n")
                 for k, v in ha.items():
@@ -204,17 +206,17 @@ def ha_conf(role, listen, peer):
             "failback-wait": 30000}
 
 
-def make_pair(tag):
+def make_pair(tag, journal_file_size=None):
     """A fresh primary/backup pair (not started) on the bench's ports."""
     sp, sb, rp, rb = A.ports
-    prim = Node("%s-primary" % tag, sp, ha_conf("primary", rp, rb))
-    back = Node("%s-backup" % tag, sb, ha_conf("backup", rb, rp))
+    prim = Node("%s-primary" % tag, sp, ha_conf("primary", rp, rb), journal_file_size)
+    back = Node("%s-backup" % tag, sb, ha_conf("backup", rb, rp), journal_file_size)
     return prim, back
 
 
-def start_pair(tag):
+def start_pair(tag, journal_file_size=None):
     """Start primary (wait LIVE), then backup (wait backup.announced)."""
-    prim, back = make_pair(tag)
+    prim, back = make_pair(tag, journal_file_size)
     prim.start()
     prim.wait("state", 15, state="LIVE")
     back.start()
@@ -290,12 +292,15 @@ def row(figure, value):
     log("  -> %s: %s" % (figure, value))
 
 
-def bench_failover():
+def bench_failover(size=None):
+    """size: journal-file-size (None: the default, 10 MiB).  Activation must
+    cost in proportion to the live data, not to the segments' size."""
+    label = "" if size is None else ", journal-file-size %s" % size
     log("== 1. failover: kill -9 of the primary -> backup LIVE (%d runs, %d x 1 KiB "
-        "persistent in the journal) ==" % (A.failover_runs, A.failover_msgs))
+        "persistent in the journal%s) ==" % (A.failover_runs, A.failover_msgs, label))
     tot, detect, load = [], [], []
     for i in range(A.failover_runs):
-        prim, back = start_pair("fo%02d" % i)
+        prim, back = start_pair("fo%02d" % i, size)
         try:
             fill(prim.port, "/queue/ha.fo", A.failover_msgs, 1024, 100)
             m = back.mark()
@@ -313,7 +318,7 @@ def bench_failover():
                 "journal.loaded %.1f ms)" % (i + 1, tot[-1], detect[-1], load[-1]))
         finally:
             stop_all(prim, back)
-    row("failover, kill -9 -> backup LIVE (ms)", mmm(tot))
+    row("failover%s, kill -9 -> backup LIVE (ms)" % label, mmm(tot))
     row("  of which kill -> failover event (ms)", mmm(detect))
     row("  of which failover -> journal.loaded (ms)", mmm(load))
     # After a closed link the backup first reconnects to check the live is
@@ -474,7 +479,7 @@ def main():
     ap.add_argument("--flowbench", default="")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--pids-file", required=True)
-    ap.add_argument("--only", default="failover failback sync throughput")
+    ap.add_argument("--only", default="failover failover-1g failback sync throughput")
     ap.add_argument("--failover-runs", type=int, default=20)
     ap.add_argument("--failover-msgs", type=int, default=1000)
     ap.add_argument("--failback-runs", type=int, default=5)
@@ -492,6 +497,7 @@ def main():
         A.ports = pick_ports(4)   # STOMP primary, STOMP backup, repl primary, repl backup
         log("ports: STOMP %d/%d, replication %d/%d; data under %s" % (*A.ports, A.dir))
         section("failover", bench_failover)
+        section("failover-1g", bench_failover, "1GiB")
         section("failback", bench_failback)
         section("sync", bench_sync, "large messages (1 MiB files)", A.large_count, 1 << 20, 10)
         section("sync", bench_sync, "journal segments (4 KiB messages)",
