@@ -176,6 +176,7 @@ static void act_send(keel_replman *m, const keel_ha_action *a)
 static void on_deactivated(void *arg)
 {
 	keel_replman *m = arg;
+	assert(m->paused); /* done runs once, after RESTART_AS_BACKUP paused us */
 	m->paused = false;
 	replman__drive(m);
 }
@@ -219,6 +220,7 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 
 static void act_timer(keel_replman *m, const keel_ha_action *a, bool start)
 {
+	assert((unsigned)a->timer < KEEL_HA_TIMER_COUNT);
 	uv_timer_t *t = &m->timers[a->timer];
 	if (start)
 		uv_timer_start(t, on_timer, a->ms, 0);
@@ -230,6 +232,8 @@ static void run_action(keel_replman *m, const keel_ha_action *a)
 {
 	char err[256] = "";
 	int rc;
+	/* RESTART_AS_BACKUP: no further action until the host's done */
+	assert(!m->paused);
 	keel_log_debug("ha action %s", keel_ha_action_name(a->type));
 	switch (a->type) {
 	case KEEL_HA_ACT_CONNECT_TO_PEER:
@@ -366,6 +370,8 @@ void replman__drive(keel_replman *m)
 		keel_ha_input in = p->in;
 		keel_free(p);
 		in.now_ms = now_ms(m);
+		/* never re-entered: every action of the last input is done */
+		assert(m->pending_next == m->pending_acts.n);
 		keel_ha_feed(&m->ha, &in, &m->pending_acts);
 		keel_ha_check(&m->ha);
 		m->pending_next = 0;

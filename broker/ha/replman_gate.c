@@ -39,6 +39,7 @@ static uint64_t g_synced(void *ud)
 
 static void gate_unlink(keel_replman *m, keel_sync_waiter *w)
 {
+	assert(w->linked);
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -71,6 +72,8 @@ static void on_gate_jw(keel_sync_waiter *w, uint64_t synced, int status)
  * armed for the highest ticket still waiting on the local sync. */
 void replman__gate_check(keel_replman *m)
 {
+	/* receipts wait for an ack only from HOLD to STOP_REPLICATION */
+	assert(m->need_acks || m->gate_waiters == NULL);
 	uint64_t s = j_synced(m);
 	uint64_t upto = m->need_acks && m->acked < s ? m->acked : s;
 	uint64_t high = 0;

@@ -44,6 +44,7 @@ void replman__sitem_free(sitem *it)
 
 void replman__q_push(sitem **head, sitem **tail, sitem *it)
 {
+	assert((*head == NULL) == (*tail == NULL));
 	it->next = NULL;
 	if (*tail)
 		(*tail)->next = it;
@@ -146,6 +147,7 @@ static uint32_t file_id_of(const char *name)
 static int file_chunk(rlink *l, sitem *it)
 {
 	keel_replman *m = l->m;
+	assert(it->is_file && it->off <= it->end);
 	uint64_t left = it->end - it->off;
 	size_t n = left > KEEL_REPL_MAX_CHUNK ? KEEL_REPL_MAX_CHUNK : (size_t)left;
 	int rc = keel_buf_reserve(&m->scratch, n + 8);
@@ -192,6 +194,8 @@ static void on_link_closed_handle(uv_handle_t *h)
 {
 	rlink *l = h->data;
 	keel_replman *m = l->m;
+	/* freed only here; libuv ran every write callback (ECANCELED) first */
+	assert(l->handle_closed && l->inflight == 0);
 	for (rlink **pp = &m->links; *pp; pp = &(*pp)->next)
 		if (*pp == l) {
 			*pp = l->next;
@@ -249,6 +253,7 @@ static void on_write(uv_write_t *req, int status)
 {
 	wreq *w = req->data;
 	rlink *l = w->l;
+	assert(l->inflight >= keel_buf_size(&w->buf));
 	l->inflight -= keel_buf_size(&w->buf);
 	keel_buf_free(&w->buf);
 	keel_free(w);
@@ -269,6 +274,7 @@ static void on_write(uv_write_t *req, int status)
 void replman__link_pump(rlink *l)
 {
 	keel_replman *m = l->m;
+	assert(!l->closing || l->forgotten); /* closing: only after CLOSE_LINK */
 	if (l->handle_closed || !l->connected)
 		return;
 	for (;;) {
@@ -370,6 +376,8 @@ static bool creds_ok(keel_replman *m, const keel_repl_msg *msg)
 static int on_message(rlink *l, const keel_repl_msg *msg)
 {
 	keel_replman *m = l->m;
+	/* after CLOSE_LINK(x) nothing more about x reaches the machine */
+	assert(!l->forgotten);
 	keel_ha_input in;
 	replman__in_init(m, &in, 0, l->id);
 	switch (msg->type) {
@@ -514,6 +522,7 @@ static rlink *link_new(keel_replman *m, bool outbound)
 	l->id = ++m->next_link_id;
 	if (l->id == 0)
 		l->id = ++m->next_link_id;
+	assert(l->id != 0); /* ha.h: every link has a nonzero id */
 	keel_buf_init(&l->out);
 	uv_tcp_init(m->loop, &l->tcp);
 	uv_tcp_nodelay(&l->tcp, 1);
@@ -549,6 +558,8 @@ static void on_connect(uv_connect_t *req, int status)
 	keel_replman *m = l->m;
 	if (l->handle_closed)
 		return;
+	/* a forgotten link that never connected is closed at once */
+	assert(!l->forgotten);
 	if (status < 0) {
 		keel_log_debug("replication: connect to %s: %s", m->cfg->peer, uv_strerror(status));
 		replman__link_broken(l, uv_strerror(status));
@@ -581,6 +592,8 @@ static void on_connect_timeout(uv_timer_t *t)
 
 int replman__connect_peer(keel_replman *m)
 {
+	/* at most one CONNECT_TO_PEER outstanding (ha.h: one OUT link) */
+	assert(m->connect_link == 0);
 	char host[256];
 	uint16_t port;
 	struct sockaddr_storage sa;

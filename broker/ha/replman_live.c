@@ -27,6 +27,8 @@
 static bool snapshot_next_file(keel_replman *m, rlink *l)
 {
 	char path[4096];
+	/* one file at a time, behind the ops, on the replication link */
+	assert(l->q_head == NULL && l->id == m->repl_link);
 	while (m->snap_next < m->snap.count) {
 		keel_journal_snapfile *f = &m->snap.files[m->snap_next++];
 		snprintf(path, sizeof(path), "%s/%s", m->journal_dir, f->name);
@@ -174,6 +176,10 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 		   const uint64_t *large, size_t nlarge)
 {
 	keel_replman *m = ud;
+	/* the tap is ours only between START_SYNC_SEND and its end; ops are
+	 * held only while HOLD_JOURNAL_OPS is in force */
+	assert(m->tapped != NULL && m->repl_link != 0);
+	assert(m->holding || m->held_head == NULL);
 	rlink *l = replman__link_find(m, m->repl_link);
 	if (l == NULL)
 		return;
@@ -252,6 +258,8 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 /* START_SYNC_SEND: tap the journal, take a snapshot, say SYNC_START. */
 void replman__start_sync(keel_replman *m, uint32_t link)
 {
+	/* at most one replication: the last one's STOP_REPLICATION ran */
+	assert(m->repl_link == 0 && m->tapped == NULL && !m->holding);
 	rlink *l = replman__link_find(m, link);
 	keel_journal *j = replman__journal(m);
 	if (l == NULL)
@@ -311,6 +319,7 @@ void replman__stop_replication(keel_replman *m, const keel_ha_action *a)
 /* HOLD_JOURNAL_OPS: from here to RELEASE the tap's ops are kept back. */
 void replman__hold_ops(keel_replman *m)
 {
+	assert(!m->holding && m->held_head == NULL);
 	/* Every record appended so far goes out before SYNC_DONE: a
 	 * receipt already waiting on the local sync alone may be for a
 	 * record still in the journal's open batch, which would

@@ -89,6 +89,7 @@ static int rfile_get(keel_replman *m, const char *name, rfile **out)
 			return rc;
 		rfile_close(m, victim);
 	}
+	assert(victim->fd < 0); /* at most KEEL_REPL_REPLICA_FILES open */
 	const char *dir = replica_dir_for(m, name);
 	if (dir == NULL)
 		return -EINVAL;
@@ -159,6 +160,7 @@ void replman__replica_close_files(keel_replman *m)
 /* Everything received on disk: files, deletes, directories. */
 int replman__replica_flush(keel_replman *m)
 {
+	assert(!m->replica_failed); /* a failed replica is never acked or flushed */
 	int rc = 0;
 	for (int i = 0; i < KEEL_REPL_REPLICA_FILES && rc == 0; i++)
 		rc = rfile_sync(m, &m->files[i]);
@@ -188,6 +190,8 @@ int replman__replica_flush(keel_replman *m)
 
 int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
 {
+	/* only from replica_link, and nothing more once a write failed */
+	assert(m->replica_link != 0 && !m->replica_failed);
 	if (msg->data_len < OP_HDR)
 		return -EPROTO;
 	const uint8_t *p = msg->data;
@@ -227,6 +231,7 @@ int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
 
 int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg)
 {
+	assert(m->replica_link != 0 && !m->replica_failed);
 	char name[64];
 	if (!name_ok(msg->name.p, msg->name.len))
 		return -EPROTO;
@@ -239,6 +244,7 @@ int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg)
 		rfile *f;
 		rc = rfile_get(m, name, &f);
 		size_t n = strlen(name);
+		assert(n > 4); /* replica_dir_for knew its suffix */
 		if (rc == 0 && strcmp(name + n - 4, ".jnl") == 0) {
 			/* a segment: its capacity is in its header (u64 at 24) */
 			uint8_t h[8];
