@@ -264,4 +264,11 @@
  * as corrupt before parsing. */
 #define KEEL_HA_IDENTITY_MAX_BYTES 4096
 
+/* ---- replication manager (replman) --------------------------------------- */
+
+/* Replica files a backup keeps open at once (bounds its descriptors); one
+ * more syncs and closes the first.  16 covers the segments the ops write
+ * plus the one file a sync streams at a time. */
+#define KEEL_REPL_REPLICA_FILES 16
+
 #endif

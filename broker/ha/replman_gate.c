@@ -1,0 +1,174 @@
+/*
+ * replman_gate.c - the receipt gate (the keel_sync sessions wait on): a
+ * receipt is released once its ticket is synced by the local journal and,
+ * while need_acks (HOLD_JOURNAL_OPS .. STOP_REPLICATION), acknowledged by
+ * the backup's OP_ACK.  Owns the list of waiters held for an ack and one
+ * journal waiter armed for the highest ticket not yet synced.  A waiter's
+ * done never runs inside wait.  Loop thread only.
+ */
+#include "replman_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+
+static uint64_t g_ticket(void *ud)
+{
+	keel_journal *j = replman__journal(ud);
+	if (j == NULL)
+		return 0;
+	const keel_sync *sy = keel_journal_sync(j);
+	return sy->ticket(sy->ud);
+}
+
+static uint64_t j_synced(keel_replman *m)
+{
+	keel_journal *j = replman__journal(m);
+	if (j == NULL)
+		return 0;
+	const keel_sync *sy = keel_journal_sync(j);
+	return sy->synced(sy->ud);
+}
+
+static uint64_t g_synced(void *ud)
+{
+	keel_replman *m = ud;
+	uint64_t s = j_synced(m);
+	return m->need_acks && m->acked < s ? m->acked : s;
+}
+
+static void gate_unlink(keel_replman *m, keel_sync_waiter *w)
+{
+	assert(w->linked);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		m->gate_waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	w->next = w->prev = NULL;
+	w->linked = false;
+}
+
+static void on_gate_jw(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	keel_replman *m = (keel_replman *)((char *)w - offsetof(keel_replman, gate_jw));
+	if (status < 0) {
+		/* a write up to w->ticket failed: those receipts fail */
+		keel_sync_waiter *x = m->gate_waiters;
+		while (x) {
+			keel_sync_waiter *next = x->next;
+			if (x->ticket > synced && x->ticket <= w->ticket) {
+				gate_unlink(m, x);
+				x->done(x, synced, status);
+			}
+			x = next;
+		}
+	}
+	replman__gate_check(m);
+}
+
+/* Release what is both synced and acknowledged; keep a journal waiter
+ * armed for the highest ticket still waiting on the local sync. */
+void replman__gate_check(keel_replman *m)
+{
+	/* receipts wait for an ack only from HOLD to STOP_REPLICATION */
+	assert(m->need_acks || m->gate_waiters == NULL);
+	uint64_t s = j_synced(m);
+	uint64_t upto = m->need_acks && m->acked < s ? m->acked : s;
+	uint64_t high = 0;
+	/* done may re-arm waiters: scan again from the head after each */
+	for (bool again = true; again;) {
+		again = false;
+		for (keel_sync_waiter *x = m->gate_waiters; x; x = x->next) {
+			if (x->ticket <= upto) {
+				gate_unlink(m, x);
+				x->done(x, upto, 0);
+				again = true;
+				break;
+			}
+		}
+	}
+	for (keel_sync_waiter *x = m->gate_waiters; x; x = x->next)
+		if (x->ticket > s && x->ticket > high)
+			high = x->ticket;
+	keel_journal *j = replman__journal(m);
+	if (j && high && !m->gate_jw.linked) {
+		const keel_sync *sy = keel_journal_sync(j);
+		m->gate_jw.ticket = high;
+		sy->wait(sy->ud, &m->gate_jw);
+	}
+}
+
+static void g_wait(void *ud, keel_sync_waiter *w)
+{
+	keel_replman *m = ud;
+	keel_journal *j = replman__journal(m);
+	assert(j != NULL && !w->linked);
+	if (!m->need_acks) {
+		const keel_sync *sy = keel_journal_sync(j);
+		sy->wait(sy->ud, w);
+		return;
+	}
+	w->linked = true;
+	w->prev = NULL;
+	w->next = m->gate_waiters;
+	if (m->gate_waiters)
+		m->gate_waiters->prev = w;
+	m->gate_waiters = w;
+	/* done never runs inside wait: a journal waiter or an ack releases it */
+	if (w->ticket > j_synced(m) && !m->gate_jw.linked) {
+		const keel_sync *sy = keel_journal_sync(j);
+		m->gate_jw.ticket = w->ticket;
+		sy->wait(sy->ud, &m->gate_jw);
+	}
+}
+
+static void g_cancel(void *ud, keel_sync_waiter *w)
+{
+	keel_replman *m = ud;
+	if (!w->linked)
+		return;
+	for (keel_sync_waiter *x = m->gate_waiters; x; x = x->next)
+		if (x == w) {
+			gate_unlink(m, w);
+			return;
+		}
+	keel_journal *j = replman__journal(m);
+	if (j) {
+		const keel_sync *sy = keel_journal_sync(j);
+		sy->cancel(sy->ud, w);
+	}
+}
+
+/* Replication ends: the gate lets go.  release: receipts follow the local
+ * sync alone; else they fail (this node hands over). */
+void replman__gate_stop(keel_replman *m, bool release)
+{
+	m->need_acks = false;
+	keel_journal *j = replman__journal(m);
+	if (m->gate_jw.linked && j) {
+		const keel_sync *sy = keel_journal_sync(j);
+		sy->cancel(sy->ud, &m->gate_jw);
+	}
+	uint64_t s = j_synced(m);
+	while (m->gate_waiters) {
+		keel_sync_waiter *x = m->gate_waiters;
+		gate_unlink(m, x);
+		if (!release)
+			x->done(x, s, -ECONNRESET);
+		else if (x->ticket <= s)
+			x->done(x, s, 0);
+		else if (j) {
+			const keel_sync *sy = keel_journal_sync(j);
+			sy->wait(sy->ud, x);
+		}
+	}
+}
+
+void replman__gate_init(keel_replman *m)
+{
+	m->gate = (keel_sync){ .ticket = g_ticket, .synced = g_synced, .wait = g_wait,
+			       .cancel = g_cancel, .ud = m };
+	m->gate_jw.done = on_gate_jw;
+}

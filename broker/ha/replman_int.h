@@ -1,0 +1,233 @@
+/*
+ * replman_int.h - the replication manager's insides, shared by its files
+ * (replman.h is the interface; nothing outside broker/ha/replman*.c
+ * includes this).
+ *
+ *   replman.c          the manager: create/start/stop/close/free, the
+ *                      driving loop and its input queue, the actions,
+ *                      the HA timers, the identity file
+ *   replman_link.c     links: accept/connect, decode, the output FIFO,
+ *                      writability, writes, close
+ *   replman_live.c     live: START_SYNC_SEND, the snapshot, the tap,
+ *                      HOLD/RELEASE of ops, STOP_REPLICATION
+ *   replman_gate.c     live: the receipt gate (local sync + OP_ACK)
+ *   replman_replica.c  backup: the mirror journal and large-message files
+ *
+ * All of it runs on the loop thread.
+ *
+ * Owns: the replication acceptor, the links (each: TCP handle, decoder,
+ * output buffer, FIFO of queued sends, writes in flight), one uv_timer per
+ * HA timer kind, the flush prepare handle, the snapshot being streamed,
+ * the receipt gate, the replica's open files.  The machine (keel_ha) is
+ * fed one input at a time through replman__drive(): inputs raised while actions
+ * run are queued and fed afterwards, so the machine never re-enters.
+ *
+ * Live side.  START_SYNC_SEND sets the journal's tap (every batch's file
+ * operations become JOURNAL_OP messages, queued in order on the link) and
+ * takes a snapshot; once the journal has synced the snapshot's ticket its
+ * segments and the large-message files stream as FILE_CHUNKs while the
+ * link is writable (ops and chunks may interleave: they write the same
+ * bytes at the same offsets).  A batch that journals a large message
+ * queues the body file before its ops, so the backup has the body before
+ * it acknowledges.  While HOLD_JOURNAL_OPS is in force the ops are kept
+ * back and sent on RELEASE.  From HOLD on, receipts wait for the backup's
+ * OP_ACK as well as for the local sync (the gate), until STOP_REPLICATION
+ * releases or fails them.
+ *
+ * Backup side.  PREPARE_REPLICA empties <data-dir>/journal and the
+ * large-message directory; FILE_CHUNKs and JOURNAL_OPs from that link are
+ * written at their names and offsets; after each read the touched files
+ * are fdatasync'ed and OP_ACK carries the last batch applied.  The backup
+ * serves no client, so this I/O is synchronous on the loop.
+ */
+#ifndef KEEL_REPLMAN_INT_H
+#define KEEL_REPLMAN_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "buf.h"
+#include "limits.h"
+#include "repl.h"
+#include "replman.h"
+
+typedef struct rlink rlink;
+typedef struct sitem sitem;
+
+/* A queued send: bytes (encoded messages) or a file to stream. */
+struct sitem {
+	sitem *next;
+	bool is_file;
+	keel_buf bytes;
+	int fd;
+	char name[64];        /* file name on the replica */
+	uint64_t off;
+	uint64_t end;         /* bytes to send */
+};
+
+typedef struct wreq {
+	uv_write_t req;
+	rlink *l;
+	keel_buf buf;
+} wreq;
+
+struct rlink {
+	keel_replman *m;
+	uint32_t id;
+	bool outbound;
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	bool connected;
+	keel_repl_decoder *dec;
+	keel_buf out;          /* encoded, not yet handed to uv_write */
+	size_t inflight;       /* bytes in uv_write requests */
+	sitem *q_head, *q_tail; /* FIFO: sent in order, after `out` */
+	bool closing;          /* close once `out` and the FIFO are written */
+	bool handle_closed;    /* uv_close called */
+	bool forgotten;        /* the machine asked CLOSE_LINK: report nothing more */
+	bool dirty;
+	const char *die_point; /* fault point: die once the output is written */
+	rlink *next;
+};
+
+typedef struct pending_in {
+	keel_ha_input in;
+	struct pending_in *next;
+} pending_in;
+
+/* The replica's open files (backup). */
+typedef struct rfile {
+	char name[64];
+	int fd;
+	bool dirty;
+} rfile;
+
+struct keel_replman {
+	uv_loop_t *loop;
+	const keel_ha_cfg *cfg;
+	char *data_dir;
+	char *journal_dir;
+	char *large_dir;
+	keel_events *events;
+	keel_replman_host host;
+	keel_ha ha;
+	uv_tcp_t acceptor;
+	uint16_t port;
+	char listen_host[256];
+	uv_prepare_t prepare;
+	uv_timer_t timers[KEEL_HA_TIMER_COUNT];
+	uv_timer_t ack_delay;       /* fault point sync-done-ack-delay */
+	uv_timer_t connect_timer;   /* an unanswered connect fails after connection-ttl */
+	uint32_t ack_delay_link;
+	bool handles_open;
+	rlink *links;
+	uint32_t next_link_id;
+	uint32_t connect_link;      /* outbound link being connected */
+
+	/* driving the machine */
+	bool driving;
+	bool paused;                /* RESTART_AS_BACKUP under way */
+	keel_ha_actions pending_acts;
+	size_t pending_next;
+	pending_in *in_head, *in_tail;
+
+	/* live: the stream to the backup */
+	uint32_t repl_link;         /* START_SYNC_SEND .. STOP_REPLICATION */
+	keel_journal *tapped;       /* the journal whose tap is ours */
+	bool holding;
+	sitem *held_head, *held_tail;
+	keel_journal_snapshot snap;
+	bool snap_active;
+	bool snap_ready;            /* synced >= snap.ticket: files may be read */
+	size_t snap_next;           /* next journal segment to stream */
+	char **snap_large;          /* large-message file names */
+	size_t snap_large_count, snap_large_next;
+	uint64_t snap_large_bytes;
+	bool files_sent_reported;
+	keel_sync_waiter snap_w;
+	keel_buf scratch;
+	size_t queued_bytes;        /* op bytes in FIFO items and held (KEEL_REPL_MAX_BEHIND) */
+
+	/* live: the receipt gate */
+	keel_sync gate;
+	bool need_acks;
+	uint64_t acked;
+	keel_sync_waiter *gate_waiters;
+	keel_sync_waiter gate_jw;   /* on the journal, for the highest ticket */
+
+	/* backup: the replica */
+	uint32_t replica_link;
+	rfile files[KEEL_REPL_REPLICA_FILES];
+	bool dir_dirty;
+	uint64_t ack_pending;
+	uint64_t *deletes;
+	size_t ndeletes, delcap;
+	bool replica_failed;
+};
+
+/* JOURNAL_OP payload: u8 kind, u64 segment, u64 offset, u64 size, bytes. */
+#define OP_HDR 25
+
+/* ---- replman.c: the manager and its driving loop ------------------------ */
+
+void replman__in_init(keel_replman *m, keel_ha_input *in, keel_ha_input_type t, uint32_t link);
+/* Queue an input; drive() feeds it to the machine (never re-entered). */
+void replman__feed(keel_replman *m, keel_ha_input *in);
+void replman__feed_simple(keel_replman *m, keel_ha_input_type t, uint32_t link);
+/* Carry out pending actions, then feed queued inputs, until both are
+ * empty or an action pauses the manager.  A nested call does nothing. */
+void replman__drive(keel_replman *m);
+/* The journal while loaded, else NULL (the host's). */
+keel_journal *replman__journal(keel_replman *m);
+/* A fault point fired: say so and SIGKILL this process. */
+void replman__die_now(keel_replman *m, const char *point);
+
+/* ---- replman_link.c: links, the output FIFO, accept/connect -------------- */
+
+/* The open link with this id, else NULL (closed links are not found). */
+rlink *replman__link_find(keel_replman *m, uint32_t id);
+void replman__sitem_free(sitem *it);
+void replman__q_push(sitem **head, sitem **tail, sitem *it);
+void replman__q_free(sitem **head, sitem **tail);
+/* Bytes in the output buffer and in uv_write requests. */
+size_t replman__link_pending(const rlink *l);
+int replman__encode_to(keel_buf *b, const keel_repl_msg *msg);
+int replman__link_send(rlink *l, const keel_repl_msg *msg);
+int replman__link_send_file(rlink *l, const char *path, const char *name, uint64_t end);
+void replman__link_close_now(rlink *l);
+void replman__link_broken(rlink *l, const char *why);
+void replman__link_pump(rlink *l);
+void replman__link_die_after_flush(rlink *l, const char *point);
+int replman__connect_peer(keel_replman *m);
+void replman__on_accept(uv_stream_t *server, int status);
+void replman__on_prepare(uv_prepare_t *h);
+
+/* ---- replman_live.c: the stream to the backup ----------------------------- */
+
+void replman__snapshot_pump(keel_replman *m, rlink *l);
+void replman__snapshot_stop(keel_replman *m);
+void replman__start_sync(keel_replman *m, uint32_t link);
+void replman__hold_ops(keel_replman *m);
+void replman__release_ops(keel_replman *m);
+void replman__stop_replication(keel_replman *m, const keel_ha_action *a);
+
+/* ---- replman_gate.c: the receipt gate ------------------------------------- */
+
+/* Fill m->gate (the keel_sync sessions wait on). */
+void replman__gate_init(keel_replman *m);
+void replman__gate_check(keel_replman *m);
+void replman__gate_stop(keel_replman *m, bool release);
+
+/* ---- replman_replica.c: the replica (backup) ------------------------------ */
+
+void replman__prepare_replica(keel_replman *m, uint32_t link);
+int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg);
+int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg);
+void replman__replica_ack(keel_replman *m, rlink *l);
+int replman__replica_flush(keel_replman *m);
+void replman__replica_close_files(keel_replman *m);
+
+#endif

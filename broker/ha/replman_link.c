@@ -1,0 +1,620 @@
+/*
+ * replman_link.c - the replication links: accept and connect, decode the
+ * peer's messages into HA inputs, the output buffer and the FIFO of
+ * queued sends (bytes and files to stream as FILE_CHUNKs), writability
+ * (KEEL_REPL_WRITE_HIGH_WATERMARK), writes and close.
+ * Owns each rlink; one is freed only in its uv_close callback.  After
+ * CLOSE_LINK (forgotten) nothing more about a link reaches the machine.
+ * Loop thread only.
+ */
+#include "replman_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fiu-local.h>
+
+#include "keel/alloc.h"
+#include "crc32c.h"
+#include "log.h"
+
+/* ---- queued sends ------------------------------------------------------- */
+
+rlink *replman__link_find(keel_replman *m, uint32_t id)
+{
+	for (rlink *l = m->links; l; l = l->next)
+		if (l->id == id && !l->handle_closed)
+			return l;
+	return NULL;
+}
+
+void replman__sitem_free(sitem *it)
+{
+	if (it->is_file && it->fd >= 0)
+		close(it->fd);
+	keel_buf_free(&it->bytes);
+	keel_free(it);
+}
+
+void replman__q_push(sitem **head, sitem **tail, sitem *it)
+{
+	assert((*head == NULL) == (*tail == NULL));
+	it->next = NULL;
+	if (*tail)
+		(*tail)->next = it;
+	else
+		*head = it;
+	*tail = it;
+}
+
+void replman__q_free(sitem **head, sitem **tail)
+{
+	while (*head) {
+		sitem *it = *head;
+		*head = it->next;
+		replman__sitem_free(it);
+	}
+	*tail = NULL;
+}
+
+size_t replman__link_pending(const rlink *l)
+{
+	return keel_buf_size(&l->out) + l->inflight;
+}
+
+static bool link_writable(const rlink *l)
+{
+	return !l->handle_closed && l->connected && replman__link_pending(l) < KEEL_REPL_WRITE_HIGH_WATERMARK;
+}
+
+/* Encode into `b` (the link's output or a queued item). */
+int replman__encode_to(keel_buf *b, const keel_repl_msg *msg)
+{
+	int rc = keel_repl_encode(b, msg);
+	if (rc < 0)
+		keel_log_error("replication: cannot encode %s: %s", keel_repl_type_name(msg->type),
+			       strerror(-rc));
+	return rc;
+}
+
+/* Send in order: straight to the output when nothing is queued before. */
+int replman__link_send(rlink *l, const keel_repl_msg *msg)
+{
+	if (l->handle_closed)
+		return -ENOTCONN;
+	int rc;
+	if (l->q_head == NULL) {
+		rc = replman__encode_to(&l->out, msg);
+	} else {
+		sitem *it = l->q_tail;
+		if (it->is_file) {
+			it = keel_calloc(1, sizeof(*it));
+			if (it == NULL)
+				return -ENOMEM;
+			keel_buf_init(&it->bytes);
+			it->fd = -1;
+			replman__q_push(&l->q_head, &l->q_tail, it);
+		}
+		rc = replman__encode_to(&it->bytes, msg);
+	}
+	l->dirty = true;
+	return rc;
+}
+
+/* Queue a file to stream (FILE_CHUNKs) after whatever is queued. */
+int replman__link_send_file(rlink *l, const char *path, const char *name, uint64_t end)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (end == UINT64_MAX) {
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			int rc = -errno;
+			close(fd);
+			return rc;
+		}
+		end = (uint64_t)st.st_size;
+	}
+	sitem *it = keel_calloc(1, sizeof(*it));
+	if (it == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	keel_buf_init(&it->bytes);
+	it->is_file = true;
+	it->fd = fd;
+	snprintf(it->name, sizeof(it->name), "%s", name);
+	it->end = end;
+	replman__q_push(&l->q_head, &l->q_tail, it);
+	l->dirty = true;
+	return 0;
+}
+
+static uint32_t file_id_of(const char *name)
+{
+	return keel_crc32c(0, name, strlen(name));
+}
+
+/* One FILE_CHUNK of `it` into the output.  1: the file is done; 0: more;
+ * -errno: the link must go. */
+static int file_chunk(rlink *l, sitem *it)
+{
+	keel_replman *m = l->m;
+	assert(it->is_file && it->off <= it->end);
+	uint64_t left = it->end - it->off;
+	size_t n = left > KEEL_REPL_MAX_CHUNK ? KEEL_REPL_MAX_CHUNK : (size_t)left;
+	int rc = keel_buf_reserve(&m->scratch, n + 8);
+	if (rc)
+		return rc;
+	uint8_t *p = keel_buf_head(&m->scratch);
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(it->fd, p + got, n - got, (off_t)(it->off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break; /* the file shrank (a removed large body): send what there is */
+		got += (size_t)r;
+	}
+	if (got < n)
+		it->end = it->off + got;
+	bool last = it->off + got == it->end;
+	keel_repl_msg msg = { .type = KEEL_REPL_FILE_CHUNK, .file_id = file_id_of(it->name),
+			      .last = last, .offset = it->off,
+			      .name = { it->name, strlen(it->name) }, .data = p,
+			      .data_len = got };
+	if (fiu_fail(KEEL_FIU_REPL_CHUNK_SEND))
+		return -EIO;
+	rc = replman__encode_to(&l->out, &msg);
+	if (rc)
+		return rc;
+	it->off += got;
+	return last ? 1 : 0;
+}
+
+/* A fault point: die once what the link has is written out. */
+void replman__link_die_after_flush(rlink *l, const char *point)
+{
+	l->die_point = point;
+	l->dirty = true;
+}
+
+/* ---- links --------------------------------------------------------------- */
+
+static void on_link_closed_handle(uv_handle_t *h)
+{
+	rlink *l = h->data;
+	keel_replman *m = l->m;
+	/* freed only here; libuv ran every write callback (ECANCELED) first */
+	assert(l->handle_closed && l->inflight == 0);
+	for (rlink **pp = &m->links; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	keel_repl_decoder_free(l->dec);
+	keel_buf_free(&l->out);
+	replman__q_free(&l->q_head, &l->q_tail);
+	keel_free(l);
+}
+
+/* Close the handle now (writes in flight are cancelled). */
+void replman__link_close_now(rlink *l)
+{
+	if (l->handle_closed)
+		return;
+	l->handle_closed = true;
+	keel_replman *m = l->m;
+	if (m->repl_link == l->id) {
+		/* the machine hears of it and asks STOP_REPLICATION; until then
+		 * nothing more goes out */
+		keel_journal *j = replman__journal(m);
+		if (j && m->tapped == j)
+			keel_journal_set_tap(j, NULL, NULL);
+		m->tapped = NULL;
+		replman__snapshot_stop(m);
+	}
+	if (m->replica_link == l->id)
+		m->replica_link = 0;
+	uv_close((uv_handle_t *)&l->tcp, on_link_closed_handle);
+}
+
+/* The link broke (read error, EOF, protocol error, local failure). */
+void replman__link_broken(rlink *l, const char *why)
+{
+	if (l->handle_closed)
+		return;
+	keel_replman *m = l->m;
+	keel_log_info("replication link %u: %s", l->id, why);
+	bool report = !l->forgotten;
+	uint32_t id = l->id;
+	bool was_connecting = l->outbound && !l->connected;
+	replman__link_close_now(l);
+	if (!report)
+		return;
+	if (was_connecting && m->connect_link == id) {
+		m->connect_link = 0;
+		replman__feed_simple(m, KEEL_HA_IN_CONNECT_FAILED, 0);
+	} else {
+		replman__feed_simple(m, KEEL_HA_IN_LINK_CLOSED, id);
+	}
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	wreq *w = req->data;
+	rlink *l = w->l;
+	assert(l->inflight >= keel_buf_size(&w->buf));
+	l->inflight -= keel_buf_size(&w->buf);
+	keel_buf_free(&w->buf);
+	keel_free(w);
+	if (l->handle_closed)
+		return;
+	if (status < 0) {
+		replman__link_broken(l, uv_strerror(status));
+		replman__drive(l->m);
+		return;
+	}
+	keel_replman *m = l->m;
+	replman__link_pump(l);
+	replman__drive(m);
+}
+
+/* Fill the output from the FIFO (and the snapshot) while writable, write
+ * it out; close a closing link once everything is written. */
+void replman__link_pump(rlink *l)
+{
+	keel_replman *m = l->m;
+	assert(!l->closing || l->forgotten); /* closing: only after CLOSE_LINK */
+	if (l->handle_closed || !l->connected)
+		return;
+	for (;;) {
+		while (l->q_head && link_writable(l)) {
+			sitem *it = l->q_head;
+			if (!it->is_file) {
+				if (keel_buf_append(&l->out, keel_buf_head(&it->bytes),
+						    keel_buf_size(&it->bytes))) {
+					replman__link_broken(l, "out of memory");
+					return;
+				}
+				if (l->id == m->repl_link)
+					m->queued_bytes -= keel_buf_size(&it->bytes);
+			} else {
+				int rc = file_chunk(l, it);
+				if (rc < 0) {
+					replman__link_broken(l, "cannot stream a file");
+					return;
+				}
+				if (rc == 0)
+					continue;
+			}
+			l->q_head = it->next;
+			if (l->q_head == NULL)
+				l->q_tail = NULL;
+			replman__sitem_free(it);
+		}
+		if (l->q_head == NULL && link_writable(l) && m->snap_active && m->snap_ready &&
+		    l->id == m->repl_link) {
+			replman__snapshot_pump(m, l);
+			if (l->handle_closed)
+				return;
+			if (l->q_head)
+				continue;
+		}
+		break;
+	}
+	if (keel_buf_size(&l->out)) {
+		wreq *w = keel_calloc(1, sizeof(*w));
+		if (w == NULL) {
+			replman__link_broken(l, "out of memory");
+			return;
+		}
+		w->l = l;
+		w->buf = l->out;
+		keel_buf_init(&l->out);
+		w->req.data = w;
+		uv_buf_t b = uv_buf_init((char *)keel_buf_head(&w->buf),
+					 (unsigned)keel_buf_size(&w->buf));
+		l->inflight += keel_buf_size(&w->buf);
+		int rc = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, on_write);
+		if (rc < 0) {
+			l->inflight -= keel_buf_size(&w->buf);
+			keel_buf_free(&w->buf);
+			keel_free(w);
+			replman__link_broken(l, uv_strerror(rc));
+			return;
+		}
+	}
+	l->dirty = false;
+	if (l->die_point && l->q_head == NULL && l->inflight == 0 && keel_buf_size(&l->out) == 0)
+		replman__die_now(m, l->die_point);
+	if (l->closing && l->q_head == NULL && l->inflight == 0 && keel_buf_size(&l->out) == 0)
+		replman__link_close_now(l);
+}
+
+void replman__on_prepare(uv_prepare_t *h)
+{
+	keel_replman *m = h->data;
+	rlink *next;
+	for (rlink *l = m->links; l; l = next) {
+		next = l->next;
+		if (l->dirty)
+			replman__link_pump(l);
+	}
+	replman__drive(m);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	size_t n = 256 * 1024;
+	buf->base = keel_malloc(n);
+	buf->len = buf->base ? n : 0;
+}
+
+static bool creds_ok(keel_replman *m, const keel_repl_msg *msg)
+{
+	if (fiu_fail(KEEL_FIU_REPL_REGISTER_REFUSE))
+		return false;
+	const char *u = m->cfg->cluster_user ? m->cfg->cluster_user : "";
+	const char *p = m->cfg->cluster_password ? m->cfg->cluster_password : "";
+	return msg->user.len == strlen(u) && memcmp(msg->user.p, u, msg->user.len) == 0 &&
+	       msg->password.len == strlen(p) && memcmp(msg->password.p, p, msg->password.len) == 0;
+}
+
+/* One decoded message from link l. */
+static int on_message(rlink *l, const keel_repl_msg *msg)
+{
+	keel_replman *m = l->m;
+	/* after CLOSE_LINK(x) nothing more about x reaches the machine */
+	assert(!l->forgotten);
+	keel_ha_input in;
+	replman__in_init(m, &in, 0, l->id);
+	switch (msg->type) {
+	case KEEL_REPL_REGISTER:
+		in.type = KEEL_HA_IN_REGISTER;
+		in.peer = msg->id;
+		in.peer_role = msg->role;
+		in.failback = msg->failback;
+		in.creds_ok = creds_ok(m, msg);
+		break;
+	case KEEL_REPL_REGISTER_OK:
+		in.type = KEEL_HA_IN_REGISTER_OK;
+		in.peer = msg->id;
+		break;
+	case KEEL_REPL_REGISTER_REFUSED:
+		in.type = KEEL_HA_IN_REGISTER_REFUSED;
+		in.reason = msg->reason;
+		in.peer = msg->id;
+		break;
+	case KEEL_REPL_SYNC_START:
+		in.type = KEEL_HA_IN_SYNC_START;
+		in.files = msg->files;
+		in.bytes = msg->bytes;
+		break;
+	case KEEL_REPL_SYNC_DONE:
+		in.type = KEEL_HA_IN_SYNC_DONE;
+		in.peer = msg->id;
+		break;
+	case KEEL_REPL_SYNC_DONE_ACK:
+		in.type = KEEL_HA_IN_SYNC_DONE_ACK;
+		break;
+	case KEEL_REPL_ANNOUNCE_BACKUP:
+		in.type = KEEL_HA_IN_ANNOUNCE;
+		break;
+	case KEEL_REPL_HANDOVER:
+		in.type = KEEL_HA_IN_HANDOVER;
+		break;
+	case KEEL_REPL_LIVE_STARTED:
+		in.type = KEEL_HA_IN_LIVE_STARTED;
+		break;
+	case KEEL_REPL_GOODBYE:
+		in.type = KEEL_HA_IN_GOODBYE;
+		in.reason = msg->reason;
+		break;
+	case KEEL_REPL_PING:
+		in.type = KEEL_HA_IN_PING;
+		break;
+	case KEEL_REPL_PONG:
+		return 0; /* HEARD is enough */
+	case KEEL_REPL_OP_ACK:
+		if (l->id != m->repl_link)
+			return 0; /* a late ack of a replication that ended */
+		if (msg->seq > m->acked)
+			m->acked = msg->seq;
+		replman__gate_check(m);
+		return 0;
+	case KEEL_REPL_FILE_CHUNK:
+	case KEEL_REPL_JOURNAL_OP: {
+		if (l->id != m->replica_link)
+			return -EPROTO;
+		if (m->replica_failed)
+			return 0;
+		int rc = msg->type == KEEL_REPL_FILE_CHUNK ? replman__replica_apply_chunk(m, msg)
+							   : replman__replica_apply_op(m, msg);
+		if (rc == -EPROTO)
+			return rc;
+		if (rc) {
+			keel_log_error("replica: cannot write: %s", strerror(-rc));
+			keel_events_emit(m->events, "error", "{s:s, s:s}", "message",
+					 "replica: cannot write", "cause", strerror(-rc));
+			m->replica_failed = true;
+			replman__feed_simple(m, KEEL_HA_IN_REPLICA_FAILED, l->id);
+		}
+		return 0;
+	}
+	default:
+		return -EPROTO;
+	}
+	replman__feed(m, &in);
+	return 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	rlink *l = s->data;
+	keel_replman *m = l->m;
+	if (nread < 0) {
+		keel_free(buf->base);
+		replman__link_broken(l, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
+		replman__drive(m);
+		return;
+	}
+	if (nread == 0) {
+		keel_free(buf->base);
+		return;
+	}
+	if (!l->forgotten)
+		replman__feed_simple(m, KEEL_HA_IN_HEARD, l->id);
+	const uint8_t *p = (const uint8_t *)buf->base;
+	size_t left = (size_t)nread;
+	while (!l->handle_closed) {
+		keel_repl_msg msg;
+		ssize_t used = keel_repl_decode(l->dec, p, left, &msg);
+		if (used < 0) {
+			keel_log_warn("replication link %u: %s", l->id,
+				      keel_repl_decoder_error(l->dec));
+			replman__link_broken(l, "protocol error");
+			break;
+		}
+		p += used;
+		left -= (size_t)used;
+		if (msg.type == KEEL_REPL_NONE)
+			break;
+		if (l->forgotten)
+			continue;
+		if (on_message(l, &msg) < 0) {
+			keel_log_warn("replication link %u: unexpected %s", l->id,
+				      keel_repl_type_name(msg.type));
+			replman__link_broken(l, "protocol error");
+			break;
+		}
+		/* feed as we go: SYNC_DONE must see the ops before it applied */
+		replman__drive(m);
+	}
+	keel_free(buf->base);
+	if (!l->handle_closed)
+		replman__replica_ack(m, l);
+	replman__drive(m);
+}
+
+static rlink *link_new(keel_replman *m, bool outbound)
+{
+	rlink *l = keel_calloc(1, sizeof(*l));
+	if (l == NULL)
+		return NULL;
+	if (keel_repl_decoder_create(&l->dec, 0) < 0) {
+		keel_free(l);
+		return NULL;
+	}
+	l->m = m;
+	l->outbound = outbound;
+	l->id = ++m->next_link_id;
+	if (l->id == 0)
+		l->id = ++m->next_link_id;
+	assert(l->id != 0); /* ha.h: every link has a nonzero id */
+	keel_buf_init(&l->out);
+	uv_tcp_init(m->loop, &l->tcp);
+	uv_tcp_nodelay(&l->tcp, 1);
+	l->tcp.data = l;
+	l->next = m->links;
+	m->links = l;
+	return l;
+}
+
+void replman__on_accept(uv_stream_t *server, int status)
+{
+	keel_replman *m = server->data;
+	if (status < 0) {
+		keel_log_warn("replication acceptor: %s", uv_strerror(status));
+		return;
+	}
+	rlink *l = link_new(m, false);
+	if (l == NULL)
+		return;
+	if (uv_accept(server, (uv_stream_t *)&l->tcp) < 0 ||
+	    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0) {
+		l->forgotten = true;
+		replman__link_close_now(l);
+		return;
+	}
+	l->connected = true;
+	keel_log_debug("replication link %u accepted", l->id);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	rlink *l = req->data;
+	keel_replman *m = l->m;
+	if (l->handle_closed)
+		return;
+	/* a forgotten link that never connected is closed at once */
+	assert(!l->forgotten);
+	if (status < 0) {
+		keel_log_debug("replication: connect to %s: %s", m->cfg->peer, uv_strerror(status));
+		replman__link_broken(l, uv_strerror(status));
+		replman__drive(m);
+		return;
+	}
+	l->connected = true;
+	m->connect_link = 0;
+	uv_timer_stop(&m->connect_timer);
+	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0) {
+		replman__link_broken(l, "cannot read");
+		replman__drive(m);
+		return;
+	}
+	replman__feed_simple(m, KEEL_HA_IN_CONNECTED, l->id);
+	replman__drive(m);
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+	keel_replman *m = t->data;
+	rlink *l = replman__link_find(m, m->connect_link);
+	if (l == NULL || l->connected)
+		return;
+	keel_log_info("replication: connect to %s: no answer within connection-ttl",
+		      m->cfg->peer);
+	replman__link_broken(l, "connect timed out");
+	replman__drive(m);
+}
+
+int replman__connect_peer(keel_replman *m)
+{
+	/* at most one CONNECT_TO_PEER outstanding (ha.h: one OUT link) */
+	assert(m->connect_link == 0);
+	char host[256];
+	uint16_t port;
+	struct sockaddr_storage sa;
+	if (keel_parse_hostport(m->cfg->peer, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) < 0 &&
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) < 0)
+		return -EINVAL;
+	rlink *l = link_new(m, true);
+	if (l == NULL)
+		return -ENOMEM;
+	l->creq.data = l;
+	int rc = uv_tcp_connect(&l->creq, &l->tcp, (struct sockaddr *)&sa, on_connect);
+	if (rc < 0) {
+		l->forgotten = true;
+		replman__link_close_now(l);
+		return rc;
+	}
+	m->connect_link = l->id;
+	/* a peer that drops SYNs (a partition) would keep us for minutes */
+	uv_timer_start(&m->connect_timer, on_connect_timeout,
+		       m->cfg->connection_ttl ? m->cfg->connection_ttl : 60000, 0);
+	return 0;
+}

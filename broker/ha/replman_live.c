@@ -1,0 +1,356 @@
+/*
+ * replman_live.c - the live's stream to its backup: START_SYNC_SEND (the
+ * journal's tap and a snapshot), the snapshot's segments and large-message
+ * files streamed one at a time behind the ops, the tap's batches as
+ * JOURNAL_OPs (held from HOLD_JOURNAL_OPS to RELEASE), SYNC_FILES_SENT,
+ * STOP_REPLICATION.  Owns the snapshot, the held ops and the tap while
+ * repl_link is set; at most one replication at a time.  Loop thread only.
+ */
+#include "replman_int.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <fiu-local.h>
+
+#include "keel/alloc.h"
+#include "log.h"
+
+/* ---- the snapshot (live) ------------------------------------------------ */
+
+static bool snapshot_next_file(keel_replman *m, rlink *l)
+{
+	char path[4096];
+	/* one file at a time, behind the ops, on the replication link */
+	assert(l->q_head == NULL && l->id == m->repl_link);
+	while (m->snap_next < m->snap.count) {
+		keel_journal_snapfile *f = &m->snap.files[m->snap_next++];
+		snprintf(path, sizeof(path), "%s/%s", m->journal_dir, f->name);
+		int rc = replman__link_send_file(l, path, f->name, f->used);
+		if (rc == 0)
+			return true;
+		keel_log_error("replication: snapshot: %s: %s", path, strerror(-rc));
+		replman__link_broken(l, "snapshot file unreadable");
+		return false;
+	}
+	while (m->snap_large_next < m->snap_large_count) {
+		const char *name = m->snap_large[m->snap_large_next++];
+		snprintf(path, sizeof(path), "%s/%s", m->large_dir, name);
+		int rc = replman__link_send_file(l, path, name, UINT64_MAX);
+		if (rc == 0)
+			return true;
+		if (rc != -ENOENT) {
+			keel_log_error("replication: snapshot: %s: %s", path, strerror(-rc));
+			replman__link_broken(l, "snapshot file unreadable");
+			return false;
+		}
+		/* consumed and removed since the listing: nothing to send */
+	}
+	return false;
+}
+
+/* Stream the snapshot's files one at a time behind the FIFO; report
+ * SYNC_FILES_SENT once the last one is written out. */
+void replman__snapshot_pump(keel_replman *m, rlink *l)
+{
+	if (!m->snap_active || !m->snap_ready || l->id != m->repl_link)
+		return;
+	if (l->q_head != NULL)
+		return; /* one file at a time, behind the ops */
+	if (snapshot_next_file(m, l))
+		return; /* queued: the pump streams it */
+	if (l->handle_closed || m->repl_link != l->id)
+		return;
+	if (fiu_fail(KEEL_FIU_REPL_SNAPSHOT_STALL))
+		return; /* the backup stays BACKUP_SYNCING (scenarios) */
+	/* every file is in the output: done */
+	replman__snapshot_stop(m);
+	if (!m->files_sent_reported) {
+		m->files_sent_reported = true;
+		replman__feed_simple(m, KEEL_HA_IN_SYNC_FILES_SENT, l->id);
+	}
+}
+
+void replman__snapshot_stop(keel_replman *m)
+{
+	keel_journal *j = m->host.journal(m->host.ud);
+	if (m->snap_active && j)
+		keel_journal_snapshot_end(j, &m->snap);
+	memset(&m->snap, 0, sizeof(m->snap));
+	m->snap_active = false;
+	m->snap_ready = false;
+	if (m->snap_w.linked && j) {
+		const keel_sync *sy = keel_journal_sync(j);
+		sy->cancel(sy->ud, &m->snap_w);
+	}
+	for (size_t i = 0; i < m->snap_large_count; i++)
+		keel_free(m->snap_large[i]);
+	keel_free(m->snap_large);
+	m->snap_large = NULL;
+	m->snap_large_count = m->snap_large_next = 0;
+	m->snap_large_bytes = 0;
+	m->snap_next = 0;
+}
+
+static void on_snap_synced(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	keel_replman *m = (keel_replman *)((char *)w - offsetof(keel_replman, snap_w));
+	(void)synced;
+	rlink *l = replman__link_find(m, m->repl_link);
+	if (l == NULL || !m->snap_active)
+		return;
+	if (status < 0) {
+		replman__link_broken(l, "journal write failed during the snapshot");
+		return;
+	}
+	m->snap_ready = true;
+	replman__link_pump(l);
+}
+
+static int list_large(keel_replman *m)
+{
+	DIR *d = opendir(m->large_dir);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *e;
+	size_t cap = 0;
+	int rc = 0;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n < 5 || strcmp(e->d_name + n - 4, ".msg") != 0 || n >= 64)
+			continue;
+		if (m->snap_large_count == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **nl = keel_realloc(m->snap_large, cap * sizeof(*nl));
+			if (nl == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			m->snap_large = nl;
+		}
+		m->snap_large[m->snap_large_count] = keel_strdup(e->d_name);
+		if (m->snap_large[m->snap_large_count] == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		m->snap_large_count++;
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+			m->snap_large_bytes += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* ---- the tap (live) ------------------------------------------------------ */
+
+
+static int encode_op(keel_replman *m, keel_buf *to, uint8_t kind, uint64_t seg, uint64_t off,
+		     uint64_t size, const uint8_t *data, size_t len, uint64_t seq)
+{
+	keel_buf_reset(&m->scratch);
+	int rc = keel_buf_reserve(&m->scratch, OP_HDR + len);
+	if (rc)
+		return rc;
+	uint8_t *p = keel_buf_head(&m->scratch);
+	p[0] = kind;
+	for (int i = 0; i < 8; i++) {
+		p[1 + i] = (uint8_t)(seg >> (8 * i));
+		p[9 + i] = (uint8_t)(off >> (8 * i));
+		p[17 + i] = (uint8_t)(size >> (8 * i));
+	}
+	if (len)
+		memcpy(p + OP_HDR, data, len);
+	keel_repl_msg msg = { .type = KEEL_REPL_JOURNAL_OP, .seq = seq, .data = p,
+			      .data_len = OP_HDR + len };
+	return replman__encode_to(to, &msg);
+}
+
+static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t last_seq,
+		   const uint64_t *large, size_t nlarge)
+{
+	keel_replman *m = ud;
+	/* the tap is ours only between START_SYNC_SEND and its end; ops are
+	 * held only while HOLD_JOURNAL_OPS is in force */
+	assert(m->tapped != NULL && m->repl_link != 0);
+	assert(m->holding || m->held_head == NULL);
+	rlink *l = replman__link_find(m, m->repl_link);
+	if (l == NULL)
+		return;
+	if (ops == NULL) {
+		replman__link_broken(l, "the journal could not describe a batch (out of memory)");
+		return;
+	}
+	/* large bodies first: the backup must have them before it acks */
+	for (size_t i = 0; i < nlarge; i++) {
+		char name[64], path[4096];
+		snprintf(name, sizeof(name), "%" PRIu64 ".msg", large[i]);
+		snprintf(path, sizeof(path), "%s/%s", m->large_dir, name);
+		int rc = replman__link_send_file(l, path, name, UINT64_MAX);
+		if (rc < 0 && rc != -ENOENT) {
+			replman__link_broken(l, "large-message body unreadable");
+			return;
+		}
+	}
+	/* A backup that falls this far behind costs memory without bound:
+	 * drop it (it syncs again) rather than buffer on. */
+	size_t behind = replman__link_pending(l) + m->queued_bytes;
+	if (behind > KEEL_REPL_MAX_BEHIND) {
+		char why[128];
+		snprintf(why, sizeof(why), "backup too slow: %zu bytes of operations not sent",
+			 behind);
+		keel_events_emit(m->events, "error", "{s:s}", "message", why);
+		replman__link_broken(l, why);
+		return;
+	}
+	/* the ops: one item of bytes, kept back while holding */
+	sitem *it = keel_calloc(1, sizeof(*it));
+	if (it == NULL) {
+		replman__link_broken(l, "out of memory");
+		return;
+	}
+	keel_buf_init(&it->bytes);
+	it->fd = -1;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const keel_journal_fileop *f = &ops[i];
+		size_t off = 0;
+		do {
+			size_t piece = f->len - off;
+			if (piece > KEEL_REPL_MAX_CHUNK)
+				piece = KEEL_REPL_MAX_CHUNK;
+			bool last = i + 1 == n && off + piece == f->len;
+			rc = encode_op(m, &it->bytes, f->kind, f->seg, f->off + off, f->size,
+				       f->data ? f->data + off : NULL, piece, last ? last_seq : 0);
+			off += piece;
+		} while (rc == 0 && off < f->len);
+	}
+	if (n == 0 && rc == 0)
+		rc = encode_op(m, &it->bytes, KEEL_JOURNAL_FOP_WRITE, 0, 0, 0, NULL, 0, last_seq);
+	if (rc) {
+		replman__sitem_free(it);
+		replman__link_broken(l, "out of memory");
+		return;
+	}
+	if (m->holding) {
+		m->queued_bytes += keel_buf_size(&it->bytes);
+		replman__q_push(&m->held_head, &m->held_tail, it);
+		return;
+	}
+	if (l->q_head == NULL) {
+		keel_buf_append(&l->out, keel_buf_head(&it->bytes), keel_buf_size(&it->bytes));
+		replman__sitem_free(it);
+	} else {
+		m->queued_bytes += keel_buf_size(&it->bytes);
+		replman__q_push(&l->q_head, &l->q_tail, it);
+	}
+	l->dirty = true;
+}
+
+/* ---- actions (live) ------------------------------------------------------ */
+
+/* START_SYNC_SEND: tap the journal, take a snapshot, say SYNC_START. */
+void replman__start_sync(keel_replman *m, uint32_t link)
+{
+	/* at most one replication: the last one's STOP_REPLICATION ran */
+	assert(m->repl_link == 0 && m->tapped == NULL && !m->holding);
+	rlink *l = replman__link_find(m, link);
+	keel_journal *j = replman__journal(m);
+	if (l == NULL)
+		return;
+	if (j == NULL) {
+		replman__link_broken(l, "no journal to replicate");
+		return;
+	}
+	replman__snapshot_stop(m);
+	m->repl_link = link;
+	m->acked = 0;
+	m->queued_bytes = 0;
+	m->files_sent_reported = false;
+	int rc = keel_journal_snapshot_begin(j, &m->snap);
+	if (rc == 0) {
+		m->snap_active = true;
+		rc = list_large(m);
+	}
+	if (rc) {
+		replman__link_broken(l, "cannot take a snapshot");
+		return;
+	}
+	keel_journal_set_tap(j, on_tap, m);
+	m->tapped = j;
+	uint64_t bytes = m->snap.bytes + m->snap_large_bytes;
+	keel_repl_msg start = { .type = KEEL_REPL_SYNC_START,
+				.files = m->snap.count + m->snap_large_count, .bytes = bytes };
+	replman__link_send(l, &start);
+	keel_log_info("replication: sync started: %zu segments (%" PRIu64
+		      " bytes), %zu large-message files",
+		      m->snap.count, bytes, m->snap_large_count);
+	const keel_sync *sy = keel_journal_sync(j);
+	if (sy->synced(sy->ud) >= m->snap.ticket) {
+		m->snap_ready = true;
+	} else {
+		m->snap_w.ticket = m->snap.ticket;
+		m->snap_w.done = on_snap_synced;
+		sy->wait(sy->ud, &m->snap_w);
+	}
+	l->dirty = true;
+}
+
+void replman__stop_replication(keel_replman *m, const keel_ha_action *a)
+{
+	keel_journal *j = replman__journal(m);
+	if (j && m->tapped == j)
+		keel_journal_set_tap(j, NULL, NULL);
+	m->tapped = NULL;
+	replman__snapshot_stop(m);
+	replman__q_free(&m->held_head, &m->held_tail);
+	m->holding = false;
+	m->repl_link = 0;
+	m->queued_bytes = 0;
+	replman__gate_stop(m, a->release);
+}
+
+/* HOLD_JOURNAL_OPS: from here to RELEASE the tap's ops are kept back. */
+void replman__hold_ops(keel_replman *m)
+{
+	assert(!m->holding && m->held_head == NULL);
+	/* Every record appended so far goes out before SYNC_DONE: a
+	 * receipt already waiting on the local sync alone may be for a
+	 * record still in the journal's open batch, which would
+	 * otherwise be tapped (and held) after SYNC_DONE, and a backup
+	 * synced without it could fail over without a receipted
+	 * message.  One blocking flush per sync. */
+	keel_journal *j = replman__journal(m);
+	if (j)
+		(void)keel_journal_flush(j);
+	if (fiu_fail(KEEL_FIU_REPL_DIE_WAITING_ACK))
+		replman__die_now(m, KEEL_FIU_REPL_DIE_WAITING_ACK);
+	m->holding = true;
+	/* from SYNC_DONE on, receipts wait for the backup too */
+	m->need_acks = true;
+}
+
+/* RELEASE_JOURNAL_OPS: the held ops go behind the link's FIFO (or away
+ * when the link is gone). */
+void replman__release_ops(keel_replman *m)
+{
+	m->holding = false;
+	rlink *l = replman__link_find(m, m->repl_link);
+	if (l) {
+		while (m->held_head) {
+			sitem *it = m->held_head;
+			m->held_head = it->next;
+			replman__q_push(&l->q_head, &l->q_tail, it);
+		}
+		m->held_tail = NULL;
+		l->dirty = true;
+	} else {
+		replman__q_free(&m->held_head, &m->held_tail);
+	}
+}

@@ -1,0 +1,306 @@
+/*
+ * replman_replica.c - the backup's replica: PREPARE_REPLICA empties the
+ * journal and large-message directories; FILE_CHUNKs and JOURNAL_OPs from
+ * replica_link are written at their names and offsets; after each read
+ * the touched files and directories are synced and OP_ACK carries the
+ * last batch applied.  Owns the replica's open files (at most
+ * KEEL_REPL_REPLICA_FILES) and the pending segment deletes.  Synchronous
+ * I/O on the loop thread (a backup serves no client).
+ */
+#include "replman_int.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fiu-local.h>
+
+#include "keel/alloc.h"
+#include "bytes.h"
+#include "fsutil.h"
+#include "log.h"
+
+/* ---- the replica (backup) ------------------------------------------------ */
+
+static const char *replica_dir_for(keel_replman *m, const char *name)
+{
+	size_t n = strlen(name);
+	if (n > 4 && strcmp(name + n - 4, ".jnl") == 0)
+		return m->journal_dir;
+	if (n > 4 && strcmp(name + n - 4, ".msg") == 0)
+		return m->large_dir;
+	return NULL;
+}
+
+static bool name_ok(const char *name, size_t len)
+{
+	if (len == 0 || len >= 64)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-' || c == '.'))
+			return false;
+	}
+	return name[0] != '.';
+}
+
+static int rfile_sync(keel_replman *m, rfile *f)
+{
+	(void)m;
+	if (f->fd >= 0 && f->dirty) {
+		if (fdatasync(f->fd) < 0)
+			return -errno;
+		f->dirty = false;
+	}
+	return 0;
+}
+
+static void rfile_close(keel_replman *m, rfile *f)
+{
+	(void)rfile_sync(m, f);
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	f->name[0] = '\0';
+}
+
+static int rfile_get(keel_replman *m, const char *name, rfile **out)
+{
+	rfile *victim = NULL;
+	for (int i = 0; i < KEEL_REPL_REPLICA_FILES; i++) {
+		rfile *f = &m->files[i];
+		if (f->fd >= 0 && strcmp(f->name, name) == 0) {
+			*out = f;
+			return 0;
+		}
+		if (f->fd < 0 && victim == NULL)
+			victim = f;
+	}
+	if (victim == NULL) {
+		victim = &m->files[0];
+		int rc = rfile_sync(m, victim);
+		if (rc)
+			return rc;
+		rfile_close(m, victim);
+	}
+	assert(victim->fd < 0); /* at most KEEL_REPL_REPLICA_FILES open */
+	const char *dir = replica_dir_for(m, name);
+	if (dir == NULL)
+		return -EINVAL;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	victim->fd = fd;
+	victim->dirty = false;
+	snprintf(victim->name, sizeof(victim->name), "%s", name);
+	m->dir_dirty = true;
+	*out = victim;
+	return 0;
+}
+
+
+static int replica_write(keel_replman *m, const char *name, uint64_t off, const uint8_t *data,
+			 size_t len, uint64_t size)
+{
+	if (fiu_fail(KEEL_FIU_REPL_CHUNK_WRITE))
+		return -EIO;
+	rfile *f;
+	int rc = rfile_get(m, name, &f);
+	if (rc)
+		return rc;
+	rc = keel_pwrite_all(f->fd, data, len, off);
+	if (rc)
+		return rc;
+	if (size) {
+		struct stat st;
+		if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < size &&
+		    ftruncate(f->fd, (off_t)size) < 0)
+			return -errno;
+	}
+	f->dirty = true;
+	return 0;
+}
+
+/* Empty a flat directory (create it when missing). */
+static int empty_dir(const char *dir)
+{
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return -errno;
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+			rc = -errno;
+	}
+	closedir(d);
+	return rc;
+}
+
+void replman__replica_close_files(keel_replman *m)
+{
+	for (int i = 0; i < KEEL_REPL_REPLICA_FILES; i++)
+		if (m->files[i].fd >= 0)
+			rfile_close(m, &m->files[i]);
+}
+
+
+/* Everything received on disk: files, deletes, directories. */
+int replman__replica_flush(keel_replman *m)
+{
+	assert(!m->replica_failed); /* a failed replica is never acked or flushed */
+	int rc = 0;
+	for (int i = 0; i < KEEL_REPL_REPLICA_FILES && rc == 0; i++)
+		rc = rfile_sync(m, &m->files[i]);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < m->ndeletes; i++) {
+		char name[64], path[4096];
+		keel_journal_segment_name(m->deletes[i], name, sizeof(name));
+		for (int k = 0; k < KEEL_REPL_REPLICA_FILES; k++)
+			if (m->files[k].fd >= 0 && strcmp(m->files[k].name, name) == 0)
+				rfile_close(m, &m->files[k]);
+		snprintf(path, sizeof(path), "%s/%s", m->journal_dir, name);
+		if (unlink(path) < 0 && errno != ENOENT)
+			keel_log_warn("replica: cannot delete %s: %s", path, strerror(errno));
+		m->dir_dirty = true;
+	}
+	m->ndeletes = 0;
+	if (m->dir_dirty) {
+		rc = keel_fsync_dir(m->journal_dir);
+		if (rc == 0)
+			rc = keel_fsync_dir(m->large_dir);
+		if (rc == 0)
+			m->dir_dirty = false;
+	}
+	return rc;
+}
+
+int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
+{
+	/* only from replica_link, and nothing more once a write failed */
+	assert(m->replica_link != 0 && !m->replica_failed);
+	if (msg->data_len < OP_HDR)
+		return -EPROTO;
+	const uint8_t *p = msg->data;
+	uint8_t kind = p[0];
+	uint64_t seg = keel_get_le64(p + 1), off = keel_get_le64(p + 9), size = keel_get_le64(p + 17);
+	const uint8_t *data = p + OP_HDR;
+	size_t len = msg->data_len - OP_HDR;
+	char name[64];
+	int rc = 0;
+	keel_journal_segment_name(seg, name, sizeof(name));
+	switch (kind) {
+	case KEEL_JOURNAL_FOP_CREATE:
+		rc = replica_write(m, name, 0, data, len, size);
+		break;
+	case KEEL_JOURNAL_FOP_WRITE:
+		if (len || seg)
+			rc = replica_write(m, name, off, data, len, 0);
+		break;
+	case KEEL_JOURNAL_FOP_DELETE:
+		if (m->ndeletes == m->delcap) {
+			size_t cap = m->delcap ? m->delcap * 2 : 8;
+			uint64_t *nd = keel_realloc(m->deletes, cap * sizeof(*nd));
+			if (nd == NULL)
+				return -ENOMEM;
+			m->deletes = nd;
+			m->delcap = cap;
+		}
+		m->deletes[m->ndeletes++] = seg;
+		break;
+	default:
+		return -EPROTO;
+	}
+	if (rc == 0 && msg->seq > m->ack_pending)
+		m->ack_pending = msg->seq;
+	return rc;
+}
+
+int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg)
+{
+	assert(m->replica_link != 0 && !m->replica_failed);
+	char name[64];
+	if (!name_ok(msg->name.p, msg->name.len))
+		return -EPROTO;
+	memcpy(name, msg->name.p, msg->name.len);
+	name[msg->name.len] = '\0';
+	if (replica_dir_for(m, name) == NULL)
+		return -EPROTO;
+	int rc = replica_write(m, name, msg->offset, msg->data, msg->data_len, 0);
+	if (rc == 0 && msg->last) {
+		rfile *f;
+		rc = rfile_get(m, name, &f);
+		size_t n = strlen(name);
+		assert(n > 4); /* replica_dir_for knew its suffix */
+		if (rc == 0 && strcmp(name + n - 4, ".jnl") == 0) {
+			/* a segment: its capacity is in its header (u64 at 24) */
+			uint8_t h[8];
+			if (pread(f->fd, h, 8, 24) == 8) {
+				uint64_t cap = keel_get_le64(h);
+				struct stat st;
+				if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < cap &&
+				    cap < (1ull << 40) && ftruncate(f->fd, (off_t)cap) < 0)
+					rc = -errno;
+			}
+		}
+		if (rc == 0)
+			rc = rfile_sync(m, f);
+		if (rc == 0)
+			rfile_close(m, f);
+	}
+	return rc;
+}
+
+/* ---- actions and acks (backup) ------------------------------------------- */
+
+/* PREPARE_REPLICA: empty directories; this link's files are the replica. */
+void replman__prepare_replica(keel_replman *m, uint32_t link)
+{
+	replman__replica_close_files(m);
+	m->ndeletes = 0;
+	m->ack_pending = 0;
+	m->replica_failed = false;
+	int rc = empty_dir(m->journal_dir);
+	if (rc == 0)
+		rc = empty_dir(m->large_dir);
+	m->dir_dirty = true;
+	m->replica_link = link;
+	if (rc) {
+		keel_log_error("replica: cannot prepare %s: %s", m->data_dir, strerror(-rc));
+		m->replica_failed = true;
+		replman__feed_simple(m, KEEL_HA_IN_REPLICA_FAILED, link);
+	}
+}
+
+/* After a read: the replica's files on disk, then OP_ACK. */
+void replman__replica_ack(keel_replman *m, rlink *l)
+{
+	if (m->ack_pending == 0 || l->id != m->replica_link || m->replica_failed)
+		return;
+	int rc = replman__replica_flush(m);
+	if (rc) {
+		keel_log_error("replica: cannot sync: %s", strerror(-rc));
+		m->replica_failed = true;
+		replman__feed_simple(m, KEEL_HA_IN_REPLICA_FAILED, l->id);
+		return;
+	}
+	uint64_t seq = m->ack_pending;
+	m->ack_pending = 0;
+	if (fiu_fail(KEEL_FIU_REPL_OP_ACK_DROP))
+		return;
+	keel_repl_msg ack = { .type = KEEL_REPL_OP_ACK, .seq = seq };
+	replman__link_send(l, &ack);
+}
