@@ -71,4 +71,11 @@
 #define KH_RECONNECT_BACKOFF_FIRST_MS 20
 #define KH_RECONNECT_BACKOFF_MAX_MS 200
 #define KH_RECONNECT_CONNECT_TIMEOUT_MS 5000
+
+/* ---- event_head -------------------------------------------------------- */
+/* Longest event type and ts kept from a line (longer ones are cut): the
+ * broker's types and ISO-8601 times are far shorter. */
+#define KH_EVENT_TYPE_MAX 96
+#define KH_EVENT_TS_MAX 64
 #endif
+
