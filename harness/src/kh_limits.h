@@ -53,9 +53,9 @@
 #define KH_MAX_VALGRIND_JSON (4 * 1024 * 1024)
 /* Valgrind findings recorded per node process (the rest are counted). */
 #define KH_MAX_VALGRIND_FINDINGS 50
-/* The scenario child's own leak check (child.c): how long a thread may take
- * to end after everything was closed, when the scenario passed.  Short:
- * the child joins nothing late; KEEL_LC_GRACE_MS overrides it. */
+/* The scenario child's own leak check (child_leaks.c): how long a thread
+ * may take to end after everything was closed, when the scenario passed.
+ * Short: the child joins nothing late; KEEL_LC_GRACE_MS overrides it. */
 #define KH_CHILD_LEAK_GRACE_MS 2000
 /* Leaks of the child's own report the runner records (the rest are counted
  * in the reason only). */
@@ -63,12 +63,18 @@
 /* Nodes a produce or consume step may list (`nodes: [a, b]`): a pair, or
  * a few more for a chain; the client tries each in turn. */
 #define KH_MAX_STEP_NODES 8
-/* A step's client on a node list (child.c): between two rounds over the
- * list it waits a backoff, from the first value doubling to the last (a
- * retry interval, not a wait for something: the step's deadline bounds
- * it).  Each attempt's connect timeout is at most the last, so a node
- * that hangs (paused) does not eat the step's deadline. */
+/* A step's client on a node list (child_clients.c): between two rounds
+ * over the list it waits a backoff, from the first value doubling to the
+ * last (a retry interval, not a wait for something: the step's deadline
+ * bounds it).  Each attempt's connect timeout is at most the last, so a
+ * node that hangs (paused) does not eat the step's deadline. */
 #define KH_RECONNECT_BACKOFF_FIRST_MS 20
 #define KH_RECONNECT_BACKOFF_MAX_MS 200
 #define KH_RECONNECT_CONNECT_TIMEOUT_MS 5000
+
+/* ---- event_head -------------------------------------------------------- */
+/* Longest event type and ts kept from a line (longer ones are cut): the
+ * broker's types and ISO-8601 times are far shorter. */
+#define KH_EVENT_TYPE_MAX 96
+#define KH_EVENT_TS_MAX 64
 #endif

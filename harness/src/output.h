@@ -7,9 +7,10 @@
 #define KH_OUTPUT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
-#include "runner.h"
+#include "job.h"
 
 /* "PASS  name  1.23 s" (+ reason and the child's output when it failed). */
 void kh_out_console(FILE *f, const kh_job *j, bool show_output);

@@ -12,39 +12,14 @@
 #ifndef KH_RECORDER_H
 #define KH_RECORDER_H
 
-#include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "event_head.h"
+
 typedef struct kh_recorder kh_recorder;
-
-/* Longest event type and ts kept from a line (longer ones are cut). */
-#define KH_EVENT_TYPE_MAX 96
-#define KH_EVENT_TS_MAX 64
-
-/* What the recorder (and the step machine's first look) needs of an event
- * line: the top-level members seq, type, ts, mono_ns. */
-typedef struct kh_event_head {
-	bool ok;                /* a JSON object with an integer seq and a string type */
-	bool has_ts;
-	bool has_mono;
-	int64_t seq;
-	int64_t mono_ns;
-	char type[KH_EVENT_TYPE_MAX];
-	char ts[KH_EVENT_TS_MAX];
-} kh_event_head;
-
-/* The head of `line` by a scan of its top level, without building the
- * JSON tree (a jansson parse costs several times more, and the recording
- * must keep up with 100,000 events/s).  0: scanned, h->ok says whether it
- * is an event; -EAGAIN: the scan cannot tell (an escape in a key, type or
- * ts, a number out of range, anything not plainly well-formed): take the
- * head from a real parse (kh_event_head_from_json).  Pure; any thread. */
-int kh_event_head_scan(const char *line, size_t len, kh_event_head *h);
-/* The head from a parsed line (ev NULL or not an object: not an event). */
-void kh_event_head_from_json(json_t *ev, kh_event_head *h);
 
 /* Open (create) `path`, apply the schema, WAL, busy timeout.  loop may be
  * NULL.  0 and *out, or -EIO with a message in err. */

@@ -13,23 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "job.h"
 #include "recorder.h"
-
-/* One scenario run and, once done, its result. */
-typedef struct kh_job {
-	char *file;             /* absolute path */
-	char *name;
-	unsigned iteration;
-	uint64_t seed;
-	double timeout_s;       /* scenario timeout, before the multiplier */
-	/* results */
-	int64_t scenario_id;
-	const char *outcome;    /* "pass" | "fail" | "timeout" | "crash" */
-	char reason[2048];
-	double secs;
-	char *output;           /* the child's stdout+stderr (keel_malloc) */
-	size_t output_len;
-} kh_job;
 
 /* Gives the next job to run (owned by the caller until the end), or NULL
  * when there is none (yet: it is asked again after each job ends). */

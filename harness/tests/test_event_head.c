@@ -1,5 +1,5 @@
 /*
- * test_event_head.c - the event-line head scan (recorder.h,
+ * test_event_head.c - the event-line head scan (event_head.h,
  * kh_event_head_scan): broker lines, nested values, what is not an event,
  * what it leaves to jansson (-EAGAIN), and that whenever it answers, its
  * answer equals the one taken from a full jansson parse.
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "recorder.h"
+#include "event_head.h"
 
 static int scan(const char *line, kh_event_head *h)
 {

@@ -1,0 +1,309 @@
+/*
+ * child_int.h - the inside of the scenario child (child.h), shared by its
+ * files: child.c (the step machine and its dispatch table, one entry per
+ * step kind), child_proc.c (nodes: setup, callbacks, start/stop/kill/
+ * pause/resume/restart), child_await.c (awaits, the harness's own events),
+ * child_clients.c (tally, reconn, consume), child_produce.c (produce,
+ * join), child_manage.c (manage, expect), child_faults.c (fiu-ctrl) and
+ * child_leaks.c (the nodes' leaks, Valgrind, the child's own leak check).
+ * A new step kind is a file exporting its entry's functions here plus one
+ * entry in child.c's table.  Main thread only.
+ */
+#ifndef KH_CHILD_INT_H
+#define KH_CHILD_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "child.h"
+#include "keel/alloc.h"
+#include "keel/client.h"
+#include "kh_limits.h"
+#include "lc_check.h"
+#include "node.h"
+#include "recorder.h"
+#include "scenario.h"
+
+#define uthash_malloc(sz) keel_malloc(sz)
+#define uthash_free(ptr, sz) keel_free(ptr)
+#include <uthash.h>
+
+/* What the scenario did with one message key. */
+typedef struct tally {
+	char *key;
+	char *destination;
+	bool persistent;
+	bool droppable;         /* receipted by an allow-dropped produce */
+	unsigned produced;
+	unsigned receipted;
+	unsigned refused;
+	unsigned consumed;
+	UT_hash_handle hh;
+} tally;
+
+struct child;
+struct reconn;
+
+/* The nodes a produce or consume step connects to and where its client is
+ * in them.  With `nodes:` (pair) the client follows whichever node takes
+ * it: attempts go round the list in order, at once within a round, with a
+ * backoff between rounds (KH_RECONNECT_BACKOFF_*), bounded by the step's
+ * deadline; a connection lost mid-step starts a new round at the node
+ * after the lost one.  With one `node` there is one attempt and a lost
+ * connection fails the step, as before.  Connection changes of a pair
+ * step are harness events (client.connected, client.disconnected,
+ * client.reconnected). */
+typedef struct reconn {
+	struct child *c;
+	unsigned step;
+	const char *kind;       /* "produce" | "consume" */
+	bool pair;              /* `nodes:` given */
+	int nodes[KH_MAX_STEP_NODES]; /* node indices in the step's order */
+	unsigned n;
+	unsigned next;          /* position of the next attempt */
+	int cur;                /* node of the current attempt or connection; -1 */
+	int prev;               /* node of the last connection; -1 */
+	bool up;                /* CONNECTED on the current client */
+	bool receipting;        /* produce: a RECEIPT came on this connection */
+	unsigned failed;        /* failed attempts since the last connection */
+	unsigned round;         /* failed attempts in this round */
+	uint32_t backoff_ms;    /* the next wait between rounds */
+	unsigned connections;   /* connections made so far */
+	uv_timer_t timer;       /* the wait before the next attempt */
+	bool waiting;           /* the timer runs: no client now */
+	void (*attempt)(struct reconn *r);
+	void *owner;            /* the producer (or the child, for consume) */
+	char node_err[KH_MAX_STEP_NODES][128]; /* each node's last failed attempt */
+	char last_err[256];     /* why the current attempt or connection ended */
+} reconn;
+
+/* One producing connection (a produce step).  In the foreground its step
+ * ends with it; in the background (`background: true`) its step ends once
+ * it is connected, it runs on beside the next steps and a `join` step
+ * waits for it.  Owns its client, its deadline timer and its body. */
+typedef struct producer {
+	struct child *c;
+	unsigned step;          /* its step: keys are s<step>-<n> */
+	const kh_produce *p;
+	keel_client *cl;
+	uv_timer_t timer;       /* its `within`, from its start to its end */
+	bool timer_live;
+	unsigned sent, receipts, refused;
+	bool bye_sent, got_bye;
+	bool done, ok, joined;
+	char msg[1024];         /* why it failed; "" while it has not */
+	char first_refusal[256];
+	char result[2048];      /* how it ended, for the step or the join */
+	uint8_t *body;
+	reconn rc;              /* its nodes (pair: reconnects) */
+	uint8_t *state;         /* pair: MSG_* per message */
+	unsigned *resend;       /* pair: messages to send again, in order */
+	unsigned resend_len, resend_head;
+	unsigned resent;        /* pair: second (and later) sends */
+	struct producer *next;
+} producer;
+
+typedef enum op_kind {
+	OP_NONE,
+	OP_WAIT_DOWN,           /* stop / kill / restart */
+	OP_AWAIT,
+	OP_PRODUCE,
+	OP_CONSUME,
+	OP_HELPER,              /* fiu-ctrl */
+	OP_MANAGE,              /* a management request and its reply */
+	OP_JOIN,                /* background producers */
+} op_kind;
+
+/* Leaks of one node process (report lines and thread.leak events). */
+typedef struct node_leaks {
+	unsigned incarnation;   /* the process these are of */
+	unsigned count;
+	char first[512];        /* the first, as "THREAD name=... created-at=..." */
+	char seen[KH_MAX_LEAK_KEYS][48]; /* "KIND:id" already recorded */
+	unsigned nseen;
+} node_leaks;
+
+/* One node process run under Valgrind, its XML checked at the end. */
+typedef struct vg_run {
+	int node;
+	int pid;
+	bool killed;            /* SIGKILL: its XML may lack FINISHED */
+} vg_run;
+
+typedef struct child {
+	uv_loop_t loop;
+	const kh_child_opts *o;
+	kh_scenario *sc;
+	kh_recorder *rec;
+	int64_t sid;
+	int64_t t0_ns;
+	kh_node **nodes;
+	size_t *mark_prev;      /* per node: event count when the previous step began */
+	size_t *mark_cur;       /* ... when the current step began */
+	uv_timer_t deadline;
+	uv_timer_t kick;
+	unsigned step;          /* index of the current step */
+	int64_t step_id;
+	int64_t step_t0_ns;
+	bool step_open;
+	bool finishing;
+	bool failed;
+	char reason[2048];
+	tally *tally;
+
+	/* The current asynchronous operation. */
+	op_kind op;
+	int op_node;            /* index, -1 none, HARNESS_NI the harness */
+	bool op_ok;             /* result once the client/helper is gone */
+	char op_msg[1024];
+	keel_client *cl;        /* consume / manage */
+	unsigned got;           /* consume: counted messages (distinct: new keys) */
+	unsigned deliveries;    /* consume: every message, duplicates too */
+	unsigned want;          /* consume: messages to take (count or count-of) */
+	kh_kv *saved;           /* manage save: values for later steps */
+	unsigned saved_count;
+	bool bye_sent;
+	bool got_bye;
+	char sentinel[64];
+	producer *producers;    /* every produce step's, newest first */
+	producer *op_producer;  /* OP_PRODUCE: the current step's */
+	uv_process_t helper;
+	uv_pipe_t helper_out;
+	unsigned helper_pending;
+	int64_t helper_status;
+	int helper_signal;
+	char helper_text[512];
+	size_t helper_len;
+	unsigned closing;       /* handles still closing at the end */
+	bool verdict_written;
+	char mgmt_info[640];    /* manage: the reply, for the step message */
+	reconn crc;             /* consume: its nodes (pair: reconnects) */
+	int64_t hseq;           /* harness events recorded (their seq) */
+	json_t *hevents;        /* every harness event, for awaits */
+	size_t hmark_prev, hmark_cur; /* as mark_prev/mark_cur */
+	int64_t last_match_ns;  /* mono_ns of the event the last await matched */
+	node_leaks *leaks;      /* per node */
+	vg_run *vg;
+	size_t vg_count;
+} child;
+
+/* op_node of an await on the harness's own events. */
+#define HARNESS_NI (-2)
+
+static inline double child__secs(int64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
+static inline uint64_t child__within_ms(child *c, double within_s)
+{
+	double s = within_s > 0 ? within_s : KH_DEFAULT_WITHIN_S;
+	return (uint64_t)(s * c->o->timeout_multiplier * 1000.0);
+}
+
+static inline const kh_step *child__cur_step(child *c)
+{
+	return &c->sc->steps[c->step];
+}
+
+/* One step kind's entry in the dispatch table (child.c), looked up by
+ * kind when the step begins and when its deadline passes. */
+typedef struct child_step_ops {
+	kh_step_kind kind;
+	/* Begins the step: completes it at once (child__step_done) or sets
+	 * c->op and completes it later from a callback. */
+	void (*start)(child *c, const kh_step *st);
+	/* Its deadline passed (c->op still set); NULL: it arms none (it ends
+	 * at once, or has its own timer). */
+	void (*deadline)(child *c, const kh_step *st);
+	/* Its `within` in seconds (0: KH_DEFAULT_WITHIN_S); NULL: 0. */
+	double (*within)(const kh_step *st);
+} child_step_ops;
+
+/* ---- child.c: the step machine ----------------------------------------- */
+
+/* Ends the current step (once per step): records it, then the next step
+ * runs (ok) or the scenario finishes (failed). */
+void child__step_done(child *c, bool ok, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A failure outside a step's own operation (a background producer). */
+void child__fail_now(child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Called again by each callback that finishes something, until nothing is
+ * left: then the verdict is written and the loop ends. */
+void child__finish(child *c);
+/* A step's node, or its `nodes` joined with `sep` ("a,b"). */
+const char *child__step_label(const kh_step *st, const char *sep, char *buf, size_t len);
+
+/* ---- child_proc.c: nodes ----------------------------------------------- */
+
+int child__setup_nodes(child *c, char *err, size_t errlen);
+void child__start_node(child *c, const kh_step *st);       /* start */
+void child__start_signal(child *c, const kh_step *st);     /* pause, resume */
+void child__start_stop(child *c, const kh_step *st);       /* stop, kill, restart */
+void child__stop_deadline(child *c, const kh_step *st);
+double child__stop_within(const kh_step *st);
+
+/* ---- child_await.c: awaits and the harness's own events ----------------- */
+
+void child__harness_event(child *c, const char *type, json_t *fields);
+bool child__await_hit(child *c, json_t *ev);
+void child__await_describe(const kh_await_step *aw, char *buf, size_t len);
+void child__show_last_events(child *c, int ni, char *buf, size_t len);
+void child__start_await(child *c, const kh_step *st);
+void child__await_deadline(child *c, const kh_step *st);
+double child__await_within(const kh_step *st);
+
+/* ---- child_clients.c: tally, reconn, consume --------------------------- */
+
+tally *child__tally_get(child *c, const char *key, const char *dest);
+void child__tally_free(child *c);
+void child__reconn_init(reconn *r, child *c, const kh_step *st, const char *kind,
+			void (*attempt)(reconn *));
+const char *child__reconn_name(const reconn *r, int ni);
+kh_node *child__reconn_pick(reconn *r);
+void child__reconn_why(reconn *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint32_t child__reconn_connect_timeout(const reconn *r, uint64_t within);
+void child__reconn_connected(reconn *r, json_t *extra);
+void child__reconn_retry(reconn *r, int status, json_t *extra);
+void child__reconn_stop(reconn *r);
+void child__reconn_describe(const reconn *r, char *buf, size_t len);
+void child__client_fail(child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void child__client_bye(child *c);
+void child__start_client_op(child *c, const kh_step *st); /* consume, manage */
+void child__client_deadline(child *c, const kh_step *st);
+double child__consume_within(const kh_step *st);
+
+/* ---- child_produce.c: produce and join --------------------------------- */
+
+void child__start_produce(child *c, const kh_step *st);
+void child__producer_close_timers(producer *pr);
+void child__start_join(child *c, const kh_step *st);
+void child__join_deadline(child *c, const kh_step *st);
+double child__join_within(const kh_step *st);
+
+/* ---- child_manage.c: manage and expect --------------------------------- */
+
+void child__manage_request(child *c);
+void child__manage_reply(child *c, const keel_client_frame *f);
+double child__manage_within(const kh_step *st);
+void child__start_expect(child *c, const kh_step *st);
+
+/* ---- child_faults.c: fault (fiu-ctrl) ---------------------------------- */
+
+void child__start_fault(child *c, const kh_step *st);
+void child__fault_deadline(child *c, const kh_step *st);
+
+/* ---- child_leaks.c: leaks, Valgrind, the child's own leak check --------- */
+
+void child__vg_note_run(child *c, int ni);
+void child__vg_check(child *c);
+void child__leak_from_line(child *c, int ni, const char *text);
+void child__leak_from_event(child *c, int ni, json_t *ev);
+const char *child__leak_summary(child *c, int ni, char *buf, size_t len);
+int child__self_check(const lc_snapshot *before, int code, const char *name);
+
+#endif

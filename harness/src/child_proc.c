@@ -1,0 +1,332 @@
+/*
+ * child_proc.c - the scenario's nodes (child_int.h): their setup (data
+ * directories, config with the slot's addresses, environment), their
+ * callbacks (events, output, down: what ends a stop, kill or restart, or
+ * fails an await), and the steps start, stop, kill, pause, resume and
+ * restart.  A node counts as down only once node.c says so (process
+ * exited and pipes at EOF).  Main thread.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "child_int.h"
+
+/* keel-broker's exit status when a thread leaked at stop (leakcheck/README.md). */
+#define KH_NODE_EXIT_LEAKED KEEL_EXIT_LEAKED
+
+/* ---- node callbacks ---------------------------------------------------- */
+
+static int node_index(child *c, kh_node *n)
+{
+	for (unsigned i = 0; i < c->sc->nodes_count; i++) {
+		if (c->nodes[i] == n)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, void *ud)
+{
+	child *c = ud;
+	int ni = node_index(c, n);
+	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, kh_now_ns());
+	if (!h->ok)
+		return;
+	if (strcmp(h->type, "thread.leak") == 0)
+		child__leak_from_event(c, ni, kh_node_current_event(n));
+	if (c->op == OP_AWAIT && c->op_node == ni) {
+		const kh_await_step *aw = child__cur_step(c)->await;
+		json_t *ev;
+		if (aw->type && strcmp(aw->type, h->type) != 0)
+			return;
+		ev = kh_node_current_event(n);
+		if (child__await_hit(c, ev))
+			child__step_done(c, true, "matched seq %" JSON_INTEGER_FORMAT,
+					 json_integer_value(json_object_get(ev, "seq")));
+	}
+}
+
+static void on_node_output(kh_node *n, const char *line, void *ud)
+{
+	child *c = ud;
+	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), line);
+	if (strstr(line, "LEAKED ") != NULL)
+		child__leak_from_line(c, node_index(c, n), line);
+}
+
+static void describe_exit(kh_node *n, char *buf, size_t len)
+{
+	int64_t code;
+	int sig;
+	kh_node_last_exit(n, &code, &sig);
+	if (sig)
+		snprintf(buf, len, "killed by signal %d (%s)", sig, strsignal(sig));
+	else
+		snprintf(buf, len, "exit code %" PRId64, code);
+}
+
+static void on_node_down(kh_node *n, void *ud)
+{
+	child *c = ud;
+	int ni = node_index(c, n);
+	char how[96], note[160];
+	describe_exit(n, how, sizeof(how));
+	snprintf(note, sizeof(note), "keel-harness: node %s down (%s)", kh_node_name(n), how);
+	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), note);
+	child__vg_note_run(c, ni);
+	if (c->finishing) {
+		child__finish(c);
+		return;
+	}
+	if (c->op == OP_AWAIT && c->op_node == ni) {
+		char buf[1024], desc[256];
+		child__await_describe(child__cur_step(c)->await, desc, sizeof(desc));
+		child__show_last_events(c, ni, buf, sizeof(buf));
+		child__step_done(c, false, "await %s: node went down (%s) before a match%s", desc,
+				 how, buf);
+		return;
+	}
+	if (c->op != OP_WAIT_DOWN || c->op_node != ni)
+		return;
+	const kh_step *st = child__cur_step(c);
+	int64_t code;
+	int sig;
+	kh_node_last_exit(n, &code, &sig);
+	if (sig == 0 && code == KH_NODE_EXIT_LEAKED &&
+	    (st->kind == KH_STEP_STOP || (st->kind == KH_STEP_RESTART && !st->restart->kill))) {
+		char what[640];
+		child__step_done(c, false, "%s %s: the node leaked (exit code 3): %s",
+				 kh_step_kind_name(st->kind), kh_node_name(n),
+				 child__leak_summary(c, ni, what, sizeof(what)));
+		return;
+	}
+	if (st->kind == KH_STEP_RESTART) {
+		int rc = kh_node_start(n);
+		if (rc)
+			child__step_done(c, false, "restart %s: cannot start: %s", kh_node_name(n),
+					 uv_strerror(rc));
+		else
+			child__step_done(c, true, "stopped (%s), started again", how);
+		return;
+	}
+	if (st->kind == KH_STEP_STOP && (sig != 0 || code != 0))
+		child__step_done(c, false, "stop %s: graceful stop ended with %s", kh_node_name(n),
+				 how);
+	else
+		child__step_done(c, true, "%s", how);
+}
+
+/* ---- steps: node operations ------------------------------------------- */
+
+static void op_signal_and_wait(child *c, int ni, int signum)
+{
+	kh_node *n = c->nodes[ni];
+	int rc = kh_node_signal(n, signum);
+	if (rc) {
+		child__step_done(c, false, "cannot signal %s: %s", kh_node_name(n),
+				 uv_strerror(rc));
+		return;
+	}
+	if (signum == SIGTERM && kh_node_paused(n))
+		kh_node_signal(n, SIGCONT); /* a stopped process cannot handle SIGTERM */
+	c->op = OP_WAIT_DOWN;
+	c->op_node = ni;
+}
+
+/* start: spawns a node that is not running; the step ends at once. */
+void child__start_node(child *c, const kh_step *st)
+{
+	const char *name = kh_step_node(st);
+	int ni = kh_scenario_node_index(c->sc, name);
+	kh_node *n = c->nodes[ni];
+	int rc;
+	if (kh_node_up(n)) {
+		child__step_done(c, false, "start %s: already running", name);
+		return;
+	}
+	rc = kh_node_start(n);
+	if (rc)
+		child__step_done(c, false, "start %s: %s", name, uv_strerror(rc));
+	else
+		child__step_done(c, true, "pid %d", kh_node_pid(n));
+}
+
+/* pause, resume: SIGSTOP or SIGCONT; the step ends at once. */
+void child__start_signal(child *c, const kh_step *st)
+{
+	const char *name = kh_step_node(st);
+	int ni = kh_scenario_node_index(c->sc, name);
+	kh_node *n = c->nodes[ni];
+	int rc;
+	rc = kh_node_signal(n, st->kind == KH_STEP_PAUSE ? SIGSTOP : SIGCONT);
+	if (rc)
+		child__step_done(c, false, "%s %s: not running", kh_step_kind_name(st->kind), name);
+	else
+		child__step_done(c, true, "ok");
+}
+
+/* stop, kill, restart: SIGTERM (SIGKILL for kill and restart.kill), then
+ * wait for the node to go down (on_node_down ends the step). */
+void child__start_stop(child *c, const kh_step *st)
+{
+	const char *name = kh_step_node(st);
+	int ni = kh_scenario_node_index(c->sc, name);
+	kh_node *n = c->nodes[ni];
+	const kh_node_op *op = st->stop ? st->stop : st->kill ? st->kill : st->restart;
+	bool hard = st->kind == KH_STEP_KILL || (st->restart && op->kill);
+	if (!kh_node_up(n)) {
+		child__step_done(c, false, "%s %s: not running", kh_step_kind_name(st->kind), name);
+		return;
+	}
+	op_signal_and_wait(c, ni, hard ? SIGKILL : SIGTERM);
+}
+
+void child__stop_deadline(child *c, const kh_step *st)
+{
+	kh_node *n = c->nodes[c->op_node];
+	kh_node_signal(n, SIGKILL);
+	/* fail now; the node's down callback finds no op any more */
+	child__step_done(c, false, "%s %s: still running after %.3g s (killed)",
+			 kh_step_kind_name(st->kind), kh_node_name(n),
+			 child__within_ms(c, 0) / 1000.0);
+}
+
+double child__stop_within(const kh_step *st)
+{
+	const kh_node_op *op = st->stop ? st->stop : st->kill ? st->kill : st->restart;
+	return op->within_s;
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return -errno;
+	fputs(text, f);
+	return fclose(f) == 0 ? 0 : -EIO;
+}
+
+static const kh_node_callbacks node_cb = {
+	.on_event = on_node_event,
+	.on_output = on_node_output,
+	.on_down = on_node_down,
+};
+
+int child__setup_nodes(child *c, char *err, size_t errlen)
+{
+	unsigned n = c->sc->nodes_count;
+	c->nodes = keel_calloc(n, sizeof(*c->nodes));
+	c->mark_prev = keel_calloc(n, sizeof(size_t));
+	c->mark_cur = keel_calloc(n, sizeof(size_t));
+	c->leaks = keel_calloc(n, sizeof(*c->leaks));
+	if (!c->nodes || !c->mark_prev || !c->mark_cur || !c->leaks)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		const kh_node_spec *spec = &c->sc->nodes[i];
+		char dir[4096], data[4200], cfgp[4200], host[32], fiu[4200], vgxml[4200];
+		char vgtest[300];
+		int rc;
+		snprintf(dir, sizeof(dir), "%s/%s", c->o->workdir, spec->name);
+		snprintf(data, sizeof(data), "%s/data", dir);
+		snprintf(cfgp, sizeof(cfgp), "%s/broker.yaml", dir);
+		snprintf(fiu, sizeof(fiu), "%s/fiu-%s", c->o->workdir, spec->name);
+		char *config = NULL;
+		kh_slot_host(c->o->slot, i, host, sizeof(host));
+		if ((rc = mkdir_p(dir)) != 0) {
+			snprintf(err, errlen, "%.1000s: %s", dir, strerror(-rc));
+			return rc;
+		}
+		/* ${nodes.NAME.host|port|listen} name other nodes' addresses
+		 * (lint has checked them; this slot's values now). */
+		if (spec->config &&
+		    (rc = kh_subst_nodes(c->sc, c->o->slot, spec->config, &config, NULL, err,
+					 errlen)) != 0)
+			return rc;
+		if (config && (rc = write_file(cfgp, config)) != 0) {
+			snprintf(err, errlen, "%.1000s: %s", cfgp, strerror(-rc));
+			keel_free(config);
+			return rc;
+		}
+		/* The node's env: its scenario `env`, and KEEL_LC_TEST naming the
+		 * scenario on its leak lines (unless env sets it). */
+		const char **env = keel_calloc(spec->env_count + 2, sizeof(*env));
+		char *lc_test = keel_malloc(strlen(c->sc->name) + 16);
+		if (env == NULL || lc_test == NULL) {
+			keel_free(env);
+			keel_free(lc_test);
+			keel_free(config);
+			return -ENOMEM;
+		}
+		unsigned ne = 0;
+		bool has_lc_test = false;
+		for (unsigned k = 0; k < spec->env_count; k++) {
+			char *kv = keel_malloc(strlen(spec->env[k].key) + strlen(spec->env[k].value) + 2);
+			if (kv == NULL) {
+				rc = -ENOMEM;
+				goto env_out;
+			}
+			sprintf(kv, "%s=%s", spec->env[k].key, spec->env[k].value);
+			env[ne++] = kv;
+			has_lc_test |= strcmp(spec->env[k].key, "KEEL_LC_TEST") == 0;
+		}
+		sprintf(lc_test, "KEEL_LC_TEST=%s", c->sc->name);
+		if (!has_lc_test)
+			env[ne++] = lc_test;
+		snprintf(vgxml, sizeof(vgxml), "%s/%s.%%p.xml", c->o->workdir, spec->name);
+		snprintf(vgtest, sizeof(vgtest), "%s/%s", c->sc->name, spec->name);
+		kh_node_config nc = {
+			.name = spec->name,
+			.env = env,
+			.valgrind_tool = c->o->valgrind,
+			.valgrind_xml = vgxml,
+			.valgrind_supp = c->o->valgrind_supp,
+			.valgrind_test = vgtest,
+			.self_exe = c->o->self_exe,
+			.broker = c->o->broker,
+			.host = host,
+			.port = KH_NODE_PORT,
+			.data_dir = data,
+			.config_path = config ? cfgp : NULL,
+			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
+		};
+		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
+env_out:
+		for (unsigned k = 0; k < ne; k++) {
+			if (env[k] != lc_test)
+				keel_free((char *)env[k]);
+		}
+		keel_free(env);
+		keel_free(lc_test);
+		if (rc == 0)
+			kh_recorder_node(c->rec, c->sid, spec->name,
+					 spec->role ? spec->role : "standalone", data, config);
+		keel_free(config);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
