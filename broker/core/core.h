@@ -125,7 +125,7 @@ struct keel_ref {
 	keel_queue *queue;
 	uint32_t delivery_count;   /* deliveries so far, this one included */
 	uint64_t delivery_id;      /* unique per core, set at each delivery */
-	/* core-private linkage follows in core.c; do not touch */
+	/* core-private linkage follows (see core_int.h); do not touch */
 	keel_ref *next, *prev;
 	keel_consumer *consumer;   /* while delivered */
 	keel_tx *tx;               /* while acked inside a transaction */
