@@ -225,6 +225,48 @@
 /* Longest duplicate-detection id kept; a longer one is not checked. */
 #define KEEL_DUP_ID_MAX_LEN 255
 
+/* ---- keelctl ------------------------------------------------------------ */
+
+/* --url may be given this many times: a live/backup pair needs two; 8
+ * bounds the list keelctl tries in order (keelctl_global.urls). */
+#define KEELCTL_MAX_URLS 8
+
+/* --header given to `keelctl produce` at most: bounds its header array
+ * (the broker takes KEEL_MAX_HEADERS; 64 leaves room for its own). */
+#define KEELCTL_MAX_HEADERS 64
+
+/* Body bytes `keelctl consume --print` shows of each message; a longer
+ * body is cut and its size printed (a terminal, not a dump). */
+#define KEELCTL_PRINT_BODY_MAX_BYTES 200
+
+/* Columns of a table keelctl prints (the widest, queue stat, has 9):
+ * bounds the column-width array. */
+#define KEELCTL_MAX_TABLE_COLUMNS 16
+
+/* Longest `queue stat --loop --interval` (ms): a day catches typos. */
+#define KEELCTL_MAX_INTERVAL_MS 86400000
+
+/* keelctl perf: latency samples kept at most (uint32 µs each: 4 MiB); past
+ * this, every Nth message is sampled. */
+#define KEELCTL_PERF_MAX_SAMPLES (1u << 20)
+/* keelctl perf: after the last producer finished, give up on missing
+ * messages when no message came for this long (ms). */
+#define KEELCTL_PERF_DRAIN_IDLE_MS 3000
+/* keelctl perf: clients at most, producers and consumers each half:
+ * bounds connections and fds one run opens. */
+#define KEELCTL_PERF_MAX_CLIENTS 256
+/* keelctl perf --count at most: 2^32 messages bounds the seen-bitmap
+ * (count * copies bits) and keeps indexes in keel-seq small. */
+#define KEELCTL_PERF_MAX_COUNT (1ull << 32)
+/* keelctl perf --timeout-s at most: a day catches typos. */
+#define KEELCTL_PERF_MAX_TIMEOUT_S 86400
+/* keelctl perf: time its clients get to DISCONNECT cleanly at the end
+ * before they are closed (ms). */
+#define KEELCTL_PERF_CLOSE_GRACE_MS 2000
+/* keelctl perf: its clients' write watermarks (bytes), above the client
+ * defaults so that each write carries a bigger batch. */
+#define KEELCTL_PERF_WRITE_HIGH_WATERMARK (512 * 1024)
+#define KEELCTL_PERF_WRITE_LOW_WATERMARK (128 * 1024)
 
 /* ---- replication (HA) ------------------------------------------------- */
 
