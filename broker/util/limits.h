@@ -114,6 +114,39 @@
 #define KEEL_MGMT_DEFAULT_MAX_ROWS 1000
 #define KEEL_MGMT_MAX_ROWS 100000
 
+/* Frame buffer the STOMP parser keeps between frames (bytes); a larger one
+ * (left by a big frame) is released so that an idle connection does not
+ * pin a big body's memory. */
+#define KEEL_STOMP_KEEP_BUFFER_BYTES (256 * 1024)
+
+/* A file path the broker builds under data-dir (journal segments, large
+ * message bodies, the HA identity): the kernel's PATH_MAX.  Sizes the path
+ * buffers; largemsg.c and hastore.c refuse a longer path (-ENAMETOOLONG). */
+#define KEEL_MAX_PATH_BYTES 4096
+
+/* One connector ("host:port", bridges[].connectors, ha.listen, ha.peer) in
+ * the configuration: a 253-byte DNS name, brackets, ':' and a port fit;
+ * bounds what the YAML loader copies. */
+#define KEEL_MAX_CONNECTOR_LEN 300
+
+/* ---- the client library ------------------------------------------------- */
+
+/* One read buffer per client, reused for every read (the codec copies what
+ * it keeps).  64 KiB holds ~60 1 KiB messages per read. */
+#define KEEL_CLIENT_READ_BUFFER_SIZE (64 * 1024)
+
+/* Blocking client: how long keel_bclient_close waits for the DISCONNECT
+ * receipt, and how long keel_bclient_send_raw waits for the server's
+ * answer (ms).  Bounded so that a server that does not answer cannot hang
+ * the caller. */
+#define KEEL_BCLIENT_DISCONNECT_WAIT_MS 2000
+#define KEEL_BCLIENT_RAW_WAIT_MS 5000
+
+/* Blocking client: its own deadline on connecting is the client's connect
+ * timeout plus this (ms): the client's timer fires first, ours is the
+ * backstop. */
+#define KEEL_BCLIENT_CONNECT_BACKSTOP_MS 1000
+
 /* ---- flow control and large messages ---------------------------------- */
 
 /* A BLOCKed address lets its producers go again once it holds less than
@@ -174,6 +207,9 @@
 /* Smallest write watermarks accepted in the config: below a few frames
  * every delivery would toggle writability. */
 #define KEEL_MIN_WRITE_WATERMARK 1024
+/* Largest write watermarks accepted in the config (1 GiB): output held per
+ * connection must stay far below memory. */
+#define KEEL_MAX_WRITE_WATERMARK (1LL << 30)
 
 /* Journal segment size (journal-file-size): 10 MiB as Artemis; big enough
  * that rolling over is rare, small enough that compaction moves little at
@@ -217,6 +253,9 @@
  * multiplier 1.0, max-retry-interval 2000 ms, reconnect-attempts -1. */
 #define KEEL_BRIDGE_DEFAULT_RETRY_MS 2000
 #define KEEL_BRIDGE_MAX_RETRY_MS (24 * 3600 * 1000)
+/* Largest retry-interval-multiplier: past 100 the interval reaches
+ * max-retry-interval after a retry or two anyway. */
+#define KEEL_BRIDGE_MAX_RETRY_MULTIPLIER 100.0
 
 /* Duplicate detection on the receiving side: ids (the `duplicate-detection`
  * header) remembered per address, oldest forgotten first.  20000 as
