@@ -1,9 +1,12 @@
 /*
- * limits.h - every limit of the broker and its codecs, in one place.
+ * limits.h - every limit of broker/ in one place: the broker, its codecs,
+ * the client library and keelctl (the YAML scanner's, part of its public
+ * interface, are in <keel/yamlscan.h>).
  *
- * Each limit says why it exists and why it has its value.  A frame or a
- * configuration that exceeds one is refused with an error that names the
- * limit; nothing here is a silent truncation.
+ * Each limit says why it exists and why it has its value, with its unit in
+ * the name or the comment.  Input that exceeds one (a frame, a
+ * configuration, a request, an option) is refused with an error; where a
+ * limit cuts or forgets instead (a display, a cache), its comment says so.
  */
 #ifndef KEEL_LIMITS_H
 #define KEEL_LIMITS_H
@@ -26,7 +29,8 @@
 
 /* Whole frame body held in memory.  Bodies above min-large-message-size are
  * streamed to disk (issue: large messages); until then, and for bodies the
- * broker buffers, this is the ceiling.  Configurable down, never up. */
+ * broker buffers, this is the ceiling.  A parser's keel_stomp_limits may
+ * lower it; min-large-message-size may not exceed it. */
 #define KEEL_MAX_FRAME_BODY (100 * 1024 * 1024)
 
 /* Subscriptions per connection: bounds the per-connection consumer table. */
@@ -133,7 +137,7 @@
 
 /* One read buffer per client, reused for every read (the codec copies what
  * it keeps).  64 KiB holds ~60 1 KiB messages per read. */
-#define KEEL_CLIENT_READ_BUFFER_SIZE (64 * 1024)
+#define KEEL_CLIENT_READ_BUFFER_BYTES (64 * 1024)
 
 /* Blocking client: how long keel_bclient_close waits for the DISCONNECT
  * receipt, and how long keel_bclient_send_raw waits for the server's
@@ -294,8 +298,8 @@
 /* keelctl perf: clients at most, producers and consumers each half:
  * bounds connections and fds one run opens. */
 #define KEELCTL_PERF_MAX_CLIENTS 256
-/* keelctl perf --count at most: 2^32 messages bounds the seen-bitmap
- * (count * copies bits) and keeps indexes in keel-seq small. */
+/* keelctl perf --count at most: bounds the seen-bitmap (count * copies
+ * bits: 512 MiB per copy at 2^32). */
 #define KEELCTL_PERF_MAX_COUNT (1ull << 32)
 /* keelctl perf --timeout-s at most: a day catches typos. */
 #define KEELCTL_PERF_MAX_TIMEOUT_S 86400
