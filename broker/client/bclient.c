@@ -16,11 +16,7 @@
 #include <string.h>
 
 #include "keel/alloc.h"
-
-/* How long keel_bclient_close waits for the DISCONNECT receipt, and how
- * long keel_bclient_send_raw waits for the server's answer (ms). */
-#define BCLIENT_DISCONNECT_WAIT_MS 2000
-#define BCLIENT_RAW_WAIT_MS 5000
+#include "limits.h"
 
 struct bframe {
 	keel_bframe pub; /* first: keel_bframe * <-> struct bframe * */
@@ -355,7 +351,7 @@ int keel_bclient_connect(keel_bclient **out, const keel_client_options *opt,
 		goto out_destroy;
 	}
 	/* The client's own connect timer fires first; ours is the backstop. */
-	rc = run_until(b, cond_connected, o.connect_timeout_ms + 1000);
+	rc = run_until(b, cond_connected, o.connect_timeout_ms + KEEL_BCLIENT_CONNECT_BACKSTOP_MS);
 	if (b->connected) {
 		*out = b;
 		return 0;
@@ -378,7 +374,7 @@ void keel_bclient_close(keel_bclient *b)
 	if (b == NULL)
 		return;
 	if (usable(b) && keel_client_disconnect(b->client, next_receipt(b)) == 0)
-		run_until(b, cond_receipt, BCLIENT_DISCONNECT_WAIT_MS);
+		run_until(b, cond_receipt, KEEL_BCLIENT_DISCONNECT_WAIT_MS);
 	bclient_destroy(b);
 }
 
@@ -506,7 +502,7 @@ int keel_bclient_abort(keel_bclient *b, const char *tx, uint32_t timeout_ms)
 }
 
 /* 0 once the server answered with ERROR or closed; -ETIMEDOUT after
- * BCLIENT_RAW_WAIT_MS without either. */
+ * KEEL_BCLIENT_RAW_WAIT_MS without either. */
 int keel_bclient_send_raw(keel_bclient *b, const void *bytes, size_t len)
 {
 	if (b->client == NULL || b->closed)
@@ -515,7 +511,7 @@ int keel_bclient_send_raw(keel_bclient *b, const void *bytes, size_t len)
 	int rc = keel_client_send_raw(b->client, bytes, len);
 	if (rc)
 		return rc;
-	return run_until(b, cond_error_or_closed, BCLIENT_RAW_WAIT_MS);
+	return run_until(b, cond_error_or_closed, KEEL_BCLIENT_RAW_WAIT_MS);
 }
 
 /* 0 and a copy of the next ERROR frame; -ENOTCONN when the connection

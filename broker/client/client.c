@@ -22,10 +22,6 @@
 #include "limits.h"
 #include "stomp.h"
 
-/* One read buffer per client, reused for every read (the codec copies what
- * it keeps).  64 KiB holds ~60 1 KiB messages per read. */
-#define CLIENT_READ_BUF_SIZE (64 * 1024)
-
 /* Handles that must see their close callback before the client is freed. */
 #define CLIENT_HANDLE_COUNT 5
 
@@ -209,7 +205,7 @@ int keel_client_create(keel_client **out, uv_loop_t *loop, const keel_client_opt
 	c->vhost = dup_opt(opt->vhost ? opt->vhost : c->host, &fail);
 	c->accept_version = dup_opt(opt->accept_version ? opt->accept_version : "1.0,1.1,1.2",
 				    &fail);
-	c->rbuf = keel_malloc(CLIENT_READ_BUF_SIZE);
+	c->rbuf = keel_malloc(KEEL_CLIENT_READ_BUFFER_BYTES);
 	if (fail || c->rbuf == NULL)
 		goto out_free;
 	c->opt.host = c->host;
@@ -801,7 +797,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	keel_client *c = h->data;
 	buf->base = (char *)c->rbuf;
-	buf->len = CLIENT_READ_BUF_SIZE;
+	buf->len = KEEL_CLIENT_READ_BUFFER_BYTES;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

@@ -1,10 +1,11 @@
 /*
- * keelctl.c - the Keel command line: global options and the subcommands
- * produce, consume and user hash-password (perf lives in keelctl_perf.c).
+ * keelctl.c - the Keel command line: main, the dispatch to subcommands and
+ * the subcommands produce, consume and user hash-password (perf lives in
+ * keelctl_perf.c, the management ones in keelctl_mgmt.c, the global
+ * options and connecting in keelctl_common.c).
  *
- * A subcommand is one row of `commands` and one function; later ones
- * (queue stat, address/queue create/delete) add rows.  Exit codes: 0 ok,
- * 1 failure, 2 usage.  Uses the blocking client; single-threaded.
+ * A subcommand is one row of `commands` and one function.  Exit codes: 0
+ * ok, 1 failure, 2 usage.  Uses the blocking client; single-threaded.
  */
 #include "keelctl.h"
 
@@ -17,82 +18,45 @@
 #include "keel/alloc.h"
 #include "security.h"
 
-#define KEELCTL_MAX_HEADERS 64
-#define KEELCTL_PRINT_BODY_MAX 200
-
-bool keelctl_parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	if (s == NULL || *s == '\0' || *s == '-')
-		return false;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end != '\0')
-		return false;
-	*out = v;
-	return true;
-}
-
-int keelctl_global_opt(keelctl_global *g, int ch, const char *arg)
-{
-	uint64_t v;
-	switch (ch) {
-	case KEELCTL_OPT_HOST:
-		g->host = arg;
-		return 0;
-	case KEELCTL_OPT_PORT:
-		if (!keelctl_parse_u64(arg, &v) || v == 0 || v > 65535) {
-			fprintf(stderr, "keelctl: bad --port '%s'\n", arg);
-			return 2;
-		}
-		g->port = (uint16_t)v;
-		return 0;
-	case KEELCTL_OPT_USER:
-		g->user = arg;
-		return 0;
-	case KEELCTL_OPT_PASSWORD:
-		g->password = arg;
-		return 0;
-	case KEELCTL_OPT_TIMEOUT:
-		if (!keelctl_parse_u64(arg, &v) || v == 0 || v > UINT32_MAX) {
-			fprintf(stderr, "keelctl: bad --timeout '%s'\n", arg);
-			return 2;
-		}
-		g->timeout_ms = (uint32_t)v;
-		return 0;
-	case KEELCTL_OPT_URL:
-		return keelctl_parse_url(g, arg);
-	default:
-		return 2;
-	}
-}
-
-void keelctl_client_options(const keelctl_global *g, keel_client_options *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->host = g->host;
-	o->port = g->port;
-	o->login = g->user;
-	o->passcode = g->password ? g->password : getenv("KEEL_PASSWORD");
-	o->connect_timeout_ms = g->timeout_ms;
-}
-
-static int connect_or_fail(const keelctl_global *g, const char *cmd, keel_bclient **out)
-{
-	char err[256];
-	int rc = keelctl_connect(g, out, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "keelctl %s: cannot connect to %s:%u: %s\n", cmd, g->host,
-			(unsigned)g->port, err);
-		return 1;
-	}
-	return 0;
-}
-
 static const char *op_error(keel_bclient *b, int rc)
 {
 	const char *e = keel_bclient_error(b);
 	return rc == -EPROTO && e ? e : strerror(-rc);
+}
+
+/* ---- options produce and consume share ---------------------------------- */
+
+/* --destination, --count; each command's own options from O_OWN on. */
+enum { O_DEST = 2000, O_COUNT, O_OWN };
+
+#define DEST_OPTIONS                                            \
+	KEELCTL_GLOBAL_OPTIONS,                                  \
+	{ "destination", required_argument, NULL, O_DEST },      \
+	{ "count", required_argument, NULL, O_COUNT },           \
+	{ "help", no_argument, NULL, 'h' }
+
+typedef struct dest_opts {
+	const char *dest;
+	uint64_t count; /* 1 unless --count */
+	bool have_count;
+} dest_opts;
+
+/* An option that is not the command's own: --destination, --count (> 0)
+ * or a global one.  0 handled; 2 bad value or unknown (usage error). */
+static int dest_opt(keelctl_global *g, int ch, const char *arg, dest_opts *d)
+{
+	switch (ch) {
+	case O_DEST:
+		d->dest = arg;
+		return 0;
+	case O_COUNT:
+		if (!keelctl_parse_u64(arg, &d->count) || d->count == 0)
+			return 2;
+		d->have_count = true;
+		return 0;
+	default:
+		return keelctl_global_opt(g, ch, arg);
+	}
 }
 
 /* ---- produce ---------------------------------------------------------- */
@@ -109,12 +73,9 @@ static void produce_usage(FILE *f)
 
 static int cmd_produce(keelctl_global *g, int argc, char **argv)
 {
-	enum { O_DEST = 2000, O_COUNT, O_SIZE, O_BODY, O_PERSISTENT, O_RECEIPTS, O_HEADER,
-	       O_PRIORITY, O_TTL };
+	enum { O_SIZE = O_OWN, O_BODY, O_PERSISTENT, O_RECEIPTS, O_HEADER, O_PRIORITY, O_TTL };
 	static const struct option opts[] = {
-		KEELCTL_GLOBAL_OPTIONS,
-		{ "destination", required_argument, NULL, O_DEST },
-		{ "count", required_argument, NULL, O_COUNT },
+		DEST_OPTIONS,
 		{ "size", required_argument, NULL, O_SIZE },
 		{ "body", required_argument, NULL, O_BODY },
 		{ "persistent", no_argument, NULL, O_PERSISTENT },
@@ -122,13 +83,13 @@ static int cmd_produce(keelctl_global *g, int argc, char **argv)
 		{ "header", required_argument, NULL, O_HEADER },
 		{ "priority", required_argument, NULL, O_PRIORITY },
 		{ "ttl", required_argument, NULL, O_TTL },
-		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	keel_kv hdrs[KEELCTL_MAX_HEADERS + 3];
 	size_t nh = 0;
-	const char *dest = NULL, *text = NULL, *priority = NULL;
-	uint64_t count = 1, size = 100, ttl = 0, v;
+	dest_opts d = { .count = 1 };
+	const char *text = NULL, *priority = NULL;
+	uint64_t size = 100, ttl = 0, v;
 	bool persistent = false, receipts = false, have_size = false;
 	char expires[32];
 	int ch, ret = 1;
@@ -139,13 +100,6 @@ static int cmd_produce(keelctl_global *g, int argc, char **argv)
 		case 'h':
 			produce_usage(stdout);
 			return 0;
-		case O_DEST:
-			dest = optarg;
-			break;
-		case O_COUNT:
-			if (!keelctl_parse_u64(optarg, &count) || count == 0)
-				goto usage;
-			break;
 		case O_SIZE:
 			if (!keelctl_parse_u64(optarg, &size) || size > KEEL_MAX_FRAME_BODY)
 				goto usage;
@@ -179,13 +133,13 @@ static int cmd_produce(keelctl_global *g, int argc, char **argv)
 				goto usage;
 			break;
 		default:
-			if (keelctl_global_opt(g, ch, optarg))
+			if (dest_opt(g, ch, optarg, &d))
 				goto usage;
 		}
 	}
-	if (dest == NULL || optind != argc || (text && have_size)) {
+	if (d.dest == NULL || optind != argc || (text && have_size)) {
 		fprintf(stderr, "keelctl produce: %s\n",
-			dest == NULL ? "--destination is required"
+			d.dest == NULL ? "--destination is required"
 				     : text && have_size ? "--size and --body exclude each other"
 							 : "unexpected argument");
 		goto usage;
@@ -218,25 +172,25 @@ static int cmd_produce(keelctl_global *g, int argc, char **argv)
 	}
 
 	keel_bclient *b;
-	if (connect_or_fail(g, "produce", &b))
+	if (keelctl_connect_or_fail(g, "produce", &b))
 		goto out_body;
 	uint64_t sent = 0;
-	for (; sent < count; sent++) {
-		int rc = keel_bclient_send(b, dest, hdrs, nh, text ? (const void *)text : body, len,
+	for (; sent < d.count; sent++) {
+		int rc = keel_bclient_send(b, d.dest, hdrs, nh, text ? (const void *)text : body, len,
 					   receipts, g->timeout_ms);
 		if (rc) {
 			fprintf(stderr, "keelctl produce: message %llu of %llu to %s failed: %s\n",
-				(unsigned long long)sent + 1, (unsigned long long)count, dest,
+				(unsigned long long)sent + 1, (unsigned long long)d.count, d.dest,
 				op_error(b, rc));
 			break;
 		}
 	}
 	keel_bclient_close(b);
-	printf("sent %llu messages (%zu bytes each) to %s", (unsigned long long)sent, len, dest);
+	printf("sent %llu messages (%zu bytes each) to %s", (unsigned long long)sent, len, d.dest);
 	if (receipts)
 		printf(", %llu receipted", (unsigned long long)sent);
 	printf("\n");
-	ret = sent == count ? 0 : 1;
+	ret = sent == d.count ? 0 : 1;
 out_body:
 	keel_free(body);
 	return ret;
@@ -263,7 +217,8 @@ static void print_message(const keel_bframe *m, uint64_t n)
 	printf("--- message %llu\n", (unsigned long long)n);
 	for (size_t i = 0; i < f->header_count; i++)
 		printf("%s:%s\n", f->headers[i].name, f->headers[i].value);
-	size_t shown = f->body_len < KEELCTL_PRINT_BODY_MAX ? f->body_len : KEELCTL_PRINT_BODY_MAX;
+	size_t shown = f->body_len < KEELCTL_PRINT_BODY_MAX_BYTES ? f->body_len
+								  : KEELCTL_PRINT_BODY_MAX_BYTES;
 	printf("\n");
 	fwrite(f->body, 1, shown, stdout);
 	if (shown < f->body_len)
@@ -273,22 +228,20 @@ static void print_message(const keel_bframe *m, uint64_t n)
 
 static int cmd_consume(keelctl_global *g, int argc, char **argv)
 {
-	enum { O_DEST = 2000, O_COUNT, O_UNTIL_EMPTY, O_IDLE, O_ACK, O_PREFETCH, O_PRINT };
+	enum { O_UNTIL_EMPTY = O_OWN, O_IDLE, O_ACK, O_PREFETCH, O_PRINT };
 	static const struct option opts[] = {
-		KEELCTL_GLOBAL_OPTIONS,
-		{ "destination", required_argument, NULL, O_DEST },
-		{ "count", required_argument, NULL, O_COUNT },
+		DEST_OPTIONS,
 		{ "until-empty", no_argument, NULL, O_UNTIL_EMPTY },
 		{ "idle", required_argument, NULL, O_IDLE },
 		{ "ack", required_argument, NULL, O_ACK },
 		{ "prefetch", required_argument, NULL, O_PREFETCH },
 		{ "print", no_argument, NULL, O_PRINT },
-		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dest = NULL, *ack = "auto", *prefetch = NULL;
-	uint64_t count = 1, idle_ms = 1000, v;
-	bool until_empty = false, have_count = false, print = false;
+	dest_opts d = { .count = 1 };
+	const char *ack = "auto", *prefetch = NULL;
+	uint64_t idle_ms = 1000, v;
+	bool until_empty = false, print = false;
 	int ch;
 
 	optind = 0;
@@ -297,14 +250,6 @@ static int cmd_consume(keelctl_global *g, int argc, char **argv)
 		case 'h':
 			consume_usage(stdout);
 			return 0;
-		case O_DEST:
-			dest = optarg;
-			break;
-		case O_COUNT:
-			if (!keelctl_parse_u64(optarg, &count) || count == 0)
-				goto usage;
-			have_count = true;
-			break;
 		case O_UNTIL_EMPTY:
 			until_empty = true;
 			break;
@@ -314,8 +259,7 @@ static int cmd_consume(keelctl_global *g, int argc, char **argv)
 				goto usage;
 			break;
 		case O_ACK:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "client") &&
-			    strcmp(optarg, "client-individual")) {
+			if (!keelctl_ack_valid(optarg)) {
 				fprintf(stderr, "keelctl consume: bad --ack '%s'\n", optarg);
 				goto usage;
 			}
@@ -330,13 +274,13 @@ static int cmd_consume(keelctl_global *g, int argc, char **argv)
 			print = true;
 			break;
 		default:
-			if (keelctl_global_opt(g, ch, optarg))
+			if (dest_opt(g, ch, optarg, &d))
 				goto usage;
 		}
 	}
-	if (dest == NULL || optind != argc || (until_empty && have_count)) {
+	if (d.dest == NULL || optind != argc || (until_empty && d.have_count)) {
 		fprintf(stderr, "keelctl consume: %s\n",
-			dest == NULL ? "--destination is required"
+			d.dest == NULL ? "--destination is required"
 				     : optind != argc ? "unexpected argument"
 						      : "--count and --until-empty exclude each other");
 		goto usage;
@@ -347,11 +291,11 @@ static int cmd_consume(keelctl_global *g, int argc, char **argv)
 	if (prefetch)
 		sh[nsh++] = KEEL_KV("prefetch-count", prefetch);
 	keel_bclient *b;
-	if (connect_or_fail(g, "consume", &b))
+	if (keelctl_connect_or_fail(g, "consume", &b))
 		return 1;
-	int rc = keel_bclient_subscribe(b, "keelctl-0", dest, ack, sh, nsh, g->timeout_ms);
+	int rc = keel_bclient_subscribe(b, "keelctl-0", d.dest, ack, sh, nsh, g->timeout_ms);
 	if (rc) {
-		fprintf(stderr, "keelctl consume: subscribe to %s failed: %s\n", dest,
+		fprintf(stderr, "keelctl consume: subscribe to %s failed: %s\n", d.dest,
 			op_error(b, rc));
 		keel_bclient_close(b);
 		return 1;
@@ -359,14 +303,14 @@ static int cmd_consume(keelctl_global *g, int argc, char **argv)
 	bool manual = strcmp(ack, "auto") != 0;
 	uint64_t got = 0;
 	int ret = 0;
-	while (until_empty || got < count) {
+	while (until_empty || got < d.count) {
 		keel_bframe *m;
 		rc = keel_bclient_receive(b, &m, until_empty ? (uint32_t)idle_ms : g->timeout_ms);
 		if (rc == -ETIMEDOUT && until_empty)
 			break;
 		if (rc) {
 			fprintf(stderr, "keelctl consume: received %llu of %llu from %s: %s\n",
-				(unsigned long long)got, (unsigned long long)count, dest,
+				(unsigned long long)got, (unsigned long long)d.count, d.dest,
 				rc == -ETIMEDOUT ? "timed out" : op_error(b, rc));
 			ret = 1;
 			break;
@@ -384,7 +328,7 @@ static int cmd_consume(keelctl_global *g, int argc, char **argv)
 		}
 	}
 	keel_bclient_close(b);
-	printf("received %llu messages from %s\n", (unsigned long long)got, dest);
+	printf("received %llu messages from %s\n", (unsigned long long)got, d.dest);
 	return ret;
 usage:
 	consume_usage(stderr);

@@ -1,9 +1,11 @@
 /*
- * keelctl.h - what keelctl's subcommand files share: the global options
- * (--host, --port, --user, --password, --timeout) and number parsing.
- * Each subcommand is `int keelctl_<name>(keelctl_global *g, int argc,
- * char **argv)` returning the exit code (0 ok, 1 failure, 2 usage), with
- * argv[0] the subcommand's name.  Single-threaded program.
+ * keelctl.h - keelctl's internal header: the global options (--host,
+ * --port, --user, --password, --timeout, --url), number parsing and
+ * connecting (keelctl_common.c), and the subcommands of keelctl_perf.c and
+ * keelctl_mgmt.c that main (keelctl.c) dispatches to.  Each subcommand is
+ * `int keelctl_<name>(keelctl_global *g, int argc, char **argv)` returning
+ * the exit code (0 ok, 1 failure, 2 usage), with argv[0] the subcommand's
+ * name.  Calls go keelctl.c -> perf, mgmt -> common.  Single-threaded.
  */
 #ifndef KEELCTL_H
 #define KEELCTL_H
@@ -13,9 +15,7 @@
 #include <stdint.h>
 
 #include "keel/client.h"
-
-/* --url may be given this many times (a live/backup pair needs two). */
-#define KEELCTL_MAX_URLS 8
+#include "limits.h" /* KEELCTL_* */
 
 typedef struct keelctl_url {
 	char host[256];
@@ -57,19 +57,30 @@ enum {
 	"                --url tcp://HOST:PORT (repeatable: tried in order until one connects)\n" \
 	"                KEEL_PASSWORD in the environment stands in for --password\n"
 
+/* ---- keelctl_common.c ---------------------------------------------------- */
+
+/* Decimal, no sign; false on anything else (*out untouched). */
+bool keelctl_parse_u64(const char *s, uint64_t *out);
+/* An --ack value: auto, client or client-individual. */
+bool keelctl_ack_valid(const char *ack);
 /* 0: handled; 2: bad value or not a global option (usage error). */
 int keelctl_global_opt(keelctl_global *g, int ch, const char *arg);
 void keelctl_client_options(const keelctl_global *g, keel_client_options *o);
-bool keelctl_parse_u64(const char *s, uint64_t *out);
-
-int keelctl_perf(keelctl_global *g, int argc, char **argv);
-
-/* keelctl_mgmt.c: --url parsing, connecting through the URL list, and the
- * management subcommands. */
+/* One --url (tcp://HOST:PORT, [v6]:PORT): 0, or 2 after printing why. */
 int keelctl_parse_url(keelctl_global *g, const char *url);
 /* Tries --url entries in order (or host/port when none); 0 and *out, or
  * -errno with the last failure in err. */
 int keelctl_connect(const keelctl_global *g, keel_bclient **out, char *err, size_t errlen);
+/* keelctl_connect, then 0 and *out, or 1 after printing
+ * "keelctl <cmd>: cannot connect to ...". */
+int keelctl_connect_or_fail(const keelctl_global *g, const char *cmd, keel_bclient **out);
+
+/* ---- keelctl_perf.c ------------------------------------------------------ */
+
+int keelctl_perf(keelctl_global *g, int argc, char **argv);
+
+/* ---- keelctl_mgmt.c: the management subcommands -------------------------- */
+
 int keelctl_queue(keelctl_global *g, int argc, char **argv);
 int keelctl_address(keelctl_global *g, int argc, char **argv);
 int keelctl_broker(keelctl_global *g, int argc, char **argv);

@@ -1,6 +1,6 @@
 /*
  * keelctl_mgmt.c - keelctl's management subcommands (queue, address,
- * broker, bridge), --url parsing and connecting through the URL list.
+ * broker, bridge); options and connecting come from keelctl_common.c.
  *
  * Every command is one request/reply over the blocking client: subscribe
  * to a private reply queue, SEND the request (JSON body) to
@@ -21,63 +21,6 @@
 #include <unistd.h>
 
 #define MGMT_DEST "/queue/keel.management"
-#define MAX_COLUMNS 16
-
-/* ---- URLs and connecting ------------------------------------------------- */
-
-int keelctl_parse_url(keelctl_global *g, const char *url)
-{
-	const char *p = url;
-	if (strncmp(p, "tcp://", 6) == 0)
-		p += 6;
-	const char *colon = strrchr(p, ':');
-	uint64_t port;
-	size_t hlen = colon ? (size_t)(colon - p) : 0;
-	if (hlen >= 2 && p[0] == '[' && p[hlen - 1] == ']') {
-		p++;
-		hlen -= 2;
-	}
-	if (colon == NULL || hlen == 0 || hlen >= sizeof(g->urls[0].host) ||
-	    !keelctl_parse_u64(colon + 1, &port) || port == 0 || port > 65535) {
-		fprintf(stderr, "keelctl: bad --url '%s' (tcp://HOST:PORT)\n", url);
-		return 2;
-	}
-	if (g->url_count == KEELCTL_MAX_URLS) {
-		fprintf(stderr, "keelctl: at most %d --url\n", KEELCTL_MAX_URLS);
-		return 2;
-	}
-	keelctl_url *u = &g->urls[g->url_count++];
-	memcpy(u->host, p, hlen);
-	u->host[hlen] = '\0';
-	u->port = (uint16_t)port;
-	if (g->url_count == 1) {
-		g->host = u->host;
-		g->port = u->port;
-	}
-	return 0;
-}
-
-int keelctl_connect(const keelctl_global *g, keel_bclient **out, char *err, size_t errlen)
-{
-	keel_client_options o;
-	keelctl_client_options(g, &o);
-	if (g->url_count == 0)
-		return keel_bclient_connect(out, &o, g->timeout_ms, err, errlen);
-	int rc = -EINVAL;
-	char one[256];
-	err[0] = '\0';
-	for (size_t i = 0; i < g->url_count; i++) {
-		o.host = g->urls[i].host;
-		o.port = g->urls[i].port;
-		rc = keel_bclient_connect(out, &o, g->timeout_ms, one, sizeof(one));
-		if (rc == 0)
-			return 0;
-		size_t used = strlen(err);
-		snprintf(err + used, errlen - used, "%stcp://%s:%u: %s", i ? "; " : "", o.host,
-			 (unsigned)o.port, one);
-	}
-	return rc;
-}
 
 /* ---- request / reply ----------------------------------------------------- */
 
@@ -99,15 +42,10 @@ typedef struct mgmt_conn {
  */
 static int mgmt_open(mgmt_conn *m, const keelctl_global *g, const char *cmd)
 {
-	char err[512];
 	memset(m, 0, sizeof(*m));
 	m->g = g;
-	int rc = keelctl_connect(g, &m->b, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "keelctl %s: cannot connect to %s:%u: %s\n", cmd, g->host,
-			(unsigned)g->port, err);
+	if (keelctl_connect_or_fail(g, cmd, &m->b))
 		return 1;
-	}
 	snprintf(m->reply_to, sizeof(m->reply_to), "/queue/keelctl.reply.%ld.%ld", (long)getpid(),
 		 (long)time(NULL));
 	return 0;
@@ -238,7 +176,7 @@ static void cell(json_t *row, const char *field, char *out, size_t len)
 /* |NAME  |ADDRESS|...| with columns as wide as their widest cell. */
 static void print_table(const column *cols, size_t ncols, json_t *rows)
 {
-	size_t width[MAX_COLUMNS];
+	size_t width[KEELCTL_MAX_TABLE_COLUMNS];
 	char buf[512];
 	size_t i;
 	json_t *row;
@@ -320,6 +258,15 @@ static const char *opt_name(int ch)
 	return "?";
 }
 
+/* A number option's value, 1..max: true, or false after printing why. */
+static bool positive_opt(const char *cmd, int ch, const char *arg, uint64_t max, uint64_t *out)
+{
+	if (keelctl_parse_u64(arg, out) && *out != 0 && *out <= max)
+		return true;
+	fprintf(stderr, "keelctl %s: bad --%s '%s'\n", cmd, opt_name(ch), arg);
+	return false;
+}
+
 /* Parse argv (argv[0] = the verb) into *a.  0, or 2 (usage) after
  * printing why; 1 when --help was printed (the caller returns 0). */
 static int parse_action(keelctl_global *g, int argc, char **argv, const int *allowed,
@@ -364,23 +311,17 @@ static int parse_action(keelctl_global *g, int argc, char **argv, const int *all
 		case O_VALUE: a->value = optarg; break;
 		case O_LOOP: a->loop = true; break;
 		case O_MAX_ROWS:
-			if (!keelctl_parse_u64(optarg, &a->max_rows) || a->max_rows == 0) {
-				fprintf(stderr, "keelctl %s: bad --max-rows '%s'\n", cmd, optarg);
+			if (!positive_opt(cmd, ch, optarg, UINT64_MAX, &a->max_rows))
 				goto usage;
-			}
 			break;
 		case O_INTERVAL:
-			if (!keelctl_parse_u64(optarg, &a->interval_ms) || a->interval_ms == 0 ||
-			    a->interval_ms > 86400000) {
-				fprintf(stderr, "keelctl %s: bad --interval '%s'\n", cmd, optarg);
+			if (!positive_opt(cmd, ch, optarg, KEELCTL_MAX_INTERVAL_MS,
+					  &a->interval_ms))
 				goto usage;
-			}
 			break;
 		case O_ITERATIONS:
-			if (!keelctl_parse_u64(optarg, &a->iterations) || a->iterations == 0) {
-				fprintf(stderr, "keelctl %s: bad --iterations '%s'\n", cmd, optarg);
+			if (!positive_opt(cmd, ch, optarg, UINT64_MAX, &a->iterations))
 				goto usage;
-			}
 			break;
 		default:
 			goto usage;
@@ -424,7 +365,34 @@ static int find_verb(int argc, char **argv, const char *const *verbs, void (*usa
 	return -2;
 }
 
-#define VERB_RESULT(i) ((i) == -1 ? 0 : 2)
+/*
+ * What every group's entry does first: find the verb (argv[1]), name the
+ * command "<group> <verb>" in cmd, and parse the options the verb accepts
+ * (allowed[verb]) into *a.  The verb's index, or -1 with *exit_code set
+ * (0 after --help, 2 on a usage error).
+ */
+static int verb_action(keelctl_global *g, int argc, char **argv, const char *const *verbs,
+		       const int *const *allowed, void (*usage)(FILE *), char *cmd, size_t cmdlen,
+		       action_opts *a, int *exit_code)
+{
+	int v = find_verb(argc, argv, verbs, usage);
+	if (v < 0) {
+		*exit_code = v == -1 ? 0 : 2;
+		return -1;
+	}
+	snprintf(cmd, cmdlen, "%s %s", argv[0], verbs[v]);
+	int rc = parse_action(g, argc - 1, argv + 1, allowed[v], cmd, usage, a);
+	if (rc) {
+		*exit_code = rc == 1 ? 0 : rc;
+		return -1;
+	}
+	return v;
+}
+
+/* The end of every management command's usage. */
+#define MGMT_USAGE_TAIL                                                             \
+	"An error reply from the broker is printed as 'error: <message>' (exit 1).\n" \
+	KEELCTL_GLOBAL_USAGE "exit codes: 0 ok, 1 failure, 2 usage or input error\n"
 
 /* ---- queue --------------------------------------------------------------- */
 
@@ -449,8 +417,7 @@ static void queue_usage(FILE *f)
 		"  pause   --name N                        stop deliveries (messages still arrive)\n"
 		"  resume  --name N\n"
 		"every action takes --json (print the broker's JSON reply).\n"
-		"An error reply from the broker is printed as 'error: <message>' (exit 1).\n"
-		KEELCTL_GLOBAL_USAGE "exit codes: 0 ok, 1 failure, 2 usage or input error\n");
+		MGMT_USAGE_TAIL);
 }
 
 static const column stat_cols[] = {
@@ -607,17 +574,15 @@ int keelctl_queue(keelctl_global *g, int argc, char **argv)
 					   O_MAX_CONSUMERS, O_PURGE_NO_CONS, O_JSON, 0 };
 	static const int delete_opts[] = { O_NAME, O_REMOVE_CONSUMERS, O_JSON, 0 };
 	static const int name_opts[] = { O_NAME, O_JSON, 0 };
-	int v = find_verb(argc, argv, verbs, queue_usage);
-	if (v < 0)
-		return VERB_RESULT(v);
-	const int *allowed = v == 0 ? stat_opts : v == 1 ? list_opts : v == 2 ? create_opts
-					: v == 3 ? delete_opts : name_opts;
+	static const int *const allowed[] = { stat_opts, list_opts, create_opts, delete_opts,
+					      name_opts, name_opts, name_opts };
 	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "queue %s", verbs[v]);
 	action_opts a;
-	int rc = parse_action(g, argc - 1, argv + 1, allowed, cmd, queue_usage, &a);
-	if (rc)
-		return rc == 1 ? 0 : rc;
+	int ret;
+	int v = verb_action(g, argc, argv, verbs, allowed, queue_usage, cmd, sizeof(cmd), &a,
+			    &ret);
+	if (v < 0)
+		return ret;
 	if (v <= 1)
 		return queue_stat(g, &a, v == 0);
 	return queue_action(g, verbs[v], &a);
@@ -637,8 +602,7 @@ static void address_usage(FILE *f)
 		"          refused while the address has queues, unless --force (which deletes\n"
 		"          them); refused while those queues have consumers, unless\n"
 		"          --remove-consumers\n"
-		"An error reply from the broker is printed as 'error: <message>' (exit 1).\n"
-		KEELCTL_GLOBAL_USAGE "exit codes: 0 ok, 1 failure, 2 usage or input error\n");
+		MGMT_USAGE_TAIL);
 }
 
 static const column address_cols[] = {
@@ -655,19 +619,16 @@ int keelctl_address(keelctl_global *g, int argc, char **argv)
 	static const int show_opts[] = { O_NAME, O_JSON, 0 };
 	static const int create_opts[] = { O_NAME, O_ROUTING, O_JSON, 0 };
 	static const int delete_opts[] = { O_NAME, O_FORCE, O_REMOVE_CONSUMERS, O_JSON, 0 };
+	static const int *const allowed[] = { list_opts, show_opts, create_opts, delete_opts };
 	static const char *const ops[] = { "list-addresses", "show-address", "create-address",
 					   "delete-address" };
-	int v = find_verb(argc, argv, verbs, address_usage);
-	if (v < 0)
-		return VERB_RESULT(v);
-	const int *allowed = v == 0 ? list_opts : v == 1 ? show_opts : v == 2 ? create_opts
-					: delete_opts;
 	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "address %s", verbs[v]);
 	action_opts a;
-	int rc = parse_action(g, argc - 1, argv + 1, allowed, cmd, address_usage, &a);
-	if (rc)
-		return rc == 1 ? 0 : rc;
+	int ret;
+	int v = verb_action(g, argc, argv, verbs, allowed, address_usage, cmd, sizeof(cmd), &a,
+			    &ret);
+	if (v < 0)
+		return ret;
 	if (v > 0 && need_name(&a, cmd, address_usage))
 		return 2;
 	json_t *args = json_object();
@@ -682,7 +643,7 @@ int keelctl_address(keelctl_global *g, int argc, char **argv)
 	if (a.max_rows)
 		json_object_set_new(args, "max-rows", json_integer((json_int_t)a.max_rows));
 	json_t *reply = NULL;
-	int ret = mgmt_once(g, cmd, ops[v], args, &reply);
+	ret = mgmt_once(g, cmd, ops[v], args, &reply);
 	json_decref(args);
 	if (ret)
 		return ret;
@@ -717,8 +678,7 @@ static void broker_usage(FILE *f)
 		"  status    node, state, HA role and state, replication state, uptime,\n"
 		"            connections, memory, address and queue counts\n"
 		"  threads   the broker's threads: name, tid, owner, creation site\n"
-		"An error reply from the broker is printed as 'error: <message>' (exit 1).\n"
-		KEELCTL_GLOBAL_USAGE "exit codes: 0 ok, 1 failure, 2 usage or input error\n");
+		MGMT_USAGE_TAIL);
 }
 
 static void print_status_line(const char *prefix, json_t *obj)
@@ -753,17 +713,16 @@ int keelctl_broker(keelctl_global *g, int argc, char **argv)
 {
 	static const char *const verbs[] = { "status", "threads", NULL };
 	static const int opts[] = { O_JSON, 0 };
-	int v = find_verb(argc, argv, verbs, broker_usage);
-	if (v < 0)
-		return VERB_RESULT(v);
+	static const int *const allowed[] = { opts, opts };
 	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "broker %s", verbs[v]);
 	action_opts a;
-	int rc = parse_action(g, argc - 1, argv + 1, opts, cmd, broker_usage, &a);
-	if (rc)
-		return rc == 1 ? 0 : rc;
+	int ret;
+	int v = verb_action(g, argc, argv, verbs, allowed, broker_usage, cmd, sizeof(cmd), &a,
+			    &ret);
+	if (v < 0)
+		return ret;
 	json_t *reply = NULL;
-	int ret = mgmt_once(g, cmd, v == 0 ? "broker-status" : "list-threads", NULL, &reply);
+	ret = mgmt_once(g, cmd, v == 0 ? "broker-status" : "list-threads", NULL, &reply);
 	if (ret)
 		return ret;
 	if (a.json)
@@ -782,8 +741,7 @@ static void bridge_usage(FILE *f)
 	fprintf(f,
 		"usage: keelctl bridge status [--json]\n"
 		"  the broker's bridges and their state (none until bridges are configured)\n"
-		"An error reply from the broker is printed as 'error: <message>' (exit 1).\n"
-		KEELCTL_GLOBAL_USAGE "exit codes: 0 ok, 1 failure, 2 usage or input error\n");
+		MGMT_USAGE_TAIL);
 }
 
 static const column bridge_cols[] = {
@@ -796,15 +754,15 @@ int keelctl_bridge(keelctl_global *g, int argc, char **argv)
 {
 	static const char *const verbs[] = { "status", NULL };
 	static const int opts[] = { O_JSON, 0 };
-	int v = find_verb(argc, argv, verbs, bridge_usage);
-	if (v < 0)
-		return VERB_RESULT(v);
+	static const int *const allowed[] = { opts };
+	char cmd[64];
 	action_opts a;
-	int rc = parse_action(g, argc - 1, argv + 1, opts, "bridge status", bridge_usage, &a);
-	if (rc)
-		return rc == 1 ? 0 : rc;
+	int ret;
+	if (verb_action(g, argc, argv, verbs, allowed, bridge_usage, cmd, sizeof(cmd), &a,
+			&ret) < 0)
+		return ret;
 	json_t *reply = NULL;
-	int ret = mgmt_once(g, "bridge status", "bridge-status", NULL, &reply);
+	ret = mgmt_once(g, cmd, "bridge-status", NULL, &reply);
 	if (ret)
 		return ret;
 	if (a.json) {

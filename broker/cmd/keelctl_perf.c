@@ -21,13 +21,6 @@
 
 #include "keel/alloc.h"
 
-/* Latency samples kept at most (uint32 µs each: 4 MiB). */
-#define PERF_MAX_SAMPLES (1u << 20)
-/* After the last producer finished, give up on missing messages when no
- * message came for this long (ms). */
-#define PERF_DRAIN_IDLE_MS 3000
-#define PERF_MAX_CLIENTS 256
-
 struct perf;
 
 struct perf_peer {
@@ -129,7 +122,7 @@ static void perf_finish(struct perf *p, int failed, const char *fmt, ...)
 			keel_client_close(pp->c);
 		pp->disconnecting = true;
 	}
-	uv_timer_start(&p->timeout_timer, perf_force_close, 2000, 0);
+	uv_timer_start(&p->timeout_timer, perf_force_close, KEELCTL_PERF_CLOSE_GRACE_MS, 0);
 }
 
 /* Writes v's digits just before `end`; returns the first digit. */
@@ -269,7 +262,8 @@ static void record(struct perf *p, const struct perf_peer *pp, uint64_t prod, ui
 	}
 	p->seen[bit / 8] |= (uint8_t)(1u << (bit % 8));
 	p->unique++;
-	if (p->unique % p->lat_stride == 0 && p->lat_n < PERF_MAX_SAMPLES && now >= sent_ns) {
+	if (p->unique % p->lat_stride == 0 && p->lat_n < KEELCTL_PERF_MAX_SAMPLES &&
+	    now >= sent_ns) {
 		uint64_t us = (now - sent_ns) / 1000;
 		p->lat_us[p->lat_n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 	}
@@ -343,8 +337,8 @@ static void on_closed(keel_client *c, int status, void *ud)
 			perf_finish(p, 0, NULL);
 		} else {
 			p->drain_mark = p->received;
-			uv_timer_start(&p->drain_timer, on_drain_tick, PERF_DRAIN_IDLE_MS,
-				       PERF_DRAIN_IDLE_MS);
+			uv_timer_start(&p->drain_timer, on_drain_tick, KEELCTL_PERF_DRAIN_IDLE_MS,
+				       KEELCTL_PERF_DRAIN_IDLE_MS);
 		}
 		return;
 	}
@@ -474,7 +468,7 @@ static int perf_parse(struct perf *p, int argc, char **argv)
 			return 0;
 		case O_PROD:
 		case O_CONS:
-			if (!keelctl_parse_u64(optarg, &v) || v > PERF_MAX_CLIENTS / 2)
+			if (!keelctl_parse_u64(optarg, &v) || v > KEELCTL_PERF_MAX_CLIENTS / 2)
 				return 2;
 			*(ch == O_PROD ? &p->producers : &p->consumers) = (unsigned)v;
 			break;
@@ -484,7 +478,7 @@ static int perf_parse(struct perf *p, int argc, char **argv)
 			break;
 		case O_COUNT:
 			if (!keelctl_parse_u64(optarg, &p->count) || p->count == 0 ||
-			    p->count > (1ull << 32))
+			    p->count > KEELCTL_PERF_MAX_COUNT)
 				return 2;
 			break;
 		case O_PERSISTENT:
@@ -503,14 +497,13 @@ static int perf_parse(struct perf *p, int argc, char **argv)
 			p->prefetch = optarg;
 			break;
 		case O_ACK:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "client") &&
-			    strcmp(optarg, "client-individual"))
+			if (!keelctl_ack_valid(optarg))
 				return 2;
 			p->ack = optarg;
 			break;
 		case O_TIMEOUT_S:
 			if (!keelctl_parse_u64(optarg, &p->timeout_s) || p->timeout_s == 0 ||
-			    p->timeout_s > 86400)
+			    p->timeout_s > KEELCTL_PERF_MAX_TIMEOUT_S)
 				return 2;
 			break;
 		case O_JSON:
@@ -534,11 +527,11 @@ static int perf_setup(struct perf *p)
 	p->peers = keel_calloc(n, sizeof(*p->peers));
 	p->base = keel_calloc(p->producers, sizeof(*p->base));
 	p->seen = keel_calloc((size_t)((p->expected + 7) / 8), 1);
-	p->lat_us = keel_malloc(PERF_MAX_SAMPLES * sizeof(*p->lat_us));
+	p->lat_us = keel_malloc(KEELCTL_PERF_MAX_SAMPLES * sizeof(*p->lat_us));
 	p->body = keel_malloc(p->size ? (size_t)p->size : 1);
 	if (!p->peers || !p->base || !p->seen || !p->lat_us || !p->body)
 		return -ENOMEM;
-	p->lat_stride = p->expected / PERF_MAX_SAMPLES + 1;
+	p->lat_stride = p->expected / KEELCTL_PERF_MAX_SAMPLES + 1;
 	snprintf(p->run_id, sizeof(p->run_id), "%ld-%" PRIu64, (long)getpid(), uv_hrtime());
 	p->run_id_len = strlen(p->run_id);
 	for (uint64_t i = 0; i < p->size; i++)
@@ -563,8 +556,8 @@ static int perf_connect_all(struct perf *p)
 	keel_client_options o;
 	keelctl_client_options(p->g, &o);
 	/* Bigger batches per write than the default watermarks. */
-	o.write_high_watermark = 512 * 1024;
-	o.write_low_watermark = 128 * 1024;
+	o.write_high_watermark = KEELCTL_PERF_WRITE_HIGH_WATERMARK;
+	o.write_low_watermark = KEELCTL_PERF_WRITE_LOW_WATERMARK;
 	for (unsigned i = 0; i < p->producers + p->consumers; i++) {
 		struct perf_peer *pp = &p->peers[i];
 		int rc = keel_client_create(&pp->c, &p->loop, &o, &perf_callbacks, pp);

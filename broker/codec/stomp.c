@@ -19,10 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Frame buffer kept between frames; a larger one (left by a big frame) is
- * released so an idle connection does not pin a big body's memory. */
-#define STOMP_KEEP_BUF (256 * 1024)
-
 enum stomp__state {
 	ST_IDLE,     /* between frames */
 	ST_CR,       /* between frames, a CR seen: the LF of a heart-beat must follow */
@@ -250,7 +246,7 @@ static void set_headers(keel_stomp_parser *p)
 
 static void start_frame(keel_stomp_parser *p)
 {
-	if (p->buf.cap > STOMP_KEEP_BUF)
+	if (p->buf.cap > KEEL_STOMP_KEEP_BUFFER_BYTES)
 		keel_buf_free(&p->buf);
 	keel_buf_reset(&p->buf);
 	p->line_start = 0;

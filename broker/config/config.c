@@ -127,7 +127,7 @@ static const cyaml_schema_value_t address_schema = {
 };
 
 static const cyaml_schema_value_t connector_schema = {
-	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 300),
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, KEEL_MAX_CONNECTOR_LEN),
 };
 
 static const cyaml_schema_field_t bridge_fields[] = {
@@ -157,8 +157,10 @@ static const cyaml_schema_value_t bridge_schema = {
 
 static const cyaml_schema_field_t ha_fields[] = {
 	CYAML_FIELD_STRING_PTR("role", CYAML_FLAG_POINTER, keel_ha_cfg, role, 1, 32),
-	CYAML_FIELD_STRING_PTR("listen", CYAML_FLAG_POINTER, keel_ha_cfg, listen, 1, 300),
-	CYAML_FIELD_STRING_PTR("peer", CYAML_FLAG_POINTER, keel_ha_cfg, peer, 1, 300),
+	CYAML_FIELD_STRING_PTR("listen", CYAML_FLAG_POINTER, keel_ha_cfg, listen, 1,
+			       KEEL_MAX_CONNECTOR_LEN),
+	CYAML_FIELD_STRING_PTR("peer", CYAML_FLAG_POINTER, keel_ha_cfg, peer, 1,
+			       KEEL_MAX_CONNECTOR_LEN),
 	STR_OPT("cluster-user", keel_ha_cfg, cluster_user, 1),
 	STR_OPT("cluster-password", keel_ha_cfg, cluster_password, 0),
 	CYAML_FIELD_UINT("initial-replication-sync-timeout", OPT, keel_ha_cfg,
@@ -584,13 +586,13 @@ static int check_sizes(cfg_check *c, keel_config *cfg)
 	cfg->min_large_message_size_bytes = (uint64_t)v;
 	v = (int64_t)cfg->write_high_watermark_bytes;
 	rc = check_size(c, "write-high-watermark", cfg->write_high_watermark, false,
-			KEEL_MIN_WRITE_WATERMARK, 1LL << 30, &v);
+			KEEL_MIN_WRITE_WATERMARK, KEEL_MAX_WRITE_WATERMARK, &v);
 	if (rc)
 		return rc;
 	cfg->write_high_watermark_bytes = (uint64_t)v;
 	v = (int64_t)cfg->write_low_watermark_bytes;
 	rc = check_size(c, "write-low-watermark", cfg->write_low_watermark, false,
-			KEEL_MIN_WRITE_WATERMARK / 2, 1LL << 30, &v);
+			KEEL_MIN_WRITE_WATERMARK / 2, KEEL_MAX_WRITE_WATERMARK, &v);
 	if (rc)
 		return rc;
 	cfg->write_low_watermark_bytes = (uint64_t)v;
@@ -622,9 +624,10 @@ static int check_bridges(cfg_check *c, const keel_config *cfg)
 		if (b->retry_interval == 0 || b->retry_interval > KEEL_BRIDGE_MAX_RETRY_MS)
 			return check_fail(c, "bridges[%u].retry-interval\tmust be 1..%d ms", i,
 					  KEEL_BRIDGE_MAX_RETRY_MS);
-		if (!(b->retry_interval_multiplier >= 1.0 && b->retry_interval_multiplier <= 100.0))
+		if (!(b->retry_interval_multiplier >= 1.0 &&
+		      b->retry_interval_multiplier <= KEEL_BRIDGE_MAX_RETRY_MULTIPLIER))
 			return check_fail(c, "bridges[%u].retry-interval-multiplier\tmust be "
-					  "1.0..100.0", i);
+					  "1.0..%.1f", i, KEEL_BRIDGE_MAX_RETRY_MULTIPLIER);
 		if (b->max_retry_interval < b->retry_interval ||
 		    b->max_retry_interval > KEEL_BRIDGE_MAX_RETRY_MS)
 			return check_fail(c, "bridges[%u].max-retry-interval\tmust be "

@@ -34,6 +34,7 @@ typedef struct op_ctx {
 	char err[512];
 } op_ctx;
 
+/* An operation: 0 (c->result filled), or -errno with c->err saying why. */
 typedef int (*op_fn)(op_ctx *c);
 
 typedef struct op_def {
@@ -42,22 +43,25 @@ typedef struct op_def {
 	const char *args[8]; /* accepted arguments, NULL-terminated */
 } op_def;
 
-static int fail(op_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(op_ctx *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Record the error message; returns -1 so operations can `return fail()`. */
-static int fail(op_ctx *c, const char *fmt, ...)
+/* Record the error message; returns err (a negative errno) so operations
+ * can `return fail()`.  The reply carries the message, not the code. */
+static int fail(op_ctx *c, int err, const char *fmt, ...)
 {
+	assert(err < 0);
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(c->err, sizeof(c->err), fmt, ap);
 	va_end(ap);
-	return -1;
+	return err;
 }
 
+/* Adds key to the result (takes v): 0 or -ENOMEM. */
 static int set(op_ctx *c, const char *key, json_t *v)
 {
 	if (v == NULL || json_object_set_new(c->result, key, v) != 0)
-		return fail(c, "out of memory");
+		return fail(c, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -69,15 +73,15 @@ static int arg_str(op_ctx *c, const char *key, bool required, const char **out)
 	*out = NULL; /* written on every path: callers may read it after a failure */
 	if (v == NULL) {
 		if (required)
-			return fail(c, "missing argument '%s'", key);
+			return fail(c, -EINVAL, "missing argument '%s'", key);
 		*out = NULL;
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(c, "argument '%s' must be a string", key);
+		return fail(c, -EINVAL, "argument '%s' must be a string", key);
 	*out = json_string_value(v);
 	if (required && **out == '\0')
-		return fail(c, "argument '%s' is empty", key);
+		return fail(c, -EINVAL, "argument '%s' is empty", key);
 	return 0;
 }
 
@@ -97,7 +101,7 @@ static int arg_bool(op_ctx *c, const char *key, bool dflt, bool *out)
 	else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0 || strcmp(s, "0") == 0)
 		*out = false;
 	else
-		return fail(c, "argument '%s' must be true or false", key);
+		return fail(c, -EINVAL, "argument '%s' must be true or false", key);
 	return 0;
 }
 
@@ -124,10 +128,11 @@ static int arg_int(op_ctx *c, const char *key, int64_t dflt, int64_t min, int64_
 		if (json_is_integer(v))
 			n = json_integer_value(v);
 		else if (!json_is_string(v) || !parse_i64(json_string_value(v), &n))
-			return fail(c, "argument '%s' must be an integer", key);
+			return fail(c, -EINVAL, "argument '%s' must be an integer", key);
 		if (n < min || n > max)
-			return fail(c, "argument '%s' must be between %" PRId64 " and %" PRId64,
-				    key, min, max);
+			return fail(c, -EINVAL,
+				    "argument '%s' must be between %" PRId64 " and %" PRId64, key,
+				    min, max);
 	}
 	*out = n;
 	return 0;
@@ -138,8 +143,9 @@ static int arg_routing(op_ctx *c, const char *key, unsigned dflt, bool allow_bot
 		       unsigned *out)
 {
 	const char *s;
-	if (arg_str(c, key, false, &s))
-		return -1;
+	int rc = arg_str(c, key, false, &s);
+	if (rc)
+		return rc;
 	if (s == NULL) {
 		*out = dflt;
 		return 0;
@@ -157,7 +163,7 @@ static int arg_routing(op_ctx *c, const char *key, unsigned dflt, bool allow_bot
 		mask |= rt;
 	}
 	if (mask == 0 || (!allow_both && mask != KEEL_ANYCAST && mask != KEEL_MULTICAST))
-		return fail(c, "argument '%s' must be %s, got '%s'", key,
+		return fail(c, -EINVAL, "argument '%s' must be %s, got '%s'", key,
 			    allow_both ? "ANYCAST, MULTICAST or ANYCAST,MULTICAST"
 				       : "ANYCAST or MULTICAST",
 			    s);
@@ -168,11 +174,12 @@ static int arg_routing(op_ctx *c, const char *key, unsigned dflt, bool allow_bot
 static int arg_queue(op_ctx *c, keel_queue **out)
 {
 	const char *name;
-	if (arg_str(c, "name", true, &name))
-		return -1;
+	int rc = arg_str(c, "name", true, &name);
+	if (rc)
+		return rc;
 	*out = keel_queue_find(c->env->core, name);
 	if (*out == NULL)
-		return fail(c, "queue '%s' does not exist", name);
+		return fail(c, -ENOENT, "queue '%s' does not exist", name);
 	return 0;
 }
 
@@ -259,19 +266,20 @@ typedef struct queue_filter {
 static int parse_filter(op_ctx *c, queue_filter *flt)
 {
 	const char *field = NULL, *cmp = NULL, *value = NULL;
+	int rc;
 	memset(flt, 0, sizeof(*flt));
-	if (arg_str(c, "queue-name", false, &flt->name_contains) ||
-	    arg_str(c, "field", false, &field) || arg_str(c, "compare", false, &cmp) ||
-	    arg_str(c, "value", false, &value))
-		return -1;
+	if ((rc = arg_str(c, "queue-name", false, &flt->name_contains)) ||
+	    (rc = arg_str(c, "field", false, &field)) || (rc = arg_str(c, "compare", false, &cmp)) ||
+	    (rc = arg_str(c, "value", false, &value)))
+		return rc;
 	if (field == NULL && cmp == NULL && value == NULL)
 		return 0;
 	if (field == NULL || cmp == NULL || value == NULL)
-		return fail(c, "a filter needs 'field', 'compare' and 'value' together");
+		return fail(c, -EINVAL, "a filter needs 'field', 'compare' and 'value' together");
 	/* MESSAGE_COUNT, messageCount-less forms: upper case and '_' allowed. */
 	size_t n = strlen(field);
 	if (n >= sizeof(flt->field))
-		return fail(c, "unknown field '%s'", field);
+		return fail(c, -EINVAL, "unknown field '%s'", field);
 	for (size_t i = 0; i <= n; i++)
 		flt->field[i] = field[i] == '_' ? '-' : (char)tolower((unsigned char)field[i]);
 	size_t k;
@@ -283,7 +291,7 @@ static int parse_filter(op_ctx *c, queue_filter *flt)
 		for (size_t i = 0; i < QUEUE_FIELD_COUNT; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
 				 i ? ", " : "", queue_fields[i].name);
-		return fail(c, "unknown field '%s' (fields: %s)", field, list);
+		return fail(c, -EINVAL, "unknown field '%s' (fields: %s)", field, list);
 	}
 	flt->type = queue_fields[k].type;
 	if (strcasecmp(cmp, "EQUALS") == 0)
@@ -295,16 +303,17 @@ static int parse_filter(op_ctx *c, queue_filter *flt)
 	else if (strcasecmp(cmp, "LESS_THAN") == 0)
 		flt->cmp = CMP_LESS;
 	else
-		return fail(c, "unknown compare '%s' (EQUALS, CONTAINS, GREATER_THAN, LESS_THAN)",
-			    cmp);
+		return fail(c, -EINVAL,
+			    "unknown compare '%s' (EQUALS, CONTAINS, GREATER_THAN, LESS_THAN)", cmp);
 	flt->value = value;
 	if ((flt->cmp == CMP_GREATER || flt->cmp == CMP_LESS) && flt->type != F_INT)
-		return fail(c, "%s needs a numeric field; '%s' is not one", cmp, field);
+		return fail(c, -EINVAL, "%s needs a numeric field; '%s' is not one", cmp, field);
 	if (flt->type == F_INT && flt->cmp != CMP_CONTAINS && !parse_i64(value, &flt->num))
-		return fail(c, "field '%s' is a number; '%s' is not", field, value);
+		return fail(c, -EINVAL, "field '%s' is a number; '%s' is not", field, value);
 	if (flt->type == F_BOOL && flt->cmp == CMP_EQUALS) {
 		if (strcmp(value, "true") && strcmp(value, "false"))
-			return fail(c, "field '%s' is true or false; '%s' is neither", field, value);
+			return fail(c, -EINVAL, "field '%s' is true or false; '%s' is neither",
+				    field, value);
 		flt->num = strcmp(value, "true") == 0;
 	}
 	return 0;
@@ -354,29 +363,32 @@ static int max_rows(op_ctx *c, int64_t *out)
 static int op_list_addresses(op_ctx *c)
 {
 	int64_t rows;
-	if (max_rows(c, &rows))
-		return -1;
+	int rc = max_rows(c, &rows);
+	if (rc)
+		return rc;
 	json_t *list = json_array();
-	if (set(c, "addresses", list))
-		return -1;
+	if ((rc = set(c, "addresses", list)))
+		return rc;
 	size_t total = 0;
 	keel_address *a;
 	for (size_t i = 0; (a = keel_core_address_at(c->env->core, i)); i++, total++)
 		if ((int64_t)json_array_size(list) < rows &&
 		    json_array_append_new(list, address_json(a)))
-			return fail(c, "out of memory");
-	return set(c, "count", json_integer((json_int_t)json_array_size(list))) ||
-	       set(c, "total", json_integer((json_int_t)total));
+			return fail(c, -ENOMEM, "out of memory");
+	if ((rc = set(c, "count", json_integer((json_int_t)json_array_size(list)))))
+		return rc;
+	return set(c, "total", json_integer((json_int_t)total));
 }
 
 static int op_show_address(op_ctx *c)
 {
 	const char *name;
-	if (arg_str(c, "name", true, &name))
-		return -1;
+	int rc = arg_str(c, "name", true, &name);
+	if (rc)
+		return rc;
 	keel_address *a = keel_address_find(c->env->core, name);
 	if (a == NULL)
-		return fail(c, "address '%s' does not exist", name);
+		return fail(c, -ENOENT, "address '%s' does not exist", name);
 	return set(c, "address", address_json(a));
 }
 
@@ -384,20 +396,22 @@ static int op_create_address(op_ctx *c)
 {
 	const char *name;
 	unsigned mask;
-	if (arg_str(c, "name", true, &name) ||
-	    arg_routing(c, "routing-type", KEEL_ANYCAST, true, &mask))
-		return -1;
+	int rc;
+	if ((rc = arg_str(c, "name", true, &name)) ||
+	    (rc = arg_routing(c, "routing-type", KEEL_ANYCAST, true, &mask)))
+		return rc;
 	if (keel_mgmt_is_address(name))
-		return fail(c, "'%s' is reserved for management", name);
+		return fail(c, -EPERM, "'%s' is reserved for management", name);
 	keel_address *a;
-	int rc = keel_address_create(c->env->core, name, mask, false, &a);
+	rc = keel_address_create(c->env->core, name, mask, false, &a);
 	if (rc == -EEXIST)
-		return fail(c, "address '%s' already exists", name);
+		return fail(c, -EEXIST, "address '%s' already exists", name);
 	if (rc == -EINVAL)
-		return fail(c, "invalid address name '%s' (1 to %d bytes, no control characters)",
-			    name, KEEL_MAX_NAME_LEN - 1);
+		return fail(c, -EINVAL,
+			    "invalid address name '%s' (1 to %d bytes, no control characters)", name,
+			    KEEL_MAX_NAME_LEN - 1);
 	if (rc)
-		return fail(c, "cannot create address '%s': %s", name, strerror(-rc));
+		return fail(c, rc, "cannot create address '%s': %s", name, strerror(-rc));
 	return set(c, "address", address_json(a));
 }
 
@@ -405,29 +419,32 @@ static int op_delete_address(op_ctx *c)
 {
 	const char *name;
 	bool force, remove_consumers;
-	if (arg_str(c, "name", true, &name) || arg_bool(c, "force", false, &force) ||
-	    arg_bool(c, "remove-consumers", false, &remove_consumers))
-		return -1;
+	int rc;
+	if ((rc = arg_str(c, "name", true, &name)) || (rc = arg_bool(c, "force", false, &force)) ||
+	    (rc = arg_bool(c, "remove-consumers", false, &remove_consumers)))
+		return rc;
 	keel_address *a = keel_address_find(c->env->core, name);
 	if (a == NULL)
-		return fail(c, "address '%s' does not exist", name);
+		return fail(c, -ENOENT, "address '%s' does not exist", name);
 	size_t nq = keel_address_queue_count(a);
 	if (nq && !force)
-		return fail(c, "address '%s' still has %zu queue(s) (first: '%s'); use force to "
-			       "delete them with it",
+		return fail(c, -ENOTEMPTY,
+			    "address '%s' still has %zu queue(s) (first: '%s'); use force to "
+			    "delete them with it",
 			    name, nq, keel_queue_name(keel_address_queue_at(a, 0)));
 	keel_queue *q;
 	for (size_t i = 0; !remove_consumers && (q = keel_address_queue_at(a, i)); i++) {
 		keel_queue_stats st;
 		keel_queue_get_stats(q, &st);
 		if (st.consumer_count)
-			return fail(c, "queue '%s' of address '%s' has %" PRIu32 " consumer(s); "
-				       "use remove-consumers to close them",
+			return fail(c, -EBUSY,
+				    "queue '%s' of address '%s' has %" PRIu32 " consumer(s); "
+				    "use remove-consumers to close them",
 				    st.name, name, st.consumer_count);
 	}
-	int rc = keel_address_delete(c->env->core, name, force);
+	rc = keel_address_delete(c->env->core, name, force);
 	if (rc)
-		return fail(c, "cannot delete address '%s': %s", name, strerror(-rc));
+		return fail(c, rc, "cannot delete address '%s': %s", name, strerror(-rc));
 	return set(c, "deleted-queues", json_integer((json_int_t)nq));
 }
 
@@ -435,11 +452,12 @@ static int op_list_queues(op_ctx *c)
 {
 	int64_t rows;
 	queue_filter flt;
-	if (max_rows(c, &rows) || parse_filter(c, &flt))
-		return -1;
+	int rc;
+	if ((rc = max_rows(c, &rows)) || (rc = parse_filter(c, &flt)))
+		return rc;
 	json_t *list = json_array();
-	if (set(c, "queues", list))
-		return -1;
+	if ((rc = set(c, "queues", list)))
+		return rc;
 	size_t total = 0;
 	keel_address *a;
 	keel_queue *q;
@@ -447,7 +465,7 @@ static int op_list_queues(op_ctx *c)
 		for (size_t j = 0; (q = keel_address_queue_at(a, j)); j++) {
 			json_t *v = queue_json(q);
 			if (v == NULL)
-				return fail(c, "out of memory");
+				return fail(c, -ENOMEM, "out of memory");
 			if (!filter_match(&flt, v)) {
 				json_decref(v);
 				continue;
@@ -458,18 +476,20 @@ static int op_list_queues(op_ctx *c)
 				continue;
 			}
 			if (json_array_append_new(list, v))
-				return fail(c, "out of memory");
+				return fail(c, -ENOMEM, "out of memory");
 		}
 	}
-	return set(c, "count", json_integer((json_int_t)json_array_size(list))) ||
-	       set(c, "total", json_integer((json_int_t)total));
+	if ((rc = set(c, "count", json_integer((json_int_t)json_array_size(list)))))
+		return rc;
+	return set(c, "total", json_integer((json_int_t)total));
 }
 
 static int op_queue_stat(op_ctx *c)
 {
 	keel_queue *q;
-	if (arg_queue(c, &q))
-		return -1;
+	int rc = arg_queue(c, &q);
+	if (rc)
+		return rc;
 	return set(c, "queue", queue_json(q));
 }
 
@@ -479,28 +499,30 @@ static int op_create_queue(op_ctx *c)
 	bool durable, purge;
 	int64_t maxc;
 	unsigned mask;
-	if (arg_str(c, "name", true, &name) || arg_str(c, "address", false, &addr) ||
-	    arg_bool(c, "durable", true, &durable) ||
-	    arg_bool(c, "purge-on-no-consumers", false, &purge) ||
-	    arg_int(c, "max-consumers", -1, -1, INT32_MAX, &maxc))
-		return -1;
+	int rc;
+	if ((rc = arg_str(c, "name", true, &name)) || (rc = arg_str(c, "address", false, &addr)) ||
+	    (rc = arg_bool(c, "durable", true, &durable)) ||
+	    (rc = arg_bool(c, "purge-on-no-consumers", false, &purge)) ||
+	    (rc = arg_int(c, "max-consumers", -1, -1, INT32_MAX, &maxc)))
+		return rc;
 	if (addr == NULL || *addr == '\0')
 		addr = name;
 	if (keel_mgmt_is_address(addr))
-		return fail(c, "'%s' is reserved for management", addr);
+		return fail(c, -EPERM, "'%s' is reserved for management", addr);
 	keel_address *a = keel_address_find(c->env->core, addr);
 	/* Default routing: the address's, when it has exactly one. */
 	unsigned dflt = a && keel_address_routing(a) == KEEL_MULTICAST ? KEEL_MULTICAST
 								       : KEEL_ANYCAST;
-	if (arg_routing(c, "routing-type", dflt, false, &mask))
-		return -1;
+	if ((rc = arg_routing(c, "routing-type", dflt, false, &mask)))
+		return rc;
 	if (a && !(keel_address_routing(a) & mask))
-		return fail(c, "address '%s' does not support routing type %s", addr,
+		return fail(c, -EINVAL, "address '%s' does not support routing type %s", addr,
 			    keel_routing_name(mask));
 	if (keel_queue_find(c->env->core, name))
-		return fail(c, "queue '%s' already exists", name);
+		return fail(c, -EEXIST, "queue '%s' already exists", name);
 	if (maxc == 0)
-		return fail(c, "argument 'max-consumers' must be -1 (unlimited) or positive");
+		return fail(c, -EINVAL,
+			    "argument 'max-consumers' must be -1 (unlimited) or positive");
 	keel_queue_options qo = {
 		.name = name,
 		.address = addr,
@@ -510,13 +532,14 @@ static int op_create_queue(op_ctx *c)
 		.purge_on_no_consumers = purge,
 	};
 	keel_queue *q;
-	int rc = keel_queue_create(c->env->core, &qo, &q);
+	rc = keel_queue_create(c->env->core, &qo, &q);
 	if (rc == -EINVAL)
-		return fail(c, "invalid queue or address name '%s' (1 to %d bytes, no control "
-			       "characters)",
+		return fail(c, -EINVAL,
+			    "invalid queue or address name '%s' (1 to %d bytes, no control "
+			    "characters)",
 			    name, KEEL_MAX_NAME_LEN - 1);
 	if (rc)
-		return fail(c, "cannot create queue '%s': %s", name, strerror(-rc));
+		return fail(c, rc, "cannot create queue '%s': %s", name, strerror(-rc));
 	return set(c, "queue", queue_json(q));
 }
 
@@ -524,28 +547,33 @@ static int op_delete_queue(op_ctx *c)
 {
 	keel_queue *q;
 	bool remove_consumers;
-	if (arg_queue(c, &q) || arg_bool(c, "remove-consumers", false, &remove_consumers))
-		return -1;
+	int rc;
+	if ((rc = arg_queue(c, &q)) ||
+	    (rc = arg_bool(c, "remove-consumers", false, &remove_consumers)))
+		return rc;
 	keel_queue_stats st;
 	keel_queue_get_stats(q, &st);
 	if (st.consumer_count && !remove_consumers)
-		return fail(c, "queue '%s' has %" PRIu32 " consumer(s); use remove-consumers to "
-			       "close them",
+		return fail(c, -EBUSY,
+			    "queue '%s' has %" PRIu32 " consumer(s); use remove-consumers to "
+			    "close them",
 			    st.name, st.consumer_count);
 	char name[KEEL_MAX_NAME_LEN + 1];
 	snprintf(name, sizeof(name), "%s", st.name);
-	int rc = keel_queue_delete(c->env->core, name, remove_consumers);
+	rc = keel_queue_delete(c->env->core, name, remove_consumers);
 	if (rc)
-		return fail(c, "cannot delete queue '%s': %s", name, strerror(-rc));
-	return set(c, "removed-consumers", json_integer((json_int_t)st.consumer_count)) ||
-	       set(c, "dropped-messages", json_integer((json_int_t)st.message_count));
+		return fail(c, rc, "cannot delete queue '%s': %s", name, strerror(-rc));
+	if ((rc = set(c, "removed-consumers", json_integer((json_int_t)st.consumer_count))))
+		return rc;
+	return set(c, "dropped-messages", json_integer((json_int_t)st.message_count));
 }
 
 static int op_purge_queue(op_ctx *c)
 {
 	keel_queue *q;
-	if (arg_queue(c, &q))
-		return -1;
+	int rc = arg_queue(c, &q);
+	if (rc)
+		return rc;
 	uint64_t n = keel_queue_purge(q);
 	return set(c, "purged", json_integer((json_int_t)n));
 }
@@ -553,8 +581,9 @@ static int op_purge_queue(op_ctx *c)
 static int pause_resume(op_ctx *c, bool paused)
 {
 	keel_queue *q;
-	if (arg_queue(c, &q))
-		return -1;
+	int rc = arg_queue(c, &q);
+	if (rc)
+		return rc;
 	keel_queue_pause(q, paused);
 	return set(c, "queue", queue_json(q));
 }
@@ -603,18 +632,20 @@ static int op_broker_status(op_ctx *c)
 	json_t *mem = json_pack("{s:I, s:I}", "messages-bytes",
 				(json_int_t)keel_core_memory_used(e->core), "rss-bytes",
 				(json_int_t)rss_bytes());
-	return set(c, "node", json_string(e->node ? e->node : "keel")) ||
-	       set(c, "version", json_string(KEEL_VERSION)) || set(c, "state", json_string(state)) ||
-	       set(c, "ha", ha) || set(c, "replication", repl) ||
-	       set(c, "uptime-ms",
-		   json_integer((json_int_t)(e->start_mono_ms && now > e->start_mono_ms
-						     ? now - e->start_mono_ms
-						     : 0))) ||
-	       set(c, "connections",
-		   json_integer((json_int_t)(e->connection_count ? e->connection_count(e->ud)
-								: 0))) ||
-	       set(c, "addresses", json_integer((json_int_t)naddr)) ||
-	       set(c, "queues", json_integer((json_int_t)nq)) || set(c, "memory", mem);
+	if (set(c, "node", json_string(e->node ? e->node : "keel")) ||
+	    set(c, "version", json_string(KEEL_VERSION)) || set(c, "state", json_string(state)) ||
+	    set(c, "ha", ha) || set(c, "replication", repl) ||
+	    set(c, "uptime-ms",
+		 json_integer((json_int_t)(e->start_mono_ms && now > e->start_mono_ms
+						   ? now - e->start_mono_ms
+						   : 0))) ||
+	    set(c, "connections",
+		 json_integer((json_int_t)(e->connection_count ? e->connection_count(e->ud)
+							      : 0))) ||
+	    set(c, "addresses", json_integer((json_int_t)naddr)) ||
+	    set(c, "queues", json_integer((json_int_t)nq)) || set(c, "memory", mem))
+		return -ENOMEM; /* what set() fails with */
+	return 0;
 }
 
 static int op_bridge_status(op_ctx *c)
@@ -629,17 +660,20 @@ static int bridge_start_stop(op_ctx *c, bool start)
 {
 	const keel_mgmt_env *e = c->env;
 	const char *name;
-	if (arg_str(c, "name", true, &name))
-		return -1;
-	int rc = e->bridge_control ? e->bridge_control(e->ud, name, start) : -ENOENT;
+	int rc = arg_str(c, "name", true, &name);
+	if (rc)
+		return rc;
+	rc = e->bridge_control ? e->bridge_control(e->ud, name, start) : -ENOENT;
 	if (rc == -ENOENT)
-		return fail(c, "bridge '%s' not found", name);
+		return fail(c, -ENOENT, "bridge '%s' not found", name);
 	if (rc == -EALREADY)
-		return fail(c, "bridge '%s' is already %s", name, start ? "running" : "stopped");
+		return fail(c, -EALREADY, "bridge '%s' is already %s", name,
+			    start ? "running" : "stopped");
 	if (rc < 0)
-		return fail(c, "bridge '%s': %s", name, strerror(-rc));
-	return set(c, "name", json_string(name)) ||
-	       set(c, "state", json_string(start ? "started" : "stopped"));
+		return fail(c, rc, "bridge '%s': %s", name, strerror(-rc));
+	if ((rc = set(c, "name", json_string(name))))
+		return rc;
+	return set(c, "state", json_string(start ? "started" : "stopped"));
 }
 
 static int op_start_bridge(op_ctx *c)
@@ -679,8 +713,9 @@ static bool tid_listed(json_t *list, long tid)
 static int op_list_threads(op_ctx *c)
 {
 	json_t *list = json_array();
-	if (set(c, "threads", list))
-		return -1;
+	int rc = set(c, "threads", list);
+	if (rc)
+		return rc;
 	lc_thread_foreach(thread_cb, list);
 	DIR *d = opendir("/proc/self/task");
 	struct dirent *de;
@@ -757,8 +792,8 @@ static int check_args(op_ctx *c, const op_def *d)
 		for (size_t i = 0; d->args[i]; i++)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
 				 i ? ", " : "", d->args[i]);
-		return fail(c, "unknown argument '%s' for operation '%s' (accepted: %s)", key,
-			    d->name, list[0] ? list : "none");
+		return fail(c, -EINVAL, "unknown argument '%s' for operation '%s' (accepted: %s)",
+			    key, d->name, list[0] ? list : "none");
 	}
 	return 0;
 }
@@ -792,7 +827,8 @@ json_t *keel_mgmt_execute(const keel_mgmt_env *env, const char *op, json_t *args
 	if (args == NULL)
 		args = empty = json_object();
 	op_ctx c = { .env = env, .args = args, .result = json_object() };
-	int rc = args == NULL || c.result == NULL ? fail(&c, "out of memory") : check_args(&c, d);
+	int rc = args == NULL || c.result == NULL ? fail(&c, -ENOMEM, "out of memory")
+						  : check_args(&c, d);
 	rc = rc ? rc : d->run(&c);
 	json_t *reply;
 	if (rc) {
@@ -827,8 +863,11 @@ static bool reserved_header(const keel_kv *kv)
 }
 
 /* Arguments from headers and body into *args (new object) and the
- * operation name into *op (borrowed from the frame or args).  0, or -1
- * with a message in err. */
+ * operation name into *op (borrowed from the frame or args).  0, or with
+ * a message in err: -ENAMETOOLONG (an argument header's name), -ENOTSUP
+ * (inside a transaction), -EMSGSIZE (body over the limit), -EBADMSG (body
+ * not a JSON object), -EINVAL (operation or arguments that contradict),
+ * -ENOMEM. */
 static int parse_request(const keel_kv *h, size_t n, const void *body, size_t body_len,
 			 json_t **args, const char **op, char *err, size_t errlen)
 {
@@ -842,7 +881,7 @@ static int parse_request(const keel_kv *h, size_t n, const void *body, size_t bo
 		char name[KEEL_MAX_NAME_LEN + 1];
 		if (h[i].name_len >= sizeof(name)) {
 			snprintf(err, errlen, "header name too long for an argument");
-			return -1;
+			return -ENAMETOOLONG;
 		}
 		memcpy(name, h[i].name, h[i].name_len);
 		name[h[i].name_len] = '\0';
@@ -858,14 +897,14 @@ static int parse_request(const keel_kv *h, size_t n, const void *body, size_t bo
 	}
 	if (keel_kv_get(h, n, "transaction")) {
 		snprintf(err, errlen, "management requests cannot be part of a transaction");
-		return -1;
+		return -ENOTSUP;
 	}
 	if (body_len == 0)
 		return 0;
 	if (body_len > KEEL_MGMT_MAX_REQUEST_BYTES) {
 		snprintf(err, errlen, "request body of %zu bytes is over the limit of %d", body_len,
 			 KEEL_MGMT_MAX_REQUEST_BYTES);
-		return -1;
+		return -EMSGSIZE;
 	}
 	json_error_t jerr;
 	json_t *b = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -873,7 +912,7 @@ static int parse_request(const keel_kv *h, size_t n, const void *body, size_t bo
 		snprintf(err, errlen, "request body is not a JSON object: %s",
 			 b ? "another JSON value" : jerr.text);
 		json_decref(b);
-		return -1;
+		return -EBADMSG;
 	}
 	const char *key;
 	json_t *v;
@@ -882,20 +921,20 @@ static int parse_request(const keel_kv *h, size_t n, const void *body, size_t bo
 		if (strcmp(key, "operation") == 0) {
 			if (!json_is_string(v)) {
 				snprintf(err, errlen, "body member 'operation' must be a string");
-				rc = -1;
+				rc = -EINVAL;
 				break;
 			}
 			if (*op && strcmp(*op, json_string_value(v)) != 0) {
 				snprintf(err, errlen,
 					 "operation '%s' in the headers but '%s' in the body", *op,
 					 json_string_value(v));
-				rc = -1;
+				rc = -EINVAL;
 				break;
 			}
 		} else if (json_object_get(*args, key)) {
 			snprintf(err, errlen, "argument '%s' given both as a header and in the body",
 				 key);
-			rc = -1;
+			rc = -EINVAL;
 			break;
 		}
 		if (json_object_set(*args, key, v)) {
@@ -911,7 +950,7 @@ static int parse_request(const keel_kv *h, size_t n, const void *body, size_t bo
 	return rc;
 oom:
 	snprintf(err, errlen, "out of memory");
-	return -1;
+	return -ENOMEM;
 }
 
 int keel_mgmt_parse_destination(const char *dest, const char **address, keel_routing *rt)

@@ -485,7 +485,7 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 {
 	const keel_config *cfg = b->cfg;
 	int rc;
-	char jdir[4096];
+	char jdir[KEEL_MAX_PATH_BYTES];
 	snprintf(jdir, sizeof(jdir), "%s/journal", cfg->data_dir);
 	keel_journal_options jo = {
 		.dir = jdir,

@@ -26,8 +26,6 @@
 #include "limits.h"
 
 #define HASTORE_VERSION 1
-/* File paths (as journal.c and largemsg.c). */
-#define HASTORE_PATH_MAX 4096
 
 /* The keys of the file, in the order written; "crc32c" comes last. */
 static const char *const hastore_keys[] = {
@@ -254,7 +252,7 @@ static int fresh_identity(keel_ha_role role, keel_ha_persist *out, char *err, si
 int keel_hastore_load(const char *data_dir, keel_ha_role role, keel_ha_persist *out,
 		      bool *fresh, char *err, size_t errlen)
 {
-	char path[HASTORE_PATH_MAX], dummy[1];
+	char path[KEEL_MAX_PATH_BYTES], dummy[1];
 	char buf[KEEL_HA_IDENTITY_MAX_BYTES + 1];
 	keel_ha_persist v;
 	size_t len = 0;
@@ -334,7 +332,7 @@ static int ensure_dir(const char *dir)
 {
 	if (mkdir(dir, 0755) < 0)
 		return errno == EEXIST ? 0 : -errno;
-	char parent[HASTORE_PATH_MAX];
+	char parent[KEEL_MAX_PATH_BYTES];
 	size_t n = strlen(dir);
 	while (n > 1 && dir[n - 1] == '/')
 		n--;
@@ -351,7 +349,7 @@ static int ensure_dir(const char *dir)
 
 int keel_hastore_save(const char *data_dir, const keel_ha_persist *p)
 {
-	char path[HASTORE_PATH_MAX], tmp[HASTORE_PATH_MAX];
+	char path[KEEL_MAX_PATH_BYTES], tmp[KEEL_MAX_PATH_BYTES];
 	json_t *o = NULL;
 	char *text = NULL;
 	int fd = -1, rc;

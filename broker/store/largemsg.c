@@ -187,7 +187,7 @@ static large_file *LF(const keel_large_body *lb)
 
 static int mkdir_p(const char *path)
 {
-	char tmp[4096];
+	char tmp[KEEL_MAX_PATH_BYTES];
 	int n = snprintf(tmp, sizeof(tmp), "%s", path);
 	if (n <= 0 || (size_t)n >= sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -262,7 +262,7 @@ int keel_large_path(const keel_large_body *lb, char *buf, size_t len)
 static void large_release(keel_large_body *lb)
 {
 	large_file *f = LF(lb);
-	char path[4096];
+	char path[KEEL_MAX_PATH_BYTES];
 	bool keep = stopping && f->persistent && f->committed;
 	if (f->begun && !keep && keel_large_path(lb, path, sizeof(path)) > 0) {
 		/* Hold the file open across the unlink: the name goes now, the
@@ -322,7 +322,7 @@ int keel_large_reopen(keel_large_body **out, const char *dir, uint64_t msg_id,
 		      uint64_t size)
 {
 	keel_large_body *lb;
-	char path[4096];
+	char path[KEEL_MAX_PATH_BYTES];
 	int rc = keel_large_create(&lb, dir);
 	if (rc)
 		return rc;
@@ -349,7 +349,7 @@ int keel_large_reopen(keel_large_body **out, const char *dir, uint64_t msg_id,
 int keel_large_begin(keel_large_body *lb, uint64_t msg_id)
 {
 	large_file *f = LF(lb);
-	char path[4096];
+	char path[KEEL_MAX_PATH_BYTES];
 	assert(!f->begun && f->fd < 0);
 	lb->msg_id = msg_id;
 	int rc = keel_large_path(lb, path, sizeof(path));
@@ -518,7 +518,7 @@ int keel_large_append(keel_large_body *lb, const void *data, size_t len)
 int keel_large_commit(keel_large_body *lb, bool sync)
 {
 	large_file *f = LF(lb);
-	char from[4096], to[4096];
+	char from[KEEL_MAX_PATH_BYTES], to[KEEL_MAX_PATH_BYTES];
 	assert(f->fd >= 0 && !f->committed && !f->committing);
 	if (f->writes > 0)
 		return -EBUSY; /* keel_large_commit_async waits for them */
@@ -569,7 +569,7 @@ struct keel_large_commit_req {
 	int fd;                  /* f->fd: closed by the work */
 	int status;              /* the work's result */
 	bool renamed;
-	char from[4096], to[4096];
+	char from[KEEL_MAX_PATH_BYTES], to[KEEL_MAX_PATH_BYTES];
 };
 
 /* What keel_large_commit does, on a pool thread: touches only the
@@ -678,7 +678,7 @@ void keel_large_commit_detach(keel_large_commit_req *req)
 
 int keel_large_open_read(const keel_large_body *lb)
 {
-	char path[4096];
+	char path[KEEL_MAX_PATH_BYTES];
 	if (!LF(lb)->committed)
 		return -EINVAL;
 	int rc = keel_large_path(lb, path, sizeof(path));

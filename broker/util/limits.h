@@ -1,9 +1,12 @@
 /*
- * limits.h - every limit of the broker and its codecs, in one place.
+ * limits.h - every limit of broker/ in one place: the broker, its codecs,
+ * the client library and keelctl (the YAML scanner's, part of its public
+ * interface, are in <keel/yamlscan.h>).
  *
- * Each limit says why it exists and why it has its value.  A frame or a
- * configuration that exceeds one is refused with an error that names the
- * limit; nothing here is a silent truncation.
+ * Each limit says why it exists and why it has its value, with its unit in
+ * the name or the comment.  Input that exceeds one (a frame, a
+ * configuration, a request, an option) is refused with an error; where a
+ * limit cuts or forgets instead (a display, a cache), its comment says so.
  */
 #ifndef KEEL_LIMITS_H
 #define KEEL_LIMITS_H
@@ -26,7 +29,8 @@
 
 /* Whole frame body held in memory.  Bodies above min-large-message-size are
  * streamed to disk (issue: large messages); until then, and for bodies the
- * broker buffers, this is the ceiling.  Configurable down, never up. */
+ * broker buffers, this is the ceiling.  A parser's keel_stomp_limits may
+ * lower it; min-large-message-size may not exceed it. */
 #define KEEL_MAX_FRAME_BODY (100 * 1024 * 1024)
 
 /* Subscriptions per connection: bounds the per-connection consumer table. */
@@ -114,6 +118,39 @@
 #define KEEL_MGMT_DEFAULT_MAX_ROWS 1000
 #define KEEL_MGMT_MAX_ROWS 100000
 
+/* Frame buffer the STOMP parser keeps between frames (bytes); a larger one
+ * (left by a big frame) is released so that an idle connection does not
+ * pin a big body's memory. */
+#define KEEL_STOMP_KEEP_BUFFER_BYTES (256 * 1024)
+
+/* A file path the broker builds under data-dir (journal segments, large
+ * message bodies, the HA identity): the kernel's PATH_MAX.  Sizes the path
+ * buffers; largemsg.c and hastore.c refuse a longer path (-ENAMETOOLONG). */
+#define KEEL_MAX_PATH_BYTES 4096
+
+/* One connector ("host:port", bridges[].connectors, ha.listen, ha.peer) in
+ * the configuration: a 253-byte DNS name, brackets, ':' and a port fit;
+ * bounds what the YAML loader copies. */
+#define KEEL_MAX_CONNECTOR_LEN 300
+
+/* ---- the client library ------------------------------------------------- */
+
+/* One read buffer per client, reused for every read (the codec copies what
+ * it keeps).  64 KiB holds ~60 1 KiB messages per read. */
+#define KEEL_CLIENT_READ_BUFFER_BYTES (64 * 1024)
+
+/* Blocking client: how long keel_bclient_close waits for the DISCONNECT
+ * receipt, and how long keel_bclient_send_raw waits for the server's
+ * answer (ms).  Bounded so that a server that does not answer cannot hang
+ * the caller. */
+#define KEEL_BCLIENT_DISCONNECT_WAIT_MS 2000
+#define KEEL_BCLIENT_RAW_WAIT_MS 5000
+
+/* Blocking client: its own deadline on connecting is the client's connect
+ * timeout plus this (ms): the client's timer fires first, ours is the
+ * backstop. */
+#define KEEL_BCLIENT_CONNECT_BACKSTOP_MS 1000
+
 /* ---- flow control and large messages ---------------------------------- */
 
 /* A BLOCKed address lets its producers go again once it holds less than
@@ -174,6 +211,9 @@
 /* Smallest write watermarks accepted in the config: below a few frames
  * every delivery would toggle writability. */
 #define KEEL_MIN_WRITE_WATERMARK 1024
+/* Largest write watermarks accepted in the config (1 GiB): output held per
+ * connection must stay far below memory. */
+#define KEEL_MAX_WRITE_WATERMARK (1LL << 30)
 
 /* Journal segment size (journal-file-size): 10 MiB as Artemis; big enough
  * that rolling over is rare, small enough that compaction moves little at
@@ -222,6 +262,9 @@
  * multiplier 1.0, max-retry-interval 2000 ms, reconnect-attempts -1. */
 #define KEEL_BRIDGE_DEFAULT_RETRY_MS 2000
 #define KEEL_BRIDGE_MAX_RETRY_MS (24 * 3600 * 1000)
+/* Largest retry-interval-multiplier: past 100 the interval reaches
+ * max-retry-interval after a retry or two anyway. */
+#define KEEL_BRIDGE_MAX_RETRY_MULTIPLIER 100.0
 
 /* Duplicate detection on the receiving side: ids (the `duplicate-detection`
  * header) remembered per address, oldest forgotten first.  20000 as
@@ -230,6 +273,48 @@
 /* Longest duplicate-detection id kept; a longer one is not checked. */
 #define KEEL_DUP_ID_MAX_LEN 255
 
+/* ---- keelctl ------------------------------------------------------------ */
+
+/* --url may be given this many times: a live/backup pair needs two; 8
+ * bounds the list keelctl tries in order (keelctl_global.urls). */
+#define KEELCTL_MAX_URLS 8
+
+/* --header given to `keelctl produce` at most: bounds its header array
+ * (the broker takes KEEL_MAX_HEADERS; 64 leaves room for its own). */
+#define KEELCTL_MAX_HEADERS 64
+
+/* Body bytes `keelctl consume --print` shows of each message; a longer
+ * body is cut and its size printed (a terminal, not a dump). */
+#define KEELCTL_PRINT_BODY_MAX_BYTES 200
+
+/* Columns of a table keelctl prints (the widest, queue stat, has 9):
+ * bounds the column-width array. */
+#define KEELCTL_MAX_TABLE_COLUMNS 16
+
+/* Longest `queue stat --loop --interval` (ms): a day catches typos. */
+#define KEELCTL_MAX_INTERVAL_MS 86400000
+
+/* keelctl perf: latency samples kept at most (uint32 µs each: 4 MiB); past
+ * this, every Nth message is sampled. */
+#define KEELCTL_PERF_MAX_SAMPLES (1u << 20)
+/* keelctl perf: after the last producer finished, give up on missing
+ * messages when no message came for this long (ms). */
+#define KEELCTL_PERF_DRAIN_IDLE_MS 3000
+/* keelctl perf: clients at most, producers and consumers each half:
+ * bounds connections and fds one run opens. */
+#define KEELCTL_PERF_MAX_CLIENTS 256
+/* keelctl perf --count at most: bounds the seen-bitmap (count * copies
+ * bits: 512 MiB per copy at 2^32). */
+#define KEELCTL_PERF_MAX_COUNT (1ull << 32)
+/* keelctl perf --timeout-s at most: a day catches typos. */
+#define KEELCTL_PERF_MAX_TIMEOUT_S 86400
+/* keelctl perf: time its clients get to DISCONNECT cleanly at the end
+ * before they are closed (ms). */
+#define KEELCTL_PERF_CLOSE_GRACE_MS 2000
+/* keelctl perf: its clients' write watermarks (bytes), above the client
+ * defaults so that each write carries a bigger batch. */
+#define KEELCTL_PERF_WRITE_HIGH_WATERMARK (512 * 1024)
+#define KEELCTL_PERF_WRITE_LOW_WATERMARK (128 * 1024)
 
 /* ---- replication (HA) ------------------------------------------------- */
 

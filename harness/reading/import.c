@@ -181,10 +181,10 @@ static int import_file(struct importer *im, const char *file)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (len > KH_IMPORT_MAX_LINE) {
+		if (len > KH_IMPORT_MAX_LINE_BYTES) {
 			fprintf(stderr,
 				"keel-harness: %s:%ld: line longer than %d bytes\n",
-				file, lineno, KH_IMPORT_MAX_LINE);
+				file, lineno, KH_IMPORT_MAX_LINE_BYTES);
 			err = -EINVAL;
 			break;
 		}

@@ -16,19 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Limits of this half (each with its reason). */
-/* Findings listing individual message keys name at most this many. */
-#define KH_FINDING_MAX_KEYS 10
-/* A finding's message is cut at this length (a row, not a log). */
-#define KH_FINDING_MAX_LEN 1024
-/* Event ticks drawn per scenario in the HTML report: past this the SVG
- * grows beyond what a browser lays out quickly; the rest are counted. */
-#define KH_REPORT_MAX_TICKS 4000
-/* A JSON Lines event accepted by import is at most this long (the broker's
- * events are a few hundred bytes; a longer line is not an event). */
-#define KH_IMPORT_MAX_LINE 65536
-/* show collapses runs of the same event type of one node past this many. */
-#define KH_SHOW_MAX_RUN 5
+#include "kh_limits.h" /* this half's limits too: KH_FINDING_MAX_KEYS... */
 
 struct kh_node {
 	char *name;

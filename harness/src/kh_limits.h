@@ -1,5 +1,6 @@
 /*
- * kh_limits.h - every limit and default of keel-harness, each with its
+ * kh_limits.h - every limit and default of keel-harness, both halves
+ * (running: harness/src; reading a run: harness/reading), each with its
  * reason (the broker's are in broker/util/limits.h).  Times in the scenario
  * format are seconds (double); here they carry their unit in the name.
  */
@@ -15,6 +16,9 @@
 #define KH_DEFAULT_WITHIN_S 30.0
 /* Nodes per scenario: the last byte of 127.77.<slot>.<n> is 1..250. */
 #define KH_MAX_NODES 250
+/* Address slots 127.77.<slot>.0/24 the runner rotates over (1..250), one
+ * per running scenario, held machine-wide by a lock file each. */
+#define KH_ADDR_SLOTS 250
 /* Steps per scenario: a scenario is read by people. */
 #define KH_MAX_STEPS 10000
 /* Predicates per await. */
@@ -22,11 +26,19 @@
 /* Messages per produce step and body size (a harness, not a benchmark). */
 #define KH_MAX_PRODUCE_COUNT 1000000
 #define KH_MAX_BODY_BYTES (16 * 1024 * 1024)
+/* A required string of a scenario (node, type, destination...) in bytes:
+ * a typo, not a value, passes 4 KiB. */
+#define KH_MAX_STRING_LEN 4096
+/* One `where` predicate of an await, in bytes. */
+#define KH_MAX_PREDICATE_LEN 1024
+/* A scenario's `name`, in bytes: a line of the console and of reports. */
+#define KH_MAX_SCENARIO_NAME_LEN 128
 /* Nesting of a scenario file (libyaml scan). */
 #define KH_MAX_YAML_DEPTH 16
 /* Scenario file size. */
 #define KH_MAX_SCENARIO_BYTES (1024 * 1024)
-/* Longest key path kept for messages. */
+/* Longest scenario key path (steps[3].await.where[0]) kept for error
+ * messages and step labels. */
 #define KH_PATH_MAX 512
 /* Event lines longer than this from a node are cut (and logged). */
 #define KH_MAX_EVENT_LINE 65536
@@ -35,14 +47,16 @@
 #define KH_MAX_NODE_EVENTS 100000
 /* How many of a node's last events a failed await shows. */
 #define KH_AWAIT_SHOW_EVENTS 8
-/* Parallel scenarios (-j): slots of 127.77.<slot>.x are 1..250. */
+/* Parallel scenarios (-j): each holds one of the KH_ADDR_SLOTS address
+ * slots (127.77.<slot>.x) while it runs. */
 #define KH_MAX_JOBS 64
-/* Child output kept per scenario and shown when it fails. */
+/* Largest --timeout-multiplier: beyond 1000 a scenario's timeout is days,
+ * i.e. none. */
+#define KH_MAX_TIMEOUT_MULTIPLIER 1000.0
+/* Child output kept per scenario (its last bytes) and shown when it fails. */
 #define KH_MAX_CHILD_OUTPUT (64 * 1024)
 /* STOMP port every node listens on, on its own loopback address. */
 #define KH_NODE_PORT 61613
-/* Grace for a node to exit after SIGKILL (it cannot refuse). */
-#define KH_KILL_WAIT_MS 10000
 /* --valgrind: nodes run ~20x slower under Valgrind; every scenario timeout
  * and step `within` is multiplied by this (on top of --timeout-multiplier). */
 #define KH_VALGRIND_TIMEOUT_FACTOR 10.0
@@ -77,4 +91,19 @@
  * broker's types and ISO-8601 times are far shorter. */
 #define KH_EVENT_TYPE_MAX 96
 #define KH_EVENT_TS_MAX 64
+
+/* ---- reading a run (harness/reading: checks, show, report, import) ---- */
+
+/* Findings listing individual message keys name at most this many. */
+#define KH_FINDING_MAX_KEYS 10
+/* A finding's message is cut at this length (a row, not a log). */
+#define KH_FINDING_MAX_LEN 1024
+/* Event ticks drawn per scenario in the HTML report: past this the SVG
+ * grows beyond what a browser lays out quickly; the rest are counted. */
+#define KH_REPORT_MAX_TICKS 4000
+/* A JSON Lines event accepted by import is at most this long (the broker's
+ * events are a few hundred bytes; a longer line is not an event). */
+#define KH_IMPORT_MAX_LINE_BYTES 65536
+/* show collapses runs of the same event type of one node past this many. */
+#define KH_SHOW_MAX_RUN 5
 #endif

@@ -35,8 +35,6 @@
 #include "scenario.h"
 #include "checks.h"
 
-#define ADDR_SLOTS 250
-
 typedef struct slot {
 	struct exec *ex;
 	kh_job *job;
@@ -62,8 +60,8 @@ typedef struct exec {
 	uv_loop_t loop;
 	slot *slots;
 	unsigned nslots;
-	bool addr_busy[ADDR_SLOTS + 1];
-	int addr_fd[ADDR_SLOTS + 1];    /* the slot's lock file (held), or -1 */
+	bool addr_busy[KH_ADDR_SLOTS + 1];
+	int addr_fd[KH_ADDR_SLOTS + 1];    /* the slot's lock file (held), or -1 */
 	unsigned addr_next;
 	unsigned running;
 	unsigned done;
@@ -361,15 +359,15 @@ static void addr_give(exec *ex, unsigned a)
 
 static unsigned addr_take(exec *ex)
 {
-	for (unsigned k = 0; k < ADDR_SLOTS; k++) {
-		unsigned a = (ex->addr_next + k) % ADDR_SLOTS + 1;
+	for (unsigned k = 0; k < KH_ADDR_SLOTS; k++) {
+		unsigned a = (ex->addr_next + k) % KH_ADDR_SLOTS + 1;
 		if (!ex->addr_busy[a]) {
 			int fd = addr_lock(a);
 			if (fd < 0)
 				continue; /* another keel-harness has it */
 			ex->addr_fd[a] = fd;
 			ex->addr_busy[a] = true;
-			ex->addr_next = a % ADDR_SLOTS;
+			ex->addr_next = a % KH_ADDR_SLOTS;
 			return a;
 		}
 	}
@@ -704,8 +702,8 @@ int kh_runner_exec(const kh_exec_opts *o)
 	if (ex.slots == NULL)
 		return -ENOMEM;
 	srand((unsigned)getpid());
-	ex.addr_next = (unsigned)rand() % ADDR_SLOTS;
-	for (unsigned a = 0; a <= ADDR_SLOTS; a++)
+	ex.addr_next = (unsigned)rand() % KH_ADDR_SLOTS;
+	for (unsigned a = 0; a <= KH_ADDR_SLOTS; a++)
 		ex.addr_fd[a] = -1;
 	uv_loop_init(&ex.loop);
 	schedule(&ex);
@@ -1061,8 +1059,9 @@ int kh_cmd_run(int argc, char **argv)
 			break;
 		case 'm':
 			mult = strtod(optarg, &end);
-			if (*end || !(mult > 0) || mult > 1000) {
-				fprintf(stderr, "keel-harness: --timeout-multiplier: 0 < F <= 1000\n");
+			if (*end || !(mult > 0) || mult > KH_MAX_TIMEOUT_MULTIPLIER) {
+				fprintf(stderr, "keel-harness: --timeout-multiplier: 0 < F <= %g\n",
+					KH_MAX_TIMEOUT_MULTIPLIER);
 				return 2;
 			}
 			break;

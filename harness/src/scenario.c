@@ -26,7 +26,8 @@
 /* ---- schema ------------------------------------------------------------ */
 
 #define OPT CYAML_FLAG_OPTIONAL
-#define STR(key, st, m) CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER, st, m, 1, 4096)
+#define STR(key, st, m) CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER, st, m, 1, \
+					       KH_MAX_STRING_LEN)
 #define STR_OPT(key, st, m) CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_POINTER | OPT, st, m, 0, \
 						   CYAML_UNLIMITED)
 #define WITHIN(st) CYAML_FIELD_FLOAT("within", OPT, st, within_s)
@@ -108,7 +109,7 @@ static const cyaml_schema_field_t fault_fields[] = {
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t where_schema = {
-	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 1024),
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, KH_MAX_PREDICATE_LEN),
 };
 static const cyaml_schema_field_t await_fields[] = {
 	STR("node", kh_await_step, node),
@@ -172,7 +173,8 @@ static const cyaml_schema_value_t node_schema = {
 	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, kh_node_spec, node_fields),
 };
 static const cyaml_schema_field_t scenario_fields[] = {
-	CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER | OPT, kh_scenario, name, 1, 128),
+	CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER | OPT, kh_scenario, name, 1,
+			       KH_MAX_SCENARIO_NAME_LEN),
 	STR_OPT("description", kh_scenario, description),
 	CYAML_FIELD_FLOAT("timeout", OPT, kh_scenario, timeout_s),
 	CYAML_FIELD_SEQUENCE("nodes", CYAML_FLAG_POINTER, kh_scenario, nodes, &node_schema, 0,

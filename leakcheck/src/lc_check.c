@@ -560,7 +560,7 @@ static int grace_ms(const lc_check_opts *opt)
 		return opt->grace_ms;
 	long v;
 	const char *env = getenv("KEEL_LC_GRACE_MS");
-	if (env != NULL && parse_num(env, &v) && v <= 3600 * 1000)
+	if (env != NULL && parse_num(env, &v) && v <= LC_GRACE_MS_MAX)
 		return (int)v;
 	return LC_GRACE_MS_DEFAULT;
 }

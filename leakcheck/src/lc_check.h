@@ -21,6 +21,9 @@
 
 /* Grace period for code that passed, unless KEEL_LC_GRACE_MS says. */
 #define LC_GRACE_MS_DEFAULT 5000
+/* Largest KEEL_LC_GRACE_MS taken (an hour; a larger value is a typo and
+ * the default applies): a check must end. */
+#define LC_GRACE_MS_MAX (3600 * 1000)
 /* Longest single wait between two looks at /proc. */
 #define LC_BACKOFF_MAX_MS 50
 

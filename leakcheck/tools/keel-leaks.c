@@ -3,10 +3,11 @@
  * `scan` groups the LEAKED lines of leak reports (CI logs, broker stdout,
  * harness output, a harness run's SQLite file) by what leaked and where
  * it was created; `valgrind` summarises Valgrind XML files.  Formats and
- * exit codes: leakcheck/README.md.  Single-threaded.
+ * exit codes: leakcheck/README.md.  This file is main and the usage;
+ * it calls kl_scan.c and kl_valgrind.c, which call only kl_common.c.
+ * Single-threaded.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "kl.h"
@@ -33,59 +34,6 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 nothing found, 1 leaks (scan) or errors (valgrind)\n"
 		"found, 2 usage or read error.\n");
-}
-
-void *kl_xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (p == NULL) {
-		fprintf(stderr, KL_PROG ": out of memory\n");
-		exit(2);
-	}
-	return p;
-}
-
-void *kl_xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (q == NULL) {
-		fprintf(stderr, KL_PROG ": out of memory\n");
-		exit(2);
-	}
-	return q;
-}
-
-char *kl_xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	return memcpy(kl_xmalloc(n), s, n);
-}
-
-size_t kl_strs_add(kl_strs *l, const char *s)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		if (strcmp(l->v[i], s) == 0) {
-			l->counts[i]++;
-			return i;
-		}
-	}
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 8;
-		l->v = kl_xrealloc(l->v, l->cap * sizeof(*l->v));
-		l->counts = kl_xrealloc(l->counts, l->cap * sizeof(*l->counts));
-	}
-	l->v[l->n] = kl_xstrdup(s);
-	l->counts[l->n] = 1;
-	return l->n++;
-}
-
-void kl_strs_free(kl_strs *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	free(l->counts);
-	memset(l, 0, sizeof(*l));
 }
 
 int main(int argc, char **argv)

@@ -17,8 +17,6 @@
 
 #include "kl.h"
 
-#define KL_MAX_FIELDS 16
-
 typedef struct leak {
 	char kind[16];
 	char *fields[KL_MAX_FIELDS]; /* "key=value" pieces, split */

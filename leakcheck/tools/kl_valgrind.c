@@ -18,9 +18,6 @@
 
 #include "kl.h"
 
-/* Frames of a stack that make its identity. */
-#define KL_STACK_FRAMES 8
-
 typedef struct vgroup {
 	char *tool;
 	char *kind;
