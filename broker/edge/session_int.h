@@ -153,6 +153,17 @@ static inline const char *hdr(const keel_stomp_frame *f, const char *name)
 
 /* What session__flow_before_send says. */
 enum { FLOW_GO = 0, FLOW_REFUSED = 1, FLOW_DROPPED = 2 };
+/* What session__send_check says of a SEND to keel.management. */
+enum { SEND_CHECK_MANAGEMENT = 1 };
+
+/* The checks every SEND passes first (whole or streamed): 0 with
+ * *address, *rt and *t set; SEND_CHECK_MANAGEMENT; or an ERROR was
+ * queued (negative). */
+int session__send_check(keel_session *s, const keel_stomp_frame *f, const char **address,
+			keel_routing *rt, transaction **t);
+/* The ERROR for a SEND keel_core_send refused with `rc` (negative). */
+int session__send_refused(keel_session *s, const keel_stomp_frame *f, int rc,
+			  const char *address, keel_routing rt, const char *tx);
 /* A SEND's message fields from its headers (`user` holds
  * KEEL_MAX_HEADERS); 0 or an ERROR was queued. */
 int session__send_init(keel_session *s, const keel_stomp_frame *f, const char *address,

@@ -18,7 +18,6 @@
 #include "largemsg.h"
 #include "limits.h"
 #include "log.h"
-#include "mgmt.h"
 #include "session_int.h"
 
 /* ---- large messages in: SEND bodies streamed to a file --------------------
@@ -63,23 +62,14 @@ int session__large_head(keel_session *s, const keel_stomp_frame *f)
 					   "Message body of %llu bytes exceeds the limit of %llu",
 					   (unsigned long long)f->content_length,
 					   (unsigned long long)KEEL_MAX_LARGE_MESSAGE_SIZE);
-	const char *dest = hdr(f, "destination");
-	if (dest == NULL)
-		return session__send_error(s, f, "SEND without a destination header");
 	const char *address;
 	keel_routing rt;
-	int rc = session__parse_destination(s, f, dest, &address, &rt);
+	transaction *t;
+	int rc = session__send_check(s, f, &address, &rt, &t);
+	if (rc == SEND_CHECK_MANAGEMENT)
+		return session__send_error(s, f, "Management request body too large");
 	if (rc)
 		return rc;
-	if (keel_mgmt_is_address(address))
-		return session__send_error(s, f, "Management request body too large");
-	if (!keel_security_allowed(s->env.security, s->principal, KEEL_PERM_SEND, address))
-		return session__send_error(s, f, "User '%s' is not authorized to send to '%s'",
-					   keel_principal_name(s->principal), address);
-	int err;
-	(void)session__find_tx(s, f, &err);
-	if (err)
-		return err;
 
 	bool fail = false;
 	s->lin.active = true;
@@ -177,20 +167,8 @@ static int large_route(keel_session *s, keel_msg *m, keel_routing rt, const char
 			return session__send_error(s, NULL, "Unknown transaction '%s'", tx);
 	}
 	rc = keel_core_send(s->env.core, m, rt, t ? t->tx : NULL);
-	if (rc == -ENOENT)
-		return session__send_error(s, NULL,
-					   "Address '%s' does not exist and auto-create is disabled",
-					   address);
-	if (rc == -EINVAL)
-		return session__send_error(s, NULL, "Address '%s' does not support routing type %s",
-					   address, keel_routing_name(rt));
-	if (rc == -ENOSPC)
-		return session__send_error(s, NULL,
-					   "Transaction '%s' has too many operations (limit %d)",
-					   tx, KEEL_MAX_TX_OPS);
 	if (rc < 0)
-		return session__send_error(s, NULL, "Cannot send to '%s': %s", address,
-					   strerror(-rc));
+		return session__send_refused(s, NULL, rc, address, rt, tx);
 	keel_log_debug("large message %llu: %llu bytes to '%s'", (unsigned long long)m->id,
 		       (unsigned long long)m->body_len, address);
 	session__remember_id(s, address, keel_kv_get(m->headers, m->header_count, KEEL_DUP_HEADER));

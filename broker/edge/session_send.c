@@ -4,8 +4,8 @@
  * detection, routing, and requests to keel.management.
  *
  * Owns nothing beyond the frame it handles; the session's `blocked` waiter
- * is linked here (BLOCK).  Invariant: a SEND is routed only once its
- * destination, permission and transaction are checked.  Loop thread only.
+ * is linked here (BLOCK).  Invariant: a SEND is routed only once it passed
+ * session__send_check.  Loop thread only.
  */
 #include <assert.h>
 #include <errno.h>
@@ -248,25 +248,65 @@ void session__remember_id(keel_session *s, const char *address, const char *id)
 		(void)keel_dupcache_add(s->env.dups, address, id); /* best effort */
 }
 
-int session__on_send(keel_session *s, const keel_stomp_frame *f)
+/*
+ * The checks every SEND passes before it is taken, whole (session__on_send)
+ * or streamed (session__large_head): a destination header naming a valid
+ * address; then, unless it is a request to keel.management (answered
+ * differently by each), the user's permission to send there and a known
+ * transaction.  Returns 0 with *address, *rt and *t set (*t NULL outside a
+ * transaction); SEND_CHECK_MANAGEMENT with *address and *rt set; or a
+ * negative errno: an ERROR was queued.
+ */
+int session__send_check(keel_session *s, const keel_stomp_frame *f, const char **address,
+			keel_routing *rt, transaction **t)
 {
+	*t = NULL;
 	const char *dest = hdr(f, "destination");
 	if (dest == NULL)
 		return session__send_error(s, f, "SEND without a destination header");
-	const char *address;
-	keel_routing rt;
-	int rc = session__parse_destination(s, f, dest, &address, &rt);
+	int rc = session__parse_destination(s, f, dest, address, rt);
 	if (rc)
 		return rc;
-	if (keel_mgmt_is_address(address))
-		return on_management(s, f);
-	if (!keel_security_allowed(s->env.security, s->principal, KEEL_PERM_SEND, address))
+	if (keel_mgmt_is_address(*address))
+		return SEND_CHECK_MANAGEMENT;
+	if (!keel_security_allowed(s->env.security, s->principal, KEEL_PERM_SEND, *address))
 		return session__send_error(s, f, "User '%s' is not authorized to send to '%s'",
-					   keel_principal_name(s->principal), address);
+					   keel_principal_name(s->principal), *address);
 	int err;
-	transaction *t = session__find_tx(s, f, &err);
-	if (err)
-		return err;
+	*t = session__find_tx(s, f, &err);
+	return err;
+}
+
+/* keel_core_send refused a SEND to `address` (rc < 0): the ERROR that says
+ * why.  `f` is the frame (NULL once a large SEND's frame is gone: no
+ * receipt-id), `tx` its transaction header. */
+int session__send_refused(keel_session *s, const keel_stomp_frame *f, int rc,
+			  const char *address, keel_routing rt, const char *tx)
+{
+	if (rc == -ENOENT)
+		return session__send_error(s, f,
+					   "Address '%s' does not exist and auto-create is disabled",
+					   address);
+	if (rc == -EINVAL)
+		return session__send_error(s, f, "Address '%s' does not support routing type %s",
+					   address, keel_routing_name(rt));
+	if (rc == -ENOSPC)
+		return session__send_error(s, f,
+					   "Transaction '%s' has too many operations (limit %d)",
+					   tx, KEEL_MAX_TX_OPS);
+	return session__send_error(s, f, "Cannot send to '%s': %s", address, strerror(-rc));
+}
+
+int session__on_send(keel_session *s, const keel_stomp_frame *f)
+{
+	const char *address;
+	keel_routing rt;
+	transaction *t;
+	int rc = session__send_check(s, f, &address, &rt, &t);
+	if (rc == SEND_CHECK_MANAGEMENT)
+		return on_management(s, f);
+	if (rc)
+		return rc;
 	const char *dup_id = hdr(f, KEEL_DUP_HEADER);
 	if (session__is_duplicate(s, address, dup_id))
 		return session__send_receipt(s, f);
@@ -289,19 +329,8 @@ int session__on_send(keel_session *s, const keel_stomp_frame *f)
 		return session__send_error(s, f, "Out of memory");
 	rc = keel_core_send(s->env.core, m, rt, t ? t->tx : NULL);
 	keel_msg_unref(m);
-	if (rc == -ENOENT)
-		return session__send_error(s, f,
-					   "Address '%s' does not exist and auto-create is disabled",
-					   address);
-	if (rc == -EINVAL)
-		return session__send_error(s, f, "Address '%s' does not support routing type %s",
-					   address, keel_routing_name(rt));
-	if (rc == -ENOSPC)
-		return session__send_error(s, f,
-					   "Transaction '%s' has too many operations (limit %d)",
-					   hdr(f, "transaction"), KEEL_MAX_TX_OPS);
 	if (rc < 0)
-		return session__send_error(s, f, "Cannot send to '%s': %s", address, strerror(-rc));
+		return session__send_refused(s, f, rc, address, rt, hdr(f, "transaction"));
 	session__remember_id(s, address, dup_id);
 	session__flow_after_send(s, address);
 	return session__send_receipt(s, f);
