@@ -57,6 +57,7 @@ void session__update_reading(keel_session *s)
  * connection would be lost); close once the output is flushed. */
 void session__enter_closing(keel_session *s)
 {
+	assert(s->state != S_CLOSING); /* once: close_after_flush is called once */
 	session__pause_consumers(s, true);
 	s->state = S_CLOSING;
 	s->ops->close_after_flush(s->conn);
@@ -118,6 +119,7 @@ static void on_synced(keel_sync_waiter *w, uint64_t synced, int status);
 
 static void held_arm(keel_session *s)
 {
+	assert(s->held_head != NULL && !s->sync_w.linked);
 	const keel_sync *sy = s->env.sync;
 	s->sync_w.ticket = s->held_head->ticket;
 	s->sync_w.done = on_synced;
@@ -153,6 +155,7 @@ static bool must_hold(keel_session *s, uint64_t *ticket)
 
 static held_receipt *held_push(keel_session *s, uint64_t t, const char *receipt)
 {
+	assert(s->env.sync != NULL); /* must_hold said so */
 	size_t n = receipt ? strlen(receipt) : 0;
 	held_receipt *h = keel_calloc(1, sizeof(*h) + n + 1);
 	if (h == NULL)
@@ -215,6 +218,7 @@ static void held_fire(keel_session *s, held_receipt *h, bool stored)
 static void on_synced(keel_sync_waiter *w, uint64_t synced, int status)
 {
 	keel_session *s = (keel_session *)(void *)((char *)w - offsetof(keel_session, sync_w));
+	assert(!w->linked && s->held_head != NULL); /* unlinked before the call */
 	while (s->held_head && s->held_head->ticket <= synced) {
 		held_receipt *h = s->held_head;
 		s->held_head = h->next;
@@ -340,6 +344,7 @@ static int on_connect(keel_session *s, const keel_stomp_frame *f)
 {
 	if (s->state == S_CONNECTED)
 		return session__send_error(s, f, "Already connected");
+	assert(s->state == S_AWAIT_CONNECT);
 
 	/* Version: the highest one both sides speak; none offered = 1.0. */
 	const char *accept = hdr(f, "accept-version");
@@ -439,6 +444,10 @@ static int on_connect(keel_session *s, const keel_stomp_frame *f)
 
 static int on_frame(keel_session *s, const keel_stomp_frame *f)
 {
+	/* Nothing is handled once closing or after DISCONNECT, and a frame
+	 * never overtakes a large SEND before it (those wait in `deferred`). */
+	assert(s->state != S_CLOSING && !s->disconnect_held);
+	assert(s->lp_head == NULL && s->deferred == NULL);
 	if (s->env.sync) /* did this frame append journal records? */
 		s->frame_ticket = s->env.sync->ticket(s->env.sync->ud);
 	if (s->state == S_AWAIT_CONNECT && f->cmd != KEEL_STOMP_CONNECT &&
@@ -527,6 +536,7 @@ static keel_stomp_frame *frame_copy(const keel_stomp_frame *f)
 
 static int parse_input(keel_session *s, const uint8_t *data, size_t len)
 {
+	assert(!session__input_stalled(s)); /* stalled input goes to `stash` */
 	size_t off = 0;
 	while (s->state != S_CLOSING && !s->disconnect_held && !session__input_stalled(s) &&
 	       off < len) {
@@ -584,6 +594,7 @@ static int parse_input(keel_session *s, const uint8_t *data, size_t len)
 
 int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len)
 {
+	session__check(s);
 	if (session__input_stalled(s)) {
 		/* read before the pause took effect: after what waits already */
 		if (s->state != S_CLOSING && keel_buf_append(&s->stash, data, len))
@@ -618,6 +629,41 @@ void session__resume_input(keel_session *s)
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
+
+/* The invariants of session_int.h that cost O(1), asserted at each entry
+ * from the edge (between two of them the session is at rest: no frame
+ * half handled, no callback running). */
+void session__check(const keel_session *s)
+{
+	assert(s->state == S_AWAIT_CONNECT || s->state == S_CONNECTED ||
+	       s->state == S_CLOSING);
+	/* subscriptions and transactions only once connected, counted */
+	assert(s->state != S_AWAIT_CONNECT || (s->subs == NULL && s->txs == NULL));
+	assert(s->sub_count == HASH_COUNT(s->subs) && s->sub_count <= KEEL_MAX_SUBSCRIPTIONS);
+	assert(s->tx_count == HASH_COUNT(s->txs) && s->tx_count <= KEEL_MAX_TRANSACTIONS);
+	/* receipts held for the journal: a list; the waiter is linked only
+	 * while it holds some; DISCONNECT waits only for them */
+	assert((s->held_head == NULL) == (s->held_tail == NULL));
+	assert(s->held_head == NULL || s->env.sync != NULL);
+	assert(!s->sync_w.linked || s->held_head != NULL);
+	assert(!s->disconnect_held || s->held_head != NULL || s->state == S_CLOSING);
+	/* BLOCK pauses reading only through an edge that can */
+	assert(!s->blocked.linked || s->ops->set_reading != NULL);
+	/* the pipeline of large SENDs, never longer than its limit; input
+	 * waits in `stash` only while stalled */
+	assert((s->lp_head == NULL) == (s->lp_tail == NULL));
+	assert((s->lp_head == NULL) == (s->lp_count == 0));
+	assert(s->lp_count <= KEEL_SESSION_MAX_LARGE_COMMITS);
+	assert(keel_buf_size(&s->stash) == 0 || session__input_stalled(s) ||
+	       s->state == S_CLOSING);
+	/* a large MESSAGE streaming out: its file is open, the consumers are
+	 * held, and output waits in `held` only meanwhile */
+	assert((s->lout.msg == NULL) == (s->lout.fd < 0));
+	assert(s->lout.msg == NULL || s->lout.off <= s->lout.msg->body_len);
+	assert(s->lout.msg == NULL || s->paused || s->state == S_CLOSING);
+	assert(s->lout.msg != NULL || s->state == S_CLOSING ||
+	       (keel_buf_size(&s->held) == 0 && !s->held_paused));
+}
 
 int keel_session_create(keel_session **out_s, const keel_session_env *env,
 			const keel_conn_ops *ops, void *conn)
@@ -655,6 +701,7 @@ void keel_session_free(keel_session *s)
 {
 	if (s == NULL)
 		return;
+	session__check(s);
 	s->state = S_CLOSING;
 	held_drop_all(s);
 	/* Hold every consumer first, so closing one does not redeliver to a
@@ -685,6 +732,7 @@ void keel_session_free(keel_session *s)
 
 void keel_session_on_writable(keel_session *s)
 {
+	session__check(s);
 	if (s->state == S_CLOSING)
 		return;
 	if (s->lout.msg != NULL && !session__lout_pump(s))
@@ -695,17 +743,20 @@ void keel_session_on_writable(keel_session *s)
 
 void keel_session_on_heartbeat_timeout(keel_session *s)
 {
+	session__check(s);
 	session__send_error(s, NULL,
 			    "Heart-beat timeout: nothing received from the client in time");
 }
 
 void keel_session_shutdown(keel_session *s)
 {
+	session__check(s);
 	session__send_error(s, NULL, "Server shutting down");
 }
 
 bool keel_session_busy(const keel_session *s)
 {
+	session__check(s);
 	return s->lp_head != NULL ||
 	       (s->state != S_CLOSING && (s->deferred != NULL || keel_buf_size(&s->stash) > 0));
 }

@@ -11,7 +11,8 @@
  * session_tx.c     BEGIN/COMMIT/ABORT
  *
  * Not an interface: only these files include it.  Loop thread only.
- * Invariants: state goes AWAIT_CONNECT -> CONNECTED -> CLOSING, never back; a frame
+ * Invariants (session__check asserts the cheap ones at each entry):
+ * state goes AWAIT_CONNECT -> CONNECTED -> CLOSING, never back; a frame
  * other than CONNECT is handled only in CONNECTED, and nothing is handled
  * in CLOSING; every subscription has a consumer; sub_count and tx_count
  * count the tables; sync_w is linked only while receipts are held; while
@@ -142,6 +143,8 @@ bool session__parse_i64(const char *str, int64_t *out_v);
 /* The large SEND pipeline moved: the deferred frame, then the stashed
  * input, then reading. */
 void session__resume_input(keel_session *s);
+/* Assert the session's cheap invariants (see the top of this file). */
+void session__check(const keel_session *s);
 
 /* The value of header `name` in `f` (the first one wins), or NULL. */
 static inline const char *hdr(const keel_stomp_frame *f, const char *name)

@@ -53,6 +53,9 @@ static char *dup_or_null(const char *v, bool *fail)
 
 int session__large_head(keel_session *s, const keel_stomp_frame *f)
 {
+	/* input is handled only while open, and in order (after the last
+	 * head's EV_END) */
+	assert(s->state != S_CLOSING && !s->disconnect_held);
 	assert(!s->lin.active);
 	if (s->env.large_message_dir == NULL || f->cmd != KEEL_STOMP_SEND ||
 	    s->state != S_CONNECTED)
@@ -119,6 +122,7 @@ int session__large_head(keel_session *s, const keel_stomp_frame *f)
 
 int session__large_body(keel_session *s, const keel_stomp_frame *f)
 {
+	assert(s->state != S_CLOSING);
 	if (!s->lin.active || s->lin.discard)
 		return 0;
 	keel_large_body *lb = s->lin.msg->large;
@@ -150,6 +154,7 @@ static int large_receipt(keel_session *s, const char *receipt)
 static int large_route(keel_session *s, keel_msg *m, keel_routing rt, const char *address,
 		       const char *receipt, const char *tx, int rc)
 {
+	assert(s->state == S_CONNECTED); /* lp_route_ready checks */
 	if (rc) {
 		keel_log_error("large message %llu: commit: %s", (unsigned long long)m->id,
 			       strerror(-rc));
@@ -228,6 +233,8 @@ static void large_committed(keel_large_body *lb, int status, void *ud);
 /* Move the finished SEND in `lin` to the pipeline; its commit starts. */
 static void lp_push(keel_session *s, large_pending *p)
 {
+	/* input stalls once the pipeline is full: an EV_END never finds it so */
+	assert(s->lin.active && s->lp_count < KEEL_SESSION_MAX_LARGE_COMMITS);
 	p->s = s;
 	p->msg = s->lin.msg;
 	p->rt = s->lin.rt;
@@ -274,6 +281,7 @@ static void large_committed(keel_large_body *lb, int status, void *ud)
 	large_pending *p = ud;
 	keel_session *s = p->s;
 	(void)lb;
+	assert(!p->done); /* a commit ends once */
 	p->commit = NULL;
 	p->done = true;
 	p->status = status;
@@ -291,6 +299,7 @@ static void large_committed(keel_large_body *lb, int status, void *ud)
  */
 int session__large_end(keel_session *s)
 {
+	assert(s->state != S_CLOSING);
 	int rc = 0;
 	if (!s->lin.active)
 		return 0;
@@ -373,6 +382,9 @@ static bool lout_fail(keel_session *s, const char *why)
 bool session__lout_pump(keel_session *s)
 {
 	keel_msg *m = s->lout.msg;
+	/* a closing session streams nothing more (keel_session_on_writable
+	 * and deliver check) */
+	assert(s->state != S_CLOSING);
 	assert(m != NULL && s->lout.fd >= 0);
 	while (s->lout.off < m->body_len) {
 		if (!s->ops->writable(s->conn))

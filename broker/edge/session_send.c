@@ -96,6 +96,7 @@ static void send_error_keep(keel_session *s, const char *receipt, const char *fm
 
 static void send_error_keep(keel_session *s, const char *receipt, const char *fmt, ...)
 {
+	assert(s->state == S_CONNECTED); /* only a SEND is refused so */
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -260,6 +261,7 @@ void session__remember_id(keel_session *s, const char *address, const char *id)
 int session__send_check(keel_session *s, const keel_stomp_frame *f, const char **address,
 			keel_routing *rt, transaction **t)
 {
+	assert(s->state == S_CONNECTED);
 	*t = NULL;
 	const char *dest = hdr(f, "destination");
 	if (dest == NULL)
@@ -274,6 +276,7 @@ int session__send_check(keel_session *s, const keel_stomp_frame *f, const char *
 					   keel_principal_name(s->principal), *address);
 	int err;
 	*t = session__find_tx(s, f, &err);
+	assert(err <= 0);
 	return err;
 }
 
@@ -283,6 +286,7 @@ int session__send_check(keel_session *s, const keel_stomp_frame *f, const char *
 int session__send_refused(keel_session *s, const keel_stomp_frame *f, int rc,
 			  const char *address, keel_routing rt, const char *tx)
 {
+	assert(rc < 0);
 	if (rc == -ENOENT)
 		return session__send_error(s, f,
 					   "Address '%s' does not exist and auto-create is disabled",

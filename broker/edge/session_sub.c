@@ -20,12 +20,17 @@
 
 /* ---- SUBSCRIBE / deliveries -------------------------------------------- */
 
+/* Consumers are held for writability, while a large body streams out
+ * (never released before it is complete), and from closing on. */
 void session__pause_consumers(keel_session *s, bool paused)
 {
+	assert(paused || s->lout.msg == NULL);
 	s->paused = paused;
 	subscription *sub, *tmp;
-	HASH_ITER(hh, s->subs, sub, tmp)
+	HASH_ITER(hh, s->subs, sub, tmp) {
+		assert(sub->consumer != NULL); /* every subscription has one */
 		keel_consumer_set_ready(sub->consumer, !paused);
+	}
 }
 
 static void deliver(keel_consumer *c, keel_ref *ref, void *ud)
@@ -33,6 +38,8 @@ static void deliver(keel_consumer *c, keel_ref *ref, void *ud)
 	subscription *sub = ud;
 	keel_session *s = sub->session;
 	(void)c;
+	assert(sub->consumer == c);
+	assert(s->state != S_AWAIT_CONNECT); /* no subscription before CONNECT */
 	if (s->state == S_CLOSING) {
 		/* Output is going away; the ref comes back when we close. */
 		keel_consumer_set_ready(c, false);
@@ -104,6 +111,7 @@ static void consumer_closed(keel_consumer *c, void *ud)
 	subscription *sub = ud;
 	keel_session *s = sub->session;
 	(void)c;
+	assert(s->sub_count > 0);
 	keel_log_info("%s: subscription '%s' closed: its queue was deleted",
 		      s->ops->peer(s->conn), sub->id);
 	HASH_DEL(s->subs, sub);
@@ -220,6 +228,7 @@ static int parse_window(keel_session *s, const keel_stomp_frame *f, keel_consume
 
 int session__on_subscribe(keel_session *s, const keel_stomp_frame *f)
 {
+	assert(s->state == S_CONNECTED);
 	const char *dest = hdr(f, "destination");
 	if (dest == NULL)
 		return session__send_error(s, f, "SUBSCRIBE without a destination header");
@@ -307,6 +316,7 @@ int session__on_subscribe(keel_session *s, const keel_stomp_frame *f)
 
 void session__sub_close(keel_session *s, subscription *sub, bool delete_durable)
 {
+	assert(sub->consumer != NULL && s->sub_count > 0);
 	keel_queue *q = keel_consumer_queue(sub->consumer);
 	char *qname = delete_durable && sub->durable_name ? keel_strdup(keel_queue_name(q)) : NULL;
 	HASH_DEL(s->subs, sub);
@@ -324,6 +334,7 @@ void session__sub_close(keel_session *s, subscription *sub, bool delete_durable)
 
 int session__on_unsubscribe(keel_session *s, const keel_stomp_frame *f)
 {
+	assert(s->state == S_CONNECTED);
 	const char *id = hdr(f, "id");
 	if (id == NULL && s->version == KEEL_STOMP_V10)
 		id = hdr(f, "destination");
@@ -349,6 +360,7 @@ static bool parse_message_id(const char *mid, uint64_t *out_id)
 
 int session__on_ack(keel_session *s, const keel_stomp_frame *f, bool ack)
 {
+	assert(s->state == S_CONNECTED);
 	const char *what = ack ? "ACK" : "NACK";
 	subscription *sub = NULL, *tmp;
 	keel_ref *ref = NULL;

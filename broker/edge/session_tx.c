@@ -29,6 +29,7 @@ transaction *session__find_tx(keel_session *s, const keel_stomp_frame *f, int *e
 
 int session__on_begin(keel_session *s, const keel_stomp_frame *f)
 {
+	assert(s->state == S_CONNECTED);
 	const char *name = hdr(f, "transaction");
 	if (name == NULL)
 		return session__send_error(s, f, "BEGIN without a transaction header");
@@ -58,6 +59,7 @@ int session__on_begin(keel_session *s, const keel_stomp_frame *f)
 
 void session__tx_remove(keel_session *s, transaction *t)
 {
+	assert(s->tx_count > 0);
 	HASH_DEL(s->txs, t);
 	s->tx_count--;
 	keel_free(t->name);
@@ -66,6 +68,7 @@ void session__tx_remove(keel_session *s, transaction *t)
 
 int session__on_commit_abort(keel_session *s, const keel_stomp_frame *f, bool commit)
 {
+	assert(s->state == S_CONNECTED);
 	const char *name = hdr(f, "transaction");
 	if (name == NULL)
 		return session__send_error(s, f, "%s without a transaction header",
