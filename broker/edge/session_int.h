@@ -1,14 +1,20 @@
 /*
  * session_int.h - the inside of a session (session.h), shared by its files.
  *
- * session.c        the object, output, errors, receipts (held for the
- *                  journal), CONNECT/DISCONNECT, dispatch, lifecycle
+ * Files, bottom to top; a file calls only files below it:
+ * session_out.c    output, ERRORs and closing, pausing reading and
+ *                  holding consumers, receipts (held for the journal),
+ *                  destination and number parsing
+ * session_tx.c     BEGIN/COMMIT/ABORT, the transaction a frame names
  * session_send.c   SEND: checks, message fields, flow control,
  *                  duplicate detection, management requests
  * session_large.c  large messages: SEND bodies streamed to files (and the
  *                  pipeline of their commits), MESSAGE bodies from files
  * session_sub.c    SUBSCRIBE/UNSUBSCRIBE, deliveries, ACK/NACK
- * session_tx.c     BEGIN/COMMIT/ABORT
+ * session.c        the object, CONNECT/DISCONNECT, dispatch (frame ->
+ *                  handler), input, lifecycle
+ * One result travels up: a large SEND's commit ended (session_large.c)
+ * and session.c resumes the input, through `pipeline_moved`.
  *
  * Not an interface: only these files include it.  Loop thread only.
  * Invariants (session__check asserts the cheap ones at each entry):
@@ -105,9 +111,13 @@ struct keel_session {
 		int fd;          /* -1 when none */
 		uint64_t off;    /* body bytes appended so far */
 	} lout;
+	/* Set once by session.c at create; called by session_large.c when a
+	 * commit ended and the pipeline moved: the deferred frame, then the
+	 * stashed input, then reading. */
+	void (*pipeline_moved)(keel_session *s);
 };
 
-/* ---- session.c: output, errors, receipts, helpers, input ---------------- */
+/* ---- session_out.c: output, errors, receipts, helpers ------------------- */
 
 /* Where the session's output goes: the connection's buffer, or `held`
  * while a large body streams out. */
@@ -118,6 +128,8 @@ bool session__input_stalled(const keel_session *s);
 /* Pause or resume reading from the socket as BLOCK, `held` and the input
  * stall say. */
 void session__update_reading(keel_session *s);
+/* Hold (or release) every consumer of the session. */
+void session__pause_consumers(keel_session *s, bool paused);
 /* No more input or deliveries; close once flushed.  Not yet CLOSING. */
 void session__enter_closing(keel_session *s);
 /* Queue an ERROR (receipt-id from `f`, which may be NULL) and close.
@@ -131,6 +143,9 @@ int session__send_receipt(keel_session *s, const keel_stomp_frame *f);
 int session__send_receipt_id(keel_session *s, const char *receipt);
 /* 1: send the receipt now; 0: held for the journal; -ENOMEM. */
 int session__hold_receipt(keel_session *s, const char *receipt);
+/* The session ends: drop the held receipts and replies unsent, stop
+ * waiting for the journal. */
+void session__held_drop_all(keel_session *s);
 /* A management reply held like a receipt (takes both references).
  * 1: nothing to wait for (caller routes `ok`); 0: held; -ENOMEM. */
 int session__hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routing rt,
@@ -140,17 +155,22 @@ int session__parse_destination(keel_session *s, const keel_stomp_frame *f, const
 			       const char **address, keel_routing *rt);
 bool session__parse_u64(const char *str, uint64_t *out_v);
 bool session__parse_i64(const char *str, int64_t *out_v);
-/* The large SEND pipeline moved: the deferred frame, then the stashed
- * input, then reading. */
-void session__resume_input(keel_session *s);
-/* Assert the session's cheap invariants (see the top of this file). */
-void session__check(const keel_session *s);
 
 /* The value of header `name` in `f` (the first one wins), or NULL. */
 static inline const char *hdr(const keel_stomp_frame *f, const char *name)
 {
 	return keel_kv_get(f->headers, f->header_count, name);
 }
+
+/* ---- session_tx.c: transactions ----------------------------------------- */
+
+/* The transaction `f` names (NULL: none, or *err < 0: unknown, an ERROR
+ * was queued). */
+transaction *session__find_tx(keel_session *s, const keel_stomp_frame *f, int *err);
+int session__on_begin(keel_session *s, const keel_stomp_frame *f);
+int session__on_commit_abort(keel_session *s, const keel_stomp_frame *f, bool commit);
+/* Unlink and free `t` (its keel_tx is the caller's). */
+void session__tx_remove(keel_session *s, transaction *t);
 
 /* ---- session_send.c: SEND ----------------------------------------------- */
 
@@ -194,22 +214,15 @@ void session__large_free(keel_session *s);
 
 /* ---- session_sub.c: subscriptions, deliveries, ACK/NACK ----------------- */
 
-/* Hold (or release) every consumer of the session. */
-void session__pause_consumers(keel_session *s, bool paused);
 int session__on_subscribe(keel_session *s, const keel_stomp_frame *f);
 int session__on_unsubscribe(keel_session *s, const keel_stomp_frame *f);
 int session__on_ack(keel_session *s, const keel_stomp_frame *f, bool ack);
 /* Close `sub`'s consumer (its unacked messages go back) and free it. */
 void session__sub_close(keel_session *s, subscription *sub, bool delete_durable);
 
-/* ---- session_tx.c: transactions ----------------------------------------- */
+/* ---- session.c: the object, dispatch, input, lifecycle ------------------ */
 
-/* The transaction `f` names (NULL: none, or *err < 0: unknown, an ERROR
- * was queued). */
-transaction *session__find_tx(keel_session *s, const keel_stomp_frame *f, int *err);
-int session__on_begin(keel_session *s, const keel_stomp_frame *f);
-int session__on_commit_abort(keel_session *s, const keel_stomp_frame *f, bool commit);
-/* Unlink and free `t` (its keel_tx is the caller's). */
-void session__tx_remove(keel_session *s, transaction *t);
+/* Assert the session's cheap invariants (see the top of this file). */
+void session__check(const keel_session *s);
 
 #endif

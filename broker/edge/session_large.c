@@ -7,7 +7,8 @@
  * being sent.  Invariants: one body streams in and one out at a time; the
  * pipeline is routed in order, never more than
  * KEEL_SESSION_MAX_LARGE_COMMITS long.  Loop thread only (the file writes
- * and commits run on the loop's threadpool and report back to it).
+ * and commits run on the loop's threadpool and report back to it); a
+ * commit that ended tells session.c through keel_session.pipeline_moved.
  */
 #include <assert.h>
 #include <errno.h>
@@ -286,7 +287,7 @@ static void large_committed(keel_large_body *lb, int status, void *ud)
 	p->done = true;
 	p->status = status;
 	lp_route_ready(s);
-	session__resume_input(s);
+	s->pipeline_moved(s); /* session.c: the deferred frame, input, reading */
 	/* the edge re-checks a close waiting for us (keel_session_busy) */
 	(void)s->ops->outbuf(s->conn);
 }

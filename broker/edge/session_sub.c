@@ -20,19 +20,6 @@
 
 /* ---- SUBSCRIBE / deliveries -------------------------------------------- */
 
-/* Consumers are held for writability, while a large body streams out
- * (never released before it is complete), and from closing on. */
-void session__pause_consumers(keel_session *s, bool paused)
-{
-	assert(paused || s->lout.msg == NULL);
-	s->paused = paused;
-	subscription *sub, *tmp;
-	HASH_ITER(hh, s->subs, sub, tmp) {
-		assert(sub->consumer != NULL); /* every subscription has one */
-		keel_consumer_set_ready(sub->consumer, !paused);
-	}
-}
-
 static void deliver(keel_consumer *c, keel_ref *ref, void *ud)
 {
 	subscription *sub = ud;
