@@ -1,13 +1,12 @@
 /*
  * child.c - runs one scenario (child.h): kh_child_run and its options
- * (kh_child_main), the loop, and the step machine.  Steps run one after
- * the other; the step kind's entry in `step_ops` (one per kh_step_kind,
- * indexed by kind) begins it, and says what its deadline means and how
- * long it is.  A step either completes at once or arms the deadline timer
- * and completes from a callback (event, node down, client closed, helper
- * exited, deadline).  Invariant: exactly one step is current until
- * `finishing`; child__step_done runs once per step.  The families of
- * steps live in the other child_*.c files (child_int.h).  Main thread.
+ * (kh_child_main), the loop, and the top of the child's files: the
+ * dispatch table `step_ops` (one entry per kh_step_kind, indexed by kind:
+ * how the step begins, what its deadline means, how long it is), the only
+ * place naming the step families' functions.  The step machine
+ * (child_step.c) reaches it through c->ops, set here before the first
+ * step.  The families of steps live in the other child_*.c files
+ * (child_int.h).  Main thread.
  */
 #include "child.h"
 
@@ -19,7 +18,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,22 +27,7 @@
 #include "lc.h"
 #include "lc_uv.h"
 
-/* A step's node, or its `nodes` joined with `sep` ("a,b"). */
-const char *child__step_label(const kh_step *st, const char *sep, char *buf, size_t len)
-{
-	unsigned n = 0;
-	const char *const *nodes = kh_step_nodes(st, &n);
-	const char *one = kh_step_node(st);
-	size_t o = 0;
-	if (one || n == 0)
-		return one;
-	buf[0] = '\0';
-	for (unsigned i = 0; i < n && o < len; i++)
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? sep : "", nodes[i]);
-	return buf;
-}
-
-/* ---- the step machine -------------------------------------------------- */
+/* ---- the dispatch table ----------------------------------------------- */
 
 /* crash (test-only): the recording shows where it happened. */
 static void start_crash(child *c, const kh_step *st)
@@ -61,206 +44,33 @@ static void start_crash(child *c, const kh_step *st)
  * child_step_ops).  A new step kind is one entry here and its functions
  * in its family's file. */
 static const child_step_ops step_ops[KH_STEP__COUNT] = {
-	[KH_STEP_START] = { KH_STEP_START, child__start_node, NULL, NULL },
-	[KH_STEP_STOP] = { KH_STEP_STOP, child__start_stop, child__stop_deadline,
-			   child__stop_within },
-	[KH_STEP_KILL] = { KH_STEP_KILL, child__start_stop, child__stop_deadline,
-			   child__stop_within },
-	[KH_STEP_PAUSE] = { KH_STEP_PAUSE, child__start_signal, NULL, NULL },
-	[KH_STEP_RESUME] = { KH_STEP_RESUME, child__start_signal, NULL, NULL },
-	[KH_STEP_RESTART] = { KH_STEP_RESTART, child__start_stop, child__stop_deadline,
-			      child__stop_within },
+	[KH_STEP_START] = { .kind = KH_STEP_START, .start = child__start_node },
+	[KH_STEP_STOP] = { .kind = KH_STEP_STOP, .start = child__start_stop,
+			   .deadline = child__stop_deadline, .within = child__stop_within },
+	[KH_STEP_KILL] = { .kind = KH_STEP_KILL, .start = child__start_stop,
+			   .deadline = child__stop_deadline, .within = child__stop_within },
+	[KH_STEP_PAUSE] = { .kind = KH_STEP_PAUSE, .start = child__start_signal },
+	[KH_STEP_RESUME] = { .kind = KH_STEP_RESUME, .start = child__start_signal },
+	[KH_STEP_RESTART] = { .kind = KH_STEP_RESTART, .start = child__start_stop,
+			      .deadline = child__stop_deadline, .within = child__stop_within },
 	/* a producer has its own deadline timer */
-	[KH_STEP_PRODUCE] = { KH_STEP_PRODUCE, child__start_produce, NULL, NULL },
-	[KH_STEP_CONSUME] = { KH_STEP_CONSUME, child__start_client_op, child__client_deadline,
-			      child__consume_within },
-	[KH_STEP_EXPECT] = { KH_STEP_EXPECT, child__start_expect, NULL, NULL },
-	[KH_STEP_FAULT] = { KH_STEP_FAULT, child__start_fault, child__fault_deadline, NULL },
-	[KH_STEP_AWAIT] = { KH_STEP_AWAIT, child__start_await, child__await_deadline,
-			    child__await_within },
-	[KH_STEP_CRASH] = { KH_STEP_CRASH, start_crash, NULL, NULL },
-	[KH_STEP_MANAGE] = { KH_STEP_MANAGE, child__start_client_op, child__client_deadline,
-			     child__manage_within },
-	[KH_STEP_JOIN] = { KH_STEP_JOIN, child__start_join, child__join_deadline,
-			   child__join_within },
+	[KH_STEP_PRODUCE] = { .kind = KH_STEP_PRODUCE, .start = child__start_produce },
+	[KH_STEP_CONSUME] = { .kind = KH_STEP_CONSUME, .start = child__start_client_op,
+			      .deadline = child__client_deadline,
+			      .within = child__consume_within },
+	[KH_STEP_EXPECT] = { .kind = KH_STEP_EXPECT, .start = child__start_expect },
+	[KH_STEP_FAULT] = { .kind = KH_STEP_FAULT, .start = child__start_fault,
+			    .deadline = child__fault_deadline },
+	[KH_STEP_AWAIT] = { .kind = KH_STEP_AWAIT, .start = child__start_await,
+			    .deadline = child__await_deadline, .within = child__await_within },
+	[KH_STEP_CRASH] = { .kind = KH_STEP_CRASH, .start = start_crash },
+	[KH_STEP_MANAGE] = { .kind = KH_STEP_MANAGE, .start = child__start_client_op,
+			     .deadline = child__client_deadline, .within = child__manage_within,
+			     .client_ready = child__manage_request,
+			     .client_message = child__manage_reply },
+	[KH_STEP_JOIN] = { .kind = KH_STEP_JOIN, .start = child__start_join,
+			   .deadline = child__join_deadline, .within = child__join_within },
 };
-
-static const child_step_ops *step_ops_of(const kh_step *st)
-{
-	assert((unsigned)st->kind < KH_STEP__COUNT);
-	const child_step_ops *ops = &step_ops[st->kind];
-	assert(ops->kind == st->kind && ops->start != NULL);
-	return ops;
-}
-
-/* The current step's deadline passed while its operation runs. */
-static void on_deadline(uv_timer_t *t)
-{
-	child *c = t->data;
-	const kh_step *st = child__cur_step(c);
-	const child_step_ops *ops = step_ops_of(st);
-	if (c->op == OP_NONE || ops->deadline == NULL)
-		return;
-	ops->deadline(c, st);
-}
-
-static void run_step(child *c)
-{
-	const kh_step *st = child__cur_step(c);
-	const child_step_ops *ops = step_ops_of(st);
-	char label[KH_PATH_MAX];
-	const char *node = child__step_label(st, ",", label, sizeof(label));
-	char *params = kh_step_params_json(st);
-	for (unsigned i = 0; i < c->sc->nodes_count; i++) {
-		c->mark_prev[i] = c->mark_cur[i];
-		c->mark_cur[i] = kh_node_event_count(c->nodes[i]);
-	}
-	c->hmark_prev = c->hmark_cur;
-	c->hmark_cur = json_array_size(c->hevents);
-	c->step_t0_ns = kh_now_ns();
-	c->step_open = true;
-	c->op = OP_NONE;
-	c->op_node = -1;
-	kh_recorder_step_begin(c->rec, c->sid, c->step, kh_step_kind_name(st->kind), node, params,
-			       c->step_t0_ns, &c->step_id);
-	free(params);
-	ops->start(c, st);
-	/* Asynchronous steps get their deadline now (a producer has its own). */
-	if (c->step_open && c->op != OP_NONE && c->op != OP_PRODUCE)
-		uv_timer_start(&c->deadline, on_deadline,
-			       child__within_ms(c, ops->within ? ops->within(st) : 0), 0);
-}
-
-static void on_kick(uv_timer_t *t)
-{
-	child *c = t->data;
-	if (c->finishing)
-		return;
-	if (c->step >= c->sc->steps_count) {
-		child__finish(c);
-		return;
-	}
-	run_step(c);
-}
-
-void child__step_done(child *c, bool ok, const char *fmt, ...)
-{
-	char msg[2048];
-	va_list ap;
-	const kh_step *st = child__cur_step(c);
-	assert(c->step_open);
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	c->step_open = false;
-	c->op = OP_NONE;
-	c->op_producer = NULL;
-	uv_timer_stop(&c->deadline);
-	int64_t now = kh_now_ns();
-	kh_recorder_step_end(c->rec, c->step_id, now, ok ? "ok" : "fail", msg);
-	char label[KH_PATH_MAX];
-	const char *node = child__step_label(st, ",", label, sizeof(label));
-	printf("[%8.3f s] step %u %s%s%s: %s%s%s\n", child__secs(now - c->t0_ns), c->step,
-	       kh_step_kind_name(st->kind), node ? " " : "", node ? node : "",
-	       ok ? "ok" : "FAILED", ok ? " - " : ": ", msg);
-	fflush(stdout);
-	if (!ok) {
-		c->failed = true;
-		snprintf(c->reason, sizeof(c->reason), "step %u (%s%s%s, line %u): %.1900s", c->step,
-			 kh_step_kind_name(st->kind), node ? " " : "", node ? node : "", st->line,
-			 msg);
-		child__finish(c);
-		return;
-	}
-	c->step++;
-	uv_timer_start(&c->kick, on_kick, 0, 0);
-}
-
-/* A failure outside a step's own operation (a background producer): the
- * current step fails with it, or, between steps, the scenario. */
-void child__fail_now(child *c, const char *fmt, ...)
-{
-	char msg[1900];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (c->finishing)
-		return;
-	if (c->step_open) {
-		child__step_done(c, false, "%s", msg);
-		return;
-	}
-	printf("[%8.3f s] %s\n", child__secs(kh_now_ns() - c->t0_ns), msg);
-	fflush(stdout);
-	c->failed = true;
-	snprintf(c->reason, sizeof(c->reason), "%s", msg);
-	child__finish(c);
-}
-
-/* ---- the end ----------------------------------------------------------- */
-
-static void on_closed_count(uv_handle_t *h)
-{
-	child *c = h->data;
-	c->closing--;
-}
-
-/* Called again by each callback that finishes something, until nothing is
- * left: then the verdict is written and the loop ends. */
-void child__finish(child *c)
-{
-	if (!c->finishing) {
-		c->finishing = true;
-		uv_timer_stop(&c->deadline);
-		uv_timer_stop(&c->kick);
-		if (c->cl)
-			keel_client_close(c->cl);
-		child__reconn_stop(&c->crc);
-		for (producer *pr = c->producers; pr; pr = pr->next) {
-			if (pr->cl) {
-				keel_client_close(pr->cl);
-			} else if (!pr->done) {
-				/* a pair producer between attempts */
-				pr->done = true;
-				child__producer_close_timers(pr);
-			}
-		}
-		if (c->helper_pending)
-			uv_process_kill(&c->helper, SIGKILL);
-		for (unsigned i = 0; i < c->sc->nodes_count; i++) {
-			kh_node *n = c->nodes[i];
-			if (kh_node_up(n)) {
-				printf("[%8.3f s] node %s still running at the end: killed\n",
-				       child__secs(kh_now_ns() - c->t0_ns), kh_node_name(n));
-				kh_node_signal(n, SIGKILL);
-			}
-		}
-	}
-	if (c->cl || c->helper_pending)
-		return;
-	for (producer *pr = c->producers; pr; pr = pr->next) {
-		if (pr->cl)
-			return;
-	}
-	for (unsigned i = 0; i < c->sc->nodes_count; i++) {
-		if (kh_node_up(c->nodes[i]))
-			return;
-	}
-	if (c->verdict_written)
-		return;
-	c->verdict_written = true;
-	child__vg_check(c);
-	kh_recorder_scenario_end(c->rec, c->sid, kh_now_ns(), c->failed ? "fail" : "pass",
-				 c->failed ? c->reason : NULL);
-	kh_recorder_flush(c->rec);
-	c->closing = 3;
-	uv_close((uv_handle_t *)&c->deadline, on_closed_count);
-	uv_close((uv_handle_t *)&c->kick, on_closed_count);
-	child__reconn_stop(&c->crc);
-	c->crc.timer.data = c; /* on_closed_count's */
-	uv_close((uv_handle_t *)&c->crc.timer, on_closed_count);
-}
 
 /* ---- the child's own leaks: the test hook ------------------------------ */
 
@@ -330,6 +140,7 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	if (c == NULL)
 		return 2;
 	c->o = o;
+	c->ops = step_ops;
 	c->sid = o->scenario_id;
 	c->t0_ns = kh_now_ns();
 	uv_loop_init(&c->loop);
@@ -359,7 +170,7 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	       o->file, o->seed, o->slot);
 	fflush(stdout);
 	test_leak(c);
-	uv_timer_start(&c->kick, on_kick, 0, 0);
+	child__steps_begin(c);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	code = c->failed ? 1 : 0;
 	if (c->failed) {

@@ -5,7 +5,10 @@
  * `nodes:` the client follows the node that takes it, with a backoff
  * between rounds and client.* harness events), and the child's one client
  * (c->cl) that consume and manage steps run on; the consume step itself
- * (until-empty sentinel, re-subscribe on each connection).  Main thread.
+ * (until-empty sentinel, re-subscribe on each connection).  A manage
+ * step's connection and reply go up through its table entry
+ * (client_ready, client_message); a reconn's wait is stopped by
+ * child__reconn_stop (child_step.c, the end's too).  Main thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -200,13 +203,6 @@ void child__reconn_retry(reconn *r, int status, json_t *extra)
 	uv_timer_start(&r->timer, on_reconn_timer, delay, 0);
 }
 
-void child__reconn_stop(reconn *r)
-{
-	if (r->waiting)
-		uv_timer_stop(&r->timer);
-	r->waiting = false;
-}
-
 /* For a failure message: the nodes a pair step tried since its last
  * connection and the last error of each ("" when connected or single). */
 void child__reconn_describe(const reconn *r, char *buf, size_t len)
@@ -274,7 +270,10 @@ static void on_cl_connected(keel_client *cl, int status, const keel_client_frame
 		return;
 	}
 	if (c->op == OP_MANAGE) {
-		child__manage_request(c);
+		/* the manage step sends its request (its table entry's) */
+		const child_step_ops *ops = child__step_ops(c, child__cur_step(c));
+		assert(ops->client_ready != NULL);
+		ops->client_ready(c);
 		return;
 	}
 	const kh_consume *co = child__cur_step(c)->consume;
@@ -314,7 +313,10 @@ static void on_cl_message(keel_client *cl, const keel_client_frame *f, void *ud)
 {
 	child *c = ud;
 	if (c->op == OP_MANAGE) {
-		child__manage_reply(c, f);
+		/* the manage step's reply (its table entry's) */
+		const child_step_ops *ops = child__step_ops(c, child__cur_step(c));
+		assert(ops->client_message != NULL);
+		ops->client_message(c, f);
 		return;
 	}
 	if (c->op != OP_CONSUME)

@@ -1,13 +1,25 @@
 /*
  * child_int.h - the inside of the scenario child (child.h), shared by its
- * files: child.c (the step machine and its dispatch table, one entry per
- * step kind), child_proc.c (nodes: setup, callbacks, start/stop/kill/
- * pause/resume/restart), child_await.c (awaits, the harness's own events),
- * child_clients.c (tally, reconn, consume), child_produce.c (produce,
- * join), child_manage.c (manage, expect), child_faults.c (fiu-ctrl) and
- * child_leaks.c (the nodes' leaks, Valgrind, the child's own leak check).
- * A new step kind is a file exporting its entry's functions here plus one
- * entry in child.c's table.  Main thread only.
+ * files.  Files, bottom to top; a file calls only files below it:
+ *   child_leaks.c   the nodes' leaks, Valgrind, the child's own leak check;
+ *   child_step.c    the step machine: runs the steps through the dispatch
+ *                   table (c->ops), takes the families' reports
+ *                   (child__step_done, child__fail_now, child__finish);
+ *   child_await.c   awaits, the harness's own events;
+ *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
+ *                   restart;
+ *   child_faults.c  fault (fiu-ctrl);
+ *   child_clients.c tally, reconn, the child's one client and consume;
+ *   child_manage.c  manage (on the child's client), expect;
+ *   child_produce.c produce, join;
+ *   child.c         options, the run, the dispatch table (child_step_ops,
+ *                   one entry per step kind: the only place naming the
+ *                   families' step functions; set as c->ops at init).
+ * What goes up is a report through the table: a step's start, deadline,
+ * `within`, and for manage the child's client's connection and reply
+ * (client_ready, client_message).  A new step kind is a file exporting
+ * its entry's functions here plus one entry in child.c's table.  Main
+ * thread only.
  */
 #ifndef KH_CHILD_INT_H
 #define KH_CHILD_INT_H
@@ -47,6 +59,7 @@ typedef struct tally {
 
 struct child;
 struct reconn;
+struct child_step_ops;
 
 /* The nodes a produce or consume step connects to and where its client is
  * in them.  With `nodes:` (pair) the client follows whichever node takes
@@ -137,6 +150,7 @@ typedef struct vg_run {
 typedef struct child {
 	uv_loop_t loop;
 	const kh_child_opts *o;
+	const struct child_step_ops *ops; /* the dispatch table (child.c's), by kind */
 	kh_scenario *sc;
 	kh_recorder *rec;
 	int64_t sid;
@@ -222,10 +236,28 @@ typedef struct child_step_ops {
 	void (*deadline)(child *c, const kh_step *st);
 	/* Its `within` in seconds (0: KH_DEFAULT_WITHIN_S); NULL: 0. */
 	double (*within)(const kh_step *st);
+	/* A step on the child's client other than consume (manage): the
+	 * client is connected (send the request); a MESSAGE came (the
+	 * reply).  NULL for the others. */
+	void (*client_ready)(child *c);
+	void (*client_message)(child *c, const keel_client_frame *f);
 } child_step_ops;
 
-/* ---- child.c: the step machine ----------------------------------------- */
+/* ---- child_leaks.c: leaks, Valgrind, the child's own leak check --------- */
 
+void child__vg_note_run(child *c, int ni);
+void child__vg_check(child *c);
+void child__leak_from_line(child *c, int ni, const char *text);
+void child__leak_from_event(child *c, int ni, json_t *ev);
+const char *child__leak_summary(child *c, int ni, char *buf, size_t len);
+int child__self_check(const lc_snapshot *before, int code, const char *name);
+
+/* ---- child_step.c: the step machine ------------------------------------ */
+
+/* Runs the first step on the next loop turn (c->ops set). */
+void child__steps_begin(child *c);
+/* The entry of `st`'s kind in the dispatch table (c->ops). */
+const child_step_ops *child__step_ops(child *c, const kh_step *st);
 /* Ends the current step (once per step): records it, then the next step
  * runs (ok) or the scenario finishes (failed). */
 void child__step_done(child *c, bool ok, const char *fmt, ...)
@@ -237,15 +269,10 @@ void child__fail_now(child *c, const char *fmt, ...) __attribute__((format(print
 void child__finish(child *c);
 /* A step's node, or its `nodes` joined with `sep` ("a,b"). */
 const char *child__step_label(const kh_step *st, const char *sep, char *buf, size_t len);
-
-/* ---- child_proc.c: nodes ----------------------------------------------- */
-
-int child__setup_nodes(child *c, char *err, size_t errlen);
-void child__start_node(child *c, const kh_step *st);       /* start */
-void child__start_signal(child *c, const kh_step *st);     /* pause, resume */
-void child__start_stop(child *c, const kh_step *st);       /* stop, kill, restart */
-void child__stop_deadline(child *c, const kh_step *st);
-double child__stop_within(const kh_step *st);
+/* What the end stops, shared with the families: a reconn's wait between
+ * attempts; a done producer's timers (closed; freed with the child). */
+void child__reconn_stop(reconn *r);
+void child__producer_close_timers(producer *pr);
 
 /* ---- child_await.c: awaits and the harness's own events ----------------- */
 
@@ -256,6 +283,20 @@ void child__show_last_events(child *c, int ni, char *buf, size_t len);
 void child__start_await(child *c, const kh_step *st);
 void child__await_deadline(child *c, const kh_step *st);
 double child__await_within(const kh_step *st);
+
+/* ---- child_proc.c: nodes ----------------------------------------------- */
+
+int child__setup_nodes(child *c, char *err, size_t errlen);
+void child__start_node(child *c, const kh_step *st);       /* start */
+void child__start_signal(child *c, const kh_step *st);     /* pause, resume */
+void child__start_stop(child *c, const kh_step *st);       /* stop, kill, restart */
+void child__stop_deadline(child *c, const kh_step *st);
+double child__stop_within(const kh_step *st);
+
+/* ---- child_faults.c: fault (fiu-ctrl) ---------------------------------- */
+
+void child__start_fault(child *c, const kh_step *st);
+void child__fault_deadline(child *c, const kh_step *st);
 
 /* ---- child_clients.c: tally, reconn, consume --------------------------- */
 
@@ -269,7 +310,6 @@ void child__reconn_why(reconn *r, const char *fmt, ...) __attribute__((format(pr
 uint32_t child__reconn_connect_timeout(const reconn *r, uint64_t within);
 void child__reconn_connected(reconn *r, json_t *extra);
 void child__reconn_retry(reconn *r, int status, json_t *extra);
-void child__reconn_stop(reconn *r);
 void child__reconn_describe(const reconn *r, char *buf, size_t len);
 void child__client_fail(child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void child__client_bye(child *c);
@@ -277,33 +317,19 @@ void child__start_client_op(child *c, const kh_step *st); /* consume, manage */
 void child__client_deadline(child *c, const kh_step *st);
 double child__consume_within(const kh_step *st);
 
-/* ---- child_produce.c: produce and join --------------------------------- */
-
-void child__start_produce(child *c, const kh_step *st);
-void child__producer_close_timers(producer *pr);
-void child__start_join(child *c, const kh_step *st);
-void child__join_deadline(child *c, const kh_step *st);
-double child__join_within(const kh_step *st);
-
 /* ---- child_manage.c: manage and expect --------------------------------- */
 
+/* Its table entry's client_ready and client_message. */
 void child__manage_request(child *c);
 void child__manage_reply(child *c, const keel_client_frame *f);
 double child__manage_within(const kh_step *st);
 void child__start_expect(child *c, const kh_step *st);
 
-/* ---- child_faults.c: fault (fiu-ctrl) ---------------------------------- */
+/* ---- child_produce.c: produce and join --------------------------------- */
 
-void child__start_fault(child *c, const kh_step *st);
-void child__fault_deadline(child *c, const kh_step *st);
-
-/* ---- child_leaks.c: leaks, Valgrind, the child's own leak check --------- */
-
-void child__vg_note_run(child *c, int ni);
-void child__vg_check(child *c);
-void child__leak_from_line(child *c, int ni, const char *text);
-void child__leak_from_event(child *c, int ni, json_t *ev);
-const char *child__leak_summary(child *c, int ni, char *buf, size_t len);
-int child__self_check(const lc_snapshot *before, int code, const char *name);
+void child__start_produce(child *c, const kh_step *st);
+void child__start_join(child *c, const kh_step *st);
+void child__join_deadline(child *c, const kh_step *st);
+double child__join_within(const kh_step *st);
 
 #endif

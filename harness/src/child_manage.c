@@ -1,10 +1,11 @@
 /*
  * child_manage.c - manage and expect steps (child_int.h).  A manage step
  * sends one management request on the child's client (child_clients.c
- * connects it) and checks the reply (status, message, fields, where
- * predicates), keeping `save` values (c->saved) for a later count-of.  An
- * expect step checks the tally of messages so far; it ends at once.  Main
- * thread.
+ * connects it and hands it over through the step's table entry:
+ * client_ready, client_message) and checks the reply (status, message,
+ * fields, where predicates), keeping `save` values (c->saved) for a later
+ * count-of.  An expect step checks the tally of messages so far; it ends
+ * at once.  Main thread.
  */
 #include <errno.h>
 #include <inttypes.h>

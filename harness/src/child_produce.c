@@ -4,7 +4,9 @@
  * with its own client, deadline timer, body and reconn.  A foreground
  * producer ends its step; a background one ends its step once connected,
  * runs on beside the next steps, fails the scenario at once if it fails
- * (child__fail_now), and a join waits for it.  Main thread.
+ * (child__fail_now), and a join waits for it.  Its timers are closed by
+ * child__producer_close_timers (child_step.c: the end closes them too).
+ * Main thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -271,22 +273,6 @@ static void join_check(child *c)
 	for (producer *pr = c->producers; pr; pr = pr->next)
 		pr->joined |= pr->p->background && pr->done;
 	child__step_done(c, true, "joined %u background producer(s)", n);
-}
-
-static void on_pr_timer_closed(uv_handle_t *h)
-{
-	(void)h; /* freed with the child */
-}
-
-/* Its timers are closed once it is done (freed with the child). */
-void child__producer_close_timers(producer *pr)
-{
-	if (!pr->timer_live)
-		return;
-	pr->timer_live = false;
-	child__reconn_stop(&pr->rc);
-	uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
-	uv_close((uv_handle_t *)&pr->rc.timer, on_pr_timer_closed);
 }
 
 static void produce_attempt(reconn *r);
