@@ -1,18 +1,17 @@
 /*
  * replman.c - the replication manager (see replman.h; its insides and
- * design in replman_int.h): create/start/stop/close/free, the driving
- * loop that feeds the machine one queued input at a time and carries out
- * its actions, the HA timers, the identity file (PERSIST).
+ * design in replman_int.h), the top of its files: create/start/stop/
+ * close/free, the actions the machine asks for (run_action, which the
+ * driving loop in replman_drive.c calls through m->run_action), the HA
+ * timers, the identity file (PERSIST).
  * Owns the manager object and every handle it closes in keel_replman_close.
- * The machine is never re-entered: inputs raised while actions run wait
- * in the queue.  Loop thread only.
+ * Loop thread only.
  */
 #include "replman_int.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,39 +24,6 @@
 #include "keel/alloc.h"
 #include "hastore.h"
 #include "log.h"
-
-static uint64_t now_ms(keel_replman *m)
-{
-	return uv_now(m->loop);
-}
-
-void replman__in_init(keel_replman *m, keel_ha_input *in, keel_ha_input_type t, uint32_t link)
-{
-	memset(in, 0, sizeof(*in));
-	in->type = t;
-	in->link = link;
-	in->now_ms = now_ms(m);
-}
-
-void replman__feed_simple(keel_replman *m, keel_ha_input_type t, uint32_t link)
-{
-	keel_ha_input in;
-	replman__in_init(m, &in, t, link);
-	replman__feed(m, &in);
-}
-
-void replman__die_now(keel_replman *m, const char *point)
-{
-	keel_log_warn("fault point %s: dying now", point);
-	keel_events_emit(m->events, "error", "{s:s, s:s}", "message", "fault point: dying",
-			 "point", point);
-	raise(SIGKILL);
-}
-
-keel_journal *replman__journal(keel_replman *m)
-{
-	return m->host.journal(m->host.ud);
-}
 
 /* ---- timers -------------------------------------------------------------- */
 
@@ -158,7 +124,7 @@ static void act_send(keel_replman *m, const keel_ha_action *a)
 		msg.text = (keel_repl_str){ t, strlen(t) };
 		break;
 	}
-	case KEEL_HA_MSG_PING: msg.type = KEEL_REPL_PING; msg.seq = now_ms(m); break;
+	case KEEL_HA_MSG_PING: msg.type = KEEL_REPL_PING; msg.seq = replman__now_ms(m); break;
 	case KEEL_HA_MSG_PONG: msg.type = KEEL_REPL_PONG; break;
 	}
 	if (replman__link_send(l, &msg) < 0) {
@@ -327,58 +293,6 @@ static void run_action(keel_replman *m, const keel_ha_action *a)
 	}
 }
 
-/* ---- driving the machine --------------------------------------------------- */
-
-void replman__feed(keel_replman *m, keel_ha_input *in)
-{
-	pending_in *p = keel_malloc(sizeof(*p));
-	if (p == NULL) {
-		keel_log_error("replication: out of memory: input %s lost",
-			       keel_ha_input_name(in->type));
-		return;
-	}
-	p->in = *in;
-	p->next = NULL;
-	if (m->in_tail)
-		m->in_tail->next = p;
-	else
-		m->in_head = p;
-	m->in_tail = p;
-}
-
-/* Carry out pending actions, then feed queued inputs, until both are
- * empty or an action pauses the manager. */
-void replman__drive(keel_replman *m)
-{
-	if (m->driving)
-		return;
-	m->driving = true;
-	for (;;) {
-		if (m->paused)
-			break;
-		if (m->pending_next < m->pending_acts.n) {
-			keel_ha_action a = m->pending_acts.a[m->pending_next++];
-			run_action(m, &a);
-			continue;
-		}
-		if (m->in_head == NULL)
-			break;
-		pending_in *p = m->in_head;
-		m->in_head = p->next;
-		if (m->in_head == NULL)
-			m->in_tail = NULL;
-		keel_ha_input in = p->in;
-		keel_free(p);
-		in.now_ms = now_ms(m);
-		/* never re-entered: every action of the last input is done */
-		assert(m->pending_next == m->pending_acts.n);
-		keel_ha_feed(&m->ha, &in, &m->pending_acts);
-		keel_ha_check(&m->ha);
-		m->pending_next = 0;
-	}
-	m->driving = false;
-}
-
 /* ---- API ------------------------------------------------------------------- */
 
 static char *path_join(const char *a, const char *b)
@@ -418,6 +332,7 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	m->cfg = c;
 	m->events = opt->events;
 	m->host = opt->host;
+	m->run_action = run_action;
 	keel_buf_init(&m->scratch);
 	m->data_dir = keel_strdup(opt->data_dir);
 	m->journal_dir = path_join(opt->data_dir, "journal");
@@ -545,11 +460,7 @@ void keel_replman_free(keel_replman *m)
 		return;
 	assert(!m->handles_open);
 	assert(m->links == NULL);
-	while (m->in_head) {
-		pending_in *p = m->in_head;
-		m->in_head = p->next;
-		keel_free(p);
-	}
+	replman__in_clear(m);
 	replman__q_free(&m->held_head, &m->held_tail);
 	replman__replica_close_files(m);
 	keel_free(m->deletes);

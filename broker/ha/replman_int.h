@@ -3,15 +3,22 @@
  * (replman.h is the interface; nothing outside broker/ha/replman*.c
  * includes this).
  *
- *   replman.c          the manager: create/start/stop/close/free, the
- *                      driving loop and its input queue, the actions,
- *                      the HA timers, the identity file
- *   replman_link.c     links: accept/connect, decode, the output FIFO,
- *                      writability, writes, close
- *   replman_live.c     live: START_SYNC_SEND, the snapshot, the tap,
- *                      HOLD/RELEASE of ops, STOP_REPLICATION
+ * Files, bottom to top; a file calls only files below it:
+ *
+ *   replman_drive.c    the input queue and the driving loop (the machine's
+ *                      actions go up to replman.c through m->run_action),
+ *                      the journal accessor, fault-point death
  *   replman_gate.c     live: the receipt gate (local sync + OP_ACK)
+ *   replman_link.c     links: create, the output FIFO, the snapshot's files
+ *                      streamed behind the ops, writability, writes, close
+ *   replman_live.c     live: START_SYNC_SEND, taking the snapshot, the tap,
+ *                      HOLD/RELEASE of ops, STOP_REPLICATION
  *   replman_replica.c  backup: the mirror journal and large-message files
+ *   replman_peer.c     accept/connect, read and decode the peer's messages
+ *                      into inputs, OP_ACKs, replica writes
+ *   replman.c          the manager: create/start/stop/close/free, the
+ *                      actions (run_action), the HA timers, the identity
+ *                      file
  *
  * All of it runs on the loop thread.
  *
@@ -128,6 +135,9 @@ struct keel_replman {
 	uint32_t connect_link;      /* outbound link being connected */
 
 	/* driving the machine */
+	/* Carry out one action of the machine: replman.c's run_action, set
+	 * once by keel_replman_create; called only by replman__drive. */
+	void (*run_action)(keel_replman *m, const keel_ha_action *a);
 	bool driving;
 	bool paused;                /* RESTART_AS_BACKUP under way */
 	keel_ha_actions pending_acts;
@@ -171,22 +181,35 @@ struct keel_replman {
 /* JOURNAL_OP payload: u8 kind, u64 segment, u64 offset, u64 size, bytes. */
 #define OP_HDR 25
 
-/* ---- replman.c: the manager and its driving loop ------------------------ */
+/* ---- replman_drive.c: the input queue and the driving loop -------------- */
 
+uint64_t replman__now_ms(keel_replman *m);
 void replman__in_init(keel_replman *m, keel_ha_input *in, keel_ha_input_type t, uint32_t link);
 /* Queue an input; drive() feeds it to the machine (never re-entered). */
 void replman__feed(keel_replman *m, keel_ha_input *in);
 void replman__feed_simple(keel_replman *m, keel_ha_input_type t, uint32_t link);
-/* Carry out pending actions, then feed queued inputs, until both are
- * empty or an action pauses the manager.  A nested call does nothing. */
+/* Carry out pending actions (m->run_action), then feed queued inputs,
+ * until both are empty or an action pauses the manager.  A nested call
+ * does nothing. */
 void replman__drive(keel_replman *m);
+/* Free the inputs still queued (keel_replman_free). */
+void replman__in_clear(keel_replman *m);
 /* The journal while loaded, else NULL (the host's). */
 keel_journal *replman__journal(keel_replman *m);
 /* A fault point fired: say so and SIGKILL this process. */
 void replman__die_now(keel_replman *m, const char *point);
 
-/* ---- replman_link.c: links, the output FIFO, accept/connect -------------- */
+/* ---- replman_gate.c: the receipt gate ------------------------------------- */
 
+/* Fill m->gate (the keel_sync sessions wait on). */
+void replman__gate_init(keel_replman *m);
+void replman__gate_check(keel_replman *m);
+void replman__gate_stop(keel_replman *m, bool release);
+
+/* ---- replman_link.c: links, the output FIFO, the snapshot's files -------- */
+
+/* A new link on the list (TCP handle initialised, not yet connected). */
+rlink *replman__link_new(keel_replman *m, bool outbound);
 /* The open link with this id, else NULL (closed links are not found). */
 rlink *replman__link_find(keel_replman *m, uint32_t id);
 void replman__sitem_free(sitem *it);
@@ -201,25 +224,16 @@ void replman__link_close_now(rlink *l);
 void replman__link_broken(rlink *l, const char *why);
 void replman__link_pump(rlink *l);
 void replman__link_die_after_flush(rlink *l, const char *point);
-int replman__connect_peer(keel_replman *m);
-void replman__on_accept(uv_stream_t *server, int status);
 void replman__on_prepare(uv_prepare_t *h);
+/* End the snapshot (its journal hold, its waiter, the file names). */
+void replman__snapshot_stop(keel_replman *m);
 
 /* ---- replman_live.c: the stream to the backup ----------------------------- */
 
-void replman__snapshot_pump(keel_replman *m, rlink *l);
-void replman__snapshot_stop(keel_replman *m);
 void replman__start_sync(keel_replman *m, uint32_t link);
 void replman__hold_ops(keel_replman *m);
 void replman__release_ops(keel_replman *m);
 void replman__stop_replication(keel_replman *m, const keel_ha_action *a);
-
-/* ---- replman_gate.c: the receipt gate ------------------------------------- */
-
-/* Fill m->gate (the keel_sync sessions wait on). */
-void replman__gate_init(keel_replman *m);
-void replman__gate_check(keel_replman *m);
-void replman__gate_stop(keel_replman *m, bool release);
 
 /* ---- replman_replica.c: the replica (backup) ------------------------------ */
 
@@ -229,5 +243,10 @@ int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg);
 void replman__replica_ack(keel_replman *m, rlink *l);
 int replman__replica_flush(keel_replman *m);
 void replman__replica_close_files(keel_replman *m);
+
+/* ---- replman_peer.c: accept, connect, read -------------------------------- */
+
+int replman__connect_peer(keel_replman *m);
+void replman__on_accept(uv_stream_t *server, int status);
 
 #endif

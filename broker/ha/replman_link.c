@@ -1,11 +1,12 @@
 /*
- * replman_link.c - the replication links: accept and connect, decode the
- * peer's messages into HA inputs, the output buffer and the FIFO of
- * queued sends (bytes and files to stream as FILE_CHUNKs), writability
- * (KEEL_REPL_WRITE_HIGH_WATERMARK), writes and close.
- * Owns each rlink; one is freed only in its uv_close callback.  After
- * CLOSE_LINK (forgotten) nothing more about a link reaches the machine.
- * Loop thread only.
+ * replman_link.c - the replication links and their output: create, look
+ * up, the output buffer and the FIFO of queued sends (bytes and files to
+ * stream as FILE_CHUNKs), the snapshot's files streamed one at a time
+ * behind the ops on the replication link, writability
+ * (KEEL_REPL_WRITE_HIGH_WATERMARK), writes, the flush once per loop turn,
+ * close.  Owns each rlink; one is freed only in its uv_close callback.
+ * After CLOSE_LINK (forgotten) nothing more about a link reaches the
+ * machine.  Loop thread only.
  */
 #include "replman_int.h"
 
@@ -188,7 +189,107 @@ void replman__link_die_after_flush(rlink *l, const char *point)
 	l->dirty = true;
 }
 
+/* ---- streaming the snapshot (live) -------------------------------------- */
+
+static bool snapshot_next_file(keel_replman *m, rlink *l)
+{
+	char path[4096];
+	/* one file at a time, behind the ops, on the replication link */
+	assert(l->q_head == NULL && l->id == m->repl_link);
+	while (m->snap_next < m->snap.count) {
+		keel_journal_snapfile *f = &m->snap.files[m->snap_next++];
+		snprintf(path, sizeof(path), "%s/%s", m->journal_dir, f->name);
+		int rc = replman__link_send_file(l, path, f->name, f->used);
+		if (rc == 0)
+			return true;
+		keel_log_error("replication: snapshot: %s: %s", path, strerror(-rc));
+		replman__link_broken(l, "snapshot file unreadable");
+		return false;
+	}
+	while (m->snap_large_next < m->snap_large_count) {
+		const char *name = m->snap_large[m->snap_large_next++];
+		snprintf(path, sizeof(path), "%s/%s", m->large_dir, name);
+		int rc = replman__link_send_file(l, path, name, UINT64_MAX);
+		if (rc == 0)
+			return true;
+		if (rc != -ENOENT) {
+			keel_log_error("replication: snapshot: %s: %s", path, strerror(-rc));
+			replman__link_broken(l, "snapshot file unreadable");
+			return false;
+		}
+		/* consumed and removed since the listing: nothing to send */
+	}
+	return false;
+}
+
+/* Stream the snapshot's files one at a time behind the FIFO; report
+ * SYNC_FILES_SENT once the last one is written out. */
+static void snapshot_pump(keel_replman *m, rlink *l)
+{
+	if (!m->snap_active || !m->snap_ready || l->id != m->repl_link)
+		return;
+	if (l->q_head != NULL)
+		return; /* one file at a time, behind the ops */
+	if (snapshot_next_file(m, l))
+		return; /* queued: the pump streams it */
+	if (l->handle_closed || m->repl_link != l->id)
+		return;
+	if (fiu_fail(KEEL_FIU_REPL_SNAPSHOT_STALL))
+		return; /* the backup stays BACKUP_SYNCING (scenarios) */
+	/* every file is in the output: done */
+	replman__snapshot_stop(m);
+	if (!m->files_sent_reported) {
+		m->files_sent_reported = true;
+		replman__feed_simple(m, KEEL_HA_IN_SYNC_FILES_SENT, l->id);
+	}
+}
+
+void replman__snapshot_stop(keel_replman *m)
+{
+	keel_journal *j = m->host.journal(m->host.ud);
+	if (m->snap_active && j)
+		keel_journal_snapshot_end(j, &m->snap);
+	memset(&m->snap, 0, sizeof(m->snap));
+	m->snap_active = false;
+	m->snap_ready = false;
+	if (m->snap_w.linked && j) {
+		const keel_sync *sy = keel_journal_sync(j);
+		sy->cancel(sy->ud, &m->snap_w);
+	}
+	for (size_t i = 0; i < m->snap_large_count; i++)
+		keel_free(m->snap_large[i]);
+	keel_free(m->snap_large);
+	m->snap_large = NULL;
+	m->snap_large_count = m->snap_large_next = 0;
+	m->snap_large_bytes = 0;
+	m->snap_next = 0;
+}
+
 /* ---- links --------------------------------------------------------------- */
+
+rlink *replman__link_new(keel_replman *m, bool outbound)
+{
+	rlink *l = keel_calloc(1, sizeof(*l));
+	if (l == NULL)
+		return NULL;
+	if (keel_repl_decoder_create(&l->dec, 0) < 0) {
+		keel_free(l);
+		return NULL;
+	}
+	l->m = m;
+	l->outbound = outbound;
+	l->id = ++m->next_link_id;
+	if (l->id == 0)
+		l->id = ++m->next_link_id;
+	assert(l->id != 0); /* ha.h: every link has a nonzero id */
+	keel_buf_init(&l->out);
+	uv_tcp_init(m->loop, &l->tcp);
+	uv_tcp_nodelay(&l->tcp, 1);
+	l->tcp.data = l;
+	l->next = m->links;
+	m->links = l;
+	return l;
+}
 
 static void on_link_closed_handle(uv_handle_t *h)
 {
@@ -304,7 +405,7 @@ void replman__link_pump(rlink *l)
 		}
 		if (l->q_head == NULL && link_writable(l) && m->snap_active && m->snap_ready &&
 		    l->id == m->repl_link) {
-			replman__snapshot_pump(m, l);
+			snapshot_pump(m, l);
 			if (l->handle_closed)
 				return;
 			if (l->q_head)
@@ -351,270 +452,4 @@ void replman__on_prepare(uv_prepare_t *h)
 			replman__link_pump(l);
 	}
 	replman__drive(m);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	(void)h;
-	(void)suggested;
-	size_t n = 256 * 1024;
-	buf->base = keel_malloc(n);
-	buf->len = buf->base ? n : 0;
-}
-
-static bool creds_ok(keel_replman *m, const keel_repl_msg *msg)
-{
-	if (fiu_fail(KEEL_FIU_REPL_REGISTER_REFUSE))
-		return false;
-	const char *u = m->cfg->cluster_user ? m->cfg->cluster_user : "";
-	const char *p = m->cfg->cluster_password ? m->cfg->cluster_password : "";
-	return msg->user.len == strlen(u) && memcmp(msg->user.p, u, msg->user.len) == 0 &&
-	       msg->password.len == strlen(p) && memcmp(msg->password.p, p, msg->password.len) == 0;
-}
-
-/* One decoded message from link l. */
-static int on_message(rlink *l, const keel_repl_msg *msg)
-{
-	keel_replman *m = l->m;
-	/* after CLOSE_LINK(x) nothing more about x reaches the machine */
-	assert(!l->forgotten);
-	keel_ha_input in;
-	replman__in_init(m, &in, 0, l->id);
-	switch (msg->type) {
-	case KEEL_REPL_REGISTER:
-		in.type = KEEL_HA_IN_REGISTER;
-		in.peer = msg->id;
-		in.peer_role = msg->role;
-		in.failback = msg->failback;
-		in.creds_ok = creds_ok(m, msg);
-		break;
-	case KEEL_REPL_REGISTER_OK:
-		in.type = KEEL_HA_IN_REGISTER_OK;
-		in.peer = msg->id;
-		break;
-	case KEEL_REPL_REGISTER_REFUSED:
-		in.type = KEEL_HA_IN_REGISTER_REFUSED;
-		in.reason = msg->reason;
-		in.peer = msg->id;
-		break;
-	case KEEL_REPL_SYNC_START:
-		in.type = KEEL_HA_IN_SYNC_START;
-		in.files = msg->files;
-		in.bytes = msg->bytes;
-		break;
-	case KEEL_REPL_SYNC_DONE:
-		in.type = KEEL_HA_IN_SYNC_DONE;
-		in.peer = msg->id;
-		break;
-	case KEEL_REPL_SYNC_DONE_ACK:
-		in.type = KEEL_HA_IN_SYNC_DONE_ACK;
-		break;
-	case KEEL_REPL_ANNOUNCE_BACKUP:
-		in.type = KEEL_HA_IN_ANNOUNCE;
-		break;
-	case KEEL_REPL_HANDOVER:
-		in.type = KEEL_HA_IN_HANDOVER;
-		break;
-	case KEEL_REPL_LIVE_STARTED:
-		in.type = KEEL_HA_IN_LIVE_STARTED;
-		break;
-	case KEEL_REPL_GOODBYE:
-		in.type = KEEL_HA_IN_GOODBYE;
-		in.reason = msg->reason;
-		break;
-	case KEEL_REPL_PING:
-		in.type = KEEL_HA_IN_PING;
-		break;
-	case KEEL_REPL_PONG:
-		return 0; /* HEARD is enough */
-	case KEEL_REPL_OP_ACK:
-		if (l->id != m->repl_link)
-			return 0; /* a late ack of a replication that ended */
-		if (msg->seq > m->acked)
-			m->acked = msg->seq;
-		replman__gate_check(m);
-		return 0;
-	case KEEL_REPL_FILE_CHUNK:
-	case KEEL_REPL_JOURNAL_OP: {
-		if (l->id != m->replica_link)
-			return -EPROTO;
-		if (m->replica_failed)
-			return 0;
-		int rc = msg->type == KEEL_REPL_FILE_CHUNK ? replman__replica_apply_chunk(m, msg)
-							   : replman__replica_apply_op(m, msg);
-		if (rc == -EPROTO)
-			return rc;
-		if (rc) {
-			keel_log_error("replica: cannot write: %s", strerror(-rc));
-			keel_events_emit(m->events, "error", "{s:s, s:s}", "message",
-					 "replica: cannot write", "cause", strerror(-rc));
-			m->replica_failed = true;
-			replman__feed_simple(m, KEEL_HA_IN_REPLICA_FAILED, l->id);
-		}
-		return 0;
-	}
-	default:
-		return -EPROTO;
-	}
-	replman__feed(m, &in);
-	return 0;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-	rlink *l = s->data;
-	keel_replman *m = l->m;
-	if (nread < 0) {
-		keel_free(buf->base);
-		replman__link_broken(l, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
-		replman__drive(m);
-		return;
-	}
-	if (nread == 0) {
-		keel_free(buf->base);
-		return;
-	}
-	if (!l->forgotten)
-		replman__feed_simple(m, KEEL_HA_IN_HEARD, l->id);
-	const uint8_t *p = (const uint8_t *)buf->base;
-	size_t left = (size_t)nread;
-	while (!l->handle_closed) {
-		keel_repl_msg msg;
-		ssize_t used = keel_repl_decode(l->dec, p, left, &msg);
-		if (used < 0) {
-			keel_log_warn("replication link %u: %s", l->id,
-				      keel_repl_decoder_error(l->dec));
-			replman__link_broken(l, "protocol error");
-			break;
-		}
-		p += used;
-		left -= (size_t)used;
-		if (msg.type == KEEL_REPL_NONE)
-			break;
-		if (l->forgotten)
-			continue;
-		if (on_message(l, &msg) < 0) {
-			keel_log_warn("replication link %u: unexpected %s", l->id,
-				      keel_repl_type_name(msg.type));
-			replman__link_broken(l, "protocol error");
-			break;
-		}
-		/* feed as we go: SYNC_DONE must see the ops before it applied */
-		replman__drive(m);
-	}
-	keel_free(buf->base);
-	if (!l->handle_closed)
-		replman__replica_ack(m, l);
-	replman__drive(m);
-}
-
-static rlink *link_new(keel_replman *m, bool outbound)
-{
-	rlink *l = keel_calloc(1, sizeof(*l));
-	if (l == NULL)
-		return NULL;
-	if (keel_repl_decoder_create(&l->dec, 0) < 0) {
-		keel_free(l);
-		return NULL;
-	}
-	l->m = m;
-	l->outbound = outbound;
-	l->id = ++m->next_link_id;
-	if (l->id == 0)
-		l->id = ++m->next_link_id;
-	assert(l->id != 0); /* ha.h: every link has a nonzero id */
-	keel_buf_init(&l->out);
-	uv_tcp_init(m->loop, &l->tcp);
-	uv_tcp_nodelay(&l->tcp, 1);
-	l->tcp.data = l;
-	l->next = m->links;
-	m->links = l;
-	return l;
-}
-
-void replman__on_accept(uv_stream_t *server, int status)
-{
-	keel_replman *m = server->data;
-	if (status < 0) {
-		keel_log_warn("replication acceptor: %s", uv_strerror(status));
-		return;
-	}
-	rlink *l = link_new(m, false);
-	if (l == NULL)
-		return;
-	if (uv_accept(server, (uv_stream_t *)&l->tcp) < 0 ||
-	    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0) {
-		l->forgotten = true;
-		replman__link_close_now(l);
-		return;
-	}
-	l->connected = true;
-	keel_log_debug("replication link %u accepted", l->id);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-	rlink *l = req->data;
-	keel_replman *m = l->m;
-	if (l->handle_closed)
-		return;
-	/* a forgotten link that never connected is closed at once */
-	assert(!l->forgotten);
-	if (status < 0) {
-		keel_log_debug("replication: connect to %s: %s", m->cfg->peer, uv_strerror(status));
-		replman__link_broken(l, uv_strerror(status));
-		replman__drive(m);
-		return;
-	}
-	l->connected = true;
-	m->connect_link = 0;
-	uv_timer_stop(&m->connect_timer);
-	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0) {
-		replman__link_broken(l, "cannot read");
-		replman__drive(m);
-		return;
-	}
-	replman__feed_simple(m, KEEL_HA_IN_CONNECTED, l->id);
-	replman__drive(m);
-}
-
-static void on_connect_timeout(uv_timer_t *t)
-{
-	keel_replman *m = t->data;
-	rlink *l = replman__link_find(m, m->connect_link);
-	if (l == NULL || l->connected)
-		return;
-	keel_log_info("replication: connect to %s: no answer within connection-ttl",
-		      m->cfg->peer);
-	replman__link_broken(l, "connect timed out");
-	replman__drive(m);
-}
-
-int replman__connect_peer(keel_replman *m)
-{
-	/* at most one CONNECT_TO_PEER outstanding (ha.h: one OUT link) */
-	assert(m->connect_link == 0);
-	char host[256];
-	uint16_t port;
-	struct sockaddr_storage sa;
-	if (keel_parse_hostport(m->cfg->peer, host, sizeof(host), &port) < 0)
-		return -EINVAL;
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) < 0 &&
-	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) < 0)
-		return -EINVAL;
-	rlink *l = link_new(m, true);
-	if (l == NULL)
-		return -ENOMEM;
-	l->creq.data = l;
-	int rc = uv_tcp_connect(&l->creq, &l->tcp, (struct sockaddr *)&sa, on_connect);
-	if (rc < 0) {
-		l->forgotten = true;
-		replman__link_close_now(l);
-		return rc;
-	}
-	m->connect_link = l->id;
-	/* a peer that drops SYNs (a partition) would keep us for minutes */
-	uv_timer_start(&m->connect_timer, on_connect_timeout,
-		       m->cfg->connection_ttl ? m->cfg->connection_ttl : 60000, 0);
-	return 0;
 }

@@ -1,10 +1,11 @@
 /*
  * replman_live.c - the live's stream to its backup: START_SYNC_SEND (the
- * journal's tap and a snapshot), the snapshot's segments and large-message
- * files streamed one at a time behind the ops, the tap's batches as
- * JOURNAL_OPs (held from HOLD_JOURNAL_OPS to RELEASE), SYNC_FILES_SENT,
- * STOP_REPLICATION.  Owns the snapshot, the held ops and the tap while
- * repl_link is set; at most one replication at a time.  Loop thread only.
+ * journal's tap and a snapshot, whose segments and large-message files
+ * replman_link.c streams one at a time behind the ops once the journal
+ * has synced its ticket), the tap's batches as JOURNAL_OPs (held from
+ * HOLD_JOURNAL_OPS to RELEASE), STOP_REPLICATION.  Owns the snapshot, the
+ * held ops and the tap while repl_link is set; at most one replication
+ * at a time.  Loop thread only.
  */
 #include "replman_int.h"
 
@@ -22,81 +23,7 @@
 #include "keel/alloc.h"
 #include "log.h"
 
-/* ---- the snapshot (live) ------------------------------------------------ */
-
-static bool snapshot_next_file(keel_replman *m, rlink *l)
-{
-	char path[4096];
-	/* one file at a time, behind the ops, on the replication link */
-	assert(l->q_head == NULL && l->id == m->repl_link);
-	while (m->snap_next < m->snap.count) {
-		keel_journal_snapfile *f = &m->snap.files[m->snap_next++];
-		snprintf(path, sizeof(path), "%s/%s", m->journal_dir, f->name);
-		int rc = replman__link_send_file(l, path, f->name, f->used);
-		if (rc == 0)
-			return true;
-		keel_log_error("replication: snapshot: %s: %s", path, strerror(-rc));
-		replman__link_broken(l, "snapshot file unreadable");
-		return false;
-	}
-	while (m->snap_large_next < m->snap_large_count) {
-		const char *name = m->snap_large[m->snap_large_next++];
-		snprintf(path, sizeof(path), "%s/%s", m->large_dir, name);
-		int rc = replman__link_send_file(l, path, name, UINT64_MAX);
-		if (rc == 0)
-			return true;
-		if (rc != -ENOENT) {
-			keel_log_error("replication: snapshot: %s: %s", path, strerror(-rc));
-			replman__link_broken(l, "snapshot file unreadable");
-			return false;
-		}
-		/* consumed and removed since the listing: nothing to send */
-	}
-	return false;
-}
-
-/* Stream the snapshot's files one at a time behind the FIFO; report
- * SYNC_FILES_SENT once the last one is written out. */
-void replman__snapshot_pump(keel_replman *m, rlink *l)
-{
-	if (!m->snap_active || !m->snap_ready || l->id != m->repl_link)
-		return;
-	if (l->q_head != NULL)
-		return; /* one file at a time, behind the ops */
-	if (snapshot_next_file(m, l))
-		return; /* queued: the pump streams it */
-	if (l->handle_closed || m->repl_link != l->id)
-		return;
-	if (fiu_fail(KEEL_FIU_REPL_SNAPSHOT_STALL))
-		return; /* the backup stays BACKUP_SYNCING (scenarios) */
-	/* every file is in the output: done */
-	replman__snapshot_stop(m);
-	if (!m->files_sent_reported) {
-		m->files_sent_reported = true;
-		replman__feed_simple(m, KEEL_HA_IN_SYNC_FILES_SENT, l->id);
-	}
-}
-
-void replman__snapshot_stop(keel_replman *m)
-{
-	keel_journal *j = m->host.journal(m->host.ud);
-	if (m->snap_active && j)
-		keel_journal_snapshot_end(j, &m->snap);
-	memset(&m->snap, 0, sizeof(m->snap));
-	m->snap_active = false;
-	m->snap_ready = false;
-	if (m->snap_w.linked && j) {
-		const keel_sync *sy = keel_journal_sync(j);
-		sy->cancel(sy->ud, &m->snap_w);
-	}
-	for (size_t i = 0; i < m->snap_large_count; i++)
-		keel_free(m->snap_large[i]);
-	keel_free(m->snap_large);
-	m->snap_large = NULL;
-	m->snap_large_count = m->snap_large_next = 0;
-	m->snap_large_bytes = 0;
-	m->snap_next = 0;
-}
+/* ---- taking the snapshot (live) ---------------------------------------- */
 
 static void on_snap_synced(keel_sync_waiter *w, uint64_t synced, int status)
 {
