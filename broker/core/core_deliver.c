@@ -1,49 +1,17 @@
 /*
- * core_deliver.c - consumers and delivery: the dirty-queue list and
- * core__flush (the only place callbacks run; it never nests), dispatch
- * round robin within each consumer's credit, acks and nacks, redelivery,
- * dead letters and expiry.  Owns the consumers: one is freed after its
- * closed() callback, or once out of its own deliver().  Loop thread only.
+ * core_deliver.c - consumers and delivery: core__flush (the only place
+ * callbacks run; it never nests), dispatch round robin within each
+ * consumer's credit, redelivery, dead letters and expiry, and deleting a
+ * queue (its consumers closed, refs held by transactions orphaned).  Owns
+ * the consumers: one is freed after its closed() callback, or once out of
+ * its own deliver().  Loop thread only.
  */
 #include <assert.h>
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core_int.h"
-
-/* ---- dirty queues ------------------------------------------------------ */
-
-void core__dirty_mark(keel_queue *q)
-{
-	keel_core *core = q->core;
-	if (q->in_dirty || q->doomed)
-		return;
-	q->in_dirty = true;
-	q->dirty_next = NULL;
-	q->dirty_prev = core->dirty_tail;
-	if (core->dirty_tail)
-		core->dirty_tail->dirty_next = q;
-	else
-		core->dirty_head = q;
-	core->dirty_tail = q;
-}
-
-void core__dirty_remove(keel_queue *q)
-{
-	keel_core *core = q->core;
-	if (!q->in_dirty)
-		return;
-	if (q->dirty_prev)
-		q->dirty_prev->dirty_next = q->dirty_next;
-	else
-		core->dirty_head = q->dirty_next;
-	if (q->dirty_next)
-		q->dirty_next->dirty_prev = q->dirty_prev;
-	else
-		core->dirty_tail = q->dirty_prev;
-	q->dirty_next = q->dirty_prev = NULL;
-	q->in_dirty = false;
-}
 
 /* ---- dead letters, expiry, redelivery ---------------------------------- */
 
@@ -128,6 +96,120 @@ void keel_core_expire_scan(keel_core *core)
 		}
 	}
 	core__flush(core);
+}
+
+/* ---- deleting a queue -------------------------------------------------- */
+
+static void queue_unlink_consumer(keel_queue *q, keel_consumer *c)
+{
+	if (q->rr == c)
+		q->rr = c->next ? c->next : (q->cons_head != c ? q->cons_head : NULL);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		q->cons_head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		q->cons_tail = c->prev;
+	c->next = c->prev = NULL;
+	assert(q->consumer_count > 0);
+	if (--q->consumer_count == 0)
+		q->rr = NULL;
+}
+
+static void notify_push(keel_core *core, keel_consumer *c)
+{
+	c->next = NULL;
+	c->prev = core->notify_tail;
+	if (core->notify_tail)
+		core->notify_tail->next = c;
+	else
+		core->notify_head = c;
+	core->notify_tail = c;
+}
+
+uint64_t core__queue_purge_pending(keel_queue *q)
+{
+	uint64_t n = 0;
+	for (int p = 0; p < CORE_PRIORITIES; p++) {
+		keel_ref *r;
+		while ((r = q->prio[p].head) != NULL) {
+			core__pending_remove(q, r);
+			core__ref_drop(q, r);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Detach a consumer of a queue going away: its refs are dropped. */
+static void queue_drop_consumer(keel_queue *q, keel_consumer *c, bool notify)
+{
+	keel_core *core = q->core;
+	keel_ref *r;
+	queue_unlink_consumer(q, c);
+	while ((r = c->delivered.head) != NULL) {
+		core__delivered_remove(c, r);
+		core__ref_drop(q, r);
+	}
+	c->closed = true;
+	c->queue = NULL;
+	if (notify)
+		notify_push(core, c);
+	else if (c == core->cur_c)
+		c->free_pending = true;
+	else
+		keel_free(c);
+}
+
+/*
+ * Unlinks q from everything, drops its messages, closes its consumers
+ * (their closed() runs from the flush when `notify`), orphans refs held by
+ * transactions.  Freed now, or by the flush when it is being dispatched.
+ */
+void core__queue_destroy(keel_queue *q, bool notify)
+{
+	keel_core *core = q->core;
+	keel_address *a = q->addr;
+	keel_consumer *c;
+	keel_ref *r;
+
+	if (core__queue_is_persisted(q) && core->store.queue_deleted)
+		core->store.queue_deleted(core->store_ud, q);
+	HASH_DELETE(hh, core->queues_by_name, q);
+	for (size_t i = 0; i < a->queue_count; i++) {
+		if (a->queues[i] == q) {
+			memmove(&a->queues[i], &a->queues[i + 1],
+				(a->queue_count - i - 1) * sizeof(*a->queues));
+			a->queue_count--;
+			break;
+		}
+	}
+	core__dirty_remove(q);
+	while ((c = q->cons_head) != NULL)
+		queue_drop_consumer(q, c, notify);
+	core__queue_purge_pending(q);
+	/* refs held by transactions stay theirs, uncounted from now on */
+	while ((r = q->held.head) != NULL) {
+		keel_tx *tx = r->tx;
+		core__held_remove(q, r);
+		core__addr_uncharge(q, r->msg);
+		r->tx = tx;
+		RI(r)->where = REF_ORPHAN;
+		r->queue = NULL;
+		core->orphan_count++;
+	}
+	assert(core->mem_total >= q->bytes_in_memory);
+	core->mem_total -= q->bytes_in_memory;
+	q->bytes_in_memory = 0;
+	q->addr = NULL;
+	if (q == core->cur_q)
+		q->doomed = true;
+	else
+		keel_free(q);
+	if (a->auto_created && a->queue_count == 0 && !a->dying)
+		core__address_destroy(a);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -318,7 +400,7 @@ void keel_consumer_close(keel_consumer *c)
 		core__ack_final(q, r);
 	}
 	c->inflight = NULL;
-	core__queue_unlink_consumer(q, c);
+	queue_unlink_consumer(q, c);
 	/* tail first, each to the head: the original order comes back */
 	while ((r = c->delivered.tail) != NULL) {
 		core__delivered_remove(c, r);
@@ -381,47 +463,4 @@ keel_ref *keel_consumer_find_msg(const keel_consumer *c, uint64_t msg_id)
 		if (r->msg->id == msg_id)
 			return r;
 	return NULL;
-}
-
-static bool ref_delivered_to(const keel_consumer *c, const keel_ref *r)
-{
-	return c && !c->closed && r && r->consumer == c &&
-	       RI(r)->where == REF_DELIVERED;
-}
-
-int keel_consumer_ack(keel_consumer *c, keel_ref *ref, bool cumulative, keel_tx *tx)
-{
-	if (!ref_delivered_to(c, ref))
-		return -ENOENT;
-	if (tx)
-		return core__tx_add_refs(tx, c, ref, cumulative, TX_ACK);
-	keel_queue *q = c->queue;
-	for (;;) {
-		keel_ref *h = cumulative ? c->delivered.head : ref;
-		core__delivered_remove(c, h);
-		core__ack_final(q, h);
-		if (h == ref)
-			break;
-	}
-	core__flush(c->core);
-	return 0;
-}
-
-int keel_consumer_nack(keel_consumer *c, keel_ref *ref, bool cumulative, keel_tx *tx)
-{
-	if (!ref_delivered_to(c, ref))
-		return -ENOENT;
-	if (tx)
-		return core__tx_add_refs(tx, c, ref, cumulative, TX_NACK);
-	keel_queue *q = c->queue;
-	/* from ref back to the oldest, each to the head: order is kept */
-	keel_ref *h = ref;
-	while (h) {
-		keel_ref *prev = cumulative ? h->prev : NULL;
-		core__delivered_remove(c, h);
-		core__ref_requeue(q, h);
-		h = prev;
-	}
-	core__flush(c->core);
-	return 0;
 }

@@ -9,15 +9,22 @@
  * every counter matches its list.  Messages are reference counted.
  * Callbacks run only from core__flush(), which never nests.
  *
- * The files:
- *   core.c          the core object, settings, addresses, queues, teardown
- *   core_msg.c      messages, refs, a ref's places (pending/delivered/held)
- *   core_route.c    routing a send to queues; flow control (sizes, waiters)
- *   core_deliver.c  dirty queues and the flush, consumers, dispatch, acks,
- *                   redelivery, dead letters, expiry
- *   core_tx.c       transactions
- *   core_store.c    the store hooks, store ids, recovery
- *   core_check.c    keel_core_check
+ * The files, bottom to top; a file calls only files below it (house
+ * rule: no call loops).  A lower file never calls up: the consumer, waiter
+ * and store callbacks are the outside world's, not another core file's.
+ *   core_settings.c  names, routing and policy names, the clock, settings
+ *   core_msg.c       messages (and restored ones), refs, a ref's places
+ *                    (pending/delivered/held)
+ *   core_store.c     the store hooks, store ids
+ *   core_addr.c      addresses and queues: create, find, stats; dirty list
+ *   core_route.c     a ref joining or leaving a queue (its accounting),
+ *                    routing a send to queues, flow control (sizes, waiters)
+ *   core_deliver.c   redelivery, dead letters, expiry, deleting a queue,
+ *                    dispatch and the flush, consumers
+ *   core_tx.c        send, ack, nack (now or in a transaction), transactions
+ *   core.c           the core object (create, free), deleting addresses and
+ *                    queues, purge, pause, restoring a recovered message
+ *   core_check.c     keel_core_check
  */
 #ifndef KEEL_CORE_INT_H
 #define KEEL_CORE_INT_H
@@ -195,27 +202,13 @@ struct keel_core {
 	void *store_ud;
 };
 
-/* ---- core.c: the core, settings, addresses, queues --------------------- */
+/* ---- core_settings.c: names, the clock, settings ----------------------- */
 
 bool core__name_valid(const char *s);
 bool core__routing_valid(keel_routing rt);
 int64_t core__now(const keel_core *core);
 /* a's settings, resolved and cached until settings change */
 const keel_address_settings *core__address_settings(keel_address *a);
-/* Widen an address's routing types, telling the store when they change. */
-void core__address_widen(keel_address *a, unsigned routing);
-int core__address_new(keel_core *core, const char *name, unsigned routing,
-		      bool auto_created, keel_address **out);
-void core__address_destroy(keel_address *a);
-int core__queue_new(keel_core *core, keel_address *a, const keel_queue_options *opt,
-		    keel_queue **out);
-void core__queue_unlink_consumer(keel_queue *q, keel_consumer *c);
-/* Drops every pending ref of q; returns how many. */
-uint64_t core__queue_purge_pending(keel_queue *q);
-/* Unlinks q from everything, drops its messages, closes its consumers
- * (their closed() runs from the flush when `notify`), orphans refs held by
- * transactions.  Freed now, or by the flush when it is being dispatched. */
-void core__queue_destroy(keel_queue *q, bool notify);
 
 /* ---- core_msg.c: messages, refs, a ref's places ------------------------ */
 
@@ -225,8 +218,6 @@ keel_msg *core__msg_copy_for(keel_core *core, const keel_msg *m, const char *to,
 keel_ref *core__ref_alloc(keel_core *core, keel_queue *q, keel_msg *m);
 /* Releases the ref and its message reference (no accounting). */
 void core__ref_free(keel_core *core, keel_ref *r);
-/* A detached ref leaves its queue for good. */
-void core__ref_drop(keel_queue *q, keel_ref *r);
 keel_ref *core__pending_peek(const keel_queue *q);
 void core__pending_push(keel_queue *q, keel_ref *r, bool head);
 void core__pending_remove(keel_queue *q, keel_ref *r);
@@ -236,10 +227,34 @@ void core__delivered_remove(keel_consumer *c, keel_ref *r);
 void core__held_add(keel_queue *q, keel_ref *r, keel_tx *tx);
 void core__held_remove(keel_queue *q, keel_ref *r);
 
-/* ---- core_route.c: routing, flow control ------------------------------- */
+/* ---- core_store.c: store hooks ----------------------------------------- */
+
+/* Durable and not temporary: the store hears about it. */
+bool core__queue_is_persisted(const keel_queue *q);
+/* An address was created or widened (`added`), or deleted. */
+void core__store_address(keel_address *a, bool added);
+/* A ref of m entered (`added`) or left q for good; only persistent
+ * messages in persisted queues are reported. */
+void core__store_message(keel_queue *q, keel_msg *m, bool added);
+
+/* ---- core_addr.c: addresses, queues, the dirty list -------------------- */
+
+/* Widen an address's routing types, telling the store when they change. */
+void core__address_widen(keel_address *a, unsigned routing);
+int core__address_new(keel_core *core, const char *name, unsigned routing,
+		      bool auto_created, keel_address **out);
+void core__address_destroy(keel_address *a);
+int core__queue_new(keel_core *core, keel_address *a, const keel_queue_options *opt,
+		    keel_queue **out);
+void core__dirty_mark(keel_queue *q);
+void core__dirty_remove(keel_queue *q);
+
+/* ---- core_route.c: a queue's refs, routing, flow control --------------- */
 
 /* A new ref joins q's pending messages and its accounting; no store hook. */
 void core__queue_add(keel_queue *q, keel_ref *r);
+/* A detached ref leaves its queue for good. */
+void core__ref_drop(keel_queue *q, keel_ref *r);
 /* To a dead-letter or expiry address, created whatever the settings say. */
 int core__route_special(keel_core *core, const char *name, keel_msg *m);
 /* Would a send be accepted now?  (No side effects: checks for tx sends.) */
@@ -252,37 +267,26 @@ void core__waiter_unlink(keel_core *core, keel_address_waiter *w);
 /* From the flush: wake every waiter whose address drained. */
 void core__waiters_run(keel_core *core);
 
-/* ---- core_deliver.c: dirty queues, the flush, delivery ----------------- */
+/* ---- core_deliver.c: redelivery, deleting a queue, the flush ----------- */
 
-void core__dirty_mark(keel_queue *q);
-void core__dirty_remove(keel_queue *q);
 /* A detached ref that was delivered goes back to the head of its queue,
  * or to the dead-letter address once it was delivered often enough. */
 void core__ref_requeue(keel_queue *q, keel_ref *r);
 /* A detached ref is acked for good. */
 void core__ack_final(keel_queue *q, keel_ref *r);
+/* Drops every pending ref of q; returns how many. */
+uint64_t core__queue_purge_pending(keel_queue *q);
+/* Unlinks q from everything, drops its messages, closes its consumers
+ * (their closed() runs from the flush when `notify`), orphans refs held by
+ * transactions.  Freed now, or by the flush when it is being dispatched. */
+void core__queue_destroy(keel_queue *q, bool notify);
 /* Serve dirty queues and pending closed() callbacks until none is left,
  * then the waiters of addresses that drained.  Does nothing when nested. */
 void core__flush(keel_core *core);
 
-/* ---- core_tx.c: transactions ------------------------------------------- */
+/* ---- core_tx.c: sends, acks, nacks, transactions ----------------------- */
 
-/* Moves r (and with `cumulative` every earlier delivery) into tx. */
-int core__tx_add_refs(keel_tx *tx, keel_consumer *c, keel_ref *r, bool cumulative,
-		      enum tx_kind kind);
-/* Holds a send until commit, once core__route_check accepts it. */
-int core__tx_add_send(keel_tx *tx, keel_msg *msg, keel_routing rt);
 /* keel_core_free: every open tx goes, without store hooks. */
 void core__tx_teardown(keel_core *core);
-
-/* ---- core_store.c: store hooks ----------------------------------------- */
-
-/* Durable and not temporary: the store hears about it. */
-bool core__queue_is_persisted(const keel_queue *q);
-/* An address was created or widened (`added`), or deleted. */
-void core__store_address(keel_address *a, bool added);
-/* A ref of m entered (`added`) or left q for good; only persistent
- * messages in persisted queues are reported. */
-void core__store_message(keel_queue *q, keel_msg *m, bool added);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * core_msg.c - messages and refs: a message built in one allocation,
- * reference counts (messages, large bodies), refs with their free list, and
- * a ref's moves between its places (a queue's pending priority lists, a
- * consumer's delivered list, a queue's held list), each keeping its
- * counters; ref_impl.where says where a ref is.  Loop thread only.
+ * core_msg.c - messages and refs: a message built in one allocation (or
+ * restored with its id), reference counts (messages, large bodies), refs
+ * with their free list, and a ref's moves between its places (a queue's
+ * pending priority lists, a consumer's delivered list, a queue's held
+ * list), each keeping its counters; ref_impl.where says where a ref is.
+ * Calls only core_settings.c (the clock).  Loop thread only.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -179,6 +180,29 @@ keel_msg *core__msg_copy_for(keel_core *core, const keel_msg *m, const char *to,
 	return msg_build(core, &init, true, extra, 2);
 }
 
+keel_msg *keel_msg_restore(keel_core *core, const keel_msg_init *init, uint64_t id,
+			   int64_t timestamp_ms)
+{
+	if (id == 0)
+		return NULL;
+	keel_msg *m = keel_msg_create(core, init);
+	if (m == NULL)
+		return NULL;
+	/* keel_msg_create took the next id; give it back unless it is ours */
+	if (core->next_msg_id == m->id)
+		core->next_msg_id--;
+	m->id = id;
+	m->timestamp_ms = timestamp_ms;
+	keel_core_reserve_msg_ids(core, id);
+	return m;
+}
+
+void keel_core_reserve_msg_ids(keel_core *core, uint64_t max_id)
+{
+	if (core->next_msg_id < max_id)
+		core->next_msg_id = max_id;
+}
+
 /* ---- refs -------------------------------------------------------------- */
 
 keel_ref *core__ref_alloc(keel_core *core, keel_queue *q, keel_msg *m)
@@ -213,19 +237,6 @@ void core__ref_free(keel_core *core, keel_ref *r)
 	} else {
 		keel_free(r);
 	}
-}
-
-/* A detached ref leaves its queue for good. */
-void core__ref_drop(keel_queue *q, keel_ref *r)
-{
-	assert(RI(r)->where == REF_NOWHERE && r->queue == q);
-	core__store_message(q, r->msg, false);
-	core__addr_uncharge(q, r->msg);
-	size_t mem = r->msg->mem_size;
-	assert(q->bytes_in_memory >= mem && q->core->mem_total >= mem);
-	q->bytes_in_memory -= mem;
-	q->core->mem_total -= mem;
-	core__ref_free(q->core, r);
 }
 
 /* ---- a ref's places ---------------------------------------------------- */

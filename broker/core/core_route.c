@@ -3,8 +3,10 @@
  * queue (round robin) or to every multicast queue of its address, which
  * are auto-created as the settings allow; a multicast send reaches all its
  * queues or none.  Dead-letter and expiry copies go to their address.
- * Keeps each address's size and the global one, full/drained, and the
- * BLOCKed producers waiting for a drain.  Loop thread only.
+ * A ref joins or leaves a queue here, counted in the queue's memory, its
+ * address's size and the store.  Keeps each address's size and the global
+ * one, full/drained, and the BLOCKed producers waiting for a drain.
+ * Loop thread only.
  */
 #include <assert.h>
 #include <errno.h>
@@ -15,20 +17,7 @@
 
 static void addr_charge(keel_queue *q, keel_msg *m);
 
-/* ---- routing ----------------------------------------------------------- */
-
-/* Next anycast queue, round robin; NULL when it has none. */
-static keel_queue *address_next_anycast(keel_address *a)
-{
-	for (size_t i = 0; i < a->queue_count; i++) {
-		size_t k = (a->anycast_rr + i) % a->queue_count;
-		if (a->queues[k]->routing == KEEL_ANYCAST) {
-			a->anycast_rr = k + 1;
-			return a->queues[k];
-		}
-	}
-	return NULL;
-}
+/* ---- a ref joins or leaves a queue ------------------------------------- */
 
 /* A new ref joins the tail of q's pending messages, counted in q's memory
  * and its address's size; the store is not told (queue_enqueue tells it). */
@@ -47,6 +36,34 @@ static void queue_enqueue(keel_queue *q, keel_ref *r)
 {
 	core__queue_add(q, r);
 	core__store_message(q, r->msg, true);
+}
+
+/* A detached ref leaves its queue for good. */
+void core__ref_drop(keel_queue *q, keel_ref *r)
+{
+	assert(RI(r)->where == REF_NOWHERE && r->queue == q);
+	core__store_message(q, r->msg, false);
+	core__addr_uncharge(q, r->msg);
+	size_t mem = r->msg->mem_size;
+	assert(q->bytes_in_memory >= mem && q->core->mem_total >= mem);
+	q->bytes_in_memory -= mem;
+	q->core->mem_total -= mem;
+	core__ref_free(q->core, r);
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+/* Next anycast queue, round robin; NULL when it has none. */
+static keel_queue *address_next_anycast(keel_address *a)
+{
+	for (size_t i = 0; i < a->queue_count; i++) {
+		size_t k = (a->anycast_rr + i) % a->queue_count;
+		if (a->queues[k]->routing == KEEL_ANYCAST) {
+			a->anycast_rr = k + 1;
+			return a->queues[k];
+		}
+	}
+	return NULL;
 }
 
 /* a's anycast queue named like it (durable, any number of consumers); when
@@ -183,24 +200,6 @@ int core__route_now(keel_core *core, keel_msg *m, keel_routing rt)
 	}
 	queue_enqueue(q, r);
 	return 1;
-}
-
-/* ---- sending ----------------------------------------------------------- */
-
-int keel_core_send(keel_core *core, keel_msg *msg, keel_routing routing, keel_tx *tx)
-{
-	if (core == NULL || msg == NULL || !core__routing_valid(routing) ||
-	    !core__name_valid(msg->address))
-		return -EINVAL;
-	/* with a tx: routing is checked now (-ENOENT/-EINVAL), done at commit;
-	 * returns 0 (queues are counted only when it really routes) */
-	if (tx) {
-		assert(tx->core == core);
-		return core__tx_add_send(tx, msg, routing);
-	}
-	int rc = core__route_now(core, msg, routing);
-	core__flush(core);
-	return rc;
 }
 
 /* ---- flow control ------------------------------------------------------ */

@@ -1,12 +1,11 @@
 /*
  * core_store.c - the persistence side: the store hooks
- * (keel_core_store_ops) the other files call as durable state changes,
- * store ids, and recovery (messages restored with their ids, appended
- * without hooks).  Only persistent messages in durable, non-temporary
- * queues are reported.  Loop thread only; a hook must not call back into
- * the core (but for the store-id getters and setters).
+ * (keel_core_store_ops) the other files call as durable state changes, and
+ * store ids.  Only persistent messages in durable, non-temporary queues are
+ * reported.  Calls no other file of the core.  Loop thread only; a hook
+ * must not call back into the core (but for the store-id getters and
+ * setters).
  */
-#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -39,7 +38,7 @@ void core__store_message(keel_queue *q, keel_msg *m, bool added)
 		core->store.message_removed(core->store_ud, q, m);
 }
 
-/* ---- the store, store ids, recovery ------------------------------------ */
+/* ---- the store, store ids ---------------------------------------------- */
 
 void keel_core_set_store(keel_core *core, const keel_core_store_ops *ops, void *ud)
 {
@@ -92,40 +91,4 @@ void keel_queue_get_options(const keel_queue *q, keel_queue_options *out)
 		.max_consumers = q->max_consumers,
 		.purge_on_no_consumers = q->purge_on_no_consumers,
 	};
-}
-
-keel_msg *keel_msg_restore(keel_core *core, const keel_msg_init *init, uint64_t id,
-			   int64_t timestamp_ms)
-{
-	if (id == 0)
-		return NULL;
-	keel_msg *m = keel_msg_create(core, init);
-	if (m == NULL)
-		return NULL;
-	/* keel_msg_create took the next id; give it back unless it is ours */
-	if (core->next_msg_id == m->id)
-		core->next_msg_id--;
-	m->id = id;
-	m->timestamp_ms = timestamp_ms;
-	keel_core_reserve_msg_ids(core, id);
-	return m;
-}
-
-void keel_core_reserve_msg_ids(keel_core *core, uint64_t max_id)
-{
-	if (core->next_msg_id < max_id)
-		core->next_msg_id = max_id;
-}
-
-int keel_core_restore_message(keel_core *core, keel_queue *q, keel_msg *m)
-{
-	if (core == NULL || q == NULL || m == NULL || q->doomed)
-		return -EINVAL;
-	keel_ref *r = core__ref_alloc(core, q, m);
-	if (r == NULL)
-		return -ENOMEM;
-	/* as queue_enqueue, without telling the store what it already has */
-	core__queue_add(q, r);
-	core__flush(core);
-	return 0;
 }

@@ -1,9 +1,10 @@
 /*
- * core_tx.c - transactions: sends held until commit (counted in memory),
- * acks and nacks whose refs wait on their queue's held list.  Commit
- * applies the ops in order between the store's tx_begin/tx_end; abort
- * undoes them last first, so redelivered refs keep their order.  A ref
- * whose queue was deleted stays in its tx as an orphan.  Loop thread only.
+ * core_tx.c - sends, acks and nacks, done now or held in a transaction:
+ * a held send waits until commit (counted in memory), a held ack or nack
+ * waits on its queue's held list.  Commit applies the ops in order between
+ * the store's tx_begin/tx_end; abort undoes them last first, so
+ * redelivered refs keep their order.  A ref whose queue was deleted stays
+ * in its tx as an orphan.  Loop thread only.
  */
 #include <assert.h>
 #include <errno.h>
@@ -33,8 +34,8 @@ static int tx_reserve(keel_tx *tx, size_t n)
 }
 
 /* Moves r (and with `cumulative` every earlier delivery) into tx. */
-int core__tx_add_refs(keel_tx *tx, keel_consumer *c, keel_ref *r, bool cumulative,
-		      enum tx_kind kind)
+static int tx_add_refs(keel_tx *tx, keel_consumer *c, keel_ref *r, bool cumulative,
+		       enum tx_kind kind)
 {
 	keel_queue *q = c->queue;
 	size_t n = 1;
@@ -86,7 +87,8 @@ static void tx_free(keel_tx *tx)
 	keel_free(tx);
 }
 
-int core__tx_add_send(keel_tx *tx, keel_msg *msg, keel_routing rt)
+/* Holds a send until commit, once core__route_check accepts it. */
+static int tx_add_send(keel_tx *tx, keel_msg *msg, keel_routing rt)
 {
 	int rc = core__route_check(tx->core, msg, rt);
 	if (rc)
@@ -180,6 +182,67 @@ void keel_tx_abort(keel_tx *tx)
 size_t keel_tx_op_count(const keel_tx *tx)
 {
 	return tx->op_count;
+}
+
+/* ---- sends, acks and nacks --------------------------------------------- */
+
+int keel_core_send(keel_core *core, keel_msg *msg, keel_routing routing, keel_tx *tx)
+{
+	if (core == NULL || msg == NULL || !core__routing_valid(routing) ||
+	    !core__name_valid(msg->address))
+		return -EINVAL;
+	/* with a tx: routing is checked now (-ENOENT/-EINVAL), done at commit;
+	 * returns 0 (queues are counted only when it really routes) */
+	if (tx) {
+		assert(tx->core == core);
+		return tx_add_send(tx, msg, routing);
+	}
+	int rc = core__route_now(core, msg, routing);
+	core__flush(core);
+	return rc;
+}
+
+static bool ref_delivered_to(const keel_consumer *c, const keel_ref *r)
+{
+	return c && !c->closed && r && r->consumer == c &&
+	       RI(r)->where == REF_DELIVERED;
+}
+
+int keel_consumer_ack(keel_consumer *c, keel_ref *ref, bool cumulative, keel_tx *tx)
+{
+	if (!ref_delivered_to(c, ref))
+		return -ENOENT;
+	if (tx)
+		return tx_add_refs(tx, c, ref, cumulative, TX_ACK);
+	keel_queue *q = c->queue;
+	for (;;) {
+		keel_ref *h = cumulative ? c->delivered.head : ref;
+		core__delivered_remove(c, h);
+		core__ack_final(q, h);
+		if (h == ref)
+			break;
+	}
+	core__flush(c->core);
+	return 0;
+}
+
+int keel_consumer_nack(keel_consumer *c, keel_ref *ref, bool cumulative, keel_tx *tx)
+{
+	if (!ref_delivered_to(c, ref))
+		return -ENOENT;
+	if (tx)
+		return tx_add_refs(tx, c, ref, cumulative, TX_NACK);
+	keel_queue *q = c->queue;
+	/* from ref back to the oldest, each to the head: order is kept */
+	keel_ref *h = ref;
+	while (h) {
+		keel_ref *prev = cumulative ? h->prev : NULL;
+		core__delivered_remove(c, h);
+		core__ref_requeue(q, h);
+		h = prev;
+	}
+	core__flush(c->core);
+	return 0;
 }
 
 /* ---- teardown ---------------------------------------------------------- */
