@@ -172,6 +172,7 @@ static const cyaml_schema_field_t ha_fields[] = {
 	CYAML_FIELD_BOOL("allow-failback", OPT, keel_ha_cfg, allow_failback),
 	CYAML_FIELD_BOOL("check-for-live-server", OPT, keel_ha_cfg, check_for_live_server),
 	CYAML_FIELD_BOOL("restart-backup", OPT, keel_ha_cfg, restart_backup),
+	CYAML_FIELD_BOOL("failover-may-lose-data", OPT, keel_ha_cfg, failover_may_lose_data),
 	CYAML_FIELD_END,
 };
 
@@ -218,7 +219,7 @@ static const char *const bool_keys[] = {
 	"auto-create-addresses", "auto-create-queues", "auto-delete-queues",
 	"durable", "purge-on-no-consumers", "journal-sync",
 	"duplicate-detection", "shared-locator",
-	"allow-failback", "check-for-live-server", "restart-backup",
+	"allow-failback", "check-for-live-server", "restart-backup", "failover-may-lose-data",
 };
 
 static const keel_yaml_opts cfg_yaml_opts = {
@@ -682,6 +683,16 @@ static int check_ha(cfg_check *c, const keel_config *cfg)
 		return check_fail(c, "%s\tha connection-ttl (%u ms) must be greater than ha "
 				  "check-period (%u ms) when pings are on (check-period > 0)",
 				  key, h->connection_ttl, h->check_period);
+	}
+	if (h->check_period == 0 && !h->failover_may_lose_data) {
+		/* Pings renew the backup's lease (ha.h "Leases"): without them
+		 * it could fail over only within connection-ttl of registering. */
+		const char *key = keel_yaml_line(c->scan, "ha.check-period") ? "ha.check-period"
+				  : keel_yaml_line(c->scan, "check-period") ? "check-period"
+									  : "ha";
+		return check_fail(c, "%s\tha check-period 0 turns pings off, and pings renew "
+				  "the backup's lease: set it > 0 (or failover-may-lose-data: true)",
+				  key);
 	}
 	return 0;
 }

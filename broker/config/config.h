@@ -121,6 +121,7 @@ typedef struct keel_ha_cfg {
 	bool allow_failback;     /* default true */
 	bool check_for_live_server; /* default true */
 	bool restart_backup;     /* default true */
+	bool failover_may_lose_data; /* default false: leases and the fence (ha.h) */
 } keel_ha_cfg;
 
 struct keel_config {

@@ -51,6 +51,8 @@ const char *keel_ha_event_name(keel_ha_event e)
 	case KEEL_HA_EV_FAILBACK_TIMEOUT: return "failback.timeout";
 	case KEEL_HA_EV_REGISTER_REFUSED: return "replication.refused";
 	case KEEL_HA_EV_ERROR: return "error";
+	case KEEL_HA_EV_FENCE: return "replication.fence";
+	case KEEL_HA_EV_ALONE: return "replication.alone";
 	}
 	return "?";
 }
@@ -93,6 +95,8 @@ const char *keel_ha_action_name(keel_ha_action_type t)
 	case KEEL_HA_ACT_RESTART_AS_BACKUP: return "RESTART_AS_BACKUP";
 	case KEEL_HA_ACT_STOP_SERVER: return "STOP_SERVER";
 	case KEEL_HA_ACT_EMIT: return "EMIT";
+	case KEEL_HA_ACT_HOLD_RECEIPTS: return "HOLD_RECEIPTS";
+	case KEEL_HA_ACT_RELEASE_RECEIPTS: return "RELEASE_RECEIPTS";
 	}
 	return "?";
 }
@@ -118,6 +122,7 @@ const char *keel_ha_input_name(keel_ha_input_type t)
 		[KEEL_HA_IN_LIVE_STARTED] = "LIVE_STARTED",
 		[KEEL_HA_IN_GOODBYE] = "GOODBYE",
 		[KEEL_HA_IN_PING] = "PING",
+		[KEEL_HA_IN_PONG] = "PONG",
 		[KEEL_HA_IN_SYNC_FILES_SENT] = "SYNC_FILES_SENT",
 		[KEEL_HA_IN_REPLICA_FLUSHED] = "REPLICA_FLUSHED",
 		[KEEL_HA_IN_REPLICA_FAILED] = "REPLICA_FAILED",
@@ -257,6 +262,49 @@ static void forget_out(keel_ha *ha)
 	ha->registered = false;
 	ha->sync_started = false;
 	ha->flushing = false;
+	ha->pings = 0; /* the lease itself stays: it is the live's promise */
+}
+
+/* ---- leases (ha.h) ---------------------------------------------------- */
+
+/* The backup's: may it fail over now (a live's promise not to receipt
+ * alone holds until lease_until_ms)? */
+static bool lease_held(const keel_ha *ha, uint64_t now_ms)
+{
+	return ha->cfg.may_lose_data || now_ms < ha->lease_until_ms;
+}
+
+/* An answer to a request sent at sent_ms: the live promised at least
+ * connection-ttl from then. */
+static void lease_grant(keel_ha *ha, uint64_t sent_ms)
+{
+	uint64_t until = sent_ms + ha->cfg.connection_ttl_ms;
+	if (until > ha->lease_until_ms)
+		ha->lease_until_ms = until;
+}
+
+/* The live's: how long after its last grant it must wait before
+ * receipting without the backup it granted to. */
+static uint64_t fence_ms(const keel_ha *ha)
+{
+	return ha->cfg.connection_ttl_ms + ha->cfg.connection_ttl_ms * KEEL_HA_DRIFT_PERCENT / 100;
+}
+
+/* The fence is over: receipt what was held, and the ex-backup can no
+ * longer be live with data we lack (unless a new one synced meanwhile). */
+static void fence_end(keel_ha *ha, keel_ha_actions *out, bool release, const char *why)
+{
+	assert(ha->fenced);
+	ha->fenced = false;
+	timer_cancel(ha, out, KEEL_HA_TIMER_FENCE);
+	if (release && ha->repl != KEEL_HA_REPL_DONE_SENT && ha->repl != KEEL_HA_REPL_STEADY &&
+	    ha->self.peer_may_be_live) {
+		ha->self.peer_may_be_live = false;
+		persist(ha, out);
+	}
+	push(out, KEEL_HA_ACT_RELEASE_RECEIPTS)->release = release;
+	if (release)
+		emit(out, KEEL_HA_EV_ALONE, why, ha->self.activation_seq);
 }
 
 /* Says once per episode why this node will not go live now. */
@@ -309,7 +357,7 @@ static void become_connecting(keel_ha *ha, keel_ha_actions *out)
  * is persisted before any held or pending operation is released: a node
  * restarted from this disk knows the backup's copy is older.
  */
-static void drop_backup(keel_ha *ha, keel_ha_actions *out, bool link_open,
+static void drop_backup(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms, bool link_open,
 			keel_ha_reason goodbye, const char *why)
 {
 	uint32_t link = ha->in_link;
@@ -318,12 +366,37 @@ static void drop_backup(keel_ha *ha, keel_ha_actions *out, bool link_open,
 	if (link_open && goodbye != KEEL_HA_REASON_NONE)
 		send(ha, out, link, KEEL_HA_MSG_GOODBYE)->reason = goodbye;
 	if (ha->repl != KEEL_HA_REPL_NONE) {
+		/* A backup that may have completed its sync may fail over
+		 * while its lease lasts: receipt nothing alone until then
+		 * (ha.h "Leases"), and keep saying on disk that the peer may
+		 * be live. */
+		bool may_fail_over = ha->repl == KEEL_HA_REPL_DONE_SENT ||
+				     ha->repl == KEEL_HA_REPL_STEADY;
+		uint64_t until = ha->granted_ms + fence_ms(ha);
+		bool fence = !ha->cfg.may_lose_data && may_fail_over && now_ms < until;
 		ha->self.activation_seq++;
-		ha->self.peer_may_be_live = false;
+		if (!fence && !ha->fenced)
+			ha->self.peer_may_be_live = false;
 		persist(ha, out);
+		if (fence) {
+			if (!ha->fenced)
+				push(out, KEEL_HA_ACT_HOLD_RECEIPTS);
+			ha->fenced = true;
+			if (until > ha->fence_until_ms)
+				ha->fence_until_ms = until;
+			timer_start(ha, out, KEEL_HA_TIMER_FENCE, ha->fence_until_ms - now_ms);
+			/* a backup whose process is gone cannot fail over (a
+			 * restarted one holds no lease): a refused connect to
+			 * it ends the fence at once (on_connect_failed) */
+			connect_peer(ha, out);
+		}
 		push(out, KEEL_HA_ACT_STOP_REPLICATION)->link = link;
 		out->a[out->n - 1].release = true;
 		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
+		if (fence)
+			emit(out, KEEL_HA_EV_FENCE,
+			     "receipts held until the ex-backup's lease is over",
+			     ha->self.activation_seq)->ms = ha->fence_until_ms - now_ms;
 	}
 	if (link_open)
 		close_link(out, link);
@@ -362,6 +435,8 @@ static void finish_handover(keel_ha *ha, keel_ha_actions *out, bool link_open, b
 	ha->repl = KEEL_HA_REPL_NONE;
 	ha->failback_requested = false;
 	ha->journal_loaded = false;
+	if (ha->fenced)
+		fence_end(ha, out, false, NULL); /* no longer ours to vouch for */
 	if (seen_live)
 		emit(out, KEEL_HA_EV_FAILBACK_DONE, NULL, ha->self.activation_seq);
 	else
@@ -402,6 +477,8 @@ static void stop_all(keel_ha *ha, keel_ha_actions *out)
 		ha->holding = false;
 		push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
 	}
+	if (ha->fenced)
+		fence_end(ha, out, false, NULL);
 	for (unsigned t = 0; t < KEEL_HA_TIMER_COUNT; t++)
 		timer_cancel(ha, out, (keel_ha_timer)t);
 	if (ha->serving) {
@@ -491,30 +568,63 @@ static void on_connected(keel_ha *ha, keel_ha_actions *out, const keel_ha_input 
 	}
 	ha->connecting = false;
 	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING) {
+		/* a fenced live's probe: the ex-backup's process is there,
+		 * its lease must run out (ask again later: it may die) */
 		close_link(out, in->link);
+		if (ha->fenced)
+			retry_later(ha, out);
 		return;
 	}
 	assert(in->link != ha->in_link);
 	ha->out_link = in->link;
 	ha->out_heard_ms = in->now_ms;
+	ha->reg_sent_ms = in->now_ms;
 	keel_ha_action *a = send(ha, out, in->link, KEEL_HA_MSG_REGISTER);
 	a->role = ha->cfg.role;
 	a->failback = ha->cfg.role == KEEL_HA_ROLE_PRIMARY;
 	arm_check(ha, out);
 }
 
-static void on_connect_failed(keel_ha *ha, keel_ha_actions *out)
+/*
+ * A backup checking on its lost live has evidence that the live's process
+ * is gone (`dead`: a refused connect, a link closed before any answer).
+ * It fails over only with that evidence and while its lease holds
+ * (ha.h "Leases"); otherwise it says why once and keeps asking.
+ */
+static void verify_failed(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms, bool dead)
+{
+	assert(ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying);
+	if (ha->self.journal_valid && (ha->cfg.may_lose_data || dead) && lease_held(ha, now_ms)) {
+		activate(ha, out, "primary lost");
+		return;
+	}
+	if (!lease_held(ha, now_ms)) {
+		/* the live may have dropped us and receipted alone since */
+		ha->verifying = false;
+		refuse_to_go_live(ha, out, "no lease from the live: it may have receipted alone "
+				  "since; waiting for it");
+		return;
+	}
+	refuse_to_go_live(ha, out, "live unreachable but not refused (a partition?): "
+			  "waiting for it or for proof it is gone");
+}
+
+static void on_connect_failed(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
 {
 	if (!ha->connecting) {
 		ha->ignored++;
 		return;
 	}
 	ha->connecting = false;
-	if (ha->state == KEEL_HA_STARTING)
+	if (ha->fenced && in->refused && keel_ha_is_active(ha))
+		fence_end(ha, out, true, "the ex-backup's process is gone (connect refused): "
+			  "receipting alone");
+	else if (ha->fenced && keel_ha_is_active(ha))
+		retry_later(ha, out);
+	else if (ha->state == KEEL_HA_STARTING)
 		starting_unreachable(ha, out);
-	else if (ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying &&
-		 ha->self.journal_valid)
-		activate(ha, out, "primary lost");
+	else if (ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying)
+		verify_failed(ha, out, in->now_ms, in->refused);
 	else if (ha->state == KEEL_HA_BACKUP_CONNECTING)
 		retry_later(ha, out);
 }
@@ -529,6 +639,7 @@ static void on_register_ok(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 	ha->registered = true;
 	ha->waiting_noted = false;
 	ha->verifying = false; /* the live is there: a backup again */
+	lease_grant(ha, ha->reg_sent_ms);
 	ha->adopt_id = in->peer.node_id;
 	ha->adopt_seq = in->peer.activation_seq;
 	ha->live_incarnation = in->peer.incarnation;
@@ -643,6 +754,7 @@ static void on_register(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *
 	}
 	ha->in_link = in->link;
 	ha->in_heard_ms = in->now_ms;
+	ha->granted_ms = in->now_ms; /* REGISTER_OK is a lease (ha.h) */
 	ha->failback_requested = in->failback && in->peer_role == KEEL_HA_ROLE_PRIMARY;
 	ha->repl = KEEL_HA_REPL_SYNCING;
 	send(ha, out, in->link, KEEL_HA_MSG_REGISTER_OK);
@@ -801,7 +913,8 @@ static void on_goodbye(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *i
 		if (ha->state == KEEL_HA_STOPPING)
 			finish_handover(ha, out, true, false);
 		else
-			drop_backup(ha, out, true, KEEL_HA_REASON_NONE, "backup said goodbye");
+			drop_backup(ha, out, in->now_ms, true, KEEL_HA_REASON_NONE,
+				    "backup said goodbye");
 		return;
 	}
 	if (in->link == 0 || in->link != ha->out_link) {
@@ -835,7 +948,7 @@ static void on_link_closed(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 		if (ha->state == KEEL_HA_STOPPING)
 			finish_handover(ha, out, link_open, false);
 		else
-			drop_backup(ha, out, link_open, KEEL_HA_REASON_NONE, why);
+			drop_backup(ha, out, in->now_ms, link_open, KEEL_HA_REASON_NONE, why);
 		return;
 	}
 	if (in->link != 0 && in->link == ha->out_link) {
@@ -846,9 +959,9 @@ static void on_link_closed(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 		 * had queued our connect in a listen backlog that died with
 		 * it).  As good as refused; silence (ttl) is not. */
 		if (!link_open && ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying &&
-		    !ha->registered && ha->self.journal_valid) {
+		    !ha->registered) {
 			forget_out(ha);
-			activate(ha, out, "primary lost");
+			verify_failed(ha, out, in->now_ms, true);
 			return;
 		}
 		out_lost(ha, out, why);
@@ -904,6 +1017,10 @@ static void on_check_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 		on_link_closed(ha, out, &lost, true, "connection-ttl expired");
 	} else if (ha->out_link) {
 		send(ha, out, ha->out_link, KEEL_HA_MSG_PING);
+		/* its PONG renews the lease from now (a full queue: answers
+		 * match older pings, which only shortens the lease) */
+		if (ha->pings < KEEL_HA_MAX_PINGS)
+			ha->ping_sent_ms[ha->pings++] = in->now_ms;
 	}
 	arm_check(ha, out);
 }
@@ -917,14 +1034,16 @@ static void on_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
 	ha->timers &= ~TBIT(in->timer);
 	switch (in->timer) {
 	case KEEL_HA_TIMER_RETRY:
-		if (ha->state == KEEL_HA_STARTING || ha->state == KEEL_HA_BACKUP_CONNECTING)
+		if (ha->state == KEEL_HA_STARTING || ha->state == KEEL_HA_BACKUP_CONNECTING ||
+		    (ha->fenced && keel_ha_is_active(ha)))
 			connect_peer(ha, out);
 		return;
 	case KEEL_HA_TIMER_SYNC_TIMEOUT:
 		assert(ha->repl == KEEL_HA_REPL_DONE_SENT);
 		emit(out, KEEL_HA_EV_SYNC_TIMEOUT, "SYNC_DONE_ACK not received",
 		     ha->self.activation_seq)->files = ha->cfg.initial_sync_timeout_ms;
-		drop_backup(ha, out, true, KEEL_HA_REASON_SYNC_TIMEOUT, "initial sync timed out");
+		drop_backup(ha, out, in->now_ms, true, KEEL_HA_REASON_SYNC_TIMEOUT,
+			    "initial sync timed out");
 		return;
 	case KEEL_HA_TIMER_FAILBACK_WAIT:
 		assert(ha->state == KEEL_HA_FAILING_BACK);
@@ -939,6 +1058,14 @@ static void on_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
 		return;
 	case KEEL_HA_TIMER_CHECK:
 		on_check_timer(ha, out, in);
+		return;
+	case KEEL_HA_TIMER_FENCE:
+		assert(ha->fenced);
+		/* a timer is no clock: end the fence only when it is due */
+		if (in->now_ms < ha->fence_until_ms)
+			timer_start(ha, out, KEEL_HA_TIMER_FENCE, ha->fence_until_ms - in->now_ms);
+		else
+			fence_end(ha, out, true, "the ex-backup's lease is over: receipting alone");
 		return;
 	case KEEL_HA_TIMER_COUNT:
 		break;
@@ -995,6 +1122,9 @@ void keel_ha_check(const keel_ha *ha)
 	assert(ha->in_link == 0 || ha->in_link != ha->out_link);
 	assert(!ha->serving || ha->state == KEEL_HA_LIVE || ha->state == KEEL_HA_FAILING_BACK);
 	assert(!ha->flushing || ha->state == KEEL_HA_BACKUP_SYNCING);
+	assert(!ha->fenced || (ha->timers & TBIT(KEEL_HA_TIMER_FENCE)));
+	assert(!ha->fenced || ha->self.peer_may_be_live);
+	assert(ha->pings <= KEEL_HA_MAX_PINGS);
 	switch (ha->state) {
 	case KEEL_HA_LIVE:
 		assert(ha->serving && ha->journal_loaded && ha->self.journal_valid);
@@ -1037,7 +1167,7 @@ int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out)
 		break;
 	case KEEL_HA_IN_TIMER: on_timer(ha, out, in); break;
 	case KEEL_HA_IN_CONNECTED: on_connected(ha, out, in); break;
-	case KEEL_HA_IN_CONNECT_FAILED: on_connect_failed(ha, out); break;
+	case KEEL_HA_IN_CONNECT_FAILED: on_connect_failed(ha, out, in); break;
 	case KEEL_HA_IN_LINK_CLOSED: on_link_closed(ha, out, in, false, "connection closed"); break;
 	case KEEL_HA_IN_HEARD:
 		if (in->link != 0 && in->link == ha->in_link)
@@ -1056,10 +1186,23 @@ int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out)
 	case KEEL_HA_IN_LIVE_STARTED: on_live_started(ha, out, in); break;
 	case KEEL_HA_IN_GOODBYE: on_goodbye(ha, out, in); break;
 	case KEEL_HA_IN_PING:
-		if (in->link != 0 && (in->link == ha->in_link || in->link == ha->out_link))
+		if (in->link != 0 && (in->link == ha->in_link || in->link == ha->out_link)) {
 			send(ha, out, in->link, KEEL_HA_MSG_PONG);
-		else
+			if (in->link == ha->in_link)
+				ha->granted_ms = in->now_ms; /* a PONG is a lease (ha.h) */
+		} else {
 			ha->ignored++;
+		}
+		break;
+	case KEEL_HA_IN_PONG:
+		if (in->link != 0 && in->link == ha->out_link && ha->pings > 0) {
+			lease_grant(ha, ha->ping_sent_ms[0]);
+			memmove(&ha->ping_sent_ms[0], &ha->ping_sent_ms[1],
+				(ha->pings - 1) * sizeof(ha->ping_sent_ms[0]));
+			ha->pings--;
+		} else {
+			ha->ignored++;
+		}
 		break;
 	case KEEL_HA_IN_SYNC_FILES_SENT: on_sync_files_sent(ha, out, in); break;
 	case KEEL_HA_IN_REPLICA_FLUSHED: on_replica_flushed(ha, out); break;

@@ -44,6 +44,26 @@
  *     sequences are equal and it is the configured primary);
  *   - a primary whose peer is unreachable goes live alone only if
  *     peer_may_be_live is false.
+ *
+ * Leases (safe by default; README "Replication (HA)": what the pair
+ * guarantees alone).  A backup may fail over only while it holds a lease
+ * from its live: every answer to a request of the backup (REGISTER_OK to
+ * REGISTER, PONG to PING) grants connection-ttl counted from when the
+ * backup SENT the request, on the backup's own clock, so an answer that
+ * sat in a buffer while the backup was paused grants nothing it did not
+ * already have.  A live that drops a backup which may have completed its
+ * sync (SYNC_DONE sent) receipts nothing alone until connection-ttl plus
+ * KEEL_HA_DRIFT_PERCENT has passed since its last grant (the "fence":
+ * receipts held, peer_may_be_live kept): by then the backup's lease has
+ * ended whatever it was doing, so it can no longer fail over without what
+ * the live receipts alone.  And a backup fails over only on evidence that
+ * the live's process is gone (its link closed before any answer, or a
+ * connect REFUSED); silence or a connect timeout may be a partition, and
+ * a live behind a partition carries on: the backup waits.  The cost: a
+ * live dies while its backup is paused, partitioned or without a lease,
+ * and the backup waits for the old live to come back (failover.refused
+ * says why).  cfg.may_lose_data (failover-may-lose-data) restores the old
+ * rules: failover on silence or a timeout, no fence, no lease.
  */
 
 /* Named libfiu fault points (the manager places them; scenarios enable
@@ -94,6 +114,7 @@ typedef enum keel_ha_timer {
 	KEEL_HA_TIMER_FAILBACK_WAIT,/* the rejoined primary's announcement (failback-wait) */
 	KEEL_HA_TIMER_LIVE_WAIT,    /* ex-live: the new live's LIVE_STARTED (failback-wait) */
 	KEEL_HA_TIMER_CHECK,        /* ping / connection-ttl check (check-period) */
+	KEEL_HA_TIMER_FENCE,        /* live: its ex-backup's lease is over, receipt alone */
 	KEEL_HA_TIMER_COUNT
 } keel_ha_timer;
 
@@ -137,6 +158,9 @@ typedef struct keel_ha_config {
 	uint64_t connection_ttl_ms;       /* connection-ttl (60000) */
 	uint64_t check_period_ms;         /* check-period (30000); 0: no pings, close detection only */
 	uint64_t retry_interval_ms;       /* retry-interval (2000) */
+	bool may_lose_data;               /* failover-may-lose-data (false): no lease, no
+					   * fence; a backup fails over on silence or a
+					   * timeout (availability over receipts) */
 } keel_ha_config;
 
 /* ---- inputs ------------------------------------------------------------ */
@@ -161,6 +185,7 @@ typedef enum keel_ha_input_type {
 	KEEL_HA_IN_LIVE_STARTED,   /* the new live is fully started */
 	KEEL_HA_IN_GOODBYE,        /* .reason */
 	KEEL_HA_IN_PING,
+	KEEL_HA_IN_PONG,           /* the answer to our PING on .link (renews a backup's lease) */
 	/* completions of earlier actions */
 	KEEL_HA_IN_SYNC_FILES_SENT,  /* every snapshot chunk of START_SYNC_SEND is written */
 	KEEL_HA_IN_REPLICA_FLUSHED,  /* FLUSH_REPLICA done: all received data on disk */
@@ -181,6 +206,9 @@ typedef struct keel_ha_input {
 	keel_ha_role peer_role;
 	bool failback;        /* REGISTER: a primary asking to fail back */
 	bool creds_ok;        /* REGISTER: cluster-user/password matched (manager checks) */
+	bool refused;         /* CONNECT_FAILED: the peer's host refused (nothing listens on
+			       * the port: its process is gone); false for a timeout, an
+			       * unreachable network or any other failure */
 	uint64_t files;
 	uint64_t bytes;
 } keel_ha_input;
@@ -217,6 +245,8 @@ typedef enum keel_ha_event {
 	KEEL_HA_EV_FAILBACK_TIMEOUT, /* text: stays live */
 	KEEL_HA_EV_REGISTER_REFUSED, /* reason (we refused a peer) */
 	KEEL_HA_EV_ERROR,            /* text */
+	KEEL_HA_EV_FENCE,            /* text, seq, ms: receipts held until the ex-backup's lease ends */
+	KEEL_HA_EV_ALONE,            /* seq: the fence is over, receipting without a backup */
 } keel_ha_event;
 
 typedef enum keel_ha_action_type {
@@ -241,6 +271,8 @@ typedef enum keel_ha_action_type {
 	KEEL_HA_ACT_RESTART_AS_BACKUP,   /* tear down live components; the node goes on as backup */
 	KEEL_HA_ACT_STOP_SERVER,         /* stop the broker (the process ends) */
 	KEEL_HA_ACT_EMIT,                /* .event (+ fields) */
+	KEEL_HA_ACT_HOLD_RECEIPTS,       /* every receipt (pending or new) waits for RELEASE_RECEIPTS */
+	KEEL_HA_ACT_RELEASE_RECEIPTS,    /* .release true: receipt what was held; false: ERROR */
 } keel_ha_action_type;
 
 typedef struct keel_ha_action {
@@ -253,7 +285,7 @@ typedef struct keel_ha_action {
 	keel_ha_persist self;    /* SEND, PERSIST: our identity at the time */
 	keel_ha_role role;       /* SEND REGISTER: our runtime role request; EMIT: peer role */
 	bool failback;           /* SEND REGISTER */
-	bool release;            /* STOP_REPLICATION */
+	bool release;            /* STOP_REPLICATION, RELEASE_RECEIPTS */
 	keel_ha_event event;     /* EMIT */
 	keel_ha_state state;     /* EMIT STATE */
 	const char *text;        /* EMIT: static words, or NULL */
@@ -297,6 +329,15 @@ typedef struct keel_ha {
 	uint64_t out_heard_ms;    /* last bytes on out_link */
 	uint64_t in_heard_ms;     /* last bytes on in_link */
 	uint64_t ignored;         /* inputs ignored as stale or out of place */
+	/* leases (the header comment): the backup's side */
+	uint64_t lease_until_ms;  /* may fail over before this (its own clock) */
+	uint64_t reg_sent_ms;     /* REGISTER sent on out_link */
+	uint64_t ping_sent_ms[KEEL_HA_MAX_PINGS]; /* PINGs on out_link not answered, oldest first */
+	unsigned pings;
+	/* the live's side */
+	uint64_t granted_ms;      /* last grant (REGISTER_OK, PONG) on in_link */
+	bool fenced;              /* receipts held (HOLD_RECEIPTS) until fence_until_ms */
+	uint64_t fence_until_ms;
 } keel_ha;
 
 /* Fills the documented defaults for `role`. */

@@ -176,6 +176,10 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 	case KEEL_HA_EV_ERROR:
 		keel_events_emit(m->events, "error", "{s:s}", "message", text);
 		break;
+	case KEEL_HA_EV_FENCE:
+		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "ms", (json_int_t)a->ms,
+				 "activation-seq", (json_int_t)a->seq, "text", text);
+		break;
 	default:
 		keel_events_emit(m->events, type, "{s:I, s:s}", "activation-seq", (json_int_t)a->seq,
 				 "text", text);
@@ -202,6 +206,12 @@ static void run_action(keel_replman *m, const keel_ha_action *a)
 	assert(!m->paused);
 	keel_log_debug("ha action %s", keel_ha_action_name(a->type));
 	switch (a->type) {
+	case KEEL_HA_ACT_HOLD_RECEIPTS:
+		replman__gate_fence(m);
+		break;
+	case KEEL_HA_ACT_RELEASE_RECEIPTS:
+		replman__gate_unfence(m, a->release);
+		break;
 	case KEEL_HA_ACT_CONNECT_TO_PEER:
 		rc = replman__connect_peer(m);
 		if (rc < 0) {
@@ -320,6 +330,7 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	hc.connection_ttl_ms = c->connection_ttl;
 	hc.check_period_ms = c->check_period;
 	hc.retry_interval_ms = c->retry_interval;
+	hc.may_lose_data = c->failover_may_lose_data;
 
 	keel_replman *m = keel_calloc(1, sizeof(*m));
 	if (m == NULL) {

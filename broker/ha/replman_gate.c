@@ -2,7 +2,9 @@
  * replman_gate.c - the receipt gate (the keel_sync sessions wait on): a
  * receipt is released once its ticket is synced by the local journal and,
  * while need_acks (HOLD_JOURNAL_OPS .. STOP_REPLICATION), acknowledged by
- * the backup's OP_ACK.  Owns the list of waiters held for an ack and one
+ * the backup's OP_ACK; while fenced (HOLD_RECEIPTS .. RELEASE_RECEIPTS: a
+ * dropped backup's lease may still let it fail over, ha.h "Leases") not at
+ * all.  Owns the list of waiters held for an ack and one
  * journal waiter armed for the highest ticket not yet synced.  A waiter's
  * done never runs inside wait.  Loop thread only.
  */
@@ -34,6 +36,8 @@ static uint64_t g_synced(void *ud)
 {
 	keel_replman *m = ud;
 	uint64_t s = j_synced(m);
+	if (m->fenced)
+		return m->fence_floor < s ? m->fence_floor : s;
 	return m->need_acks && m->acked < s ? m->acked : s;
 }
 
@@ -72,10 +76,12 @@ static void on_gate_jw(keel_sync_waiter *w, uint64_t synced, int status)
  * armed for the highest ticket still waiting on the local sync. */
 void replman__gate_check(keel_replman *m)
 {
-	/* receipts wait for an ack only from HOLD to STOP_REPLICATION */
-	assert(m->need_acks || m->gate_waiters == NULL);
+	/* receipts wait in the gate only from HOLD to STOP_REPLICATION, or
+	 * while fenced */
+	assert(m->need_acks || m->fenced || m->gate_waiters == NULL);
 	uint64_t s = j_synced(m);
-	uint64_t upto = m->need_acks && m->acked < s ? m->acked : s;
+	uint64_t upto = g_synced(m);
+	assert(upto <= s);
 	uint64_t high = 0;
 	/* done may re-arm waiters: scan again from the head after each */
 	for (bool again = true; again;) {
@@ -105,7 +111,7 @@ static void g_wait(void *ud, keel_sync_waiter *w)
 	keel_replman *m = ud;
 	keel_journal *j = replman__journal(m);
 	assert(j != NULL && !w->linked);
-	if (!m->need_acks) {
+	if (!m->need_acks && !m->fenced) {
 		const keel_sync *sy = keel_journal_sync(j);
 		sy->wait(sy->ud, w);
 		return;
@@ -141,11 +147,9 @@ static void g_cancel(void *ud, keel_sync_waiter *w)
 	}
 }
 
-/* Replication ends: the gate lets go.  release: receipts follow the local
- * sync alone; else they fail (this node hands over). */
-void replman__gate_stop(keel_replman *m, bool release)
+/* Every waiter of the gate: released once synced (release), or failed. */
+static void gate_drain(keel_replman *m, bool release)
 {
-	m->need_acks = false;
 	keel_journal *j = replman__journal(m);
 	if (m->gate_jw.linked && j) {
 		const keel_sync *sy = keel_journal_sync(j);
@@ -164,6 +168,40 @@ void replman__gate_stop(keel_replman *m, bool release)
 			sy->wait(sy->ud, x);
 		}
 	}
+}
+
+/* HOLD_RECEIPTS: from now on nothing is released, whatever the journal
+ * or the backup say, until replman__gate_unfence. */
+void replman__gate_fence(keel_replman *m)
+{
+	assert(!m->fenced);
+	m->fence_floor = g_synced(m);
+	m->fenced = true;
+}
+
+/* RELEASE_RECEIPTS: release (what is synced, and acknowledged if a new
+ * backup is replicating) or fail everything held. */
+void replman__gate_unfence(keel_replman *m, bool release)
+{
+	assert(m->fenced);
+	m->fenced = false;
+	if (!release || !m->need_acks)
+		gate_drain(m, release);
+	else
+		replman__gate_check(m);
+}
+
+/* Replication ends: the gate lets go.  release: receipts follow the local
+ * sync alone (or stay held while fenced); else they fail (this node hands
+ * over). */
+void replman__gate_stop(keel_replman *m, bool release)
+{
+	m->need_acks = false;
+	if (m->fenced && release) {
+		replman__gate_check(m); /* keeps the journal waiter armed */
+		return;
+	}
+	gate_drain(m, release);
 }
 
 void replman__gate_init(keel_replman *m)

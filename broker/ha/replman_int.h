@@ -73,6 +73,8 @@ struct sitem {
 	char name[64];        /* file name on the replica */
 	uint64_t off;
 	uint64_t end;         /* bytes to send */
+	size_t counted;       /* of `bytes`, what is in queued_bytes: the ops it was made
+			       * with; control frames appended later are not counted */
 };
 
 typedef struct wreq {
@@ -88,6 +90,7 @@ struct rlink {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
 	bool connected;
+	bool refused;          /* outbound: the connect was refused (ECONNREFUSED) */
 	keel_repl_decoder *dec;
 	keel_buf out;          /* encoded, not yet handed to uv_write */
 	size_t inflight;       /* bytes in uv_write requests */
@@ -164,6 +167,9 @@ struct keel_replman {
 	/* live: the receipt gate */
 	keel_sync gate;
 	bool need_acks;
+	bool fenced;                /* HOLD_RECEIPTS .. RELEASE_RECEIPTS: nothing is released */
+	uint64_t fence_floor;       /* what the gate said was synced when the fence began */
+	uint64_t sync_point;        /* journal ticket at SYNC_DONE (HOLD_JOURNAL_OPS) */
 	uint64_t acked;
 	keel_sync_waiter *gate_waiters;
 	keel_sync_waiter gate_jw;   /* on the journal, for the highest ticket */
@@ -205,6 +211,8 @@ void replman__die_now(keel_replman *m, const char *point);
 void replman__gate_init(keel_replman *m);
 void replman__gate_check(keel_replman *m);
 void replman__gate_stop(keel_replman *m, bool release);
+void replman__gate_fence(keel_replman *m);
+void replman__gate_unfence(keel_replman *m, bool release);
 
 /* ---- replman_link.c: links, the output FIFO, the snapshot's files -------- */
 
@@ -215,6 +223,8 @@ rlink *replman__link_find(keel_replman *m, uint32_t id);
 void replman__sitem_free(sitem *it);
 void replman__q_push(sitem **head, sitem **tail, sitem *it);
 void replman__q_free(sitem **head, sitem **tail);
+void replman__q_count(keel_replman *m, sitem *it);
+void replman__q_uncount(keel_replman *m, const rlink *l, sitem *it);
 /* Bytes in the output buffer and in uv_write requests. */
 size_t replman__link_pending(const rlink *l);
 int replman__encode_to(keel_buf *b, const keel_repl_msg *msg);

@@ -84,6 +84,28 @@ int replman__encode_to(keel_buf *b, const keel_repl_msg *msg)
 	return rc;
 }
 
+/* queued_bytes (how far the backup is behind, KEEL_REPL_MAX_BEHIND) counts
+ * op bytes waiting in FIFO items.  An item remembers what it added, and
+ * only that is taken off when it is sent: replman__link_send appends
+ * control frames (SYNC_DONE, PING) to the tail item, and taking its whole
+ * size off would wrap the counter below zero (issue "HA safety" defect 1:
+ * a healthy backup dropped as 2^64 - 45 bytes behind). */
+void replman__q_count(keel_replman *m, sitem *it)
+{
+	assert(it->counted == 0);
+	it->counted = keel_buf_size(&it->bytes);
+	m->queued_bytes += it->counted;
+}
+
+void replman__q_uncount(keel_replman *m, const rlink *l, sitem *it)
+{
+	if (l->id == m->repl_link) {
+		assert(m->queued_bytes >= it->counted);
+		m->queued_bytes -= it->counted;
+	}
+	it->counted = 0;
+}
+
 /* Send in order: straight to the output when nothing is queued before. */
 int replman__link_send(rlink *l, const keel_repl_msg *msg)
 {
@@ -339,12 +361,16 @@ void replman__link_broken(rlink *l, const char *why)
 	bool report = !l->forgotten;
 	uint32_t id = l->id;
 	bool was_connecting = l->outbound && !l->connected;
+	bool refused = l->refused;
 	replman__link_close_now(l);
 	if (!report)
 		return;
 	if (was_connecting && m->connect_link == id) {
+		keel_ha_input in;
 		m->connect_link = 0;
-		replman__feed_simple(m, KEEL_HA_IN_CONNECT_FAILED, 0);
+		replman__in_init(m, &in, KEEL_HA_IN_CONNECT_FAILED, 0);
+		in.refused = refused;
+		replman__feed(m, &in);
 	} else {
 		replman__feed_simple(m, KEEL_HA_IN_LINK_CLOSED, id);
 	}
@@ -387,8 +413,7 @@ void replman__link_pump(rlink *l)
 					replman__link_broken(l, "out of memory");
 					return;
 				}
-				if (l->id == m->repl_link)
-					m->queued_bytes -= keel_buf_size(&it->bytes);
+				replman__q_uncount(m, l, it);
 			} else {
 				int rc = file_chunk(l, it);
 				if (rc < 0) {

@@ -166,7 +166,7 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 		return;
 	}
 	if (m->holding) {
-		m->queued_bytes += keel_buf_size(&it->bytes);
+		replman__q_count(m, it);
 		replman__q_push(&m->held_head, &m->held_tail, it);
 		return;
 	}
@@ -174,7 +174,7 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 		keel_buf_append(&l->out, keel_buf_head(&it->bytes), keel_buf_size(&it->bytes));
 		replman__sitem_free(it);
 	} else {
-		m->queued_bytes += keel_buf_size(&it->bytes);
+		replman__q_count(m, it);
 		replman__q_push(&l->q_head, &l->q_tail, it);
 	}
 	l->dirty = true;
@@ -254,8 +254,13 @@ void replman__hold_ops(keel_replman *m)
 	 * synced without it could fail over without a receipted
 	 * message.  One blocking flush per sync. */
 	keel_journal *j = replman__journal(m);
-	if (j)
+	if (j) {
 		(void)keel_journal_flush(j);
+		/* every record up to here is in the snapshot or tapped
+		 * before SYNC_DONE: its ack covers them (release_ops) */
+		const keel_sync *sy = keel_journal_sync(j);
+		m->sync_point = sy->ticket(sy->ud);
+	}
 	if (fiu_fail(KEEL_FIU_REPL_DIE_WAITING_ACK))
 		replman__die_now(m, KEEL_FIU_REPL_DIE_WAITING_ACK);
 	m->holding = true;
@@ -268,6 +273,14 @@ void replman__hold_ops(keel_replman *m)
 void replman__release_ops(keel_replman *m)
 {
 	m->holding = false;
+	/* After SYNC_DONE_ACK (the replication goes on): the backup has every
+	 * record up to the sync point on disk, whether it came in the
+	 * snapshot or as a tapped op; receipts held for them (a fence, ha.h)
+	 * need no op ack of their own. */
+	if (m->need_acks && m->repl_link != 0 && m->sync_point > m->acked) {
+		m->acked = m->sync_point;
+		replman__gate_check(m);
+	}
 	rlink *l = replman__link_find(m, m->repl_link);
 	if (l) {
 		while (m->held_head) {

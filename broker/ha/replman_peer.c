@@ -89,7 +89,8 @@ static int on_message(rlink *l, const keel_repl_msg *msg)
 		in.type = KEEL_HA_IN_PING;
 		break;
 	case KEEL_REPL_PONG:
-		return 0; /* HEARD is enough */
+		in.type = KEEL_HA_IN_PONG; /* renews a backup's lease */
+		break;
 	case KEEL_REPL_OP_ACK:
 		if (l->id != m->repl_link)
 			return 0; /* a late ack of a replication that ended */
@@ -202,6 +203,9 @@ static void on_connect(uv_connect_t *req, int status)
 	assert(!l->forgotten);
 	if (status < 0) {
 		keel_log_debug("replication: connect to %s: %s", m->cfg->peer, uv_strerror(status));
+		/* refused: nothing listens there, the peer's process is gone;
+		 * a timeout or an unreachable network proves nothing */
+		l->refused = status == UV_ECONNREFUSED;
 		replman__link_broken(l, uv_strerror(status));
 		replman__drive(m);
 		return;

@@ -598,7 +598,8 @@ static void test_ha(void **state)
 			   "  retry-interval: 100\n"
 			   "  allow-failback: false\n"
 			   "  check-for-live-server: no\n"
-			   "  restart-backup: false\n";
+			   "  restart-backup: false\n"
+			   "  failover-may-lose-data: true\n";
 	assert_int_equal(load_str(full, &cfg, err, sizeof(err)), 0);
 	assert_non_null(cfg->ha);
 	const keel_ha_cfg *h = cfg->ha;
@@ -615,6 +616,7 @@ static void test_ha(void **state)
 	assert_false(h->allow_failback);
 	assert_false(h->check_for_live_server);
 	assert_false(h->restart_backup);
+	assert_true(h->failover_may_lose_data);
 	keel_config_free(cfg);
 
 	/* Defaults; connection-ttl and check-period from the top level. */
@@ -636,6 +638,7 @@ static void test_ha(void **state)
 	assert_true(h->allow_failback);
 	assert_true(h->check_for_live_server);
 	assert_true(h->restart_backup);
+	assert_false(h->failover_may_lose_data);
 	keel_config_free(cfg);
 	/* ... and the top-level defaults when neither level says. */
 	cfg = NULL;
@@ -682,6 +685,14 @@ static void test_ha(void **state)
 		     "t.yaml:5: ha.retry-interval: must be at least 1 ms");
 	expect_error("ha:\n  role: primary\n" HA_OK "  connection-ttl: 0\n  check-period: 0\n",
 		     "t.yaml:5: ha.connection-ttl: must be at least 1 ms");
+	expect_error("ha:\n  role: primary\n" HA_OK "  check-period: 0\n",
+		     "t.yaml:5: ha.check-period: ha check-period 0 turns pings off, and pings "
+		     "renew the backup's lease: set it > 0 (or failover-may-lose-data: true)");
+	expect_error("check-period: 0\nha:\n  role: primary\n" HA_OK,
+		     "t.yaml:1: check-period: ha check-period 0 turns pings off, and pings "
+		     "renew the backup's lease: set it > 0 (or failover-may-lose-data: true)");
+	expect_error("ha:\n  role: primary\n" HA_OK "  failover-may-lose-data: perhaps\n",
+		     "t.yaml:5: ha.failover-may-lose-data: invalid boolean \"perhaps\"");
 	expect_error("ha:\n  role: primary\n" HA_OK "  restart-backup: maybe\n",
 		     "t.yaml:5: ha.restart-backup: invalid boolean \"maybe\"");
 	expect_error("ha:\n  role: primary\n" HA_OK "  ha-policy: x\n",

@@ -410,8 +410,17 @@ static void test_backup_sync(void **state)
 	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
 	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
 	assert_true(ha.verifying);
-	/* the live is unreachable: now it fails over */
+	/* the live does not answer (a timeout, not refused): it may be
+	 * alive behind a partition: no failover, ask again */
 	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
+	assert_false(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
+	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER_REFUSED));
+	assert_true(ha.verifying);
+	feed_timer(&ha, KEEL_HA_TIMER_RETRY, 0);
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	/* refused, within the lease: its process is gone: it fails over */
+	keel_ha_input refused = { .type = KEEL_HA_IN_CONNECT_FAILED, .refused = true };
+	feed_in(&ha, &refused);
 	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
 	assert_int_equal(ha.state, KEEL_HA_ACTIVATING);
 	assert_int_equal(ha.self.activation_seq, 7);
@@ -655,13 +664,160 @@ static void test_steady_link_lost(void **state)
 	uint64_t seq = ha.self.activation_seq;
 	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 7);
 	int p = find(KEEL_HA_ACT_PERSIST, 0, 0), s = find(KEEL_HA_ACT_STOP_REPLICATION, 0, 0);
-	assert_true(p >= 0 && s > p);
+	int h = find(KEEL_HA_ACT_HOLD_RECEIPTS, 0, 0);
+	assert_true(p >= 0 && h > p && s > h);
 	assert_true(acts.a[s].release);
-	assert_false(acts.a[p].self.peer_may_be_live);
+	/* fenced: the backup's lease (granted at 0) may still let it fail
+	 * over, so nothing is receipted alone yet and the disk says so */
+	assert_true(acts.a[p].self.peer_may_be_live);
+	assert_true(HAS(KEEL_HA_ACT_START_TIMER, TIMER(KEEL_HA_TIMER_FENCE)));
+	int f = find(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FENCE, 0);
+	assert_true(f >= 0);
+	assert_int_equal(acts.a[f].ms, 66000); /* connection-ttl + 10 % */
 	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_REPL_LOST));
 	assert_false(HAS(KEEL_HA_ACT_CLOSE_LINK, 0)); /* already closed */
 	assert_int_equal(ha.self.activation_seq, seq + 1);
 	assert_int_equal(ha.state, KEEL_HA_LIVE);
+	assert_true(ha.fenced);
+	/* a timer is not a clock: early, it is armed again for the rest */
+	feed_timer(&ha, KEEL_HA_TIMER_FENCE, 1000);
+	assert_false(HAS(KEEL_HA_ACT_RELEASE_RECEIPTS, 0));
+	int t = find(KEEL_HA_ACT_START_TIMER, TIMER(KEEL_HA_TIMER_FENCE), 0);
+	assert_true(t >= 0);
+	assert_int_equal(acts.a[t].ms, 65000);
+	/* due: receipt alone, and the ex-backup can no longer be live */
+	feed_timer(&ha, KEEL_HA_TIMER_FENCE, 66000);
+	p = find(KEEL_HA_ACT_PERSIST, 0, 0);
+	int r = find(KEEL_HA_ACT_RELEASE_RECEIPTS, 0, 0);
+	assert_true(p >= 0 && r > p);
+	assert_false(acts.a[p].self.peer_may_be_live);
+	assert_true(acts.a[r].release);
+	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_ALONE));
+	assert_false(ha.fenced);
+}
+
+/* The fence asks whether the ex-backup's process is still there: it is
+ * (connected): wait for its lease, ask again later; refused: it is gone
+ * and cannot fail over, receipt alone at once. */
+static void test_fence_probe(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	live_with_backup(&ha, false);
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 7);
+	assert_true(ha.fenced);
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	feed(&ha, KEEL_HA_IN_CONNECTED, 9);
+	assert_true(HAS(KEEL_HA_ACT_CLOSE_LINK, 0));
+	assert_true(HAS(KEEL_HA_ACT_START_TIMER, TIMER(KEEL_HA_TIMER_RETRY)));
+	assert_true(ha.fenced);
+	feed_timer(&ha, KEEL_HA_TIMER_RETRY, 2000);
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	/* a timeout proves nothing */
+	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
+	assert_true(ha.fenced);
+	assert_true(HAS(KEEL_HA_ACT_START_TIMER, TIMER(KEEL_HA_TIMER_RETRY)));
+	feed_timer(&ha, KEEL_HA_TIMER_RETRY, 4000);
+	keel_ha_input refused = { .type = KEEL_HA_IN_CONNECT_FAILED, .refused = true,
+				  .now_ms = 4001 };
+	feed_in(&ha, &refused);
+	int r = find(KEEL_HA_ACT_RELEASE_RECEIPTS, 0, 0);
+	assert_true(r >= 0 && acts.a[r].release);
+	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_ALONE));
+	assert_false(ha.fenced);
+	assert_int_equal(ha.state, KEEL_HA_LIVE);
+}
+
+/* The live's connection-ttl for a silent backup: its last grant (the PONG
+ * to a ping heard long ago) has run out by then, no fence. */
+static void test_silent_backup_no_fence(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	live_with_backup(&ha, false);
+	ha.cfg.check_period_ms = 10000;
+	keel_ha_input ping = { .type = KEEL_HA_IN_PING, .link = 7, .now_ms = 5000 };
+	feed_in(&ha, &ping);
+	assert_true(HAS(KEEL_HA_ACT_SEND, KEEL_HA_MSG_PONG));
+	assert_int_equal(ha.granted_ms, 5000);
+	ha.timers |= 1u << KEEL_HA_TIMER_CHECK; /* as armed by the registration */
+	ha.in_heard_ms = 5000;
+	feed_timer(&ha, KEEL_HA_TIMER_CHECK, 5000 + 66000);
+	assert_true(HAS(KEEL_HA_ACT_STOP_REPLICATION, 0));
+	assert_false(HAS(KEEL_HA_ACT_HOLD_RECEIPTS, 0));
+	int p = find(KEEL_HA_ACT_PERSIST, 0, 0);
+	assert_false(acts.a[p].self.peer_may_be_live);
+	assert_false(ha.fenced);
+}
+
+/* A fenced live that stops fails what it held (it vouches for nothing
+ * any more); a failover-may-lose-data live is never fenced. */
+static void test_fence_stop_and_opt_out(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	live_with_backup(&ha, false);
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 7);
+	assert_true(ha.fenced);
+	feed(&ha, KEEL_HA_IN_STOP, 0);
+	int r = find(KEEL_HA_ACT_RELEASE_RECEIPTS, 0, 0);
+	assert_true(r >= 0);
+	assert_false(acts.a[r].release);
+	assert_false(ha.fenced);
+
+	live_with_backup(&ha, false);
+	ha.cfg.may_lose_data = true;
+	feed(&ha, KEEL_HA_IN_LINK_CLOSED, 7);
+	assert_false(HAS(KEEL_HA_ACT_HOLD_RECEIPTS, 0));
+	assert_false(ha.fenced);
+}
+
+/* The backup's lease: REGISTER_OK grants connection-ttl from when the
+ * REGISTER was sent, a PONG from when its PING was sent; a backup whose
+ * lease ran out (it was paused, say) does not fail over even when the
+ * live is gone for sure. */
+static void test_backup_lease(void **state)
+{
+	keel_ha ha;
+	(void)state;
+	synced_backup(&ha); /* REGISTER at 0: lease until 60000 */
+	assert_int_equal(ha.lease_until_ms, 60000);
+	ha.cfg.check_period_ms = 10000;
+	ha.timers |= 1u << KEEL_HA_TIMER_CHECK;
+	ha.out_heard_ms = 20000;
+	feed_timer(&ha, KEEL_HA_TIMER_CHECK, 30000);
+	assert_true(HAS(KEEL_HA_ACT_SEND, KEEL_HA_MSG_PING));
+	assert_int_equal(ha.pings, 1);
+	/* answered (even if read much later): from the ping's send time */
+	keel_ha_input pong = { .type = KEEL_HA_IN_PONG, .link = 3, .now_ms = 50000 };
+	feed_in(&ha, &pong);
+	assert_int_equal(ha.lease_until_ms, 90000);
+	assert_int_equal(ha.pings, 0);
+	/* a PONG nobody asked for grants nothing */
+	feed_in(&ha, &pong);
+	assert_int_equal(ha.lease_until_ms, 90000);
+	/* the live's link closes at 95000, past the lease: no failover */
+	keel_ha_input closed = { .type = KEEL_HA_IN_LINK_CLOSED, .link = 3, .now_ms = 95000 };
+	feed_in(&ha, &closed);
+	assert_true(ha.verifying);
+	keel_ha_input refused = { .type = KEEL_HA_IN_CONNECT_FAILED, .refused = true,
+				  .now_ms = 95001 };
+	feed_in(&ha, &refused);
+	assert_false(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
+	int e = find(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER_REFUSED, 0);
+	assert_true(e >= 0);
+	assert_non_null(strstr(acts.a[e].text, "lease"));
+	assert_false(ha.verifying);
+	assert_int_equal(ha.state, KEEL_HA_BACKUP_CONNECTING);
+
+	/* the same, failover-may-lose-data: the old rules, it fails over */
+	synced_backup(&ha);
+	ha.cfg.may_lose_data = true;
+	closed.now_ms = 95000;
+	feed_in(&ha, &closed);
+	keel_ha_input timeout = { .type = KEEL_HA_IN_CONNECT_FAILED, .now_ms = 95001 };
+	feed_in(&ha, &timeout);
+	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_FAILOVER));
 }
 
 /* Silence: pings every check-period, dead after connection-ttl. */
@@ -730,6 +886,10 @@ int main(void)
 		cmocka_unit_test(test_verifying_peer_registers),
 		cmocka_unit_test(test_verifying_reset_vs_silence),
 		cmocka_unit_test(test_ping_ttl),
+		cmocka_unit_test(test_silent_backup_no_fence),
+		cmocka_unit_test(test_fence_probe),
+		cmocka_unit_test(test_fence_stop_and_opt_out),
+		cmocka_unit_test(test_backup_lease),
 		cmocka_unit_test(test_operator_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

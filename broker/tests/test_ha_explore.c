@@ -7,7 +7,13 @@
  * acceptor, completions), connections as FIFO queues per direction, and
  * faults (crash + restart at any point, a link cut, a dropped SYNC_DONE_ACK
  * or announcement, timeouts firing early), each under a budget, as are
- * reconnect retries.  It walks every interleaving depth-first with a
+ * reconnect retries.  Time: a TIME step moves the clock of both nodes on
+ * by twice connection-ttl (leases and fences from before it are over); every input carries the clock, every delivery is
+ * "heard" on its link, and a check timer that fires after a TIME step sees
+ * a link silent since before it as dead (connection-ttl expired).  A pause
+ * is a node that takes no step while TIME passes and the other acts: a
+ * live drops its silent backup and receipts alone; the paused node wakes,
+ * reads what its kernel buffered, and its own check timer fires late.  It walks every interleaving depth-first with a
  * visited-state set (128-bit hashes of a canonical encoding) and checks
  * the invariants after every step; it prints the number of distinct
  * states and fails with the path that broke one.  Single-threaded.
@@ -69,6 +75,8 @@ typedef struct node {
 	uint8_t started;    /* was ever started */
 	uint8_t jbits;      /* the durable journal: message bits */
 	uint8_t pending;    /* appended, waiting for the backup's ack */
+	uint8_t alone;      /* appended while fenced: receipts held */
+	uint8_t rfence;     /* HOLD_RECEIPTS in force */
 	int8_t repl_conn;   /* replicating ops on this conn */
 	int8_t replica_conn;/* applying ops from this conn */
 	int8_t files_conn;
@@ -85,12 +93,18 @@ typedef struct world {
 	conn c[MAXC];
 	uint8_t receipted;
 	uint8_t produced;
-	uint8_t crashes, restarts, cuts, drops, tmo, split, retries;
+	uint8_t crashes, restarts, cuts, drops, tmo, split, retries, times;
+	uint32_t now_ms;    /* both nodes' clock (TIME steps) */
 } world;
 
 typedef struct bounds {
-	unsigned msgs, crashes, restarts, cuts, drops, tmo, retries;
+	unsigned msgs, crashes, restarts, cuts, drops, tmo, retries, times;
 } bounds;
+
+/* connection-ttl in the model.  A TIME step moves the clock by twice
+ * that: every link silent since before it has gone connection-ttl without
+ * a byte, and every lease and fence from before it is over. */
+#define TTL_MS 60000u
 
 static bounds B;
 static keel_ha_config CFG[NN];
@@ -151,9 +165,18 @@ static void hmix(struct hasher *h, const void *p, size_t n)
 	}
 }
 
+/* One 64-bit value into both halves at once (the walk hashes a world per
+ * step: byte-wise mixing was half the explorer's time). */
 static void hu(struct hasher *h, uint64_t v)
 {
-	hmix(h, &v, sizeof(v));
+	uint64_t x = v + 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	x ^= x >> 31;
+	h->a = (h->a ^ x) * 0x100000001b3ull;
+	h->a ^= h->a >> 29;
+	h->b = (h->b + x) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+	h->b ^= h->b >> 31;
 }
 
 static void hpersist(struct hasher *h, const keel_ha_persist *p)
@@ -175,7 +198,7 @@ static hkey world_key(const world *w)
 		hu(&h, n->up);
 		hu(&h, n->started);
 		hu(&h, n->jbits);
-		hu(&h, n->pending);
+		hu(&h, n->pending | n->alone << 8 | n->rfence << 16);
 		hu(&h, (uint64_t)(n->repl_conn + 1) | (uint64_t)(n->replica_conn + 1) << 8 |
 			       (uint64_t)(n->files_conn + 1) << 16);
 		hu(&h, n->acc_open | n->loaded << 1 | n->held << 2 | n->pend << 4);
@@ -195,6 +218,14 @@ static hkey world_key(const world *w)
 		hu(&h, ha->adopt_seq);
 		hu(&h, ha->live_incarnation);
 		hu(&h, ha->timers);
+		hu(&h, ha->fenced | (uint64_t)ha->pings << 1);
+		/* whether the lease and the fence are over is state too */
+		hu(&h, (uint64_t)(w->now_ms < ha->lease_until_ms) |
+			       (uint64_t)(w->now_ms < ha->fence_until_ms) << 1);
+		/* clocks are not state, but whether a link has been silent for
+		 * connection-ttl is */
+		hu(&h, (uint64_t)(ha->in_link && w->now_ms - ha->in_heard_ms >= TTL_MS) |
+			       (uint64_t)(ha->out_link && w->now_ms - ha->out_heard_ms >= TTL_MS) << 1);
 	}
 	for (int i = 0; i < MAXC; i++) {
 		const conn *c = &w->c[i];
@@ -211,7 +242,8 @@ static hkey world_key(const world *w)
 	hu(&h, w->receipted);
 	hu(&h, w->produced);
 	hu(&h, w->crashes | w->restarts << 4 | w->cuts << 8 | w->drops << 12 | w->tmo << 16 |
-		       (uint64_t)w->split << 20 | (uint64_t)w->retries << 24);
+		       (uint64_t)w->split << 20 | (uint64_t)w->retries << 24 |
+		       (uint64_t)w->times << 28);
 	return (hkey){ h.a, h.b };
 }
 
@@ -219,6 +251,11 @@ static hkey world_key(const world *w)
 
 static char trail[MAXDEPTH][96];
 static unsigned depth;
+
+/* A run that expects a violation (the old rules, failover-may-lose-data):
+ * the first one is printed and the walk ends here. */
+static bool expect_violation;
+static jmp_buf violation_jmp;
 
 static void fail_world(const world *w, const char *what)
 {
@@ -233,6 +270,8 @@ static void fail_world(const world *w, const char *what)
 			w->n[i].disk.peer_may_be_live, w->n[i].jbits, w->n[i].pending,
 			w->n[i].acc_open);
 	fprintf(stderr, "  receipted=%x split=%d\n", w->receipted, w->split);
+	if (expect_violation)
+		longjmp(violation_jmp, 1);
 	fail_msg("%s", what);
 }
 
@@ -298,6 +337,8 @@ static void node_down(world *w, int n)
 	nd->acc_open = 0;
 	nd->loaded = 0;
 	nd->pending = 0; /* those clients see a dropped connection, no receipt */
+	nd->alone = 0;
+	nd->rfence = 0;
 	nd->held = 0;
 	nd->repl_conn = nd->replica_conn = nd->files_conn = -1;
 	nd->pend = 0;
@@ -356,9 +397,22 @@ static bool apply(world *w, int n, const keel_ha_actions *as)
 		case KEEL_HA_ACT_RELEASE_JOURNAL_OPS:
 			nd->held = 0;
 			break;
+		case KEEL_HA_ACT_HOLD_RECEIPTS:
+			CHECKW(w, !nd->rfence);
+			nd->rfence = 1;
+			break;
+		case KEEL_HA_ACT_RELEASE_RECEIPTS:
+			CHECKW(w, nd->rfence);
+			if (a->release)
+				w->receipted |= nd->alone;
+			nd->alone = 0;
+			nd->rfence = 0;
+			break;
 		case KEEL_HA_ACT_STOP_REPLICATION:
 			CHECKW(w, nd->repl_conn == ci);
-			if (a->release)
+			if (a->release && nd->rfence)
+				nd->alone |= nd->pending;
+			else if (a->release)
 				w->receipted |= nd->pending;
 			nd->pending = 0;
 			nd->repl_conn = -1;
@@ -393,7 +447,8 @@ static bool apply(world *w, int n, const keel_ha_actions *as)
 		case KEEL_HA_ACT_CANCEL_TIMER:
 			break; /* the machine's .timers is the truth */
 		case KEEL_HA_ACT_RESTART_AS_BACKUP:
-			CHECKW(w, !nd->acc_open && nd->pending == 0 && nd->repl_conn < 0);
+			CHECKW(w, !nd->acc_open && nd->pending == 0 && nd->repl_conn < 0 &&
+				  !nd->rfence && nd->alone == 0);
 			nd->loaded = 0;
 			nd->held = 0;
 			nd->pend = 0;
@@ -413,10 +468,12 @@ static bool apply(world *w, int n, const keel_ha_actions *as)
 	return true;
 }
 
-static bool feed_node(world *w, int n, const keel_ha_input *in)
+static bool feed_node(world *w, int n, const keel_ha_input *in_)
 {
 	keel_ha_actions as;
-	assert_int_equal(keel_ha_feed(&w->n[n].ha, in, &as), 0);
+	keel_ha_input in = *in_;
+	in.now_ms = w->now_ms;
+	assert_int_equal(keel_ha_feed(&w->n[n].ha, &in, &as), 0);
 	n_transitions++;
 	return apply(w, n, &as);
 }
@@ -442,6 +499,12 @@ static bool deliver(world *w, int ci, int t)
 	memmove(&c->q[t][0], &c->q[t][1], (size_t)(c->qlen[t] - 1) * sizeof(item));
 	c->qlen[t]--;
 	keel_ha_input in = { .link = (uint32_t)ci + 1, .creds_ok = true };
+	if (it.type != IT_CONNECTED && it.type != IT_CONNECT_FAILED && it.type != IT_CLOSED) {
+		/* bytes arrived on the link: its connection-ttl starts again */
+		keel_ha_input heard = { .type = KEEL_HA_IN_HEARD, .link = in.link };
+		if (!feed_node(w, t, &heard))
+			return false;
+	}
 	switch (it.type) {
 	case IT_CONNECTED:
 		in.type = KEEL_HA_IN_CONNECTED;
@@ -449,6 +512,7 @@ static bool deliver(world *w, int ci, int t)
 	case IT_CONNECT_FAILED:
 		c->open[t] = 0;
 		in.type = KEEL_HA_IN_CONNECT_FAILED;
+		in.refused = true; /* the model's peer is down, nothing listens */
 		return feed_node(w, t, &in);
 	case IT_CLOSED:
 		if (!close_end(w, t, ci))
@@ -491,7 +555,7 @@ static bool deliver(world *w, int ci, int t)
 	case KEEL_HA_MSG_LIVE_STARTED: in.type = KEEL_HA_IN_LIVE_STARTED; break;
 	case KEEL_HA_MSG_GOODBYE: in.type = KEEL_HA_IN_GOODBYE; break;
 	case KEEL_HA_MSG_PING: in.type = KEEL_HA_IN_PING; break;
-	case KEEL_HA_MSG_PONG: return true;
+	case KEEL_HA_MSG_PONG: in.type = KEEL_HA_IN_PONG; break;
 	}
 	return feed_node(w, t, &in);
 }
@@ -551,6 +615,10 @@ static void check_world(const world *w)
 		/* held operations are bounded by a timer */
 		if (nd->held)
 			CHECKW(w, nd->ha.timers & (1u << KEEL_HA_TIMER_SYNC_TIMEOUT));
+		/* so are held receipts, by the fence's timer */
+		CHECKW(w, nd->rfence == nd->ha.fenced);
+		if (nd->alone)
+			CHECKW(w, nd->rfence);
 		/* clients are never stuck: pending receipts ride a live link */
 		if (nd->pending)
 			CHECKW(w, nd->repl_conn >= 0);
@@ -584,6 +652,8 @@ static void produce(world *w, int n)
 	if (nd->repl_conn >= 0) {
 		nd->pending |= bit;
 		(void)q_push(w, nd->repl_conn, 1 - n, (item){ .type = IT_OP, .bits = bit });
+	} else if (nd->rfence) {
+		nd->alone |= bit;
 	} else {
 		w->receipted |= bit;
 	}
@@ -641,6 +711,10 @@ static void step(const world *from, const char *label, int kind, int a, int b)
 		if (w.n[a].started)
 			w.restarts++;
 		restart(&w, a);
+		break;
+	case 8: /* time passes for both nodes: connection-ttl and more */
+		w.now_ms += 2 * TTL_MS;
+		w.times++;
 		break;
 	case 7: { /* cut: both ends see the link die, in-flight data lost */
 		conn *c = &w.c[a];
@@ -728,22 +802,27 @@ static void explore(const world *w)
 			step(w, lb, 5, n, 0);
 		}
 	}
+	if (w->times < B.times)
+		step(w, "TIME passes (connection-ttl)", 8, 0, 0);
 }
 
-static void run_explorer(const char *name, bounds b)
+/* Explores from a fresh pair; old_rules: failover-may-lose-data.  Returns
+ * whether an invariant broke (only when expect_violation is set; else a
+ * violation fails the test). */
+static bool run_explorer_rules(const char *name, bounds b, bool old_rules)
 {
 	world w;
 	keel_ha_node_id id = { { 1 } };
 
-	/* KEEL_HA_EXPLORE=msgs,crashes,restarts,cuts,drops,timeouts,retries overrides
-	 * the bounds (for longer runs by hand). */
+	/* KEEL_HA_EXPLORE=msgs,crashes,restarts,cuts,drops,timeouts,retries,times
+	 * overrides the bounds (for longer runs by hand). */
 	const char *env = getenv("KEEL_HA_EXPLORE");
 	if (env != NULL)
-		sscanf(env, "%u,%u,%u,%u,%u,%u,%u", &b.msgs, &b.crashes, &b.restarts, &b.cuts,
-		       &b.drops, &b.tmo, &b.retries);
+		sscanf(env, "%u,%u,%u,%u,%u,%u,%u,%u", &b.msgs, &b.crashes, &b.restarts, &b.cuts,
+		       &b.drops, &b.tmo, &b.retries, &b.times);
 	printf("explorer %-10s: bounds msgs=%u crashes=%u restarts=%u cuts=%u drops=%u "
-	       "timeouts=%u retries=%u\n", name, b.msgs, b.crashes, b.restarts, b.cuts, b.drops,
-	       b.tmo, b.retries);
+	       "timeouts=%u retries=%u times=%u\n", name, b.msgs, b.crashes, b.restarts, b.cuts,
+	       b.drops, b.tmo, b.retries, b.times);
 	B = b;
 	n_states = n_steps = n_overflow = n_depth_cut = n_transitions = 0;
 	max_depth_seen = 0;
@@ -753,7 +832,11 @@ static void run_explorer(const char *name, bounds b)
 	vis_cap = vis_n = 0;
 	for (int n = 0; n < NN; n++) {
 		keel_ha_config_default(&CFG[n], n == 0 ? KEEL_HA_ROLE_PRIMARY : KEEL_HA_ROLE_BACKUP);
-		CFG[n].check_period_ms = 0; /* failure detection by close (ttl: unit test) */
+		/* with TIME steps the check timer (pings, connection-ttl) is
+		 * part of the model; without them detection is by close only */
+		CFG[n].check_period_ms = b.times ? TTL_MS / 2 : 0;
+		CFG[n].connection_ttl_ms = TTL_MS;
+		CFG[n].may_lose_data = old_rules;
 	}
 	memset(&w, 0, sizeof(w));
 	for (int n = 0; n < NN; n++) {
@@ -762,6 +845,14 @@ static void run_explorer(const char *name, bounds b)
 				      &id);
 	}
 	depth = 0;
+	if (expect_violation && setjmp(violation_jmp) != 0) {
+		printf("explorer %-10s: invariant broken after %llu states (path above)\n", name,
+		       (unsigned long long)n_states);
+		free(vis);
+		vis = NULL;
+		vis_cap = vis_n = 0;
+		return true;
+	}
 	explore(&w);
 	printf("explorer %-10s: %llu states explored, %llu steps, %llu machine inputs, "
 	       "max depth %u, %llu bound-pruned (queue/slots), %llu depth-cut\n",
@@ -779,11 +870,20 @@ static void run_explorer(const char *name, bounds b)
 	       (unsigned long long)reached[KEEL_HA_EV_FAILBACK_DONE],
 	       (unsigned long long)reached[KEEL_HA_EV_FAILBACK_TIMEOUT],
 	       (unsigned long long)reached[KEEL_HA_EV_REPL_LOST], (unsigned long long)reached[31]);
+	printf("  reached: replication.fence %llu, replication.alone %llu\n",
+	       (unsigned long long)reached[KEEL_HA_EV_FENCE],
+	       (unsigned long long)reached[KEEL_HA_EV_ALONE]);
 	fflush(stdout);
 	assert_int_equal(n_depth_cut, 0); /* the walk was complete */
 	free(vis);
 	vis = NULL;
 	vis_cap = vis_n = 0;
+	return false;
+}
+
+static void run_explorer(const char *name, bounds b)
+{
+	(void)run_explorer_rules(name, b, false);
 }
 
 /* Crashes and restarts at every point, a dropped ack or announcement,
@@ -812,11 +912,50 @@ static void test_explore_partition(void **state)
 	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
 }
 
-int main(void)
+/* Pauses: time passes while a node is frozen (a TIME step while it takes
+ * no step), the other's connection-ttl expires and acts on it; a paused
+ * node's own check timer fires late.  No partition: no receipted message
+ * lost and never two live. */
+static void test_explore_pauses(void **state)
 {
+	(void)state;
+	run_explorer("pauses", (bounds){ .msgs = 2, .crashes = 1, .restarts = 0, .cuts = 0,
+					  .drops = 0, .tmo = 2, .retries = 2, .times = 1 });
+	assert_true(reached[KEEL_HA_EV_REPL_LOST] > 0);
+	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
+	assert_true(reached[KEEL_HA_EV_FENCE] > 0);
+	assert_true(reached[KEEL_HA_EV_ALONE] > 0);
+}
+
+/* The same walk on the rules before leases (failover-may-lose-data: a
+ * backup fails over when the live is unreachable, the live receipts alone
+ * as soon as it drops its backup) finds the loss of issue "HA safety"
+ * defect 2: the backup is paused past connection-ttl, the live drops it
+ * and receipts alone, the live dies, the backup wakes and fails over
+ * without those messages.  The explorer must find it, or it proves
+ * nothing. */
+static void test_explore_pauses_old_rules(void **state)
+{
+	(void)state;
+	expect_violation = true;
+	bool broken = run_explorer_rules("pauses-old", (bounds){ .msgs = 2, .crashes = 1,
+			.restarts = 0, .cuts = 0, .drops = 0, .tmo = 2, .retries = 2, .times = 1 },
+			true);
+	expect_violation = false;
+	assert_true(broken);
+}
+
+/* argv[1]: a cmocka glob of the tests to run (CTest runs the three walks
+ * as separate entries, so they run side by side). */
+int main(int argc, char **argv)
+{
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_explore_crashes),
 		cmocka_unit_test(test_explore_partition),
+		cmocka_unit_test(test_explore_pauses),
+		cmocka_unit_test(test_explore_pauses_old_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

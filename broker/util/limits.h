@@ -322,6 +322,20 @@
  * makes about a dozen; 32 leaves room and is asserted. */
 #define KEEL_HA_MAX_ACTIONS 32
 
+/* Unanswered PINGs a backup remembers the send time of (a lease counts
+ * from the send time of the request its answer answers).  Pings go out
+ * every check-period and a link is dead after connection-ttl, so a few
+ * cover every sane ratio; past it, answers are matched to older pings,
+ * which only shortens a lease. */
+#define KEEL_HA_MAX_PINGS 8
+
+/* How much faster one node's clock may run than the other's, in percent
+ * of connection-ttl: a live waits connection-ttl plus this after its last
+ * grant before receipting alone.  Leases are safe only while the clocks'
+ * rates differ by less (NTP slews by at most 0.05%; a libfaketime rate
+ * fault beyond it is outside what the pair can survive alone). */
+#define KEEL_HA_DRIFT_PERCENT 10
+
 /* Largest replication message payload: a journal record (JOURNAL_OP) plus
  * its framing.  A length field above it is refused before any buffering. */
 #define KEEL_REPL_MAX_PAYLOAD (KEEL_JOURNAL_MAX_RECORD + 64)
