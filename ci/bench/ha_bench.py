@@ -300,7 +300,9 @@ def bench_failover(size=None):
         "persistent in the journal%s) ==" % (A.failover_runs, A.failover_msgs, label))
     tot, detect, load = [], [], []
     for i in range(A.failover_runs):
-        prim, back = start_pair("fo%02d" % i, size)
+        # fresh data directories per section too (a reused one holds the
+        # previous section's failover)
+        prim, back = start_pair("fo%s%02d" % ("" if size is None else size, i), size)
         try:
             fill(prim.port, "/queue/ha.fo", A.failover_msgs, 1024, 100)
             m = back.mark()
