@@ -627,8 +627,11 @@ static int op_broker_status(op_ctx *c)
 		nq += keel_address_queue_count(a);
 	uint64_t now = mono_ms();
 	const char *state = e->state ? e->state(e->ud) : "unknown";
-	json_t *ha = json_pack("{s:s, s:s}", "role", "none", "state", "standalone");
-	json_t *repl = json_pack("{s:s}", "state", "none");
+	json_t *ha = e->ha_status ? e->ha_status(e->ud) : NULL;
+	if (ha == NULL)
+		ha = json_pack("{s:s, s:s}", "role", "none", "state", "standalone");
+	const char *rs = ha ? json_string_value(json_object_get(ha, "replication")) : NULL;
+	json_t *repl = json_pack("{s:s}", "state", rs ? rs : "none");
 	json_t *mem = json_pack("{s:I, s:I}", "messages-bytes",
 				(json_int_t)keel_core_memory_used(e->core), "rss-bytes",
 				(json_int_t)rss_bytes());

@@ -40,6 +40,10 @@ typedef struct keel_mgmt_env {
 	 * state), or another -errno.  NULL: no bridges. */
 	json_t *(*bridge_status)(void *ud);
 	int (*bridge_control)(void *ud, const char *name, bool start);
+	/* Replication: a new JSON object for "ha" in broker-status (its
+	 * "replication" member also fills the top-level one); NULL: no
+	 * replication (role none, standalone). */
+	json_t *(*ha_status)(void *ud);
 	void *ud;
 } keel_mgmt_env;
 

@@ -115,6 +115,12 @@ static json_t *mgmt_bridge_status(void *ud)
 	return list;
 }
 
+static json_t *mgmt_ha_status(void *ud)
+{
+	keel_broker *b = ud;
+	return b->repl ? keel_replman_status(b->repl) : NULL;
+}
+
 static int mgmt_bridge_control(void *ud, const char *name, bool start)
 {
 	keel_broker *b = ud;
@@ -528,6 +534,7 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 		.connection_count = mgmt_connection_count,
 		.bridge_status = mgmt_bridge_status,
 		.bridge_control = mgmt_bridge_control,
+		.ha_status = mgmt_ha_status,
 		.ud = b,
 	};
 	b->env = (keel_session_env){
@@ -779,7 +786,8 @@ static int create_replman(keel_broker *b, char *err, size_t errlen)
 				   .start_mono_ms = uv_hrtime() / 1000000, .state = mgmt_state,
 				   .connection_count = mgmt_connection_count,
 				   .bridge_status = mgmt_bridge_status,
-				   .bridge_control = mgmt_bridge_control, .ud = b };
+				   .bridge_control = mgmt_bridge_control,
+				   .ha_status = mgmt_ha_status, .ud = b };
 	int rc = keel_replman_create(&b->repl, &o, err, errlen);
 	/* a corrupt identity file is bad input, like a corrupt journal: exit 2 */
 	return rc == -EBADMSG ? -EINVAL : rc;

@@ -435,6 +435,32 @@ void keel_replman_start(keel_replman *m)
 	replman__drive(m);
 }
 
+json_t *keel_replman_status(keel_replman *m)
+{
+	static const char *const repl_names[] = {
+		[KEEL_HA_REPL_NONE] = "none",
+		[KEEL_HA_REPL_SYNCING] = "syncing",
+		[KEEL_HA_REPL_DONE_SENT] = "sync-done-sent",
+		[KEEL_HA_REPL_STEADY] = "steady",
+	};
+	const keel_ha *ha = &m->ha;
+	uint64_t now = replman__now_ms(m);
+	char idtext[40];
+	keel_ha_node_id_format(&ha->self.node_id, idtext);
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:b}", "role",
+			 m->cfg->role, "runtime-role",
+			 ha->role == KEEL_HA_ROLE_PRIMARY ? "primary" : "backup", "state",
+			 keel_ha_state_name(ha->state), "activation-seq",
+			 (json_int_t)ha->self.activation_seq, "incarnation",
+			 (json_int_t)ha->self.incarnation, "node-id", idtext, "replication",
+			 repl_names[ha->repl], "fenced", ha->fenced, "fence-ms-left",
+			 (json_int_t)(ha->fenced && ha->fence_until_ms > now
+					      ? ha->fence_until_ms - now : 0),
+			 "lease-ms-left",
+			 (json_int_t)(ha->lease_until_ms > now ? ha->lease_until_ms - now : 0),
+			 "peer-may-be-live", ha->self.peer_may_be_live);
+}
+
 void keel_replman_stop(keel_replman *m)
 {
 	replman__feed_simple(m, KEEL_HA_IN_STOP, 0);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
@@ -84,5 +85,9 @@ const keel_sync *keel_replman_sync(keel_replman *m);
 const keel_ha *keel_replman_ha(const keel_replman *m);
 /* The replication acceptor's bound port. */
 uint16_t keel_replman_port(const keel_replman *m);
+/* What `keelctl broker status` shows under "ha": a new JSON object (role,
+ * state, activation-seq, incarnation, node-id, replication, fenced,
+ * fence-ms-left, lease-ms-left, peer-may-be-live), NULL out of memory. */
+json_t *keel_replman_status(keel_replman *m);
 
 #endif

@@ -221,6 +221,32 @@ static keel_bclient *mgmt_open(uint16_t port)
 	return c;
 }
 
+/* broker-status's "ha" object (a new reference). */
+static json_t *ha_status(keel_bclient *c)
+{
+	keel_kv h[] = { KEEL_KV("operation", "broker-status"), KEEL_KV("reply-to", REPLY_Q) };
+	int rc = keel_bclient_send(c, MGMT, h, 2, "", 0, false, T_MS);
+	if (rc != 0)
+		fail_msg("broker-status: %s", keel_bclient_error(c));
+	keel_bframe *f = NULL;
+	rc = keel_bclient_receive(c, &f, T_MS);
+	if (rc != 0)
+		fail_msg("broker-status reply: %s", strerror(-rc));
+	json_t *r = json_loadb((const char *)f->f.body, f->f.body_len, 0, NULL);
+	keel_bclient_frame_free(f);
+	assert_non_null(r);
+	json_t *ha = json_incref(json_object_get(r, "ha"));
+	assert_non_null(ha);
+	/* the top-level replication state is the same */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "replication"),
+								   "state")),
+			    json_string_value(json_object_get(ha, "replication")));
+	json_decref(r);
+	return ha;
+}
+
+#define HA_STR(ha, key) json_string_value(json_object_get((ha), (key)))
+
 /* queue-stat's message-count of `queue`, or -1 when the broker answers
  * with an error (no such queue yet). */
 static long queue_messages(keel_bclient *c, const char *queue)
@@ -405,6 +431,14 @@ static void test_receipt_waits_for_backup(void **state)
 	it_broker *backup = start_backup("ha1-backup", bport, repl_port(live), NULL, NULL,
 					 "repl/op-ack-drop");
 	int synced = wait_synced(live, -1, backup);
+	/* broker-status says what the pair is doing */
+	json_t *ha = ha_status(mc);
+	assert_string_equal(HA_STR(ha, "role"), "primary");
+	assert_string_equal(HA_STR(ha, "state"), "LIVE");
+	assert_string_equal(HA_STR(ha, "replication"), "steady");
+	assert_false(json_is_true(json_object_get(ha, "fenced")));
+	assert_true(json_is_true(json_object_get(ha, "peer-may-be-live")));
+	json_decref(ha);
 
 	aprod p;
 	ap_open(&p, it_broker_port(live));
@@ -424,13 +458,23 @@ static void test_receipt_waits_for_backup(void **state)
 	assert_string_equal(p.error, "");
 	assert_false(has_event(live, "replication.lost", NULL, NULL));
 
-	/* Losing the backup releases it: the local sync alone is enough. */
+	/* Losing the backup: the fence holds the receipt until the backup
+	 * is shown gone (its port refuses: its process died), then the
+	 * local sync alone is enough. */
 	kill9(backup);
-	wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
+	int lost = wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
+	wait_ev(live, lost, "replication.fence", NULL, NULL, T_MS);
 	if (!ap_run(&p, NULL, "r1", T_MS))
 		fail_msg("no RECEIPT after the backup was lost (error: '%s')", p.error);
 	assert_string_equal(p.error, "");
+	int alone = wait_ev(live, lost, "replication.alone", NULL, NULL, T_MS);
+	assert_non_null(strstr(ev_str(live, alone, "text"), "refused"));
 	ap_close(&p);
+	ha = ha_status(mc);
+	assert_string_equal(HA_STR(ha, "replication"), "none");
+	assert_false(json_is_true(json_object_get(ha, "fenced")));
+	assert_false(json_is_true(json_object_get(ha, "peer-may-be-live")));
+	json_decref(ha);
 
 	keel_bclient_close(mc);
 	it_broker_free(backup);
