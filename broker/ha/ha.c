@@ -53,6 +53,7 @@ const char *keel_ha_event_name(keel_ha_event e)
 	case KEEL_HA_EV_ERROR: return "error";
 	case KEEL_HA_EV_FENCE: return "replication.fence";
 	case KEEL_HA_EV_ALONE: return "replication.alone";
+	case KEEL_HA_EV_SPLIT_BRAIN: return "split-brain";
 	}
 	return "?";
 }
@@ -70,6 +71,7 @@ const char *keel_ha_reason_name(keel_ha_reason r)
 		[KEEL_HA_REASON_SYNC_TIMEOUT] = "sync-timeout",
 		[KEEL_HA_REASON_SHUTDOWN] = "shutdown",
 		[KEEL_HA_REASON_PROTOCOL] = "protocol",
+		[KEEL_HA_REASON_LIVE_TOO] = "live-too",
 	};
 	return (unsigned)r < KEEL_HA_REASON_COUNT ? names[r] : "?";
 }
@@ -262,7 +264,18 @@ static void forget_out(keel_ha *ha)
 	ha->registered = false;
 	ha->sync_started = false;
 	ha->flushing = false;
+	ha->probing = false;
 	ha->pings = 0; /* the lease itself stays: it is the live's promise */
+}
+
+/* A live without a backup asks its peer, every check-period, whether it
+ * is live too (ha.h "Two lives meet"). */
+static void arm_probe(keel_ha *ha, keel_ha_actions *out)
+{
+	if ((ha->timers & TBIT(KEEL_HA_TIMER_PROBE)) || !keel_ha_is_active(ha) || ha->in_link)
+		return;
+	timer_start(ha, out, KEEL_HA_TIMER_PROBE,
+		    ha->cfg.check_period_ms ? ha->cfg.check_period_ms : ha->cfg.retry_interval_ms);
 }
 
 /* ---- leases (ha.h) ---------------------------------------------------- */
@@ -337,6 +350,7 @@ static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
 	ha->flushing = false;
 	ha->waiting_noted = false;
 	ha->verifying = false;
+	ha->probe_wanted = false;
 	ha->journal_loaded = false;
 	set_state(ha, out, KEEL_HA_ACTIVATING);
 	push(out, KEEL_HA_ACT_LOAD_JOURNAL);
@@ -414,6 +428,61 @@ static void drop_backup(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms, bool
 		emit(out, KEEL_HA_EV_FAILBACK_TIMEOUT,
 		     "backup lost before announcing itself: staying live", ha->self.activation_seq);
 	}
+	arm_probe(ha, out);
+}
+
+/*
+ * Two lives met (ha.h): `peer` is the other live's identity.  Both say
+ * so; the one that should not serve (lower activation, or on a tie not the
+ * configured primary) stops serving and restarts as a backup of the other:
+ * its journal is moved aside when it syncs (PREPARE_REPLICA), nothing is
+ * discarded.  Its held receipts fail: its clients go to the other live.
+ */
+static void split_brain(keel_ha *ha, keel_ha_actions *out, const keel_ha_persist *peer)
+{
+	bool yield = ha->self.activation_seq < peer->activation_seq ||
+		     (ha->self.activation_seq == peer->activation_seq &&
+		      ha->cfg.role != KEEL_HA_ROLE_PRIMARY);
+	keel_ha_action *a = emit(out, KEEL_HA_EV_SPLIT_BRAIN,
+				 yield ? "the peer is live too: it serves, this node restarts as its backup"
+				       : "the peer is live too: this node serves, the peer restarts as backup",
+				 ha->self.activation_seq);
+	a->files = peer->activation_seq;
+	a->release = !yield;
+	if (!yield)
+		return;
+	if (ha->in_link) {
+		keel_ha_action *s = push(out, KEEL_HA_ACT_STOP_REPLICATION);
+		s->link = ha->in_link;
+		s->release = false;
+		close_link(out, ha->in_link);
+		ha->in_link = 0;
+		ha->repl = KEEL_HA_REPL_NONE;
+		ha->failback_requested = false;
+	}
+	if (ha->holding) {
+		ha->holding = false;
+		push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
+	}
+	if (ha->fenced)
+		fence_end(ha, out, false, NULL);
+	timer_cancel(ha, out, KEEL_HA_TIMER_PROBE);
+	timer_cancel(ha, out, KEEL_HA_TIMER_SYNC_TIMEOUT);
+	timer_cancel(ha, out, KEEL_HA_TIMER_FAILBACK_WAIT);
+	ha->serving = false;
+	push(out, KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR);
+	ha->self.peer_may_be_live = true; /* it is */
+	ha->probe_wanted = false;
+	persist(ha, out);
+	push(out, KEEL_HA_ACT_RESTART_AS_BACKUP);
+	ha->role = KEEL_HA_ROLE_BACKUP;
+	ha->journal_loaded = false;
+	set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
+	if (ha->out_link) {
+		close_link(out, ha->out_link);
+		forget_out(ha);
+	}
+	connect_peer(ha, out);
 }
 
 /*
@@ -555,7 +624,10 @@ static void out_lost(keel_ha *ha, keel_ha_actions *out, const char *why)
 		retry_later(ha, out);
 		return;
 	default:
-		/* ACTIVATING / LIVE after a handover: the ex-live left. */
+		/* ACTIVATING / LIVE after a handover: the ex-live left; or a
+		 * live's probe ended without an answer */
+		if (ha->fenced && keel_ha_is_active(ha))
+			retry_later(ha, out);
 		return;
 	}
 }
@@ -567,12 +639,28 @@ static void on_connected(keel_ha *ha, keel_ha_actions *out, const keel_ha_input 
 		return;
 	}
 	ha->connecting = false;
-	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING) {
-		/* a fenced live's probe: the ex-backup's process is there,
+	if (keel_ha_is_active(ha) && !ha->probe_wanted) {
+		/* a fenced live's check: the ex-backup's process is there,
 		 * its lease must run out (ask again later: it may die) */
 		close_link(out, in->link);
 		if (ha->fenced)
 			retry_later(ha, out);
+		return;
+	}
+	if (keel_ha_is_active(ha)) {
+		/* a live's probe (ha.h): is the peer live too? */
+		ha->probe_wanted = false;
+		ha->out_link = in->link;
+		ha->out_heard_ms = in->now_ms;
+		ha->probing = true;
+		keel_ha_action *a = send(ha, out, in->link, KEEL_HA_MSG_REGISTER);
+		a->role = ha->role;
+		a->probe = true;
+		arm_check(ha, out);
+		return;
+	}
+	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING) {
+		close_link(out, in->link);
 		return;
 	}
 	assert(in->link != ha->in_link);
@@ -616,6 +704,7 @@ static void on_connect_failed(keel_ha *ha, keel_ha_actions *out, const keel_ha_i
 		return;
 	}
 	ha->connecting = false;
+	ha->probe_wanted = false;
 	if (ha->fenced && in->refused && keel_ha_is_active(ha))
 		fence_end(ha, out, true, "the ex-backup's process is gone (connect refused): "
 			  "receipting alone");
@@ -662,8 +751,16 @@ static void on_register_refused(keel_ha *ha, keel_ha_actions *out, const keel_ha
 		ha->ignored++;
 		return;
 	}
+	bool probing = ha->probing;
 	close_link(out, in->link);
 	forget_out(ha);
+	if (probing) {
+		if (in->reason == KEEL_HA_REASON_LIVE_TOO && keel_ha_is_active(ha))
+			split_brain(ha, out, &in->peer);
+		else if (ha->fenced)
+			retry_later(ha, out);
+		return;
+	}
 	if (ha->state != KEEL_HA_STARTING && ha->state != KEEL_HA_BACKUP_CONNECTING)
 		return;
 	if (in->reason != KEEL_HA_REASON_NOT_LIVE) {
@@ -699,6 +796,14 @@ static void on_register(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *
 	assert(in->link != 0 && in->link != ha->out_link);
 	if (in->link == ha->in_link) {
 		ha->ignored++;
+		return;
+	}
+	/* Another live probes us: two lives (ha.h "Two lives meet"). */
+	if (in->probe && in->creds_ok && keel_ha_is_active(ha)) {
+		send(ha, out, in->link, KEEL_HA_MSG_REGISTER_REFUSED)->reason =
+			KEEL_HA_REASON_LIVE_TOO;
+		close_link(out, in->link);
+		split_brain(ha, out, &in->peer);
 		return;
 	}
 	/* A backup checking whether its live is gone hears from the peer:
@@ -999,6 +1104,7 @@ static void on_acceptor_listening(keel_ha *ha, keel_ha_actions *out)
 	set_state(ha, out, KEEL_HA_LIVE);
 	if (ha->out_link != 0)
 		send(ha, out, ha->out_link, KEEL_HA_MSG_LIVE_STARTED);
+	arm_probe(ha, out);
 }
 
 static void on_check_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
@@ -1067,6 +1173,14 @@ static void on_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
 		else
 			fence_end(ha, out, true, "the ex-backup's lease is over: receipting alone");
 		return;
+	case KEEL_HA_TIMER_PROBE:
+		if (keel_ha_is_active(ha) && ha->in_link == 0 && !ha->connecting &&
+		    ha->out_link == 0) {
+			ha->probe_wanted = true;
+			connect_peer(ha, out);
+		}
+		arm_probe(ha, out);
+		return;
 	case KEEL_HA_TIMER_COUNT:
 		break;
 	}
@@ -1125,6 +1239,7 @@ void keel_ha_check(const keel_ha *ha)
 	assert(!ha->fenced || (ha->timers & TBIT(KEEL_HA_TIMER_FENCE)));
 	assert(!ha->fenced || ha->self.peer_may_be_live);
 	assert(ha->pings <= KEEL_HA_MAX_PINGS);
+	assert(!ha->probing || ha->out_link != 0);
 	switch (ha->state) {
 	case KEEL_HA_LIVE:
 		assert(ha->serving && ha->journal_loaded && ha->self.journal_valid);

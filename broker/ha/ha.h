@@ -64,6 +64,13 @@
  * and the backup waits for the old live to come back (failover.refused
  * says why).  cfg.may_lose_data (failover-may-lose-data) restores the old
  * rules: failover on silence or a timeout, no fence, no lease.
+ *
+ * Two lives meet.  A live without a backup probes its peer every
+ * check-period (a REGISTER with .probe).  A live that is probed answers
+ * REGISTER_REFUSED(LIVE_TOO) with its identity: both say split-brain, and
+ * the one that should not serve (the lower activation sequence; on a tie,
+ * not the configured primary) stops serving and restarts as a backup of
+ * the other, whose journal it syncs after moving its own aside.
  */
 
 /* Named libfiu fault points (the manager places them; scenarios enable
@@ -81,6 +88,8 @@
 #define KEEL_FIU_REPL_REGISTER_REFUSE "repl/register-refuse"   /* live: refuse every backup */
 #define KEEL_FIU_REPL_PERSIST "repl/persist"                   /* any: writing the identity file fails */
 #define KEEL_FIU_REPL_SNAPSHOT_STALL "repl/snapshot-stall"     /* live: the snapshot stream never ends (no SYNC_DONE) */
+#define KEEL_FIU_REPL_CUT "repl/cut"                           /* any: a partition: replication bytes in and out are
+								 * swallowed, connects fail (not refused) */
 
 typedef enum keel_ha_role {
 	KEEL_HA_ROLE_PRIMARY = 1,
@@ -115,6 +124,7 @@ typedef enum keel_ha_timer {
 	KEEL_HA_TIMER_LIVE_WAIT,    /* ex-live: the new live's LIVE_STARTED (failback-wait) */
 	KEEL_HA_TIMER_CHECK,        /* ping / connection-ttl check (check-period) */
 	KEEL_HA_TIMER_FENCE,        /* live: its ex-backup's lease is over, receipt alone */
+	KEEL_HA_TIMER_PROBE,        /* live without a backup: is the peer live too? (check-period) */
 	KEEL_HA_TIMER_COUNT
 } keel_ha_timer;
 
@@ -130,6 +140,7 @@ typedef enum keel_ha_reason {
 	KEEL_HA_REASON_SYNC_TIMEOUT,       /* goodbye: SYNC_DONE_ACK did not come in time */
 	KEEL_HA_REASON_SHUTDOWN,           /* goodbye: the live stops (no failover) */
 	KEEL_HA_REASON_PROTOCOL,           /* goodbye: unexpected message */
+	KEEL_HA_REASON_LIVE_TOO,           /* refused a probe: I am live too (split brain) */
 	KEEL_HA_REASON_COUNT
 } keel_ha_reason;
 
@@ -205,6 +216,7 @@ typedef struct keel_ha_input {
 	keel_ha_persist peer; /* the peer's identity as it told us */
 	keel_ha_role peer_role;
 	bool failback;        /* REGISTER: a primary asking to fail back */
+	bool probe;           /* REGISTER: a live asking whether we are live too */
 	bool creds_ok;        /* REGISTER: cluster-user/password matched (manager checks) */
 	bool refused;         /* CONNECT_FAILED: the peer's host refused (nothing listens on
 			       * the port: its process is gone); false for a timeout, an
@@ -247,6 +259,7 @@ typedef enum keel_ha_event {
 	KEEL_HA_EV_ERROR,            /* text */
 	KEEL_HA_EV_FENCE,            /* text, seq, ms: receipts held until the ex-backup's lease ends */
 	KEEL_HA_EV_ALONE,            /* seq: the fence is over, receipting without a backup */
+	KEEL_HA_EV_SPLIT_BRAIN,      /* seq, .role: the peer's seq in .files, .release: keep serving */
 } keel_ha_event;
 
 typedef enum keel_ha_action_type {
@@ -285,6 +298,7 @@ typedef struct keel_ha_action {
 	keel_ha_persist self;    /* SEND, PERSIST: our identity at the time */
 	keel_ha_role role;       /* SEND REGISTER: our runtime role request; EMIT: peer role */
 	bool failback;           /* SEND REGISTER */
+	bool probe;              /* SEND REGISTER: a live's probe */
 	bool release;            /* STOP_REPLICATION, RELEASE_RECEIPTS */
 	keel_ha_event event;     /* EMIT */
 	keel_ha_state state;     /* EMIT STATE */
@@ -337,6 +351,8 @@ typedef struct keel_ha {
 	/* the live's side */
 	uint64_t granted_ms;      /* last grant (REGISTER_OK, PONG) on in_link */
 	bool fenced;              /* receipts held (HOLD_RECEIPTS) until fence_until_ms */
+	bool probe_wanted;        /* the PROBE timer asked for the connect under way */
+	bool probing;             /* out_link is a live's probe, not a registration */
 	uint64_t fence_until_ms;
 } keel_ha;
 

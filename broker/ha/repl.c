@@ -155,10 +155,11 @@ static int parse(keel_repl_decoder *d, keel_repl_type type, const uint8_t *p, si
 		uint8_t role = rd_u8(&c), flags = rd_u8(&c);
 		if (role != KEEL_HA_ROLE_PRIMARY && role != KEEL_HA_ROLE_BACKUP)
 			return fail(d, -EPROTO, "%s: bad role", tn);
-		if (flags & ~1u)
+		if (flags & ~3u)
 			return fail(d, -EPROTO, "%s: unknown flags", tn);
 		m->role = (keel_ha_role)role;
 		m->failback = flags & 1;
+		m->probe = (flags & 2) != 0;
 		rd_id(&c, &m->id, &err);
 		if (err == 0)
 			err = rd_str(&c, &m->user, KEEL_REPL_MAX_STR);
@@ -454,7 +455,7 @@ int keel_repl_encode(keel_buf *out, const keel_repl_msg *m)
 	case KEEL_REPL_REGISTER:
 		r = ap_u8(out, (uint8_t)m->role);
 		if (r == 0)
-			r = ap_u8(out, m->failback ? 1 : 0);
+			r = ap_u8(out, (uint8_t)((m->failback ? 1 : 0) | (m->probe ? 2 : 0)));
 		if (r == 0)
 			r = ap_id(out, &m->id);
 		if (r == 0)

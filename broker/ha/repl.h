@@ -60,6 +60,7 @@ typedef struct keel_repl_msg {
 	keel_ha_persist id;     /* node id, activation seq, incarnation, journal flags */
 	keel_ha_role role;      /* REGISTER */
 	bool failback;          /* REGISTER */
+	bool probe;             /* REGISTER: a live asking whether the peer is live too */
 	keel_ha_reason reason;  /* REGISTER_REFUSED, GOODBYE */
 	keel_repl_str user;     /* REGISTER: cluster-user (<= KEEL_REPL_MAX_STR) */
 	keel_repl_str password; /* REGISTER: cluster-password */

@@ -68,6 +68,7 @@ static void act_send(keel_replman *m, const keel_ha_action *a)
 		msg.type = KEEL_REPL_REGISTER;
 		msg.role = a->role;
 		msg.failback = a->failback;
+		msg.probe = a->probe;
 		if (m->cfg->cluster_user)
 			msg.user = (keel_repl_str){ m->cfg->cluster_user, strlen(m->cfg->cluster_user) };
 		if (m->cfg->cluster_password)
@@ -176,6 +177,20 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 	case KEEL_HA_EV_ERROR:
 		keel_events_emit(m->events, "error", "{s:s}", "message", text);
 		break;
+	case KEEL_HA_EV_SPLIT_BRAIN: {
+		/* each side says its own count: the two events give both */
+		keel_journal *j = replman__journal(m);
+		keel_journal_stats st = { 0 };
+		if (j)
+			keel_journal_get_stats(j, &st);
+		keel_events_emit(m->events, type, "{s:I, s:I, s:b, s:I, s:s}", "activation-seq",
+				 (json_int_t)a->seq, "peer-activation-seq", (json_int_t)a->files,
+				 "serving", a->release, "messages", (json_int_t)st.messages, "text",
+				 text);
+		m->split_brains++;
+		m->split_peer_seq = a->files;
+		break;
+	}
 	case KEEL_HA_EV_FENCE:
 		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "ms", (json_int_t)a->ms,
 				 "activation-seq", (json_int_t)a->seq, "text", text);
@@ -447,7 +462,8 @@ json_t *keel_replman_status(keel_replman *m)
 	uint64_t now = replman__now_ms(m);
 	char idtext[40];
 	keel_ha_node_id_format(&ha->self.node_id, idtext);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:b}", "role",
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:b, s:I, s:I}",
+			 "role",
 			 m->cfg->role, "runtime-role",
 			 ha->role == KEEL_HA_ROLE_PRIMARY ? "primary" : "backup", "state",
 			 keel_ha_state_name(ha->state), "activation-seq",
@@ -458,7 +474,9 @@ json_t *keel_replman_status(keel_replman *m)
 					      ? ha->fence_until_ms - now : 0),
 			 "lease-ms-left",
 			 (json_int_t)(ha->lease_until_ms > now ? ha->lease_until_ms - now : 0),
-			 "peer-may-be-live", ha->self.peer_may_be_live);
+			 "peer-may-be-live", ha->self.peer_may_be_live, "split-brains",
+			 (json_int_t)m->split_brains, "split-brain-peer-activation-seq",
+			 (json_int_t)m->split_peer_seq);
 }
 
 void keel_replman_stop(keel_replman *m)

@@ -170,6 +170,8 @@ struct keel_replman {
 	bool fenced;                /* HOLD_RECEIPTS .. RELEASE_RECEIPTS: nothing is released */
 	uint64_t fence_floor;       /* what the gate said was synced when the fence began */
 	uint64_t sync_point;        /* journal ticket at SYNC_DONE (HOLD_JOURNAL_OPS) */
+	uint64_t split_brains;      /* split-brain events said (broker-status) */
+	uint64_t split_peer_seq;    /* the other live's activation at the last one */
 	uint64_t acked;
 	keel_sync_waiter *gate_waiters;
 	keel_sync_waiter gate_jw;   /* on the journal, for the highest ticket */

@@ -438,6 +438,10 @@ void replman__link_pump(rlink *l)
 		}
 		break;
 	}
+	if (keel_buf_size(&l->out) && fiu_fail(KEEL_FIU_REPL_CUT)) {
+		keel_buf_free(&l->out); /* a partition: nothing leaves */
+		keel_buf_init(&l->out);
+	}
 	if (keel_buf_size(&l->out)) {
 		wreq *w = keel_calloc(1, sizeof(*w));
 		if (w == NULL) {

@@ -49,6 +49,7 @@ static int on_message(rlink *l, const keel_repl_msg *msg)
 		in.peer = msg->id;
 		in.peer_role = msg->role;
 		in.failback = msg->failback;
+		in.probe = msg->probe;
 		in.creds_ok = creds_ok(m, msg);
 		break;
 	case KEEL_REPL_REGISTER_OK:
@@ -138,6 +139,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		keel_free(buf->base);
 		return;
 	}
+	if (fiu_fail(KEEL_FIU_REPL_CUT)) {
+		keel_free(buf->base); /* a partition: nothing arrives */
+		return;
+	}
 	if (!l->forgotten)
 		replman__feed_simple(m, KEEL_HA_IN_HEARD, l->id);
 	const uint8_t *p = (const uint8_t *)buf->base;
@@ -207,6 +212,12 @@ static void on_connect(uv_connect_t *req, int status)
 		 * a timeout or an unreachable network proves nothing */
 		l->refused = status == UV_ECONNREFUSED;
 		replman__link_broken(l, uv_strerror(status));
+		replman__drive(m);
+		return;
+	}
+	if (fiu_fail(KEEL_FIU_REPL_CUT)) {
+		/* a partition: as if the handshake never completed (not refused) */
+		replman__link_broken(l, "connect failed (fault point repl/cut)");
 		replman__drive(m);
 		return;
 	}

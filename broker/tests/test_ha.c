@@ -697,8 +697,9 @@ static void test_steady_link_lost(void **state)
 }
 
 /* The fence asks whether the ex-backup's process is still there: it is
- * (connected): wait for its lease, ask again later; refused: it is gone
- * and cannot fail over, receipt alone at once. */
+ * (connected, it answers the probe not-live): wait for its lease, ask
+ * again later; refused: it is gone and cannot fail over, receipt alone at
+ * once. */
 static void test_fence_probe(void **state)
 {
 	keel_ha ha;
@@ -726,6 +727,88 @@ static void test_fence_probe(void **state)
 	assert_true(HAS(KEEL_HA_ACT_EMIT, KEEL_HA_EV_ALONE));
 	assert_false(ha.fenced);
 	assert_int_equal(ha.state, KEEL_HA_LIVE);
+}
+
+/* Two lives meet: the live without a backup probes its peer every
+ * check-period; the peer, live too, refuses with its identity; both say
+ * split-brain and the lower activation (on a tie: not the configured
+ * primary) stops serving and restarts as the other's backup. */
+static void test_split_brain(void **state)
+{
+	keel_ha p, b;
+	(void)state;
+	/* P: a live primary, activation 1, no backup: it probes */
+	live_with_backup(&p, false);
+	feed(&p, KEEL_HA_IN_LINK_CLOSED, 7);          /* the backup is gone: seq 2 */
+	feed_timer(&p, KEEL_HA_TIMER_FENCE, 1000000);   /* the fence is over */
+	assert_true(p.timers & (1u << KEEL_HA_TIMER_PROBE));
+	/* the fence's own check is still out: the timer starts no probe */
+	assert_true(p.connecting);
+	feed_timer(&p, KEEL_HA_TIMER_PROBE, 1000000);
+	assert_false(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	assert_true(HAS(KEEL_HA_ACT_START_TIMER, TIMER(KEEL_HA_TIMER_PROBE)));
+	feed(&p, KEEL_HA_IN_CONNECTED, 10); /* that check: closed at once */
+	assert_true(HAS(KEEL_HA_ACT_CLOSE_LINK, 0));
+	feed_timer(&p, KEEL_HA_TIMER_PROBE, 1001000);
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	feed(&p, KEEL_HA_IN_CONNECTED, 11);
+	int r = find(KEEL_HA_ACT_SEND, KEEL_HA_MSG_REGISTER, 0);
+	assert_true(r >= 0 && acts.a[r].probe);
+	keel_ha_persist probe_id = acts.a[r].self;
+	assert_int_equal(probe_id.activation_seq, 2);
+
+	/* B: the ex-backup, live too after a failover (activation 2: a tie),
+	 * not the configured primary: it yields */
+	synced_backup(&b);
+	b.self.activation_seq = 1;
+	keel_ha_input closed = { .type = KEEL_HA_IN_LINK_CLOSED, .link = 3 };
+	feed_in(&b, &closed);
+	keel_ha_input refused = { .type = KEEL_HA_IN_CONNECT_FAILED, .refused = true };
+	feed_in(&b, &refused);
+	feed(&b, KEEL_HA_IN_JOURNAL_LOADED, 0);
+	feed(&b, KEEL_HA_IN_ACCEPTOR_LISTENING, 0);
+	assert_int_equal(b.state, KEEL_HA_LIVE);
+	assert_int_equal(b.self.activation_seq, 2);
+	keel_ha_input reg = { .type = KEEL_HA_IN_REGISTER, .link = 12, .creds_ok = true,
+			      .peer_role = KEEL_HA_ROLE_PRIMARY, .probe = true, .peer = probe_id };
+	feed_in(&b, &reg);
+	int rf = find(KEEL_HA_ACT_SEND, KEEL_HA_MSG_REGISTER_REFUSED, 0);
+	assert_true(rf >= 0);
+	assert_int_equal(acts.a[rf].reason, KEEL_HA_REASON_LIVE_TOO);
+	int e = find(KEEL_HA_ACT_EMIT, KEEL_HA_EV_SPLIT_BRAIN, 0);
+	assert_true(e >= 0);
+	assert_false(acts.a[e].release);           /* B does not keep serving */
+	assert_int_equal(acts.a[e].seq, 2);
+	assert_int_equal(acts.a[e].files, 2);       /* the peer's activation */
+	int ca = find(KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR, 0, 0);
+	int ra = find(KEEL_HA_ACT_RESTART_AS_BACKUP, 0, 0);
+	assert_true(ca > e && ra > ca);
+	assert_int_equal(b.state, KEEL_HA_BACKUP_CONNECTING);
+	assert_false(keel_ha_is_active(&b));
+	assert_true(HAS(KEEL_HA_ACT_CONNECT_TO_PEER, 0));
+	keel_ha_persist b_id = acts.a[rf].self;
+
+	/* P reads the refusal: split-brain too, and it keeps serving */
+	keel_ha_input lt = { .type = KEEL_HA_IN_REGISTER_REFUSED, .link = 11,
+			     .reason = KEEL_HA_REASON_LIVE_TOO, .peer = b_id };
+	feed_in(&p, &lt);
+	e = find(KEEL_HA_ACT_EMIT, KEEL_HA_EV_SPLIT_BRAIN, 0);
+	assert_true(e >= 0);
+	assert_true(acts.a[e].release);
+	assert_false(HAS(KEEL_HA_ACT_RESTART_AS_BACKUP, 0));
+	assert_int_equal(p.state, KEEL_HA_LIVE);
+
+	/* a higher activation wins whatever the roles */
+	synced_backup(&b);
+	b.self.activation_seq = 4;
+	feed_in(&b, &closed);
+	feed_in(&b, &refused);
+	feed(&b, KEEL_HA_IN_JOURNAL_LOADED, 0);
+	feed(&b, KEEL_HA_IN_ACCEPTOR_LISTENING, 0);
+	feed_in(&b, &reg); /* P's probe, activation 2 */
+	e = find(KEEL_HA_ACT_EMIT, KEEL_HA_EV_SPLIT_BRAIN, 0);
+	assert_true(acts.a[e].release);
+	assert_int_equal(b.state, KEEL_HA_LIVE);
 }
 
 /* The live's connection-ttl for a silent backup: its last grant (the PONG
@@ -888,6 +971,7 @@ int main(void)
 		cmocka_unit_test(test_ping_ttl),
 		cmocka_unit_test(test_silent_backup_no_fence),
 		cmocka_unit_test(test_fence_probe),
+		cmocka_unit_test(test_split_brain),
 		cmocka_unit_test(test_fence_stop_and_opt_out),
 		cmocka_unit_test(test_backup_lease),
 		cmocka_unit_test(test_operator_stop),

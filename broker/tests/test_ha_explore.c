@@ -53,7 +53,7 @@ typedef struct item {
 	uint8_t msg;
 	uint8_t reason;
 	uint8_t role;
-	uint8_t flags; /* 1 failback, 2 journal_valid, 4 peer_may_be_live */
+	uint8_t flags; /* 1 failback, 2 journal_valid, 4 peer_may_be_live, 8 probe */
 	uint8_t node;  /* node id (first byte) */
 	uint8_t bits;
 	uint8_t inc;   /* sender's incarnation */
@@ -93,12 +93,12 @@ typedef struct world {
 	conn c[MAXC];
 	uint8_t receipted;
 	uint8_t produced;
-	uint8_t crashes, restarts, cuts, drops, tmo, split, retries, times;
+	uint8_t crashes, restarts, cuts, drops, tmo, split, retries, times, probes;
 	uint32_t now_ms;    /* both nodes' clock (TIME steps) */
 } world;
 
 typedef struct bounds {
-	unsigned msgs, crashes, restarts, cuts, drops, tmo, retries, times;
+	unsigned msgs, crashes, restarts, cuts, drops, tmo, retries, times, probes;
 } bounds;
 
 /* connection-ttl in the model.  A TIME step moves the clock by twice
@@ -218,7 +218,8 @@ static hkey world_key(const world *w)
 		hu(&h, ha->adopt_seq);
 		hu(&h, ha->live_incarnation);
 		hu(&h, ha->timers);
-		hu(&h, ha->fenced | (uint64_t)ha->pings << 1);
+		hu(&h, ha->fenced | (uint64_t)ha->pings << 1 | (uint64_t)ha->probe_wanted << 5 |
+			       (uint64_t)ha->probing << 6);
 		/* whether the lease and the fence are over is state too */
 		hu(&h, (uint64_t)(w->now_ms < ha->lease_until_ms) |
 			       (uint64_t)(w->now_ms < ha->fence_until_ms) << 1);
@@ -243,7 +244,7 @@ static hkey world_key(const world *w)
 	hu(&h, w->produced);
 	hu(&h, w->crashes | w->restarts << 4 | w->cuts << 8 | w->drops << 12 | w->tmo << 16 |
 		       (uint64_t)w->split << 20 | (uint64_t)w->retries << 24 |
-		       (uint64_t)w->times << 28);
+		       (uint64_t)w->times << 28 | (uint64_t)w->probes << 32);
 	return (hkey){ h.a, h.b };
 }
 
@@ -323,7 +324,7 @@ static item msg_item(const keel_ha_action *a)
 		    .seq = (uint32_t)a->self.activation_seq,
 		    .inc = (uint8_t)a->self.incarnation };
 	it.flags = (uint8_t)((a->failback ? 1 : 0) | (a->self.journal_valid ? 2 : 0) |
-			     (a->self.peer_may_be_live ? 4 : 0));
+			     (a->self.peer_may_be_live ? 4 : 0) | (a->probe ? 8 : 0));
 	return it;
 }
 
@@ -487,6 +488,7 @@ static void set_peer(keel_ha_input *in, const item *it)
 	in->peer.incarnation = it->inc;
 	in->peer_role = (keel_ha_role)it->role;
 	in->failback = it->flags & 1;
+	in->probe = (it->flags & 8) != 0;
 	in->reason = (keel_ha_reason)it->reason;
 }
 
@@ -698,10 +700,12 @@ static void step(const world *from, const char *label, int kind, int a, int b)
 	}
 	case 3: { /* timer */
 		keel_ha_input in = { .type = KEEL_HA_IN_TIMER, .timer = (keel_ha_timer)b };
-		if (b != KEEL_HA_TIMER_RETRY)
-			w.tmo++;
-		else
+		if (b == KEEL_HA_TIMER_RETRY)
 			w.retries++;
+		else if (b == KEEL_HA_TIMER_PROBE)
+			w.probes++;
+		else
+			w.tmo++;
 		ok = feed_node(&w, a, &in);
 		break;
 	}
@@ -789,7 +793,10 @@ static void explore(const world *w)
 				step(w, lb, 2, n, bit);
 			}
 		for (int t = 0; t < KEEL_HA_TIMER_COUNT; t++)
-			if ((nd->ha.timers & (1u << t)) && (t == KEEL_HA_TIMER_RETRY ? w->retries < B.retries : w->tmo < B.tmo)) {
+			if ((nd->ha.timers & (1u << t)) &&
+			    (t == KEEL_HA_TIMER_RETRY   ? w->retries < B.retries
+			     : t == KEEL_HA_TIMER_PROBE ? w->probes < B.probes
+							: w->tmo < B.tmo)) {
 				snprintf(lb, sizeof(lb), "%c timer %d", "PB"[n], t);
 				step(w, lb, 3, n, t);
 			}
@@ -814,15 +821,15 @@ static bool run_explorer_rules(const char *name, bounds b, bool old_rules)
 	world w;
 	keel_ha_node_id id = { { 1 } };
 
-	/* KEEL_HA_EXPLORE=msgs,crashes,restarts,cuts,drops,timeouts,retries,times
-	 * overrides the bounds (for longer runs by hand). */
+	/* KEEL_HA_EXPLORE=msgs,crashes,restarts,cuts,drops,timeouts,retries,times,
+	 * probes overrides the bounds (for longer runs by hand). */
 	const char *env = getenv("KEEL_HA_EXPLORE");
 	if (env != NULL)
-		sscanf(env, "%u,%u,%u,%u,%u,%u,%u,%u", &b.msgs, &b.crashes, &b.restarts, &b.cuts,
-		       &b.drops, &b.tmo, &b.retries, &b.times);
+		sscanf(env, "%u,%u,%u,%u,%u,%u,%u,%u,%u", &b.msgs, &b.crashes, &b.restarts, &b.cuts,
+		       &b.drops, &b.tmo, &b.retries, &b.times, &b.probes);
 	printf("explorer %-10s: bounds msgs=%u crashes=%u restarts=%u cuts=%u drops=%u "
-	       "timeouts=%u retries=%u times=%u\n", name, b.msgs, b.crashes, b.restarts, b.cuts,
-	       b.drops, b.tmo, b.retries, b.times);
+	       "timeouts=%u retries=%u times=%u probes=%u\n", name, b.msgs, b.crashes, b.restarts,
+	       b.cuts, b.drops, b.tmo, b.retries, b.times, b.probes);
 	B = b;
 	n_states = n_steps = n_overflow = n_depth_cut = n_transitions = 0;
 	max_depth_seen = 0;
