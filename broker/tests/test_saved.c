@@ -1,6 +1,7 @@
 /*
  * test_saved.c - saved replicated journals (store/saved.h) and the
- * offline journal reader: PREPARE_REPLICA's save, the incomplete mark,
+ * offline journal reader: PREPARE_REPLICA's save (and a failed one that
+ * deletes nothing), the incomplete mark,
  * rotation to N copies (0 and -1 too), reading a journal without
  * changing it (a torn tail stays), message identity by content, the
  * lacking count between two hand-built journals whose ids overlap,
@@ -314,6 +315,26 @@ static void prepare_partial_replica_not_saved(void **state)
 	keel_free(v);
 }
 
+/* A save that fails deletes nothing (the sync must not go on): here
+ * <data-dir>/saved cannot be made (a file is in the way). */
+static void prepare_failure_deletes_nothing(void **state)
+{
+	fx *f = *state;
+	const wmsg m[] = { { "q.a", "precious", NULL, NULL } };
+	write_journal(f->jdir, m, 1);
+	put_file(f->ldir, "7.msg", "precious body");
+	put_file(f->data, "saved", "a file, not a directory");
+	keel_saved_prepare_opts o = { .data_dir = f->data, .journal_dir = f->jdir,
+				      .large_dir = f->ldir, .activation_seq = 1, .keep = 2,
+				      .now_s = NOW_S };
+	char copy[4096], err[512] = "";
+	assert_true(keel_saved_prepare(&o, copy, sizeof(copy), err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "cannot save"));
+	assert_int_equal(journal_messages(f->jdir), 1);
+	assert_true(exists(f->ldir, "7.msg"));
+	assert_false(exists(f->jdir, KEEL_JOURNAL_INCOMPLETE_MARK));
+}
+
 /* A journal opened for writing is a node's own: the mark goes. */
 static void open_removes_the_mark(void **state)
 {
@@ -592,6 +613,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(prepare_nothing_to_save, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_saves_by_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_partial_replica_not_saved, setup, teardown),
+		cmocka_unit_test_setup_teardown(prepare_failure_deletes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(open_removes_the_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(foreign_names_ignored, setup, teardown),
