@@ -1,8 +1,9 @@
 /*
  * keelctl.c - the Keel command line: main, the dispatch to subcommands and
  * the subcommands produce, consume and user hash-password (perf lives in
- * keelctl_perf.c, the management ones in keelctl_mgmt.c, the global
- * options and connecting in keelctl_common.c).
+ * keelctl_perf.c, the management ones in keelctl_mgmt.c, the saved
+ * journals in keelctl_journal.c, the global options and connecting in
+ * keelctl_common.c).
  *
  * A subcommand is one row of `commands` and one function.  Exit codes: 0
  * ok, 1 failure, 2 usage.  Uses the blocking client; single-threaded.
@@ -419,6 +420,7 @@ static const struct keelctl_command commands[] = {
 	{ "address", keelctl_address, "addresses: list, show, create, delete" },
 	{ "broker", keelctl_broker, "the broker: status, threads" },
 	{ "bridge", keelctl_bridge, "bridges: status" },
+	{ "journal", keelctl_journal, "saved copies of a node's old data: saved list, saved resend" },
 };
 
 static void main_usage(FILE *f)

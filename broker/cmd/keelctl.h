@@ -1,11 +1,12 @@
 /*
  * keelctl.h - keelctl's internal header: the global options (--host,
  * --port, --user, --password, --timeout, --url), number parsing and
- * connecting (keelctl_common.c), and the subcommands of keelctl_perf.c and
- * keelctl_mgmt.c that main (keelctl.c) dispatches to.  Each subcommand is
+ * connecting (keelctl_common.c), and the subcommands of keelctl_perf.c,
+ * keelctl_mgmt.c and keelctl_journal.c that main (keelctl.c) dispatches to.  Each subcommand is
  * `int keelctl_<name>(keelctl_global *g, int argc, char **argv)` returning
  * the exit code (0 ok, 1 failure, 2 usage), with argv[0] the subcommand's
- * name.  Calls go keelctl.c -> perf, mgmt -> common.  Single-threaded.
+ * name.  Calls go keelctl.c -> perf, mgmt, journal -> common.
+ * Single-threaded.
  */
 #ifndef KEELCTL_H
 #define KEELCTL_H
@@ -54,7 +55,8 @@ enum {
 #define KEELCTL_GLOBAL_USAGE \
 	"global options: --host H (127.0.0.1) --port P (61613) --user U --password P\n" \
 	"                --timeout MS (10000, per operation)\n" \
-	"                --url tcp://HOST:PORT (repeatable: tried in order until one connects)\n" \
+	"                --url tcp://HOST:PORT or stomp://HOST:PORT (repeatable: tried in\n" \
+	"                order until one connects)\n" \
 	"                KEEL_PASSWORD in the environment stands in for --password\n"
 
 /* ---- keelctl_common.c ---------------------------------------------------- */
@@ -85,5 +87,9 @@ int keelctl_queue(keelctl_global *g, int argc, char **argv);
 int keelctl_address(keelctl_global *g, int argc, char **argv);
 int keelctl_broker(keelctl_global *g, int argc, char **argv);
 int keelctl_bridge(keelctl_global *g, int argc, char **argv);
+
+/* ---- keelctl_journal.c: saved copies of a node's old data (offline) ------ */
+
+int keelctl_journal(keelctl_global *g, int argc, char **argv);
 
 #endif

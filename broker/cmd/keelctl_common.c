@@ -83,6 +83,8 @@ int keelctl_parse_url(keelctl_global *g, const char *url)
 	const char *p = url;
 	if (strncmp(p, "tcp://", 6) == 0)
 		p += 6;
+	else if (strncmp(p, "stomp://", 8) == 0)
+		p += 8;
 	const char *colon = strrchr(p, ':');
 	uint64_t port;
 	size_t hlen = colon ? (size_t)(colon - p) : 0;
@@ -92,7 +94,8 @@ int keelctl_parse_url(keelctl_global *g, const char *url)
 	}
 	if (colon == NULL || hlen == 0 || hlen >= sizeof(g->urls[0].host) ||
 	    !keelctl_parse_u64(colon + 1, &port) || port == 0 || port > 65535) {
-		fprintf(stderr, "keelctl: bad --url '%s' (tcp://HOST:PORT)\n", url);
+		fprintf(stderr, "keelctl: bad --url '%s' (tcp://HOST:PORT or stomp://HOST:PORT)\n",
+			url);
 		return 2;
 	}
 	if (g->url_count == KEELCTL_MAX_URLS) {

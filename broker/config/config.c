@@ -173,6 +173,8 @@ static const cyaml_schema_field_t ha_fields[] = {
 	CYAML_FIELD_BOOL("check-for-live-server", OPT, keel_ha_cfg, check_for_live_server),
 	CYAML_FIELD_BOOL("restart-backup", OPT, keel_ha_cfg, restart_backup),
 	CYAML_FIELD_BOOL("failover-may-lose-data", OPT, keel_ha_cfg, failover_may_lose_data),
+	CYAML_FIELD_INT("max-saved-replicated-journals-size", OPT, keel_ha_cfg,
+			max_saved_replicated_journals_size),
 	CYAML_FIELD_END,
 };
 
@@ -312,6 +314,8 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 			h->check_for_live_server = true;
 		if (HA_UNSET("restart-backup"))
 			h->restart_backup = true;
+		if (HA_UNSET("max-saved-replicated-journals-size"))
+			h->max_saved_replicated_journals_size = 2;
 #undef HA_UNSET
 	}
 	for (unsigned a = 0; a < cfg->addresses_count; a++) {
@@ -673,6 +677,11 @@ static int check_ha(cfg_check *c, const keel_config *cfg)
 		return check_fail(c, "ha.retry-interval\tmust be at least 1 ms");
 	if (h->connection_ttl == 0)
 		return check_fail(c, "ha.connection-ttl\tmust be at least 1 ms");
+	if (h->max_saved_replicated_journals_size < -1 ||
+	    h->max_saved_replicated_journals_size > KEEL_HA_MAX_SAVED_JOURNALS)
+		return check_fail(c, "ha.max-saved-replicated-journals-size\tmust be -1 (keep "
+				  "all), 0 (keep none) or up to %d, not %d",
+				  KEEL_HA_MAX_SAVED_JOURNALS, (int)h->max_saved_replicated_journals_size);
 	if (h->check_period > 0 && h->connection_ttl <= h->check_period) {
 		/* Name the key the file gave (the ha one, else the inherited one). */
 		const char *key = keel_yaml_line(c->scan, "ha.connection-ttl") ? "ha.connection-ttl"

@@ -28,7 +28,8 @@
  *   ha: {role, listen, peer, cluster-user, cluster-password,
  *       initial-replication-sync-timeout, failback-wait, connection-ttl,
  *       check-period, retry-interval, allow-failback, check-for-live-server,
- *       restart-backup}
+ *       restart-backup, failover-may-lose-data,
+ *       max-saved-replicated-journals-size}
  */
 #ifndef KEEL_CONFIG_H
 #define KEEL_CONFIG_H
@@ -122,6 +123,9 @@ typedef struct keel_ha_cfg {
 	bool check_for_live_server; /* default true */
 	bool restart_backup;     /* default true */
 	bool failover_may_lose_data; /* default false: leases and the fence (ha.h) */
+	int32_t max_saved_replicated_journals_size; /* copies of the old data a sync moves
+						      * aside (store/saved.h): default 2, 0 none,
+						      * -1 all; at most KEEL_HA_MAX_SAVED_JOURNALS */
 } keel_ha_cfg;
 
 struct keel_config {

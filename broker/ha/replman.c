@@ -201,6 +201,8 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 		break;
 	}
 	keel_log_info("%s%s%s", type, a->text ? ": " : "", text);
+	if (a->event == KEEL_HA_EV_BACKUP_ANNOUNCED)
+		replman__saved_compare(m); /* the sync completed: what did we save? */
 }
 
 static void act_timer(keel_replman *m, const keel_ha_action *a, bool start)
@@ -256,6 +258,8 @@ static void run_action(keel_replman *m, const keel_ha_action *a)
 	case KEEL_HA_ACT_PREPARE_REPLICA: replman__prepare_replica(m, a->link); break;
 	case KEEL_HA_ACT_FLUSH_REPLICA:
 		rc = m->replica_failed ? -EIO : replman__replica_flush(m);
+		if (rc == 0)
+			rc = replman__saved_replica_complete(m);
 		if (rc == 0) {
 			replman__replica_close_files(m);
 			replman__feed_simple(m, KEEL_HA_IN_REPLICA_FLUSHED, 0);
@@ -497,6 +501,7 @@ void keel_replman_close(keel_replman *m)
 	replman__snapshot_stop(m);
 	replman__gate_stop(m, true);
 	replman__replica_close_files(m);
+	replman__saved_cancel(m);
 	uv_close((uv_handle_t *)&m->acceptor, NULL);
 	uv_close((uv_handle_t *)&m->prepare, NULL);
 	for (int i = 0; i < KEEL_HA_TIMER_COUNT; i++)
@@ -515,6 +520,7 @@ void keel_replman_free(keel_replman *m)
 		return;
 	assert(!m->handles_open);
 	assert(m->links == NULL);
+	assert(m->cmp == NULL); /* the loop ran the comparison's callback */
 	replman__in_clear(m);
 	replman__q_free(&m->held_head, &m->held_tail);
 	replman__replica_close_files(m);

@@ -13,6 +13,9 @@
  *                      streamed behind the ops, writability, writes, close
  *   replman_live.c     live: START_SYNC_SEND, taking the snapshot, the tap,
  *                      HOLD/RELEASE of ops, STOP_REPLICATION
+ *   replman_saved.c    backup: the old data saved aside at PREPARE_REPLICA,
+ *                      the comparison of saved copies after a sync (off
+ *                      the loop), replication.saved
  *   replman_replica.c  backup: the mirror journal and large-message files
  *   replman_peer.c     accept/connect, read and decode the peer's messages
  *                      into inputs, OP_ACKs, replica writes
@@ -41,8 +44,9 @@
  * OP_ACK as well as for the local sync (the gate), until STOP_REPLICATION
  * releases or fails them.
  *
- * Backup side.  PREPARE_REPLICA empties <data-dir>/journal and the
- * large-message directory; FILE_CHUNKs and JOURNAL_OPs from that link are
+ * Backup side.  PREPARE_REPLICA moves <data-dir>/journal and the
+ * large-message directory into a saved copy (store/saved.h; emptied when
+ * there is nothing to save); FILE_CHUNKs and JOURNAL_OPs from that link are
  * written at their names and offsets; after each read the touched files
  * are fdatasync'ed and OP_ACK carries the last batch applied.  The backup
  * serves no client, so this I/O is synchronous on the loop.
@@ -63,6 +67,7 @@
 
 typedef struct rlink rlink;
 typedef struct sitem sitem;
+typedef struct saved_cmp saved_cmp;
 
 /* A queued send: bytes (encoded messages) or a file to stream. */
 struct sitem {
@@ -184,6 +189,8 @@ struct keel_replman {
 	uint64_t *deletes;
 	size_t ndeletes, delcap;
 	bool replica_failed;
+	saved_cmp *cmp;             /* comparing saved copies (pool thread), or NULL */
+	bool cmp_again;             /* a sync completed during it: compare again after */
 };
 
 /* JOURNAL_OP payload: u8 kind, u64 segment, u64 offset, u64 size, bytes. */
@@ -246,6 +253,20 @@ void replman__start_sync(keel_replman *m, uint32_t link);
 void replman__hold_ops(keel_replman *m);
 void replman__release_ops(keel_replman *m);
 void replman__stop_replication(keel_replman *m, const keel_ha_action *a);
+
+/* ---- replman_saved.c: the old data saved aside (backup) ------------------- */
+
+/* PREPARE_REPLICA's first step: the journal and large-message
+ * directories into a saved copy (or emptied), then empty and marked
+ * incomplete.  0, or -errno with err (nothing unsaved was deleted). */
+int replman__saved_prepare(keel_replman *m, char *err, size_t errlen);
+/* The sync completed (FLUSH_REPLICA done): the incomplete mark goes. */
+int replman__saved_replica_complete(keel_replman *m);
+/* backup.announced: compare the copies not compared yet, off the loop;
+ * replication.saved for each when done. */
+void replman__saved_compare(keel_replman *m);
+/* keel_replman_close: stop a comparison (its callback still runs). */
+void replman__saved_cancel(keel_replman *m);
 
 /* ---- replman_replica.c: the replica (backup) ------------------------------ */
 

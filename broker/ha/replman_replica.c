@@ -1,6 +1,7 @@
 /*
- * replman_replica.c - the backup's replica: PREPARE_REPLICA empties the
- * journal and large-message directories; FILE_CHUNKs and JOURNAL_OPs from
+ * replman_replica.c - the backup's replica: PREPARE_REPLICA saves the
+ * journal and large-message directories aside (replman_saved.c) and
+ * starts empty ones; FILE_CHUNKs and JOURNAL_OPs from
  * replica_link are written at their names and offsets; after each read
  * the touched files and directories are synced and OP_ACK carries the
  * last batch applied.  Owns the replica's open files (at most
@@ -129,26 +130,6 @@ static int replica_write(keel_replman *m, const char *name, uint64_t off, const 
 	return 0;
 }
 
-/* Empty a flat directory (create it when missing). */
-static int empty_dir(const char *dir)
-{
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	DIR *d = opendir(dir);
-	if (d == NULL)
-		return -errno;
-	struct dirent *e;
-	int rc = 0;
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
-			rc = -errno;
-	}
-	closedir(d);
-	return rc;
-}
-
 void replman__replica_close_files(keel_replman *m)
 {
 	for (int i = 0; i < KEEL_REPL_REPLICA_FILES; i++)
@@ -266,20 +247,23 @@ int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg)
 
 /* ---- actions and acks (backup) ------------------------------------------- */
 
-/* PREPARE_REPLICA: empty directories; this link's files are the replica. */
+/* PREPARE_REPLICA: the old data saved aside, empty directories; this
+ * link's files are the replica.  A failure to save is REPLICA_FAILED: the
+ * sync does not go on over data that was not saved. */
 void replman__prepare_replica(keel_replman *m, uint32_t link)
 {
+	char err[512] = "";
 	replman__replica_close_files(m);
 	m->ndeletes = 0;
 	m->ack_pending = 0;
 	m->replica_failed = false;
-	int rc = empty_dir(m->journal_dir);
-	if (rc == 0)
-		rc = empty_dir(m->large_dir);
+	int rc = replman__saved_prepare(m, err, sizeof(err));
 	m->dir_dirty = true;
 	m->replica_link = link;
 	if (rc) {
-		keel_log_error("replica: cannot prepare %s: %s", m->data_dir, strerror(-rc));
+		keel_log_error("replica: cannot prepare %s: %s", m->data_dir, err);
+		keel_events_emit(m->events, "error", "{s:s, s:s}", "message",
+				 "cannot save the old data before a sync", "cause", err);
 		m->replica_failed = true;
 		replman__feed_simple(m, KEEL_HA_IN_REPLICA_FAILED, link);
 	}

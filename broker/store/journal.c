@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "fsutil.h"
 #include "limits.h"
 #include "log.h"
 
@@ -203,6 +204,11 @@ int keel_journal_open(keel_journal **out, const keel_journal_options *opt, keel_
 	rc = journal__load(j, err, errlen);
 	if (rc)
 		goto fail;
+	/* opened for writing: a node's own journal, not a partial replica */
+	char mark[4096];
+	snprintf(mark, sizeof(mark), "%s/%s", j->dir, KEEL_JOURNAL_INCOMPLETE_MARK);
+	if (unlink(mark) == 0)
+		(void)keel_fsync_dir(j->dir);
 	j->st.segments = j->seg_count;
 	keel_log_info("journal loaded: %" PRIu64 " addresses, %" PRIu64 " queues, %" PRIu64
 		      " messages, %" PRIu64 " records in %" PRIu64 " segments",

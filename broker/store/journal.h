@@ -75,6 +75,7 @@ typedef struct keel_journal_stats {
  * records, segments, truncated}.  -EBADMSG for a corrupt record followed by
  * valid ones (err names the file and offset; the start must stop),
  * -EPROTONOSUPPORT for an unknown format version, other -errno for I/O.
+ * Removes KEEL_JOURNAL_INCOMPLETE_MARK (below) once loaded.
  * Borrows opt strings only during the call; `core` must outlive the journal.
  */
 int keel_journal_open(keel_journal **out, const keel_journal_options *opt, keel_core *core,
@@ -159,5 +160,63 @@ void keel_journal_snapshot_end(keel_journal *j, keel_journal_snapshot *snap);
 
 void keel_journal_segment_name(uint64_t seg, char *buf, size_t len);
 const char *keel_journal_dir(const keel_journal *j);
+
+/*
+ * A file a replica's journal directory holds from PREPARE_REPLICA until
+ * its sync has completed (saved.h): such a directory is a partial copy of
+ * its live, not this node's own data.  keel_journal_open removes it (a
+ * journal opened for writing is a node's own from then on).
+ */
+#define KEEL_JOURNAL_INCOMPLETE_MARK ".replica-incomplete"
+
+/*
+ * ---- offline reading (saved copies, keelctl) -------------------------------
+ *
+ * keel_journal_read scans a journal directory as open does, read only:
+ * nothing is written, cut or removed (a torn tail or an unfinished segment
+ * ends the reading of that file; counted in `torn`), no core is built, no
+ * large-message body is opened.  Each live message (one that a live queue
+ * holds) is handed to the visitor once, in id order; views are valid
+ * during the call only.  Any one thread; no shared state.
+ */
+typedef struct keel_journal_msgview {
+	uint64_t id;             /* per journal: another node's ids overlap */
+	int64_t timestamp_ms;
+	int64_t expires_ms;      /* 0 = never */
+	uint8_t priority;
+	const char *address;     /* address_len bytes, not NUL-terminated */
+	size_t address_len;
+	bool multicast;          /* the first queue holding it is MULTICAST */
+	uint32_t queues;         /* live queues holding it */
+	const keel_kv *headers;  /* user headers as journaled (not NUL-terminated) */
+	size_t header_count;
+	bool large;              /* body in the large-message file <id>.msg */
+	const uint8_t *body;     /* NULL when large */
+	uint64_t body_len;
+} keel_journal_msgview;
+
+typedef struct keel_journal_read_stats {
+	uint64_t messages;       /* visited */
+	uint64_t records;        /* valid records read */
+	uint64_t segments;
+	uint64_t bytes;          /* of the segment files (their sizes) */
+	uint64_t torn;           /* files whose reading stopped at a bad record */
+} keel_journal_read_stats;
+
+/* 0: go on; anything else stops the reading and is returned. */
+typedef int (*keel_journal_visit_fn)(void *ud, const keel_journal_msgview *m);
+
+/* The directory may be written meanwhile (a replica receiving operations
+ * while it is read): a bad record ends its file instead of being
+ * corruption, a segment deleted since the directory was listed is
+ * skipped. */
+#define KEEL_JOURNAL_READ_TOLERANT 1u
+
+/* 0, the visitor's value, or -errno with err: -ENOENT (no such
+ * directory), -EBADMSG (a corrupt record followed by valid ones, or a
+ * message that does not parse), -EPROTONOSUPPORT, -ENOMEM.  st may be
+ * NULL. */
+int keel_journal_read(const char *dir, unsigned flags, keel_journal_visit_fn fn, void *ud,
+		      keel_journal_read_stats *st, char *err, size_t errlen);
 
 #endif

@@ -153,6 +153,10 @@ struct keel_journal {
 	keel_events *events;
 	keel_large_body *(*large_open)(void *ud, uint64_t msg_id, uint64_t size);
 	void *large_ud;
+	bool read_only;        /* keel_journal_read's scratch journal: no file is
+				  written, cut or removed */
+	bool tolerant;         /* read_only, of a journal written meanwhile: a bad
+				  record ends its segment, a vanished segment is skipped */
 
 	/* loop side */
 	jseg *segs;            /* oldest first */

@@ -2,10 +2,13 @@
  * journal_recovery.c - open: read every segment of the directory, cut torn
  * tails (journal.truncated), refuse corruption and unknown versions, and
  * rebuild the core and the live index from what counts (by identity, not
- * by order; records of a transaction only with its TX_COMMIT).
+ * by order; records of a transaction only with its TX_COMMIT).  Also the
+ * offline reader (keel_journal_read): the same scan, read only (nothing
+ * cut or removed), handing each live message to a visitor, no core.
  *
  * Owns the replay tables, freed before it returns.  Runs once, inside
- * keel_journal_open, before the writer thread exists.  Loop thread.
+ * keel_journal_open, before the writer thread exists (loop thread); the
+ * offline reader runs on any one thread at a time per scratch journal.
  */
 #include "journal_int.h"
 
@@ -87,6 +90,8 @@ typedef struct robj {
 	size_t plen;
 	keel_msg *msg;       /* built on restore */
 	bool skipped;
+	uint32_t nrefs;      /* offline reading: refs in live queues */
+	uint8_t qrouting;    /* offline reading: routing of the first such queue */
 } robj;
 
 typedef struct rtx {
@@ -381,12 +386,18 @@ static void report_truncated(keel_journal *j, const char *name, uint64_t off, ui
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", j->dir, name);
+	j->st.truncated++;
+	if (j->read_only) {
+		/* nothing is cut: the reader only stops there */
+		keel_log_debug("journal (read only): %s: records end at offset %" PRIu64
+			       " before %" PRIu64 " bytes that are not one", path, off, bytes);
+		return;
+	}
 	keel_log_warn("journal: torn tail in %s at offset %" PRIu64 " (%" PRIu64
 		      " bytes discarded)", path, off, bytes);
 	if (j->events)
 		keel_events_emit(j->events, "journal.truncated", "{s:s, s:I, s:I}", "file", path,
 				 "offset", (json_int_t)off, "bytes", (json_int_t)bytes);
-	j->st.truncated++;
 }
 
 /* Scan one segment file into the replay.  Torn tails are cut (the file is
@@ -397,6 +408,8 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 {
 	segread sr;
 	int rc = segread_open(&sr, dirfd, name);
+	if (rc == -ENOENT && j->tolerant)
+		return 0; /* deleted since the directory was read */
 	if (rc == 0)
 		rc = segread_ensure(j, &sr, J_SEG_HDR);
 	if (rc) {
@@ -418,7 +431,8 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 			return -EPROTONOSUPPORT;
 		}
 		report_truncated(j, name, 0, size);
-		unlinkat(dirfd, name, 0);
+		if (!j->read_only)
+			unlinkat(dirfd, name, 0);
 		segread_close(&sr);
 		return 0;
 	}
@@ -457,6 +471,11 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 		if (size - off >= J_REC_HDR && all_zero(buf + off, J_REC_HDR))
 			break; /* end of the records */
 		uint32_t len = journal__rec_valid(buf, off, sr.have);
+		if (len == 0 && j->tolerant) {
+			/* a journal written meanwhile: its records end here */
+			report_truncated(j, name, off, 0);
+			break;
+		}
 		if (len == 0) {
 			/* the rare paths below look past this record: read it all */
 			rc = segread_ensure(j, &sr, size);
@@ -484,6 +503,11 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 			while (nz > off && buf[nz - 1] == 0)
 				nz--;
 			uint64_t bytes = nz - off;
+			if (j->read_only) {
+				/* offline reading: the tail is left as it is */
+				report_truncated(j, name, off, bytes);
+				break;
+			}
 			int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
 			if (fd < 0 || ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0) {
 				rc = -errno;
@@ -744,9 +768,9 @@ static void replay_free(replay *rp)
 	}
 }
 
-int journal__load(keel_journal *j, char *err, size_t errlen)
+/* Scan every segment of j->dir, oldest first, into the replay. */
+static int scan_dir(keel_journal *j, replay *rp, char *err, size_t errlen)
 {
-	replay rp = { 0 };
 	uint64_t *ids = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;
@@ -784,17 +808,159 @@ int journal__load(keel_journal *j, char *err, size_t errlen)
 	for (size_t i = 0; i < n; i++) {
 		char name[64];
 		journal__seg_name(name, sizeof(name), ids[i]);
-		rc = scan_segment(j, dirfd(d), name, ids[i], &rp, err, errlen);
+		rc = scan_segment(j, dirfd(d), name, ids[i], rp, err, errlen);
 		if (rc)
 			goto out;
 		if (ids[i] > j->last_seg_id)
 			j->last_seg_id = ids[i];
 	}
-	j->st.records = rp.records;
-	rc = restore(j, &rp, err, errlen);
+	j->st.records = rp->records;
 out:
 	closedir(d);
 	keel_free(ids);
+	return rc;
+}
+
+int journal__load(keel_journal *j, char *err, size_t errlen)
+{
+	replay rp = { 0 };
+	int rc = scan_dir(j, &rp, err, errlen);
+	if (rc == 0)
+		rc = restore(j, &rp, err, errlen);
 	replay_free(&rp);
+	return rc;
+}
+
+/* ---- offline reading (keel_journal_read) ----------------------------------- */
+
+/* A MESSAGE payload as a view (strings point into the payload, headers
+ * into `kv`, which must hold KEEL_MAX_HEADERS * 4).  false: it does not
+ * parse. */
+static bool view_decode(const robj *o, keel_journal_msgview *v, keel_kv *kv)
+{
+	rd r = { .p = o->payload, .left = o->plen };
+	v->id = r64(&r);
+	v->timestamp_ms = (int64_t)r64(&r);
+	v->expires_ms = (int64_t)r64(&r);
+	v->priority = r8(&r);
+	uint8_t flags = r8(&r);
+	v->address_len = r16(&r);
+	v->address = (const char *)rtake(&r, v->address_len);
+	uint32_t hc = r32(&r);
+	if (r.bad || hc > KEEL_MAX_HEADERS * 4 || v->address == NULL)
+		return false;
+	for (uint32_t i = 0; i < hc; i++) {
+		uint32_t n = r32(&r);
+		const uint8_t *name = rtake(&r, n);
+		uint32_t vl = r32(&r);
+		const uint8_t *val = rtake(&r, vl);
+		if (r.bad || name == NULL || val == NULL)
+			return false;
+		kv[i] = (keel_kv){ (const char *)name, n, (const char *)val, vl };
+	}
+	v->headers = kv;
+	v->header_count = hc;
+	v->body_len = r64(&r);
+	v->large = (flags & JM_LARGE) != 0;
+	v->body = NULL;
+	if (!v->large) {
+		v->body = rtake(&r, (size_t)v->body_len);
+		if (v->body_len && v->body == NULL)
+			return false;
+	}
+	return !r.bad && r.left == 0;
+}
+
+/* Visit the live messages of the replay, in id order. */
+static int visit_messages(const replay *rp, keel_journal_visit_fn fn, void *ud,
+			  keel_journal_read_stats *st, char *err, size_t errlen)
+{
+	size_t nr = 0, nm = 0;
+	robj **rs = live_sorted(rp, rp->refs, &nr, cmp_ref);
+	robj **ms = NULL;
+	keel_kv *kv = keel_malloc(KEEL_MAX_HEADERS * 4 * sizeof(*kv));
+	int rc = -ENOMEM;
+	if (rs == NULL || kv == NULL)
+		goto nomem;
+	/* refs per message, in live queues; the first queue's routing */
+	for (size_t i = 0; i < nr; i++) {
+		robj *q = NULL, *mo = NULL;
+		uint64_t qk[2] = { rs[i]->key[0], 0 }, mk[2] = { rs[i]->key[1], 0 };
+		HASH_FIND(hh, rp->queues, qk, sizeof(qk), q);
+		HASH_FIND(hh, rp->msgs, mk, sizeof(mk), mo);
+		if (!robj_live(rp, q) || mo == NULL || !mo->added || !tx_ok(rp, mo->add_tx))
+			continue;
+		if (mo->nrefs++ == 0)
+			mo->qrouting = q->routing;
+	}
+	ms = keel_malloc((HASH_COUNT(rp->msgs) + 1) * sizeof(*ms));
+	if (ms == NULL)
+		goto nomem;
+	robj *o, *tmp;
+	HASH_ITER(hh, rp->msgs, o, tmp)
+		if (o->nrefs > 0)
+			ms[nm++] = o;
+	if (nm > 1)
+		qsort(ms, nm, sizeof(*ms), cmp_obj);
+	rc = 0;
+	for (size_t i = 0; i < nm && rc == 0; i++) {
+		keel_journal_msgview v = { 0 };
+		if (!view_decode(ms[i], &v, kv)) {
+			snprintf(err, errlen, "journal: message %" PRIu64 " does not parse",
+				 ms[i]->key[0]);
+			rc = -EBADMSG;
+			break;
+		}
+		v.queues = ms[i]->nrefs;
+		v.multicast = ms[i]->qrouting == KEEL_MULTICAST;
+		st->messages++;
+		rc = fn(ud, &v);
+	}
+	goto out;
+nomem:
+	snprintf(err, errlen, "journal: out of memory");
+out:
+	keel_free(rs);
+	keel_free(ms);
+	keel_free(kv);
+	return rc;
+}
+
+int keel_journal_read(const char *dir, unsigned flags, keel_journal_visit_fn fn, void *ud,
+		      keel_journal_read_stats *st, char *err, size_t errlen)
+{
+	keel_journal_read_stats dummy;
+	if (st == NULL)
+		st = &dummy;
+	memset(st, 0, sizeof(*st));
+	err[0] = '\0';
+	/* a scratch journal for the scan alone: no core, no writer, no file
+	 * opened for writing (read_only: torn tails are not cut, unfinished
+	 * segments not removed) */
+	keel_journal *j = keel_calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -ENOMEM;
+	j->dir = keel_strdup(dir);
+	j->read_only = true;
+	j->tolerant = (flags & KEEL_JOURNAL_READ_TOLERANT) != 0;
+	replay rp = { 0 };
+	int rc = -ENOMEM;
+	if (j->dir == NULL) {
+		snprintf(err, errlen, "journal: out of memory");
+		goto out;
+	}
+	rc = scan_dir(j, &rp, err, errlen);
+	for (jseg *s = j->segs; s; s = s->next)
+		st->bytes += s->size;
+	st->segments = j->seg_count;
+	st->records = j->st.records;
+	st->torn = j->st.truncated;
+	if (rc == 0)
+		rc = visit_messages(&rp, fn, ud, st, err, errlen);
+out:
+	replay_free(&rp);
+	journal__free_index(j);
+	keel_free(j->dir);
+	keel_free(j);
 	return rc;
 }

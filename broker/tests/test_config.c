@@ -599,7 +599,8 @@ static void test_ha(void **state)
 			   "  allow-failback: false\n"
 			   "  check-for-live-server: no\n"
 			   "  restart-backup: false\n"
-			   "  failover-may-lose-data: true\n";
+			   "  failover-may-lose-data: true\n"
+			   "  max-saved-replicated-journals-size: 5\n";
 	assert_int_equal(load_str(full, &cfg, err, sizeof(err)), 0);
 	assert_non_null(cfg->ha);
 	const keel_ha_cfg *h = cfg->ha;
@@ -617,6 +618,7 @@ static void test_ha(void **state)
 	assert_false(h->check_for_live_server);
 	assert_false(h->restart_backup);
 	assert_true(h->failover_may_lose_data);
+	assert_int_equal(h->max_saved_replicated_journals_size, 5);
 	keel_config_free(cfg);
 
 	/* Defaults; connection-ttl and check-period from the top level. */
@@ -639,6 +641,20 @@ static void test_ha(void **state)
 	assert_true(h->check_for_live_server);
 	assert_true(h->restart_backup);
 	assert_false(h->failover_may_lose_data);
+	assert_int_equal(h->max_saved_replicated_journals_size, 2);
+	keel_config_free(cfg);
+	/* 0 keeps none (the old data is deleted), -1 keeps every copy */
+	cfg = NULL;
+	assert_int_equal(load_str("ha: {role: backup, listen: \"h:1\", peer: \"h:2\", "
+				  "max-saved-replicated-journals-size: 0}\n", &cfg, err,
+				  sizeof(err)), 0);
+	assert_int_equal(cfg->ha->max_saved_replicated_journals_size, 0);
+	keel_config_free(cfg);
+	cfg = NULL;
+	assert_int_equal(load_str("ha: {role: backup, listen: \"h:1\", peer: \"h:2\", "
+				  "max-saved-replicated-journals-size: -1}\n", &cfg, err,
+				  sizeof(err)), 0);
+	assert_int_equal(cfg->ha->max_saved_replicated_journals_size, -1);
 	keel_config_free(cfg);
 	/* ... and the top-level defaults when neither level says. */
 	cfg = NULL;
@@ -693,6 +709,14 @@ static void test_ha(void **state)
 		     "renew the backup's lease: set it > 0 (or failover-may-lose-data: true)");
 	expect_error("ha:\n  role: primary\n" HA_OK "  failover-may-lose-data: perhaps\n",
 		     "t.yaml:5: ha.failover-may-lose-data: invalid boolean \"perhaps\"");
+	expect_error("ha:\n  role: primary\n" HA_OK "  max-saved-replicated-journals-size: -2\n",
+		     "t.yaml:5: ha.max-saved-replicated-journals-size: must be -1 (keep all), 0 "
+		     "(keep none) or up to 1000, not -2");
+	expect_error("ha:\n  role: primary\n" HA_OK "  max-saved-replicated-journals-size: 1001\n",
+		     "t.yaml:5: ha.max-saved-replicated-journals-size: must be -1 (keep all), 0 "
+		     "(keep none) or up to 1000, not 1001");
+	expect_error("ha:\n  role: primary\n" HA_OK "  max-saved-replicated-journals-size: two\n",
+		     "t.yaml:5: ha.max-saved-replicated-journals-size: invalid integer \"two\"");
 	expect_error("ha:\n  role: primary\n" HA_OK "  restart-backup: maybe\n",
 		     "t.yaml:5: ha.restart-backup: invalid boolean \"maybe\"");
 	expect_error("ha:\n  role: primary\n" HA_OK "  ha-policy: x\n",

@@ -363,6 +363,17 @@
  * as corrupt before parsing. */
 #define KEEL_HA_IDENTITY_MAX_BYTES 4096
 
+/* ---- saved replicated journals (store/saved*.c) ---------------------------- */
+
+/* ha.max-saved-replicated-journals-size at most: copies are numbered NNN
+ * and each holds a whole journal; past a thousand an operator wants a
+ * backup system, not a rotation. */
+#define KEEL_HA_MAX_SAVED_JOURNALS 1000
+
+/* Bytes read at a time when a large message's body is hashed to compare
+ * a saved copy with the live's journal (off the loop). */
+#define KEEL_SAVED_HASH_CHUNK (256 * 1024)
+
 /* ---- replication manager (replman) --------------------------------------- */
 
 /* Replica files a backup keeps open at once (bounds its descriptors); one

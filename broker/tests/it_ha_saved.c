@@ -1,0 +1,364 @@
+/*
+ * it_ha_saved.c - a split brain and its recovery, end to end: two real
+ * keel-broker nodes on the old rules (failover-may-lose-data: true), each
+ * receipting messages the other never saw; the node that then syncs from
+ * the other saves its own journal (replication.saved: messages, lacking)
+ * and `keelctl journal saved resend` puts what it alone had receipted
+ * back into the live, where a consumer finds every receipted message.
+ *
+ * argv[1] is keel-broker, argv[2] keelctl.  The faults are SIGSTOP /
+ * SIGCONT / SIGKILL; every step waits for an event with a deadline,
+ * nothing sleeps.  Single-threaded.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "keel/alloc.h"
+#include "itutil.h"
+#include "keel/client.h"
+
+#define T_MS it_ms(5000)
+#define START_MS it_ms(20000)
+#define DEST "/queue/split"
+#define EACH 3
+
+static const char *broker_exe;
+static const char *keelctl_exe;
+
+/* ---- nodes ------------------------------------------------------------------ */
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t len = sizeof(sa);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static char *make_tmpdir(void)
+{
+	char *d = keel_malloc(256);
+	assert_non_null(d);
+	snprintf(d, 256, "%s/keel-it-ha-saved-XXXXXX",
+		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(d));
+	return d;
+}
+
+static void rm_tmpdir(char *d)
+{
+	nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	keel_free(d);
+}
+
+/* A node of the pair on the old rules, its data in data_dir.  ready: the
+ * event it_broker_start waits for (NULL: state LIVE). */
+static it_broker *start_node(const char *name, const char *role, uint16_t listen_port,
+			     uint16_t peer_port, const char *data_dir, const char *ready)
+{
+	char y[1024];
+	snprintf(y, sizeof(y),
+		 "ha:\n"
+		 "  role: %s\n"
+		 "  listen: \"127.0.0.1:%u\"\n"
+		 "  peer: \"127.0.0.1:%u\"\n"
+		 "  check-period: %u\n"
+		 "  connection-ttl: %u\n"
+		 "  retry-interval: 100\n"
+		 "  initial-replication-sync-timeout: %u\n"
+		 "  failover-may-lose-data: true\n"
+		 "  allow-failback: false\n",
+		 role, (unsigned)listen_port, (unsigned)peer_port, it_ms(300), it_ms(1500),
+		 it_ms(30000));
+	const char *args[] = { "--data-dir", data_dir, NULL };
+	it_broker_opts o = { .name = name, .config_yaml = y, .extra_args = args,
+			     .ready_type = ready };
+	it_broker *b = NULL;
+	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
+	if (rc != 0)
+		fail_msg("%s did not start: %s", name, strerror(-rc));
+	return b;
+}
+
+static int wait_ev(it_broker *b, int from, const char *type, const char *field,
+		   const char *value, uint32_t ms)
+{
+	int i = it_broker_wait_event(b, (size_t)(from + 1), type, field, value, ms);
+	if (i < 0)
+		fail_msg("no %s%s%s within %u ms: %s", type, value ? " " : "", value ? value : "",
+			 ms, strerror(-i));
+	return i;
+}
+
+static json_t *ev_get(it_broker *b, int i, const char *field)
+{
+	return json_object_get(it_broker_event(b, (size_t)i), field);
+}
+
+static long ev_int(it_broker *b, int i, const char *field)
+{
+	json_t *v = ev_get(b, i, field);
+	assert_true(json_is_integer(v));
+	return (long)json_integer_value(v);
+}
+
+static void sig(it_broker *b, int s)
+{
+	assert_int_equal(kill(it_broker_pid(b), s), 0);
+}
+
+static void stop_clean(it_broker *b)
+{
+	int ws = 0;
+	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
+	if (it_exit_code(ws) != 0)
+		fail_msg("broker %d exited %d", (int)it_broker_pid(b), it_exit_code(ws));
+	it_broker_free(b);
+}
+
+/* ---- clients ------------------------------------------------------------------- */
+
+static keel_bclient *bconnect(uint16_t port)
+{
+	keel_client_options o = { 0 };
+	o.host = "127.0.0.1";
+	o.port = port;
+	o.connect_timeout_ms = T_MS;
+	char err[256] = "";
+	keel_bclient *c = NULL;
+	int rc = keel_bclient_connect(&c, &o, T_MS, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("connect to %u: %s (%s)", (unsigned)port, strerror(-rc), err);
+	return c;
+}
+
+/* Send EACH persistent messages "<prefix>-<i>", each receipted. */
+static void produce(uint16_t port, const char *prefix, char bodies[][32], size_t *n)
+{
+	static const keel_kv h[] = { { "persistent", 10, "true", 4 },
+				     { "origin", 6, "it", 2 } };
+	keel_bclient *c = bconnect(port);
+	for (int i = 0; i < EACH; i++) {
+		snprintf(bodies[*n], 32, "%s-%d", prefix, i);
+		int rc = keel_bclient_send(c, DEST, h, 2, bodies[*n], strlen(bodies[*n]), true,
+					   T_MS);
+		if (rc != 0)
+			fail_msg("SEND %s: %s (%s)", bodies[*n], strerror(-rc),
+				 keel_bclient_error(c));
+		(*n)++;
+	}
+	keel_bclient_close(c);
+}
+
+/* Receive exactly n messages (any order), each body one of bodies[] once;
+ * with `resent`, each carries keel-resent-from: resent. */
+static void consume_exactly(uint16_t port, char bodies[][32], size_t n, const char *resent)
+{
+	keel_bclient *c = bconnect(port);
+	assert_int_equal(keel_bclient_subscribe(c, "s", DEST, "auto", NULL, 0, T_MS), 0);
+	bool seen[64] = { false };
+	assert_true(n <= 64);
+	for (size_t got = 0; got < n; got++) {
+		keel_bframe *m = NULL;
+		int rc = keel_bclient_receive(c, &m, T_MS);
+		if (rc != 0)
+			fail_msg("only %zu of %zu messages: %s", got, n, strerror(-rc));
+		size_t k = 0;
+		while (k < n && (strlen(bodies[k]) != m->f.body_len ||
+				 memcmp(bodies[k], m->f.body, m->f.body_len) != 0))
+			k++;
+		if (k == n)
+			fail_msg("unexpected message '%.*s'", (int)m->f.body_len,
+				 (const char *)m->f.body);
+		if (seen[k])
+			fail_msg("message '%s' twice", bodies[k]);
+		seen[k] = true;
+		/* user headers came back through the saved journal */
+		const char *origin = keel_client_frame_header(&m->f, "origin");
+		assert_non_null(origin);
+		assert_string_equal(origin, "it");
+		const char *from = keel_client_frame_header(&m->f, "keel-resent-from");
+		if (resent) {
+			if (from == NULL || strcmp(from, resent) != 0)
+				fail_msg("'%s': keel-resent-from '%s', not '%s'", bodies[k],
+					 from ? from : "(none)", resent);
+		}
+		keel_bclient_frame_free(m);
+	}
+	/* and nothing more: a receive that times out (the negative check of
+	 * this file, bounded) */
+	keel_bframe *extra = NULL;
+	int rc = keel_bclient_receive(c, &extra, it_ms(300));
+	if (rc == 0)
+		fail_msg("one more message: '%.*s'", (int)extra->f.body_len,
+			 (const char *)extra->f.body);
+	assert_int_equal(rc, -ETIMEDOUT);
+	keel_bclient_close(c);
+}
+
+/* Run keelctl with `args`; its exit code, stdout in out. */
+static int keelctl(const char *args, char *out, size_t outlen)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", keelctl_exe, args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, outlen - 1, p);
+	out[n] = '\0';
+	int ws = pclose(p);
+	fprintf(stderr, "$ keelctl %s\n%s", args, out);
+	return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128;
+}
+
+/* ---- the split brain ------------------------------------------------------------- */
+
+static void test_split_brain_recovered(void **state)
+{
+	(void)state;
+	char bodies[4 * EACH][32], lost[2 * EACH][32], out[8192], args[1024];
+	size_t n = 0;
+	char *pdir = make_tmpdir(), *bdir = make_tmpdir();
+	uint16_t pport = free_port(), bport = free_port();
+
+	/* A pair: P live, B synced. */
+	it_broker *p = start_node("saved-p", "primary", pport, bport, pdir, NULL);
+	it_broker *b = start_node("saved-b", "backup", bport, pport, bdir,
+				  "replication.listening");
+	wait_ev(b, -1, "backup.announced", NULL, NULL, START_MS);
+	int psync = wait_ev(p, -1, "replication.sync.done", NULL, NULL, START_MS);
+	/* B had nothing of its own to save */
+	assert_false(it_broker_wait_event(b, 0, "replication.saved", NULL, NULL, 0) >= 0);
+	produce(it_broker_port(p), "both", bodies, &n);
+
+	/* B is paused: P drops it after connection-ttl and receipts alone
+	 * (the old rules: no fence). */
+	sig(b, SIGSTOP);
+	wait_ev(p, psync, "replication.lost", NULL, NULL, START_MS);
+	size_t on_p = n;
+	produce(it_broker_port(p), "only-p", bodies, &n);
+
+	/* P dies; B wakes, finds P gone and fails over without P's last
+	 * messages: two nodes have each receipted what the other lacks. */
+	sig(p, SIGKILL);
+	int ws = 0;
+	assert_int_equal(it_broker_wait_exit(p, T_MS, &ws), 0);
+	it_broker_free(p);
+	sig(b, SIGCONT);
+	int fo = wait_ev(b, -1, "failover", NULL, NULL, START_MS);
+	int live = wait_ev(b, fo, "state", "state", "LIVE", START_MS);
+	int acc = it_broker_wait_event(b, (size_t)fo, "acceptor.listening", NULL, NULL, 0);
+	assert_true(acc > fo && acc < live);
+	uint16_t bclients = (uint16_t)ev_int(b, acc, "port");
+	produce(bclients, "only-b", bodies, &n);
+
+	/* P comes back on its data and syncs from B, the live: its own
+	 * journal is saved first, and the comparison says what B lacks. */
+	p = start_node("saved-p", "primary", pport, bport, pdir, "replication.listening");
+	wait_ev(p, -1, "backup.announced", NULL, NULL, START_MS);
+	int sv = wait_ev(p, -1, "replication.saved", NULL, NULL, START_MS);
+	const char *path = json_string_value(ev_get(p, sv, "path"));
+	assert_non_null(path);
+	assert_null(ev_get(p, sv, "error"));
+	assert_int_equal(ev_int(p, sv, "messages"), 2 * EACH);
+	assert_int_equal(ev_int(p, sv, "lacking"), EACH);
+	char want[512];
+	snprintf(want, sizeof(want), "%s/saved/001-seq", pdir);
+	if (strncmp(path, want, strlen(want)) != 0)
+		fail_msg("saved copy %s is not under %s", path, want);
+	const char *copy = strrchr(path, '/') + 1;
+
+	/* keelctl lists it... */
+	snprintf(args, sizeof(args), "journal saved list --data-dir %s --json", pdir);
+	assert_int_equal(keelctl(args, out, sizeof(out)), 0);
+	json_t *arr = json_loads(out, 0, NULL);
+	assert_true(json_is_array(arr));
+	assert_int_equal(json_array_size(arr), 1);
+	json_t *c0 = json_array_get(arr, 0);
+	assert_string_equal(json_string_value(json_object_get(c0, "name")), copy);
+	assert_int_equal(json_integer_value(json_object_get(c0, "messages")), 2 * EACH);
+	assert_int_equal(json_integer_value(json_object_get(c0, "lacking")), EACH);
+	json_decref(arr);
+
+	/* ...and sends what B lacked to B: every receipted message is there,
+	 * each once. */
+	snprintf(args, sizeof(args),
+		 "journal saved resend --data-dir %s --copy %s --only-lacking "
+		 "--url stomp://127.0.0.1:%u",
+		 pdir, copy, (unsigned)bclients);
+	assert_int_equal(keelctl(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "sent 3 messages"));
+	assert_int_equal((int)n, 3 * EACH);
+	consume_exactly(bclients, bodies, n, NULL);
+
+	/* Without --only-lacking every message of the copy goes again, each
+	 * marked with the copy it came from. */
+	snprintf(args, sizeof(args),
+		 "journal saved resend --data-dir %s --copy %s --url stomp://127.0.0.1:%u",
+		 pdir, copy, (unsigned)bclients);
+	assert_int_equal(keelctl(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "sent 6 messages"));
+	assert_non_null(strstr(out, "note: "));
+	size_t k = 0;
+	for (size_t i = 0; i < on_p + EACH; i++)
+		snprintf(lost[k++], 32, "%s", bodies[i]);
+	consume_exactly(bclients, lost, k, copy);
+
+	/* Errors are clear: an unknown copy, a missing data directory. */
+	snprintf(args, sizeof(args), "journal saved resend --data-dir %s --copy 009-nothing "
+		 "--url stomp://127.0.0.1:%u", pdir, (unsigned)bclients);
+	assert_int_equal(keelctl(args, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "no saved copy '009-nothing'"));
+	snprintf(args, sizeof(args), "journal saved list --data-dir %s/missing", pdir);
+	assert_int_equal(keelctl(args, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "No such file or directory"));
+
+	stop_clean(p);
+	stop_clean(b);
+	rm_tmpdir(pdir);
+	rm_tmpdir(bdir);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s KEEL-BROKER KEELCTL\n", argv[0]);
+		return 2;
+	}
+	broker_exe = argv[1];
+	keelctl_exe = argv[2];
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_split_brain_recovered),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
