@@ -383,7 +383,8 @@ static void report(struct perf *p)
 	double rate = secs > 0 ? (double)msgs / secs : 0;
 	double mbs = secs > 0 ? (double)msgs * (double)p->size / secs / 1e6 : 0;
 	uint64_t lost = p->consumers ? p->expected - p->unique : 0;
-	qsort(p->lat_us, p->lat_n, sizeof(p->lat_us[0]), cmp_u32);
+	if (p->lat_n > 1)
+		qsort(p->lat_us, p->lat_n, sizeof(p->lat_us[0]), cmp_u32);
 	double p50 = percentile_ms(p, 0.50), p99 = percentile_ms(p, 0.99);
 
 	if (p->json) {

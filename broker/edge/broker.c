@@ -479,7 +479,8 @@ static int cmp_u64(const void *a, const void *b)
 static bool large_referenced(void *ud, uint64_t id)
 {
 	keel_broker *b = ud;
-	return bsearch(&id, b->large_ids, b->large_n, sizeof(id), cmp_u64) != NULL;
+	return b->large_n > 0 &&
+	       bsearch(&id, b->large_ids, b->large_n, sizeof(id), cmp_u64) != NULL;
 }
 
 /* ---- activation: journal, bridges, client acceptor ---------------------- */
@@ -512,7 +513,8 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 	/* body files no journaled message refers to are garbage (a backup's
 	 * copies of bodies consumed on its live, a crash before an unlink) */
 	if (!b->large_sweep_off) {
-		qsort(b->large_ids, b->large_n, sizeof(*b->large_ids), cmp_u64);
+		if (b->large_n > 0) /* qsort's base must not be NULL, even for 0 */
+			qsort(b->large_ids, b->large_n, sizeof(*b->large_ids), cmp_u64);
 		int swept = keel_large_dir_sweep(b->large_dir, large_referenced, b);
 		if (swept > 0)
 			keel_log_info("large-messages: %d unreferenced body file(s) removed", swept);

@@ -200,7 +200,8 @@ static int merge(const collect *copy, const collect *live, keel_saved_result *r)
 		}
 		i++;
 	}
-	qsort(r->lacking_ids, r->nlacking, sizeof(uint64_t), cmp_u64);
+	if (r->nlacking > 1)
+		qsort(r->lacking_ids, r->nlacking, sizeof(uint64_t), cmp_u64);
 	r->lacking = (int64_t)r->nlacking;
 	return 0;
 }
