@@ -678,6 +678,7 @@ class Round:
         self.actions = []         # what was done, with times (printed on failure)
         self.anomalies = []       # unexpected exits, failed stops
         self.producer = None
+        self.marks = {}           # node -> index of its first event since the last fault
 
     def note(self, msg):
         self.actions.append("%8.3f s  %s" % ((now_ns() - self.t0) / 1e9, msg))
