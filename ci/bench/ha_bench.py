@@ -10,14 +10,15 @@
 import argparse
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
+
+import keelpair
+from keelpair import EventReader, log, now_ns
 
 POLL_S = 0.005
 RETRY_INTERVAL_MS = 100   # ha: retry-interval of every pair (as the scenarios)
@@ -31,51 +32,13 @@ class BenchError(Exception):
     pass
 
 
-def now_ns():
-    return time.monotonic_ns()
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-# ---- ports ---------------------------------------------------------------------
-
-def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # as libuv binds: SO_REUSEADDR, so TIME_WAIT leftovers do not count
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def pick_ports(n):
-    """n consecutive free ports outside the ephemeral range (bounded tries)."""
-    lo, hi = 32768, 60999
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-    except (OSError, ValueError):
-        pass
-    spans = [(hi + 1, 65535 - n), (20000, lo - n - 1)]
-    spans = [(a, b) for a, b in spans if b - a > 100]
-    rnd = random.Random(os.getpid())
-    for _ in range(200):
-        a, b = rnd.choice(spans)
-        base = rnd.randrange(a, b)
-        if all(port_free(base + i) for i in range(n)):
-            return [base + i for i in range(n)]
-    raise BenchError("no %d consecutive free ports found" % n)
+    return keelpair.pick_ports(n, BenchError)
 
 
 # ---- brokers ---------------------------------------------------------------------
 
-class Node:
+class Node(EventReader):
     """One keel-broker: its config, data directory, events file, process."""
 
     def __init__(self, name, stomp_port, ha=None, journal_file_size=None):
@@ -83,13 +46,10 @@ class Node:
         self.port = stomp_port
         self.dir = os.path.join(A.dir, name)
         self.data = os.path.join(self.dir, "data")
-        self.events = os.path.join(self.dir, "events.jsonl")
+        self.events_init(os.path.join(self.dir, "events.jsonl"))
         self.stderr = os.path.join(self.dir, "stderr.log")
         self.cfg = os.path.join(self.dir, "broker.yaml")
         self.proc = None
-        self._buf = b""
-        self._off = 0
-        self.ev = []      # every event read so far, in order
         os.makedirs(self.dir, exist_ok=True)
         with open(self.cfg, "w") as f:
             if journal_file_size:
@@ -113,35 +73,6 @@ class Node:
         with open(A.pids_file, "a") as f:
             f.write("%d\n" % self.proc.pid)
         return t
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def read(self):
-        try:
-            with open(self.events, "rb") as f:
-                f.seek(self._off)
-                chunk = f.read()
-        except FileNotFoundError:
-            return
-        self._off += len(chunk)
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
-        for ln in lines:
-            if ln.strip():
-                self.ev.append(json.loads(ln))
-
-    def mark(self):
-        """Index of the next event: wait(..., since=mark) sees only newer ones."""
-        self.read()
-        return len(self.ev)
-
-    def find(self, etype, since=0, **fields):
-        self.read()
-        for e in self.ev[since:]:
-            if e.get("type") == etype and all(e.get(k) == v for k, v in fields.items()):
-                return e
-        return None
 
     def wait(self, etype, within_s, since=0, **fields):
         """The first event of etype (with fields) at or after index since."""

@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,9 @@ import time
 import logging
 
 import stomp
+
+import keelpair
+from keelpair import EventReader, log, now_ns
 
 POLL_S = 0.005
 QUEUE = "/queue/campaign"
@@ -60,50 +62,13 @@ class RoundError(Exception):
     """The round could not be carried out or checked (not a loss)."""
 
 
-def now_ns():
-    return time.monotonic_ns()
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-# ---- ports (as ha_bench.py) ------------------------------------------------------
-
-def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as libuv binds
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def pick_ports(n):
-    """n consecutive free ports outside the ephemeral range (bounded tries)."""
-    lo, hi = 32768, 60999
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-    except (OSError, ValueError):
-        pass
-    spans = [(hi + 1, 65535 - n), (20000, lo - n - 1)]
-    spans = [(a, b) for a, b in spans if b - a > 100]
-    rnd = random.Random(os.getpid())
-    for _ in range(200):
-        a, b = rnd.choice(spans)
-        base = rnd.randrange(a, b)
-        if all(port_free(base + i) for i in range(n)):
-            return [base + i for i in range(n)]
-    raise RoundError("no %d consecutive free ports found" % n)
+    return keelpair.pick_ports(n, RoundError)
 
 
 # ---- brokers ---------------------------------------------------------------------
 
-class Node:
+class Node(EventReader):
     """One keel-broker of a pair: config, data directory, events file, and
     every process started on them (a restart appends to the same events
     file; `incs` says which events and which death belong to which)."""
@@ -114,14 +79,10 @@ class Node:
         self.port = stomp_port
         self.dir = os.path.join(rdir, name)
         self.data = os.path.join(self.dir, "data")
-        self.events = os.path.join(self.dir, "events.jsonl")
+        self.events_init(os.path.join(self.dir, "events.jsonl"))
         self.stderr = os.path.join(self.dir, "stderr.log")
         self.cfg = os.path.join(self.dir, "broker.yaml")
         self.proc = None
-        self._buf = b""
-        self._off = 0
-        self.ev = []          # every event read so far, in order
-        self.torn = 0         # lines that did not parse (a torn write)
         self.incs = []        # [first event index, death ns or None, how]
         self.paused_until = None   # monotonic ns of the scheduled SIGCONT
         self.expected_exit = False
@@ -151,37 +112,6 @@ class Node:
         self.incs.append([len(self.ev), None, None])
         self.paused_until = None
         self.expected_exit = False
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def read(self):
-        try:
-            with open(self.events, "rb") as f:
-                f.seek(self._off)
-                chunk = f.read()
-        except FileNotFoundError:
-            return
-        self._off += len(chunk)
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
-        for ln in lines:
-            if ln.strip():
-                try:
-                    self.ev.append(json.loads(ln))
-                except ValueError:
-                    self.torn += 1
-
-    def mark(self):
-        self.read()
-        return len(self.ev)
-
-    def find(self, etype, since=0, **fields):
-        self.read()
-        for e in self.ev[since:]:
-            if e.get("type") == etype and all(e.get(k) == v for k, v in fields.items()):
-                return e
-        return None
 
     def last_index(self, etype):
         for i in range(len(self.ev) - 1, -1, -1):
@@ -989,7 +919,7 @@ def main():
                                       "default", *ports, A.dir))
         log("ha: %s" % ", ".join("%s %s" % kv for kv in TIMINGS.items()))
         for no in rounds:
-            if not all(port_free(p) for p in ports):
+            if not all(keelpair.port_free(p) for p in ports):
                 ports = pick_ports(4)
                 log("ports taken, now STOMP %d/%d, replication %d/%d" % tuple(ports))
             sched = parse_schedule(A.schedule) if A.schedule else make_schedule(seed, no)
