@@ -11,7 +11,6 @@
  * are negative checks (NEG_MS), each commented.  Single-threaded.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -49,16 +48,19 @@ static const char *broker_exe;
  * it again with SO_REUSEADDR). */
 static uint16_t free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	socklen_t len = sizeof(sa);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
+	uint16_t port = it_free_port();
+	assert_int_not_equal(port, 0);
+	return port;
 }
+
+static char *make_tmpdir(void)
+{
+	char *d = it_tmpdir_make("ha");
+	assert_non_null(d);
+	return d;
+}
+
+#define rm_tmpdir it_tmpdir_remove
 
 /* An `ha:` config; `extra` adds lines under ha: (indented two blanks). */
 static char *ha_yaml(const char *role, uint16_t listen_port, uint16_t peer_port,
@@ -550,31 +552,6 @@ static void test_wrong_cluster_password(void **state)
 }
 
 /* ---- 4. a corrupt identity file --------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static char *make_tmpdir(void)
-{
-	char *d = keel_malloc(256);
-	assert_non_null(d);
-	snprintf(d, 256, "%s/keel-it-ha-XXXXXX",
-		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(d));
-	return d;
-}
-
-static void rm_tmpdir(char *d)
-{
-	nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	keel_free(d);
-}
 
 /* Start a `role` node whose identity file is garbage: it must refuse to
  * start, naming the file.  Returns its exit code. */

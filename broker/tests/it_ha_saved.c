@@ -11,7 +11,6 @@
  * nothing sleeps.  Single-threaded.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -45,41 +44,19 @@ static const char *keelctl_exe;
 
 static uint16_t free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	socklen_t len = sizeof(sa);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
+	uint16_t port = it_free_port();
+	assert_int_not_equal(port, 0);
+	return port;
 }
 
 static char *make_tmpdir(void)
 {
-	char *d = keel_malloc(256);
+	char *d = it_tmpdir_make("ha-saved");
 	assert_non_null(d);
-	snprintf(d, 256, "%s/keel-it-ha-saved-XXXXXX",
-		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(d));
 	return d;
 }
 
-static void rm_tmpdir(char *d)
-{
-	nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	keel_free(d);
-}
+#define rm_tmpdir it_tmpdir_remove
 
 /* A node of the pair on the old rules, its data in data_dir.  ready: the
  * event it_broker_start waits for (NULL: state LIVE). */

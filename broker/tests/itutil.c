@@ -11,13 +11,16 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -468,4 +471,42 @@ void it_broker_free(it_broker *b)
 	if (b->dir[0] != '\0' && strstr(b->dir, "keel-it-") != NULL && access(b->dir, F_OK) == 0)
 		nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	keel_free(b);
+}
+
+uint16_t it_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	uint16_t port = 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+char *it_tmpdir_make(const char *tag)
+{
+	char *d = keel_malloc(IT_PATH_MAX);
+	if (d == NULL)
+		return NULL;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(d, IT_PATH_MAX, "%s/keel-it-%s-XXXXXX", tmp != NULL ? tmp : "/tmp", tag);
+	if (mkdtemp(d) == NULL) {
+		keel_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void it_tmpdir_remove(char *dir)
+{
+	if (dir == NULL)
+		return;
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	keel_free(dir);
 }

@@ -82,4 +82,11 @@ int it_exit_code(int wstatus);
 const char *it_fiu_unavailable(void);
 #define IT_SKIP 77
 
+/* A loopback TCP port free right now (bound, read back, closed), or 0. */
+uint16_t it_free_port(void);
+/* A new directory $TMPDIR/keel-it-TAG-XXXXXX (keel_malloc'd path; free it
+ * with it_tmpdir_remove, which removes the tree), or NULL. */
+char *it_tmpdir_make(const char *tag);
+void it_tmpdir_remove(char *dir);
+
 #endif
