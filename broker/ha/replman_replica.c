@@ -130,6 +130,41 @@ static int replica_write(keel_replman *m, const char *name, uint64_t off, const 
 	return 0;
 }
 
+/* FOP_DROP: after a failed batch on the live, a segment it created goes
+ * now, before the writes that follow (which may create it again); a
+ * delete of it still pending would remove the new one: forgotten. */
+static int replica_drop(keel_replman *m, uint64_t seg, const char *name)
+{
+	char path[4096];
+	for (int k = 0; k < KEEL_REPL_REPLICA_FILES; k++)
+		if (m->files[k].fd >= 0 && strcmp(m->files[k].name, name) == 0)
+			rfile_close(m, &m->files[k]);
+	size_t w = 0;
+	for (size_t i = 0; i < m->ndeletes; i++)
+		if (m->deletes[i] != seg)
+			m->deletes[w++] = m->deletes[i];
+	m->ndeletes = w;
+	snprintf(path, sizeof(path), "%s/%s", m->journal_dir, name);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	m->dir_dirty = true;
+	return 0;
+}
+
+/* FOP_TRUNCATE: after a failed batch on the live, the bytes past its
+ * durable end go; the segment keeps its capacity. */
+static int replica_truncate(keel_replman *m, const char *name, uint64_t off, uint64_t size)
+{
+	rfile *f;
+	int rc = rfile_get(m, name, &f);
+	if (rc)
+		return rc;
+	if (ftruncate(f->fd, (off_t)off) < 0 || (size > off && ftruncate(f->fd, (off_t)size) < 0))
+		return -errno;
+	f->dirty = true;
+	return 0;
+}
+
 void replman__replica_close_files(keel_replman *m)
 {
 	for (int i = 0; i < KEEL_REPL_REPLICA_FILES; i++)
@@ -190,6 +225,12 @@ int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
 	case KEEL_JOURNAL_FOP_WRITE:
 		if (len || seg)
 			rc = replica_write(m, name, off, data, len, 0);
+		break;
+	case KEEL_JOURNAL_FOP_DROP:
+		rc = replica_drop(m, seg, name);
+		break;
+	case KEEL_JOURNAL_FOP_TRUNCATE:
+		rc = replica_truncate(m, name, off, size);
 		break;
 	case KEEL_JOURNAL_FOP_DELETE:
 		if (m->ndeletes == m->delcap) {

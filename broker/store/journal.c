@@ -204,6 +204,9 @@ int keel_journal_open(keel_journal **out, const keel_journal_options *opt, keel_
 	rc = journal__load(j, err, errlen);
 	if (rc)
 		goto fail;
+	/* everything loaded is on disk */
+	j->dur_seg = j->last_seg_id;
+	j->dur_off = j->segs_tail && j->segs_tail->id == j->last_seg_id ? j->segs_tail->used : 0;
 	/* opened for writing: a node's own journal, not a partial replica */
 	char mark[4096];
 	snprintf(mark, sizeof(mark), "%s/%s", j->dir, KEEL_JOURNAL_INCOMPLETE_MARK);

@@ -115,6 +115,10 @@ enum keel_journal_fop_kind {
 	KEEL_JOURNAL_FOP_CREATE = 1, /* new segment: write `data` (its header) at 0, size it to `size` */
 	KEEL_JOURNAL_FOP_WRITE,      /* write `data` at `off` */
 	KEEL_JOURNAL_FOP_DELETE,     /* delete the segment (after the batch's writes are durable) */
+	KEEL_JOURNAL_FOP_DROP,       /* delete the segment now (before the writes that follow):
+					after a failed batch, a segment it created */
+	KEEL_JOURNAL_FOP_TRUNCATE,   /* cut the segment at `off`, then size it to `size` again:
+					after a failed batch, the bytes past the durable end */
 };
 
 typedef struct keel_journal_fileop {

@@ -81,14 +81,18 @@ void journal__tap_batch(keel_journal *j, const jbatch *b)
 	for (size_t i = 0; i < b->nops; i++) {
 		const jop *op = &b->ops[i];
 		keel_journal_fileop *f = &j->tap_ops[i];
-		f->kind = op->kind == OP_CREATE ? KEEL_JOURNAL_FOP_CREATE
-			  : op->kind == OP_WRITE ? KEEL_JOURNAL_FOP_WRITE
-						 : KEEL_JOURNAL_FOP_DELETE;
+		static const uint8_t kinds[] = {
+			[OP_CREATE] = KEEL_JOURNAL_FOP_CREATE, [OP_WRITE] = KEEL_JOURNAL_FOP_WRITE,
+			[OP_DELETE] = KEEL_JOURNAL_FOP_DELETE, [OP_DROP] = KEEL_JOURNAL_FOP_DROP,
+			[OP_TRUNC] = KEEL_JOURNAL_FOP_TRUNCATE,
+		};
+		bool bytes = op->kind == OP_CREATE || op->kind == OP_WRITE;
+		f->kind = kinds[op->kind];
 		f->seg = op->seg;
-		f->off = op->kind == OP_WRITE ? op->off : 0;
-		f->size = op->kind == OP_CREATE ? op->size : 0;
-		f->data = op->kind == OP_DELETE ? NULL : b->buf + op->buf_off;
-		f->len = op->kind == OP_DELETE ? 0 : op->len;
+		f->off = op->kind == OP_WRITE || op->kind == OP_TRUNC ? op->off : 0;
+		f->size = op->kind == OP_CREATE || op->kind == OP_TRUNC ? op->size : 0;
+		f->data = bytes ? b->buf + op->buf_off : NULL;
+		f->len = bytes ? op->len : 0;
 	}
 	j->tap(j->tap_ud, j->tap_ops, b->nops, b->last_seq, b->large, b->nlarge);
 }

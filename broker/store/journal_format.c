@@ -178,22 +178,18 @@ static int roll(keel_journal *j, size_t need)
 	jop *op = journal__batch_op(b);
 	if (op == NULL)
 		return -ENOMEM;
+	/* the segment before this one ends where it ends now (records are
+	 * laid out in order: nothing more goes there) */
+	const jseg *prev = j->segs_tail;
+	uint32_t prev_used = 0;
+	if (prev && prev->id == j->last_seg_id && prev->used <= UINT32_MAX)
+		prev_used = (uint32_t)prev->used;
 	jseg *s = journal__seg_new(j, j->last_seg_id + 1, size);
 	if (s == NULL) {
 		b->nops--;
 		return -ENOMEM;
 	}
-	uint8_t *h = b->buf + b->len;
-	memset(h, 0, J_SEG_HDR);
-	memcpy(h, J_MAGIC, 8);
-	keel_put_le32(h + 8, J_VERSION);
-	keel_put_le32(h + 12, J_SEG_HDR);
-	keel_put_le64(h + 16, s->id);
-	keel_put_le64(h + 24, size);
-	keel_put_le64(h + 32, j->max_mid);
-	keel_put_le64(h + 40, j->next_oid);
-	keel_put_le64(h + 48, (uint64_t)wall_ms());
-	keel_put_le32(h + 60, keel_crc32c(0, h, 60));
+	journal__seg_header(b->buf + b->len, s->id, size, j->max_mid, j->next_oid, prev_used);
 	*op = (jop){ .kind = OP_CREATE, .seg = s->id, .size = size, .buf_off = b->len,
 		     .len = J_SEG_HDR };
 	b->len += J_SEG_HDR;
@@ -401,6 +397,28 @@ out:
 }
 
 /* ---- reading back (recovery) -------------------------------------------- */
+
+void journal__seg_header(uint8_t *h, uint64_t id, uint64_t size, uint64_t mid_floor,
+			 uint64_t oid_floor, uint32_t prev_used)
+{
+	memset(h, 0, J_SEG_HDR);
+	memcpy(h, J_MAGIC, 8);
+	keel_put_le32(h + 8, J_VERSION);
+	keel_put_le32(h + 12, J_SEG_HDR);
+	keel_put_le64(h + 16, id);
+	keel_put_le64(h + 24, size);
+	keel_put_le64(h + 32, mid_floor);
+	keel_put_le64(h + 40, oid_floor);
+	keel_put_le64(h + 48, (uint64_t)wall_ms());
+	keel_put_le32(h + 56, prev_used);
+	keel_put_le32(h + 60, keel_crc32c(0, h, 60));
+}
+
+bool journal__seg_header_ok(const uint8_t *h)
+{
+	return memcmp(h, J_MAGIC, 8) == 0 && keel_get_le32(h + 60) == keel_crc32c(0, h, 60) &&
+	       keel_get_le32(h + 8) == J_VERSION && keel_get_le32(h + 12) == J_SEG_HDR;
+}
 
 /* Is there a whole, valid record at buf[off..end)?  Returns its length. */
 uint32_t journal__rec_valid(const uint8_t *buf, uint64_t off, uint64_t end)

@@ -24,9 +24,16 @@
  *   segment file <dir>/keel-<id, 12 digits>.jnl, preallocated to its size:
  *     header, 64 bytes: magic "KEELJRN\0", u32 version (1), u32 header size
  *     (64), u64 segment id, u64 size, u64 message-id floor, u64 object-id
- *     floor, u64 created (ms since the epoch), u32 reserved, u32 CRC32C of
- *     the 60 bytes before it;
- *     then records, back to back, then zeros up to the size.
+ *     floor, u64 created (ms since the epoch), u32 previous segment's used
+ *     bytes (the end of the records of segment id-1 when this one was
+ *     created; 0 = unknown, as in journals written before it was kept),
+ *     u32 CRC32C of the 60 bytes before it;
+ *     then records, back to back, then zeros up to the size.  A segment's
+ *     header is durable before any record in it; a segment's records are
+ *     all durable before any write goes to a newer one; ids are contiguous
+ *     and only the oldest segments are deleted.  So only the newest
+ *     segment may end in a torn tail, and recovery treats any other damage
+ *     as corruption (journal_recovery.c).
  *   record: u32 CRC32C of everything after it, u32 payload length, u8 type,
  *     u8 flags (1 = inside a transaction), u16 reserved, u64 transaction id
  *     (0 unless flag 1), payload.  A record inside a transaction counts only
@@ -120,13 +127,17 @@ struct jent {
 	jent *qrefs;          /* QUEUE: its refs */
 };
 
-enum op_kind { OP_CREATE = 1, OP_WRITE, OP_DELETE };
+/* The writer runs a batch's ops in order, except OP_DELETE, which run
+ * after its writes are durable.  OP_DROP and OP_TRUNC come first in the
+ * batch that follows a failure: they take back what the failed batch may
+ * have left (a segment it created, bytes past the last durable point). */
+enum op_kind { OP_CREATE = 1, OP_WRITE, OP_DELETE, OP_DROP, OP_TRUNC };
 
 typedef struct jop {
 	uint8_t kind;
 	uint64_t seg;
-	uint64_t off;         /* WRITE: file offset */
-	uint64_t size;        /* CREATE: capacity */
+	uint64_t off;         /* WRITE: file offset; TRUNC: the new end */
+	uint64_t size;        /* CREATE, TRUNC: capacity */
 	size_t buf_off;       /* CREATE (header), WRITE: bytes in the batch */
 	size_t len;
 } jop;
@@ -139,6 +150,8 @@ typedef struct jbatch {
 	size_t nops;
 	size_t opcap;
 	uint64_t last_seq;    /* records up to this one are in it or before */
+	uint64_t end_seg;     /* where the records end once it is written: */
+	uint64_t end_off;     /* segment id and offset (set at submit) */
 	uint64_t *large;      /* ids of large messages first journaled in it */
 	size_t nlarge;
 	size_t largecap;
@@ -173,6 +186,8 @@ struct keel_journal {
 	bool tx_prepared;
 	uint64_t used_total;
 	uint64_t live_total;
+	uint64_t dur_seg;      /* the durable end: every record before offset */
+	uint64_t dur_off;      /* dur_off of segment dur_seg is on disk */
 	jbatch batch[2];
 	jbatch *open;
 	jbatch *spare;
@@ -235,6 +250,11 @@ int journal__append_ids(keel_journal *j, uint8_t type, uint64_t a, uint64_t b, i
 int journal__ent_write(keel_journal *j, jent *e, bool untag);
 /* Is there a whole, valid record at buf[off..end)?  Returns its length. */
 uint32_t journal__rec_valid(const uint8_t *buf, uint64_t off, uint64_t end);
+/* Fill the J_SEG_HDR bytes of a segment header (CRC included). */
+void journal__seg_header(uint8_t *h, uint64_t id, uint64_t size, uint64_t mid_floor,
+			 uint64_t oid_floor, uint32_t prev_used);
+/* Is h[0..J_SEG_HDR) a whole, valid header of this format version? */
+bool journal__seg_header_ok(const uint8_t *h);
 
 /* ---- journal_index.c: segments and the live index (loop) ---------------- */
 
@@ -271,6 +291,18 @@ void journal__sync_init(keel_journal *j);
 
 /* Read every segment of j->dir and rebuild the core and the live index. */
 int journal__load(keel_journal *j, char *err, size_t errlen);
+
+/* The replay by identity, for the offline check and salvage: records fed
+ * in file order, then the refs whose queue or message lost its record. */
+typedef struct replay replay;
+typedef void (*journal__orphan_fn)(void *ud, const char *queue, uint64_t qid, uint64_t mid,
+				   bool queue_lost);
+replay *journal__replay_new(void);
+/* 0, -EBADMSG (the payload does not parse) or -ENOMEM. */
+int journal__replay_rec(replay *rp, const uint8_t *rec, uint32_t len);
+size_t journal__replay_orphans(const replay *rp, journal__orphan_fn fn, void *ud);
+void journal__replay_ids(const replay *rp, uint64_t *max_mid, uint64_t *max_oid);
+void journal__replay_free(replay *rp);
 
 /* ---- journal_compact.c: compaction, reclaim, the tap -------------------- */
 

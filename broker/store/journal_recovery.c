@@ -300,14 +300,6 @@ static int replay_record(replay *rp, jseg *s, const uint8_t *rec, uint32_t len)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 /* A segment read as far as recovery needs it: a preallocated segment is
  * mostly zeros past its records, so the scan reads in pieces and stops at
  * the end of the records.  Start-up (and a backup's activation) then costs
@@ -400,13 +392,89 @@ static void report_truncated(keel_journal *j, const char *name, uint64_t off, ui
 				 "offset", (json_int_t)off, "bytes", (json_int_t)bytes);
 }
 
-/* Scan one segment file into the replay.  Torn tails are cut (the file is
- * truncated at the bad record); a bad record followed by a valid one is
- * corruption (-EBADMSG, err names file and offset). */
+/* What recovery learnt of one segment, for the checks across segments. */
+typedef struct seginfo {
+	uint64_t id;
+	uint64_t end;        /* where its records end */
+	uint32_t prev_used;  /* its header's word on the segment before it */
+	bool kept;
+} seginfo;
+
+/* The offset of the first valid record in buf[from, end), or 0. */
+static uint64_t next_valid(const uint8_t *buf, uint64_t from, uint64_t end)
+{
+	for (uint64_t q = from; q < end && end - q >= J_REC_HDR; q++)
+		if (journal__rec_valid(buf, q, end))
+			return q;
+	return 0;
+}
+
+/* Is every byte of the file from `from` on zero?  What is read already is
+ * looked at; past it, SEEK_DATA skips what the file system knows holds no
+ * data (a preallocated segment's unwritten rest, on ext4 and xfs), so the
+ * newest segment's empty rest costs nothing to prove empty; elsewhere the
+ * bytes are read in chunks (not kept).  0: all zero, 1: not, or -errno. */
+static int rest_nonzero(keel_journal *j, segread *r, uint64_t from)
+{
+	for (uint64_t i = from; i < r->have; i++)
+		if (r->buf[i])
+			return 1;
+	uint64_t pos = r->have > from ? r->have : from;
+	uint8_t *chunk = NULL;
+	int rc = 0;
+	while (pos < r->size && rc == 0) {
+		off_t d = lseek(r->fd, (off_t)pos, SEEK_DATA);
+		if (d < 0 && errno == ENXIO)
+			break; /* no data to the end */
+		if (d < 0)
+			d = (off_t)pos; /* no SEEK_DATA here: read it */
+		if ((uint64_t)d >= r->size)
+			break;
+		if (chunk == NULL && (chunk = keel_malloc(KEEL_JOURNAL_READ_CHUNK)) == NULL)
+			return -ENOMEM;
+		uint64_t n = r->size - (uint64_t)d;
+		if (n > KEEL_JOURNAL_READ_CHUNK)
+			n = KEEL_JOURNAL_READ_CHUNK;
+		ssize_t k = pread(r->fd, chunk, (size_t)n, d);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = k < 0 ? -errno : -EIO;
+			break;
+		}
+		j->st.read_bytes += (uint64_t)k;
+		for (ssize_t i = 0; i < k; i++)
+			if (chunk[i]) {
+				rc = 1;
+				break;
+			}
+		pos = (uint64_t)d + (uint64_t)k;
+	}
+	keel_free(chunk);
+	return rc;
+}
+
+/* The end of the last non-zero byte of buf[from, size), or `from`. */
+static uint64_t nonzero_end(const uint8_t *buf, uint64_t from, uint64_t size)
+{
+	uint64_t nz = size;
+	while (nz > from && buf[nz - 1] == 0)
+		nz--;
+	return nz;
+}
+
+#define REFUSE_HINT "refusing to start (keelctl journal check shows the damage; keelctl journal salvage keeps every intact record)"
+
+/* Scan one segment file into the replay.  Only the newest segment may end
+ * in a torn tail, which is cut (the file is truncated at the first bad
+ * record); anything else that is not a record is corruption: -EBADMSG, err
+ * names file and offset.  A newest segment whose creation did not complete
+ * (nothing but zeros) is removed: it never held anything. */
 static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t id,
-			replay *rp, char *err, size_t errlen)
+			bool newest, replay *rp, seginfo *info, char *err, size_t errlen)
 {
 	segread sr;
+	*info = (seginfo){ .id = id };
 	int rc = segread_open(&sr, dirfd, name);
 	if (rc == -ENOENT && j->tolerant)
 		return 0; /* deleted since the directory was read */
@@ -419,34 +487,58 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 	}
 	const uint64_t size = sr.size;
 	uint8_t *buf = sr.buf;
-	if (size < J_SEG_HDR || memcmp(buf, J_MAGIC, 8) != 0 ||
-	    keel_get_le32(buf + 60) != keel_crc32c(0, buf, 60) || keel_get_le64(buf + 16) != id) {
-		/* a segment whose creation did not complete: nothing in it counts */
-		if (size >= J_SEG_HDR && memcmp(buf, J_MAGIC, 8) == 0 &&
-		    keel_get_le32(buf + 60) == keel_crc32c(0, buf, 60) && keel_get_le32(buf + 8) != J_VERSION) {
-			snprintf(err, errlen,
-				 "journal %s/%s: format version %u, this broker reads version %u",
-				 j->dir, name, keel_get_le32(buf + 8), J_VERSION);
-			segread_close(&sr);
-			return -EPROTONOSUPPORT;
-		}
-		report_truncated(j, name, 0, size);
-		if (!j->read_only)
-			unlinkat(dirfd, name, 0);
-		segread_close(&sr);
-		return 0;
-	}
-	if (keel_get_le32(buf + 8) != J_VERSION) {
+	if (size >= J_SEG_HDR && memcmp(buf, J_MAGIC, 8) == 0 &&
+	    keel_get_le32(buf + 60) == keel_crc32c(0, buf, 60) && keel_get_le32(buf + 8) != J_VERSION) {
 		snprintf(err, errlen, "journal %s/%s: format version %u, this broker reads version %u",
 			 j->dir, name, keel_get_le32(buf + 8), J_VERSION);
 		segread_close(&sr);
 		return -EPROTONOSUPPORT;
+	}
+	if (size < J_SEG_HDR || !journal__seg_header_ok(buf) || keel_get_le64(buf + 16) != id) {
+		if (j->tolerant) {
+			/* being created right now */
+			report_truncated(j, name, 0, 0);
+			segread_close(&sr);
+			return 0;
+		}
+		rc = segread_ensure(j, &sr, size);
+		buf = sr.buf;
+		if (rc == 0 && newest &&
+		    (size <= J_SEG_HDR || nonzero_end(buf, J_SEG_HDR, size) == J_SEG_HDR)) {
+			/* a segment whose creation did not complete: nothing but
+			 * (part of) a header, it never held a record (a header is
+			 * durable before any record is written after it) */
+			keel_log_info("journal: %s/%s: an unfinished segment (%" PRIu64
+				      " bytes, no record)%s", j->dir, name, size,
+				      j->read_only ? "" : " removed");
+			if (!j->read_only)
+				unlinkat(dirfd, name, 0);
+			segread_close(&sr);
+			return 0;
+		}
+		if (rc == 0) {
+			rc = -EBADMSG;
+			snprintf(err, errlen,
+				 "journal %s/%s: segment header damaged (%s, %" PRIu64 " bytes); "
+				 REFUSE_HINT, j->dir, name,
+				 size < J_SEG_HDR ? "file shorter than a header"
+				 : memcmp(buf, J_MAGIC, 8) != 0 ? "bad magic"
+				 : keel_get_le32(buf + 60) != keel_crc32c(0, buf, 60) ? "bad CRC"
+				 : keel_get_le64(buf + 16) != id ? "id does not match the name"
+								 : "bad header size",
+				 size);
+		} else {
+			snprintf(err, errlen, "journal %s/%s: %s", j->dir, name, strerror(-rc));
+		}
+		segread_close(&sr);
+		return rc;
 	}
 	uint64_t floor_mid = keel_get_le64(buf + 32), floor_oid = keel_get_le64(buf + 40);
 	if (floor_mid > rp->max_mid)
 		rp->max_mid = floor_mid;
 	if (floor_oid > rp->max_oid)
 		rp->max_oid = floor_oid;
+	info->prev_used = keel_get_le32(buf + 56);
 	jseg *s = journal__seg_new(j, id, size);
 	if (s == NULL) {
 		segread_close(&sr);
@@ -468,8 +560,6 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 			return rc;
 		}
 		buf = sr.buf;
-		if (size - off >= J_REC_HDR && all_zero(buf + off, J_REC_HDR))
-			break; /* end of the records */
 		uint32_t len = journal__rec_valid(buf, off, sr.have);
 		if (len == 0 && j->tolerant) {
 			/* a journal written meanwhile: its records end here */
@@ -477,8 +567,14 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 			break;
 		}
 		if (len == 0) {
-			/* the rare paths below look past this record: read it all */
-			rc = segread_ensure(j, &sr, size);
+			/* the end of the records, a torn tail or damage: only the
+			 * bytes after it tell.  Zeros to the end: the records end
+			 * here (the usual case, cheap); else read it all. */
+			rc = rest_nonzero(j, &sr, off);
+			if (rc == 0)
+				break;
+			if (rc == 1)
+				rc = segread_ensure(j, &sr, size);
 			if (rc) {
 				snprintf(err, errlen, "journal %s/%s: %s", j->dir, name,
 					 strerror(-rc));
@@ -486,26 +582,27 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 				return rc;
 			}
 			buf = sr.buf;
-			/* corrupt in the middle, or a torn tail? */
-			uint64_t plen = size - off >= J_REC_HDR ? keel_get_le32(buf + off + 4) : 0;
-			uint64_t next = off + J_REC_HDR + plen;
-			if (size - off >= J_REC_HDR && plen <= KEEL_JOURNAL_MAX_RECORD &&
-			    journal__rec_valid(buf, next, size)) {
+			uint64_t nz = nonzero_end(buf, off, size);
+			if (nz == off)
+				break; /* zeros to the end: the records end here */
+			uint64_t q = next_valid(buf, off + 1, size);
+			if (!newest || q) {
+				char after[96] = "";
+				if (q)
+					snprintf(after, sizeof(after), ", a valid record follows at offset %" PRIu64, q);
+				else
+					snprintf(after, sizeof(after), "; the segment is not the newest (keel-%012" PRIu64 ".jnl and later follow)", id + 1);
 				snprintf(err, errlen,
-					 "journal %s/%s: corrupt record at offset %" PRIu64
-					 " (followed by valid records); refusing to start",
-					 j->dir, name, off);
+					 "journal %s/%s: damaged record at offset %" PRIu64
+					 " (%" PRIu64 " bytes up to offset %" PRIu64 " are not records%s); "
+					 REFUSE_HINT, j->dir, name, off, nz - off, nz, after);
 				segread_close(&sr);
 				return -EBADMSG;
 			}
-			/* discarded: up to the last non-zero byte */
-			uint64_t nz = size;
-			while (nz > off && buf[nz - 1] == 0)
-				nz--;
-			uint64_t bytes = nz - off;
+			/* the newest segment's torn tail: a write that did not
+			 * complete (a receipt waits for the sync after it) */
 			if (j->read_only) {
-				/* offline reading: the tail is left as it is */
-				report_truncated(j, name, off, bytes);
+				report_truncated(j, name, off, nz - off);
 				break;
 			}
 			int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
@@ -519,13 +616,13 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 				return rc;
 			}
 			close(fd);
-			report_truncated(j, name, off, bytes);
+			report_truncated(j, name, off, nz - off);
 			break;
 		}
 		rc = replay_record(rp, s, buf + off, len);
 		if (rc == -EBADMSG) {
 			snprintf(err, errlen,
-				 "journal %s/%s: record at offset %" PRIu64 " does not parse; refusing to start",
+				 "journal %s/%s: record at offset %" PRIu64 " does not parse; " REFUSE_HINT,
 				 j->dir, name, off);
 			segread_close(&sr);
 			return rc;
@@ -539,7 +636,63 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 	}
 	s->used = off;
 	j->used_total += off;
+	info->end = off;
+	info->kept = true;
 	segread_close(&sr);
+	return 0;
+}
+
+/* A segment whose creation did not complete: its header is not whole and
+ * nothing follows it (a header is durable before any record).  Such
+ * segments can only be the newest ones; the one before them is then the
+ * newest that counts. */
+static bool seg_unfinished(keel_journal *j, int dirfd, const char *name)
+{
+	segread sr;
+	if (segread_open(&sr, dirfd, name) < 0)
+		return false;
+	bool unfinished = false;
+	if (segread_ensure(j, &sr, J_SEG_HDR) == 0 &&
+	    (sr.size < J_SEG_HDR || !journal__seg_header_ok(sr.buf)))
+		unfinished = sr.size <= J_SEG_HDR || rest_nonzero(j, &sr, J_SEG_HDR) == 0;
+	segread_close(&sr);
+	return unfinished;
+}
+
+/* Across segments: ids are contiguous and each segment's header says
+ * where the one before it ended (0: not known, an older journal).  A
+ * missing segment between two present ones, or one that ends elsewhere,
+ * lost records.  -EBADMSG with err naming them. */
+static int check_chain(const keel_journal *j, const seginfo *seg, size_t n, char *err,
+		       size_t errlen)
+{
+	const seginfo *prev = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const seginfo *s = &seg[i];
+		if (!s->kept)
+			continue;
+		if (prev && s->prev_used) {
+			if (prev->id + 1 != s->id) {
+				snprintf(err, errlen,
+					 "journal %s: segment keel-%012" PRIu64 ".jnl is missing "
+					 "(keel-%012" PRIu64 ".jnl follows keel-%012" PRIu64
+					 ".jnl and says the one before it held %u bytes); " REFUSE_HINT,
+					 j->dir, prev->id + 1, s->id, prev->id, s->prev_used);
+				return -EBADMSG;
+			}
+			if (prev->end != s->prev_used) {
+				snprintf(err, errlen,
+					 "journal %s/keel-%012" PRIu64 ".jnl: its records end at offset %"
+					 PRIu64 ", but keel-%012" PRIu64 ".jnl says they ended at %u: "
+					 "%s; " REFUSE_HINT,
+					 j->dir, prev->id, prev->end, s->id, s->prev_used,
+					 prev->end < s->prev_used ? "records were lost (cut or zeroed)"
+								 : "the segments do not belong together");
+				return -EBADMSG;
+			}
+		}
+		prev = s;
+	}
 	return 0;
 }
 
@@ -633,11 +786,65 @@ static robj **live_sorted(const replay *rp, robj *t, size_t *n_out,
 
 /* Rebuild the core from the replay and the live index from what was
  * restored. */
+/* A live ref whose queue or message has no record that counts: the
+ * journal lost records (a ref is only written after its message, and a
+ * message's or a queue's record is never reclaimed while a ref to it
+ * lives).  Calls fn (may be NULL) for each; returns how many. */
+size_t journal__replay_orphans(const replay *rp, journal__orphan_fn fn, void *ud)
+{
+	size_t n = 0;
+	robj *o, *tmp;
+	HASH_ITER(hh, rp->refs, o, tmp) {
+		if (!robj_live(rp, o))
+			continue;
+		robj *q = NULL, *m = NULL;
+		uint64_t qk[2] = { o->key[0], 0 }, mk[2] = { o->key[1], 0 };
+		HASH_FIND(hh, rp->queues, qk, sizeof(qk), q);
+		if (q && !robj_live(rp, q))
+			continue; /* the queue was deleted: its refs died with it */
+		HASH_FIND(hh, rp->msgs, mk, sizeof(mk), m);
+		bool lost_msg = m == NULL || !m->added || !tx_ok(rp, m->add_tx);
+		if (q && !lost_msg)
+			continue;
+		n++;
+		if (fn)
+			fn(ud, q ? q->name : NULL, o->key[0], o->key[1], q == NULL);
+	}
+	return n;
+}
+
+typedef struct orphan_note {
+	size_t n;
+	char first[256];
+} orphan_note;
+
+static void note_orphan(void *ud, const char *queue, uint64_t qid, uint64_t mid,
+			bool queue_lost)
+{
+	orphan_note *on = ud;
+	if (on->n++ == 0) {
+		if (queue_lost)
+			snprintf(on->first, sizeof(on->first),
+				 "queue id %" PRIu64 " has no record (message %" PRIu64 " is in it)",
+				 qid, mid);
+		else
+			snprintf(on->first, sizeof(on->first),
+				 "message %" PRIu64 " of queue '%s' has no record", mid, queue);
+	}
+}
+
 static int restore(keel_journal *j, replay *rp, char *err, size_t errlen)
 {
 	keel_core *core = j->core;
 	size_t nq = 0, na = 0, nr = 0;
 	int rc = -ENOMEM;
+	orphan_note on = { 0 };
+	if (journal__replay_orphans(rp, note_orphan, &on) > 0) {
+		snprintf(err, errlen,
+			 "journal %s: %zu message reference(s) in queues have lost their records "
+			 "(first: %s); " REFUSE_HINT, j->dir, on.n, on.first);
+		return -EBADMSG;
+	}
 	robj **qs = live_sorted(rp, rp->queues, &nq, cmp_obj);
 	robj **as = live_sorted(rp, rp->addrs, &na, cmp_obj);
 	robj **rs = live_sorted(rp, rp->refs, &nr, cmp_ref);
@@ -771,6 +978,7 @@ static void replay_free(replay *rp)
 /* Scan every segment of j->dir, oldest first, into the replay. */
 static int scan_dir(keel_journal *j, replay *rp, char *err, size_t errlen)
 {
+	seginfo *info = NULL;
 	uint64_t *ids = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;
@@ -805,20 +1013,67 @@ static int scan_dir(keel_journal *j, replay *rp, char *err, size_t errlen)
 	}
 	if (n > 1)
 		qsort(ids, n, sizeof(*ids), cmp_u64);
+	if (n) {
+		info = keel_calloc(n, sizeof(*info));
+		if (info == NULL) {
+			rc = -ENOMEM;
+			snprintf(err, errlen, "journal: out of memory");
+			goto out;
+		}
+	}
+	size_t last = n; /* segments from `last` on are unfinished creations */
+	while (!j->tolerant && last > 0) {
+		char name[64];
+		journal__seg_name(name, sizeof(name), ids[last - 1]);
+		if (!seg_unfinished(j, dirfd(d), name))
+			break;
+		last--;
+	}
 	for (size_t i = 0; i < n; i++) {
 		char name[64];
 		journal__seg_name(name, sizeof(name), ids[i]);
-		rc = scan_segment(j, dirfd(d), name, ids[i], rp, err, errlen);
+		rc = scan_segment(j, dirfd(d), name, ids[i], i + 1 >= last, rp, &info[i], err,
+				  errlen);
 		if (rc)
 			goto out;
-		if (ids[i] > j->last_seg_id)
+		if (info[i].kept && ids[i] > j->last_seg_id)
 			j->last_seg_id = ids[i];
+	}
+	if (!j->tolerant) {
+		rc = check_chain(j, info, n, err, errlen);
+		if (rc)
+			goto out;
 	}
 	j->st.records = rp->records;
 out:
 	closedir(d);
 	keel_free(ids);
+	keel_free(info);
 	return rc;
+}
+
+replay *journal__replay_new(void)
+{
+	return keel_calloc(1, sizeof(replay));
+}
+
+int journal__replay_rec(replay *rp, const uint8_t *rec, uint32_t len)
+{
+	return replay_record(rp, NULL, rec, len);
+}
+
+void journal__replay_ids(const replay *rp, uint64_t *max_mid, uint64_t *max_oid)
+{
+	*max_mid = rp->max_mid;
+	*max_oid = rp->max_oid;
+}
+
+void journal__replay_free(replay *rp)
+{
+	if (rp == NULL)
+		return;
+	replay_free(rp);
+	keel_free(rp);
 }
 
 int journal__load(keel_journal *j, char *err, size_t errlen)

@@ -109,23 +109,86 @@ out_close:
 	return rc;
 }
 
+/* OP_DROP: a segment a failed batch may have created goes (before
+ * anything else is written). */
+static int w_drop(keel_journal *j, uint64_t seg)
+{
+	char name[64];
+	journal__seg_name(name, sizeof(name), seg);
+	if (j->w_fd >= 0 && j->w_fd_seg == seg) {
+		close(j->w_fd);
+		j->w_fd = -1;
+		j->w_dirty = false;
+	}
+	if (unlinkat(j->w_dirfd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+/* OP_TRUNC: what a failed batch may have left past `off` goes; the
+ * segment gets its capacity back (the disk may still be full: then this
+ * batch fails too, and the cut is done all the same). */
+static int w_trunc(keel_journal *j, uint64_t seg, uint64_t off, uint64_t size)
+{
+	int rc = w_switch(j, seg, false, 0);
+	if (rc)
+		return rc;
+	j->w_dirty = true;
+	if (ftruncate(j->w_fd, (off_t)off) < 0)
+		return -errno;
+	if (size <= off)
+		return 0;
+	rc = posix_fallocate(j->w_fd, (off_t)off, (off_t)(size - off));
+	if (rc == EOPNOTSUPP || rc == EINVAL)
+		rc = ftruncate(j->w_fd, (off_t)size) < 0 ? errno : 0;
+	return -rc;
+}
+
 static int w_exec(keel_journal *j, jbatch *b)
 {
 	bool dir_dirty = false;
 	int rc = 0;
 	size_t i;
 	const jop *op = NULL;
+	const char *what = "write";
 	for (i = 0; i < b->nops && rc == 0; i++) {
 		op = &b->ops[i];
-		if (op->kind == OP_DELETE)
+		switch (op->kind) {
+		case OP_DELETE:
 			continue;
+		case OP_DROP:
+			what = "removal";
+			rc = w_drop(j, op->seg);
+			dir_dirty = true;
+			continue;
+		case OP_TRUNC:
+			what = "truncation";
+			rc = w_trunc(j, op->seg, op->off, op->size);
+			continue;
+		default:
+			break;
+		}
+		what = op->kind == OP_CREATE ? "creation" : "write";
 		rc = w_switch(j, op->seg, op->kind == OP_CREATE, op->size);
 		if (rc)
 			break;
 		rc = w_pwrite(j->w_fd, b->buf + op->buf_off, op->len,
 			      op->kind == OP_CREATE ? 0 : op->off);
 		j->w_dirty = true;
-		dir_dirty |= op->kind == OP_CREATE;
+		if (rc == 0 && op->kind == OP_CREATE) {
+			/* the header (and the file's name) are durable before any
+			 * record in it: a header can only be torn in a segment
+			 * that holds nothing */
+			rc = w_sync_fd(j, j->w_fd);
+			if (rc == 0 && j->sync && fsync(j->w_dirfd) < 0)
+				rc = -errno;
+			if (rc == 0)
+				j->w_dirty = false;
+		}
+	}
+	if (rc == 0 && dir_dirty && j->sync && fsync(j->w_dirfd) < 0) {
+		op = NULL;
+		rc = -errno;
 	}
 	if (rc == 0 && j->w_fd >= 0 && j->w_dirty) {
 		op = NULL;
@@ -133,15 +196,13 @@ static int w_exec(keel_journal *j, jbatch *b)
 		if (rc == 0)
 			j->w_dirty = false;
 	}
-	if (rc == 0 && dir_dirty && j->sync && fsync(j->w_dirfd) < 0)
-		rc = -errno;
 	if (rc) {
 		char name[64];
 		journal__seg_name(name, sizeof(name), op ? op->seg : j->w_fd_seg);
 		snprintf(j->w_errmsg, sizeof(j->w_errmsg), "journal: %s of %s/%s failed: %s",
-			 op ? "write" : "sync", j->dir, name, strerror(-rc));
-		/* what is on disk past the last sync is unknown: never write
-		 * into that file again (the loop rolls over) */
+			 op ? what : "sync", j->dir, name, strerror(-rc));
+		/* what is on disk past the last sync is unknown: the loop
+		 * cuts it off (OP_TRUNC, OP_DROP) before writing again */
 		if (j->w_fd >= 0) {
 			close(j->w_fd);
 			j->w_fd = -1;
@@ -211,6 +272,14 @@ void journal__submit(keel_journal *j)
 	jbatch *b = j->open;
 	if (b->last_seq == 0)
 		b->last_seq = j->appended;
+	/* where its records end: the durable end once it is written */
+	if (j->segs_tail) {
+		b->end_seg = j->segs_tail->id;
+		b->end_off = j->segs_tail->used;
+	} else {
+		b->end_seg = j->dur_seg;
+		b->end_off = j->dur_off;
+	}
 	if (j->tap)
 		journal__tap_batch(j, b);
 	j->open = j->spare;
@@ -253,10 +322,25 @@ void journal__release_waiters(keel_journal *j, int err, uint64_t fail_upto)
 	}
 }
 
+/* Append a copy of op `o` (no bytes) to the open batch. */
+static bool requeue(keel_journal *j, uint8_t kind, uint64_t seg, uint64_t off, uint64_t size)
+{
+	jop *op = journal__batch_op(j->open);
+	if (op == NULL)
+		return false;
+	*op = (jop){ .kind = kind, .seg = seg, .off = off, .size = size };
+	return true;
+}
+
 /* A batch failed: everything appended since the last sync is suspect.
- * Its waiters (and the open batch's) fail; the records that are still
- * live are written again, to a new segment, after a pause. */
-static void on_failure(keel_journal *j, int err, const char *msg)
+ * Its waiters (and the open batch's) fail.  The next batch first takes
+ * back what the failed one may have left on disk: the segments created
+ * after the durable end go (OP_DROP, their ids are used again: no jump),
+ * the segment of the durable end is cut there (OP_TRUNC) and becomes the
+ * active one again; then the records that are still live are written
+ * again from there, and the deletes of reclaimed segments are queued
+ * again; all after a pause. */
+static void on_failure(keel_journal *j, const jbatch *failed, int err, const char *msg)
 {
 	uint64_t fail_upto = j->appended;
 	j->st.write_errors++;
@@ -267,10 +351,59 @@ static void on_failure(keel_journal *j, int err, const char *msg)
 					 strerror(-err));
 	}
 	j->failing = true;
+	/* the deletes of both batches: segments already off the index */
+	uint64_t *dels = NULL;
+	size_t ndel = 0;
+	const jbatch *bs[2] = { failed, j->open };
+	size_t cap = failed->nops + j->open->nops;
+	if (cap)
+		dels = keel_malloc(cap * sizeof(*dels));
+	for (int k = 0; k < 2 && dels; k++)
+		for (size_t i = 0; i < bs[k]->nops; i++)
+			if (bs[k]->ops[i].kind == OP_DELETE)
+				dels[ndel++] = bs[k]->ops[i].seg;
+	if (cap && dels == NULL)
+		journal__note_oom(j); /* reclaimed files stay until a restart */
 	/* the open batch lays out records after the failed ones: drop it */
 	journal__batch_reset(j->open);
-	j->active = NULL;
 	journal__release_waiters(j, err, fail_upto);
+
+	/* segments past the durable end: off the index (their records are
+	 * all written again below, which unplaces them), then freed */
+	jseg *dropped = NULL, *keep_tail = NULL;
+	for (jseg *s = j->segs, *next; s; s = next) {
+		next = s->next;
+		if (s->id <= j->dur_seg) {
+			keep_tail = s;
+			continue;
+		}
+		if (keep_tail)
+			keep_tail->next = NULL;
+		else
+			j->segs = NULL;
+		s->next = dropped;
+		dropped = s;
+		j->seg_count--;
+		j->used_total -= s->used;
+		s->used = 0;
+	}
+	j->segs_tail = keep_tail;
+	j->active = NULL;
+	bool ok = true;
+	for (jseg *s = dropped; s; s = s->next)
+		ok &= requeue(j, OP_DROP, s->id, 0, 0);
+	jseg *tail = j->segs_tail;
+	if (tail && tail->id == j->dur_seg && tail->used > j->dur_off) {
+		ok &= requeue(j, OP_TRUNC, tail->id, j->dur_off, tail->size);
+		j->used_total -= tail->used - j->dur_off;
+		tail->used = j->dur_off;
+	}
+	if (tail && tail->id == j->dur_seg)
+		j->active = tail;
+	j->last_seg_id = j->dur_seg;
+	if (!ok)
+		journal__note_oom(j);
+
 	jent *tables[4] = { j->addrs, j->queues, j->msgs, j->refs };
 	for (int t = 0; t < 4; t++) {
 		jent *e, *tmp;
@@ -278,6 +411,19 @@ static void on_failure(keel_journal *j, int err, const char *msg)
 			if (e->seq > j->synced)
 				journal__ent_write(j, e, true);
 	}
+	while (dropped) {
+		jseg *s = dropped;
+		dropped = s->next;
+		assert(s->ents == NULL || j->oom);
+		if (s->ents == NULL)
+			keel_free(s);
+		/* else (out of memory while writing again): leaked, as the
+		 * entries still point at it; durability is lost (said once) */
+	}
+	for (size_t i = 0; i < ndel; i++)
+		if (dels[i] <= j->dur_seg)
+			requeue(j, OP_DELETE, dels[i], 0, 0);
+	keel_free(dels);
 	j->retry_due = false;
 	if (j->started && !j->stopped)
 		uv_timer_start(&j->retry, on_retry, KEEL_JOURNAL_RETRY_MS, 0);
@@ -297,13 +443,17 @@ int journal__complete(keel_journal *j)
 		return 0;
 	j->st.batches++;
 	uint64_t last = b->last_seq;
+	if (err) {
+		on_failure(j, b, err, msg);
+	} else {
+		j->dur_seg = b->end_seg;
+		j->dur_off = b->end_off;
+	}
 	journal__batch_reset(b);
 	assert(j->spare == NULL);
 	j->spare = b;
-	if (err) {
-		on_failure(j, err, msg);
+	if (err)
 		return err;
-	}
 	if (last > j->synced)
 		j->synced = last;
 	if (j->failing) {

@@ -576,7 +576,10 @@ static void truncation_sweep(void **state)
 		/* odd lengths: a short file instead of a zero-filled one */
 		write_whole(cpath, cut, (len & 1) ? len : full_len);
 		char err[512];
-		assert_int_equal(env_open(e, sweep_dir, &o, err, sizeof(err)), 0);
+		int orc = env_open(e, sweep_dir, &o, err, sizeof(err));
+		if (orc)
+			fprintf(stderr, "len %zu: %s\n", len, err);
+		assert_int_equal(orc, 0);
 		/* zeros after the cut complete a record whose true last bytes
 		 * are zeros: what recovery can see is the cut plus those */
 		size_t eff = len;

@@ -425,7 +425,7 @@ static void read_only_changes_nothing(void **state)
 	assert_int_equal(keel_journal_read(f->jdir, 0, count_visit, &n, &rs, err, sizeof(err)), 0);
 	assert_int_equal(n, 1); /* the second one is in no queue without its ref */
 	assert_int_equal(rs.messages, 1);
-	assert_int_equal(rs.torn, 2);
+	assert_int_equal(rs.torn, 1); /* the unfinished segment is no torn tail */
 	struct stat st2;
 	assert_int_equal(stat(seg, &st2), 0);
 	assert_int_equal(st2.st_size, st.st_size);
