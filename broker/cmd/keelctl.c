@@ -420,7 +420,7 @@ static const struct keelctl_command commands[] = {
 	{ "address", keelctl_address, "addresses: list, show, create, delete" },
 	{ "broker", keelctl_broker, "the broker: status, threads" },
 	{ "bridge", keelctl_bridge, "bridges: status" },
-	{ "journal", keelctl_journal, "saved copies of a node's old data: saved list, saved resend" },
+	{ "journal", keelctl_journal, "a journal offline: check, salvage; saved copies of a node's old data: saved list, saved resend" },
 };
 
 static void main_usage(FILE *f)

@@ -92,4 +92,9 @@ int keelctl_bridge(keelctl_global *g, int argc, char **argv);
 
 int keelctl_journal(keelctl_global *g, int argc, char **argv);
 
+/* ---- keelctl_jcheck.c: journal check|salvage (offline) ------------------- */
+
+/* argv[0] is "check" or "salvage". */
+int keelctl_journal_check(keelctl_global *g, int argc, char **argv);
+
 #endif

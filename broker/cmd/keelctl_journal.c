@@ -27,7 +27,8 @@
 static void saved_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: keelctl journal saved list --data-dir DIR [--json]\n"
+		"usage: keelctl journal check|salvage --data-dir DIR  (see keelctl journal check --help)\n"
+		"       keelctl journal saved list --data-dir DIR [--json]\n"
 		"       keelctl journal saved resend --data-dir DIR --copy NAME [--only-lacking]\n"
 		"                                    [--url stomp://HOST:PORT ...]\n"
 		"A node that syncs from a peer first moves its own journal and large messages\n"
@@ -363,6 +364,8 @@ int keelctl_journal(keelctl_global *g, int argc, char **argv)
 		saved_usage(stdout);
 		return 0;
 	}
+	if (argc >= 2 && (strcmp(argv[1], "check") == 0 || strcmp(argv[1], "salvage") == 0))
+		return keelctl_journal_check(g, argc - 1, argv + 1);
 	if (argc < 3 || strcmp(argv[1], "saved") != 0 ||
 	    (strcmp(argv[2], "list") != 0 && strcmp(argv[2], "resend") != 0)) {
 		if (argc >= 3 && strcmp(argv[1], "saved") == 0 &&
@@ -370,7 +373,8 @@ int keelctl_journal(keelctl_global *g, int argc, char **argv)
 			saved_usage(stdout);
 			return 0;
 		}
-		fprintf(stderr, "keelctl journal: expected 'saved list' or 'saved resend'\n");
+		fprintf(stderr, "keelctl journal: expected 'check', 'salvage', 'saved list' or "
+			"'saved resend'\n");
 		saved_usage(stderr);
 		return 2;
 	}

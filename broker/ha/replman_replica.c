@@ -96,7 +96,7 @@ static int rfile_get(keel_replman *m, const char *name, rfile **out)
 		return -EINVAL;
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644); /* RDWR: a snapshot reads its header back */
 	if (fd < 0)
 		return -errno;
 	victim->fd = fd;
@@ -130,12 +130,52 @@ static int replica_write(keel_replman *m, const char *name, uint64_t off, const 
 	return 0;
 }
 
+/* FOP_CREATE: as on the live, a segment appears whole or not at all:
+ * written under a temporary name, synced, renamed (journal_writer.c). */
+static int replica_create(keel_replman *m, const char *name, const uint8_t *data, size_t len,
+			  uint64_t size)
+{
+	if (fiu_fail(KEEL_FIU_REPL_CHUNK_WRITE))
+		return -EIO;
+	char path[4096], tmp[4200];
+	for (int k = 0; k < KEEL_REPL_REPLICA_FILES; k++)
+		if (m->files[k].fd >= 0 && strcmp(m->files[k].name, name) == 0)
+			rfile_close(m, &m->files[k]);
+	snprintf(path, sizeof(path), "%s/%s", m->journal_dir, name);
+	snprintf(tmp, sizeof(tmp), "%s%s", path, KEEL_JOURNAL_TMP_SUFFIX);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = keel_pwrite_all(fd, data, len, 0);
+	if (rc == 0 && size > len && ftruncate(fd, (off_t)size) < 0)
+		rc = -errno;
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	m->dir_dirty = true;
+	/* then the head names it, as on the live */
+	uint64_t seg;
+	if (keel_journal_segment_id(name, &seg))
+		rc = keel_journal_head_write(m->journal_dir, seg, true);
+	return rc;
+}
+
 /* FOP_DROP: after a failed batch on the live, a segment it created goes
- * now, before the writes that follow (which may create it again); a
- * delete of it still pending would remove the new one: forgotten. */
-static int replica_drop(keel_replman *m, uint64_t seg, const char *name)
+ * now, before the writes that follow (which may create it again); the
+ * head first names `head`; a delete of it still pending would remove the
+ * new one: forgotten. */
+static int replica_drop(keel_replman *m, uint64_t seg, uint64_t head, const char *name)
 {
 	char path[4096];
+	int rc = keel_journal_head_write(m->journal_dir, head, true);
+	if (rc)
+		return rc;
 	for (int k = 0; k < KEEL_REPL_REPLICA_FILES; k++)
 		if (m->files[k].fd >= 0 && strcmp(m->files[k].name, name) == 0)
 			rfile_close(m, &m->files[k]);
@@ -220,14 +260,14 @@ int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
 	keel_journal_segment_name(seg, name, sizeof(name));
 	switch (kind) {
 	case KEEL_JOURNAL_FOP_CREATE:
-		rc = replica_write(m, name, 0, data, len, size);
+		rc = replica_create(m, name, data, len, size);
 		break;
 	case KEEL_JOURNAL_FOP_WRITE:
 		if (len || seg)
 			rc = replica_write(m, name, off, data, len, 0);
 		break;
 	case KEEL_JOURNAL_FOP_DROP:
-		rc = replica_drop(m, seg, name);
+		rc = replica_drop(m, seg, off, name);
 		break;
 	case KEEL_JOURNAL_FOP_TRUNCATE:
 		rc = replica_truncate(m, name, off, size);

@@ -116,7 +116,8 @@ enum keel_journal_fop_kind {
 	KEEL_JOURNAL_FOP_WRITE,      /* write `data` at `off` */
 	KEEL_JOURNAL_FOP_DELETE,     /* delete the segment (after the batch's writes are durable) */
 	KEEL_JOURNAL_FOP_DROP,       /* delete the segment now (before the writes that follow):
-					after a failed batch, a segment it created */
+					after a failed batch, a segment it created; `off`: the
+					newest segment once it is gone (journal.head) */
 	KEEL_JOURNAL_FOP_TRUNCATE,   /* cut the segment at `off`, then size it to `size` again:
 					after a failed batch, the bytes past the durable end */
 };
@@ -163,6 +164,8 @@ int keel_journal_snapshot_begin(keel_journal *j, keel_journal_snapshot *out);
 void keel_journal_snapshot_end(keel_journal *j, keel_journal_snapshot *snap);
 
 void keel_journal_segment_name(uint64_t seg, char *buf, size_t len);
+/* A segment's file name back to its id (false: not a segment's name). */
+bool keel_journal_segment_id(const char *name, uint64_t *seg);
 const char *keel_journal_dir(const keel_journal *j);
 
 /*
@@ -172,6 +175,22 @@ const char *keel_journal_dir(const keel_journal *j);
  * journal opened for writing is a node's own from then on).
  */
 #define KEEL_JOURNAL_INCOMPLETE_MARK ".replica-incomplete"
+
+/*
+ * The newest segment's id, in a small file beside the segments, replaced
+ * (write, sync, rename) right after a segment is created and before one
+ * is dropped: a newest segment that went missing (deleted, or the
+ * directory restored from an older copy) is found at open instead of
+ * losing its records silently.  Absent: not known (an older journal, or a
+ * replica that has received no creation yet).  A replica writes it too.
+ */
+#define KEEL_JOURNAL_HEAD_NAME "journal.head"
+/* 0 or -errno.  `sync`: fsync the file and the directory. */
+int keel_journal_head_write(const char *dir, uint64_t newest, bool sync);
+
+/* A segment is created as <its name> + this suffix and renamed once its
+ * header is whole (a replica does the same); open removes leftovers. */
+#define KEEL_JOURNAL_TMP_SUFFIX ".new"
 
 /*
  * ---- offline reading (saved copies, keelctl) -------------------------------
@@ -222,5 +241,62 @@ typedef int (*keel_journal_visit_fn)(void *ud, const keel_journal_msgview *m);
  * NULL. */
 int keel_journal_read(const char *dir, unsigned flags, keel_journal_visit_fn fn, void *ud,
 		      keel_journal_read_stats *st, char *err, size_t errlen);
+
+/*
+ * ---- offline check and salvage (keelctl journal check|salvage) -----------
+ *
+ * check reads every segment of a journal directory whole (read only) and
+ * reports each piece of damage that recovery would refuse to start on (or,
+ * for the newest segment's torn tail, cut): unlike recovery it goes on
+ * past each one, to the next valid record.  salvage writes every intact
+ * record again into new segments (ids after the old ones, so both may
+ * coexist after a crash: replay is by identity), leaving out the refs
+ * whose message or queue lost its record, then moves the old segment files
+ * and a report of the damage aside to <dir>/damaged-<UTC time>/.  The
+ * broker must not run on the directory meanwhile.  Any one thread.
+ */
+enum keel_journal_damage_kind {
+	KEEL_JDAMAGE_HEADER = 1,  /* a segment header that is not one */
+	KEEL_JDAMAGE_RECORDS,     /* bytes that are no valid record, valid records after */
+	KEEL_JDAMAGE_TAIL,        /* the newest segment's torn tail (recovery cuts it) */
+	KEEL_JDAMAGE_END,         /* an older segment's records end before its successor says */
+	KEEL_JDAMAGE_MISSING,     /* segment files missing between present ones */
+	KEEL_JDAMAGE_ORPHAN,      /* a queue holds a message whose (or whose queue's) record is gone */
+};
+
+typedef struct keel_journal_damage {
+	int kind;
+	uint64_t seg;            /* segment id (0 for ORPHAN) */
+	uint64_t offset;         /* first damaged byte */
+	uint64_t bytes;          /* damaged bytes (0: not known) */
+	const char *queue;       /* ORPHAN: queue name, NULL when the queue's record is gone */
+	uint64_t queue_id;       /* ORPHAN */
+	uint64_t message;        /* ORPHAN: message id */
+	char what[200];          /* one sentence */
+} keel_journal_damage;
+
+typedef void (*keel_journal_damage_fn)(void *ud, const keel_journal_damage *d);
+
+typedef struct keel_journal_check_stats {
+	uint64_t segments;
+	uint64_t records;        /* intact records */
+	uint64_t damaged_bytes;
+	uint64_t damages;        /* reports */
+	uint64_t lost_refs;      /* ORPHAN reports */
+	bool refuses;            /* recovery would refuse to start (not only a torn tail) */
+	/* salvage only */
+	uint64_t written_records;
+	uint64_t first_seg, last_seg;      /* the new segments */
+	char aside[4096];                  /* where the old files went ("" if none) */
+} keel_journal_check_stats;
+
+/* 0 (damaged or not: see st), or -errno with err (no such directory,
+ * I/O, memory). */
+int keel_journal_check(const char *dir, keel_journal_damage_fn fn, void *ud,
+		       keel_journal_check_stats *st, char *err, size_t errlen);
+/* file_size 0: the largest segment size of the old files.  0 or -errno
+ * with err; when the journal is clean nothing is changed (st->aside ""). */
+int keel_journal_salvage(const char *dir, uint64_t file_size, keel_journal_damage_fn fn,
+			 void *ud, keel_journal_check_stats *st, char *err, size_t errlen);
 
 #endif

@@ -19,7 +19,8 @@
 int journal__reclaim(keel_journal *j)
 {
 	int n = 0;
-	while (!j->reclaim_hold && j->segs && j->segs != j->active &&
+	/* never the newest either (active or not): journal.head names it */
+	while (!j->reclaim_hold && j->segs && j->segs != j->active && j->segs != j->segs_tail &&
 	       j->segs->live_count == 0) {
 		jseg *s = j->segs;
 		jop *op = journal__batch_op(j->open);
@@ -89,7 +90,8 @@ void journal__tap_batch(keel_journal *j, const jbatch *b)
 		bool bytes = op->kind == OP_CREATE || op->kind == OP_WRITE;
 		f->kind = kinds[op->kind];
 		f->seg = op->seg;
-		f->off = op->kind == OP_WRITE || op->kind == OP_TRUNC ? op->off : 0;
+		f->off = op->kind == OP_WRITE || op->kind == OP_TRUNC || op->kind == OP_DROP ? op->off
+											       : 0;
 		f->size = op->kind == OP_CREATE || op->kind == OP_TRUNC ? op->size : 0;
 		f->data = bytes ? b->buf + op->buf_off : NULL;
 		f->len = bytes ? op->len : 0;
@@ -140,6 +142,11 @@ void keel_journal_snapshot_end(keel_journal *j, keel_journal_snapshot *snap)
 void keel_journal_segment_name(uint64_t seg, char *buf, size_t len)
 {
 	journal__seg_name(buf, len, seg);
+}
+
+bool keel_journal_segment_id(const char *name, uint64_t *seg)
+{
+	return journal__seg_name_parse(name, seg);
 }
 
 const char *keel_journal_dir(const keel_journal *j)

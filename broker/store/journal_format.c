@@ -11,10 +11,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "crc32c.h"
@@ -393,6 +395,63 @@ out_nomem:
 	rc = -ENOMEM;
 out:
 	j->txid = saved_tx;
+	return rc;
+}
+
+/* ---- journal.head ---------------------------------------------------------- */
+
+#define HEAD_FMT "keel journal head 1\nnewest %" PRIu64 "\n"
+
+int journal__head_write(int dirfd, uint64_t newest, bool sync)
+{
+	char text[96], tmp[64];
+	int n = snprintf(text, sizeof(text), HEAD_FMT, newest);
+	snprintf(tmp, sizeof(tmp), "%s%s", KEEL_JOURNAL_HEAD_NAME, J_TMP_SUFFIX);
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, text, (size_t)n) == n ? 0 : -EIO;
+	if (rc == 0 && sync && fdatasync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && renameat(dirfd, tmp, dirfd, KEEL_JOURNAL_HEAD_NAME) < 0)
+		rc = -errno;
+	if (rc == 0 && sync && fsync(dirfd) < 0)
+		rc = -errno;
+	if (rc)
+		unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
+int journal__head_read(int dirfd, uint64_t *newest)
+{
+	int fd = openat(dirfd, KEEL_JOURNAL_HEAD_NAME, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char text[128];
+	ssize_t k = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (k < 0)
+		return -errno;
+	text[k] = '\0';
+	uint64_t v;
+	char check[96];
+	if (sscanf(text, "keel journal head 1\nnewest %" SCNu64, &v) != 1)
+		return -EBADMSG;
+	snprintf(check, sizeof(check), HEAD_FMT, v);
+	if (strcmp(check, text) != 0)
+		return -EBADMSG;
+	*newest = v;
+	return 0;
+}
+
+int keel_journal_head_write(const char *dir, uint64_t newest, bool sync)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int rc = journal__head_write(dfd, newest, sync);
+	close(dfd);
 	return rc;
 }
 

@@ -74,6 +74,7 @@
 #define J_SEG_HDR 64
 #define J_REC_HDR 20
 #define J_MAGIC "KEELJRN"
+#define J_TMP_SUFFIX KEEL_JOURNAL_TMP_SUFFIX
 
 enum rec_type {
 	JR_ADDRESS_ADD = 1,
@@ -136,7 +137,8 @@ enum op_kind { OP_CREATE = 1, OP_WRITE, OP_DELETE, OP_DROP, OP_TRUNC };
 typedef struct jop {
 	uint8_t kind;
 	uint64_t seg;
-	uint64_t off;         /* WRITE: file offset; TRUNC: the new end */
+	uint64_t off;         /* WRITE: file offset; TRUNC: the new end; DROP: the
+				 newest segment once it is gone (journal.head) */
 	uint64_t size;        /* CREATE, TRUNC: capacity */
 	size_t buf_off;       /* CREATE (header), WRITE: bytes in the batch */
 	size_t len;
@@ -222,7 +224,8 @@ struct keel_journal {
 	bool w_stop;
 	lc_thread *thread;
 
-	/* writer thread only */
+	/* writer thread only (w_head: set by open before the thread starts) */
+	uint64_t w_head;           /* what journal.head says */
 	int w_fd;
 	uint64_t w_fd_seg;
 	bool w_dirty;
@@ -250,6 +253,11 @@ int journal__append_ids(keel_journal *j, uint8_t type, uint64_t a, uint64_t b, i
 int journal__ent_write(keel_journal *j, jent *e, bool untag);
 /* Is there a whole, valid record at buf[off..end)?  Returns its length. */
 uint32_t journal__rec_valid(const uint8_t *buf, uint64_t off, uint64_t end);
+/* journal.head (KEEL_JOURNAL_HEAD_NAME) in the directory dirfd: written
+ * whole (temporary file, rename); read: 0, -ENOENT (none) or -EBADMSG
+ * (not one). */
+int journal__head_write(int dirfd, uint64_t newest, bool sync);
+int journal__head_read(int dirfd, uint64_t *newest);
 /* Fill the J_SEG_HDR bytes of a segment header (CRC included). */
 void journal__seg_header(uint8_t *h, uint64_t id, uint64_t size, uint64_t mid_floor,
 			 uint64_t oid_floor, uint32_t prev_used);

@@ -468,8 +468,9 @@ static uint64_t nonzero_end(const uint8_t *buf, uint64_t from, uint64_t size)
 /* Scan one segment file into the replay.  Only the newest segment may end
  * in a torn tail, which is cut (the file is truncated at the first bad
  * record); anything else that is not a record is corruption: -EBADMSG, err
- * names file and offset.  A newest segment whose creation did not complete
- * (nothing but zeros) is removed: it never held anything. */
+ * names file and offset.  A segment is only ever named once its header is
+ * whole (created under a temporary name, then renamed), so a damaged or
+ * missing header is corruption too, in any segment. */
 static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t id,
 			bool newest, replay *rp, seginfo *info, char *err, size_t errlen)
 {
@@ -498,21 +499,6 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 		if (j->tolerant) {
 			/* being created right now */
 			report_truncated(j, name, 0, 0);
-			segread_close(&sr);
-			return 0;
-		}
-		rc = segread_ensure(j, &sr, size);
-		buf = sr.buf;
-		if (rc == 0 && newest &&
-		    (size <= J_SEG_HDR || nonzero_end(buf, J_SEG_HDR, size) == J_SEG_HDR)) {
-			/* a segment whose creation did not complete: nothing but
-			 * (part of) a header, it never held a record (a header is
-			 * durable before any record is written after it) */
-			keel_log_info("journal: %s/%s: an unfinished segment (%" PRIu64
-				      " bytes, no record)%s", j->dir, name, size,
-				      j->read_only ? "" : " removed");
-			if (!j->read_only)
-				unlinkat(dirfd, name, 0);
 			segread_close(&sr);
 			return 0;
 		}
@@ -606,7 +592,10 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 				break;
 			}
 			int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
-			if (fd < 0 || ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0) {
+			/* zeros from the cut on; the file keeps its size (a newest
+			 * segment shorter than its header says was cut) */
+			if (fd < 0 || ftruncate(fd, (off_t)off) < 0 ||
+			    ftruncate(fd, (off_t)size) < 0 || fdatasync(fd) < 0) {
 				rc = -errno;
 				snprintf(err, errlen, "journal %s/%s: cannot truncate at %" PRIu64
 					 ": %s", j->dir, name, off, strerror(errno));
@@ -634,29 +623,23 @@ static int scan_segment(keel_journal *j, int dirfd, const char *name, uint64_t i
 		}
 		off += len;
 	}
+	uint64_t hdr_size = keel_get_le64(sr.buf + 24);
+	if (newest && !j->tolerant && size < hdr_size) {
+		/* a segment is named only once it has its full size, and
+		 * nothing shortens it: it was cut, and its last records with it */
+		snprintf(err, errlen,
+			 "journal %s/%s: the newest segment is %" PRIu64 " bytes, its header says %"
+			 PRIu64 ": it was cut short after offset %" PRIu64 " (records may be lost); "
+			 REFUSE_HINT, j->dir, name, size, hdr_size, off);
+		segread_close(&sr);
+		return -EBADMSG;
+	}
 	s->used = off;
 	j->used_total += off;
 	info->end = off;
 	info->kept = true;
 	segread_close(&sr);
 	return 0;
-}
-
-/* A segment whose creation did not complete: its header is not whole and
- * nothing follows it (a header is durable before any record).  Such
- * segments can only be the newest ones; the one before them is then the
- * newest that counts. */
-static bool seg_unfinished(keel_journal *j, int dirfd, const char *name)
-{
-	segread sr;
-	if (segread_open(&sr, dirfd, name) < 0)
-		return false;
-	bool unfinished = false;
-	if (segread_ensure(j, &sr, J_SEG_HDR) == 0 &&
-	    (sr.size < J_SEG_HDR || !journal__seg_header_ok(sr.buf)))
-		unfinished = sr.size <= J_SEG_HDR || rest_nonzero(j, &sr, J_SEG_HDR) == 0;
-	segread_close(&sr);
-	return unfinished;
 }
 
 /* Across segments: ids are contiguous and each segment's header says
@@ -991,8 +974,23 @@ static int scan_dir(keel_journal *j, replay *rp, char *err, size_t errlen)
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		uint64_t id;
-		if (!journal__seg_name_parse(de->d_name, &id))
+		if (!journal__seg_name_parse(de->d_name, &id)) {
+			size_t len = strlen(de->d_name), sl = strlen(J_TMP_SUFFIX);
+			char seg[64];
+			if (!j->read_only && len > sl && len - sl < sizeof(seg) &&
+			    strcmp(de->d_name + len - sl, J_TMP_SUFFIX) == 0) {
+				/* a segment whose creation did not complete (it had
+				 * no record: it is renamed before any is written) */
+				memcpy(seg, de->d_name, len - sl);
+				seg[len - sl] = '\0';
+				if (journal__seg_name_parse(seg, &id)) {
+					keel_log_info("journal: %s/%s: an unfinished segment, removed",
+						      j->dir, de->d_name);
+					unlinkat(dirfd(d), de->d_name, 0);
+				}
+			}
 			continue;
+		}
 		if (n == KEEL_JOURNAL_MAX_SEGMENTS) {
 			rc = -E2BIG;
 			snprintf(err, errlen, "journal %s: more than %d segment files", j->dir,
@@ -1021,19 +1019,10 @@ static int scan_dir(keel_journal *j, replay *rp, char *err, size_t errlen)
 			goto out;
 		}
 	}
-	size_t last = n; /* segments from `last` on are unfinished creations */
-	while (!j->tolerant && last > 0) {
-		char name[64];
-		journal__seg_name(name, sizeof(name), ids[last - 1]);
-		if (!seg_unfinished(j, dirfd(d), name))
-			break;
-		last--;
-	}
 	for (size_t i = 0; i < n; i++) {
 		char name[64];
 		journal__seg_name(name, sizeof(name), ids[i]);
-		rc = scan_segment(j, dirfd(d), name, ids[i], i + 1 >= last, rp, &info[i], err,
-				  errlen);
+		rc = scan_segment(j, dirfd(d), name, ids[i], i + 1 == n, rp, &info[i], err, errlen);
 		if (rc)
 			goto out;
 		if (info[i].kept && ids[i] > j->last_seg_id)
@@ -1043,6 +1032,27 @@ static int scan_dir(keel_journal *j, replay *rp, char *err, size_t errlen)
 		rc = check_chain(j, info, n, err, errlen);
 		if (rc)
 			goto out;
+		uint64_t head = 0;
+		int hr = journal__head_read(dirfd(d), &head);
+		if (hr == -EBADMSG) {
+			rc = -EBADMSG;
+			snprintf(err, errlen, "journal %s/%s: damaged; " REFUSE_HINT, j->dir,
+				 KEEL_JOURNAL_HEAD_NAME);
+			goto out;
+		}
+		if (hr == 0 && (n == 0 || ids[n - 1] < head)) {
+			rc = -EBADMSG;
+			char have[64] = "none";
+			if (n)
+				journal__seg_name(have, sizeof(have), ids[n - 1]);
+			snprintf(err, errlen,
+				 "journal %s: segment keel-%012" PRIu64 ".jnl is missing (%s says it "
+				 "is the newest; the newest here is %s); " REFUSE_HINT,
+				 j->dir, head, KEEL_JOURNAL_HEAD_NAME, have);
+			goto out;
+		}
+		if (hr == 0)
+			j->w_head = head;
 	}
 	j->st.records = rp->records;
 out:

@@ -65,11 +65,11 @@ static int w_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off)
 /* Make `seg` the open file (syncing the one before: a batch that spans
  * segments makes the older one durable first, so only the newest segment
  * can ever have a torn tail). */
-static int w_switch(keel_journal *j, uint64_t seg, bool create, uint64_t size)
+static int w_switch(keel_journal *j, uint64_t seg)
 {
 	char name[64];
 	int rc;
-	if (j->w_fd >= 0 && j->w_fd_seg == seg && !create)
+	if (j->w_fd >= 0 && j->w_fd_seg == seg)
 		return 0;
 	if (j->w_fd >= 0) {
 		if (j->w_dirty) {
@@ -82,38 +82,88 @@ static int w_switch(keel_journal *j, uint64_t seg, bool create, uint64_t size)
 		j->w_fd = -1;
 	}
 	journal__seg_name(name, sizeof(name), seg);
-	int fd = openat(j->w_dirfd, name, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0),
-			0644);
+	int fd = openat(j->w_dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (create) {
-		if (fiu_fail("journal/create")) {
-			rc = -w_errno("journal/create", ENOSPC);
-			goto out_close;
-		}
-		rc = posix_fallocate(fd, 0, (off_t)size);
-		if (rc == EOPNOTSUPP || rc == EINVAL)
-			rc = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
-		if (rc) {
-			rc = -rc;
-			goto out_close;
-		}
-	}
 	j->w_fd = fd;
 	j->w_fd_seg = seg;
+	return 0;
+}
+
+/* OP_CREATE: a new segment appears whole or not at all.  It is made under
+ * a temporary name (J_TMP_SUFFIX), sized, given its header, synced, and
+ * only then renamed to its own name: a file under a segment's name always
+ * has its whole header, so recovery can take a missing or damaged header
+ * (even a file cut to nothing) for damage. */
+static int w_create(keel_journal *j, uint64_t seg, uint64_t size, const uint8_t *hdr,
+		    size_t hlen)
+{
+	char name[64], tmp[80];
+	int rc;
+	if (j->w_fd >= 0) {
+		/* the segment written so far is durable before a newer one exists */
+		if (j->w_dirty) {
+			rc = w_sync_fd(j, j->w_fd);
+			if (rc)
+				return rc;
+			j->w_dirty = false;
+		}
+		close(j->w_fd);
+		j->w_fd = -1;
+	}
+	journal__seg_name(name, sizeof(name), seg);
+	snprintf(tmp, sizeof(tmp), "%s%s", name, J_TMP_SUFFIX);
+	int fd = openat(j->w_dirfd, tmp, O_RDWR | O_CLOEXEC | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (fiu_fail("journal/create")) {
+		rc = -w_errno("journal/create", ENOSPC);
+		goto out_close;
+	}
+	rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc == EOPNOTSUPP || rc == EINVAL)
+		rc = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
+	rc = -rc;
+	if (rc == 0)
+		rc = w_pwrite(fd, hdr, hlen, 0);
+	if (rc == 0)
+		rc = w_sync_fd(j, fd);
+	if (rc == 0 && renameat(j->w_dirfd, tmp, j->w_dirfd, name) < 0)
+		rc = -errno;
+	if (rc == 0 && j->sync && fsync(j->w_dirfd) < 0)
+		rc = -errno;
+	if (rc)
+		goto out_close;
+	j->w_fd = fd;
+	j->w_fd_seg = seg;
+	j->w_dirty = false;
+	/* then the head says so (before any record goes into it); if that
+	 * fails the segment is still good: the head only lags */
+	rc = journal__head_write(j->w_dirfd, seg, j->sync);
+	if (rc == 0)
+		j->w_head = seg;
+	else
+		keel_log_warn("journal: %s/%s: %s", j->dir, KEEL_JOURNAL_HEAD_NAME, strerror(-rc));
 	return 0;
 
 out_close:
 	close(fd);
-	unlinkat(j->w_dirfd, name, 0);
+	unlinkat(j->w_dirfd, tmp, 0);
 	return rc;
 }
 
 /* OP_DROP: a segment a failed batch may have created goes (before
- * anything else is written). */
-static int w_drop(keel_journal *j, uint64_t seg)
+ * anything else is written); `head`: the newest segment after it. */
+static int w_drop(keel_journal *j, uint64_t seg, uint64_t head)
 {
 	char name[64];
+	if (j->w_head > head) {
+		/* the head first: it never names a segment that is not there */
+		int rc = journal__head_write(j->w_dirfd, head, j->sync);
+		if (rc)
+			return rc;
+		j->w_head = head;
+	}
 	journal__seg_name(name, sizeof(name), seg);
 	if (j->w_fd >= 0 && j->w_fd_seg == seg) {
 		close(j->w_fd);
@@ -130,11 +180,12 @@ static int w_drop(keel_journal *j, uint64_t seg)
  * batch fails too, and the cut is done all the same). */
 static int w_trunc(keel_journal *j, uint64_t seg, uint64_t off, uint64_t size)
 {
-	int rc = w_switch(j, seg, false, 0);
+	int rc = w_switch(j, seg);
 	if (rc)
 		return rc;
 	j->w_dirty = true;
-	if (ftruncate(j->w_fd, (off_t)off) < 0)
+	/* the size first (sparse: it needs no space), then the space */
+	if (ftruncate(j->w_fd, (off_t)off) < 0 || ftruncate(j->w_fd, (off_t)size) < 0)
 		return -errno;
 	if (size <= off)
 		return 0;
@@ -158,7 +209,7 @@ static int w_exec(keel_journal *j, jbatch *b)
 			continue;
 		case OP_DROP:
 			what = "removal";
-			rc = w_drop(j, op->seg);
+			rc = w_drop(j, op->seg, op->off);
 			dir_dirty = true;
 			continue;
 		case OP_TRUNC:
@@ -168,23 +219,17 @@ static int w_exec(keel_journal *j, jbatch *b)
 		default:
 			break;
 		}
-		what = op->kind == OP_CREATE ? "creation" : "write";
-		rc = w_switch(j, op->seg, op->kind == OP_CREATE, op->size);
+		if (op->kind == OP_CREATE) {
+			what = "creation";
+			rc = w_create(j, op->seg, op->size, b->buf + op->buf_off, op->len);
+			continue;
+		}
+		what = "write";
+		rc = w_switch(j, op->seg);
 		if (rc)
 			break;
-		rc = w_pwrite(j->w_fd, b->buf + op->buf_off, op->len,
-			      op->kind == OP_CREATE ? 0 : op->off);
+		rc = w_pwrite(j->w_fd, b->buf + op->buf_off, op->len, op->off);
 		j->w_dirty = true;
-		if (rc == 0 && op->kind == OP_CREATE) {
-			/* the header (and the file's name) are durable before any
-			 * record in it: a header can only be torn in a segment
-			 * that holds nothing */
-			rc = w_sync_fd(j, j->w_fd);
-			if (rc == 0 && j->sync && fsync(j->w_dirfd) < 0)
-				rc = -errno;
-			if (rc == 0)
-				j->w_dirty = false;
-		}
 	}
 	if (rc == 0 && dir_dirty && j->sync && fsync(j->w_dirfd) < 0) {
 		op = NULL;
@@ -391,7 +436,7 @@ static void on_failure(keel_journal *j, const jbatch *failed, int err, const cha
 	j->active = NULL;
 	bool ok = true;
 	for (jseg *s = dropped; s; s = s->next)
-		ok &= requeue(j, OP_DROP, s->id, 0, 0);
+		ok &= requeue(j, OP_DROP, s->id, j->dur_seg, 0);
 	jseg *tail = j->segs_tail;
 	if (tail && tail->id == j->dur_seg && tail->used > j->dur_off) {
 		ok &= requeue(j, OP_TRUNC, tail->id, j->dur_off, tail->size);

@@ -244,6 +244,10 @@
 /* After a failed journal write, time before the journal writes again (ms):
  * a broken disk is not hammered in a loop. */
 #define KEEL_JOURNAL_RETRY_MS 200
+/* Salvage: message and object ids of the new journal start this far past
+ * the highest one still readable, so that ids the damaged bytes may have
+ * held are never handed out again. */
+#define KEEL_JOURNAL_SALVAGE_ID_GAP 1000000
 
 /* ---- bridges and the locator ------------------------------------------- */
 
