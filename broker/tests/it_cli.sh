@@ -6,7 +6,8 @@
 # sleeps), then checks keelctl produce/consume/perf, user hash-password
 # with a config that uses the hash, usage errors (exit 2), --help,
 # --version, --check-config on good and bad files, and the refusal of a
-# non-loopback listen without users.  KEEL_BROKER_WRAPPER prefixes every
+# non-loopback listen without users; a damaged journal refused at start,
+# keelctl journal check and salvage, and the salvaged journal served.  KEEL_BROKER_WRAPPER prefixes every
 # keel-broker run.  Prints TAP; exit 1 when a check failed.
 set -u
 BROKER_BIN=${1:?usage: it_cli.sh KEEL-BROKER KEELCTL}
@@ -160,6 +161,52 @@ sys.exit(0 if d["messages"] == 2000 and d["lost"] == 0 and d["duplicated"] == 0 
   stop_broker open
 else
   not_ok "open broker LIVE" "$tmp/open.log"
+fi
+
+# ---- a damaged journal: refused at start, checked, salvaged -------------
+# 600 receipted messages in 64 KiB segments; one bit of the oldest
+# segment's header (its `created` field) flipped while the broker is down.
+printf 'journal-file-size: 65536\n' >"$tmp/jrn.yaml"
+if start_broker jrn --config "$tmp/jrn.yaml"; then
+  check "journal: 600 receipted messages" "$tmp/jp.out" \
+    "$KEELCTL" --port "$PORT" produce --destination /queue/cli.j --count 600 --size 200 --persistent --receipts
+  stop_broker jrn
+  seg="$tmp/jrn.data/journal/keel-000000000001.jnl"
+  byte=$(od -An -tu1 -j48 -N1 "$seg" | tr -d ' ')
+  printf "$(printf '\\%03o' $((byte ^ 8)))" | dd of="$seg" bs=1 seek=48 conv=notrunc status=none
+  rm -f "$tmp/jrn.events"
+  rc=0
+  start_broker jrn --config "$tmp/jrn.yaml" || rc=1
+  if [ "$rc" = 1 ]; then
+    wait "$PID"; rc=$?
+    [ "$rc" = 2 ] && ok "damaged journal: the broker refuses to start (exit 2)" \
+      || not_ok "damaged journal: the broker refuses to start (exit $rc, want 2)" "$tmp/jrn.log"
+    grep -q 'keel-000000000001.jnl: segment header damaged' "$tmp/jrn.log" \
+      && ok "the refusal names the file and the damage" || not_ok "the refusal names the file and the damage" "$tmp/jrn.log"
+  else
+    not_ok "damaged journal: the broker refuses to start (it said LIVE)" "$tmp/jrn.log"
+    stop_broker jrn
+  fi
+  check_exit "keelctl journal check: damaged (exit 1)" 1 "$tmp/jc.out" \
+    "$KEELCTL" journal check --data-dir "$tmp/jrn.data"
+  grep -q '^damage: keel-000000000001.jnl: segment header damaged' "$tmp/jc.out" \
+    && ok "check names the damage" || not_ok "check names the damage" "$tmp/jc.out"
+  check "keelctl journal salvage" "$tmp/js.out" "$KEELCTL" journal salvage --data-dir "$tmp/jrn.data"
+  grep -q '^salvaged: ' "$tmp/js.out" && ls "$tmp"/jrn.data/journal/damaged-*/damage.txt >/dev/null 2>&1 \
+    && ok "salvage moved the old files and damage.txt aside" || not_ok "salvage moved the old files and damage.txt aside" "$tmp/js.out"
+  check_exit "keelctl journal check after salvage: clean (exit 0)" 0 "$tmp/jc2.out" \
+    "$KEELCTL" journal check --data-dir "$tmp/jrn.data"
+  rm -f "$tmp/jrn.events"
+  if start_broker jrn --config "$tmp/jrn.yaml"; then
+    ok "salvaged journal: the broker starts"
+    check "salvaged journal: all 600 messages there" "$tmp/jcons.out" \
+      "$KEELCTL" --port "$PORT" consume --destination /queue/cli.j --count 600
+    stop_broker jrn
+  else
+    not_ok "salvaged journal: the broker starts" "$tmp/jrn.log"
+  fi
+else
+  not_ok "journal broker LIVE" "$tmp/jrn.log"
 fi
 
 # ---- users: hash-password, a config that uses it, logins -----------------
