@@ -194,6 +194,9 @@ int session__send_init(keel_session *s, const keel_stomp_frame *f, const char *a
 /* FLOW_GO, FLOW_REFUSED (an ERROR that keeps the connection was queued)
  * or FLOW_DROPPED. */
 int session__flow_before_send(keel_session *s, const char *address, const char *receipt);
+/* The same answers for a persistent SEND while the journal cannot write. */
+int session__storage_before_send(keel_session *s, const keel_stomp_frame *f,
+				 const char *receipt);
 /* A SEND went to `address`: pause reading if it is full (BLOCK). */
 void session__flow_after_send(keel_session *s, const char *address);
 bool session__is_duplicate(keel_session *s, const char *address, const char *id);

@@ -89,6 +89,8 @@ int session__large_head(keel_session *s, const keel_stomp_frame *f)
 		return 0;
 	}
 	rc = session__flow_before_send(s, address, s->lin.receipt);
+	if (rc == FLOW_GO)
+		rc = session__storage_before_send(s, f, s->lin.receipt);
 	if (rc != FLOW_GO) {
 		s->lin.discard = true;
 		s->lin.dropped = rc == FLOW_DROPPED;

@@ -164,6 +164,26 @@ static void on_unblocked(keel_address_waiter *w, void *ud)
 	session__update_reading(s);
 }
 
+/* A persistent SEND while the journal cannot write (a full disk): refused
+ * with an ERROR that keeps the connection, before anything is taken, so
+ * that nothing piles up in memory to be written at once when space
+ * returns.  FLOW_GO or FLOW_REFUSED. */
+int session__storage_before_send(keel_session *s, const keel_stomp_frame *f,
+				 const char *receipt)
+{
+	const keel_sync *sy = s->env.sync;
+	const char *p = hdr(f, "persistent");
+	if (sy == NULL || sy->error == NULL || p == NULL || strcmp(p, "true") != 0)
+		return FLOW_GO;
+	int err = sy->error(sy->ud);
+	if (err == 0)
+		return FLOW_GO;
+	send_error_keep(s, receipt,
+			"Storage error: the journal cannot write now (%s); this persistent message "
+			"was not taken: send it again later", strerror(-err));
+	return FLOW_REFUSED;
+}
+
 void session__flow_after_send(keel_session *s, const char *address)
 {
 	keel_core *core = s->env.core;
@@ -316,6 +336,8 @@ int session__on_send(keel_session *s, const keel_stomp_frame *f)
 		return session__send_receipt(s, f);
 
 	rc = session__flow_before_send(s, address, hdr(f, "receipt"));
+	if (rc == FLOW_GO)
+		rc = session__storage_before_send(s, f, hdr(f, "receipt"));
 	if (rc == FLOW_REFUSED)
 		return 0;
 	if (rc == FLOW_DROPPED)

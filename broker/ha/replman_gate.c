@@ -41,6 +41,15 @@ static uint64_t g_synced(void *ud)
 	return m->need_acks && m->acked < s ? m->acked : s;
 }
 
+static int g_error(void *ud)
+{
+	keel_journal *j = replman__journal(ud);
+	if (j == NULL)
+		return 0;
+	const keel_sync *sy = keel_journal_sync(j);
+	return sy->error ? sy->error(sy->ud) : 0;
+}
+
 static void gate_unlink(keel_replman *m, keel_sync_waiter *w)
 {
 	assert(w->linked);
@@ -207,6 +216,6 @@ void replman__gate_stop(keel_replman *m, bool release)
 void replman__gate_init(keel_replman *m)
 {
 	m->gate = (keel_sync){ .ticket = g_ticket, .synced = g_synced, .wait = g_wait,
-			       .cancel = g_cancel, .ud = m };
+			       .cancel = g_cancel, .error = g_error, .ud = m };
 	m->gate_jw.done = on_gate_jw;
 }

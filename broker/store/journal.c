@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -159,6 +160,36 @@ static const keel_core_store_ops store_ops = {
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
+/* A file system that cannot hold one segment can never take a persistent
+ * message: refused (-EINVAL, err says why).  One with less free space
+ * than a segment is said (journal.space-low): the first new segment will
+ * fail until space is freed. */
+static int check_space(keel_journal *j, char *err, size_t errlen)
+{
+	struct statvfs vfs;
+	if (statvfs(j->dir, &vfs) < 0)
+		return 0; /* not known: the writes will tell */
+	uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (total < j->file_size) {
+		snprintf(err, errlen,
+			 "journal %s: journal-file-size %" PRIu64 " is larger than its file system "
+			 "(%" PRIu64 " bytes in all): not one segment fits; choose a smaller "
+			 "journal-file-size or a larger file system", j->dir, j->file_size, total);
+		return -EINVAL;
+	}
+	if (avail < j->file_size) {
+		keel_log_warn("journal %s: %" PRIu64 " bytes free, a segment needs %" PRIu64
+			      ": persistent messages fail until space is freed",
+			      j->dir, avail, j->file_size);
+		if (j->events)
+			keel_events_emit(j->events, "journal.space-low", "{s:s, s:I, s:I}", "dir",
+					 j->dir, "available", (json_int_t)avail, "needed",
+					 (json_int_t)j->file_size);
+	}
+	return 0;
+}
+
 int keel_journal_open(keel_journal **out, const keel_journal_options *opt, keel_core *core,
 		      char *err, size_t errlen)
 {
@@ -201,6 +232,9 @@ int keel_journal_open(keel_journal **out, const keel_journal_options *opt, keel_
 		snprintf(err, errlen, "journal %s: %s", j->dir, strerror(errno));
 		goto fail;
 	}
+	rc = check_space(j, err, errlen);
+	if (rc)
+		goto fail;
 	rc = journal__load(j, err, errlen);
 	if (rc)
 		goto fail;

@@ -197,6 +197,8 @@ struct keel_journal {
 	keel_sync sync_if;
 	keel_journal_stats st;
 	bool failing;          /* the last batch failed: retry after a pause */
+	int fail_err;          /* its error (keel_sync's error()) */
+	uint64_t fail_since;   /* uv_now when it began failing */
 	bool compacting;       /* journal__ent_write is moving a record (not a new one) */
 	unsigned reclaim_hold; /* snapshots in progress: no segment is deleted */
 	keel_journal_tap_fn tap;

@@ -13,12 +13,14 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <fiu-local.h>
+#include <jansson.h>
 
 #include "limits.h"
 #include "log.h"
@@ -395,7 +397,10 @@ static void on_failure(keel_journal *j, const jbatch *failed, int err, const cha
 			keel_events_emit(j->events, "error", "{s:s, s:s}", "message", msg, "cause",
 					 strerror(-err));
 	}
+	if (!j->failing)
+		j->fail_since = j->loop ? uv_now(j->loop) : 0;
 	j->failing = true;
+	j->fail_err = err;
 	/* the deletes of both batches: segments already off the index */
 	uint64_t *dels = NULL;
 	size_t ndel = 0;
@@ -474,6 +479,18 @@ static void on_failure(keel_journal *j, const jbatch *failed, int err, const cha
 		uv_timer_start(&j->retry, on_retry, KEEL_JOURNAL_RETRY_MS, 0);
 }
 
+/* Writing again after a failure: said (journal.resumed), and persistent
+ * messages are taken again. */
+static void resumed(keel_journal *j)
+{
+	uint64_t ms = uv_now(j->loop) - j->fail_since;
+	keel_log_info("journal: writing again after %" PRIu64 " ms", ms);
+	if (j->events)
+		keel_events_emit(j->events, "journal.resumed", "{s:I, s:I}", "failed-ms",
+				 (json_int_t)ms, "write-errors", (json_int_t)j->st.write_errors);
+	j->failing = false;
+}
+
 /* Take the writer's finished batch, if any.  Returns its status. */
 int journal__complete(keel_journal *j)
 {
@@ -501,10 +518,8 @@ int journal__complete(keel_journal *j)
 		return err;
 	if (last > j->synced)
 		j->synced = last;
-	if (j->failing) {
-		keel_log_info("journal: writing again");
-		j->failing = false;
-	}
+	if (j->failing)
+		resumed(j);
 	journal__release_waiters(j, 0, 0);
 	return 0;
 }
@@ -530,6 +545,8 @@ static void maybe_submit(keel_journal *j)
 	journal__reclaim(j);
 	if (!journal__batch_empty(j->open))
 		journal__submit(j);
+	else if (j->failing)
+		resumed(j); /* nothing left to write again: take new messages */
 }
 
 void journal__on_async(uv_async_t *h)
@@ -554,6 +571,12 @@ static uint64_t s_ticket(void *ud)
 static uint64_t s_synced(void *ud)
 {
 	return ((keel_journal *)ud)->synced;
+}
+
+static int s_error(void *ud)
+{
+	keel_journal *j = ud;
+	return j->failing ? j->fail_err : 0;
 }
 
 static void s_wait(void *ud, keel_sync_waiter *w)
@@ -586,7 +609,7 @@ static void s_cancel(void *ud, keel_sync_waiter *w)
 void journal__sync_init(keel_journal *j)
 {
 	j->sync_if = (keel_sync){ .ticket = s_ticket, .synced = s_synced, .wait = s_wait,
-				  .cancel = s_cancel, .ud = j };
+				  .cancel = s_cancel, .error = s_error, .ud = j };
 }
 
 const keel_sync *keel_journal_sync(keel_journal *j)

@@ -357,7 +357,9 @@ static void storage_errors_give_errors_and_lose_nothing(void **state)
 		char off[64];
 		snprintf(off, sizeof(off), "disable name=%s", points[k]);
 		assert_int_equal(fiu_ctrl(pid, off), 0);
-		/* the broker is up; the disk is back */
+		/* the broker is up; the disk is back: until its retry wrote,
+		 * new persistent SENDs are refused (not taken) */
+		assert_true(it_broker_wait_event(f->b, from, "journal.resumed", NULL, NULL, T_MS) >= 0);
 		p = connect_to(f, NULL);
 		for (int i = 0; i < 5; i++)
 			assert_int_equal(send_persistent(p, "/queue/it.fiu", id++, true), 0);

@@ -35,6 +35,11 @@ typedef struct keel_sync {
 	void (*wait)(void *ud, keel_sync_waiter *w);
 	/* Unlink w if linked (its done will not run).  Safe any time. */
 	void (*cancel)(void *ud, keel_sync_waiter *w);
+	/* The store's state now: 0 while it writes, or the negative errno of
+	 * its last failed write until one succeeds again (a full disk).  What
+	 * is appended meanwhile waits or fails; sessions refuse new persistent
+	 * messages instead of piling them up.  May be NULL (always 0). */
+	int (*error)(void *ud);
 	void *ud;
 } keel_sync;
 
