@@ -15,7 +15,8 @@
  *  5. the journal has no damage, contiguous segment ids, and no MESSAGE
  *     record without a REF_ADD record for it;
  *  6. every receipted message comes back exactly once.
- * argv[1] keel-broker.  Every wait has a deadline.  Single-threaded.
+ * And with the default 10 MiB segments the broker refuses to start there
+ * (exit 2, saying why).  argv[1] keel-broker.  Every wait has a deadline.  Single-threaded.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -325,6 +326,31 @@ static void full_disk_recovers(void **state)
 
 }
 
+/* The default 10 MiB segments on the 8 MiB file system: not one fits, and
+ * the broker says so at start (exit 2) instead of saying LIVE and then
+ * refusing every persistent message. */
+static void no_segment_fits(void **state)
+{
+	(void)state;
+	const char *args[] = { "--data-dir", data, NULL };
+	it_broker_opts o = { .name = "small", .extra_args = args, .no_wait = true };
+	assert_int_equal(it_broker_start(&b, broker_exe, &o, it_ms(20000)), 0);
+	int st;
+	assert_int_equal(it_broker_wait_exit(b, it_ms(20000), &st), 0);
+	assert_int_equal(it_exit_code(st), 2);
+	int e = it_broker_wait_event(b, 0, "error", NULL, NULL, 0);
+	assert_true(e >= 0);
+	const char *msg = json_string_value(json_object_get(it_broker_event(b, (size_t)e),
+							    "message"));
+	assert_non_null(msg);
+	if (strstr(msg, "larger than its file system") == NULL)
+		fail_msg("the refusal does not say why: %s", msg);
+	printf("# %s\n", msg);
+	assert_true(it_broker_wait_event(b, 0, "state", "state", "LIVE", 0) < 0); /* never LIVE */
+	it_broker_free(b);
+	b = NULL;
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -375,6 +401,7 @@ int main(int argc, char **argv)
 		return IT_SKIP;
 	}
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(no_segment_fits),
 		cmocka_unit_test_teardown(full_disk_recovers, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
