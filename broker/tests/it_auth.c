@@ -3,7 +3,8 @@
  * defect 5): wrong passwords must not stall the other clients (the checks
  * run on the threadpool), failed logins get growing delays per source
  * address and per user with an `auth.failed` event each, and one address
- * that has failed may have only so many logins waiting.
+ * that has failed may have only so many logins waiting; connections that
+ * go while their check is under way leave nothing behind.
  *
  * argv[1] is the keel-broker binary.  Each test starts its own broker
  * (users, on 127.0.0.1:0) and talks raw STOMP over loopback sockets, bound
@@ -409,6 +410,45 @@ static void t_waiting_per_address(void **state)
 	stop_clean(b);
 }
 
+/* ---- 4. connections that go while their check is under way -------------------- */
+
+#define GONE 24
+
+/* Clients send a CONNECT and close at once: their checks are waiting,
+ * running on the pool or delayed when the connection (and its session)
+ * goes.  Nothing may touch the freed session (ASan, valgrind), the broker
+ * serves on, and it stops cleanly with checks still in flight. */
+static void t_close_during_check(void **state)
+{
+	(void)state;
+	it_broker *b = start("auth4");
+	uint16_t port = it_broker_port(b);
+	char src[32], user[32];
+	for (int i = 0; i < GONE; i++) {
+		snprintf(src, sizeof(src), "127.0.1.%d", 1 + i % 4); /* some share an address */
+		snprintf(user, sizeof(user), "gone-%d", i);
+		raw *r = raw_open(port, src);
+		send_connect(r, i % 3 ? user : "alice", i % 3 ? "x" : "s3cret");
+		raw_close(r);
+	}
+	/* the failures were counted: wait for some of them */
+	int i = it_broker_wait_event(b, 0, "auth.failed", NULL, NULL, T_MS);
+	assert_true(i >= 0);
+	raw *p = raw_open(port, "127.0.1.100");
+	send_connect(p, "alice", "s3cret");
+	keel_free(expect_frame(p, "CONNECTED", it_ms(15000)));
+	round_trip(p, 1);
+	/* more that go, and the broker stops while they are checked */
+	for (int k = 0; k < GONE; k++) {
+		snprintf(src, sizeof(src), "127.0.2.%d", 1 + k);
+		raw *r = raw_open(port, src);
+		send_connect(r, "alice", "s3cret");
+		raw_close(r);
+	}
+	raw_close(p);
+	stop_clean(b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -421,6 +461,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(t_loop_stays_responsive),
 		cmocka_unit_test(t_failure_delays),
 		cmocka_unit_test(t_waiting_per_address),
+		cmocka_unit_test(t_close_during_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
