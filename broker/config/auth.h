@@ -91,8 +91,7 @@ void keel_auth_close(keel_auth *a);
 /* After close and the loop's last run (no check in flight).  NULL is fine. */
 void keel_auth_free(keel_auth *a);
 
-/* What broker-status shows: checks running and waiting now, source
- * addresses and users tracked. */
+/* Checks running on the pool, and waiting for a slot, now. */
 unsigned keel_auth_in_flight(const keel_auth *a);
 unsigned keel_auth_waiting(const keel_auth *a);
 
