@@ -282,7 +282,12 @@ static void t_loop_stays_responsive(void **state)
 		"it_auth: %d producer round trips in %lld ms during %d wrong logins "
 		"(answered by then: %d; all answered after %lld ms)\n",
 		TRIPS, (long long)t_trips, BAD, answered, (long long)t_all);
-	if (answered == BAD)
+	/* Under a wrapper (valgrind runs one thread at a time) the pool's
+	 * checks take the loop's CPU: the ordering says nothing there. */
+	const char *wrapper = getenv("KEEL_BROKER_WRAPPER");
+	if (wrapper != NULL && *wrapper != '\0')
+		fprintf(stderr, "it_auth: under KEEL_BROKER_WRAPPER the ordering is not checked\n");
+	else if (answered == BAD)
 		fail_msg("the producer's %d receipts came only after all %d wrong logins were "
 			 "answered (%lld ms): the password checks hold up the loop",
 			 TRIPS, BAD, (long long)t_trips);
