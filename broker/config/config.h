@@ -113,7 +113,9 @@ typedef struct keel_ha_cfg {
 	char *listen;            /* required: this node's replication acceptor, host:port (port may be 0 only in tests) */
 	char *peer;              /* required: the peer's replication acceptor, host:port */
 	char *cluster_user;      /* cluster-user: NULL = none (then no password either) */
-	char *cluster_password;  /* cluster-password */
+	char *cluster_password;  /* cluster-password: sent in our REGISTERs; verified against
+				  * a hash security.c derives at load.  Without user and
+				  * password, listen must be loopback (broker.c) */
 	uint32_t initial_replication_sync_timeout; /* ms, default 30000 */
 	uint32_t failback_wait;  /* ms, default 60000 */
 	uint32_t connection_ttl; /* ms, default: the top-level connection-ttl */

@@ -2,10 +2,13 @@
  * security.c - users, crypt(3) password checks and per-address permissions
  * (see security.h).
  *
- * keel_security owns copies of the users (name, hash, roles) and of the
- * security settings; nothing points back into the config.  It is immutable
- * after create, so any thread may authenticate or check permissions.
- * Invariant: enabled == (users_count > 0).
+ * keel_security owns copies of the users (name, hash, roles), of the
+ * security settings and of the cluster credentials (ha.cluster-user, and a
+ * yescrypt hash of ha.cluster-password derived at create: the password
+ * itself is not kept here); nothing points back into the config.  It is
+ * immutable after create, so any thread may authenticate or check
+ * permissions.  Invariant: enabled == (users_count > 0); cluster_hash only
+ * with cluster_user.
  */
 #include "security.h"
 
@@ -46,6 +49,8 @@ struct keel_security {
 	unsigned users_count;
 	sec_setting *settings;
 	unsigned settings_count;
+	char *cluster_user;         /* ha.cluster-user; NULL = none */
+	char *cluster_hash;         /* crypt(3) of ha.cluster-password; NULL = none */
 };
 
 static const keel_principal anonymous = { .name = "anonymous" };
@@ -97,6 +102,8 @@ void keel_security_free(keel_security *sec)
 			free_strv(s->roles[p], s->roles_count[p]);
 	}
 	keel_free(sec->settings);
+	keel_free(sec->cluster_user);
+	keel_free(sec->cluster_hash);
 	keel_free(sec);
 }
 
@@ -186,6 +193,32 @@ static int copy_settings(keel_security *sec, const keel_config *cfg, char *err,
 	return 0;
 }
 
+/* The cluster credentials: the user, and the password only as a hash
+ * (a verifier with a random salt; the plain text stays in the config,
+ * where the manager takes it to send in its own REGISTERs). */
+static int copy_cluster(keel_security *sec, const keel_config *cfg, char *err, size_t errlen)
+{
+	const keel_ha_cfg *h = cfg->ha;
+	char hash[CRYPT_OUTPUT_SIZE];
+	if (h == NULL || h->cluster_user == NULL)
+		return 0;
+	sec->cluster_user = keel_strdup(h->cluster_user);
+	if (sec->cluster_user == NULL)
+		return -ENOMEM;
+	if (h->cluster_password == NULL)
+		return 0;
+	int rc = keel_security_hash_password(h->cluster_password, hash, sizeof(hash));
+	if (rc == 0) {
+		sec->cluster_hash = keel_strdup(hash);
+		rc = sec->cluster_hash ? 0 : -ENOMEM;
+	} else if (rc != -ENOMEM) {
+		snprintf(err, errlen, "ha.cluster-password: cannot hash it: %s", strerror(-rc));
+		rc = -EINVAL;
+	}
+	explicit_bzero(hash, sizeof(hash));
+	return rc;
+}
+
 int keel_security_create(keel_security **out, const keel_config *cfg, char *err,
 			 size_t errlen)
 {
@@ -215,6 +248,9 @@ int keel_security_create(keel_security **out, const keel_config *cfg, char *err,
 			goto out_err;
 	}
 	rc = copy_settings(sec, cfg, err, errlen);
+	if (rc != 0)
+		goto out_err;
+	rc = copy_cluster(sec, cfg, err, errlen);
 	if (rc != 0)
 		goto out_err;
 	keel_free(data);
@@ -275,6 +311,35 @@ int keel_security_authenticate(const keel_security *sec, const char *login,
 		return -EACCES;
 	*out = &user->principal;
 	return 0;
+}
+
+bool keel_security_cluster_creds(const keel_security *sec)
+{
+	return sec->cluster_user != NULL;
+}
+
+int keel_security_cluster_check(const keel_security *sec, const char *user,
+				const char *password)
+{
+	if (user == NULL)
+		user = "";
+	if (password == NULL)
+		password = "";
+	if (sec->cluster_user == NULL) /* no credentials: none may be offered */
+		return user[0] == '\0' && password[0] == '\0' ? 0 : -EACCES;
+	bool ok = const_time_equal(user, sec->cluster_user);
+	if (sec->cluster_hash == NULL) {
+		ok &= password[0] == '\0';
+	} else {
+		struct crypt_data *data = keel_calloc(1, sizeof(*data));
+		if (data == NULL)
+			return -ENOMEM;
+		const char *h = crypt_checked(password, sec->cluster_hash, data);
+		ok &= h != NULL && const_time_equal(h, sec->cluster_hash);
+		explicit_bzero(data, sizeof(*data));
+		keel_free(data);
+	}
+	return ok ? 0 : -EACCES;
 }
 
 static int perm_index(keel_perm perm)

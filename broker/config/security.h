@@ -39,6 +39,18 @@ bool keel_security_allowed(const keel_security *sec, const keel_principal *p,
 			   keel_perm perm, const char *address);
 const char *keel_principal_name(const keel_principal *p);
 
+/*
+ * Cluster credentials (ha.cluster-user, ha.cluster-password): does the
+ * config name a cluster user?  And do `user`/`password` (NULL = empty)
+ * match them: 0 or -EACCES (-ENOMEM).  With no cluster user configured,
+ * only empty credentials match.  The password is checked against a
+ * yescrypt hash derived at create (one crypt(): tens of ms; call it off
+ * the loop thread, see auth.h) and compared in constant time.
+ */
+bool keel_security_cluster_creds(const keel_security *sec);
+int keel_security_cluster_check(const keel_security *sec, const char *user,
+				const char *password);
+
 /* Hash a password with crypt_gensalt (yescrypt, "$y$") + crypt.  0 or
  * -errno; out gets the hash string. */
 int keel_security_hash_password(const char *password, char *out, size_t outlen);

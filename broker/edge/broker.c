@@ -2,8 +2,9 @@
  * broker.c - the broker object (see broker.h).
  *
  * Owns the libuv loop and, in this order of creation, the events sink,
- * security, the core, the STOMP server, the signal handles and the expiry
- * timer; frees them in reverse (the server's sessions use the core).
+ * security, the core, the password checks (auth), the STOMP server, the
+ * signal handles and the expiry timer; frees them in reverse (the
+ * server's sessions use the core and the checks).
  * Borrows the config.  State only moves forward: STARTING -> LIVE ->
  * STOPPING -> STOPPED.  Loop thread only.
  */
@@ -21,6 +22,7 @@
 #include <time.h>
 
 #include "keel/alloc.h"
+#include "auth.h"
 #include "core.h"
 #include "events.h"
 #include "limits.h"
@@ -43,6 +45,7 @@ struct keel_broker {
 	keel_broker_state state;
 	keel_events *events;
 	keel_security *security;
+	keel_auth *auth;               /* password checks (sessions, replication) */
 	keel_core *core;
 	keel_server *server;           /* NULL once handed to keel_server_stop */
 	keel_session_env env;
@@ -187,16 +190,40 @@ static bool host_is_loopback(const char *host)
 	return false;
 }
 
+/*
+ * The security posture: no users -> the STOMP acceptor only on loopback;
+ * no cluster credentials (ha.cluster-user and a non-empty
+ * ha.cluster-password) -> the
+ * replication acceptor only on loopback (any node that reaches it could
+ * register as a backup and be sent every message).  -EPERM with the
+ * reason.
+ */
 static int check_posture(const keel_config *cfg, const char *host, char *err, size_t errlen)
 {
-	if (cfg->users_count > 0 || host_is_loopback(host))
+	if (cfg->users_count == 0 && !host_is_loopback(host)) {
+		snprintf(err, errlen,
+			 "refusing to listen on %s without users: with no users configured "
+			 "every login is accepted, which is only safe on a loopback address "
+			 "(127.0.0.1, ::1, localhost); add users to the config or listen on "
+			 "loopback",
+			 cfg->listen);
+		return -EPERM;
+	}
+	const keel_ha_cfg *h = cfg->ha;
+	char rhost[256];
+	uint16_t rport;
+	if (h == NULL || (h->cluster_user != NULL && h->cluster_password != NULL &&
+			  h->cluster_password[0] != '\0'))
+		return 0;
+	if (keel_parse_hostport(h->listen, rhost, sizeof(rhost), &rport) == 0 &&
+	    host_is_loopback(rhost))
 		return 0;
 	snprintf(err, errlen,
-		 "refusing to listen on %s without users: with no users configured "
-		 "every login is accepted, which is only safe on a loopback address "
-		 "(127.0.0.1, ::1, localhost); add users to the config or listen on "
-		 "loopback",
-		 cfg->listen);
+		 "refusing to listen for replication on %s (ha.listen) without cluster "
+		 "credentials: any node that can reach it could register as a backup and be "
+		 "sent every message; set ha.cluster-user and ha.cluster-password (the same "
+		 "on both nodes) or listen on loopback (127.0.0.1, ::1)",
+		 h->listen);
 	return -EPERM;
 }
 
@@ -333,6 +360,7 @@ static void on_server_stopped(void *ud)
 	/* Every session is gone: write what is left, join the writer. */
 	keel_journal_stop(b->journal);
 	keel_replman_close(b->repl);
+	keel_auth_close(b->auth); /* every requester is gone: checks in flight end alone */
 	/* Last handles: the loop ends after their close callbacks. */
 	uv_close((uv_handle_t *)&b->sig_term, NULL);
 	uv_close((uv_handle_t *)&b->sig_int, NULL);
@@ -415,6 +443,7 @@ static void broker_destroy(keel_broker *b)
 	bridges_destroy(b);
 	keel_journal_stop(b->journal); /* NULL, or stopped already: nothing */
 	keel_replman_close(b->repl);   /* NULL, or closed already: nothing */
+	keel_auth_close(b->auth);      /* NULL, or closed already: nothing */
 	if (b->loop_open) {
 		uv_run(&b->loop, UV_RUN_DEFAULT);
 		if (uv_loop_close(&b->loop) == UV_EBUSY) {
@@ -429,6 +458,7 @@ static void broker_destroy(keel_broker *b)
 	keel_journal_free(b->journal);
 	keel_journal_free(b->dead_journal);
 	keel_replman_free(b->repl);
+	keel_auth_free(b->auth); /* the loop ran every check's end */
 	keel_large_stopping(true); /* persistent large bodies stay for the journal */
 	keel_core_free(b->core);
 	keel_dupcache_free(b->dups);
@@ -550,6 +580,7 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 		.mgmt = &b->mgmt,
 		.large_message_dir = b->large_dir,
 		.min_large_message_size = cfg->min_large_message_size_bytes,
+		.auth = b->auth,
 	};
 	/* receipts of persistent messages wait for the journal (and, with a
 	 * synced backup, for its acknowledgement) */
@@ -772,6 +803,7 @@ static int create_replman(keel_broker *b, char *err, size_t errlen)
 		.data_dir = b->cfg->data_dir,
 		.large_dir = b->large_dir,
 		.events = b->events,
+		.auth = b->auth,
 		.host = {
 			.load_journal = h_load_journal,
 			.journal = h_journal,
@@ -857,6 +889,13 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	uv_timer_init(&b->loop, &b->reap_timer);
 	b->sig_term.data = b->sig_int.data = b->expire_timer.data = b->reap_timer.data = b;
 	b->handles_started = true;
+	keel_auth_options ao = { .loop = &b->loop, .security = b->security,
+				 .events = b->events };
+	rc = keel_auth_create(&b->auth, &ao);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 
 	/* Large messages: their files, unfinished ones from a crash removed. */
 	size_t dlen = strlen(cfg->data_dir) + sizeof("/large-messages");

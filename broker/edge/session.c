@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "limits.h"
 #include "log.h"
 #include "session_int.h"
@@ -24,6 +25,133 @@
 static uint64_t session_serial;
 
 /* ---- CONNECT ------------------------------------------------------------ */
+
+/* The login is good: heart-beats, client-id, CONNECTED (and its receipt). */
+static int connect_finish(keel_session *s, const keel_stomp_frame *f, keel_stomp_version v,
+			  const keel_principal *p)
+{
+	/* Heart-beats: we send every max(our cx, their cy); we expect every
+	 * max(their cx, our cy); 0 on either side = off. */
+	uint32_t send_ms = 0, recv_ms = 0;
+	uint32_t srv_cx = s->env.heartbeat_send_ms, srv_cy = s->env.heartbeat_recv_ms;
+	const char *hb = hdr(f, "heart-beat");
+	if (hb && v >= KEEL_STOMP_V11) {
+		uint32_t cx, cy;
+		if (keel_stomp_parse_heartbeat(hb, &cx, &cy) != 0)
+			return session__send_error(s, f, "Invalid heart-beat header '%s'", hb);
+		if (cy && srv_cx)
+			send_ms = cy > srv_cx ? cy : srv_cx;
+		if (cx && srv_cy)
+			recv_ms = cx > srv_cy ? cx : srv_cy;
+	}
+
+	const char *cid = hdr(f, "client-id");
+	if (cid) {
+		s->client_id = keel_strdup(cid);
+		if (s->client_id == NULL)
+			return session__send_error(s, f, "Out of memory");
+	}
+	s->principal = p;
+	s->version = v;
+	s->state = S_CONNECTED;
+	keel_stomp_parser_set_version(s->parser, v);
+
+	char hbv[32], sess[64];
+	snprintf(hbv, sizeof(hbv), "%u,%u", send_ms, recv_ms);
+	snprintf(sess, sizeof(sess), "%s-%" PRIu64, s->env.node, s->serial);
+	keel_buf *b = session__out(s);
+	int rc = keel_stomp_encode_start(b, "CONNECTED");
+	if (v >= KEEL_STOMP_V11) {
+		rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "version",
+							    v == KEEL_STOMP_V12 ? "1.2" : "1.1");
+		rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "heart-beat", hbv);
+	}
+	rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "session", sess);
+	rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "server",
+						    s->env.server_header);
+	rc = rc ? rc : keel_stomp_encode_body(b, NULL, 0, false);
+	if (rc)
+		return session__send_error(s, f, "Out of memory");
+	s->ops->set_heartbeat(s->conn, send_ms, recv_ms);
+	return session__send_receipt(s, f);
+}
+
+/* "1.2.3.4" of "1.2.3.4:5678", "::1" of "[::1]:5678": the source address
+ * failed logins are counted by. */
+static void peer_host(const char *peer, char *out, size_t outlen)
+{
+	const char *end = strrchr(peer, ':');
+	size_t n = end ? (size_t)(end - peer) : strlen(peer);
+	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']') {
+		peer++;
+		n -= 2;
+	}
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, peer, n);
+	out[n] = '\0';
+}
+
+static keel_stomp_frame *frame_copy(const keel_stomp_frame *f);
+static void resume_input(keel_session *s);
+
+/* The password check of the CONNECT in auth_frame ended (loop thread). */
+static void on_auth_answer(int status, const keel_principal *p, void *ud)
+{
+	keel_session *s = ud;
+	keel_stomp_frame *f = s->auth_frame;
+	session__check(s);
+	assert(s->auth_req != NULL && f != NULL);
+	s->auth_req = NULL;
+	s->auth_frame = NULL;
+	if (s->state == S_CLOSING) { /* shut down meanwhile: nothing more to say */
+		keel_free(f);
+		return;
+	}
+	if (s->env.sync)
+		s->frame_ticket = s->env.sync->ticket(s->env.sync->ud);
+	const char *login = hdr(f, "login");
+	if (status == 0)
+		(void)connect_finish(s, f, s->auth_version, p);
+	else if (status == -EACCES)
+		(void)session__send_error(s, f, "Authentication failed for user '%s'",
+					  login ? login : "");
+	else if (status == -ECANCELED)
+		(void)session__send_error(s, f, "Server shutting down");
+	else
+		(void)session__send_error(s, f, "Authentication could not be checked: %s",
+					  strerror(-status));
+	keel_free(f);
+	resume_input(s); /* what came behind the CONNECT, then reading */
+	(void)s->ops->outbuf(s->conn); /* the edge flushes the answer */
+}
+
+/* With users and a keel_auth: the password is checked on the threadpool;
+ * the CONNECT waits in auth_frame, the input behind it in `stash`. */
+static int connect_check_async(keel_session *s, const keel_stomp_frame *f, keel_stomp_version v,
+			       const char *login, const char *passcode)
+{
+	char addr[64];
+	peer_host(s->ops->peer(s->conn), addr, sizeof(addr));
+	s->auth_frame = frame_copy(f);
+	if (s->auth_frame == NULL)
+		return session__send_error(s, f, "Out of memory");
+	s->auth_version = v;
+	int rc = keel_auth_check(s->env.auth, KEEL_AUTH_CLIENT, addr, login, passcode,
+				 on_auth_answer, s, &s->auth_req);
+	if (rc == 0)
+		return 0;
+	keel_free(s->auth_frame);
+	s->auth_frame = NULL;
+	if (rc == -EBUSY) {
+		keel_log_warn("%s: too many logins waiting for their password check; refused",
+			      s->ops->peer(s->conn));
+		return session__send_error(s, f, "Server busy: too many logins waiting for "
+					   "their password check; try again later");
+	}
+	return session__send_error(s, f, "Authentication could not be checked: %s",
+				   strerror(-rc));
+}
 
 static int on_connect(keel_session *s, const keel_stomp_frame *f)
 {
@@ -71,6 +199,8 @@ static int on_connect(keel_session *s, const keel_stomp_frame *f)
 
 	const char *login = hdr(f, "login");
 	const char *passcode = hdr(f, "passcode");
+	if (s->env.auth != NULL && keel_security_enabled(s->env.security))
+		return connect_check_async(s, f, v, login, passcode);
 	const keel_principal *p = NULL;
 	if (keel_security_authenticate(s->env.security, login, passcode, &p) != 0) {
 		keel_log_info("%s: authentication failed for user '%s'", s->ops->peer(s->conn),
@@ -78,51 +208,7 @@ static int on_connect(keel_session *s, const keel_stomp_frame *f)
 		return session__send_error(s, f, "Authentication failed for user '%s'",
 					   login ? login : "");
 	}
-
-	/* Heart-beats: we send every max(our cx, their cy); we expect every
-	 * max(their cx, our cy); 0 on either side = off. */
-	uint32_t send_ms = 0, recv_ms = 0;
-	uint32_t srv_cx = s->env.heartbeat_send_ms, srv_cy = s->env.heartbeat_recv_ms;
-	const char *hb = hdr(f, "heart-beat");
-	if (hb && v >= KEEL_STOMP_V11) {
-		uint32_t cx, cy;
-		if (keel_stomp_parse_heartbeat(hb, &cx, &cy) != 0)
-			return session__send_error(s, f, "Invalid heart-beat header '%s'", hb);
-		if (cy && srv_cx)
-			send_ms = cy > srv_cx ? cy : srv_cx;
-		if (cx && srv_cy)
-			recv_ms = cx > srv_cy ? cx : srv_cy;
-	}
-
-	const char *cid = hdr(f, "client-id");
-	if (cid) {
-		s->client_id = keel_strdup(cid);
-		if (s->client_id == NULL)
-			return session__send_error(s, f, "Out of memory");
-	}
-	s->principal = p;
-	s->version = v;
-	s->state = S_CONNECTED;
-	keel_stomp_parser_set_version(s->parser, v);
-
-	char hbv[32], sess[64];
-	snprintf(hbv, sizeof(hbv), "%u,%u", send_ms, recv_ms);
-	snprintf(sess, sizeof(sess), "%s-%" PRIu64, s->env.node, s->serial);
-	keel_buf *b = session__out(s);
-	int rc = keel_stomp_encode_start(b, "CONNECTED");
-	if (v >= KEEL_STOMP_V11) {
-		rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "version",
-							    v == KEEL_STOMP_V12 ? "1.2" : "1.1");
-		rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "heart-beat", hbv);
-	}
-	rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "session", sess);
-	rc = rc ? rc : keel_stomp_encode_header_str(b, KEEL_STOMP_V10, "server",
-						    s->env.server_header);
-	rc = rc ? rc : keel_stomp_encode_body(b, NULL, 0, false);
-	if (rc)
-		return session__send_error(s, f, "Out of memory");
-	s->ops->set_heartbeat(s->conn, send_ms, recv_ms);
-	return session__send_receipt(s, f);
+	return connect_finish(s, f, v, p);
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -342,6 +428,9 @@ void session__check(const keel_session *s)
 	assert(s->lp_count <= KEEL_SESSION_MAX_LARGE_COMMITS);
 	assert(keel_buf_size(&s->stash) == 0 || session__input_stalled(s) ||
 	       s->state == S_CLOSING);
+	/* a CONNECT waiting for its password check, before CONNECTED */
+	assert((s->auth_req == NULL) == (s->auth_frame == NULL));
+	assert(s->auth_req == NULL || s->state != S_CONNECTED);
 	/* a large MESSAGE streaming out: its file is open, the consumers are
 	 * held, and output waits in `held` only meanwhile */
 	assert((s->lout.msg == NULL) == (s->lout.fd < 0));
@@ -410,6 +499,11 @@ void keel_session_free(keel_session *s)
 	session__large_free(s);
 	keel_free(s->deferred);
 	s->deferred = NULL;
+	if (s->auth_req != NULL)
+		keel_auth_detach(s->auth_req); /* its answer will not come */
+	s->auth_req = NULL;
+	keel_free(s->auth_frame);
+	s->auth_frame = NULL;
 	keel_buf_free(&s->held);
 	keel_buf_free(&s->stash);
 	keel_stomp_parser_free(s->parser);

@@ -82,6 +82,11 @@ typedef struct keel_session_env {
 	 * id the cache holds for its address gets its receipt and is dropped;
 	 * routed ones are remembered.  NULL: no detection. */
 	struct keel_dupcache *dups;
+	/* Password checks (auth.h): with users, a CONNECT's login is checked
+	 * on the loop's threadpool, failures limited per address and user;
+	 * the connection's input waits for the answer, the loop does not.
+	 * NULL: checked in place (tests without a loop). */
+	struct keel_auth *auth;
 } keel_session_env;
 
 int keel_session_create(keel_session **out, const keel_session_env *env,

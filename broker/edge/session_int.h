@@ -20,7 +20,9 @@
  * Invariants (session__check asserts the cheap ones at each entry):
  * state goes AWAIT_CONNECT -> CONNECTED -> CLOSING, never back; a frame
  * other than CONNECT is handled only in CONNECTED, and nothing is handled
- * in CLOSING; every subscription has a consumer; sub_count and tx_count
+ * in CLOSING; a password check is in flight (auth_req, with the CONNECT
+ * in auth_frame) only in AWAIT_CONNECT or CLOSING, and input waits in
+ * `stash` meanwhile; every subscription has a consumer; sub_count and tx_count
  * count the tables; sync_w is linked only while receipts are held; while
  * a large body streams out (lout.msg) the consumers are held.
  */
@@ -111,6 +113,12 @@ struct keel_session {
 		int fd;          /* -1 when none */
 		uint64_t off;    /* body bytes appended so far */
 	} lout;
+	/* A CONNECT whose password is being checked (keel_auth, threadpool):
+	 * a copy of the frame, the request (detached if the session goes
+	 * first) and the version it negotiated. */
+	keel_stomp_frame *auth_frame;
+	struct keel_auth_req *auth_req;
+	keel_stomp_version auth_version;
 	/* Set once by session.c at create; called by session_large.c when a
 	 * commit ended and the pipeline moved: the deferred frame, then the
 	 * stashed input, then reading. */

@@ -33,11 +33,12 @@ keel_buf *session__out(keel_session *s)
 	return s->ops->outbuf(s->conn);
 }
 
-/* Input waits (in `stash`) behind a deferred frame or a full pipeline of
- * large SENDs being committed. */
+/* Input waits (in `stash`) behind a deferred frame, a full pipeline of
+ * large SENDs being committed, or a CONNECT's password check. */
 bool session__input_stalled(const keel_session *s)
 {
-	return s->deferred != NULL || s->lp_count >= KEEL_SESSION_MAX_LARGE_COMMITS;
+	return s->deferred != NULL || s->lp_count >= KEEL_SESSION_MAX_LARGE_COMMITS ||
+	       s->auth_req != NULL;
 }
 
 /* Reading is paused while the address a SEND went to is full (BLOCK),

@@ -361,6 +361,8 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	m->loop = opt->loop;
 	m->cfg = c;
 	m->events = opt->events;
+	m->auth = opt->auth;
+	assert(m->auth != NULL);
 	m->host = opt->host;
 	m->run_action = run_action;
 	keel_buf_init(&m->scratch);

@@ -60,6 +60,10 @@ typedef struct keel_replman_options {
 	const char *data_dir;        /* identity file; <data-dir>/journal */
 	const char *large_dir;       /* large-message files */
 	keel_events *events;         /* may be NULL */
+	/* Password checks (auth.h; borrowed, outlives the manager): a REGISTER
+	 * with cluster credentials configured is checked there (threadpool,
+	 * failures limited per address and cluster user). */
+	struct keel_auth *auth;
 	keel_replman_host host;
 } keel_replman_options;
 

@@ -105,6 +105,13 @@ struct rlink {
 	bool forgotten;        /* the machine asked CLOSE_LINK: report nothing more */
 	bool dirty;
 	const char *die_point; /* fault point: die once the output is written */
+	char peer[64];         /* the peer's address (inbound: the source IP) */
+	/* A REGISTER whose cluster credentials are being checked (auth.h):
+	 * the request (detached when the link closes first), the input it
+	 * becomes, and the bytes read behind it (reading stops meanwhile). */
+	struct keel_auth_req *auth;
+	keel_ha_input auth_in;
+	keel_buf stash;
 	rlink *next;
 };
 
@@ -127,6 +134,7 @@ struct keel_replman {
 	char *journal_dir;
 	char *large_dir;
 	keel_events *events;
+	struct keel_auth *auth;     /* borrowed: REGISTER credential checks */
 	keel_replman_host host;
 	keel_ha ha;
 	uv_tcp_t acceptor;

@@ -22,6 +22,7 @@
 #include <fiu-local.h>
 
 #include "keel/alloc.h"
+#include "auth.h"
 #include "crc32c.h"
 #include "log.h"
 
@@ -305,6 +306,8 @@ rlink *replman__link_new(keel_replman *m, bool outbound)
 		l->id = ++m->next_link_id;
 	assert(l->id != 0); /* ha.h: every link has a nonzero id */
 	keel_buf_init(&l->out);
+	keel_buf_init(&l->stash);
+	snprintf(l->peer, sizeof(l->peer), "?");
 	uv_tcp_init(m->loop, &l->tcp);
 	uv_tcp_nodelay(&l->tcp, 1);
 	l->tcp.data = l;
@@ -326,6 +329,7 @@ static void on_link_closed_handle(uv_handle_t *h)
 		}
 	keel_repl_decoder_free(l->dec);
 	keel_buf_free(&l->out);
+	keel_buf_free(&l->stash);
 	replman__q_free(&l->q_head, &l->q_tail);
 	keel_free(l);
 }
@@ -337,6 +341,10 @@ void replman__link_close_now(rlink *l)
 		return;
 	l->handle_closed = true;
 	keel_replman *m = l->m;
+	if (l->auth != NULL) {
+		keel_auth_detach(l->auth); /* its answer will not come */
+		l->auth = NULL;
+	}
 	if (m->repl_link == l->id) {
 		/* the machine hears of it and asks STOP_REPLICATION; until then
 		 * nothing more goes out */

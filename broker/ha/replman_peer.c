@@ -2,7 +2,10 @@
  * replman_peer.c - what comes from the peer: accept and connect the
  * replication links, read and decode the peer's messages into HA inputs
  * (fed and driven as they arrive), OP_ACKs into the receipt gate,
- * FILE_CHUNKs and JOURNAL_OPs into the replica.  Owns nothing of its own:
+ * FILE_CHUNKs and JOURNAL_OPs into the replica.  A REGISTER, when
+ * cluster credentials are configured, is checked off the loop (auth.h:
+ * hash on the threadpool, failures limited per address and cluster user);
+ * the link reads nothing more until the answer.  Owns nothing of its own:
  * the links are replman_link.c's.  Loop thread only.
  */
 #include "replman_int.h"
@@ -14,6 +17,7 @@
 #include <fiu-local.h>
 
 #include "keel/alloc.h"
+#include "auth.h"
 #include "log.h"
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -25,14 +29,78 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = buf->base ? n : 0;
 }
 
-static bool creds_ok(keel_replman *m, const keel_repl_msg *msg)
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void consume(rlink *l, const uint8_t *p, size_t left);
+
+/* The cluster credentials of l's REGISTER were checked (auth.h): the
+ * machine hears the REGISTER now, then what was read behind it. */
+static void on_register_checked(int status, const keel_principal *p, void *ud)
 {
+	rlink *l = ud;
+	keel_replman *m = l->m;
+	(void)p;
+	assert(l->auth != NULL && !l->handle_closed); /* closing detaches */
+	l->auth = NULL;
+	keel_ha_input in = l->auth_in;
+	in.now_ms = replman__now_ms(m);
+	in.creds_ok = status == 0;
+	if (status != 0 && status != -EACCES)
+		keel_log_warn("replication link %u: credentials not checked: %s", l->id,
+			      strerror(-status));
+	if (!l->forgotten)
+		replman__feed(m, &in);
+	replman__drive(m);
+	keel_buf rest = l->stash;
+	keel_buf_init(&l->stash);
+	if (!l->handle_closed && keel_buf_size(&rest) > 0)
+		consume(l, keel_buf_head(&rest), keel_buf_size(&rest));
+	keel_buf_free(&rest);
+	if (!l->handle_closed && l->auth == NULL) {
+		replman__replica_ack(m, l);
+		if (!l->handle_closed &&
+		    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0)
+			replman__link_broken(l, "cannot read");
+	}
+	replman__drive(m);
+}
+
+/*
+ * A REGISTER's credentials.  Without a cluster user configured, a
+ * REGISTER must carry none (checked here).  With one, the check goes to
+ * the threadpool (keel_security_cluster_check: the password against its
+ * hash, in constant time) and `in` waits in l->auth_in: returns with
+ * l->auth set.  Otherwise sets in->creds_ok.
+ */
+static void register_creds(rlink *l, const keel_repl_msg *msg, keel_ha_input *in)
+{
+	keel_replman *m = l->m;
+	char user[KEEL_REPL_MAX_STR + 1], pass[KEEL_REPL_MAX_STR + 1];
+	in->creds_ok = false;
 	if (fiu_fail(KEEL_FIU_REPL_REGISTER_REFUSE))
-		return false;
-	const char *u = m->cfg->cluster_user ? m->cfg->cluster_user : "";
-	const char *p = m->cfg->cluster_password ? m->cfg->cluster_password : "";
-	return msg->user.len == strlen(u) && memcmp(msg->user.p, u, msg->user.len) == 0 &&
-	       msg->password.len == strlen(p) && memcmp(msg->password.p, p, msg->password.len) == 0;
+		return;
+	if (m->cfg->cluster_user == NULL) {
+		in->creds_ok = msg->user.len == 0 && msg->password.len == 0;
+		return;
+	}
+	/* (the codec bounds both by KEEL_REPL_MAX_STR; a NUL inside cannot
+	 * be a configured password) */
+	if (msg->user.len > KEEL_REPL_MAX_STR || msg->password.len > KEEL_REPL_MAX_STR ||
+	    memchr(msg->user.p, '\0', msg->user.len) != NULL ||
+	    memchr(msg->password.p, '\0', msg->password.len) != NULL)
+		return;
+	memcpy(user, msg->user.p, msg->user.len);
+	user[msg->user.len] = '\0';
+	memcpy(pass, msg->password.p, msg->password.len);
+	pass[msg->password.len] = '\0';
+	int rc = keel_auth_check(m->auth, KEEL_AUTH_CLUSTER, l->peer, user, pass,
+				 on_register_checked, l, &l->auth);
+	explicit_bzero(pass, sizeof(pass));
+	if (rc < 0) {
+		keel_log_warn("replication link %u: credentials not checked: %s%s", l->id,
+			      strerror(-rc), rc == -EBUSY ? " (too many checks waiting)" : "");
+		return; /* refused: the peer tries again */
+	}
+	l->auth_in = *in;
 }
 
 /* One decoded message from link l. */
@@ -50,7 +118,9 @@ static int on_message(rlink *l, const keel_repl_msg *msg)
 		in.peer_role = msg->role;
 		in.failback = msg->failback;
 		in.probe = msg->probe;
-		in.creds_ok = creds_ok(m, msg);
+		register_creds(l, msg, &in);
+		if (l->auth != NULL)
+			return 0; /* fed when checked (on_register_checked) */
 		break;
 	case KEEL_REPL_REGISTER_OK:
 		in.type = KEEL_HA_IN_REGISTER_OK;
@@ -125,28 +195,11 @@ static int on_message(rlink *l, const keel_repl_msg *msg)
 	return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Decode and handle what link l read.  A REGISTER whose check is under
+ * way stops it: the rest waits in l->stash, reading stops. */
+static void consume(rlink *l, const uint8_t *p, size_t left)
 {
-	rlink *l = s->data;
 	keel_replman *m = l->m;
-	if (nread < 0) {
-		keel_free(buf->base);
-		replman__link_broken(l, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
-		replman__drive(m);
-		return;
-	}
-	if (nread == 0) {
-		keel_free(buf->base);
-		return;
-	}
-	if (fiu_fail(KEEL_FIU_REPL_CUT)) {
-		keel_free(buf->base); /* a partition: nothing arrives */
-		return;
-	}
-	if (!l->forgotten)
-		replman__feed_simple(m, KEEL_HA_IN_HEARD, l->id);
-	const uint8_t *p = (const uint8_t *)buf->base;
-	size_t left = (size_t)nread;
 	while (!l->handle_closed) {
 		keel_repl_msg msg;
 		ssize_t used = keel_repl_decode(l->dec, p, left, &msg);
@@ -170,13 +223,41 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		/* feed as we go: SYNC_DONE must see the ops before it applied */
 		replman__drive(m);
+		if (l->auth != NULL && !l->handle_closed) {
+			uv_read_stop((uv_stream_t *)&l->tcp);
+			if (left > 0 && keel_buf_append(&l->stash, p, left))
+				replman__link_broken(l, "out of memory");
+			return;
+		}
 	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	rlink *l = s->data;
+	keel_replman *m = l->m;
+	if (nread < 0) {
+		keel_free(buf->base);
+		replman__link_broken(l, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
+		replman__drive(m);
+		return;
+	}
+	if (nread == 0) {
+		keel_free(buf->base);
+		return;
+	}
+	if (fiu_fail(KEEL_FIU_REPL_CUT)) {
+		keel_free(buf->base); /* a partition: nothing arrives */
+		return;
+	}
+	if (!l->forgotten)
+		replman__feed_simple(m, KEEL_HA_IN_HEARD, l->id);
+	consume(l, (const uint8_t *)buf->base, (size_t)nread);
 	keel_free(buf->base);
-	if (!l->handle_closed)
+	if (!l->handle_closed && l->auth == NULL)
 		replman__replica_ack(m, l);
 	replman__drive(m);
 }
-
 
 void replman__on_accept(uv_stream_t *server, int status)
 {
@@ -195,7 +276,15 @@ void replman__on_accept(uv_stream_t *server, int status)
 		return;
 	}
 	l->connected = true;
-	keel_log_debug("replication link %u accepted", l->id);
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&ss, l->peer, sizeof(l->peer));
+		else
+			uv_ip4_name((struct sockaddr_in *)&ss, l->peer, sizeof(l->peer));
+	}
+	keel_log_debug("replication link %u accepted from %s", l->id, l->peer);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -260,6 +349,7 @@ int replman__connect_peer(keel_replman *m)
 	rlink *l = replman__link_new(m, true);
 	if (l == NULL)
 		return -ENOMEM;
+	snprintf(l->peer, sizeof(l->peer), "%.63s", host); /* numeric */
 	l->creq.data = l;
 	int rc = uv_tcp_connect(&l->creq, &l->tcp, (struct sockaddr *)&sa, on_connect);
 	if (rc < 0) {

@@ -519,6 +519,26 @@ static void test_second_backup_refused(void **state)
 
 /* ---- 3. wrong cluster credentials ------------------------------------------- */
 
+/* The live's auth.failed events for REGISTERs, from index `from` on: each
+ * from the replication acceptor, naming `user` and the address, with the
+ * failure count rising and its delay doubling (100 ms, 200 ms, ...).
+ * Returns the index of the `n`th. */
+static int cluster_failures(it_broker *live, int from, const char *user, int n)
+{
+	long last = 0;
+	for (int k = 0; k < n; k++) {
+		from = wait_ev(live, from, "auth.failed", "user", user, START_MS);
+		assert_string_equal(ev_str(live, from, "acceptor"), "replication");
+		assert_string_equal(ev_str(live, from, "address"), "127.0.0.1");
+		long f = ev_int(live, from, "failures");
+		assert_true(f > last);
+		long want = 100L << (f - 1);
+		assert_int_equal(ev_int(live, from, "delay-ms"), want > 5000 ? 5000 : want);
+		last = f;
+	}
+	return from;
+}
+
 static void test_wrong_cluster_password(void **state)
 {
 	(void)state;
@@ -533,6 +553,9 @@ static void test_wrong_cluster_password(void **state)
 	int r1 = wait_ev(live, -1, "replication.refused", "reason", "authentication", START_MS);
 	/* refused again on its next attempt */
 	wait_ev(live, r1, "replication.refused", "reason", "authentication", START_MS);
+	/* each refusal was a failed check, counted for the address and the
+	 * cluster user, with a growing delay (issue 19 defect 5) */
+	cluster_failures(live, -1, "keelcluster", 2);
 	assert_false(has_event(live, "replication.sync.started", NULL, NULL));
 	assert_false(has_event(backup, "backup.announced", NULL, NULL));
 	/* the backup is told why */
@@ -542,6 +565,18 @@ static void test_wrong_cluster_password(void **state)
 	assert_int_equal(it_broker_wait_event(backup, 0, "state", "state", "BACKUP_SYNCED",
 					      NEG_MS),
 			 -ETIMEDOUT);
+	stop_clean(backup);
+
+	/* A backup with no credentials at all is refused too (issue 19
+	 * defect 4: it used to register and be sent every message). */
+	int last = it_broker_event_count(live) > 0 ? (int)it_broker_event_count(live) - 1 : -1;
+	backup = start_backup("ha3-nocreds", bport, repl_port(live), NULL, NULL, NULL);
+	wait_ev(live, last, "replication.refused", "reason", "authentication", START_MS);
+	cluster_failures(live, last, "", 1);
+	assert_int_equal(it_broker_wait_event(backup, 0, "state", "state", "BACKUP_SYNCED",
+					      NEG_MS),
+			 -ETIMEDOUT);
+	assert_false(has_event(live, "replication.sync.started", NULL, NULL));
 	stop_clean(backup);
 
 	/* The live serves alone, receipts on its local sync. */
@@ -669,6 +704,65 @@ static void test_backup_restart(void **state)
 	rm_tmpdir(bdir);
 }
 
+/* ---- 6. the replication acceptor's posture ------------------------------------ */
+
+/* Start a primary with `yaml` (extra: --check-config): it must exit 2,
+ * and (started for real) say why in an `error` event naming `words`. */
+static void refused_start(const char *yaml, bool check_config, const char *words)
+{
+	const char *args[] = { "--check-config", NULL };
+	it_broker_opts o = { .name = "ha6", .config_yaml = yaml,
+			     .extra_args = check_config ? args : NULL, .no_wait = true };
+	it_broker *b = NULL;
+	assert_int_equal(it_broker_start(&b, broker_exe, &o, 0), 0);
+	int ws = 0;
+	assert_int_equal(it_broker_wait_exit(b, START_MS, &ws), 0);
+	assert_int_equal(it_exit_code(ws), 2);
+	if (!check_config) {
+		int i = it_broker_wait_event(b, 0, "error", NULL, NULL, 0);
+		assert_true(i >= 0);
+		const char *msg = ev_str(b, i, "message");
+		if (msg == NULL || strstr(msg, words) == NULL)
+			fail_msg("error '%s' does not say '%s'", msg ? msg : "", words);
+		assert_false(has_event(b, "replication.listening", NULL, NULL));
+	}
+	it_broker_free(b);
+}
+
+/* The replication acceptor follows the STOMP acceptor's rule: without
+ * cluster credentials (user and password), loopback only; elsewhere the
+ * start is refused with exit 2 and the reason (issue 19 defect 4). */
+static void test_listen_posture(void **state)
+{
+	(void)state;
+	char y[1024];
+	const char *head = "users:\n  - {name: u, password-hash: \"$y$j9T$IL1E3nERihEdR9AxDgNKP."
+			   "$XvYaG0NaCglaPyAsE81dSFubwJJyFK3AWvD5hR1aho.\", roles: [r]}\n"
+			   "ha:\n  role: primary\n  listen: \"0.0.0.0:0\"\n";
+	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n", head, (unsigned)free_port());
+	refused_start(y, false, "refusing to listen for replication on 0.0.0.0:0 (ha.listen) "
+				"without cluster credentials");
+	refused_start(y, true, NULL);
+	/* a user without a password is no credential */
+	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n  cluster-user: c\n", head,
+		 (unsigned)free_port());
+	refused_start(y, false, "without cluster credentials");
+
+	/* with both, any address */
+	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n  cluster-user: c\n"
+		 "  cluster-password: p\n  check-period: 1000\n  connection-ttl: %u\n"
+		 "  retry-interval: 100\n", head, (unsigned)free_port(), it_ms(5000));
+	it_broker_opts o = { .name = "ha6-any", .config_yaml = y };
+	it_broker *b = NULL;
+	assert_int_equal(it_broker_start(&b, broker_exe, &o, START_MS), 0);
+	int i = wait_ev(b, -1, "replication.listening", NULL, NULL, 0);
+	assert_string_equal(ev_str(b, i, "host"), "0.0.0.0");
+	stop_clean(b);
+	/* without, on loopback (as every other test here) */
+	b = start_live("ha6-lo", free_port(), NULL);
+	stop_clean(b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -683,6 +777,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_wrong_cluster_password),
 		cmocka_unit_test(test_corrupt_identity),
 		cmocka_unit_test(test_backup_restart),
+		cmocka_unit_test(test_listen_posture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -262,13 +262,12 @@ static void test_create_rejects_bad_config(void **state)
 	keel_config_free(cfg);
 }
 
-static void test_alloc_failures(void **state)
+static void alloc_failures(const char *yaml)
 {
-	(void)state;
 	keel_config *cfg = NULL;
 	char err[512] = "";
-	assert_int_equal(keel_config_load_data("s.yaml", users_yaml, strlen(users_yaml),
-					       &cfg, err, sizeof(err)),
+	assert_int_equal(keel_config_load_data("s.yaml", yaml, strlen(yaml), &cfg, err,
+					       sizeof(err)),
 			 0);
 	uint64_t n;
 	for (n = 1; n < 10000; n++) {
@@ -290,6 +289,59 @@ static void test_alloc_failures(void **state)
 	keel_config_free(cfg);
 }
 
+static void test_alloc_failures(void **state)
+{
+	(void)state;
+	alloc_failures(users_yaml);
+	char yaml[2048];
+	snprintf(yaml, sizeof(yaml), "%sha:\n  role: backup\n  listen: \"127.0.0.1:0\"\n"
+		 "  peer: \"127.0.0.1:1\"\n  cluster-user: c\n  cluster-password: p\n",
+		 users_yaml);
+	alloc_failures(yaml);
+}
+
+/* Cluster credentials (issue 19 defect 4): the password is kept only as a
+ * hash (a verifier derived at create), checked in constant time; without
+ * a cluster user only empty credentials pass. */
+static void test_cluster_credentials(void **state)
+{
+	(void)state;
+	const char *ha = "ha:\n  role: primary\n  listen: \"127.0.0.1:0\"\n"
+			 "  peer: \"127.0.0.1:1\"\n";
+	char yaml[512];
+	snprintf(yaml, sizeof(yaml), "%s  cluster-user: keel-cluster\n"
+		 "  cluster-password: \"s3cret pass\"\n", ha);
+	keel_security *sec = make(yaml);
+	assert_true(keel_security_cluster_creds(sec));
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", "s3cret pass"), 0);
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", "s3cret pasS"), -EACCES);
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", "s3cret pass "),
+			 -EACCES);
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", ""), -EACCES);
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", NULL), -EACCES);
+	assert_int_equal(keel_security_cluster_check(sec, "other", "s3cret pass"), -EACCES);
+	assert_int_equal(keel_security_cluster_check(sec, NULL, NULL), -EACCES);
+	/* users and the cluster are apart: no user logs in with it */
+	assert_false(keel_security_enabled(sec));
+	keel_security_free(sec);
+
+	/* a user without a password: that user and an empty password only */
+	snprintf(yaml, sizeof(yaml), "%s  cluster-user: keel-cluster\n", ha);
+	sec = make(yaml);
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", NULL), 0);
+	assert_int_equal(keel_security_cluster_check(sec, "keel-cluster", "x"), -EACCES);
+	keel_security_free(sec);
+
+	/* no cluster credentials: a REGISTER must carry none */
+	sec = make(ha);
+	assert_false(keel_security_cluster_creds(sec));
+	assert_int_equal(keel_security_cluster_check(sec, NULL, NULL), 0);
+	assert_int_equal(keel_security_cluster_check(sec, "", ""), 0);
+	assert_int_equal(keel_security_cluster_check(sec, "u", NULL), -EACCES);
+	assert_int_equal(keel_security_cluster_check(sec, NULL, "p"), -EACCES);
+	keel_security_free(sec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +357,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_rejects_bad_config, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cluster_credentials, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

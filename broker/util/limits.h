@@ -367,6 +367,38 @@
  * as corrupt before parsing. */
 #define KEEL_HA_IDENTITY_MAX_BYTES 4096
 
+/* ---- password checks (config/auth.c) ------------------------------------- */
+
+/* Password checks running at once on libuv's threadpool (a yescrypt check
+ * costs 15-60 ms of CPU).  The pool has 4 threads by default: one stays
+ * free for large-message commits and the HA comparison. */
+#define KEEL_AUTH_MAX_IN_FLIGHT 3
+
+/* Checks waiting for a slot; past it a CONNECT gets an ERROR at once
+ * (server busy).  3 at a time at 15-60 ms each, 512 is 3-10 s of work:
+ * about the CONNECT timeout, past which a waiting client is dropped anyway. */
+#define KEEL_AUTH_MAX_WAITING 512
+
+/* Checks waiting for one source address or user that has failed: past it
+ * an ERROR at once, so one attacker cannot fill the queue for the others. */
+#define KEEL_AUTH_MAX_WAITING_PER_KEY 8
+
+/* The Nth consecutive failure of an address or user delays its answer,
+ * and the next check of either, by BASE << (N - 1) ms, at most MAX: 100 ms
+ * is nothing to a typo, 5 s caps an attacker at 12 guesses a minute per
+ * address and per user and stays under the CONNECT timeout (10 s). */
+#define KEEL_AUTH_DELAY_BASE_MS 100
+#define KEEL_AUTH_DELAY_MAX_MS 5000
+
+/* Failures older than this are forgotten (ms): a user who mistyped an
+ * hour ago starts afresh. */
+#define KEEL_AUTH_FORGET_MS (15 * 60 * 1000)
+
+/* Source addresses and users tracked at once (about 100 bytes each); when
+ * full, the one that failed longest ago and has no check under way is
+ * forgotten. */
+#define KEEL_AUTH_MAX_TRACKED 4096
+
 /* ---- saved replicated journals (store/saved*.c) ---------------------------- */
 
 /* ha.max-saved-replicated-journals-size at most: copies are numbered NNN
