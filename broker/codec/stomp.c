@@ -3,7 +3,8 @@
  *
  * The parser owns one growable buffer holding the current frame's head
  * (command, then headers unescaped in place and NUL-terminated) followed by
- * its body, a fixed header array and, for streamed bodies, one chunk
+ * its body, a header array grown as frames need (up to max_headers; an
+ * idle connection keeps a small one) and, for streamed bodies, one chunk
  * buffer; once grown, nothing is allocated per frame.  Invariants: a head
  * never holds more than max_headers_total + max_header_line + 2 bytes past
  * its command line, an in-memory body never more than
@@ -59,9 +60,13 @@ struct keel_stomp_parser {
 	size_t out_body_len;
 	int err;
 	char errmsg[160];
-	struct stomp__hdr_off hoff[KEEL_MAX_HEADERS];
-	keel_kv headers[KEEL_MAX_HEADERS];
+	struct stomp__hdr_off *hoff; /* hcap each, NULL until the first header */
+	keel_kv *headers;
+	size_t hcap;
 };
+
+/* Header slots a parser starts with: most frames have fewer. */
+#define STOMP_FIRST_HEADER_SLOTS 16
 
 static const struct {
 	const char *name;
@@ -139,6 +144,8 @@ void keel_stomp_parser_free(keel_stomp_parser *p)
 		return;
 	keel_buf_free(&p->buf);
 	keel_buf_free(&p->chunk);
+	keel_free(p->hoff);
+	keel_free(p->headers);
 	keel_free(p);
 }
 
@@ -359,6 +366,25 @@ static int check_header_text(keel_stomp_parser *p, const char *name, size_t name
 	return 0;
 }
 
+/* Room for one more header (hcap doubles, up to max_headers). */
+static int grow_headers(keel_stomp_parser *p)
+{
+	size_t cap = p->hcap ? p->hcap * 2 : STOMP_FIRST_HEADER_SLOTS;
+	if (cap > p->lim.max_headers)
+		cap = p->lim.max_headers;
+	assert(cap > p->hcap);
+	struct stomp__hdr_off *h = keel_realloc(p->hoff, cap * sizeof(*h));
+	if (h == NULL)
+		return -ENOMEM;
+	p->hoff = h;
+	keel_kv *kv = keel_realloc(p->headers, cap * sizeof(*kv));
+	if (kv == NULL)
+		return -ENOMEM; /* hoff is bigger than hcap says: harmless */
+	p->headers = kv;
+	p->hcap = cap;
+	return 0;
+}
+
 static int end_header(keel_stomp_parser *p, keel_stomp_event_type *ev)
 {
 	uint8_t *b = p->buf.data;
@@ -383,6 +409,8 @@ static int end_header(keel_stomp_parser *p, keel_stomp_event_type *ev)
 	if (p->header_count >= p->lim.max_headers)
 		return fail(p, -EMSGSIZE, "more headers than max-headers (%zu)",
 			    p->lim.max_headers);
+	if (p->header_count == p->hcap && grow_headers(p) < 0)
+		return fail_nomem(p);
 	uint8_t *colon = memchr(b + ls, ':', n);
 	if (colon == NULL)
 		return fail(p, -EPROTO, "header line %zu has no ':'", p->header_count + 1);

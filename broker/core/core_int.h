@@ -79,6 +79,8 @@ struct keel_address {
 	keel_core *core;
 	unsigned routing;
 	bool auto_created;              /* goes with its last queue */
+	bool client_created;            /* auto-created for a client: counted in
+					   core->client_addr_count */
 	bool dying;                     /* being deleted with force */
 	keel_queue **queues;            /* creation order */
 	size_t queue_count;
@@ -173,6 +175,7 @@ struct keel_core {
 	keel_address **addrs;      /* creation order */
 	size_t addr_count;
 	size_t addr_cap;
+	size_t client_addr_count;  /* addresses with client_created */
 	keel_queue *queues_by_name;
 	ref_impl *by_delivery;     /* delivered refs by delivery_id */
 	ref_impl sentinel;         /* keeps by_delivery's table allocated */
@@ -243,6 +246,12 @@ void core__store_message(keel_queue *q, keel_msg *m, bool added);
 void core__address_widen(keel_address *a, unsigned routing);
 int core__address_new(keel_core *core, const char *name, unsigned routing,
 		      bool auto_created, keel_address **out);
+/* A new address for a client's send or subscription (client_created):
+ * -EDQUOT past max_auto_created_addresses. */
+int core__address_new_for_client(keel_core *core, const char *name, unsigned routing,
+				 bool auto_created, keel_address **out);
+/* May clients auto-create one more address? */
+bool core__client_address_allowed(const keel_core *core);
 void core__address_destroy(keel_address *a);
 int core__queue_new(keel_core *core, keel_address *a, const keel_queue_options *opt,
 		    keel_queue **out);

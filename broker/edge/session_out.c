@@ -291,6 +291,19 @@ int session__send_receipt_id(keel_session *s, const char *receipt)
 
 /* Destination -> address and routing type.  "/queue/x" anycast, "/topic/x"
  * multicast, else the destination-type header (default ANYCAST). */
+const char *session__refusal(const keel_session *s, int rc, char *buf, size_t len)
+{
+	assert(rc < 0);
+	if (rc != -EDQUOT)
+		return strerror(-rc);
+	snprintf(buf, len,
+		 "clients have auto-created %zu addresses, the limit "
+		 "(max-auto-created-addresses: %lld)",
+		 keel_core_auto_created_addresses(s->env.core),
+		 (long long)keel_core_max_auto_created_addresses(s->env.core));
+	return buf;
+}
+
 int session__parse_destination(keel_session *s, const keel_stomp_frame *f, const char *dest,
 			       const char **address, keel_routing *rt)
 {

@@ -224,9 +224,10 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 	keel_msg_unref(err);
 	rc = keel_core_send(s->env.core, ok, rrt, NULL);
 	keel_msg_unref(ok);
+	char why[160];
 	if (rc < 0)
 		return session__send_error(s, f, "Cannot route the management reply to '%s': %s",
-					   reply_to, strerror(-rc));
+					   reply_to, session__refusal(s, rc, why, sizeof(why)));
 	return session__send_receipt(s, f);
 }
 
@@ -298,6 +299,10 @@ int session__send_refused(keel_session *s, const keel_stomp_frame *f, int rc,
 		return session__send_error(s, f,
 					   "Transaction '%s' has too many operations (limit %d)",
 					   tx, KEEL_MAX_TX_OPS);
+	char why[160];
+	if (rc == -EDQUOT)
+		return session__send_error(s, f, "Address '%s' cannot be auto-created: %s",
+					   address, session__refusal(s, rc, why, sizeof(why)));
 	return session__send_error(s, f, "Cannot send to '%s': %s", address, strerror(-rc));
 }
 

@@ -5,7 +5,10 @@
 # KEEL_MAX_CONNECTIONS) loopback connections that each CONNECT (heart-beat
 # 0,0) and then stay silent, and prints the broker's RSS (VmRSS) before,
 # with them open, and after they all closed (once the broker holds no more
-# socket of theirs), with the cost per connection.  The soft fd limit is
+# socket of theirs and has handed the freed heap back, which it does
+# KEEL_TRIM_DELAY_MS after a burst of closes: up to 5 s are waited for
+# RSS to come back within a quarter of the growth), with the cost per
+# connection.  The soft fd limit is
 # raised to the hard one for the broker and the client; when the hard
 # limit is too low the count is lowered to fit and the figures are scaled
 # to 4096 in the output.  Checks (exit 1): every connection got CONNECTED,
@@ -99,7 +102,14 @@ with_conns = rss_kib()
 for s in socks:
     s.close()
 wait_for(lambda: broker_sockets() <= base_sockets, "the broker to release the sockets")
+# The broker hands freed heap back (malloc_trim) a moment after a burst of
+# closes (KEEL_TRIM_DELAY_MS): wait up to 5 s for most of it to come back.
+closed_at = time.monotonic()
+returned = lambda: rss_kib() - before <= (with_conns - before) // 4
+while not returned() and time.monotonic() - closed_at < 5:
+    time.sleep(0.05)
 after = rss_kib()
+returned_s = time.monotonic() - closed_at
 
 scale = 4096.0 / n
 per_conn = (with_conns - before) / n
@@ -107,8 +117,8 @@ print("idle-conns: %d connections (CONNECT, heart-beat 0,0, then silent), opened
       % (n, opened_s))
 print("  broker RSS before  %8.1f MiB" % (before / 1024))
 print("  broker RSS with    %8.1f MiB  (+%.1f KiB per connection)" % (with_conns / 1024, per_conn))
-print("  broker RSS after   %8.1f MiB  (%.1f MiB above before)"
-      % (after / 1024, (after - before) / 1024))
+print("  broker RSS after   %8.1f MiB  (%.1f MiB above before, %.1f s after the last close)"
+      % (after / 1024, (after - before) / 1024, returned_s))
 with_4096 = before + per_conn * 4096
 if n != 4096:
     print("  scaled to 4096 connections: %.1f MiB" % (with_4096 / 1024))
