@@ -332,6 +332,12 @@ const char *keel_queue_name(const keel_queue *q);
  * -EINVAL (the address exists without that routing type).
  */
 int keel_core_send(keel_core *core, keel_msg *msg, keel_routing routing, keel_tx *tx);
+/* As keel_core_send without a transaction, for a message the broker makes
+ * on an operator's behalf (a management reply to a user who may manage):
+ * an address it auto-creates is not counted against, nor refused by,
+ * max_auto_created_addresses, so that management still answers at the
+ * limit (operators may create addresses through it anyway). */
+int keel_core_send_internal(keel_core *core, keel_msg *msg, keel_routing routing);
 
 /* Move expired messages of every queue to their expiry address. */
 void keel_core_expire_scan(keel_core *core);

@@ -269,7 +269,9 @@ int core__route_special(keel_core *core, const char *name, keel_msg *m);
 /* Would a send be accepted now?  (No side effects: checks for tx sends.) */
 int core__route_check(keel_core *core, const keel_msg *m, keel_routing rt);
 /* Routes m now: the number of queues reached, or -errno. */
-int core__route_now(keel_core *core, keel_msg *m, keel_routing rt);
+/* Route m now; an address it auto-creates is a client's (counted, and
+ * -EDQUOT past the limit) unless `internal` (the broker's own message). */
+int core__route_now(keel_core *core, keel_msg *m, keel_routing rt, bool internal);
 /* A ref of m stops counting in its queue's address's size. */
 void core__addr_uncharge(keel_queue *q, keel_msg *m);
 void core__waiter_unlink(keel_core *core, keel_address_waiter *w);

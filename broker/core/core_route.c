@@ -161,7 +161,7 @@ int core__route_check(keel_core *core, const keel_msg *m, keel_routing rt)
 	return 0;
 }
 
-int core__route_now(keel_core *core, keel_msg *m, keel_routing rt)
+int core__route_now(keel_core *core, keel_msg *m, keel_routing rt, bool internal)
 {
 	keel_address_settings s;
 	keel_address *a = keel_address_find(core, m->address);
@@ -171,7 +171,8 @@ int core__route_now(keel_core *core, keel_msg *m, keel_routing rt)
 		keel_core_resolve_settings(core, m->address, &s);
 		if (!s.auto_create_addresses)
 			return -ENOENT;
-		rc = core__address_new_for_client(core, m->address, rt, true, &a);
+		rc = internal ? core__address_new(core, m->address, rt, true, &a)
+			      : core__address_new_for_client(core, m->address, rt, true, &a);
 		if (rc)
 			return rc;
 		created = true;

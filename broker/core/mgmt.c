@@ -1127,7 +1127,8 @@ int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *hea
 				 reply_address, &m, NULL);
 	if (rc)
 		return rc;
-	rc = keel_core_send(env->core, m, reply_rt, NULL);
+	rc = allowed ? keel_core_send_internal(env->core, m, reply_rt)
+		     : keel_core_send(env->core, m, reply_rt, NULL);
 	keel_msg_unref(m);
 	return rc > 0 ? 0 : rc;
 }

@@ -150,7 +150,10 @@ void session__held_drop_all(keel_session *s);
 /* A management reply held like a receipt (takes both references).
  * 1: nothing to wait for (caller routes `ok`); 0: held; -ENOMEM. */
 int session__hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routing rt,
-			const char *receipt);
+			bool internal, const char *receipt);
+/* Route a management reply: `internal` (the requester may manage) as
+ * keel_core_send_internal, else as the client's own send. */
+int session__route_reply(keel_session *s, keel_msg *m, keel_routing rt, bool internal);
 /* Why the core refused with rc (negative), in words for an ERROR: the
  * auto-created address limit (-EDQUOT) explained, else strerror.  Uses
  * buf (of len bytes) when it must. */

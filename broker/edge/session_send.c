@@ -211,7 +211,9 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 		return session__send_error(s, f, "Out of memory answering a management request");
 	/* An operation that changed durable state answers once its journal
 	 * records are on disk (or with a storage error reply if they fail). */
-	rc = session__hold_reply(s, ok, err, rrt, hdr(f, "receipt"));
+	/* A manager's reply may auto-create its address even at
+	 * max-auto-created-addresses: management must answer there. */
+	rc = session__hold_reply(s, ok, err, rrt, allowed, hdr(f, "receipt"));
 	if (rc <= 0) {
 		if (rc < 0) {
 			keel_msg_unref(ok);
@@ -222,7 +224,7 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 		return 0; /* held: reply and receipt follow the sync */
 	}
 	keel_msg_unref(err);
-	rc = keel_core_send(s->env.core, ok, rrt, NULL);
+	rc = session__route_reply(s, ok, rrt, allowed);
 	keel_msg_unref(ok);
 	char why[160];
 	if (rc < 0)
