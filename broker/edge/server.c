@@ -500,10 +500,21 @@ static bool conn_peer_gone(keel_conn *c)
 	       ti.tcpi_state == TCP_LAST_ACK;
 }
 
+/* `connection.timeout`: a connection ends on one of the time limits
+ * (`limit` names the key, or "close-flush" for KEEL_CLOSE_FLUSH_TIMEOUT_MS). */
+static void emit_timeout(keel_conn *c, const char *limit, const char *reason)
+{
+	keel_events *ev = c->server->env->events;
+	if (ev)
+		keel_events_emit(ev, "connection.timeout", "{s:s, s:s, s:s}", "peer", c->peer,
+				 "limit", limit, "message", reason);
+}
+
 /* Time is up: an ERROR saying why (the session's), then close. */
-static void conn_timed_out(keel_conn *c, const char *reason)
+static void conn_timed_out(keel_conn *c, const char *limit, const char *reason)
 {
 	keel_log_info("%s: %s; closing", c->peer, reason);
+	emit_timeout(c, limit, reason);
 	keel_session_on_timeout(c->session, reason);
 	if (c->state == KEEL_CONN_OPEN && !c->close_after_flush)
 		op_close_after_flush(c); /* the session has; be sure */
@@ -523,8 +534,11 @@ static void conn_closing_timer(keel_conn *c, uint64_t now)
 		conn_arm_timer(c);
 		return;
 	}
-	keel_log_info("%s: output not flushed within %d ms of closing (%zu bytes left), cutting",
-		      c->peer, KEEL_CLOSE_FLUSH_TIMEOUT_MS, keel_conn_pending(c));
+	char why[128];
+	snprintf(why, sizeof(why), "output not flushed within %d ms of closing (%zu bytes left)",
+		 KEEL_CLOSE_FLUSH_TIMEOUT_MS, keel_conn_pending(c));
+	keel_log_info("%s: %s, cutting", c->peer, why);
+	emit_timeout(c, "close-flush", why);
 	conn_close(c);
 }
 
@@ -543,7 +557,7 @@ static void on_conn_timer(uv_timer_t *t)
 	if (!keel_session_connected(c->session) && now - c->accepted_ms >= s->handshake_ms) {
 		snprintf(why, sizeof(why), "No CONNECT within %u ms (handshake-timeout)",
 			 s->handshake_ms);
-		conn_timed_out(c, why);
+		conn_timed_out(c, "handshake-timeout", why);
 		return;
 	}
 	if (c->read_paused && conn_peer_gone(c)) {
@@ -564,7 +578,7 @@ static void on_conn_timer(uv_timer_t *t)
 		snprintf(why, sizeof(why),
 			 "Heart-beat timeout: nothing received from the client for %llu ms",
 			 (unsigned long long)(now - c->last_read_ms));
-		conn_timed_out(c, why);
+		conn_timed_out(c, "heart-beat", why);
 		return;
 	}
 	if (now >= progress_deadline(c)) {
@@ -578,7 +592,7 @@ static void on_conn_timer(uv_timer_t *t)
 				 "Connection TTL expired: no frame or heart-beat received for "
 				 "%u ms (connection-ttl; the client sends no heart-beats)",
 				 s->ttl_ms);
-		conn_timed_out(c, why);
+		conn_timed_out(c, "connection-ttl", why);
 		return;
 	}
 	if (c->hb_send_ms > 0 && now - c->last_write_ms >= c->hb_send_ms) {

@@ -85,7 +85,8 @@ static int grp_setup(void **state)
 
 static int grp_teardown(void **state)
 {
-	stop_broker(*state);
+	if (*state != NULL)
+		stop_broker(*state);
 	return 0;
 }
 
@@ -172,6 +173,58 @@ static void t_idle_no_heartbeat_closed_and_redelivered(void **state)
 	assert_string_equal(strstr(m, "\n\n") + 2, "held");
 	keel_free(m);
 	raw_close(next);
+}
+
+/*
+ * A consumer that reads nothing while megabytes are delivered to it: its
+ * connection's output cannot drain, so after connection-ttl its ERROR
+ * cannot be flushed either.  The connection is cut once it had
+ * KEEL_CLOSE_FLUSH_TIMEOUT_MS (5 s) to flush (`connection.timeout` with
+ * limit close-flush), and its unacked messages go back to the queue: the
+ * next consumer gets the first one again, redelivered.
+ */
+static void t_stuck_consumer_cut(void **state)
+{
+	it_broker *b = *state;
+	enum { COUNT = 256, BODY = 64 * 1024 }; /* 16 MiB: far more than sockets hold */
+	char *frame = keel_malloc(BODY + 128);
+	assert_non_null(frame);
+	raw *p = connect_raw(b, "0,0");
+	for (int i = 0; i < COUNT; i++) {
+		int n = snprintf(frame, 128, "SEND\ndestination:/queue/it.stuck\n%s\n%05d",
+				 i == COUNT - 1 ? "receipt:all\n" : "", i);
+		memset(frame + n, 'x', BODY);
+		frame[n + BODY] = '\0';
+		raw_puts(p, frame);
+	}
+	keel_free(raw_expect(p, "RECEIPT"));
+	raw_close(p);
+	keel_free(frame);
+
+	size_t from = it_broker_event_count(b);
+	raw *stuck = connect_raw(b, "0,0");
+	raw_puts(stuck, "SUBSCRIBE\nid:s\ndestination:/queue/it.stuck\nack:client-individual\n"
+			"consumer-window-size:-1\n\n");
+	/* it reads nothing from here on */
+	int at = it_broker_wait_event(b, from, "connection.timeout", "limit", "connection-ttl",
+				      ttl_ms * 4 + it_ms(2000));
+	if (at < 0)
+		fail_msg("no connection.timeout (connection-ttl): %s", strerror(-at));
+	at = it_broker_wait_event(b, (size_t)at + 1, "connection.timeout", "limit", "close-flush",
+				  it_ms(5000) + it_ms(5000));
+	if (at < 0)
+		fail_msg("the stuck connection was not cut: %s", strerror(-at));
+
+	raw *next = connect_raw(b, "0,0");
+	raw_puts(next, "SUBSCRIBE\nid:n\ndestination:/queue/it.stuck\nack:auto\n\n");
+	char *m = raw_expect(next, "MESSAGE");
+	char v[64];
+	assert_non_null(raw_hdr(m, "redelivered", v, sizeof(v)));
+	assert_string_equal(v, "true");
+	assert_memory_equal(strstr(m, "\n\n") + 2, "00000", 5);
+	keel_free(m);
+	raw_close(next);
+	raw_close(stuck);
 }
 
 /* A client without heart-beats that sends an EOL (or a frame) at least
@@ -469,6 +522,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest limits[] = {
 		cmocka_unit_test(t_idle_no_heartbeat_closed_and_redelivered),
 		cmocka_unit_test(t_idle_client_that_speaks_stays),
+		cmocka_unit_test(t_stuck_consumer_cut),
 		cmocka_unit_test(t_trickling_frame_closed),
 		cmocka_unit_test(t_handshake_timeout),
 		cmocka_unit_test(t_destination_not_utf8),
