@@ -300,6 +300,8 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 			b->duplicate_detection = true;
 		if (BRIDGE_UNSET("shared-locator"))
 			b->shared_locator = true;
+		if (BRIDGE_UNSET("heartbeat"))
+			b->heartbeat = KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS;
 #undef BRIDGE_UNSET
 	}
 	if (cfg->ha != NULL) {

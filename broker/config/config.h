@@ -104,7 +104,8 @@ typedef struct keel_bridge_cfg {
 	uint32_t confirmation_window;  /* messages unconfirmed at once, default 16 */
 	bool duplicate_detection;      /* default true: add the header */
 	bool shared_locator;           /* default true: share the connection */
-	uint32_t heartbeat;            /* ms both ways, default 0 = none */
+	uint32_t heartbeat;            /* ms both ways, default
+					  KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS; 0 = none */
 } keel_bridge_cfg;
 
 /* Replication (ha:, README.md "Replication (HA)"): this node's half of a

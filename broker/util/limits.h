@@ -292,6 +292,11 @@
 #define KEEL_BRIDGE_DEFAULT_WINDOW 16
 #define KEEL_BRIDGE_MAX_WINDOW 1024
 
+/* A bridge's default `heartbeat` (ms, both ways): an idle bridge must
+ * beat, or a target enforcing connection-ttl (Keel's default 60 s; the
+ * negotiation takes the larger side) closes it as silent. */
+#define KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS 30000
+
 /* Bridge reconnection defaults (as Artemis): retry-interval 2000 ms,
  * multiplier 1.0, max-retry-interval 2000 ms, reconnect-attempts -1. */
 #define KEEL_BRIDGE_DEFAULT_RETRY_MS 2000
