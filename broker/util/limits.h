@@ -318,6 +318,12 @@
  * bounds the list keelctl tries in order (keelctl_global.urls). */
 #define KEELCTL_MAX_URLS 8
 
+/* keelctl offers to send heart-beats this often (ms) and asks for none: a
+ * `consume` or `perf` that only receives would otherwise be closed by the
+ * broker's connection-ttl.  The beats go out while keelctl waits in the
+ * client (the negotiation may stretch them to connection-ttl/2). */
+#define KEELCTL_HEARTBEAT_MS 20000
+
 /* --header given to `keelctl produce` at most: bounds its header array
  * (the broker takes KEEL_MAX_HEADERS; 64 leaves room for its own). */
 #define KEELCTL_MAX_HEADERS 64
