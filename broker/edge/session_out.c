@@ -194,16 +194,16 @@ int session__hold_receipt(keel_session *s, const char *receipt)
 	return held_push(s, t, receipt) ? 0 : -ENOMEM;
 }
 
-/* A management reply whose operation appended journal records waits for
- * them, like a receipt (and before the request's own receipt).  Takes
- * both references.  1: nothing to wait for (caller routes `ok`); 0: held;
- * -ENOMEM. */
 int session__route_reply(keel_session *s, keel_msg *m, keel_routing rt, bool internal)
 {
 	return internal ? keel_core_send_internal(s->env.core, m, rt)
 			: keel_core_send(s->env.core, m, rt, NULL);
 }
 
+/* A management reply whose operation appended journal records waits for
+ * them, like a receipt (and before the request's own receipt).  Takes
+ * both references.  1: nothing to wait for (caller routes `ok`); 0: held;
+ * -ENOMEM. */
 int session__hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routing rt,
 			bool internal, const char *receipt)
 {
@@ -297,8 +297,6 @@ int session__send_receipt_id(keel_session *s, const char *receipt)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Destination -> address and routing type.  "/queue/x" anycast, "/topic/x"
- * multicast, else the destination-type header (default ANYCAST). */
 const char *session__refusal(const keel_session *s, int rc, char *buf, size_t len)
 {
 	assert(rc < 0);
@@ -312,6 +310,8 @@ const char *session__refusal(const keel_session *s, int rc, char *buf, size_t le
 	return buf;
 }
 
+/* Destination -> address and routing type.  "/queue/x" anycast, "/topic/x"
+ * multicast, else the destination-type header (default ANYCAST). */
 int session__parse_destination(keel_session *s, const keel_stomp_frame *f, const char *dest,
 			       const char **address, keel_routing *rt)
 {

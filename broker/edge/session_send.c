@@ -210,8 +210,8 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 	if (rc)
 		return session__send_error(s, f, "Out of memory answering a management request");
 	/* An operation that changed durable state answers once its journal
-	 * records are on disk (or with a storage error reply if they fail). */
-	/* A manager's reply may auto-create its address even at
+	 * records are on disk (or with a storage error reply if they fail).
+	 * A manager's reply may auto-create its address even at
 	 * max-auto-created-addresses: management must answer there. */
 	rc = session__hold_reply(s, ok, err, rrt, allowed, hdr(f, "receipt"));
 	if (rc <= 0) {
