@@ -74,6 +74,8 @@ void keelctl_client_options(const keelctl_global *g, keel_client_options *o)
 	o->login = g->user;
 	o->passcode = g->password ? g->password : getenv("KEEL_PASSWORD");
 	o->connect_timeout_ms = g->timeout_ms;
+	/* offered, none asked for: see KEELCTL_HEARTBEAT_MS */
+	o->heartbeat_send_ms = KEELCTL_HEARTBEAT_MS;
 }
 
 /* ---- URLs and connecting ------------------------------------------------- */

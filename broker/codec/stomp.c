@@ -3,7 +3,8 @@
  *
  * The parser owns one growable buffer holding the current frame's head
  * (command, then headers unescaped in place and NUL-terminated) followed by
- * its body, a fixed header array and, for streamed bodies, one chunk
+ * its body, a header array grown as frames need (up to max_headers; an
+ * idle connection keeps a small one) and, for streamed bodies, one chunk
  * buffer; once grown, nothing is allocated per frame.  Invariants: a head
  * never holds more than max_headers_total + max_header_line + 2 bytes past
  * its command line, an in-memory body never more than
@@ -12,6 +13,7 @@
  */
 #include "stomp.h"
 #include "keel/alloc.h"
+#include "utf8.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -58,9 +60,13 @@ struct keel_stomp_parser {
 	size_t out_body_len;
 	int err;
 	char errmsg[160];
-	struct stomp__hdr_off hoff[KEEL_MAX_HEADERS];
-	keel_kv headers[KEEL_MAX_HEADERS];
+	struct stomp__hdr_off *hoff; /* hcap each, NULL until the first header */
+	keel_kv *headers;
+	size_t hcap;
 };
+
+/* Header slots a parser starts with: most frames have fewer. */
+#define STOMP_FIRST_HEADER_SLOTS 16
 
 static const struct {
 	const char *name;
@@ -138,6 +144,8 @@ void keel_stomp_parser_free(keel_stomp_parser *p)
 		return;
 	keel_buf_free(&p->buf);
 	keel_buf_free(&p->chunk);
+	keel_free(p->hoff);
+	keel_free(p->headers);
 	keel_free(p);
 }
 
@@ -325,6 +333,58 @@ static int end_head(keel_stomp_parser *p, keel_stomp_event_type *ev)
 	return 0;
 }
 
+/*
+ * A header's name and value, unescaped: UTF-8 (STOMP 1.1 and 1.2 require
+ * it; Keel requires it of 1.0 frames too, whose spec names no encoding:
+ * names become addresses that management shows in JSON, and values reach
+ * 1.1 and 1.2 consumers) and without NUL (only a frame's end or a body
+ * may hold one: a NUL would silently cut the value where C strings are
+ * used).  The error names the header, cut on a character boundary.
+ */
+static int check_header_text(keel_stomp_parser *p, const char *name, size_t name_len,
+			     const char *value, size_t value_len)
+{
+	size_t line = p->header_count + 1;
+	size_t bad = keel_utf8_invalid_at(name, name_len);
+	if (bad < name_len)
+		return fail(p, -EPROTO, "header line %zu: name is not valid UTF-8 (byte 0x%02x)",
+			    line, (unsigned char)name[bad]);
+	if (memchr(name, '\0', name_len) != NULL)
+		return fail(p, -EPROTO, "header line %zu: name contains a NUL byte", line);
+	int shown = (int)keel_utf8_prefix(name, name_len, 48);
+	const char *more = (size_t)shown < name_len ? "..." : "";
+	bad = keel_utf8_invalid_at(value, value_len);
+	if (bad < value_len)
+		return fail(p, -EPROTO,
+			    "header '%.*s%s': value is not valid UTF-8 (byte 0x%02x at offset %zu)",
+			    shown, name, more, (unsigned char)value[bad], bad);
+	const char *nul = memchr(value, '\0', value_len);
+	if (nul != NULL)
+		return fail(p, -EPROTO,
+			    "header '%.*s%s': value contains a NUL byte (at offset %zu)", shown,
+			    name, more, (size_t)(nul - value));
+	return 0;
+}
+
+/* Room for one more header (hcap doubles, up to max_headers). */
+static int grow_headers(keel_stomp_parser *p)
+{
+	size_t cap = p->hcap ? p->hcap * 2 : STOMP_FIRST_HEADER_SLOTS;
+	if (cap > p->lim.max_headers)
+		cap = p->lim.max_headers;
+	assert(cap > p->hcap);
+	struct stomp__hdr_off *h = keel_realloc(p->hoff, cap * sizeof(*h));
+	if (h == NULL)
+		return -ENOMEM;
+	p->hoff = h;
+	keel_kv *kv = keel_realloc(p->headers, cap * sizeof(*kv));
+	if (kv == NULL)
+		return -ENOMEM; /* hoff is bigger than hcap says: harmless */
+	p->headers = kv;
+	p->hcap = cap;
+	return 0;
+}
+
 static int end_header(keel_stomp_parser *p, keel_stomp_event_type *ev)
 {
 	uint8_t *b = p->buf.data;
@@ -349,6 +409,8 @@ static int end_header(keel_stomp_parser *p, keel_stomp_event_type *ev)
 	if (p->header_count >= p->lim.max_headers)
 		return fail(p, -EMSGSIZE, "more headers than max-headers (%zu)",
 			    p->lim.max_headers);
+	if (p->header_count == p->hcap && grow_headers(p) < 0)
+		return fail_nomem(p);
 	uint8_t *colon = memchr(b + ls, ':', n);
 	if (colon == NULL)
 		return fail(p, -EPROTO, "header line %zu has no ':'", p->header_count + 1);
@@ -364,6 +426,10 @@ static int end_header(keel_stomp_parser *p, keel_stomp_event_type *ev)
 		name_len = (size_t)nl;
 		value_len = (size_t)vl;
 	}
+	int rc = check_header_text(p, (const char *)b + ls, name_len, (const char *)b + vo,
+				   value_len);
+	if (rc < 0)
+		return rc;
 	b[ls + name_len] = '\0';
 	b[vo + value_len] = '\0';
 	size_t i = p->header_count++;
@@ -372,7 +438,7 @@ static int end_header(keel_stomp_parser *p, keel_stomp_event_type *ev)
 	p->headers[i].name_len = name_len;
 	p->headers[i].value_len = value_len;
 	if (!p->has_cl && name_len == 14 && memcmp(b + ls, "content-length", 14) == 0) {
-		int rc = parse_u64(b + vo, value_len, &p->cl);
+		rc = parse_u64(b + vo, value_len, &p->cl);
 		if (rc == -ERANGE)
 			return fail(p, -EPROTO, "content-length out of range");
 		if (rc < 0)

@@ -11,6 +11,9 @@
  * and CONNECTED frames are never escaped.  Undefined escapes in 1.1/1.2
  * are a protocol error.  With 1.2, a header line may end in CRLF; the CR is
  * not part of the value.  Repeated headers: the first one wins (1.2).
+ * Header names and values must be UTF-8 without NUL, in every version
+ * (1.0 names no encoding; Keel asks it of 1.0 too): anything else is a
+ * protocol error naming the header.
  */
 #ifndef KEEL_STOMP_H
 #define KEEL_STOMP_H

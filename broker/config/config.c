@@ -186,6 +186,9 @@ static const cyaml_schema_field_t config_fields[] = {
 	STR_OPT("events", keel_config, events, 1),
 	CYAML_FIELD_UINT("connection-ttl", OPT, keel_config, connection_ttl),
 	CYAML_FIELD_UINT("check-period", OPT, keel_config, check_period),
+	CYAML_FIELD_UINT("handshake-timeout", OPT, keel_config, handshake_timeout),
+	CYAML_FIELD_INT("max-auto-created-addresses", OPT, keel_config,
+			max_auto_created_addresses),
 	STR_OPT("global-max-size", keel_config, global_max_size, 1),
 	STR_OPT("min-large-message-size", keel_config, min_large_message_size, 1),
 	STR_OPT("write-high-watermark", keel_config, write_high_watermark, 1),
@@ -263,6 +266,10 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 		cfg->connection_ttl = 60000;
 	if (scan == NULL || !scan_has(scan, "check-period"))
 		cfg->check_period = 30000;
+	if (scan == NULL || !scan_has(scan, "handshake-timeout"))
+		cfg->handshake_timeout = KEEL_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	if (scan == NULL || !scan_has(scan, "max-auto-created-addresses"))
+		cfg->max_auto_created_addresses = KEEL_DEFAULT_MAX_AUTO_CREATED_ADDRESSES;
 	cfg->global_max_size_bytes = -1;
 	cfg->min_large_message_size_bytes = KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE;
 	cfg->write_high_watermark_bytes = KEEL_WRITE_HIGH_WATERMARK;
@@ -293,6 +300,8 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 			b->duplicate_detection = true;
 		if (BRIDGE_UNSET("shared-locator"))
 			b->shared_locator = true;
+		if (BRIDGE_UNSET("heartbeat"))
+			b->heartbeat = KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS;
 #undef BRIDGE_UNSET
 	}
 	if (cfg->ha != NULL) {
@@ -732,6 +741,13 @@ static int check_config(cfg_check *c, keel_config *cfg)
 	if (cfg->journal_compact_min_files < 2)
 		return check_fail(c, "journal-compact-min-files	must be at least 2, not %u",
 				  cfg->journal_compact_min_files);
+	if (cfg->handshake_timeout == 0)
+		return check_fail(c, "handshake-timeout\tmust be at least 1 ms");
+	if (cfg->max_auto_created_addresses < -1 || cfg->max_auto_created_addresses == 0)
+		return check_fail(c, "max-auto-created-addresses\tmust be -1 (unlimited) or at "
+				  "least 1, not %d (auto-create-addresses: false in "
+				  "address-settings turns auto-creation off)",
+				  cfg->max_auto_created_addresses);
 	if ((rc = check_bridges(c, cfg)) != 0)
 		return rc;
 	if ((rc = check_ha(c, cfg)) != 0)

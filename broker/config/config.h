@@ -10,7 +10,8 @@
  *
  * Keys (documented in broker/README.md):
  *   name, listen, data-dir, log-level, events,
- *   connection-ttl, check-period (ms),
+ *   connection-ttl, check-period, handshake-timeout (ms),
+ *   max-auto-created-addresses,
  *   users: [{name, password-hash, roles: [..]}],
  *   security-settings: [{match, send: [roles], consume: [..], manage: [..]}],
  *   global-max-size, min-large-message-size, write-high-watermark,
@@ -103,7 +104,8 @@ typedef struct keel_bridge_cfg {
 	uint32_t confirmation_window;  /* messages unconfirmed at once, default 16 */
 	bool duplicate_detection;      /* default true: add the header */
 	bool shared_locator;           /* default true: share the connection */
-	uint32_t heartbeat;            /* ms both ways, default 0 = none */
+	uint32_t heartbeat;            /* ms both ways, default
+					  KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS; 0 = none */
 } keel_bridge_cfg;
 
 /* Replication (ha:, README.md "Replication (HA)"): this node's half of a
@@ -136,8 +138,10 @@ struct keel_config {
 	char *data_dir;                /* default "./keel-data" */
 	char *log_level;               /* default "info" */
 	char *events;                  /* default NULL (none) */
-	uint32_t connection_ttl;       /* ms, default 60000 */
+	uint32_t connection_ttl;       /* ms, default 60000; 0 = none */
 	uint32_t check_period;         /* ms, default 30000 */
+	uint32_t handshake_timeout;    /* ms to CONNECT, default 10000, at least 1 */
+	int32_t max_auto_created_addresses; /* default 10000; -1 = unlimited; not 0 */
 	keel_user_cfg *users;
 	unsigned users_count;
 	keel_security_setting_cfg *security_settings;

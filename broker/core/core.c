@@ -22,6 +22,8 @@ int keel_core_create(keel_core **out, const keel_core_options *opt)
 	if (core == NULL)
 		return -ENOMEM;
 	core->opt = *opt;
+	if (core->opt.max_auto_created_addresses == 0)
+		core->opt.max_auto_created_addresses = KEEL_DEFAULT_MAX_AUTO_CREATED_ADDRESSES;
 	if (opt->node) {
 		core->node = keel_strdup(opt->node);
 		if (core->node == NULL)

@@ -173,6 +173,11 @@ typedef struct keel_core_options {
 	void *now_ud;
 	const char *node;            /* for logs */
 	int64_t global_max_size_bytes; /* all addresses together; <= 0 = unlimited */
+	/* Addresses clients' sends and subscriptions may auto-create at once
+	 * (keel_core_send, keel_address_auto_create; those made at start, by
+	 * management, or for dead letters and expiry are not counted);
+	 * 0 = KEEL_DEFAULT_MAX_AUTO_CREATED_ADDRESSES, < 0 = unlimited. */
+	int64_t max_auto_created_addresses;
 } keel_core_options;
 
 int keel_core_create(keel_core **out, const keel_core_options *opt);
@@ -248,6 +253,15 @@ int keel_core_check(const keel_core *core);
  * -EINVAL for a bad name. */
 int keel_address_create(keel_core *core, const char *name, unsigned routing,
 			bool widen, keel_address **out);
+/* As keel_address_create(widen), for a client's SUBSCRIBE that names an
+ * address: a new one counts against max_auto_created_addresses, and past
+ * it the call returns -EDQUOT (an existing address is widened as ever). */
+int keel_address_auto_create(keel_core *core, const char *name, unsigned routing,
+			     keel_address **out);
+/* Addresses auto-created by clients that exist now, and the limit on
+ * them (-1: none). */
+size_t keel_core_auto_created_addresses(const keel_core *core);
+int64_t keel_core_max_auto_created_addresses(const keel_core *core);
 keel_address *keel_address_find(const keel_core *core, const char *name);
 /* -ENOENT; -ENOTEMPTY when it has queues and !force; with force its queues
  * are deleted too (their consumers closed with the callback). */
@@ -314,9 +328,16 @@ const char *keel_queue_name(const keel_queue *q);
  * Borrows `msg` (takes its own references).  With `tx`, the send is held
  * until commit.  Returns the number of queues it reached (0 is possible:
  * a topic with no subscription), -ENOENT (no such address, auto-create
- * off), -EINVAL (the address exists without that routing type).
+ * off), -EDQUOT (it would be auto-created past max_auto_created_addresses),
+ * -EINVAL (the address exists without that routing type).
  */
 int keel_core_send(keel_core *core, keel_msg *msg, keel_routing routing, keel_tx *tx);
+/* As keel_core_send without a transaction, for a message the broker makes
+ * on an operator's behalf (a management reply to a user who may manage):
+ * an address it auto-creates is not counted against, nor refused by,
+ * max_auto_created_addresses, so that management still answers at the
+ * limit (operators may create addresses through it anyway). */
+int keel_core_send_internal(keel_core *core, keel_msg *msg, keel_routing routing);
 
 /* Move expired messages of every queue to their expiry address. */
 void keel_core_expire_scan(keel_core *core);

@@ -53,10 +53,33 @@ int core__address_new(keel_core *core, const char *name, unsigned routing,
 	return 0;
 }
 
+bool core__client_address_allowed(const keel_core *core)
+{
+	int64_t max = core->opt.max_auto_created_addresses;
+	return max < 0 || core->client_addr_count < (uint64_t)max;
+}
+
+int core__address_new_for_client(keel_core *core, const char *name, unsigned routing,
+				 bool auto_created, keel_address **out)
+{
+	if (!core__client_address_allowed(core))
+		return -EDQUOT;
+	int rc = core__address_new(core, name, routing, auto_created, out);
+	if (rc)
+		return rc;
+	(*out)->client_created = true;
+	core->client_addr_count++;
+	return 0;
+}
+
 void core__address_destroy(keel_address *a)
 {
 	keel_core *core = a->core;
 	assert(a->queue_count == 0);
+	if (a->client_created) {
+		assert(core->client_addr_count > 0);
+		core->client_addr_count--;
+	}
 	core__store_address(a, false);
 	HASH_DELETE(hh, core->addrs_by_name, a);
 	for (size_t i = 0; i < core->addr_count; i++) {
@@ -93,6 +116,36 @@ int keel_address_create(keel_core *core, const char *name, unsigned routing,
 	if (out)
 		*out = a;
 	return 0;
+}
+
+int keel_address_auto_create(keel_core *core, const char *name, unsigned routing,
+			     keel_address **out)
+{
+	if (core == NULL || !core__name_valid(name) || routing == 0 ||
+	    (routing & ~(unsigned)(KEEL_ANYCAST | KEEL_MULTICAST)))
+		return -EINVAL;
+	keel_address *a = keel_address_find(core, name);
+	if (a) {
+		core__address_widen(a, routing);
+	} else {
+		int rc = core__address_new_for_client(core, name, routing, false, &a);
+		if (rc)
+			return rc;
+	}
+	if (out)
+		*out = a;
+	return 0;
+}
+
+size_t keel_core_auto_created_addresses(const keel_core *core)
+{
+	return core->client_addr_count;
+}
+
+int64_t keel_core_max_auto_created_addresses(const keel_core *core)
+{
+	return core->opt.max_auto_created_addresses < 0 ? -1
+							: core->opt.max_auto_created_addresses;
 }
 
 keel_address *keel_address_find(const keel_core *core, const char *name)

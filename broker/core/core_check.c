@@ -92,8 +92,10 @@ int keel_core_check(const keel_core *core)
 	size_t queues = 0;
 	assert(core != NULL && !core->flushing);
 	assert(HASH_COUNT(core->addrs_by_name) == core->addr_count);
+	size_t client_addrs = 0;
 	for (size_t i = 0; i < core->addr_count; i++) {
 		const keel_address *a = core->addrs[i];
+		client_addrs += a->client_created;
 		assert(keel_address_find(core, a->name) == a && !a->dying);
 		assert(a->routing != 0);
 		uint64_t qmem = 0;
@@ -113,6 +115,7 @@ int keel_core_check(const keel_core *core)
 		addr_sum += a->size_bytes;
 	}
 	assert(addr_sum == core->addr_bytes);
+	assert(client_addrs == core->client_addr_count);
 	assert(HASH_COUNT(core->queues_by_name) == queues);
 	for (const keel_tx *tx = core->txs; tx; tx = tx->next) {
 		assert(tx->core == core && tx->op_count <= KEEL_MAX_TX_OPS);

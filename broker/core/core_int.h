@@ -79,6 +79,8 @@ struct keel_address {
 	keel_core *core;
 	unsigned routing;
 	bool auto_created;              /* goes with its last queue */
+	bool client_created;            /* auto-created for a client: counted in
+					   core->client_addr_count */
 	bool dying;                     /* being deleted with force */
 	keel_queue **queues;            /* creation order */
 	size_t queue_count;
@@ -173,6 +175,7 @@ struct keel_core {
 	keel_address **addrs;      /* creation order */
 	size_t addr_count;
 	size_t addr_cap;
+	size_t client_addr_count;  /* addresses with client_created */
 	keel_queue *queues_by_name;
 	ref_impl *by_delivery;     /* delivered refs by delivery_id */
 	ref_impl sentinel;         /* keeps by_delivery's table allocated */
@@ -243,6 +246,12 @@ void core__store_message(keel_queue *q, keel_msg *m, bool added);
 void core__address_widen(keel_address *a, unsigned routing);
 int core__address_new(keel_core *core, const char *name, unsigned routing,
 		      bool auto_created, keel_address **out);
+/* A new address for a client's send or subscription (client_created):
+ * -EDQUOT past max_auto_created_addresses. */
+int core__address_new_for_client(keel_core *core, const char *name, unsigned routing,
+				 bool auto_created, keel_address **out);
+/* May clients auto-create one more address? */
+bool core__client_address_allowed(const keel_core *core);
 void core__address_destroy(keel_address *a);
 int core__queue_new(keel_core *core, keel_address *a, const keel_queue_options *opt,
 		    keel_queue **out);
@@ -260,7 +269,9 @@ int core__route_special(keel_core *core, const char *name, keel_msg *m);
 /* Would a send be accepted now?  (No side effects: checks for tx sends.) */
 int core__route_check(keel_core *core, const keel_msg *m, keel_routing rt);
 /* Routes m now: the number of queues reached, or -errno. */
-int core__route_now(keel_core *core, keel_msg *m, keel_routing rt);
+/* Route m now; an address it auto-creates is a client's (counted, and
+ * -EDQUOT past the limit) unless `internal` (the broker's own message). */
+int core__route_now(keel_core *core, keel_msg *m, keel_routing rt, bool internal);
 /* A ref of m stops counting in its queue's address's size. */
 void core__addr_uncharge(keel_queue *q, keel_msg *m);
 void core__waiter_unlink(keel_core *core, keel_address_waiter *w);

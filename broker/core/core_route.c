@@ -152,14 +152,16 @@ int core__route_check(keel_core *core, const keel_msg *m, keel_routing rt)
 	keel_address *a = keel_address_find(core, m->address);
 	if (a == NULL) {
 		keel_core_resolve_settings(core, m->address, &s);
-		return s.auto_create_addresses ? 0 : -ENOENT;
+		if (!s.auto_create_addresses)
+			return -ENOENT;
+		return core__client_address_allowed(core) ? 0 : -EDQUOT;
 	}
 	if (!(a->routing & rt) && !core__address_settings(a)->auto_create_addresses)
 		return -EINVAL;
 	return 0;
 }
 
-int core__route_now(keel_core *core, keel_msg *m, keel_routing rt)
+int core__route_now(keel_core *core, keel_msg *m, keel_routing rt, bool internal)
 {
 	keel_address_settings s;
 	keel_address *a = keel_address_find(core, m->address);
@@ -169,7 +171,8 @@ int core__route_now(keel_core *core, keel_msg *m, keel_routing rt)
 		keel_core_resolve_settings(core, m->address, &s);
 		if (!s.auto_create_addresses)
 			return -ENOENT;
-		rc = core__address_new(core, m->address, rt, true, &a);
+		rc = internal ? core__address_new(core, m->address, rt, true, &a)
+			      : core__address_new_for_client(core, m->address, rt, true, &a);
 		if (rc)
 			return rc;
 		created = true;

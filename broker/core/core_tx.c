@@ -146,7 +146,8 @@ int keel_tx_commit(keel_tx *tx)
 	for (size_t i = 0; i < tx->op_count; i++) {
 		tx_op *op = &tx->ops[i];
 		if (op->kind == TX_SEND) {
-			int rc = core__route_now(core, op->msg, (keel_routing)op->routing);
+			int rc = core__route_now(core, op->msg, (keel_routing)op->routing,
+						 false);
 			if (rc < 0 && first == 0)
 				first = rc;
 			tx_send_release(core, op->msg);
@@ -197,7 +198,17 @@ int keel_core_send(keel_core *core, keel_msg *msg, keel_routing routing, keel_tx
 		assert(tx->core == core);
 		return tx_add_send(tx, msg, routing);
 	}
-	int rc = core__route_now(core, msg, routing);
+	int rc = core__route_now(core, msg, routing, false);
+	core__flush(core);
+	return rc;
+}
+
+int keel_core_send_internal(keel_core *core, keel_msg *msg, keel_routing routing)
+{
+	if (core == NULL || msg == NULL || !core__routing_valid(routing) ||
+	    !core__name_valid(msg->address))
+		return -EINVAL;
+	int rc = core__route_now(core, msg, routing, true);
 	core__flush(core);
 	return rc;
 }

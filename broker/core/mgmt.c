@@ -5,7 +5,11 @@
  * point (keel_mgmt_execute) that checks the permission, rejects unknown
  * operations and arguments, runs the operation and turns every failure
  * into {"status":"error","message":...}.  Owns nothing between calls:
- * each reply is a new JSON object the caller releases.  Loop thread only.
+ * each reply is a new JSON object the caller releases.  Names go into
+ * JSON through text_json(): one that is not UTF-8 (journaled before the
+ * edge refused such names) is shown with its bad bytes as "\xHH" and
+ * can be named that way (find_queue, find_address), so one bad name
+ * never fails a whole listing.  Loop thread only.
  */
 #include "mgmt.h"
 
@@ -25,6 +29,7 @@
 #include "lc.h"
 #include "limits.h"
 #include "log.h"
+#include "utf8.h"
 
 /* One operation's state: its arguments in, its result (or error) out. */
 typedef struct op_ctx {
@@ -63,6 +68,59 @@ static int set(op_ctx *c, const char *key, json_t *v)
 	if (v == NULL || json_object_set_new(c->result, key, v) != 0)
 		return fail(c, -ENOMEM, "out of memory");
 	return 0;
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+/* s as a JSON string: as it is when it is UTF-8, else with every byte
+ * that is not part of a UTF-8 sequence written "\xHH" (jansson refuses
+ * invalid UTF-8).  NULL only when out of memory. */
+static json_t *text_json(const char *s)
+{
+	size_t n = strlen(s);
+	if (keel_utf8_valid(s, n))
+		return json_stringn(s, n);
+	size_t len = keel_utf8_escape(s, n, NULL, 0);
+	char *esc = keel_malloc(len + 1);
+	if (esc == NULL)
+		return NULL;
+	keel_utf8_escape(s, n, esc, len + 1);
+	json_t *j = json_stringn(esc, len);
+	keel_free(esc);
+	return j;
+}
+
+/* Does `shown` name the object called `name`: the same bytes, or, for a
+ * name that is not UTF-8, its escaped form as text_json shows it? */
+static bool name_shown_as(const char *name, const char *shown)
+{
+	size_t n = strlen(name);
+	if (keel_utf8_valid(name, n))
+		return false; /* an exact match would have been found */
+	char esc[4 * KEEL_MAX_NAME_LEN + 1];
+	size_t len = keel_utf8_escape(name, n, esc, sizeof(esc));
+	return len < sizeof(esc) && strcmp(esc, shown) == 0;
+}
+
+/* The queue / address a management argument names (see name_shown_as). */
+static keel_queue *find_queue(const keel_core *core, const char *name)
+{
+	keel_queue *q = keel_queue_find(core, name);
+	keel_address *a;
+	for (size_t i = 0; q == NULL && (a = keel_core_address_at(core, i)); i++)
+		for (size_t j = 0; q == NULL && keel_address_queue_at(a, j); j++)
+			if (name_shown_as(keel_queue_name(keel_address_queue_at(a, j)), name))
+				q = keel_address_queue_at(a, j);
+	return q;
+}
+
+static keel_address *find_address(const keel_core *core, const char *name)
+{
+	keel_address *a = keel_address_find(core, name);
+	for (size_t i = 0; a == NULL && keel_core_address_at(core, i); i++)
+		if (name_shown_as(keel_address_name(keel_core_address_at(core, i)), name))
+			a = keel_core_address_at(core, i);
+	return a;
 }
 
 /* ---- arguments ---------------------------------------------------------- */
@@ -177,7 +235,7 @@ static int arg_queue(op_ctx *c, keel_queue **out)
 	int rc = arg_str(c, "name", true, &name);
 	if (rc)
 		return rc;
-	*out = keel_queue_find(c->env->core, name);
+	*out = find_queue(c->env->core, name);
 	if (*out == NULL)
 		return fail(c, -ENOENT, "queue '%s' does not exist", name);
 	return 0;
@@ -195,14 +253,19 @@ static json_t *routing_json(unsigned mask)
 	return a;
 }
 
+/* NULL only when out of memory. */
 static json_t *address_json(const keel_address *a)
 {
 	json_t *queues = json_array();
-	for (size_t i = 0; queues && keel_address_queue_at(a, i); i++)
-		json_array_append_new(queues,
-				      json_string(keel_queue_name(keel_address_queue_at(a, i))));
-	return json_pack("{s:s, s:o*, s:I, s:o*}", "name", keel_address_name(a), "routing-types",
-			 routing_json(keel_address_routing(a)), "queue-count",
+	for (size_t i = 0; queues && keel_address_queue_at(a, i); i++) {
+		if (json_array_append_new(queues,
+					  text_json(keel_queue_name(keel_address_queue_at(a, i))))) {
+			json_decref(queues);
+			return NULL;
+		}
+	}
+	return json_pack("{s:o, s:o, s:I, s:o}", "name", text_json(keel_address_name(a)),
+			 "routing-types", routing_json(keel_address_routing(a)), "queue-count",
 			 (json_int_t)keel_address_queue_count(a), "queues", queues);
 }
 
@@ -230,13 +293,15 @@ static const struct {
 };
 #define QUEUE_FIELD_COUNT (sizeof(queue_fields) / sizeof(queue_fields[0]))
 
+/* NULL only when out of memory. */
 static json_t *queue_json(const keel_queue *q)
 {
 	keel_queue_stats st;
 	keel_queue_get_stats(q, &st);
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+	return json_pack("{s:o, s:o, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
 			 " s:I}",
-			 "name", st.name, "address", st.address, "routing-type",
+			 "name", text_json(st.name), "address", text_json(st.address),
+			 "routing-type",
 			 keel_routing_name(st.routing), "durable", st.durable, "temporary",
 			 st.temporary, "paused", st.paused, "consumer-count",
 			 (json_int_t)st.consumer_count, "message-count",
@@ -386,7 +451,7 @@ static int op_show_address(op_ctx *c)
 	int rc = arg_str(c, "name", true, &name);
 	if (rc)
 		return rc;
-	keel_address *a = keel_address_find(c->env->core, name);
+	keel_address *a = find_address(c->env->core, name);
 	if (a == NULL)
 		return fail(c, -ENOENT, "address '%s' does not exist", name);
 	return set(c, "address", address_json(a));
@@ -423,9 +488,12 @@ static int op_delete_address(op_ctx *c)
 	if ((rc = arg_str(c, "name", true, &name)) || (rc = arg_bool(c, "force", false, &force)) ||
 	    (rc = arg_bool(c, "remove-consumers", false, &remove_consumers)))
 		return rc;
-	keel_address *a = keel_address_find(c->env->core, name);
+	keel_address *a = find_address(c->env->core, name);
 	if (a == NULL)
 		return fail(c, -ENOENT, "address '%s' does not exist", name);
+	char real[KEEL_MAX_NAME_LEN + 1]; /* find_address may have matched its shown form */
+	snprintf(real, sizeof(real), "%s", keel_address_name(a));
+	name = real;
 	size_t nq = keel_address_queue_count(a);
 	if (nq && !force)
 		return fail(c, -ENOTEMPTY,
@@ -770,10 +838,12 @@ static const op_def ops[] = {
 
 /* ---- the one handler ----------------------------------------------------- */
 
+/* The message may quote names: text_json keeps the reply valid JSON. */
 static json_t *error_reply(const char *op, const char *msg)
 {
 	keel_log_debug("management %s: error: %s", op ? op : "?", msg);
-	return json_pack("{s:s, s:s?, s:s}", "status", "error", "operation", op, "message", msg);
+	return json_pack("{s:s, s:o*, s:o}", "status", "error", "operation",
+			 op ? text_json(op) : NULL, "message", text_json(msg));
 }
 
 bool keel_mgmt_is_address(const char *address)
@@ -1057,7 +1127,8 @@ int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *hea
 				 reply_address, &m, NULL);
 	if (rc)
 		return rc;
-	rc = keel_core_send(env->core, m, reply_rt, NULL);
+	rc = allowed ? keel_core_send_internal(env->core, m, reply_rt)
+		     : keel_core_send(env->core, m, reply_rt, NULL);
 	keel_msg_unref(m);
 	return rc > 0 ? 0 : rc;
 }

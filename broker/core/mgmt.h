@@ -69,7 +69,10 @@ json_t *keel_mgmt_execute(const keel_mgmt_env *env, const char *op, json_t *args
  * with headers status (ok|error), operation, correlation-id (copied when
  * the request had one) and content-type application/json.
  * Returns 0 once routed (an error reply is success here), or the core's
- * error when the reply could not be routed (-ENOENT, -EINVAL, -ENOMEM).
+ * error when the reply could not be routed (-ENOENT, -EINVAL, -ENOMEM,
+ * -EDQUOT).  A reply to a user who may manage (`allowed`) is routed with
+ * keel_core_send_internal (its address is not limited by
+ * max-auto-created-addresses).
  */
 int keel_mgmt_request(const keel_mgmt_env *env, bool allowed, const keel_kv *headers,
 		      size_t header_count, const void *body, size_t body_len,

@@ -331,7 +331,8 @@ int keel_broker_check_config(const keel_config *cfg, char *err, size_t errlen)
 	if (rc < 0)
 		goto out;
 	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name,
-				 .global_max_size_bytes = cfg->global_max_size_bytes };
+				 .global_max_size_bytes = cfg->global_max_size_bytes,
+				 .max_auto_created_addresses = cfg->max_auto_created_addresses };
 	rc = keel_core_create(&core, &co);
 	if (rc < 0) {
 		snprintf(err, errlen, "core: %s", strerror(-rc));
@@ -651,6 +652,8 @@ static int listen_clients(keel_broker *b, char *err, size_t errlen)
 		.env = &b->env,
 		.write_high_watermark = (size_t)cfg->write_high_watermark_bytes,
 		.write_low_watermark = (size_t)cfg->write_low_watermark_bytes,
+		.connection_ttl_ms = cfg->connection_ttl,
+		.handshake_timeout_ms = cfg->handshake_timeout,
 	};
 	int rc = keel_server_create(&b->server, &so);
 	if (rc < 0) {
@@ -740,7 +743,8 @@ static void on_reap_timer(uv_timer_t *t)
 	keel_large_stopping(false);
 	b->core = NULL;
 	keel_core_options co = { .now_ms = wall_now_ms, .node = b->cfg->name,
-				 .global_max_size_bytes = b->cfg->global_max_size_bytes };
+				 .global_max_size_bytes = b->cfg->global_max_size_bytes,
+				 .max_auto_created_addresses = b->cfg->max_auto_created_addresses };
 	char err[256];
 	int rc = keel_core_create(&b->core, &co);
 	if (rc == 0)
@@ -867,7 +871,8 @@ int keel_broker_create(keel_broker **out, const keel_config *cfg, char *err, siz
 	snprintf(b->host, sizeof(b->host), "%s", host);
 	b->listen_port = port;
 	keel_core_options co = { .now_ms = wall_now_ms, .node = cfg->name,
-				 .global_max_size_bytes = cfg->global_max_size_bytes };
+				 .global_max_size_bytes = cfg->global_max_size_bytes,
+				 .max_auto_created_addresses = cfg->max_auto_created_addresses };
 	rc = keel_core_create(&b->core, &co);
 	if (rc < 0) {
 		snprintf(err, errlen, "core: %s", strerror(-rc));

@@ -1,20 +1,23 @@
 /*
  * server.c - the libuv edge: acceptor, connections, output batching,
- * writability, heart-beats (see server.h).
+ * writability, heart-beats and time limits (see server.h).
  *
  * Owns: the listening handle, one uv_prepare (the once-per-turn flush),
  * one uv_idle (only active while output is left for the next turn), the
- * stop timer, and every keel_conn with its uv_tcp_t, uv_timer_t, buffers
- * and session.  Invariants: a connection is on the dirty list iff its
- * `dirty` flag is set; at most one uv_write is in flight per connection
- * (from `inflight`, which is empty otherwise); sessions are called only
- * while the connection is OPEN, and a connection is freed only in its
- * last close callback.  Loop thread only.
+ * stop and trim timers, the read buffer its connections share, and every
+ * keel_conn with its uv_tcp_t, uv_timer_t, output buffers and session.
+ * Invariants: a connection is on the dirty list iff its `dirty` flag is
+ * set; at most one uv_write is in flight per connection (from `inflight`,
+ * which is empty otherwise); sessions are called only while the connection
+ * is OPEN, and a connection is freed only in its last close callback; the
+ * shared read buffer holds nothing between two read callbacks.  Loop
+ * thread only.
  */
 #include "server.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -40,7 +43,7 @@ struct keel_conn {
 	keel_server *server;
 	keel_session *session;         /* owned; NULL once CLOSING */
 	uv_tcp_t tcp;
-	uv_timer_t timer;              /* CONNECT timeout and heart-beats */
+	uv_timer_t timer;              /* every time limit, see conn_arm_timer */
 	uv_write_t write_req;          /* the one write in flight */
 	int handles_open;              /* tcp + timer until their close cbs */
 
@@ -60,11 +63,17 @@ struct keel_conn {
 	uint32_t hb_send_ms;           /* 0 = off */
 	uint32_t hb_recv_ms;
 	uint64_t accepted_ms;          /* uv_now() clock */
-	uint64_t last_read_ms;
+	uint64_t last_read_ms;         /* any byte (heart-beats) */
 	uint64_t last_write_ms;
+	/* Progress (connection-ttl): a frame or heart-beat received whole, a
+	 * frame begun, or KEEL_MIN_FRAME_PROGRESS_BYTES of a frame. */
+	uint64_t progress_ms;
+	uint64_t frames_in;            /* the session's count at progress_ms */
+	size_t progress_bytes;         /* of the frame in progress since then */
+	bool in_frame;                 /* a frame was half received at the last read */
+	uint64_t closing_ms;           /* close_after_flush was set then */
 
 	char peer[64];                 /* "ip:port" */
-	uint8_t rbuf[KEEL_READ_BUFFER_SIZE];
 };
 
 struct keel_server {
@@ -74,10 +83,15 @@ struct keel_server {
 	uint32_t max_connections;
 	size_t high_wm;                /* write watermarks, bytes */
 	size_t low_wm;
+	uint32_t ttl_ms;               /* connection-ttl; 0 = none */
+	uint32_t handshake_ms;         /* handshake-timeout */
 	uv_tcp_t listener;
 	uv_prepare_t flush;
 	uv_idle_t spin;                /* keeps poll from blocking while dirty */
 	uv_timer_t stop_timer;
+	uv_timer_t trim_timer;         /* malloc_trim after many closes */
+	size_t freed_since_trim;       /* connections freed since the last trim */
+	uint8_t *rbuf;                 /* KEEL_READ_BUFFER_SIZE, shared by every read */
 	int handles_open;
 	bool listening;
 	bool stopping;
@@ -320,17 +334,28 @@ static bool op_writable(void *conn)
 	return ok;
 }
 
+static void conn_arm_timer(keel_conn *c);
+
 static void op_close_after_flush(void *conn)
 {
 	keel_conn *c = conn;
 	if (c->state != KEEL_CONN_OPEN || c->close_after_flush)
 		return;
 	c->close_after_flush = true;
+	c->closing_ms = uv_now(c->server->loop);
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	mark_dirty(c); /* the flush closes it once the output is written */
+	conn_arm_timer(c); /* ... or the timer cuts it (KEEL_CLOSE_FLUSH_TIMEOUT_MS) */
 }
 
-static void conn_arm_timer(keel_conn *c);
+/* The peer made progress now (see keel_conn.progress_ms). */
+static void conn_progress(keel_conn *c, uint64_t now)
+{
+	c->progress_ms = now;
+	c->progress_bytes = 0;
+	c->frames_in = keel_session_frames_in(c->session);
+	c->in_frame = keel_session_frame_in_progress(c->session);
+}
 
 static void op_set_heartbeat(void *conn, uint32_t send_ms, uint32_t recv_ms)
 {
@@ -342,6 +367,7 @@ static void op_set_heartbeat(void *conn, uint32_t send_ms, uint32_t recv_ms)
 	uint64_t now = uv_now(c->server->loop);
 	c->last_read_ms = now;
 	c->last_write_ms = now;
+	conn_progress(c, now);
 	conn_arm_timer(c);
 }
 
@@ -372,8 +398,10 @@ static void op_set_reading(void *conn, bool reading)
 			op_close_after_flush(c);
 			return;
 		}
-		/* silence while paused was ours, not the peer's */
+		/* silence while paused was ours, not the peer's (and input
+		 * stashed meanwhile may have been parsed since) */
 		c->last_read_ms = uv_now(c->server->loop);
+		conn_progress(c, c->last_read_ms);
 	} else {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 	}
@@ -398,26 +426,54 @@ static const keel_conn_ops conn_ops = {
 	.loop = op_loop,
 };
 
-/* ---- timers: CONNECT timeout and heart-beats ----------------------------- */
+/* ---- timers: time limits and heart-beats --------------------------------- */
 
 static void on_conn_timer(uv_timer_t *t);
 
+/*
+ * When the peer must have made progress (connection-ttl), or UINT64_MAX.
+ * It applies once connected (before, handshake-timeout does), while we
+ * read (a pause is our silence, not the peer's): to a connection without
+ * heart-beats from the peer always (a frame or an EOL at least every
+ * connection-ttl), and to any connection while a frame is half received
+ * (heart-beats count any byte; a frame must also advance).
+ */
+static uint64_t progress_deadline(const keel_conn *c)
+{
+	uint32_t ttl = c->server->ttl_ms;
+	if (ttl == 0 || c->read_paused || !keel_session_connected(c->session))
+		return UINT64_MAX;
+	if (c->hb_recv_ms > 0 && !c->in_frame)
+		return UINT64_MAX;
+	return c->progress_ms + ttl;
+}
+
 /* One timer per connection, armed for the nearest deadline.  Reads and
- * writes don't re-arm it: when it fires early it just re-arms. */
+ * writes don't re-arm it: when it fires early it just re-arms.  A closing
+ * connection has one deadline: its output flushed within
+ * KEEL_CLOSE_FLUSH_TIMEOUT_MS. */
 static void conn_arm_timer(keel_conn *c)
 {
 	assert(c->state == KEEL_CONN_OPEN);
+	uint64_t now = uv_now(c->server->loop);
 	uint64_t deadline = UINT64_MAX;
+	if (c->close_after_flush) {
+		deadline = c->closing_ms + KEEL_CLOSE_FLUSH_TIMEOUT_MS;
+		goto arm;
+	}
 	if (!keel_session_connected(c->session))
-		deadline = c->accepted_ms + KEEL_CONNECT_TIMEOUT_MS;
+		deadline = c->accepted_ms + c->server->handshake_ms;
 	if (c->hb_send_ms > 0 && c->last_write_ms + c->hb_send_ms < deadline)
 		deadline = c->last_write_ms + c->hb_send_ms;
 	uint64_t recv_window_ms = (uint64_t)c->hb_recv_ms * KEEL_HEARTBEAT_GRACE_FACTOR;
 	if (c->hb_recv_ms > 0 && !c->read_paused && c->last_read_ms + recv_window_ms < deadline)
 		deadline = c->last_read_ms + recv_window_ms;
-	uint64_t now = uv_now(c->server->loop);
+	uint64_t progress = progress_deadline(c);
+	if (progress < deadline)
+		deadline = progress;
 	if (c->read_paused && now + KEEL_PAUSED_PEER_CHECK_MS < deadline)
 		deadline = now + KEEL_PAUSED_PEER_CHECK_MS;
+arm:
 	if (deadline == UINT64_MAX) {
 		uv_timer_stop(&c->timer);
 		return;
@@ -444,17 +500,64 @@ static bool conn_peer_gone(keel_conn *c)
 	       ti.tcpi_state == TCP_LAST_ACK;
 }
 
+/* `connection.timeout`: a connection ends on one of the time limits
+ * (`limit` names the key, or "close-flush" for KEEL_CLOSE_FLUSH_TIMEOUT_MS). */
+static void emit_timeout(keel_conn *c, const char *limit, const char *reason)
+{
+	keel_events *ev = c->server->env->events;
+	if (ev)
+		keel_events_emit(ev, "connection.timeout", "{s:s, s:s, s:s}", "peer", c->peer,
+				 "limit", limit, "message", reason);
+}
+
+/* Time is up: an ERROR saying why (the session's), then close. */
+static void conn_timed_out(keel_conn *c, const char *limit, const char *reason)
+{
+	keel_log_info("%s: %s; closing", c->peer, reason);
+	emit_timeout(c, limit, reason);
+	keel_session_on_timeout(c->session, reason);
+	if (c->state == KEEL_CONN_OPEN && !c->close_after_flush)
+		op_close_after_flush(c); /* the session has; be sure */
+}
+
+/* A closing connection whose output did not flush in time is cut (its
+ * session, and what it holds, goes now); one with large SENDs still
+ * committing waits for them (they end on their own). */
+static void conn_closing_timer(keel_conn *c, uint64_t now)
+{
+	if (now - c->closing_ms < KEEL_CLOSE_FLUSH_TIMEOUT_MS) {
+		conn_arm_timer(c);
+		return;
+	}
+	if (keel_session_busy(c->session)) {
+		c->closing_ms = now;
+		conn_arm_timer(c);
+		return;
+	}
+	char why[128];
+	snprintf(why, sizeof(why), "output not flushed within %d ms of closing (%zu bytes left)",
+		 KEEL_CLOSE_FLUSH_TIMEOUT_MS, keel_conn_pending(c));
+	keel_log_info("%s: %s, cutting", c->peer, why);
+	emit_timeout(c, "close-flush", why);
+	conn_close(c);
+}
+
 static void on_conn_timer(uv_timer_t *t)
 {
 	keel_conn *c = container_of(t, keel_conn, timer);
-	if (c->state != KEEL_CONN_OPEN || c->close_after_flush)
+	if (c->state != KEEL_CONN_OPEN)
 		return;
-	uint64_t now = uv_now(c->server->loop);
-	if (!keel_session_connected(c->session) &&
-	    now - c->accepted_ms >= KEEL_CONNECT_TIMEOUT_MS) {
-		keel_log_info("%s: no CONNECT within %d ms, closing", c->peer,
-			      KEEL_CONNECT_TIMEOUT_MS);
-		conn_close(c);
+	keel_server *s = c->server;
+	uint64_t now = uv_now(s->loop);
+	char why[160];
+	if (c->close_after_flush) {
+		conn_closing_timer(c, now);
+		return;
+	}
+	if (!keel_session_connected(c->session) && now - c->accepted_ms >= s->handshake_ms) {
+		snprintf(why, sizeof(why), "No CONNECT within %u ms (handshake-timeout)",
+			 s->handshake_ms);
+		conn_timed_out(c, "handshake-timeout", why);
 		return;
 	}
 	if (c->read_paused && conn_peer_gone(c)) {
@@ -472,13 +575,24 @@ static void on_conn_timer(uv_timer_t *t)
 	}
 	uint64_t recv_window_ms = (uint64_t)c->hb_recv_ms * KEEL_HEARTBEAT_GRACE_FACTOR;
 	if (c->hb_recv_ms > 0 && !c->read_paused && now - c->last_read_ms >= recv_window_ms) {
-		keel_log_info("%s: no heart-beat for %llu ms, closing", c->peer,
-			      (unsigned long long)(now - c->last_read_ms));
-		keel_session_on_heartbeat_timeout(c->session);
-		if (c->state != KEEL_CONN_OPEN || c->close_after_flush)
-			return;
-		/* The session must close; make sure of it. */
-		op_close_after_flush(c);
+		snprintf(why, sizeof(why),
+			 "Heart-beat timeout: nothing received from the client for %llu ms",
+			 (unsigned long long)(now - c->last_read_ms));
+		conn_timed_out(c, "heart-beat", why);
+		return;
+	}
+	if (now >= progress_deadline(c)) {
+		if (c->in_frame)
+			snprintf(why, sizeof(why),
+				 "Frame too slow: less than %d bytes of it arrived in %u ms "
+				 "(connection-ttl)",
+				 KEEL_MIN_FRAME_PROGRESS_BYTES, s->ttl_ms);
+		else
+			snprintf(why, sizeof(why),
+				 "Connection TTL expired: no frame or heart-beat received for "
+				 "%u ms (connection-ttl; the client sends no heart-beats)",
+				 s->ttl_ms);
+		conn_timed_out(c, "connection-ttl", why);
 		return;
 	}
 	if (c->hb_send_ms > 0 && now - c->last_write_ms >= c->hb_send_ms) {
@@ -492,24 +606,45 @@ static void on_conn_timer(uv_timer_t *t)
 
 /* ---- reading ----------------------------------------------------------- */
 
+/* libuv calls on_alloc then on_read for one socket at a time, and the
+ * session copies what it keeps: one buffer serves every connection. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	keel_conn *c = container_of((uv_tcp_t *)h, keel_conn, tcp);
 	(void)suggested;
-	*buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+	*buf = uv_buf_init((char *)c->server->rbuf, KEEL_READ_BUFFER_SIZE);
+}
+
+/* After `n` bytes were handed to the session: did the peer progress? */
+static void conn_note_read(keel_conn *c, uint64_t now, size_t n)
+{
+	bool was_in_frame = c->in_frame;
+	if (!was_in_frame || keel_session_frames_in(c->session) != c->frames_in) {
+		conn_progress(c, now); /* a frame began, or something ended */
+	} else {
+		c->in_frame = keel_session_frame_in_progress(c->session);
+		c->progress_bytes += n;
+		if (c->progress_bytes >= KEEL_MIN_FRAME_PROGRESS_BYTES)
+			conn_progress(c, now);
+	}
+	if (c->in_frame != was_in_frame)
+		conn_arm_timer(c); /* the progress deadline may now be the nearest */
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	keel_conn *c = container_of((uv_tcp_t *)stream, keel_conn, tcp);
-	(void)buf;
 	if (c->state != KEEL_CONN_OPEN || c->close_after_flush)
 		return;
 	if (nread > 0) {
-		c->last_read_ms = uv_now(c->server->loop);
-		int rc = keel_session_on_data(c->session, c->rbuf, (size_t)nread);
+		uint64_t now = uv_now(c->server->loop);
+		c->last_read_ms = now;
+		int rc = keel_session_on_data(c->session, (const uint8_t *)buf->base,
+					      (size_t)nread);
 		if (rc < 0 && c->state == KEEL_CONN_OPEN)
 			op_close_after_flush(c); /* the session has; be sure */
+		if (c->state == KEEL_CONN_OPEN && !c->close_after_flush)
+			conn_note_read(c, now, (size_t)nread);
 		return;
 	}
 	if (nread == 0)
@@ -525,6 +660,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* ---- closing ----------------------------------------------------------- */
+
+/* Many connections went: hand the heap's free memory back (their
+ * buffers and sessions were spread over it, so it rarely shrinks alone). */
+static void on_trim_timer(uv_timer_t *t)
+{
+	keel_server *s = t->data;
+	s->freed_since_trim = 0;
+	malloc_trim(0);
+}
 
 static void conn_free(keel_conn *c)
 {
@@ -544,6 +688,9 @@ static void conn_free(keel_conn *c)
 	s->conn_count--;
 	if (s->conn_count < s->max_connections)
 		s->full_reported = false;
+	if (++s->freed_since_trim >= KEEL_TRIM_AFTER_CLOSES && !s->stopping &&
+	    !uv_is_active((uv_handle_t *)&s->trim_timer))
+		uv_timer_start(&s->trim_timer, on_trim_timer, KEEL_TRIM_DELAY_MS, 0);
 	server_maybe_finish(s);
 }
 
@@ -690,7 +837,7 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	uint64_t now = uv_now(s->loop);
-	c->accepted_ms = c->last_read_ms = c->last_write_ms = now;
+	c->accepted_ms = c->last_read_ms = c->last_write_ms = c->progress_ms = now;
 	conn_arm_timer(c);
 	keel_log_debug("%s: connection from %s", s->name, c->peer);
 }
@@ -706,6 +853,7 @@ static void on_server_handle_closed(uv_handle_t *h)
 	assert(s->conns == NULL && s->conn_count == 0);
 	void (*done)(void *) = s->done;
 	void *ud = s->done_ud;
+	keel_free(s->rbuf);
 	keel_free(s->name);
 	keel_free(s);
 	if (done)
@@ -726,6 +874,7 @@ static void server_maybe_finish(keel_server *s)
 	uv_close((uv_handle_t *)&s->flush, on_server_handle_closed);
 	uv_close((uv_handle_t *)&s->spin, on_server_handle_closed);
 	uv_close((uv_handle_t *)&s->stop_timer, on_server_handle_closed);
+	uv_close((uv_handle_t *)&s->trim_timer, on_server_handle_closed);
 }
 
 static int resolve(const char *host, uint16_t port, struct sockaddr_storage *out)
@@ -756,7 +905,10 @@ int keel_server_create(keel_server **out, const keel_server_options *opt)
 	if (s == NULL)
 		return -ENOMEM;
 	s->name = keel_strdup(opt->name ? opt->name : "stomp");
-	if (s->name == NULL) {
+	s->rbuf = keel_malloc(KEEL_READ_BUFFER_SIZE);
+	if (s->name == NULL || s->rbuf == NULL) {
+		keel_free(s->name);
+		keel_free(s->rbuf);
 		keel_free(s);
 		return -ENOMEM;
 	}
@@ -771,14 +923,19 @@ int keel_server_create(keel_server **out, const keel_server_options *opt)
 					     : KEEL_WRITE_LOW_WATERMARK;
 	if (s->low_wm >= s->high_wm)
 		s->low_wm = s->high_wm / 2;
+	s->ttl_ms = opt->connection_ttl_ms;
+	s->handshake_ms = opt->handshake_timeout_ms ? opt->handshake_timeout_ms
+						    : KEEL_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 
 	/* None of these inits fails on Linux with a valid loop. */
 	uv_tcp_init(s->loop, &s->listener);
 	uv_prepare_init(s->loop, &s->flush);
 	uv_idle_init(s->loop, &s->spin);
 	uv_timer_init(s->loop, &s->stop_timer);
+	uv_timer_init(s->loop, &s->trim_timer);
 	s->listener.data = s->flush.data = s->spin.data = s->stop_timer.data = s;
-	s->handles_open = 4;
+	s->trim_timer.data = s;
+	s->handles_open = 5;
 	s->listening = true;
 
 	rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);

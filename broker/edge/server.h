@@ -7,7 +7,11 @@
  * turn (one uv_prepare), tracks writability against its write watermarks
  * (write-high-watermark / write-low-watermark; limits.h has the defaults),
  * pauses reading when a session asks (producer flow control), runs
- * heart-beats and the CONNECT timeout.  Loop thread only.
+ * heart-beats and the time limits: handshake-timeout (no CONNECT),
+ * connection-ttl (a peer without heart-beats silent that long, or a frame
+ * that does not advance; broker/README.md "STOMP"), and a closing
+ * connection's last flush.  Each limit ends in an ERROR saying which.
+ * Loop thread only.
  */
 #ifndef KEEL_SERVER_H
 #define KEEL_SERVER_H
@@ -33,6 +37,9 @@ typedef struct keel_server_options {
 	size_t write_high_watermark;   /* bytes; 0 = KEEL_WRITE_HIGH_WATERMARK */
 	size_t write_low_watermark;    /* bytes; 0 = KEEL_WRITE_LOW_WATERMARK; must
 					  be below the high one */
+	uint32_t connection_ttl_ms;    /* 0 = none: silent peers without
+					  heart-beats and slow frames stay */
+	uint32_t handshake_timeout_ms; /* 0 = KEEL_DEFAULT_HANDSHAKE_TIMEOUT_MS */
 } keel_server_options;
 
 /*

@@ -318,6 +318,9 @@ static int parse_input(keel_session *s, const uint8_t *data, size_t len)
 			return session__send_error(s, NULL, "Malformed frame: %s",
 						   keel_stomp_parser_error(s->parser));
 		off += (size_t)n;
+		if (ev == KEEL_STOMP_EV_FRAME || ev == KEEL_STOMP_EV_END ||
+		    ev == KEEL_STOMP_EV_HEARTBEAT)
+			s->frames_in++;
 		if (ev == KEEL_STOMP_EV_FRAME && s->lp_head != NULL) {
 			/* behind large SENDs not yet routed: it waits for them */
 			s->deferred = frame_copy(&f);
@@ -522,11 +525,10 @@ void keel_session_on_writable(keel_session *s)
 		session__pause_consumers(s, false);
 }
 
-void keel_session_on_heartbeat_timeout(keel_session *s)
+void keel_session_on_timeout(keel_session *s, const char *reason)
 {
 	session__check(s);
-	session__send_error(s, NULL,
-			    "Heart-beat timeout: nothing received from the client in time");
+	session__send_error(s, NULL, "%s", reason);
 }
 
 void keel_session_shutdown(keel_session *s)
@@ -545,4 +547,14 @@ bool keel_session_busy(const keel_session *s)
 bool keel_session_connected(const keel_session *s)
 {
 	return s->state == S_CONNECTED;
+}
+
+bool keel_session_frame_in_progress(const keel_session *s)
+{
+	return keel_stomp_parser_busy(s->parser);
+}
+
+uint64_t keel_session_frames_in(const keel_session *s)
+{
+	return s->frames_in;
 }

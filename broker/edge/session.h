@@ -102,8 +102,9 @@ void keel_session_free(keel_session *s);
 int keel_session_on_data(keel_session *s, const uint8_t *data, size_t len);
 /* The output drained below the low watermark: resume deliveries. */
 void keel_session_on_writable(keel_session *s);
-/* The peer missed its heart-beats: queue an ERROR and close. */
-void keel_session_on_heartbeat_timeout(keel_session *s);
+/* The peer ran out of time (missed heart-beats, connection-ttl, a frame
+ * too slow, no CONNECT): queue an ERROR whose message is `reason`, close. */
+void keel_session_on_timeout(keel_session *s, const char *reason);
 /* The broker is stopping: send an ERROR ("server shutting down"), close. */
 void keel_session_shutdown(keel_session *s);
 /* Is work in flight that the connection must not close under (large
@@ -113,7 +114,12 @@ void keel_session_shutdown(keel_session *s);
  * when it may have changed. */
 bool keel_session_busy(const keel_session *s);
 /* Has the client completed CONNECT?  (The edge closes connections that
- * don't within KEEL_CONNECT_TIMEOUT_MS.) */
+ * don't within handshake-timeout.) */
 bool keel_session_connected(const keel_session *s);
+/* Is a frame half received (its first bytes parsed, not its end)? */
+bool keel_session_frame_in_progress(const keel_session *s);
+/* Frames and heart-beats received whole so far (a streamed frame counts
+ * at its end): the edge's measure of a peer's progress. */
+uint64_t keel_session_frames_in(const keel_session *s);
 
 #endif

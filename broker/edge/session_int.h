@@ -77,6 +77,7 @@ struct keel_session {
 	uint32_t sub_count;
 	bool paused;             /* consumers held for writability */
 	uint64_t serial;         /* this session's number (temp queue names) */
+	uint64_t frames_in;      /* frames and heart-beats parsed whole */
 	keel_address_waiter blocked; /* linked while reading is paused (BLOCK) */
 	/* Receipts waiting for the journal (env.sync), oldest first. */
 	struct held_receipt *held_head;
@@ -157,7 +158,14 @@ void session__held_drop_all(keel_session *s);
 /* A management reply held like a receipt (takes both references).
  * 1: nothing to wait for (caller routes `ok`); 0: held; -ENOMEM. */
 int session__hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routing rt,
-			const char *receipt);
+			bool internal, const char *receipt);
+/* Route a management reply: `internal` (the requester may manage) as
+ * keel_core_send_internal, else as the client's own send. */
+int session__route_reply(keel_session *s, keel_msg *m, keel_routing rt, bool internal);
+/* Why the core refused with rc (negative), in words for an ERROR: the
+ * auto-created address limit (-EDQUOT) explained, else strerror.  Uses
+ * buf (of len bytes) when it must. */
+const char *session__refusal(const keel_session *s, int rc, char *buf, size_t len);
 /* Destination -> address and routing type; 0 or an ERROR was queued. */
 int session__parse_destination(keel_session *s, const keel_stomp_frame *f, const char *dest,
 			       const char **address, keel_routing *rt);

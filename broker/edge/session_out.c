@@ -116,6 +116,7 @@ typedef struct held_receipt {
 	keel_msg *reply_ok;
 	keel_msg *reply_err;
 	keel_routing reply_rt;
+	bool reply_internal; /* session__route_reply's */
 	bool has_receipt;
 	char id[];        /* the receipt-id ("" when none) */
 } held_receipt;
@@ -194,12 +195,18 @@ int session__hold_receipt(keel_session *s, const char *receipt)
 	return held_push(s, t, receipt) ? 0 : -ENOMEM;
 }
 
+int session__route_reply(keel_session *s, keel_msg *m, keel_routing rt, bool internal)
+{
+	return internal ? keel_core_send_internal(s->env.core, m, rt)
+			: keel_core_send(s->env.core, m, rt, NULL);
+}
+
 /* A management reply whose operation appended journal records waits for
  * them, like a receipt (and before the request's own receipt).  Takes
  * both references.  1: nothing to wait for (caller routes `ok`); 0: held;
  * -ENOMEM. */
 int session__hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routing rt,
-			const char *receipt)
+			bool internal, const char *receipt)
 {
 	uint64_t t;
 	if (!must_hold(s, &t))
@@ -210,6 +217,7 @@ int session__hold_reply(keel_session *s, keel_msg *ok, keel_msg *err, keel_routi
 	h->reply_ok = ok;
 	h->reply_err = err;
 	h->reply_rt = rt;
+	h->reply_internal = internal;
 	return 0;
 }
 
@@ -217,7 +225,7 @@ static void held_fire(keel_session *s, held_receipt *h, bool stored)
 {
 	keel_msg *m = stored ? h->reply_ok : h->reply_err;
 	if (m) {
-		int rc = keel_core_send(s->env.core, m, h->reply_rt, NULL);
+		int rc = session__route_reply(s, m, h->reply_rt, h->reply_internal);
 		if (rc < 0)
 			keel_log_warn("management reply not routed: %s", strerror(-rc));
 	}
@@ -289,6 +297,19 @@ int session__send_receipt_id(keel_session *s, const char *receipt)
 }
 
 /* ---- helpers ----------------------------------------------------------- */
+
+const char *session__refusal(const keel_session *s, int rc, char *buf, size_t len)
+{
+	assert(rc < 0);
+	if (rc != -EDQUOT)
+		return strerror(-rc);
+	snprintf(buf, len,
+		 "clients have auto-created %zu addresses, the limit "
+		 "(max-auto-created-addresses: %lld)",
+		 keel_core_auto_created_addresses(s->env.core),
+		 (long long)keel_core_max_auto_created_addresses(s->env.core));
+	return buf;
+}
 
 /* Destination -> address and routing type.  "/queue/x" anycast, "/topic/x"
  * multicast, else the destination-type header (default ANYCAST). */

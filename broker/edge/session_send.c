@@ -230,8 +230,10 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 	if (rc)
 		return session__send_error(s, f, "Out of memory answering a management request");
 	/* An operation that changed durable state answers once its journal
-	 * records are on disk (or with a storage error reply if they fail). */
-	rc = session__hold_reply(s, ok, err, rrt, hdr(f, "receipt"));
+	 * records are on disk (or with a storage error reply if they fail).
+	 * A manager's reply may auto-create its address even at
+	 * max-auto-created-addresses: management must answer there. */
+	rc = session__hold_reply(s, ok, err, rrt, allowed, hdr(f, "receipt"));
 	if (rc <= 0) {
 		if (rc < 0) {
 			keel_msg_unref(ok);
@@ -242,11 +244,12 @@ static int on_management(keel_session *s, const keel_stomp_frame *f)
 		return 0; /* held: reply and receipt follow the sync */
 	}
 	keel_msg_unref(err);
-	rc = keel_core_send(s->env.core, ok, rrt, NULL);
+	rc = session__route_reply(s, ok, rrt, allowed);
 	keel_msg_unref(ok);
+	char why[160];
 	if (rc < 0)
 		return session__send_error(s, f, "Cannot route the management reply to '%s': %s",
-					   reply_to, strerror(-rc));
+					   reply_to, session__refusal(s, rc, why, sizeof(why)));
 	return session__send_receipt(s, f);
 }
 
@@ -318,6 +321,10 @@ int session__send_refused(keel_session *s, const keel_stomp_frame *f, int rc,
 		return session__send_error(s, f,
 					   "Transaction '%s' has too many operations (limit %d)",
 					   tx, KEEL_MAX_TX_OPS);
+	char why[160];
+	if (rc == -EDQUOT)
+		return session__send_error(s, f, "Address '%s' cannot be auto-created: %s",
+					   address, session__refusal(s, rc, why, sizeof(why)));
 	return session__send_error(s, f, "Cannot send to '%s': %s", address, strerror(-rc));
 }
 

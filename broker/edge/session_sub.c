@@ -132,8 +132,12 @@ static int resolve_queue(keel_session *s, const keel_stomp_frame *f, subscriptio
 						   "Address '%s' does not support routing type %s",
 						   address, keel_routing_name(rt));
 	}
-	int rc = keel_address_create(core, address, rt, true, &a);
-	if (rc && rc != -EEXIST)
+	int rc = keel_address_auto_create(core, address, rt, &a);
+	char why[160];
+	if (rc == -EDQUOT)
+		return session__send_error(s, f, "Address '%s' cannot be auto-created: %s",
+					   address, session__refusal(s, rc, why, sizeof(why)));
+	if (rc)
 		return session__send_error(s, f, "Cannot create address '%s': %s", address,
 					   strerror(-rc));
 

@@ -81,9 +81,10 @@ int session__on_commit_abort(keel_session *s, const keel_stomp_frame *f, bool co
 	session__tx_remove(s, t);
 	if (commit) {
 		int rc = keel_tx_commit(tx);
+		char why[160];
 		if (rc)
 			return session__send_error(s, f, "Commit of '%s' failed: %s", name,
-						   strerror(-rc));
+						   session__refusal(s, rc, why, sizeof(why)));
 	} else {
 		keel_tx_abort(tx);
 	}

@@ -6,7 +6,8 @@
  * of a few bytes), whole and split.  Checks the parser's contract: consumed <=
  * len, progress on every call, events in a legal order, chunk bounds, the
  * same error on every call after one, and the same transcript (events,
- * headers, joined body, error) whatever the split.  Single-threaded.
+ * headers, joined body, error) whatever the split; header names and
+ * values handed out are UTF-8 without NUL.  Single-threaded.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "stomp.h"
+#include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -64,6 +66,10 @@ static void mix_head(struct digest *d, const keel_stomp_frame *f)
 	for (size_t i = 0; i < f->header_count; i++) {
 		const keel_kv *h = &f->headers[i];
 		CHECK(h->name[h->name_len] == '\0' && h->value[h->value_len] == '\0');
+		/* header text handed out is UTF-8 without NUL */
+		CHECK(keel_utf8_valid(h->name, h->name_len) && strlen(h->name) == h->name_len);
+		CHECK(keel_utf8_valid(h->value, h->value_len) &&
+		      strlen(h->value) == h->value_len);
 		mix_u64(d, h->name_len);
 		mix(d, h->name, h->name_len);
 		mix_u64(d, h->value_len);

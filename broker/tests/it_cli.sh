@@ -3,7 +3,8 @@
 #
 # Usage: it_cli.sh KEEL-BROKER KEELCTL.  Starts brokers on 127.0.0.1:0
 # with their events in a FIFO (waits are reads with deadlines, never
-# sleeps), then checks keelctl produce/consume/perf, user hash-password
+# sleeps), then checks keelctl produce/consume/perf, a consume that
+# outlives connection-ttl (keelctl's heart-beats), user hash-password
 # with a config that uses the hash, usage errors (exit 2), --help,
 # --version, --check-config on good and bad files, and the refusal of a
 # non-loopback listen without users; a damaged journal refused at start,
@@ -207,6 +208,19 @@ if start_broker jrn --config "$tmp/jrn.yaml"; then
   fi
 else
   not_ok "journal broker LIVE" "$tmp/jrn.log"
+fi
+
+# ---- keelctl offers heart-beats: a receive outlives connection-ttl --------
+# (a client without heart-beats that only waits is closed after it)
+printf 'connection-ttl: %d\n' $((400 * SCALE)) >"$tmp/ttl.yaml"
+if start_broker ttl --config "$tmp/ttl.yaml"; then
+  ok "broker with connection-ttl $((400 * SCALE)) ms LIVE on port $PORT"
+  check "keelctl consume --until-empty --idle $((1500 * SCALE)) outlives connection-ttl" \
+    "$tmp/ttl.out" "$KEELCTL" --port "$PORT" consume --destination /queue/cli.ttl --until-empty \
+    --idle $((1500 * SCALE))
+  stop_broker ttl
+else
+  not_ok "broker with a short connection-ttl LIVE" "$tmp/ttl.log"
 fi
 
 # ---- users: hash-password, a config that uses it, logins -----------------

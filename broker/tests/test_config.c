@@ -69,6 +69,8 @@ static void assert_defaults(const keel_config *cfg)
 	assert_null(cfg->events);
 	assert_int_equal(cfg->connection_ttl, 60000);
 	assert_int_equal(cfg->check_period, 30000);
+	assert_int_equal(cfg->handshake_timeout, 10000);
+	assert_int_equal(cfg->max_auto_created_addresses, 10000);
 	assert_int_equal(cfg->users_count, 0);
 	assert_int_equal(cfg->security_settings_count, 0);
 	assert_int_equal(cfg->address_settings_count, 0);
@@ -117,6 +119,8 @@ static const char every_key_yaml[] =
 	"events: \"3\"\n"
 	"connection-ttl: 1500\n"
 	"check-period: 0\n"
+	"handshake-timeout: 2500\n"
+	"max-auto-created-addresses: -1\n"
 	"users:\n"
 	"  - name: alice\n"
 	"    password-hash: \"$y$j9T$knv6RvOMdeTojCcgf51qs.$yutJUXBm9rYGKLjy6H2oL6lHsLhaLKSAJl7KkC6Wgn9\"\n"
@@ -164,6 +168,8 @@ static void test_every_key(void **state)
 	assert_string_equal(cfg->events, "3");
 	assert_int_equal(cfg->connection_ttl, 1500);
 	assert_int_equal(cfg->check_period, 0); /* set to 0, not defaulted */
+	assert_int_equal(cfg->handshake_timeout, 2500);
+	assert_int_equal(cfg->max_auto_created_addresses, -1);
 
 	assert_int_equal(cfg->users_count, 2);
 	assert_string_equal(cfg->users[0].name, "alice");
@@ -313,6 +319,16 @@ static void test_wrong_type(void **state)
 		     "        durable: maybe\n",
 		     "t.yaml:5: addresses[0].queues[0].durable: invalid boolean \"maybe\"");
 	expect_error("- 1\n", "t.yaml:1: expected a mapping, got a list");
+	expect_error("handshake-timeout: 0\n",
+		     "t.yaml:1: handshake-timeout: must be at least 1 ms");
+	expect_error("name: x\nmax-auto-created-addresses: 0\n",
+		     "t.yaml:2: max-auto-created-addresses: must be -1 (unlimited) or at least 1, "
+		     "not 0 (auto-create-addresses: false in address-settings turns "
+		     "auto-creation off)");
+	expect_error("max-auto-created-addresses: -2\n",
+		     "t.yaml:1: max-auto-created-addresses: must be -1 (unlimited) or at least 1, "
+		     "not -2 (auto-create-addresses: false in address-settings turns "
+		     "auto-creation off)");
 }
 
 static void test_bad_routing_type(void **state)
@@ -551,6 +567,7 @@ static void test_bridges(void **state)
 	assert_int_equal(a->confirmation_window, 16);
 	assert_true(a->duplicate_detection);
 	assert_true(a->shared_locator);
+	assert_int_equal(a->heartbeat, 30000); /* beats: a target's connection-ttl */
 	assert_int_equal(b->connectors_count, 2);
 	assert_string_equal(b->connectors[1], "[::1]:2");
 	assert_string_equal(b->virtual_host, "/");

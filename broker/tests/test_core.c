@@ -1262,6 +1262,74 @@ static void allocation_failures(void **state)
 	assert_true(n < 5000); /* and it ended */
 }
 
+/*
+ * max_auto_created_addresses: addresses clients' sends and subscriptions
+ * auto-create are counted while they exist; past the limit a send (now
+ * or at a commit) and keel_address_auto_create get -EDQUOT; addresses made
+ * otherwise (explicitly, internal sends, dead letters) do not count.
+ */
+static void auto_created_address_limit(void **state)
+{
+	fx *f = *state;
+	keel_core_free(f->core);
+	keel_core_options o = { .now_ms = fake_clock, .node = "test",
+				.max_auto_created_addresses = 2 };
+	assert_int_equal(keel_core_create(&f->core, &o), 0);
+	keel_core *core = f->core;
+	assert_int_equal(keel_core_max_auto_created_addresses(core), 2);
+	assert_int_equal(send_opt(core, "t1", "x", KEEL_MULTICAST, NULL, NULL), 0);
+	keel_tx *tx = keel_tx_create(core);
+	assert_non_null(tx);
+	assert_int_equal(send_opt(core, "t2", "x", KEEL_MULTICAST, NULL, tx), 0); /* checked */
+	assert_int_equal(send_any(core, "q1", "x"), 1);  /* the second one */
+	assert_int_equal(keel_core_auto_created_addresses(core), 2);
+	assert_int_equal(keel_tx_commit(tx), -EDQUOT); /* t2 would be the third */
+	assert_null(keel_address_find(core, "t2"));
+	assert_int_equal(send_opt(core, "t3", "x", KEEL_MULTICAST, NULL, NULL), -EDQUOT);
+	assert_int_equal(send_any(core, "q3", "x"), -EDQUOT);
+	tx = keel_tx_create(core);
+	assert_int_equal(send_opt(core, "t3", "x", KEEL_MULTICAST, NULL, tx), -EDQUOT);
+	keel_tx_abort(tx);
+	assert_int_equal(keel_address_auto_create(core, "t3", KEEL_MULTICAST, NULL), -EDQUOT);
+	assert_null(keel_address_find(core, "t3"));
+	/* existing ones still work, and widen */
+	assert_int_equal(keel_address_auto_create(core, "t1", KEEL_ANYCAST, NULL), 0);
+	assert_int_equal(send_any(core, "t1", "x"), 1);
+	/* not counted: explicit, internal, dead letters */
+	assert_int_equal(keel_address_create(core, "made", KEEL_MULTICAST, false, NULL), 0);
+	keel_msg *m = mk(core, "reply.1", "r", NULL);
+	assert_int_equal(keel_core_send_internal(core, m, KEEL_ANYCAST), 1);
+	keel_msg_unref(m);
+	assert_int_equal(keel_core_auto_created_addresses(core), 2);
+	CHECK(core);
+	/* an auto-created queue's address goes with it, and makes room */
+	assert_int_equal(keel_queue_delete(core, "q1", false), 0);
+	assert_null(keel_address_find(core, "q1"));
+	assert_int_equal(keel_core_auto_created_addresses(core), 1);
+	assert_int_equal(keel_address_auto_create(core, "t3", KEEL_MULTICAST, NULL), 0);
+	assert_int_equal(keel_address_delete(core, "t3", false), 0);
+	assert_int_equal(keel_core_auto_created_addresses(core), 1);
+	CHECK(core);
+
+	/* < 0: unlimited */
+	keel_core_free(f->core);
+	o.max_auto_created_addresses = -1;
+	assert_int_equal(keel_core_create(&f->core, &o), 0);
+	assert_int_equal(keel_core_max_auto_created_addresses(f->core), -1);
+	char name[32];
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "u%d", i);
+		assert_int_equal(send_opt(f->core, name, "x", KEEL_MULTICAST, NULL, NULL), 0);
+	}
+	assert_int_equal(keel_core_auto_created_addresses(f->core), 50);
+	/* 0: the default */
+	keel_core_free(f->core);
+	o.max_auto_created_addresses = 0;
+	assert_int_equal(keel_core_create(&f->core, &o), 0);
+	assert_int_equal(keel_core_max_auto_created_addresses(f->core),
+			 KEEL_DEFAULT_MAX_AUTO_CREATED_ADDRESSES);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1290,6 +1358,7 @@ int main(void)
 		T(auto_create_and_routing_types),
 		T(temporary_queue),
 		T(auto_delete_queue),
+		T(auto_created_address_limit),
 		T(purge_and_pause),
 		T(settings_specificity),
 		T(reentrant_callbacks),

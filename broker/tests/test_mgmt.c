@@ -640,6 +640,65 @@ static void test_request_routing(void **state)
 			 -ENOENT);
 }
 
+/*
+ * A name that is not UTF-8 (journaled before the edge refused them: the
+ * core takes any bytes from 0x20 up) never fails a listing: it is shown
+ * with "\xHH" escapes (valid JSON, no "out of memory"), and that shown
+ * form names it in the other operations.
+ */
+static void test_names_not_utf8(void **state)
+{
+	fx *f = *state;
+	send_to(f, "good", KEEL_ANYCAST, 1);
+	send_to(f, "bad\xff", KEEL_ANYCAST, 2);
+	keel_address *a = NULL;
+	assert_int_equal(keel_address_create(f->core, "t\xc0pic", KEEL_MULTICAST, false, &a), 0);
+
+	json_t *r = run(f, "list-addresses", NULL);
+	assert_string_equal(str(r, "status"), "ok");
+	assert_int_equal(num(r, "total"), 3);
+	json_t *list = json_object_get(r, "addresses");
+	assert_string_equal(str(json_array_get(list, 1), "name"), "bad\\xFF");
+	assert_string_equal(json_string_value(json_array_get(
+				    json_object_get(json_array_get(list, 1), "queues"), 0)),
+			    "bad\\xFF");
+	assert_string_equal(str(json_array_get(list, 2), "name"), "t\\xC0pic");
+	char *text = json_dumps(r, JSON_COMPACT); /* what goes on the wire */
+	assert_non_null(text);
+	free(text);
+	json_decref(r);
+
+	r = run(f, "list-queues", NULL);
+	assert_string_equal(str(r, "status"), "ok");
+	assert_int_equal(num(r, "total"), 2);
+	json_t *q = json_array_get(json_object_get(r, "queues"), 1);
+	assert_string_equal(str(q, "name"), "bad\\xFF");
+	assert_string_equal(str(q, "address"), "bad\\xFF");
+	assert_int_equal(num(q, "message-count"), 2);
+	json_decref(r);
+
+	/* the shown form names the queue and the addresses */
+	r = run(f, "queue-stat", "{\"name\": \"bad\\\\xFF\"}");
+	assert_string_equal(str(r, "status"), "ok");
+	assert_int_equal(num(json_object_get(r, "queue"), "message-count"), 2);
+	json_decref(r);
+	expect_ok(f, "show-address", "{\"name\": \"t\\\\xC0pic\"}");
+	expect_error(f, "queue-stat", "{\"name\": \"bad\\\\xFE\"}", "does not exist");
+	/* an error naming it is valid JSON too */
+	expect_error(f, "delete-address", "{\"name\": \"bad\\\\xFF\"}",
+		     "address 'bad\\xFF' still has 1 queue(s) (first: 'bad\\xFF')");
+	expect_ok(f, "delete-queue", "{\"name\": \"bad\\\\xFF\"}");
+	assert_null(keel_queue_find(f->core, "bad\xff"));
+	expect_ok(f, "delete-address", "{\"name\": \"t\\\\xC0pic\"}");
+	assert_null(keel_address_find(f->core, "t\xc0pic"));
+	/* an exact name still wins over a shown form */
+	send_to(f, "bad\\xFF", KEEL_ANYCAST, 1);
+	send_to(f, "bad\xff", KEEL_ANYCAST, 3);
+	r = run(f, "queue-stat", "{\"name\": \"bad\\\\xFF\"}");
+	assert_int_equal(num(json_object_get(r, "queue"), "message-count"), 1);
+	json_decref(r);
+}
+
 static void test_parse_destination(void **state)
 {
 	(void)state;
@@ -674,6 +733,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broker_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_not_utf8, setup, teardown),
 		cmocka_unit_test(test_parse_destination),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,6 +45,12 @@
 /* Longest destination / address / queue name. */
 #define KEEL_MAX_NAME_LEN 255
 
+/* Default max-auto-created-addresses: addresses that clients' SENDs and
+ * SUBSCRIBEs may auto-create (each is journaled and held in memory until
+ * deleted); past it they get an ERROR.  Far more than an application
+ * names, far less than a client looping over random names can fill. */
+#define KEEL_DEFAULT_MAX_AUTO_CREATED_ADDRESSES 10000
+
 /* Smallest heart-beat interval the broker agrees to (ms): below this the
  * heart-beats alone would load the loop. */
 #define KEEL_MIN_HEARTBEAT_MS 100
@@ -53,8 +59,34 @@
  * (STOMP leaves the tolerance to the implementation). */
 #define KEEL_HEARTBEAT_GRACE_FACTOR 2
 
-/* Time a connection has to send CONNECT before it is closed (ms). */
+/* The client library's default time to get CONNECTED after it starts
+ * connecting (ms). */
 #define KEEL_CONNECT_TIMEOUT_MS 10000
+
+/* Default handshake-timeout: time a new connection has to complete its
+ * CONNECT before it gets an ERROR and is closed (ms).  Artemis' default;
+ * a CONNECT is a few hundred bytes, so only a stuck or hostile peer needs
+ * longer. */
+#define KEEL_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+
+/* A frame in progress must bring at least this many bytes per
+ * connection-ttl (so a frame of up to this size must be complete within
+ * connection-ttl of its first byte): a peer trickling a frame a byte at
+ * a time cannot hold a connection, while a big body is only asked for
+ * about 1 KiB/s at the default 60 s. */
+#define KEEL_MIN_FRAME_PROGRESS_BYTES (64 * 1024)
+
+/* A connection closing after an ERROR or a DISCONNECT gets this long to
+ * flush its last output before it is cut (ms): a peer that reads nothing
+ * must not keep its session, and so its unacked messages, forever. */
+#define KEEL_CLOSE_FLUSH_TIMEOUT_MS 5000
+
+/* After this many connections were freed, the server hands free heap
+ * memory back to the system (malloc_trim) once KEEL_TRIM_DELAY_MS have
+ * passed: thousands of closed connections otherwise leave their memory
+ * in the process.  The delay lets a burst of closes end first. */
+#define KEEL_TRIM_AFTER_CLOSES 256
+#define KEEL_TRIM_DELAY_MS 1000
 
 /* Pending output per connection before deliveries to it pause
  * (writability high / low watermarks, bytes). */
@@ -70,9 +102,11 @@
 /* Connections the broker accepts at once: bounds fds and memory. */
 #define KEEL_MAX_CONNECTIONS 4096
 
-/* Bytes read from a socket at once: one buffer per connection, reused for
- * every read (no allocation per read).  64 KiB matches the usual socket
- * receive batch and keeps 4096 connections under 256 MiB. */
+/* Bytes read from a socket at once: one buffer per server, shared by its
+ * connections (the loop reads one socket at a time and the session copies
+ * what it keeps), reused for every read.  64 KiB matches the usual socket
+ * receive batch.  An idle connection costs ~3.5 KiB (ci/bench/
+ * idle-conns.sh: 4096 of them add ~14 MiB), far under 256 MiB. */
 #define KEEL_READ_BUFFER_SIZE (64 * 1024)
 
 /* Pending connections the kernel queues for accept (listen backlog). */
@@ -262,6 +296,11 @@
 #define KEEL_BRIDGE_DEFAULT_WINDOW 16
 #define KEEL_BRIDGE_MAX_WINDOW 1024
 
+/* A bridge's default `heartbeat` (ms, both ways): an idle bridge must
+ * beat, or a target enforcing connection-ttl (Keel's default 60 s; the
+ * negotiation takes the larger side) closes it as silent. */
+#define KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS 30000
+
 /* Bridge reconnection defaults (as Artemis): retry-interval 2000 ms,
  * multiplier 1.0, max-retry-interval 2000 ms, reconnect-attempts -1. */
 #define KEEL_BRIDGE_DEFAULT_RETRY_MS 2000
@@ -282,6 +321,12 @@
 /* --url may be given this many times: a live/backup pair needs two; 8
  * bounds the list keelctl tries in order (keelctl_global.urls). */
 #define KEELCTL_MAX_URLS 8
+
+/* keelctl offers to send heart-beats this often (ms) and asks for none: a
+ * `consume` or `perf` that only receives would otherwise be closed by the
+ * broker's connection-ttl.  The beats go out while keelctl waits in the
+ * client (the negotiation may stretch them to connection-ttl/2). */
+#define KEELCTL_HEARTBEAT_MS 20000
 
 /* --header given to `keelctl produce` at most: bounds its header array
  * (the broker takes KEEL_MAX_HEADERS; 64 leaves room for its own). */
