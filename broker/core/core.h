@@ -441,6 +441,10 @@ void keel_queue_set_store_id(keel_queue *q, uint64_t id);
 uint64_t keel_address_store_id(const keel_address *a);
 void keel_address_set_store_id(keel_address *a, uint64_t id);
 bool keel_address_auto_created(const keel_address *a);
+/* Created for a client (counted against max_auto_created_addresses); the
+ * journal keeps it and restores it (the count survives a restart). */
+bool keel_address_client_created(const keel_address *a);
+void keel_address_restore_client_created(keel_address *a);
 /* The options a queue was created with (strings borrowed from q). */
 void keel_queue_get_options(const keel_queue *q, keel_queue_options *out);
 /* Recovery: a message with the id and timestamp it had (refcount 1);

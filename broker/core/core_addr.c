@@ -23,8 +23,10 @@ void core__address_widen(keel_address *a, unsigned routing)
 	core__store_address(a, true);
 }
 
-int core__address_new(keel_core *core, const char *name, unsigned routing,
-		      bool auto_created, keel_address **out)
+/* `client`: created for a client (counted), marked before it is stored so
+ * that the journal keeps the mark. */
+static int address_new(keel_core *core, const char *name, unsigned routing, bool auto_created,
+		       bool client, keel_address **out)
 {
 	if (core->addr_count == core->addr_cap) {
 		size_t cap = core->addr_cap ? core->addr_cap * 2 : 16;
@@ -42,15 +44,24 @@ int core__address_new(keel_core *core, const char *name, unsigned routing,
 	a->core = core;
 	a->routing = routing;
 	a->auto_created = auto_created;
+	a->client_created = client;
 	HASH_ADD_KEYPTR(hh, core->addrs_by_name, a->name, len, a);
 	if (a->hh.tbl == NULL) {
 		keel_free(a);
 		return -ENOMEM;
 	}
 	core->addrs[core->addr_count++] = a;
+	if (client)
+		core->client_addr_count++;
 	*out = a;
 	core__store_address(a, true);
 	return 0;
+}
+
+int core__address_new(keel_core *core, const char *name, unsigned routing,
+		      bool auto_created, keel_address **out)
+{
+	return address_new(core, name, routing, auto_created, false, out);
 }
 
 bool core__client_address_allowed(const keel_core *core)
@@ -64,12 +75,7 @@ int core__address_new_for_client(keel_core *core, const char *name, unsigned rou
 {
 	if (!core__client_address_allowed(core))
 		return -EDQUOT;
-	int rc = core__address_new(core, name, routing, auto_created, out);
-	if (rc)
-		return rc;
-	(*out)->client_created = true;
-	core->client_addr_count++;
-	return 0;
+	return address_new(core, name, routing, auto_created, true, out);
 }
 
 void core__address_destroy(keel_address *a)

@@ -79,6 +79,19 @@ bool keel_address_auto_created(const keel_address *a)
 	return a->auto_created;
 }
 
+bool keel_address_client_created(const keel_address *a)
+{
+	return a->client_created;
+}
+
+void keel_address_restore_client_created(keel_address *a)
+{
+	if (a->client_created)
+		return;
+	a->client_created = true;
+	a->core->client_addr_count++;
+}
+
 void keel_queue_get_options(const keel_queue *q, keel_queue_options *out)
 {
 	*out = (keel_queue_options){

@@ -315,7 +315,8 @@ int journal__ent_write(keel_journal *j, jent *e, bool untag)
 		w.p = p;
 		w64(&w, e->key[0]);
 		w8(&w, (uint8_t)keel_address_routing(a));
-		w8(&w, keel_address_auto_created(a) ? 1 : 0);
+		w8(&w, (uint8_t)((keel_address_auto_created(a) ? JA_AUTO : 0) |
+				 (keel_address_client_created(a) ? JA_CLIENT : 0)));
 		w16(&w, (uint16_t)n);
 		wbytes(&w, name, n);
 		break;

@@ -38,7 +38,8 @@
  *     u8 flags (1 = inside a transaction), u16 reserved, u64 transaction id
  *     (0 unless flag 1), payload.  A record inside a transaction counts only
  *     if a TX_COMMIT with its id exists.
- *   types: 1 ADDRESS_ADD {u64 id, u8 routing, u8 auto, u16 len, name}
+ *   types: 1 ADDRESS_ADD {u64 id, u8 routing, u8 flags (1 auto-created,
+ *     2 created for a client; older readers ignore 2), u16 len, name}
  *     2 ADDRESS_DEL {u64 id}  3 QUEUE_ADD {u64 id, u8 routing, u8 flags
  *     (1 auto-created, 2 purge-on-no-consumers), i32 max-consumers, u16 len,
  *     name, u16 len, address}  4 QUEUE_DEL {u64 id}  5 MESSAGE {u64 id,
@@ -91,6 +92,8 @@ enum rec_type {
 };
 
 #define JR_FLAG_TX 1
+#define JA_AUTO 1    /* ADDRESS_ADD flags */
+#define JA_CLIENT 2  /* created for a client: counts against max-auto-created-addresses */
 #define JQ_AUTO 1
 #define JQ_PURGE 2
 #define JM_LARGE 1

@@ -876,6 +876,8 @@ static int restore(keel_journal *j, replay *rp, char *err, size_t errlen)
 				 strerror(-rc));
 			goto out;
 		}
+		if (o->flags & JA_CLIENT)
+			keel_address_restore_client_created(a);
 		if (keel_address_store_id(a))
 			continue;
 		jent *e = journal__ent_new(j, JK_ADDR, o->key[0], 0);

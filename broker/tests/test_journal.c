@@ -127,6 +127,27 @@ static void open_reads_in_proportion_to_records(void **state)
 	env_close(e);
 }
 
+/* Addresses created for clients count against max-auto-created-addresses
+ * after a restart too (the journal keeps the mark). */
+static void client_created_addresses_stay_counted(void **state)
+{
+	fx *f = *state;
+	env *e = &f->e;
+	keel_journal_options o = default_opts(subdir(f, "j"));
+	assert_int_equal(env_open(e, o.dir, &o, NULL, 0), 0);
+	keel_address *a;
+	assert_int_equal(keel_address_auto_create(e->core, "t.one", KEEL_MULTICAST, &a), 0);
+	assert_int_equal(keel_address_auto_create(e->core, "t.two", KEEL_MULTICAST, &a), 0);
+	assert_int_equal(keel_address_create(e->core, "by.config", KEEL_ANYCAST, false, &a), 0);
+	assert_int_equal(keel_core_auto_created_addresses(e->core), 2);
+	assert_int_equal(keel_journal_flush(e->j), 0);
+	env_close(e);
+	assert_int_equal(env_open(e, o.dir, &o, NULL, 0), 0);
+	assert_non_null(keel_address_find(e->core, "by.config"));
+	assert_int_equal(keel_core_auto_created_addresses(e->core), 2);
+	env_close(e);
+}
+
 static void messages_survive_restart(void **state)
 {
 	fx *f = *state;
@@ -687,6 +708,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(crc32c_known_values),
 		cmocka_unit_test_setup_teardown(messages_survive_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(client_created_addresses_stay_counted, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(open_reads_in_proportion_to_records, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(deletes_and_multicast_survive_restart, setup,
