@@ -484,6 +484,9 @@ static int write_salvaged(scan *sc, out *o)
 		}
 		keel_free(buf);
 	}
+	/* nothing intact: still one (empty) segment, for the head to name */
+	if (rc == 0 && o->fd < 0 && o->used == 0)
+		rc = out_roll(o, 0);
 	if (rc == 0)
 		rc = out_close(o);
 	return rc;
