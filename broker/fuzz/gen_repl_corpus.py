@@ -43,7 +43,13 @@ FRAMES = {
     "register": frame(REGISTER, bytes([1, 1]) + ident() + s(b"cluster") + s(b"secret")),
     "register_backup": frame(REGISTER, bytes([2, 0]) + bytes(16) + struct.pack("<QQB", 0, 1, 0)
                              + s(b"") + s(b"")),
+    # a live's probe (flag 2) carries its split-brain count (u64) at the end
+    "register_probe": frame(REGISTER, bytes([1, 2]) + ident() + s(b"") + s(b"")
+                            + struct.pack("<Q", 310)),
     "register_ok": frame(OK, ident(7, 3, 3)),
+    # live-too (reason 10): the other live's count after the text
+    "refused_live_too": frame(REFUSED, bytes([10]) + ident(9, 1, 1) + s(b"live-too")
+                              + struct.pack("<Q", 50)),
     "refused": frame(REFUSED, bytes([1]) + ident(9, 1, 1) + s(b"not live")),
     "sync_start": frame(SYNC_START, struct.pack("<QQ", 3, 30 << 20)),
     "chunk": frame(CHUNK, struct.pack("<IBQ", 1, 0, 0) + s(b"keel-000000000001.jnl")

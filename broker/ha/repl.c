@@ -165,6 +165,8 @@ static int parse(keel_repl_decoder *d, keel_repl_type type, const uint8_t *p, si
 			err = rd_str(&c, &m->user, KEEL_REPL_MAX_STR);
 		if (err == 0)
 			err = rd_str(&c, &m->password, KEEL_REPL_MAX_STR);
+		if (err == 0 && m->probe)
+			m->alone_msgs = rd_u64(&c);
 		break;
 	}
 	case KEEL_REPL_REGISTER_REFUSED:
@@ -177,6 +179,9 @@ static int parse(keel_repl_decoder *d, keel_repl_type type, const uint8_t *p, si
 			rd_id(&c, &m->id, &err);
 		if (err == 0)
 			err = rd_str(&c, &m->text, KEEL_REPL_MAX_TEXT);
+		if (err == 0 && type == KEEL_REPL_REGISTER_REFUSED &&
+		    m->reason == KEEL_HA_REASON_LIVE_TOO)
+			m->alone_msgs = rd_u64(&c);
 		break;
 	}
 	case KEEL_REPL_REGISTER_OK:
@@ -462,6 +467,8 @@ int keel_repl_encode(keel_buf *out, const keel_repl_msg *m)
 			r = ap_str(out, &m->user);
 		if (r == 0)
 			r = ap_str(out, &m->password);
+		if (r == 0 && m->probe)
+			r = ap_u64(out, m->alone_msgs);
 		break;
 	case KEEL_REPL_REGISTER_REFUSED:
 	case KEEL_REPL_GOODBYE:
@@ -470,6 +477,9 @@ int keel_repl_encode(keel_buf *out, const keel_repl_msg *m)
 			r = ap_id(out, &m->id);
 		if (r == 0)
 			r = ap_str(out, &m->text);
+		if (r == 0 && m->type == KEEL_REPL_REGISTER_REFUSED &&
+		    m->reason == KEEL_HA_REASON_LIVE_TOO)
+			r = ap_u64(out, m->alone_msgs);
 		break;
 	case KEEL_REPL_REGISTER_OK:
 	case KEEL_REPL_SYNC_DONE:

@@ -61,6 +61,9 @@ typedef struct keel_repl_msg {
 	keel_ha_role role;      /* REGISTER */
 	bool failback;          /* REGISTER */
 	bool probe;             /* REGISTER: a live asking whether the peer is live too */
+	uint64_t alone_msgs;    /* REGISTER with probe, REGISTER_REFUSED(live-too): persistent
+				   messages the sender journaled since it serves alone (its side
+				   of a split brain's count) */
 	keel_ha_reason reason;  /* REGISTER_REFUSED, GOODBYE */
 	keel_repl_str user;     /* REGISTER: cluster-user (<= KEEL_REPL_MAX_STR) */
 	keel_repl_str password; /* REGISTER: cluster-password */

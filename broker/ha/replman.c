@@ -69,6 +69,8 @@ static void act_send(keel_replman *m, const keel_ha_action *a)
 		msg.role = a->role;
 		msg.failback = a->failback;
 		msg.probe = a->probe;
+		if (a->probe)
+			msg.alone_msgs = replman__alone_msgs(m);
 		if (m->cfg->cluster_user)
 			msg.user = (keel_repl_str){ m->cfg->cluster_user, strlen(m->cfg->cluster_user) };
 		if (m->cfg->cluster_password)
@@ -79,6 +81,8 @@ static void act_send(keel_replman *m, const keel_ha_action *a)
 	case KEEL_HA_MSG_REGISTER_REFUSED: {
 		msg.type = KEEL_REPL_REGISTER_REFUSED;
 		msg.reason = a->reason;
+		if (a->reason == KEEL_HA_REASON_LIVE_TOO)
+			msg.alone_msgs = replman__alone_msgs(m);
 		const char *t = keel_ha_reason_name(a->reason);
 		msg.text = (keel_repl_str){ t, strlen(t) };
 		break;
@@ -148,8 +152,47 @@ static void on_deactivated(void *arg)
 	replman__drive(m);
 }
 
+/* Persistent messages journaled since this node serves alone (no synced
+ * backup): its side of a split brain's count. */
+static uint64_t journaled(keel_replman *m)
+{
+	keel_journal *j = replman__journal(m);
+	keel_journal_stats st = { 0 };
+	if (j)
+		keel_journal_get_stats(j, &st);
+	return st.messages_journaled;
+}
+
+uint64_t replman__alone_msgs(keel_replman *m)
+{
+	uint64_t n = journaled(m);
+	return m->alone && n >= m->alone_base ? n - m->alone_base : 0;
+}
+
+/* Serving alone from now (a live lost its backup, a backup failed over),
+ * or not (a backup synced). */
+static void track_alone(keel_replman *m, keel_ha_event e)
+{
+	switch (e) {
+	case KEEL_HA_EV_REPL_LOST:
+		if (!keel_ha_is_active(&m->ha) || m->alone)
+			return;
+		/* fall through */
+	case KEEL_HA_EV_FAILOVER:
+		m->alone = true;
+		m->alone_base = journaled(m);
+		return;
+	case KEEL_HA_EV_SYNC_DONE:
+		m->alone = false;
+		return;
+	default:
+		return;
+	}
+}
+
 static void act_emit(keel_replman *m, const keel_ha_action *a)
 {
+	track_alone(m, a->event);
 	const char *type = keel_ha_event_name(a->event);
 	const char *text = a->text ? a->text : "";
 	switch (a->event) {
@@ -178,15 +221,17 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 		keel_events_emit(m->events, "error", "{s:s}", "message", text);
 		break;
 	case KEEL_HA_EV_SPLIT_BRAIN: {
-		/* each side says its own count: the two events give both */
+		/* both counts: ours, and the peer's from its probe or refusal */
 		keel_journal *j = replman__journal(m);
 		keel_journal_stats st = { 0 };
 		if (j)
 			keel_journal_get_stats(j, &st);
-		keel_events_emit(m->events, type, "{s:I, s:I, s:b, s:I, s:s}", "activation-seq",
-				 (json_int_t)a->seq, "peer-activation-seq", (json_int_t)a->files,
-				 "serving", a->release, "messages", (json_int_t)st.messages, "text",
-				 text);
+		keel_events_emit(m->events, type, "{s:I, s:I, s:b, s:I, s:I, s:I, s:s}",
+				 "activation-seq", (json_int_t)a->seq, "peer-activation-seq",
+				 (json_int_t)a->files, "serving", a->release, "messages",
+				 (json_int_t)st.messages, "receipted-since-split",
+				 (json_int_t)replman__alone_msgs(m), "peer-receipted-since-split",
+				 (json_int_t)m->peer_alone_msgs, "text", text);
 		m->split_brains++;
 		m->split_peer_seq = a->files;
 		break;
@@ -380,6 +425,7 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	if (rc < 0)
 		goto fail;
 	/* START bumps the incarnation and persists it before anything else */
+	m->alone = true; /* a live without a synced backup, from its start */
 	rc = keel_ha_init(&m->ha, &hc, &p);
 	if (rc < 0) {
 		snprintf(err, errlen, "ha: invalid timing settings");

@@ -184,6 +184,12 @@ struct keel_replman {
 	uint64_t fence_floor;       /* what the gate said was synced when the fence began */
 	uint64_t sync_point;        /* journal ticket at SYNC_DONE (HOLD_JOURNAL_OPS) */
 	uint64_t split_brains;      /* split-brain events said (broker-status) */
+	/* serving alone (no synced backup) since the journal had journaled
+	 * alone_base messages; the count goes out in probes and live-too
+	 * refusals, the peer's comes back (peer_alone_msgs) */
+	bool alone;
+	uint64_t alone_base;
+	uint64_t peer_alone_msgs;
 	uint64_t split_peer_seq;    /* the other live's activation at the last one */
 	uint64_t acked;
 	keel_sync_waiter *gate_waiters;
@@ -218,6 +224,8 @@ void replman__drive(keel_replman *m);
 /* Free the inputs still queued (keel_replman_free). */
 void replman__in_clear(keel_replman *m);
 /* The journal while loaded, else NULL (the host's). */
+/* Persistent messages journaled since this node serves alone (replman.c). */
+uint64_t replman__alone_msgs(keel_replman *m);
 keel_journal *replman__journal(keel_replman *m);
 /* A fault point fired: say so and SIGKILL this process. */
 void replman__die_now(keel_replman *m, const char *point);

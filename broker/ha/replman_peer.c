@@ -118,6 +118,8 @@ static int on_message(rlink *l, const keel_repl_msg *msg)
 		in.peer_role = msg->role;
 		in.failback = msg->failback;
 		in.probe = msg->probe;
+		if (msg->probe)
+			m->peer_alone_msgs = msg->alone_msgs;
 		register_creds(l, msg, &in);
 		if (l->auth != NULL)
 			return 0; /* fed when checked (on_register_checked) */
@@ -129,6 +131,8 @@ static int on_message(rlink *l, const keel_repl_msg *msg)
 	case KEEL_REPL_REGISTER_REFUSED:
 		in.type = KEEL_HA_IN_REGISTER_REFUSED;
 		in.reason = msg->reason;
+		if (msg->reason == KEEL_HA_REASON_LIVE_TOO)
+			m->peer_alone_msgs = msg->alone_msgs;
 		in.peer = msg->id;
 		break;
 	case KEEL_REPL_SYNC_START:

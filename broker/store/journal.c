@@ -103,6 +103,7 @@ static void h_message_added(void *ud, keel_queue *q, keel_msg *m)
 		me->obj = keel_msg_ref(m);
 		if (m->id > j->max_mid)
 			j->max_mid = m->id;
+		j->st.messages_journaled++;
 		if (journal__ent_write(j, me, false)) {
 			journal__ent_free(j, me);
 			return;

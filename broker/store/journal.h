@@ -65,6 +65,7 @@ typedef struct keel_journal_stats {
 	uint64_t batches;      /* batches written */
 	uint64_t compacted_segments;
 	uint64_t write_errors;
+	uint64_t messages_journaled; /* persistent messages journaled since open */
 } keel_journal_stats;
 
 /*

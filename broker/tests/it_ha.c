@@ -704,6 +704,82 @@ static void test_backup_restart(void **state)
 	rm_tmpdir(bdir);
 }
 
+/* ---- 5b. two lives meet: the split brain's counts ------------------------------ */
+
+/* A primary on fixed ports and its own data dir (restartable). */
+static it_broker *start_primary_at(const char *name, uint16_t listen_port, uint16_t peer_port,
+				   const char *extra, const char *data_dir)
+{
+	char *y = ha_yaml("primary", listen_port, peer_port, extra);
+	const char *args[] = { "--data-dir", data_dir, NULL };
+	it_broker_opts o = { .name = name, .config_yaml = y, .extra_args = args };
+	it_broker *b = NULL;
+	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
+	keel_free(y);
+	if (rc != 0)
+		fail_msg("primary %s did not start: %s", name, strerror(-rc));
+	return b;
+}
+
+/* Two lives: the live dies, its backup fails over and receipts; the old
+ * live is brought back by an operator with check-for-live-server: false
+ * (README "Two lives meet") and receipts too.  A live without a backup
+ * probes its peer: BOTH split-brain events say how many messages each
+ * side receipted since the split (its own from its journal, the peer's
+ * from the probe or the live-too refusal), and one of them yields. */
+static void test_split_brain_counts(void **state)
+{
+	(void)state;
+	enum { ON_P = 3, ON_B = 4 };
+	char body[32];
+	char *pdir = make_tmpdir();
+	uint16_t pport = free_port(), bport = free_port();
+	it_broker *p = start_primary_at("ha7-p", pport, bport, NULL, pdir);
+	it_broker *b = start_backup("ha7-b", bport, pport, NULL, NULL, NULL);
+	wait_synced(p, -1, b);
+	keel_bclient *c = bconnect(it_broker_port(p));
+	send_receipted(c, "/queue/ha.t7", "both-0"); /* before the split: not counted */
+	keel_bclient_close(c);
+
+	kill9(p);
+	it_broker_free(p);
+	int fo = wait_ev(b, -1, "failover", NULL, NULL, it_ms(20000));
+	int live = wait_ev(b, fo, "state", "state", "LIVE", T_MS);
+	int ai = it_broker_wait_event(b, (size_t)fo, "acceptor.listening", NULL, NULL, 0);
+	assert_true(ai > fo && ai < live);
+	c = bconnect((uint16_t)ev_int(b, ai, "port"));
+	for (int i = 0; i < ON_B; i++) {
+		snprintf(body, sizeof(body), "only-b-%d", i);
+		send_receipted(c, "/queue/ha.t7", body);
+	}
+	keel_bclient_close(c);
+
+	p = start_primary_at("ha7-p", pport, bport, "  check-for-live-server: false\n", pdir);
+	c = bconnect(it_broker_port(p));
+	for (int i = 0; i < ON_P; i++) {
+		snprintf(body, sizeof(body), "only-p-%d", i);
+		send_receipted(c, "/queue/ha.t7", body);
+	}
+	keel_bclient_close(c);
+
+	int sp = wait_ev(p, -1, "split-brain", NULL, NULL, it_ms(20000));
+	int sb = wait_ev(b, -1, "split-brain", NULL, NULL, it_ms(20000));
+	assert_int_equal(ev_int(p, sp, "receipted-since-split"), ON_P);
+	assert_int_equal(ev_int(p, sp, "peer-receipted-since-split"), ON_B);
+	assert_int_equal(ev_int(b, sb, "receipted-since-split"), ON_B);
+	assert_int_equal(ev_int(b, sb, "peer-receipted-since-split"), ON_P);
+	bool p_serves = json_is_true(json_object_get(it_broker_event(p, (size_t)sp), "serving"));
+	bool b_serves = json_is_true(json_object_get(it_broker_event(b, (size_t)sb), "serving"));
+	assert_true(p_serves != b_serves);
+	/* the one that yields syncs from the other, its own data saved */
+	it_broker *y = p_serves ? b : p;
+	wait_ev(y, -1, "replication.saved", NULL, NULL, it_ms(20000));
+	wait_ev(y, -1, "backup.announced", NULL, NULL, it_ms(20000));
+	stop_clean(p);
+	stop_clean(b);
+	rm_tmpdir(pdir);
+}
+
 /* ---- 6. the replication acceptor's posture ------------------------------------ */
 
 /* Start a primary with `yaml` (extra: --check-config): it must exit 2,
@@ -777,6 +853,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_wrong_cluster_password),
 		cmocka_unit_test(test_corrupt_identity),
 		cmocka_unit_test(test_backup_restart),
+		cmocka_unit_test(test_split_brain_counts),
 		cmocka_unit_test(test_listen_posture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -102,6 +102,8 @@ static void assert_msg_eq(const keel_repl_msg *a, const keel_repl_msg *b)
 	assert_int_equal(a->id.peer_may_be_live, b->id.peer_may_be_live);
 	assert_int_equal(a->role, b->role);
 	assert_int_equal(a->failback, b->failback);
+	assert_int_equal(a->probe, b->probe);
+	assert_true(a->alone_msgs == b->alone_msgs);
 	assert_int_equal(a->reason, b->reason);
 	assert_str_eq(a->user, b->user);
 	assert_str_eq(a->password, b->password);
@@ -170,6 +172,42 @@ static void test_roundtrip_each(void **state)
 			cuts[c] = c + 1;
 		assert_int_equal(decode_cut(p, len, cuts, len - 1, &m[i], 1), 1);
 		free(cuts);
+		keel_buf_free(&b);
+	}
+}
+
+/* A split brain's counts travel in a probe (REGISTER flag 2) and in the
+ * live-too refusal, and only there: 8 bytes more than the same message
+ * without them, and back whole at every cut. */
+static void test_split_counts(void **state)
+{
+	(void)state;
+	keel_ha_persist id = { .activation_seq = 3, .incarnation = 9 };
+	keel_repl_msg probe = { .type = KEEL_REPL_REGISTER, .id = id, .role = KEEL_HA_ROLE_PRIMARY,
+				.probe = true, .alone_msgs = 123456789012ull };
+	keel_repl_msg plain = probe;
+	plain.probe = false;
+	plain.alone_msgs = 0;
+	keel_repl_msg too = { .type = KEEL_REPL_REGISTER_REFUSED, .id = id,
+			      .reason = KEEL_HA_REASON_LIVE_TOO, .text = S("live-too"),
+			      .alone_msgs = 310 };
+	keel_repl_msg other = too;
+	other.reason = KEEL_HA_REASON_NOT_LIVE;
+	other.alone_msgs = 0;
+	const keel_repl_msg *with[2] = { &probe, &too }, *without[2] = { &plain, &other };
+	for (int k = 0; k < 2; k++) {
+		keel_buf a, b;
+		keel_buf_init(&a);
+		keel_buf_init(&b);
+		assert_int_equal(keel_repl_encode(&a, with[k]), 0);
+		assert_int_equal(keel_repl_encode(&b, without[k]), 0);
+		assert_int_equal(keel_buf_size(&a), keel_buf_size(&b) + 8);
+		size_t len = keel_buf_size(&a);
+		for (size_t c = 1; c < len; c++)
+			assert_int_equal(decode_cut(keel_buf_head(&a), len, &c, 1, with[k], 1), 1);
+		assert_int_equal(decode_cut(keel_buf_head(&b), keel_buf_size(&b), NULL, 0,
+					    without[k], 1), 1);
+		keel_buf_free(&a);
 		keel_buf_free(&b);
 	}
 }
@@ -437,6 +475,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_each),
+		cmocka_unit_test(test_split_counts),
 		cmocka_unit_test(test_stream_every_split),
 		cmocka_unit_test(test_golden_layout),
 		cmocka_unit_test(test_malformed),
