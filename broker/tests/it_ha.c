@@ -764,10 +764,20 @@ static void test_split_brain_counts(void **state)
 
 	int sp = wait_ev(p, -1, "split-brain", NULL, NULL, it_ms(20000));
 	int sb = wait_ev(b, -1, "split-brain", NULL, NULL, it_ms(20000));
-	assert_int_equal(ev_int(p, sp, "receipted-since-split"), ON_P);
-	assert_int_equal(ev_int(p, sp, "peer-receipted-since-split"), ON_B);
+	/* B's messages were all receipted before P came back: exactly ON_B.
+	 * P probes (and is probed) from its start, so its count is what it
+	 * had receipted by then: up to ON_P (all of them unless a slow run,
+	 * valgrind, let the probe in first).  Each side's count reaches the
+	 * other: as it was when sent (a probe goes out before its answer
+	 * comes back, so P's own may have grown by then). */
+	long p_own = ev_int(p, sp, "receipted-since-split");
+	long p_seen = ev_int(b, sb, "peer-receipted-since-split");
 	assert_int_equal(ev_int(b, sb, "receipted-since-split"), ON_B);
-	assert_int_equal(ev_int(b, sb, "peer-receipted-since-split"), ON_P);
+	assert_int_equal(ev_int(p, sp, "peer-receipted-since-split"), ON_B);
+	assert_true(p_own >= 0 && p_own <= ON_P);
+	assert_true(p_seen >= 0 && p_seen <= p_own);
+	printf("# split brain: P receipted %ld since the split (B saw %ld), B %d\n", p_own,
+	       p_seen, ON_B);
 	bool p_serves = json_is_true(json_object_get(it_broker_event(p, (size_t)sp), "serving"));
 	bool b_serves = json_is_true(json_object_get(it_broker_event(b, (size_t)sb), "serving"));
 	assert_true(p_serves != b_serves);
