@@ -760,8 +760,18 @@ static void on_reap_timer(uv_timer_t *t)
 		done(arg);
 }
 
+/* The stopped journal's handles are closed (their close callbacks ran):
+ * it may be freed, on the next loop turn. */
+static void on_dead_journal_closed(void *arg)
+{
+	keel_broker *b = arg;
+	uv_timer_start(&b->reap_timer, on_reap_timer, 0, 0);
+}
+
 /* Restart as backup, first half (the acceptor is gone): stop the journal;
- * its handles close in this loop turn, the rest follows on the next. */
+ * the rest follows once its handles are closed.  (This may run inside a
+ * close callback, whose own uv_close calls complete only at the end of
+ * the next loop turn: a timer started now would fire first.) */
 static void finish_deactivate(keel_broker *b)
 {
 	keel_journal_stop(b->journal);
@@ -769,7 +779,10 @@ static void finish_deactivate(keel_broker *b)
 	b->dead_journal = b->journal;
 	b->journal = NULL;
 	b->env.sync = NULL;
-	uv_timer_start(&b->reap_timer, on_reap_timer, 0, 0);
+	if (b->dead_journal)
+		keel_journal_when_closed(b->dead_journal, on_dead_journal_closed, b);
+	else
+		on_dead_journal_closed(b);
 }
 
 static void h_deactivate(void *ud, void (*done)(void *arg), void *arg)

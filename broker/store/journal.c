@@ -378,6 +378,14 @@ int keel_journal_compact(keel_journal *j)
 	return (int)(j->st.compacted_segments - before);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+	keel_journal *j = h->data;
+	assert(j->handles_open > 0);
+	if (--j->handles_open == 0 && j->closed_cb)
+		j->closed_cb(j->closed_arg);
+}
+
 void keel_journal_stop(keel_journal *j)
 {
 	if (j == NULL || !j->started || j->stopped)
@@ -401,9 +409,21 @@ void keel_journal_stop(keel_journal *j)
 	j->w_fd = -1;
 	close(j->w_dirfd);
 	j->w_dirfd = -1;
-	uv_close((uv_handle_t *)&j->async, NULL);
-	uv_close((uv_handle_t *)&j->prepare, NULL);
-	uv_close((uv_handle_t *)&j->retry, NULL);
+	j->handles_open = 3;
+	uv_close((uv_handle_t *)&j->async, on_handle_closed);
+	uv_close((uv_handle_t *)&j->prepare, on_handle_closed);
+	uv_close((uv_handle_t *)&j->retry, on_handle_closed);
+}
+
+void keel_journal_when_closed(keel_journal *j, void (*cb)(void *arg), void *arg)
+{
+	assert(j->stopped || !j->started);
+	if (j->handles_open == 0) {
+		cb(arg);
+		return;
+	}
+	j->closed_cb = cb;
+	j->closed_arg = arg;
 }
 
 void keel_journal_free(keel_journal *j)

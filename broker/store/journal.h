@@ -96,6 +96,11 @@ int keel_journal_compact(keel_journal *j);
 
 /* Flush, clear the core's store, join the thread, close the handles. */
 void keel_journal_stop(keel_journal *j);
+/* After stop: `cb(arg)` runs (on the loop, from the last handle's close
+ * callback) once every handle is closed; only then may the journal be
+ * freed while the loop runs on.  Called at once when they are closed
+ * already. */
+void keel_journal_when_closed(keel_journal *j, void (*cb)(void *arg), void *arg);
 /* After stop and after the loop ran its close callbacks (or without start). */
 void keel_journal_free(keel_journal *j);
 

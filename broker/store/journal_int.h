@@ -217,6 +217,9 @@ struct keel_journal {
 	uv_timer_t retry;
 	bool started;
 	bool stopped;
+	int handles_open;      /* closing after stop: closed_cb once 0 */
+	void (*closed_cb)(void *arg);
+	void *closed_arg;
 
 	/* shared with the writer, under mu */
 	pthread_mutex_t mu;

@@ -50,7 +50,11 @@ typedef struct grp {
 } grp;
 
 /* The main group: defaults plus a small max-delivery-attempts for it.dla.*. */
+/* The witness client (below) idles between its round trips for as long as
+ * the other tests take (minutes under valgrind) and sends no heart-beats:
+ * connection-ttl would close it (that rule is it_limits' test). */
 static const char main_config[] =
+	"connection-ttl: 3600000\n"
 	"address-settings:\n"
 	"  - match: \"it.dla.#\"\n"
 	"    max-delivery-attempts: 2\n";
