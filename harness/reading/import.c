@@ -361,8 +361,11 @@ static int clock_ref_for(struct importer *im, const char *node,
 						       kh__sqlerr(im->db, "events");
 }
 
-/* A log whose lines never name their node belongs to the node whose name
- * starts the file's name ("p1.stderr.log": p1; the longest such name). */
+/* A log whose lines never name their node belongs to the node its file
+ * name names: a node's name in the base name, between its start or a
+ * character not a letter or digit and its end or such a character
+ * ("p1.stderr.log", "2026-12-06-p1.log": p1).  The longest such name;
+ * none, or two of that length: -EINVAL, said. */
 static int node_from_file_name(struct importer *im, const char *path,
 			       char *node, size_t len)
 {
@@ -371,6 +374,7 @@ static int node_from_file_name(struct importer *im, const char *path,
 	sqlite3_stmt *st = NULL;
 	int rc;
 	size_t best = 0;
+	bool tie = false;
 	if (sqlite3_prepare_v2(im->db,
 			       "SELECT name FROM nodes WHERE scenario_id = ?"
 			       " ORDER BY id",
@@ -380,21 +384,27 @@ static int node_from_file_name(struct importer *im, const char *path,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		size_t n = strlen(name);
-		if (n > best && n < len && strncmp(base, name, n) == 0 &&
-		    !isalnum((unsigned char)base[n])) {
+		bool named = false;
+		for (const char *p = strstr(base, name); p && !named;
+		     p = strstr(p + 1, name))
+			named = (p == base || !isalnum((unsigned char)p[-1])) &&
+				!isalnum((unsigned char)p[n]);
+		if (!named || n < best || n >= len)
+			continue;
+		tie = n == best;
+		if (n > best)
 			snprintf(node, len, "%s", name);
-			best = n;
-		}
+		best = n;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return kh__sqlerr(im->db, "nodes");
-	if (best == 0) {
+	if (best == 0 || tie) {
 		fprintf(stderr,
 			"keel-harness: %s: a log, but no line names its node"
-			" (\"HH:MM:SS.mmm LEVEL NODE: text\") and its name starts"
-			" with no node's name\n",
-			path);
+			" (\"HH:MM:SS.mmm LEVEL NODE: text\") and its file name"
+			" names %s node of the events\n",
+			path, tie ? "more than one" : "no");
 		return -EINVAL;
 	}
 	return 0;
