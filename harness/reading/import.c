@@ -684,6 +684,12 @@ static int set_role(sqlite3 *db, int64_t sid, const char *spec)
 		fprintf(stderr, "keel-harness: --role %s: want NODE=ROLE\n", spec);
 		return -EINVAL;
 	}
+	if (strcmp(eq + 1, "live") != 0 && strcmp(eq + 1, "backup") != 0 &&
+	    strcmp(eq + 1, "standalone") != 0) {
+		fprintf(stderr, "keel-harness: --role %s: ROLE is live, backup or"
+				" standalone\n", spec);
+		return -EINVAL;
+	}
 	sqlite3_stmt *st = NULL;
 	int err = 0;
 	if (sqlite3_prepare_v2(db,

@@ -124,9 +124,36 @@ static bool shown_gone(const struct kh_trace *t, size_t n, int inc)
 	return false;
 }
 
-/* Actions from the incarnations: a start at each one's first event; at its
- * end a stop (it said STOPPING/STOPPED) or a kill (it did not, and it came
- * back or a peer saw it go). */
+/* The end of one incarnation, as build_actions walks it. */
+struct inc_walk {
+	int inc;
+	int64_t first_ns;
+	int64_t last_ns;
+	int64_t stopping_ns; /* the STOPPING that leads to STOPPED, or -1 */
+	const char *last_state;
+};
+
+/* A start at the incarnation's first event; at its end a stop (it said
+ * STOPPING/STOPPED) or a kill (it did not, and it came back: `more`, or
+ * a peer saw it go). */
+static int flush_incarnation(struct out_ctx *c, size_t *cap, size_t n,
+			     const struct inc_walk *w, bool more)
+{
+	int err;
+	if (w->first_ns < 0)
+		return 0;
+	if ((err = add_action(c, cap, ACT_START, n, w->inc, w->first_ns, 0)) < 0)
+		return err;
+	if (w->last_state && strcmp(w->last_state, "STOPPED") == 0)
+		return add_action(c, cap, ACT_STOP, n, w->inc,
+				  w->stopping_ns >= 0 ? w->stopping_ns : w->last_ns, 0);
+	if (more || shown_gone(c->t, n, w->inc))
+		return add_action(c, cap, ACT_KILL, n, w->inc, w->last_ns, 2);
+	return 0;
+}
+
+/* Actions from the incarnations, one pass over each node's events (in
+ * recording order, so incarnations come in order). */
 static int build_actions(struct out_ctx *c)
 {
 	const struct kh_trace *t = c->t;
@@ -135,45 +162,29 @@ static int build_actions(struct out_ctx *c)
 	for (size_t n = 0; n < t->n_nodes; n++) {
 		if (is_harness(t, n))
 			continue;
-		int max_inc = -1;
-		for (size_t i = 0; i < t->n_evs; i++)
-			if (t->evs[i].node == n && t->evs[i].incarnation > max_inc)
-				max_inc = t->evs[i].incarnation;
-		for (int inc = 0; inc <= max_inc; inc++) {
-			int64_t first = -1, last = -1, stopping = -1;
-			const char *last_state = NULL;
-			for (size_t i = 0; i < t->n_evs; i++) {
-				const struct kh_ev *e = &t->evs[i];
-				if (e->node != n || e->incarnation != inc ||
-				    e->t_ns < 0)
-					continue;
-				if (first < 0)
-					first = e->t_ns;
-				last = e->t_ns;
-				if (e->state == NULL)
-					continue;
-				/* the STOPPING that leads to STOPPED */
-				if (strcmp(e->state, "STOPPING") == 0 &&
-				    (last_state == NULL ||
-				     strcmp(last_state, "STOPPING") != 0))
-					stopping = e->t_ns;
-				last_state = e->state;
-			}
-			if (first < 0)
+		struct inc_walk w = { .inc = -1, .first_ns = -1, .stopping_ns = -1 };
+		for (size_t i = 0; i < t->n_evs; i++) {
+			const struct kh_ev *e = &t->evs[i];
+			if (e->node != n || e->t_ns < 0)
 				continue;
-			if ((err = add_action(c, &cap, ACT_START, n, inc, first,
-					      0)) < 0)
-				return err;
-			bool stopped = last_state &&
-				       strcmp(last_state, "STOPPED") == 0;
-			if (stopped)
-				err = add_action(c, &cap, ACT_STOP, n, inc,
-						 stopping >= 0 ? stopping : last, 0);
-			else if (inc < max_inc || shown_gone(t, n, inc))
-				err = add_action(c, &cap, ACT_KILL, n, inc, last, 2);
-			if (err < 0)
-				return err;
+			if (e->incarnation != w.inc) {
+				if ((err = flush_incarnation(c, &cap, n, &w, true)) < 0)
+					return err;
+				w = (struct inc_walk){ .inc = e->incarnation,
+						       .first_ns = e->t_ns,
+						       .stopping_ns = -1 };
+			}
+			w.last_ns = e->t_ns;
+			if (e->state == NULL)
+				continue;
+			if (strcmp(e->state, "STOPPING") == 0 &&
+			    (w.last_state == NULL ||
+			     strcmp(w.last_state, "STOPPING") != 0))
+				w.stopping_ns = e->t_ns;
+			w.last_state = e->state;
 		}
+		if ((err = flush_incarnation(c, &cap, n, &w, false)) < 0)
+			return err;
 	}
 	return 0;
 }
@@ -196,47 +207,56 @@ static bool ev_before(const struct kh_ev *e, const struct action *a)
 	return e->t_ns < a->at_ns || (e->t_ns == a->at_ns && 1 < a->ord);
 }
 
-/* A milestone worth an await: the outcome of a failover or failback, a
- * synced backup, or (the node's last state in the window) LIVE or
- * BACKUP_SYNCED.  The live's own replication.sync.done is left out: it
+/* Event types worth an await: the outcome of a failover or failback, a
+ * synced backup.  The live's own replication.sync.done is left out: it
  * races with the backup's announcement. */
-static bool milestone_type(const char *type)
+static const char *const milestone_types[] = {
+	"failover",	    "failover.refused", "failback.done",
+	"failback.timeout", "backup.announced",
+};
+#define N_MILESTONE_TYPES (sizeof(milestone_types) / sizeof(milestone_types[0]))
+
+static int milestone_type(const char *type)
 {
-	static const char *const types[] = {
-		"failover", "failover.refused", "failback.done",
-		"failback.timeout", "backup.announced",
-	};
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		if (strcmp(type, types[i]) == 0)
-			return true;
-	return false;
+	for (size_t i = 0; i < N_MILESTONE_TYPES; i++)
+		if (strcmp(type, milestone_types[i]) == 0)
+			return (int)i;
+	return -1;
 }
 
-/* Is evs[i] a milestone of window [lo, hi) (indices into evs whose time is
- * in it are given by `in`)?  The last of its node and type in the window,
- * and for a state its node's last state there, LIVE or BACKUP_SYNCED (the
- * latter only when no backup.announced of the node follows). */
-static bool milestone(const struct kh_trace *t, const bool *in, size_t i)
+/* Marks in ms[] the milestones of the window whose events in[] says: per
+ * node the last event of each milestone type, and its last state when
+ * that is LIVE, or BACKUP_SYNCED not followed by backup.announced.  One
+ * walk back from the window's end.  `seen` has n_nodes *
+ * (N_MILESTONE_TYPES + 2) flags. */
+static void mark_milestones(const struct kh_trace *t, const bool *in, bool *ms,
+			    bool *seen)
 {
-	const struct kh_ev *e = &t->evs[i];
-	bool is_state = e->state != NULL;
-	if (!is_state && !milestone_type(e->type))
-		return false;
-	if (is_state && strcmp(e->state, "LIVE") != 0 &&
-	    strcmp(e->state, "BACKUP_SYNCED") != 0)
-		return false;
-	for (size_t j = i + 1; j < t->n_evs; j++) {
-		const struct kh_ev *f = &t->evs[j];
-		if (!in[j] || f->node != e->node)
+	const size_t k = N_MILESTONE_TYPES + 2; /* + a state, + an announcement */
+	memset(seen, 0, t->n_nodes * k * sizeof(*seen));
+	for (size_t i = t->n_evs; i-- > 0;) {
+		const struct kh_ev *e = &t->evs[i];
+		ms[i] = false;
+		if (!in[i])
 			continue;
-		if (is_state && (f->state != NULL ||
-				 (strcmp(e->state, "BACKUP_SYNCED") == 0 &&
-				  strcmp(f->type, "backup.announced") == 0)))
-			return false;
-		if (!is_state && strcmp(f->type, e->type) == 0)
-			return false;
+		bool *node_seen = &seen[e->node * k];
+		if (e->state != NULL) {
+			if (node_seen[N_MILESTONE_TYPES])
+				continue;
+			node_seen[N_MILESTONE_TYPES] = true;
+			ms[i] = strcmp(e->state, "LIVE") == 0 ||
+				(strcmp(e->state, "BACKUP_SYNCED") == 0 &&
+				 !node_seen[N_MILESTONE_TYPES + 1]);
+			continue;
+		}
+		if (strcmp(e->type, "backup.announced") == 0)
+			node_seen[N_MILESTONE_TYPES + 1] = true;
+		int ty = milestone_type(e->type);
+		if (ty < 0 || node_seen[ty])
+			continue;
+		node_seen[ty] = true;
+		ms[i] = true;
 	}
-	return true;
 }
 
 static void yaml_quoted(FILE *out, const char *s)
@@ -262,10 +282,19 @@ static long within_s(int64_t took_ns)
 						 (long)s;
 }
 
+/* Work arrays of write_awaits. */
+struct window_bufs {
+	bool *in; /* n_evs: the event is in the window */
+	bool *ms; /* n_evs: it is a milestone there */
+	bool *seen; /* mark_milestones' */
+};
+
 /* The awaits of the window before action `w` (w == n_acts: after the
  * last one): writes them, adds their withins to *total_s. */
-static void write_awaits(struct out_ctx *c, size_t w, bool *in, long *total_s)
+static void write_awaits(struct out_ctx *c, size_t w, struct window_bufs *b,
+			 long *total_s)
 {
+	bool *in = b->in;
 	const struct kh_trace *t = c->t;
 	const struct action *prev = &c->acts[w - 1];
 	const struct action *next = w < c->n_acts ? &c->acts[w] : NULL;
@@ -274,9 +303,10 @@ static void write_awaits(struct out_ctx *c, size_t w, bool *in, long *total_s)
 		in[i] = e->t_ns >= 0 && !is_harness(t, e->node) &&
 			!ev_before(e, prev) && (next == NULL || ev_before(e, next));
 	}
+	mark_milestones(t, in, b->ms, b->seen);
 	bool first = true;
 	for (size_t i = 0; i < t->n_evs; i++) {
-		if (!in[i] || !milestone(t, in, i))
+		if (!b->ms[i])
 			continue;
 		const struct kh_ev *e = &t->evs[i];
 		char at[32];
@@ -311,11 +341,11 @@ static void write_node(struct out_ctx *c, size_t n, size_t peer)
 	const char *role = c->ha[n].role;
 	fprintf(c->out, "  - name: %s\n", name);
 	if (role[0] == '\0') {
+		/* no replication: the role import --role gave, if the format's */
 		const char *r = t->nodes[n].role;
-		fprintf(c->out, "    role: %s\n",
-			r && strcmp(r, "live") != 0 && strcmp(r, "backup") != 0 ?
-				r :
-				"standalone");
+		bool known = r && (strcmp(r, "live") == 0 || strcmp(r, "backup") == 0 ||
+				   strcmp(r, "standalone") == 0);
+		fprintf(c->out, "    role: %s\n", known ? r : "standalone");
 		return;
 	}
 	fprintf(c->out,
@@ -396,15 +426,19 @@ int kh__scenario_write(sqlite3 *db, int64_t scenario_id, const char *name,
 	struct kh_trace *t = NULL;
 	struct out_ctx c = { .out = out };
 	size_t *peer = NULL;
-	bool *in = NULL;
+	struct window_bufs wb = { 0 };
 	int err;
 	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
 		return err;
 	c.t = t;
 	c.ha = keel_calloc(t->n_nodes + 1, sizeof(*c.ha));
 	peer = keel_calloc(t->n_nodes + 1, sizeof(*peer));
-	in = keel_calloc(t->n_evs + 1, sizeof(*in));
-	if (c.ha == NULL || peer == NULL || in == NULL) {
+	wb.in = keel_calloc(t->n_evs + 1, sizeof(*wb.in));
+	wb.ms = keel_calloc(t->n_evs + 1, sizeof(*wb.ms));
+	wb.seen = keel_calloc((t->n_nodes + 1) * (N_MILESTONE_TYPES + 2),
+			      sizeof(*wb.seen));
+	if (c.ha == NULL || peer == NULL || wb.in == NULL || wb.ms == NULL ||
+	    wb.seen == NULL) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -431,7 +465,7 @@ int kh__scenario_write(sqlite3 *db, int64_t scenario_id, const char *name,
 	for (size_t w = 0; w < c.n_acts; w++) {
 		const struct action *a = &c.acts[w];
 		if (w > 0)
-			write_awaits(&c, w, in, &total_s);
+			write_awaits(&c, w, &wb, &total_s);
 		char at[32];
 		kh__fmt_rel(at, sizeof(at), a->at_ns, t->started_ns);
 		fprintf(c.out, "  # +%s s: %s, incarnation %d %s\n", at,
@@ -443,7 +477,7 @@ int kh__scenario_write(sqlite3 *db, int64_t scenario_id, const char *name,
 			t->nodes[a->node].name);
 		total_s += a->kind == ACT_STOP ? (long)KH_DEFAULT_WITHIN_S : 0;
 	}
-	write_awaits(&c, c.n_acts, in, &total_s);
+	write_awaits(&c, c.n_acts, &wb, &total_s);
 	if (fclose(c.out) != 0) {
 		free(steps); /* open_memstream's buffer */
 		err = -EIO;
@@ -488,7 +522,9 @@ out:
 	keel_free(c.acts);
 	keel_free(c.ha);
 	keel_free(peer);
-	keel_free(in);
+	keel_free(wb.in);
+	keel_free(wb.ms);
+	keel_free(wb.seen);
 	kh__trace_free(t);
 	return err;
 }

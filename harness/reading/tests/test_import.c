@@ -152,6 +152,9 @@ static void t_import_malformed_line_imports_nothing(void **state)
 	assert_int_equal(kh_cmd_import(1, usage), 2);
 	char *badclock[] = { "import", c->jsonl, "--clock", "sundial", NULL };
 	assert_int_equal(kh_cmd_import(4, badclock), 2);
+	write_file(c->jsonl, EV("live1", 1, 100000, "state", ",\"state\":\"LIVE\""));
+	char *badrole[] = { "import", c->jsonl, "--db", c->r.path, "--role", "live1=primary", NULL };
+	assert_int_equal(kh_cmd_import(6, badrole), 2);
 	assert_int_equal(rec_int(&c->r, "SELECT COUNT(*) FROM scenarios"), 0);
 }
 
