@@ -427,16 +427,22 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 								   b->start_ns;
 			int64_t to = a->end_ns < b->end_ns ? a->end_ns :
 							     b->end_ns;
-			char f[32], aw[160], bw[160];
+			char f[32], len[48], aw[160], bw[160];
 			kh__fmt_rel(f, sizeof(f), from, t->started_ns);
 			span_words(t, a, aw, sizeof(aw));
 			span_words(t, b, bw, sizeof(bw));
+			/* one node's span may be a single event (it said LIVE,
+			 * then nothing more is known): serving "at" that time */
+			if (to > from)
+				snprintf(len, sizeof(len), "for %.3f ms from",
+					 (double)(to - from) / 1e6);
+			else
+				snprintf(len, sizeof(len), "at");
 			err = kh__finding_add(
 				db, scenario_id, "single-live", "error",
-				"%s and %s both serving for %.3f ms from +%s s "
-				"(%s; %s)",
+				"%s and %s both serving %s +%s s (%s; %s)",
 				t->nodes[a->node].name, t->nodes[b->node].name,
-				(double)(to - from) / 1e6, f, aw, bw);
+				len, f, aw, bw);
 			if (err < 0)
 				goto out;
 			errors++;
