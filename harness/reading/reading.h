@@ -42,10 +42,21 @@ struct kh_ev {
 	int64_t t_ns; /* mono_ns, else recv_ns, else -1 */
 	char *type;
 	char *state; /* for type "state": its state, else NULL */
+	char *text; /* for failover and replication.lost: their text, or NULL */
 	int incarnation; /* 0, 1, ... per node: a new process each time */
 };
 
-/* A node stays in `state` from start_ns to end_ns (end_ns >= start_ns). */
+/* A node stays in `state` from start_ns to end_ns (end_ns >= start_ns).
+ *
+ * end_unknown: the span is the last of an incarnation that ended without
+ * saying so (no STOPPED: a kill -9, a crash) and nothing else tells when
+ * (no kill, stop or restart step; in a runner recording, not the
+ * scenario's end): end_ns is then the incarnation's last event, the last
+ * moment it is known to have been there.  gone_by_ns is the latest it can
+ * have ended (its next incarnation's first event; -1: the trace ends
+ * first); lost_ev and failover_ev index the first `replication.lost` and
+ * the first `failover` of another node after end_ns (and before
+ * gone_by_ns), the evidence that it was gone (-1: none). */
 struct kh_span {
 	size_t node;
 	int incarnation;
@@ -53,6 +64,10 @@ struct kh_span {
 	int64_t start_ns;
 	int64_t end_ns;
 	int64_t start_ev; /* events.id of the state event */
+	bool end_unknown;
+	int64_t gone_by_ns;
+	long lost_ev; /* index into evs, or -1 */
+	long failover_ev; /* index into evs, or -1 */
 };
 
 struct kh_trace {
@@ -110,5 +125,13 @@ int kh__report_write(sqlite3 *db, const char *title, const int64_t *ids,
  * stderr and return -EINVAL.  0 or -errno. */
 int kh__import_files(sqlite3 *db, const char *const *files, size_t n_files,
 		     const char *scenario_name, int64_t *scenario_out);
+
+/* import --scenario-out: writes a scenario named `name` that re-enacts
+ * scenario `scenario_id` (starts, kills, stops from its incarnations,
+ * awaits on its milestones; scenario_out.c).  `source` names the trace in
+ * the file's header comment.  0, -EINVAL (the trace cannot be a scenario:
+ * said on stderr) or -errno. */
+int kh__scenario_write(sqlite3 *db, int64_t scenario_id, const char *name,
+		       const char *source, FILE *out);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * report.c - `keel-harness report RUN.db [-o report.html] [SCENARIO]`: one
  * self-contained HTML page (inline CSS and SVG, no script, no external
- * resource) with, per scenario, a swimlane per node (state bands, event
- * ticks), steps and faults on the time axis, the failing step, findings
- * and leaks.
+ * resource) with, per scenario, a swimlane per node (state bands, each
+ * state its own colour; spans whose end nobody recorded; pauses; event
+ * ticks), steps and faults on the time axis, the failing step or the one
+ * that hung, findings and leaks.
  *
  * Reads only.  Every recorded string is HTML-escaped.  Main thread.
  */
@@ -79,10 +80,20 @@ static const char css[] =
 	"svg text{font:11px system-ui,sans-serif;fill:#333}"
 	"svg .lane-name{font-weight:bold}"
 	".band{stroke:#0003;stroke-width:.5}"
-	".state-STARTING{fill:#9fb7d4}.state-LIVE{fill:#4caf50}"
+	".state-STARTING{fill:#9fb7d4}.state-ACTIVATING{fill:#4dd0e1}"
+	".state-LIVE{fill:#4caf50}.state-FAILING_BACK{fill:#c0ca33}"
+	".state-BACKUP_CONNECTING{fill:#f48fb1}"
 	".state-BACKUP_SYNCING{fill:#ffb74d}.state-BACKUP_SYNCED{fill:#ffe082}"
 	".state-STOPPING{fill:#ce93d8}.state-STOPPED{fill:#bdbdbd}"
 	".state-other{fill:#90a4ae}"
+	".end-unknown{fill-opacity:.3;stroke:#333;stroke-width:1;"
+	"stroke-dasharray:3 2}.end-unknown-mark{fill:#333;font-weight:bold}"
+	".paused{fill:#0000001f;stroke:#455a64;stroke-width:1;"
+	"stroke-dasharray:1 2}.paused-label{fill:#455a64;font-style:italic}"
+	".step-bar.hung{fill:#d5000044;stroke:#d50000;stroke-width:1}"
+	".step.hung{stroke:#d50000;stroke-width:3;stroke-dasharray:6 2}"
+	".hung{background:#fff3e0;border-left:4px solid #d50000;"
+	"padding:.3em .6em}"
 	".tick{stroke:#455a64;stroke-width:1}.tick-error{stroke:#c62828;"
 	"stroke-width:2}.step{stroke:#1565c0;stroke-dasharray:3 3}"
 	".step.fault{stroke:#c62828;stroke-dasharray:none}"
@@ -93,9 +104,12 @@ static const char css[] =
 	".legend i{display:inline-block;width:14px;height:10px;margin-right:"
 	"4px;border:1px solid #0003}";
 
+/* Every state the broker says (broker/README.md "Events" and the HA
+ * states of ha/ha.c), each with its colour in `css`. */
 static const char *const known_states[] = {
-	"STARTING", "LIVE", "BACKUP_SYNCING", "BACKUP_SYNCED", "STOPPING",
-	"STOPPED",
+	"STARTING",	  "ACTIVATING",	    "LIVE",
+	"FAILING_BACK",	  "BACKUP_CONNECTING", "BACKUP_SYNCING",
+	"BACKUP_SYNCED",  "STOPPING",	    "STOPPED",
 };
 
 static bool state_known(const char *s)
@@ -158,6 +172,129 @@ static long failing_step(const struct kh_trace *t)
 		if (t->steps[i].outcome && strcmp(t->steps[i].outcome, "fail") == 0)
 			return (long)i;
 	return -1;
+}
+
+/* The step that hung: the first one started that never got an outcome
+ * (the scenario timed out or crashed in it); -1. */
+static long hung_step(const struct kh_trace *t)
+{
+	for (size_t i = 0; i < t->n_steps; i++)
+		if (t->steps[i].outcome == NULL && t->steps[i].started_ns >= 0)
+			return (long)i;
+	return -1;
+}
+
+/* After a span whose end nobody recorded (trace.c): a dashed, faded
+ * continuation from its last event to what shows the process gone (a
+ * peer's replication.lost or failover), else to its next start, else a
+ * stub; "?" at its start; the evidence in its title. */
+static void end_unknown_band(const struct kh_trace *t, const struct chart *c,
+			     const struct kh_span *s, int y, FILE *out)
+{
+	long ev = s->lost_ev;
+	if (s->failover_ev >= 0 &&
+	    (ev < 0 || t->evs[s->failover_ev].t_ns < t->evs[ev].t_ns))
+		ev = s->failover_ev;
+	int64_t to = ev >= 0 ? t->evs[ev].t_ns : s->gone_by_ns;
+	double x1 = xpos(c, s->end_ns);
+	double x2 = to >= 0 ? xpos(c, to) : x1 + 12.0;
+	if (x2 < x1 + 6.0)
+		x2 = x1 + 6.0;
+	if (x2 > R_WIDTH - 2)
+		x2 = R_WIDTH - 2;
+	int64_t last_seq = -1;
+	for (size_t i = 0; i < t->n_evs; i++)
+		if (t->evs[i].node == s->node &&
+		    t->evs[i].incarnation == s->incarnation)
+			last_seq = t->evs[i].seq;
+	char at[32];
+	kh__fmt_rel(at, sizeof(at), s->end_ns, t->started_ns);
+	fputs("<rect class=\"end-unknown state-", out);
+	if (state_known(s->state))
+		css_name(out, s->state);
+	else
+		fputs("other", out);
+	fprintf(out, "\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"20\"><title>",
+		x1, y + 4, x2 - x1);
+	esc(out, t->nodes[s->node].name);
+	fputc(' ', out);
+	esc(out, s->state);
+	fprintf(out, ": end unknown: the process (incarnation %d) ended without"
+		     " STOPPED; its last event +%s s (seq %lld)",
+		s->incarnation, at, (long long)last_seq);
+	const long evidence[] = { s->lost_ev, s->failover_ev };
+	for (size_t k = 0; k < 2; k++) {
+		if (evidence[k] < 0)
+			continue;
+		const struct kh_ev *e = &t->evs[evidence[k]];
+		kh__fmt_rel(at, sizeof(at), e->t_ns, t->started_ns);
+		fputs("; then ", out);
+		esc(out, t->nodes[e->node].name);
+		fputc(' ', out);
+		esc(out, e->type);
+		fprintf(out, " +%s s", at);
+		if (e->text) {
+			fputs(" (", out);
+			esc(out, e->text);
+			fputc(')', out);
+		}
+	}
+	if (s->gone_by_ns >= 0) {
+		kh__fmt_rel(at, sizeof(at), s->gone_by_ns, t->started_ns);
+		fprintf(out, "; started again +%s s", at);
+	}
+	fprintf(out, "</title></rect><text class=\"end-unknown-mark\" x=\"%.1f\""
+		     " y=\"%d\">?</text>\n",
+		x1 + 2, y + 18);
+}
+
+/* Pauses of lane `n`: from each `pause` step (SIGSTOP) to the next
+ * resume, stop (SIGCONT first), kill or restart of the node, else the
+ * scenario's end; a dotted overlay across the lane. */
+static void pauses(const struct kh_trace *t, const struct chart *c, size_t n,
+		   int y, FILE *out)
+{
+	const char *name = t->nodes[n].name;
+	for (size_t i = 0; i < t->n_steps; i++) {
+		const struct kh_step *p = &t->steps[i];
+		if (strcmp(p->kind, "pause") != 0 || p->node == NULL ||
+		    strcmp(p->node, name) != 0 || p->started_ns < 0)
+			continue;
+		const struct kh_step *r = NULL;
+		for (size_t j = i + 1; j < t->n_steps && r == NULL; j++) {
+			const struct kh_step *q = &t->steps[j];
+			if (q->node && strcmp(q->node, name) == 0 &&
+			    q->started_ns >= 0 &&
+			    (strcmp(q->kind, "resume") == 0 ||
+			     strcmp(q->kind, "stop") == 0 ||
+			     strcmp(q->kind, "kill") == 0 ||
+			     strcmp(q->kind, "restart") == 0))
+				r = q;
+		}
+		int64_t to = r ? r->started_ns : t->finished_ns;
+		double x1 = xpos(c, p->started_ns), x2 = xpos(c, to);
+		double w = x2 - x1 < 2.0 ? 2.0 : x2 - x1;
+		char a[32], b[32];
+		kh__fmt_rel(a, sizeof(a), p->started_ns, t->started_ns);
+		kh__fmt_rel(b, sizeof(b), to, t->started_ns);
+		fprintf(out, "<rect class=\"paused\" x=\"%.1f\" y=\"%d\""
+			     " width=\"%.1f\" height=\"%d\"><title>",
+			x1, y + 1, w, R_LANE - 2);
+		esc(out, name);
+		fprintf(out, " paused (SIGSTOP) by step #%" PRId64 " +%s s until ",
+			p->idx, a);
+		if (r) {
+			fprintf(out, "step #%" PRId64 " ", r->idx);
+			esc(out, r->kind);
+		} else {
+			fputs("the scenario's end", out);
+		}
+		fprintf(out, " +%s s</title></rect>\n", b);
+		if (w > 50.0)
+			fprintf(out, "<text class=\"paused-label\" x=\"%.1f\""
+				     " y=\"%d\">paused</text>\n",
+				x1 + 3, y + 33);
+	}
 }
 
 static int ticks(sqlite3 *db, const struct kh_trace *t, const struct chart *c,
@@ -287,7 +424,10 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 				esc(out, s->state);
 				fputs("</text>\n", out);
 			}
+			if (s->end_unknown)
+				end_unknown_band(t, &c, s, y, out);
 		}
+		pauses(t, &c, n, y, out);
 		fprintf(out, "</g>\n");
 	}
 	int err = ticks(db, t, &c, out);
@@ -295,7 +435,7 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 		return err;
 	/* Steps on the time axis: a bar for the duration, a line at the
 	 * start; faults red, the failing step thick. */
-	long fail = failing_step(t);
+	long fail = failing_step(t), hung = hung_step(t);
 	/* Labels on two rows; one that would overlap both is left out (the
 	 * step's title still says it all). */
 	double row_end[2] = { 0.0, 0.0 };
@@ -305,10 +445,15 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 		if (s->started_ns < 0)
 			continue;
 		bool fault = kh__step_is_fault(s->kind);
-		const char *cls = (long)i == fail ? " failed" : fault ? " fault" : "";
+		bool hangs = (long)i == hung;
+		const char *cls = (long)i == fail ? " failed" :
+				  hangs	  ? " hung" :
+				  fault	  ? " fault" :
+					    "";
 		double x = xpos(&c, s->started_ns);
-		double x2 = s->finished_ns >= s->started_ns ?
-				    xpos(&c, s->finished_ns) :
+		/* the step that hung lasted until the scenario ended */
+		double x2 = s->finished_ns >= s->started_ns ? xpos(&c, s->finished_ns) :
+			    hangs ? xpos(&c, t->finished_ns) :
 				    x;
 		fprintf(out, "<g class=\"step-mark\"><title>step #%" PRId64 " ",
 			s->idx);
@@ -320,6 +465,9 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 		if (s->outcome) {
 			fputs(": ", out);
 			esc(out, s->outcome);
+		} else if (hangs) {
+			fputs(": hung (never finished: the scenario timed out or"
+			      " crashed here)", out);
 		}
 		if (s->message) {
 			fputs(" - ", out);
@@ -333,16 +481,20 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 			"</title><rect class=\"step-bar%s\" x=\"%.1f\" y=\"%d\""
 			" width=\"%.1f\" height=\"6\"/><line class=\"step%s\""
 			" x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\"/>",
-			fault ? " fault" : "", x, R_TOP - 14,
+			hangs ? " hung" : fault ? " fault" : "", x, R_TOP - 14,
 			x2 - x < 1.0 ? 1.0 : x2 - x, cls, x, x, R_TOP - 8,
 			lanes_bottom);
 		char label[96];
-		snprintf(label, sizeof(label), "#%" PRId64 " %s", s->idx, s->kind);
+		snprintf(label, sizeof(label), "#%" PRId64 " %s%s", s->idx, s->kind,
+			 hangs ? " (hung)" : "");
 		double lw = 6.5 * (double)strlen(label) + 6.0;
-		int row = row_end[0] <= x ? 0 : row_end[1] <= x ? 1 : -1;
+		/* the hung step's label in the middle of its long bar */
+		double lx = hangs && (x + x2) / 2 - lw / 2 > x ? (x + x2) / 2 - lw / 2 :
+								 x;
+		int row = row_end[0] <= lx ? 0 : row_end[1] <= lx ? 1 : -1;
 		if (row >= 0) {
-			row_end[row] = x + lw;
-			fprintf(out, "<text x=\"%.1f\" y=\"%d\">", x + 2,
+			row_end[row] = lx + lw;
+			fprintf(out, "<text x=\"%.1f\" y=\"%d\">", lx + 2,
 				row == 0 ? 24 : 12);
 			esc(out, label);
 			fputs("</text>", out);
@@ -361,7 +513,17 @@ static void legend(FILE *out)
 			"<span><svg width=\"14\" height=\"10\"><rect class=\"state-%s\""
 			" width=\"14\" height=\"10\"/></svg> %s</span>",
 			known_states[i], known_states[i]);
-	fputs("<span>| dashed blue: step, red: fault, thick red: failing step;"
+	fputs("<span><svg width=\"14\" height=\"10\"><rect class=\"state-other\""
+	      " width=\"14\" height=\"10\"/></svg> other state</span>"
+	      "<span><svg width=\"14\" height=\"10\"><rect class=\"end-unknown"
+	      " state-LIVE\" x=\"1\" y=\"1\" width=\"12\" height=\"8\"/></svg>"
+	      " ? end unknown (ended without STOPPED: from its last event to what"
+	      " shows it gone)</span>"
+	      "<span><svg width=\"14\" height=\"10\"><rect class=\"paused\""
+	      " width=\"14\" height=\"10\"/></svg> paused (SIGSTOP until"
+	      " SIGCONT)</span>"
+	      "<span>| dashed blue: step, red: fault, thick red: failing step,"
+	      " thick dashed red: the step that hung;"
 	      " ticks: events (hover for details)</span></p>\n",
 	      out);
 }
@@ -464,6 +626,28 @@ static int scenario_section(sqlite3 *db, int64_t sid, FILE *out)
 		}
 		fputs("</p>\n", out);
 	}
+	long hung = hung_step(t);
+	if (hung >= 0) {
+		const struct kh_step *s = &t->steps[hung];
+		fprintf(out, "<p class=\"hung\"><b>Step that hung #%" PRId64 ":</b> ",
+			s->idx);
+		esc(out, s->kind);
+		if (s->node) {
+			fputc(' ', out);
+			esc(out, s->node);
+		}
+		fputs(" &mdash; started, never finished: the scenario ", out);
+		esc(out, outcome && strcmp(outcome, "crash") == 0 ? "crashed" :
+			 outcome && strcmp(outcome, "timeout") == 0 ? "timed out" :
+								     "ended");
+		fputs(" in it", out);
+		if (s->params) {
+			fputs(" (", out);
+			esc(out, s->params);
+			fputc(')', out);
+		}
+		fputs("</p>\n", out);
+	}
 	if (t->n_nodes == 0)
 		fputs("<p class=\"muted\">no nodes recorded</p>\n", out);
 	else if ((err = swimlane(db, t, out)) < 0)
@@ -558,16 +742,22 @@ int kh__report_write(sqlite3 *db, const char *title, const int64_t *ids,
 static void report_usage(FILE *f)
 {
 	fprintf(f, "usage: keel-harness report RUN.db [-o report.html] [SCENARIO]\n"
-		   "  -o FILE   where to write the page (default: stdout)\n"
-		   "  SCENARIO  a scenario id or name (default: all)\n");
+		   "  -o, --output FILE  where to write the page (default: stdout)\n"
+		   "  SCENARIO           a scenario id or name (default: all)\n"
+		   "  -h, --help         this text\n");
 }
 
 int kh_cmd_report(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *path = NULL;
 	int c;
 	optind = 1;
-	while ((c = getopt(argc, argv, "o:h")) != -1) {
+	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			path = optarg;

@@ -79,6 +79,26 @@ out:
 	return err;
 }
 
+/* After a span whose end nobody recorded (trace.c): what shows the
+ * process was gone, a peer's replication.lost and failover after it. */
+static void print_end_unknown(const struct kh_trace *t,
+			      const struct kh_span *s, FILE *out)
+{
+	const long evidence[] = { s->lost_ev, s->failover_ev };
+	fputs(" (end unknown: its last event", out);
+	for (size_t k = 0; k < 2; k++) {
+		if (evidence[k] < 0)
+			continue;
+		const struct kh_ev *e = &t->evs[evidence[k]];
+		char at[32];
+		kh__fmt_rel(at, sizeof(at), e->t_ns, t->started_ns);
+		fprintf(out, "; %s %s %s", t->nodes[e->node].name, e->type, at);
+		if (e->text && *e->text)
+			fprintf(out, " \"%s\"", e->text);
+	}
+	fputc(')', out);
+}
+
 static void print_nodes(const struct kh_trace *t, FILE *out)
 {
 	fprintf(out, "-- nodes (states, s since start)\n");
@@ -96,6 +116,8 @@ static void print_nodes(const struct kh_trace *t, FILE *out)
 			kh__fmt_rel(b, sizeof(b), s->end_ns, t->started_ns);
 			fprintf(out, "%s%s %s..%s", any ? (s->incarnation != inc ? " | " : " > ") : " ",
 				s->state, a, b);
+			if (s->end_unknown)
+				print_end_unknown(t, s, out);
 			inc = s->incarnation;
 			any = true;
 		}

@@ -5,7 +5,9 @@
  *
  * Invariants: events keep recording order (events.id); an incarnation of a
  * node begins at its `state STARTING` or where its seq stops growing; every
- * span has end_ns >= start_ns.  Caller's thread, caller's sqlite3 handle.
+ * span has end_ns >= start_ns; a span whose end nothing records ends at
+ * the incarnation's last event and says so (end_unknown), it never runs
+ * on to the next incarnation.  Caller's thread, caller's sqlite3 handle.
  */
 #include "reading.h"
 
@@ -269,7 +271,9 @@ static int load_events(sqlite3 *db, struct kh_trace *t, size_t *ncap)
 			       "SELECT id, node, seq, type,"
 			       " COALESCE(mono_ns, recv_ns),"
 			       " CASE WHEN type = 'state' THEN"
-			       "  json_extract(json, '$.state') END"
+			       "  json_extract(json, '$.state') END,"
+			       " CASE WHEN type IN ('failover', 'replication.lost')"
+			       "  THEN json_extract(json, '$.text') END"
 			       " FROM events WHERE scenario_id = ? ORDER BY id",
 			       -1, &st, NULL) != SQLITE_OK)
 		return kh__sqlerr(db, "events");
@@ -302,6 +306,7 @@ static int load_events(sqlite3 *db, struct kh_trace *t, size_t *ncap)
 		e->type = col_dup(st, 3);
 		e->t_ns = col_ns(st, 4);
 		e->state = col_dup(st, 5);
+		e->text = col_dup(st, 6);
 		if (e->type == NULL) {
 			err = -ENOMEM;
 			goto out;
@@ -358,14 +363,23 @@ static void assign_incarnations(struct kh_trace *t)
 	}
 }
 
-/* When did incarnation `inc` of node `n` end, given its last state change
- * at `from_ns`?  See reading.h / README: the first of a kill, stop or
- * restart step on the node and the next incarnation's first event; else
- * the scenario's end (runner recordings) or the node's last event. */
-static int64_t incarnation_end(const struct kh_trace *t, size_t n, int inc,
-			       int64_t from_ns)
+/* How incarnation `inc` of node `n` ended, given its last state change at
+ * `from_ns` (README "Reading a run"): at the first kill or restart step
+ * (its start) or stop step (its end) on the node that is not after the
+ * next incarnation; else, in a runner recording of a node still up, at
+ * the scenario's end (the runner killed it there); else nobody recorded
+ * when: at its last event, the end unknown. */
+struct inc_end {
+	int64_t end_ns;
+	bool unknown;
+	int64_t next_ns; /* the next incarnation's first event, or -1 */
+};
+
+static struct inc_end incarnation_end(const struct kh_trace *t, size_t n,
+				      int inc, int64_t from_ns)
 {
-	int64_t end = -1, last = from_ns;
+	struct inc_end r = { .end_ns = -1, .unknown = false, .next_ns = -1 };
+	int64_t last = from_ns;
 	for (size_t i = 0; i < t->n_evs; i++) {
 		const struct kh_ev *e = &t->evs[i];
 		if (e->node != n || e->t_ns < 0)
@@ -373,7 +387,7 @@ static int64_t incarnation_end(const struct kh_trace *t, size_t n, int inc,
 		if (e->incarnation == inc && e->t_ns > last)
 			last = e->t_ns;
 		if (e->incarnation > inc) {
-			end = e->t_ns;
+			r.next_ns = e->t_ns;
 			break;
 		}
 	}
@@ -390,13 +404,53 @@ static int64_t incarnation_end(const struct kh_trace *t, size_t n, int inc,
 						   s->started_ns;
 		else
 			continue;
-		if (at >= from_ns && (end < 0 || at < end))
-			end = at;
+		if (at < from_ns || (r.next_ns >= 0 && at > r.next_ns))
+			continue;
+		if (r.end_ns < 0 || at < r.end_ns)
+			r.end_ns = at;
 	}
-	if (end < 0)
-		end = t->harnessed && t->finished_ns >= last ? t->finished_ns :
-							       last;
-	return end < from_ns ? from_ns : end;
+	if (r.end_ns < 0 && t->harnessed && r.next_ns < 0)
+		r.end_ns = t->finished_ns >= last ? t->finished_ns : last;
+	if (r.end_ns < 0) {
+		r.end_ns = last;
+		r.unknown = true;
+	}
+	if (r.end_ns < from_ns)
+		r.end_ns = from_ns;
+	return r;
+}
+
+/* The first event of `type` of a node other than `n` in (after, before]
+ * (before < 0: no bound); its index or -1. */
+static long peer_event(const struct kh_trace *t, size_t n, const char *type,
+		       int64_t after, int64_t before)
+{
+	for (size_t i = 0; i < t->n_evs; i++) {
+		const struct kh_ev *e = &t->evs[i];
+		if (e->node == n || e->t_ns <= after ||
+		    (before >= 0 && e->t_ns > before) ||
+		    strcmp(e->type, type) != 0)
+			continue;
+		return (long)i;
+	}
+	return -1;
+}
+
+/* Closes span `o`, the last of its incarnation. */
+static void close_last_span(struct kh_trace *t, struct kh_span *o)
+{
+	struct inc_end r = incarnation_end(t, o->node, o->incarnation,
+					   o->start_ns);
+	o->end_ns = r.end_ns;
+	/* A process that said STOPPED ended when it said so. */
+	if (!r.unknown || strcmp(o->state, "STOPPED") == 0)
+		return;
+	o->end_unknown = true;
+	o->gone_by_ns = r.next_ns;
+	o->lost_ev = peer_event(t, o->node, "replication.lost", o->end_ns,
+				r.next_ns);
+	o->failover_ev = peer_event(t, o->node, "failover", o->end_ns,
+				    r.next_ns);
 }
 
 static int build_spans(struct kh_trace *t)
@@ -411,8 +465,7 @@ static int build_spans(struct kh_trace *t)
 				continue;
 			struct kh_span *o = open >= 0 ? &t->spans[open] : NULL;
 			if (o && (e == NULL || e->incarnation != o->incarnation)) {
-				o->end_ns = incarnation_end(t, n, o->incarnation,
-							    o->start_ns);
+				close_last_span(t, o);
 				open = -1;
 				o = NULL;
 			}
@@ -432,12 +485,16 @@ static int build_spans(struct kh_trace *t)
 			}
 			open = (long)t->n_spans++;
 			o = &t->spans[open];
+			memset(o, 0, sizeof(*o));
 			o->node = n;
 			o->incarnation = e->incarnation;
 			o->state = e->state;
 			o->start_ns = e->t_ns;
 			o->end_ns = e->t_ns;
 			o->start_ev = e->id;
+			o->gone_by_ns = -1;
+			o->lost_ev = -1;
+			o->failover_ev = -1;
 		}
 	}
 	return 0;
@@ -508,6 +565,7 @@ void kh__trace_free(struct kh_trace *t)
 	for (size_t i = 0; i < t->n_evs; i++) {
 		keel_free(t->evs[i].type);
 		keel_free(t->evs[i].state);
+		keel_free(t->evs[i].text);
 	}
 	keel_free(t->nodes);
 	keel_free(t->steps);

@@ -106,4 +106,24 @@
 #define KH_IMPORT_MAX_LINE_BYTES 65536
 /* show collapses runs of the same event type of one node past this many. */
 #define KH_SHOW_MAX_RUN 5
+/* A log line (broker stderr) kept by import is cut here: a log line is
+ * text for people; longer is noise (a dump), not a reason to refuse. */
+#define KH_IMPORT_MAX_LOG_LINE_BYTES 4096
+/* A log line's HH:MM:SS.mmm is placed within half a day of the line
+ * before it (or of its node's first event): logs carry no date. */
+#define KH_IMPORT_LOG_DAY_NS (86400LL * 1000000000)
+/* import --scenario-out: an await waits this many times as long as the
+ * trace took to get there from the step before it (slower machines,
+ * valgrind), and at least KH_SCENARIO_OUT_MIN_WITHIN_S. */
+#define KH_SCENARIO_OUT_WITHIN_FACTOR 5.0
+#define KH_SCENARIO_OUT_MIN_WITHIN_S 10
+/* ... and the scenario's timeout is the sum of its waits plus this. */
+#define KH_SCENARIO_OUT_SLACK_S 30
+/* The `ha:` a re-enacted pair gets (the events do not say): the port the
+ * scenarios use for replication, and scenarios/ha-failback.yaml's timings
+ * (a check a second, a dead peer after 5 s, reconnects every 100 ms). */
+#define KH_SCENARIO_OUT_REPL_PORT 61700
+#define KH_SCENARIO_OUT_CHECK_PERIOD_MS 1000
+#define KH_SCENARIO_OUT_CONNECTION_TTL_MS 5000
+#define KH_SCENARIO_OUT_RETRY_INTERVAL_MS 100
 #endif

@@ -326,6 +326,55 @@ static void t_single_imported_no_roles(void **state)
 	assert_int_equal(kh_check_single_live(r->db, r->sid), 1);
 }
 
+/* The issue's import: no steps; a's process goes silent (kill -9), b fails
+ * over, a comes back (a new process) as b's backup.  a's LIVE ends at its
+ * last event (end unknown), not at its restart: no overlap. */
+static void kill9_restart(struct rec *r, bool still_talking)
+{
+	rec_state(r, "a", 1, MS(10), "LIVE");
+	rec_event(r, "a", 2, MS(20), "replication.sync.done", NULL);
+	rec_event(r, "b", 1, MS(30), "replication.lost", NULL);
+	rec_event(r, "b", 2, MS(31), "failover", "\"text\":\"primary lost\"");
+	rec_state(r, "b", 3, MS(40), "LIVE");
+	if (still_talking)
+		rec_event(r, "a", 3, MS(50), "replication.alone", NULL);
+	rec_state(r, "a", 1, MS(100), "STARTING");
+	rec_state(r, "a", 2, MS(110), "BACKUP_SYNCED");
+}
+
+static void t_single_imported_kill9_restart(void **state)
+{
+	struct rec *r = *state;
+	kill9_restart(r, false);
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 0);
+	assert_int_equal(rec_findings(r, NULL, NULL), 0);
+	/* a's first process says something while b is LIVE: both shown
+	 * serving by their own events, the end-unknown span named. */
+	rec_scenario(r, "t2", MS(0), MS(1000), "pass", NULL);
+	kill9_restart(r, true);
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 1);
+	assert_non_null(strstr(rec_finding_msg(r, "single-live"),
+			       "a and b both serving at +0.040000 s (a LIVE at +0.010000 s,"
+			       " seq 1, end unknown: last event at +0.050000 s; b LIVE at"
+			       " +0.040000 s, seq 3, end unknown: last event at +0.040000 s)"));
+}
+
+/* A runner recording: a node that died on its own (no kill, stop or
+ * restart step) and was started again: its LIVE ends at its last event,
+ * not at the next start. */
+static void t_single_runner_died_on_its_own(void **state)
+{
+	struct rec *r = *state;
+	pair(r);
+	rec_step(r, 0, "start", "live1", NULL, MS(1), MS(2), "ok", NULL);
+	rec_state(r, "live1", 1, MS(10), "LIVE");
+	rec_event(r, "live1", 2, MS(20), "replication.sync.done", NULL);
+	rec_state(r, "backup1", 1, MS(40), "LIVE");
+	rec_step(r, 1, "start", "live1", NULL, MS(90), MS(91), "ok", NULL);
+	rec_state(r, "live1", 1, MS(100), "STARTING");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 0);
+}
+
 /* --- live-after-listening -------------------------------------------- */
 
 static void t_listen_pass(void **state)
@@ -489,6 +538,8 @@ int main(void)
 		T(t_dup_error_when_forbidden),
 		T(t_dup_error_expect_no_duplicates),
 		T(t_single_pass_failover_after_kill),
+		T(t_single_imported_kill9_restart),
+		T(t_single_runner_died_on_its_own),
 		T(t_single_fail_both_live),
 		T(t_single_pass_failback),
 		T(t_single_fail_failback_too_early),
