@@ -110,7 +110,9 @@ int lc_check(const lc_snapshot *before, const lc_check_opts *opt, lc_report **ou
 void lc_report_free(lc_report *r); /* NULL is fine */
 
 /* The LEAKED line of one leak, without newline, at most
- * min(size, LC_LINE_MAX) - 1 bytes; snprintf's result for what it wrote. */
+ * min(size, LC_LINE_MAX) - 1 bytes (a THREAD's stack fields cut to fit,
+ * README.md).  The length written; snprintf's result (which may exceed
+ * it) when even the fields before the stacks do not fit. */
 int lc_leak_format(const lc_leak *l, char *buf, size_t size);
 /* The whole block (marker, a line per leak, its backtrace indented,
  * end marker), or nothing when count is 0.  Flushes f. */

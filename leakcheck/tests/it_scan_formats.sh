@@ -18,10 +18,10 @@
 # The CI logs are made from the real outputs.  Every wait has a deadline.
 set -euo pipefail
 FORMAT=$1
-BROKER=$2
-HARNESS=$3
-KL=$4
-FIX=$5
+BROKER=$(realpath "$2")
+HARNESS=$(realpath "$3")
+KL=$(realpath "$4")
+FIX=$(realpath "$5")
 work=$(mktemp -d)
 broker_pid=
 cleanup() {

@@ -83,14 +83,14 @@ void kl_groups_free(kl_groups *g)
 		free(x->kind);
 		free(x->name);
 		free(x->created_at);
-		kl_strs *lists[] = { &x->instances, &x->seen_in, &x->tests, &x->files, &x->jobs,
-				     &x->owners, &x->stacks, &x->created };
-		for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
-			kl_strs_free(lists[k]);
 		for (size_t k = 0; k < x->instances.n; k++)
 			free(x->inst_tests[k]);
 		free(x->inst_tests);
 		free(x->inst_has);
+		kl_strs *lists[] = { &x->instances, &x->seen_in, &x->tests, &x->files, &x->jobs,
+				     &x->owners, &x->stacks, &x->created };
+		for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+			kl_strs_free(lists[k]);
 		sight_free(&x->first_read);
 		sight_free(&x->last_read);
 		sight_free(&x->first_dated);
@@ -362,7 +362,8 @@ static int by_first_read(const void *a, const void *b)
 
 static void sort_groups(const kl_groups *g)
 {
-	qsort(g->v, g->n, sizeof(*g->v), by_first_read);
+	if (g->n > 1)
+		qsort(g->v, g->n, sizeof(*g->v), by_first_read);
 }
 
 void kl_groups_print_text(const kl_groups *g, size_t files_read)
