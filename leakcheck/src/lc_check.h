@@ -5,7 +5,9 @@
  * lc_snapshot_take() records /proc/self/task, /proc/self/fd and this
  * process's children; lc_check() compares the process with it and
  * reports each leak, retrying with a short backoff for a grace period
- * when the checked code passed.  lc_report_print() writes the report
+ * when the checked code passed; a leaked thread comes with its creation
+ * and current stacks at FILE:LINE (lc_sym.h, lc_stack.h: the check sends
+ * it a signal).  lc_report_print() writes the report
  * format of README.md (a contract: keel-leaks parses it).  Any thread;
  * the checking thread itself is never reported.
  */
