@@ -10,7 +10,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libuv1-dev libsqlite3-dev sqlite3 libcmocka-dev libcyaml-dev libyaml-dev
-  libjansson-dev libcrypt-dev uthash-dev libfiu-dev fiu-utils
+  libjansson-dev libcrypt-dev uthash-dev libfiu-dev fiu-utils libdw-dev
   python3-stomp valgrind clang libxml2-dev libxml2-utils
   chromium
   rabbitmq-server

@@ -992,6 +992,18 @@ uv_loop_t *keel_broker_loop(keel_broker *b)
 	return &b->loop;
 }
 
+/* A stack as a JSON array of frames in tool form (lc_sym.h). */
+static json_t *stack_json(const lc_frame *frames, int n)
+{
+	json_t *a = json_array();
+	char buf[400];
+	for (int i = 0; i < n && a != NULL; i++) {
+		lc_frame_tool(&frames[i], buf, sizeof(buf));
+		json_array_append_new(a, json_string(buf));
+	}
+	return a;
+}
+
 int keel_broker_check_leaks(keel_broker *b, const struct lc_snapshot *before, bool passed)
 {
 	lc_report *r = NULL;
@@ -1005,11 +1017,16 @@ int keel_broker_check_leaks(keel_broker *b, const struct lc_snapshot *before, bo
 	for (size_t i = 0; i < r->count; i++) {
 		const lc_leak *l = &r->leaks[i];
 		char state[2] = { l->state, '\0' };
-		keel_log_error("leaked thread %s (tid %d), created at %s", l->name, l->id,
-			       l->created_at);
-		keel_events_emit(b->events, "thread.leak", "{s:s, s:i, s:s, s:s, s:s, s:s}", "name",
-				 l->name, "tid", l->id, "state", state, "created-at", l->created_at,
-				 "owner", l->owner, "test", l->test);
+		char line[LC_LINE_MAX];
+		/* the contract line on stderr too: keel-leaks scan reads logs */
+		lc_leak_format(l, line, sizeof(line));
+		keel_log_error("%s", line);
+		keel_events_emit(b->events, "thread.leak",
+				 "{s:s, s:i, s:s, s:s, s:s, s:s, s:o, s:s, s:o}", "name", l->name,
+				 "tid", l->id, "state", state, "created-at", l->created_at, "owner",
+				 l->owner, "test", l->test, "stack", stack_json(l->stack, l->nstack),
+				 "stack-note", l->stack_note, "created-stack",
+				 stack_json(l->frames, l->nframes));
 	}
 	rc = (int)r->count;
 	lc_report_free(r);

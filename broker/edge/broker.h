@@ -66,8 +66,10 @@ uv_loop_t *keel_broker_loop(keel_broker *b);
  * keel_broker_free() (the events sink is still open): threads alive now
  * that were not in `before` (taken at start) and are not allowlisted.
  * `passed`: the run ended cleanly, so a thread still ending gets the
- * grace period.  Prints the report on stdout and emits a `thread.leak`
- * event per leaked thread.  Returns the number of leaks, or -errno.
+ * grace period.  Prints the report on stdout (with each thread's current
+ * and creation stacks), logs each LEAKED line on stderr and emits a
+ * `thread.leak` event per leaked thread.  Returns the number of leaks, or
+ * -errno.
  */
 struct lc_snapshot;
 int keel_broker_check_leaks(keel_broker *b, const struct lc_snapshot *before, bool passed);

@@ -1,6 +1,7 @@
 /*
  * child_leaks.c - leaks (child_int.h): the nodes' (LEAKED lines of their
- * reports, thread.leak events, one record per leak and process: c->leaks),
+ * reports, thread.leak events, one record per leak and process: c->leaks,
+ * each printed on the console as the report's own LEAKED line),
  * their Valgrind XML under --valgrind (c->vg: every node process, read
  * with keel-leaks at the end), and the scenario child's own leak check
  * after everything is closed (exit KH_CHILD_EXIT_LEAKED; its test hook,
@@ -199,7 +200,10 @@ static void leak_field(const char *line, const char *key, char *buf, size_t len)
 
 /* Records one leak of node `ni` unless the same (kind, id) was recorded
  * for this process already: the report line and the thread.leak event
- * name the same thread.  `line` starts at "LEAKED ". */
+ * name the same thread.  `line` starts at "LEAKED "; it is printed whole
+ * (the contract line of leakcheck/README.md, so that keel-leaks scan
+ * finds it in the console, TAP and JUnit output); the step's message
+ * gets it without its stacks. */
 static void leak_record(child *c, int ni, const char *kind, const char *id, const char *name,
 			const char *line)
 {
@@ -217,11 +221,15 @@ static void leak_record(child *c, int ni, const char *kind, const char *id, cons
 	}
 	if (l->nseen < KH_MAX_LEAK_KEYS)
 		snprintf(l->seen[l->nseen++], sizeof(l->seen[0]), "%s", key);
-	if (l->count++ == 0)
-		snprintf(l->first, sizeof(l->first), "%s", line + strlen("LEAKED "));
+	if (l->count++ == 0) {
+		const char *rest = line + strlen("LEAKED ");
+		const char *stack = strstr(rest, " stack=");
+		int len = stack ? (int)(stack - rest) : (int)strlen(rest);
+		snprintf(l->first, sizeof(l->first), "%.*s", len, rest);
+	}
 	kh_recorder_leak(c->rec, c->sid, kh_node_name(n), kind, name, line);
 	printf("[%8.3f s] node %s leaked: %s\n", child__secs(kh_now_ns() - c->t0_ns),
-	       kh_node_name(n), line + strlen("LEAKED "));
+	       kh_node_name(n), line);
 	fflush(stdout);
 }
 
@@ -247,21 +255,54 @@ void child__leak_from_line(child *c, int ni, const char *text)
 	}
 }
 
+/* Appends " KEY=" and the strings of `frames` joined by ';' to line[*len],
+ * as many as fit before `limit` (then ";..."), or `none` when empty: the
+ * stack fields as lc_leak_format() writes them. */
+static void append_frames(char *line, size_t *len, size_t limit, const char *key,
+			  json_t *frames, const char *none)
+{
+	size_t i, n = json_array_size(frames);
+	json_t *f;
+	int w = snprintf(line + *len, limit - *len, " %s=%s", key, n ? "" : none);
+	if (w < 0 || (size_t)w >= limit - *len)
+		return;
+	*len += (size_t)w;
+	json_array_foreach(frames, i, f) {
+		const char *fr = json_string_value(f) ? json_string_value(f) : "?";
+		size_t need = strlen(fr) + (i ? 1 : 0) + (i + 1 < n ? 4 : 0);
+		if (*len + need >= limit) {
+			if (*len + 4 < limit)
+				*len += (size_t)snprintf(line + *len, limit - *len, "%s",
+							 i ? ";..." : "...");
+			return;
+		}
+		*len += (size_t)snprintf(line + *len, limit - *len, "%s%s", i ? ";" : "", fr);
+	}
+}
+
 /* A thread.leak event: the same leak as a report line, written as one. */
 void child__leak_from_event(child *c, int ni, json_t *ev)
 {
-	char line[1024], tid[32];
-	const char *f[5] = { "name", "state", "created-at", "owner", "test" };
-	const char *v[5];
-	for (int i = 0; i < 5; i++) {
+	char line[LC_LINE_MAX], tid[32], none[96];
+	const char *f[6] = { "name", "state", "created-at", "owner", "test", "stack-note" };
+	const char *v[6];
+	for (int i = 0; i < 6; i++) {
 		v[i] = json_string_value(json_object_get(ev, f[i]));
 		if (v[i] == NULL)
 			v[i] = "-";
 	}
 	snprintf(tid, sizeof(tid), "%" JSON_INTEGER_FORMAT,
 		 json_integer_value(json_object_get(ev, "tid")));
-	snprintf(line, sizeof(line), "LEAKED THREAD name=%s tid=%s state=%s created-at=%s owner=%s "
-		 "test=%s", v[0], tid, v[1], v[2], v[3], v[4]);
+	int w = snprintf(line, sizeof(line), "LEAKED THREAD name=%s tid=%s state=%s created-at=%s "
+			 "owner=%s test=%s", v[0], tid, v[1], v[2], v[3], v[4]);
+	if (w > 0 && (size_t)w < sizeof(line) && json_object_get(ev, "stack") != NULL) {
+		size_t len = (size_t)w;
+		json_t *created = json_object_get(ev, "created-stack");
+		snprintf(none, sizeof(none), "unavailable(%s)", v[5]);
+		append_frames(line, &len, json_array_size(created) ? len + (sizeof(line) - len) / 2
+				  : sizeof(line), "stack", json_object_get(ev, "stack"), none);
+		append_frames(line, &len, sizeof(line), "created-stack", created, "-");
+	}
 	leak_record(c, ni, "THREAD", tid, v[0], line);
 }
 

@@ -32,8 +32,10 @@ q t.db "SELECT reason FROM scenarios" | grep -q 'stop n1: the node leaked (exit 
   || fail "leak_thread: reason does not name the leaked thread"
 [ "$(q t.db "SELECT count(*) FROM leaks WHERE kind = 'THREAD' AND node = 'n1' AND name = 'keel-leaktest'")" = 1 ] \
   || fail "leak_thread: not exactly one THREAD row in leaks"
-q t.db "SELECT detail FROM leaks" | grep -q '^LEAKED THREAD name=keel-leaktest tid=[0-9]* .*test=leak_thread$' \
-  || fail "leak_thread: leak detail is not the report line with test=leak_thread"
+q t.db "SELECT detail FROM leaks" | grep -q '^LEAKED THREAD name=keel-leaktest tid=[0-9]* .*owner=broker-test test=leak_thread stack=[^ ]*leak_on_purpose@broker/cmd/keel-broker\.c:[0-9]*;[^ ]* created-stack=main@broker/cmd/keel-broker\.c:[0-9]*;[^ ]*$' \
+  || fail "leak_thread: leak detail is not the report line with test=leak_thread and both stacks"
+grep -q '^         | \[ *[0-9.]* s\] node n1 leaked: LEAKED THREAD name=keel-leaktest tid=[0-9]* .* stack=' "$work/t.out" \
+  || fail "leak_thread: the console's leak line is not the contract line"
 [ "$(q t.db "SELECT count(*) FROM findings WHERE check_name = 'no-leaks' AND severity = 'error'")" = 1 ] \
   || fail "leak_thread: no no-leaks finding"
 "$HARNESS" show "$work/t.db" >"$work/show.txt"
@@ -74,7 +76,7 @@ cat "$work/c.out"
 [ "$rc" = 1 ] || fail "child_leak: exit $rc, expected 1"
 [ "$(q c.db "SELECT outcome FROM scenarios WHERE name = 'child_leak'")" = fail ] || fail "child_leak: not recorded as fail"
 q c.db "SELECT reason FROM scenarios WHERE name = 'child_leak'" \
-  | grep -q '^harness child leaked: THREAD name=kh-leaktest tid=[0-9]* state=. created-at=test_leak (harness/src/child\.c:[0-9]*) owner=keel-harness-test test=child_leak (and 1 more)$' \
+  | grep -q '^harness child leaked: THREAD name=kh-leaktest tid=[0-9]* state=. created-at=test_leak (harness/src/child\.c:[0-9]*) owner=keel-harness-test test=child_leak stack=.* (and 1 more)$' \
   || fail "child_leak: reason does not name the leaked thread"
 [ "$(q c.db "SELECT count(*) FROM steps s JOIN scenarios c ON c.id = s.scenario_id WHERE c.name = 'child_leak' AND s.outcome = 'ok'")" = 5 ] \
   || fail "child_leak: its steps did not all pass"

@@ -92,7 +92,7 @@ int lc_thread_start_at(lc_thread **out, const char *name, const char *owner,
 		       void *(*fn)(void *), void *arg, const char *func,
 		       const char *file, int line)
 {
-	void *frames[LC_MAX_FRAMES + 1];
+	void *frames[LC_MAX_FRAMES + 4];
 	lc_thread *t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return -ENOMEM;
@@ -104,12 +104,19 @@ int lc_thread_start_at(lc_thread **out, const char *name, const char *owner,
 	t->info.func = func;
 	t->info.file = file;
 	t->info.line = line;
-	/* Frame 0 is this function: keep the caller's and above. */
-	int n = backtrace(frames, LC_MAX_FRAMES + 1);
-	if (n > 1) {
-		t->info.nframes = n - 1;
-		memcpy(t->info.frames, frames + 1, (size_t)(n - 1) * sizeof(void *));
+	/* Keep the caller's frame and above: it is the one that returns to
+	 * our return address (frame 0 is this function, unless a sanitizer's
+	 * interceptor of backtrace() comes first). */
+	void *caller = __builtin_return_address(0);
+	int n = backtrace(frames, LC_MAX_FRAMES + 4), from = n > 1 ? 1 : n;
+	for (int i = 0; i < n; i++) {
+		if (frames[i] == caller) {
+			from = i;
+			break;
+		}
 	}
+	t->info.nframes = n - from < LC_MAX_FRAMES ? n - from : LC_MAX_FRAMES;
+	memcpy(t->info.frames, frames + from, (size_t)t->info.nframes * sizeof(void *));
 	t->fn = fn;
 	t->arg = arg;
 	pthread_mutex_lock(&registry_lock);

@@ -3,22 +3,25 @@
  *
  * Everything comes from /proc: tasks from /proc/self/task, descriptors
  * from /proc/self/fd (readlink), children from /proc/<pid>/stat (ppid),
- * listening sockets from /proc/net/{tcp,tcp6,unix} matched by inode.  A
- * snapshot and a report own their arrays (libc allocation: leakcheck sits
- * below keel_util).  Any thread; no shared state.
+ * listening sockets from /proc/net/{tcp,tcp6,unix} matched by inode; the
+ * leaked threads' stacks resolved by lc_sym.c and their current stacks
+ * asked by lc_stack.c.  A snapshot and a report own their arrays (libc
+ * allocation: leakcheck sits below keel_util).  Any thread; no shared
+ * state here.
  */
 #include "lc_check.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <execinfo.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "lc_stack.h"
 
 typedef struct fd_ent {
 	int fd;
@@ -426,21 +429,6 @@ static lc_leak *new_leak(leak_list *ll, lc_kind kind, int id, const char *test)
 	return l;
 }
 
-static void symbolize(lc_leak *l, const lc_thread_info *info)
-{
-	char **syms = backtrace_symbols(info->frames, info->nframes);
-	for (int i = 0; i < info->nframes && i < LC_MAX_FRAMES; i++) {
-		const char *s = syms ? syms[i] : "?";
-		const char *slash = strrchr(s, '/');
-		/* "/path/to/bin(func+0x1a) [0x...]": keep "bin(func+0x1a) [0x...]" */
-		if (slash != NULL && slash < strchr(s, '('))
-			s = slash + 1;
-		snprintf(l->frames[i], sizeof(l->frames[i]), "%s", s);
-	}
-	l->nframes = info->nframes;
-	free(syms);
-}
-
 static int find_threads(const lc_snapshot *before, const lc_check_opts *opt,
 			const char *test, leak_list *ll)
 {
@@ -481,7 +469,9 @@ static int find_threads(const lc_snapshot *before, const lc_check_opts *opt,
 			snprintf(l->test, sizeof(l->test), "%s", info.test);
 		sanitize(l->owner);
 		sanitize(l->test);
-		symbolize(l, &info);
+		l->nframes = info.nframes < LC_MAX_FRAMES ? info.nframes : LC_MAX_FRAMES;
+		for (int f = 0; f < l->nframes; f++)
+			l->frame_addrs[f] = (uintptr_t)info.frames[f];
 	}
 	free(tids);
 	return rc;
@@ -572,6 +562,48 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
+/*
+ * The leaked threads' stacks: the creation backtrace resolved, and the
+ * current stack asked of each thread (lc_stack.h) and resolved; a thread
+ * that gives none gets the reason in stack_note.
+ */
+static void add_stacks(leak_list *ll, int stack_wait_ms)
+{
+	lc_stack_req *reqs = calloc(ll->n ? ll->n : 1, sizeof(*reqs));
+	size_t nreq = 0;
+	lc_sym *sym = NULL;
+	for (size_t i = 0; i < ll->n && reqs != NULL; i++)
+		if (ll->arr[i].kind == LC_THREAD)
+			reqs[nreq++].tid = (pid_t)ll->arr[i].id;
+	if (nreq == 0)
+		goto out;
+	if (stack_wait_ms >= 0)
+		lc_stack_capture(reqs, nreq, stack_wait_ms ? stack_wait_ms : LC_STACK_WAIT_MS_DEFAULT);
+	if (lc_sym_open(&sym) < 0)
+		sym = NULL; /* then dladdr: module and exported names only */
+	for (size_t i = 0, k = 0; i < ll->n; i++) {
+		lc_leak *l = &ll->arr[i];
+		if (l->kind != LC_THREAD)
+			continue;
+		const lc_stack_req *r = &reqs[k++];
+		for (int f = 0; f < l->nframes; f++)
+			lc_sym_frame(sym, l->frame_addrs[f], true, &l->frames[f]);
+		if (stack_wait_ms < 0) {
+			snprintf(l->stack_note, sizeof(l->stack_note), "not-asked");
+			continue;
+		}
+		/* the first frame is where the thread was stopped, not a return address */
+		for (int f = 0; f < r->nframes && l->nstack < LC_MAX_FRAMES; f++)
+			lc_sym_frame(sym, r->frames[f], f > 0, &l->stack[l->nstack++]);
+		if (l->nstack == 0)
+			snprintf(l->stack_note, sizeof(l->stack_note), "%s",
+				 r->note[0] ? r->note : "empty");
+	}
+out:
+	lc_sym_close(sym);
+	free(reqs);
+}
+
 int lc_check(const lc_snapshot *before, const lc_check_opts *opt, lc_report **out)
 {
 	static const lc_check_opts defaults = { .passed = true, .grace_ms = -1 };
@@ -615,6 +647,7 @@ int lc_check(const lc_snapshot *before, const lc_check_opts *opt, lc_report **ou
 		return rc;
 	}
 	r->waited_ms = (uint64_t)(now_ms() - start);
+	add_stacks(&ll, opt->stack_wait_ms);
 	r->leaks = ll.arr;
 	r->count = ll.n;
 	*out = r;
@@ -629,29 +662,75 @@ void lc_report_free(lc_report *r)
 	free(r);
 }
 
+/* Appends " KEY=" and the frames in tool form joined by ';' to buf[*len],
+ * as many as fit before `limit` (then ";..."); "-" or "unavailable(NOTE)"
+ * when there are none. */
+static void append_stack(char *buf, size_t *len, size_t limit, const char *key,
+			 const lc_frame *frames, int n, const char *none)
+{
+	char fr[400];
+	int w = snprintf(buf + *len, limit - *len, " %s=", key);
+	if (w < 0 || (size_t)w >= limit - *len)
+		return;
+	*len += (size_t)w;
+	if (n == 0) {
+		w = snprintf(buf + *len, limit - *len, "%s", none);
+		if (w > 0)
+			*len += (size_t)w < limit - *len ? (size_t)w : limit - *len - 1;
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		int fl = lc_frame_tool(&frames[i], fr, sizeof(fr));
+		size_t need = (size_t)fl + (i ? 1 : 0);
+		/* room for this frame, and for ";..." unless it is the last */
+		if (fl < 0 || *len + need + (i + 1 < n ? 4 : 0) >= limit) {
+			if (*len + 4 < limit) {
+				memcpy(buf + *len, i ? ";..." : "...", i ? 5 : 4);
+				*len += i ? 4 : 3;
+			}
+			return;
+		}
+		*len += (size_t)snprintf(buf + *len, limit - *len, "%s%s", i ? ";" : "", fr);
+	}
+}
+
 int lc_leak_format(const lc_leak *l, char *buf, size_t size)
 {
+	size_t limit = size < LC_LINE_MAX ? size : LC_LINE_MAX;
+	int w;
 	switch (l->kind) {
 	case LC_THREAD:
-		return snprintf(buf, size,
-				"LEAKED THREAD name=%s tid=%d state=%c created-at=%s owner=%s test=%s",
-				l->name, l->id, l->state, l->created_at, l->owner, l->test);
+		break;
 	case LC_FD:
-		return snprintf(buf, size, "LEAKED FD fd=%d target=%s test=%s", l->id, l->target,
+		return snprintf(buf, limit, "LEAKED FD fd=%d target=%s test=%s", l->id, l->target,
 				l->test);
 	case LC_CHILD:
-		return snprintf(buf, size, "LEAKED CHILD pid=%d name=%s state=%c test=%s", l->id,
+		return snprintf(buf, limit, "LEAKED CHILD pid=%d name=%s state=%c test=%s", l->id,
 				l->name, l->state, l->test);
 	case LC_LISTEN:
-		return snprintf(buf, size, "LEAKED LISTEN fd=%d proto=%s local=%s test=%s", l->id,
+		return snprintf(buf, limit, "LEAKED LISTEN fd=%d proto=%s local=%s test=%s", l->id,
 				l->name, l->target, l->test);
+	default:
+		return snprintf(buf, limit, "LEAKED ?");
 	}
-	return snprintf(buf, size, "LEAKED ?");
+	w = snprintf(buf, limit, "LEAKED THREAD name=%s tid=%d state=%c created-at=%s owner=%s test=%s",
+		     l->name, l->id, l->state, l->created_at, l->owner, l->test);
+	if (w < 0 || (size_t)w >= limit)
+		return w;
+	/* When the line is short of room, each stack keeps at least half of
+	 * what is left, losing its outermost frames first (";..."). */
+	char none[64];
+	size_t len = (size_t)w;
+	size_t half = len + (limit - len) / 2;
+	snprintf(none, sizeof(none), "unavailable(%s)", l->stack_note[0] ? l->stack_note : "?");
+	append_stack(buf, &len, l->nframes ? half : limit, "stack", l->stack, l->nstack, none);
+	append_stack(buf, &len, limit, "created-stack", l->frames, l->nframes, "-");
+	return (int)len;
 }
 
 void lc_report_print(const lc_report *r, FILE *f)
 {
-	char line[1024];
+	char line[LC_LINE_MAX], fr[400];
 	if (r == NULL || r->count == 0)
 		return;
 	/* Build the block first: one write keeps it whole among other output. */
@@ -664,8 +743,22 @@ void lc_report_print(const lc_report *r, FILE *f)
 		const lc_leak *l = &r->leaks[i];
 		lc_leak_format(l, line, sizeof(line));
 		fprintf(o, "%s\n", line);
-		for (int j = 0; j < l->nframes; j++)
-			fprintf(o, "    #%d %s\n", j, l->frames[j]);
+		if (l->kind != LC_THREAD)
+			continue;
+		/* For people: both stacks whole, one frame a line. */
+		fprintf(o, "    created at:%s\n", l->nframes ? "" : " (not started by lc_thread_start)");
+		for (int j = 0; j < l->nframes; j++) {
+			lc_frame_human(&l->frames[j], fr, sizeof(fr));
+			fprintf(o, "    #%d %s\n", j, fr);
+		}
+		if (l->nstack == 0)
+			fprintf(o, "    now at: unavailable (%s)\n", l->stack_note);
+		else
+			fprintf(o, "    now at:\n");
+		for (int j = 0; j < l->nstack; j++) {
+			lc_frame_human(&l->stack[j], fr, sizeof(fr));
+			fprintf(o, "    #%d %s\n", j, fr);
+		}
 	}
 	fprintf(o, "%s (%zu leak%s) ====\n", LC_REPORT_END, r->count, r->count == 1 ? "" : "s");
 	if (m != NULL) {

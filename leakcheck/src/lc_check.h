@@ -5,7 +5,9 @@
  * lc_snapshot_take() records /proc/self/task, /proc/self/fd and this
  * process's children; lc_check() compares the process with it and
  * reports each leak, retrying with a short backoff for a grace period
- * when the checked code passed.  lc_report_print() writes the report
+ * when the checked code passed; a leaked thread comes with its creation
+ * and current stacks at FILE:LINE (lc_sym.h, lc_stack.h: the check sends
+ * it a signal).  lc_report_print() writes the report
  * format of README.md (a contract: keel-leaks parses it).  Any thread;
  * the checking thread itself is never reported.
  */
@@ -18,6 +20,7 @@
 #include <stdio.h>
 
 #include "lc.h"
+#include "lc_sym.h"
 
 /* Grace period for code that passed, unless KEEL_LC_GRACE_MS says. */
 #define LC_GRACE_MS_DEFAULT 5000
@@ -26,6 +29,11 @@
 #define LC_GRACE_MS_MAX (3600 * 1000)
 /* Longest single wait between two looks at /proc. */
 #define LC_BACKOFF_MAX_MS 50
+
+/* Bytes of a LEAKED line with its NUL: the stack fields lose their
+ * outermost frames first to fit (README.md, "Report format"), so that
+ * readers with a line buffer of this size (keel-harness) get it whole. */
+#define LC_LINE_MAX 1024
 
 /* The marker lines around a report (README.md, "Report format"). */
 #define LC_REPORT_BEGIN "==== KEEL LEAK REPORT ===="
@@ -51,7 +59,11 @@ typedef struct lc_leak {
 	char owner[LC_MAX_LABEL];  /* THREAD: the owner given to lc_thread_start, or "-" */
 	char test[LC_MAX_LABEL];   /* the test that started it / was checked, or "-" */
 	int nframes;               /* THREAD: creation backtrace, caller first */
-	char frames[LC_MAX_FRAMES][192];
+	uintptr_t frame_addrs[LC_MAX_FRAMES];
+	lc_frame frames[LC_MAX_FRAMES];  /* frame_addrs resolved */
+	int nstack;                /* THREAD: current stack, innermost first (its PC) */
+	lc_frame stack[LC_MAX_FRAMES];
+	char stack_note[48];       /* THREAD: why nstack is 0 (lc_stack.h), else "" */
 } lc_leak;
 
 typedef struct lc_report {
@@ -73,6 +85,9 @@ typedef struct lc_check_opts {
 	int grace_ms;              /* < 0: KEEL_LC_GRACE_MS, else LC_GRACE_MS_DEFAULT */
 	const char *const *allow;  /* more thread-name patterns (fnmatch), NULL-terminated */
 	const char *test;          /* test named on leaks; NULL = lc_test_name() */
+	/* How long to wait for leaked threads' current stacks (lc_stack.h):
+	 * 0 = LC_STACK_WAIT_MS_DEFAULT, < 0 = take none. */
+	int stack_wait_ms;
 	/* Called before each wait of the grace period (attempt = 1, 2...). */
 	void (*on_retry)(unsigned attempt, void *ud);
 	void *ud;
@@ -87,13 +102,19 @@ typedef struct lc_check_opts {
  * was not there before.  With opt->passed, leaks are looked for again,
  * with a backoff of 1 ms doubling up to LC_BACKOFF_MAX_MS, until none is
  * left or the grace period is over; otherwise once.  opt may be NULL
- * (all kinds, passed, default grace).  Writes *out (count may be 0) and
+ * (all kinds, passed, default grace).  Then, for the threads still
+ * leaked: the creation backtrace resolved to function and FILE:LINE
+ * (lc_sym.h) and the current stack, asked of each thread with a signal
+ * (lc_stack.h; opt->stack_wait_ms).  Writes *out (count may be 0) and
  * returns 0, or -errno.
  */
 int lc_check(const lc_snapshot *before, const lc_check_opts *opt, lc_report **out);
 void lc_report_free(lc_report *r); /* NULL is fine */
 
-/* The LEAKED line of one leak, without newline; snprintf's result. */
+/* The LEAKED line of one leak, without newline, at most
+ * min(size, LC_LINE_MAX) - 1 bytes (a THREAD's stack fields cut to fit,
+ * README.md).  The length written; snprintf's result (which may exceed
+ * it) when even the fields before the stacks do not fit. */
 int lc_leak_format(const lc_leak *l, char *buf, size_t size);
 /* The whole block (marker, a line per leak, its backtrace indented,
  * end marker), or nothing when count is 0.  Flushes f. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check_corpus.sh KEEL-LEAKS SCHEMA.SQL - keel-leaks on the recorded corpus
 # (corpus/README.md): its grouping of leak reports (logs, broker stdout,
-# interleaved parallel ctest output, a harness SQLite file) and its
+# interleaved parallel ctest output, a harness SQLite file, the older
+# broker stderr and harness console lines) and its
 # Valgrind XML summaries must equal corpus/expected-*, and its exit codes
 # must say what was found.
 set -uo pipefail
@@ -29,7 +30,10 @@ expect "scan logs" expected-scan.txt 1 "$KL" scan "${LOGS[@]}"
 expect "scan logs --json" expected-scan.json 1 "$KL" scan --json "${LOGS[@]}"
 expect "scan a clean log" expected-scan-clean.txt 0 "$KL" scan fixture-clean.log
 expect "scan stdin" "" 1 "$KL" scan - <broker-leak.stdout
-grep -q '^  1 time; first by test recorded_broker_run at -:2$' "$T/out" && ok "stdin is named -" || bad "stdin: $(cat "$T/out")"
+grep -q '^  first: test recorded_broker_run at -:2$' "$T/out" && ok "stdin is named -" || bad "stdin: $(cat "$T/out")"
+# the older forms: the broker's stderr line and the harness console's leak
+# line before both carried the LEAKED line (not the reasons that repeat it)
+expect "scan older stderr and console" expected-scan-old.txt 1 "$KL" scan broker-leak-old.stderr harness-old.console
 expect "scan a missing file" "" 2 "$KL" scan no-such.log
 expect "unknown command" "" 2 "$KL" frobnicate
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # check_fixture.sh PROGRAM - runs test_lc_fixture_leaky and checks that the
 # fixture failed exactly its leaking tests, each naming its leak (kind,
-# name, creation site, owner, test) in the report format, and passed the
-# clean ones.  Exit 0 when all of that holds.
+# name, creation site, owner, test, current and creation stacks at
+# FILE:LINE) in the report format, and passed the clean ones.  Exit 0 when
+# all of that holds.
 set -uo pipefail
 prog=$1
 out=$(mktemp)
@@ -20,8 +21,12 @@ count() { # DESCRIPTION REGEX N
 if [ "$rc" -eq 3 ]; then echo "ok: exit status 3 (three tests failed)"; else echo "NOT OK: exit status $rc, want 3"; fail=1; fi
 src='leakcheck/tests/test_lc_fixture_leaky\.c:[0-9]+'
 check "thread leak named with site, owner and test" \
-  "^LEAKED THREAD name=lc-leaky tid=[0-9]+ state=[RS] created-at=t_leaks_thread \($src\) owner=fixture-test test=t_leaks_thread$"
-check "its backtrace, indented under it" "^    #0 test_lc_fixture_leaky\("
+  "^LEAKED THREAD name=lc-leaky tid=[0-9]+ state=[RS] created-at=t_leaks_thread \($src\) owner=fixture-test test=t_leaks_thread stack="
+check "its current stack in the line: blocked under wait_forever" \
+  "^LEAKED THREAD name=lc-leaky .* stack=([^ ]*;)?wait_forever@$src;[^ ]* created-stack="
+check "its creation stack in the line" "^LEAKED THREAD name=lc-leaky .* created-stack=t_leaks_thread@$src;"
+check "its creation stack, indented under it" "^    #0 t_leaks_thread \($src\) \[test_lc_fixture_leaky\+0x[0-9a-f]+\]$"
+check "its current stack, indented under it" "^    #[0-9] wait_forever \($src\) \[test_lc_fixture_leaky\+0x[0-9a-f]+\]$"
 check "fd leak" "^LEAKED FD fd=[0-9]+ target=/dev/null test=t_leaks_fd$"
 check "child leak" "^LEAKED CHILD pid=[0-9]+ name=[^ ]+ state=[RSZ] test=t_leaks_child$"
 count "one report per leaking test" '^==== KEEL LEAK REPORT ====$' 3

@@ -1,8 +1,10 @@
 /*
  * it_broker_leak.c - keel-broker checks itself for leaked threads when it
  * stops: a thread leaked on purpose (KEEL_TEST_LEAK_THREAD=1) is printed
- * in the report format on stdout with its name, creation site, owner and
- * test, emitted as a `thread.leak` event, and makes the exit status 3; a
+ * in the report format on stdout with its name, creation site, owner,
+ * test, current stack (where it blocks: leak_on_purpose) and creation
+ * stack at FILE:LINE, emitted as a `thread.leak` event with the same
+ * stacks, and makes the exit status 3; a
  * normal run stops with 0, no event and no report.  Real processes
  * (broker/tests/itutil.c); every wait has a deadline.  Single-threaded.
  */
@@ -87,7 +89,16 @@ static void t_leaked_thread_reported(void **state)
 	assert_non_null(strstr(r.out, "==== KEEL LEAK REPORT ====\nLEAKED THREAD name=keel-leaktest tid="));
 	const char *line = strstr(r.out, "LEAKED THREAD");
 	assert_non_null(strstr(line, " created-at=main (broker/cmd/keel-broker.c:"));
-	assert_non_null(strstr(line, ") owner=broker-test test=t_leaked_thread_reported\n    #0 "));
+	assert_non_null(strstr(line, ") owner=broker-test test=t_leaked_thread_reported stack="));
+	const char *eol = strchr(line, '\n');
+	const char *now = strstr(line, ";leak_on_purpose@broker/cmd/keel-broker.c:");
+	const char *created = strstr(line, " created-stack=main@broker/cmd/keel-broker.c:");
+	assert_true(now != NULL && now < eol);
+	assert_true(created != NULL && created > now && created < eol);
+	/* for people, under it */
+	assert_non_null(strstr(eol, "\n    created at:\n    #0 main (broker/cmd/keel-broker.c:"));
+	assert_non_null(strstr(eol, "\n    now at:\n    #0 "));
+	assert_non_null(strstr(eol, " leak_on_purpose (broker/cmd/keel-broker.c:"));
 	assert_null(strstr(line + 1, "LEAKED ")); /* one leak */
 	assert_non_null(strstr(r.out, "==== END KEEL LEAK REPORT (1 leak) ====\n"));
 
@@ -104,6 +115,17 @@ static void t_leaked_thread_reported(void **state)
 	assert_memory_equal(json_string_value(json_object_get(e, "created-at")), site,
 			    sizeof(site) - 1);
 	assert_true(json_integer_value(json_object_get(e, "tid")) > 0);
+	json_t *stack = json_object_get(e, "stack"), *fr;
+	size_t i;
+	bool blocked_in = false;
+	json_array_foreach(stack, i, fr)
+		blocked_in |= strncmp(json_string_value(fr), "leak_on_purpose@broker/cmd/keel-broker.c:",
+				      41) == 0;
+	assert_true(blocked_in);
+	assert_string_equal(json_string_value(json_object_get(e, "stack-note")), "");
+	static const char main_at[] = "main@broker/cmd/keel-broker.c:";
+	assert_memory_equal(json_string_value(json_array_get(json_object_get(e, "created-stack"), 0)),
+			    main_at, sizeof(main_at) - 1);
 	/* and only this one */
 	assert_int_equal(it_broker_wait_event(r.b, (size_t)ev + 1, "thread.leak", NULL, NULL, 0),
 			 -EPIPE);

@@ -128,17 +128,31 @@ static void t_thread_leak_reported(void **state)
 	assert_string_equal(l->test, "t_thread_leak_reported");
 	assert_true(l->state == 'S' || l->state == 'R');
 	assert_true(l->nframes >= 1);
-	/* frame 0 is the caller, in this program (a static function: no name) */
-	assert_memory_equal(l->frames[0], "test_lc(", 8);
+	/* frame 0 is the caller, resolved to its function and FILE:LINE */
+	assert_string_equal(l->frames[0].func, "t_thread_leak_reported");
+	assert_string_equal(l->frames[0].file, "leakcheck/tests/test_lc.c");
+	assert_int_equal(l->frames[0].line, line);
+	assert_string_equal(l->frames[0].module, "test_lc");
+	/* its current stack: blocked in read() under wait_pipe */
+	assert_string_equal(l->stack_note, "");
+	bool in_wait_pipe = false;
+	for (int i = 0; i < l->nstack; i++)
+		in_wait_pipe |= strcmp(l->stack[i].func, "wait_pipe") == 0 &&
+				strcmp(l->stack[i].file, "leakcheck/tests/test_lc.c") == 0;
+	assert_true(in_wait_pipe);
 
-	char buf[1024];
+	char buf[LC_LINE_MAX];
 	lc_leak_format(l, buf, sizeof(buf));
-	char want[1024];
+	char want[LC_LINE_MAX];
 	snprintf(want, sizeof(want),
 		 "LEAKED THREAD name=lc-test-leak-of tid=%d state=%c created-at=%s "
-		 "owner=unit:lc test=t_thread_leak_reported",
+		 "owner=unit:lc test=t_thread_leak_reported stack=",
 		 (int)tid, l->state, site);
-	assert_string_equal(buf, want);
+	assert_memory_equal(buf, want, strlen(want));
+	assert_non_null(strstr(buf, ";wait_pipe@leakcheck/tests/test_lc.c:"));
+	snprintf(want, sizeof(want), " created-stack=t_thread_leak_reported@leakcheck/tests/test_lc.c:%d;",
+		 line);
+	assert_non_null(strstr(buf, want));
 	lc_report_free(r);
 
 	/* released and joined: nothing leaks, at the first look */
@@ -435,7 +449,8 @@ static void t_report_block(void **state)
 		if (strncmp(line, "LEAKED ", 7) == 0) {
 			leaks++;
 			snprintf(last, sizeof(last), "%.20s", line);
-		} else if (strncmp(line, "    #", 5) == 0) {
+		} else if (strncmp(line, "    #", 5) == 0 || strcmp(line, "    created at:") == 0 ||
+			   strcmp(line, "    now at:") == 0) {
 			assert_memory_equal(last, "LEAKED THREAD", 13); /* under its thread */
 			frames++;
 		} else {

@@ -1,11 +1,11 @@
 /*
  * keel-leaks.c - reads what the leak checks left in logs and files:
- * `scan` groups the LEAKED lines of leak reports (CI logs, broker stdout,
- * harness output, a harness run's SQLite file) by what leaked and where
- * it was created; `valgrind` summarises Valgrind XML files.  Formats and
- * exit codes: leakcheck/README.md.  This file is main and the usage;
- * it calls kl_scan.c and kl_valgrind.c, which call only kl_common.c.
- * Single-threaded.
+ * `scan` groups the leaks of everything the project writes (broker
+ * output, events, harness console, TAP, JUnit, run databases, CI logs) by
+ * what leaked and where it was created; `valgrind` summarises Valgrind
+ * XML files.  Formats and exit codes: leakcheck/README.md.  This file is
+ * main and the usage; it calls kl_scan.c and kl_valgrind.c (kl.h says
+ * who calls whom).  Single-threaded.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,11 +19,14 @@ static void usage(FILE *f)
 		"       " KL_PROG " valgrind [--json] [--leak-errors=KINDS] [--allow-incomplete]\n"
 		"                FILE.xml...\n"
 		"\n"
-		"scan      read leak reports (LEAKED lines) from logs, broker stdout or\n"
-		"          harness output, or the leaks table of a harness SQLite file;\n"
+		"scan      read leak reports from broker stdout and stderr, events\n"
+		"          JSON Lines (thread.leak), the harness console, TAP, JUnit\n"
+		"          XML, a harness run's SQLite file, and CI logs (timestamps,\n"
+		"          job prefixes, ANSI colours, several jobs in one file);\n"
 		"          FILE - is standard input.  Groups leaks by kind, name and\n"
-		"          creation site and says which test leaked each first, how\n"
-		"          many times, and in which files.\n"
+		"          creation site (the same thread in several files once) and\n"
+		"          says how many, which tests, owners, files and jobs, first\n"
+		"          and last seen, and the creation and current stacks.\n"
 		"valgrind  summarise Valgrind XML output (--xml=yes): errors and leak\n"
 		"          kinds per file and test, deduplicated by stack.  An\n"
 		"          unfinished file (Valgrind killed) is an error.\n"

@@ -55,6 +55,27 @@ size_t kl_strs_add(kl_strs *l, const char *s)
 	return l->n++;
 }
 
+void kl_strs_sub(kl_strs *l, const char *s)
+{
+	long i = kl_strs_find(l, s);
+	if (i < 0)
+		return;
+	if (--l->counts[i] > 0)
+		return;
+	free(l->v[i]);
+	memmove(&l->v[i], &l->v[i + 1], (l->n - (size_t)i - 1) * sizeof(*l->v));
+	memmove(&l->counts[i], &l->counts[i + 1], (l->n - (size_t)i - 1) * sizeof(*l->counts));
+	l->n--;
+}
+
+long kl_strs_find(const kl_strs *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return (long)i;
+	return -1;
+}
+
 void kl_strs_free(kl_strs *l)
 {
 	for (size_t i = 0; i < l->n; i++)
@@ -62,4 +83,10 @@ void kl_strs_free(kl_strs *l)
 	free(l->v);
 	free(l->counts);
 	memset(l, 0, sizeof(*l));
+}
+
+unsigned long kl_next_order(void)
+{
+	static unsigned long next;
+	return ++next;
 }
