@@ -6,6 +6,7 @@
  *                   table (c->ops), takes the families' reports
  *                   (child__step_done, child__fail_now, child__finish);
  *   child_await.c   awaits, the harness's own events;
+ *   child_net.c     the links through the proxy; partition, heal, net;
  *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
  *                   restart;
  *   child_faults.c  fault (fiu-ctrl);
@@ -60,6 +61,7 @@ typedef struct tally {
 struct child;
 struct reconn;
 struct child_step_ops;
+struct child_net;
 
 /* The nodes a produce or consume step connects to and where its client is
  * in them.  With `nodes:` (pair) the client follows whichever node takes
@@ -203,6 +205,7 @@ typedef struct child {
 	node_leaks *leaks;      /* per node */
 	vg_run *vg;
 	size_t vg_count;
+	struct child_net *net;  /* the links when proxied (child_net.c), else NULL */
 } child;
 
 /* op_node of an await on the harness's own events. */
@@ -283,6 +286,27 @@ void child__show_last_events(child *c, int ni, char *buf, size_t len);
 void child__start_await(child *c, const kh_step *st);
 void child__await_deadline(child *c, const kh_step *st);
 double child__await_within(const kh_step *st);
+
+/* ---- child_net.c: the links (proxy) and partition, heal, net ----------- */
+
+/* Before the nodes are set up: whether the links are proxied (the
+ * scenario's, or KH_NETWORK=proxy) and the ports each node is dialed on. */
+int child__net_init(child *c, char *err, size_t errlen);
+/* Node ni's config text with the ${nodes...} replaced (through the proxy
+ * for other nodes when proxied).  As kh_subst_nodes. */
+int child__net_config(child *c, unsigned ni, const char *text, char **out, char *err,
+		      size_t errlen);
+/* After the nodes are set up: the proxy, its listeners, the clients'
+ * hosts.  0 or a negative errno (err says why). */
+int child__net_setup(child *c, char *err, size_t errlen);
+/* Node ni starts (its links listen) / went down (they refuse). */
+void child__net_node_up(child *c, int ni);
+void child__net_node_down(child *c, int ni);
+/* Closes the proxy (run the loop after); its state is freed then. */
+void child__net_close(child *c);
+void child__start_partition(child *c, const kh_step *st);
+void child__start_heal(child *c, const kh_step *st);
+void child__start_net(child *c, const kh_step *st);
 
 /* ---- child_proc.c: nodes ----------------------------------------------- */
 

@@ -19,6 +19,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "keel/alloc.h"
 #include "kh_limits.h"
@@ -32,6 +34,8 @@ typedef struct np_listener {
 	struct sockaddr_storage listen;
 	struct sockaddr_storage target;
 	uv_tcp_t *tcp;          /* listening; NULL when not */
+	int sink_fd;            /* a cut link: a full listener that drops SYNs; -1 */
+	int sink_dummy_fd;      /* the connection that fills its queue; -1 */
 	bool bind_failed;       /* no retry until its endpoint or refusal changes */
 	unsigned serial;        /* connections accepted so far (their streams' label) */
 	struct np_listener *next;
@@ -613,12 +617,6 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- listeners --------------------------------------------------------- */
 
-static bool listener_wanted(const np_listener *l)
-{
-	kh_netproxy *p = l->p;
-	return !p->closing && p->up[l->to] && !p->refuse[l->from * p->n + l->to];
-}
-
 /* Each bind has its own handle (freed in its close callback), so a
  * listener can listen again at once while its previous handle closes. */
 static void on_listener_closed(uv_handle_t *h)
@@ -663,23 +661,73 @@ static int listener_bind(np_listener *l)
 	return rc;
 }
 
-/* Listen or stop listening as the listener's endpoint and refusal say. */
+/* A cut link drops SYNs, as a partition does: its address is held by a
+ * plain listener with a backlog of 0 whose one queue slot is taken by a
+ * connection of our own that nobody accepts, so the kernel drops every
+ * further SYN (a full accept queue); a dialer's connect times out instead
+ * of being refused or answered.  Closed at the heal; a dialer's SYN
+ * retried then reaches the listener again. */
+static void sink_close(np_listener *l)
+{
+	if (l->sink_dummy_fd >= 0)
+		close(l->sink_dummy_fd);
+	if (l->sink_fd >= 0)
+		close(l->sink_fd);
+	l->sink_fd = l->sink_dummy_fd = -1;
+}
+
+static int sink_open(np_listener *l)
+{
+	int one = 1, rc = 0;
+	socklen_t len = sizeof(struct sockaddr_in);
+	l->sink_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (l->sink_fd < 0 ||
+	    setsockopt(l->sink_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(l->sink_fd, (const struct sockaddr *)&l->listen, len) != 0 ||
+	    listen(l->sink_fd, 0) != 0)
+		rc = -errno;
+	if (rc == 0) {
+		l->sink_dummy_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (l->sink_dummy_fd < 0 ||
+		    (connect(l->sink_dummy_fd, (const struct sockaddr *)&l->listen, len) != 0 &&
+		     errno != EINPROGRESS))
+			rc = -errno;
+	}
+	if (rc != 0)
+		sink_close(l);
+	return rc;
+}
+
+enum { L_CLOSED, L_OPEN, L_SINK };
+
+static int listener_mode(const np_listener *l)
+{
+	kh_netproxy *p = l->p;
+	if (p->closing)
+		return L_CLOSED;
+	if (fault_of(p, l->from, l->to)->blackhole || fault_of(p, l->to, l->from)->blackhole)
+		return L_SINK; /* even to a target that is down: no answer at all */
+	return p->up[l->to] && !p->refuse[l->from * p->n + l->to] ? L_OPEN : L_CLOSED;
+}
+
+/* Listen, sink or stop as the listener's endpoint, refusal and cut say. */
 static void listener_sync(np_listener *l)
 {
-	bool want = listener_wanted(l);
-	if (want == (l->tcp != NULL) || (want && l->bind_failed))
+	int want = listener_mode(l);
+	int have = l->tcp ? L_OPEN : l->sink_fd >= 0 ? L_SINK : L_CLOSED;
+	if (want == have || (want != L_CLOSED && l->bind_failed))
 		return;
-	if (!want) {
-		listener_unbind(l);
-		return;
-	}
-	int rc = listener_bind(l);
+	listener_unbind(l);
+	sink_close(l);
+	int rc = want == L_OPEN ? listener_bind(l) : want == L_SINK ? sink_open(l) : 0;
 	if (rc != 0) {
 		char host[64] = "?";
 		const struct sockaddr_in *in = (const struct sockaddr_in *)&l->listen;
+		l->bind_failed = true;
 		uv_ip4_name(in, host, sizeof(host));
-		plog(l->p, "net: cannot listen on %s:%u for link %u->%u: %s", host,
-		     ntohs(in->sin_port), l->from, l->to, uv_strerror(rc));
+		plog(l->p, "net: cannot listen on %s:%u for link %u->%u%s: %s", host,
+		     ntohs(in->sin_port), l->from, l->to, want == L_SINK ? " (cut)" : "",
+		     uv_strerror(rc));
 	}
 }
 
@@ -787,10 +835,11 @@ int kh_netproxy_listen(kh_netproxy *p, unsigned from, unsigned to, const struct 
 	memcpy(&l->target, target, sizeof(struct sockaddr_in));
 	l->next = p->listeners;
 	p->listeners = l;
+	l->sink_fd = l->sink_dummy_fd = -1;
 	/* Bind once now, so that a taken address is an error here. */
 	int rc = listener_bind(l);
-	if (rc == 0 && !listener_wanted(l))
-		listener_unbind(l);
+	if (rc == 0)
+		listener_sync(l);
 	return rc;
 }
 
@@ -829,6 +878,12 @@ int kh_netproxy_set(kh_netproxy *p, unsigned from, unsigned to, const kh_net_fau
 		}
 		if (!cn->closing && cn->dial_wait && !link_cut(p, cn->from, cn->to))
 			conn_dial(cn);
+	}
+	for (np_listener *l = p->listeners; l; l = l->next) {
+		if ((l->from == from && l->to == to) || (l->from == to && l->to == from)) {
+			l->bind_failed = false;
+			listener_sync(l);
+		}
 	}
 	return 0;
 }

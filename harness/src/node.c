@@ -43,6 +43,7 @@ struct kh_node {
 	char *host;
 	uint16_t port;
 	uint16_t listen_port;   /* from acceptor.listening; 0 = none yet */
+	char client_host[64];   /* where clients dial (the proxy's); "" = host */
 	char *data_dir;
 	char *config_path;
 	char *fiu_prefix;
@@ -454,12 +455,19 @@ const char *kh_node_name(const kh_node *n)
 
 const char *kh_node_host(const kh_node *n)
 {
-	return n->host;
+	return n->client_host[0] ? n->client_host : n->host;
 }
 
 uint16_t kh_node_port(const kh_node *n)
 {
+	if (n->client_host[0])
+		return n->port; /* the proxy listens on the configured port */
 	return n->listen_port ? n->listen_port : n->port;
+}
+
+void kh_node_set_client_host(kh_node *n, const char *host)
+{
+	snprintf(n->client_host, sizeof(n->client_host), "%s", host ? host : "");
 }
 
 bool kh_node_up(const kh_node *n)

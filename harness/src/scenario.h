@@ -33,6 +33,9 @@ typedef enum kh_step_kind {
 	KH_STEP_CRASH,          /* test-only: needs allow_test_steps */
 	KH_STEP_MANAGE,
 	KH_STEP_JOIN,           /* wait for the background produce steps */
+	KH_STEP_PARTITION,      /* network faults (scenario_net.c) */
+	KH_STEP_HEAL,
+	KH_STEP_NET,
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -150,6 +153,53 @@ typedef struct kh_manage {
 	bool expect_error;      /* expect.status == error */
 } kh_manage;
 
+/* partition (scenario_net.c): cut the links between groups of endpoints
+ * (nodes, and KH_HARNESS_NODE for the harness's clients), or isolate a
+ * target resolved when the step runs. */
+typedef struct kh_partition {
+	char *target;           /* one | live | backup | all; NULL with groups */
+	bool one_way;           /* only from the first group to the second */
+	bool clients;           /* the clients lose the first group too */
+	char **members;         /* groups' members in file order (from the scan) */
+	unsigned *group_of;     /* members[i] is in group group_of[i] */
+	unsigned members_count;
+	unsigned groups_count;
+} kh_partition;
+
+/* heal: every link (neither given), the links between two endpoints, or
+ * every link of one endpoint. */
+typedef struct kh_heal {
+	char **between;
+	unsigned between_count;
+	char *node;
+} kh_heal;
+
+/* net: degrade (or cut, refuse, reset) the links between two endpoints or
+ * every link of one, in one direction of data or both. */
+typedef enum kh_net_dir {
+	KH_NET_BOTH,
+	KH_NET_FORWARD,         /* from the first (the node) to the second (the others) */
+	KH_NET_BACKWARD,
+} kh_net_dir;
+
+typedef struct kh_net_step {
+	char **between;
+	unsigned between_count;
+	char *node;
+	char *direction;        /* both | forward | backward; NULL = both */
+	kh_net_dir dir;         /* parsed direction */
+	unsigned delay_ms;
+	unsigned jitter_ms;
+	unsigned bandwidth_kbps;
+	double loss;            /* 0..1 */
+	unsigned slice_bytes;
+	unsigned slice_delay_ms;
+	uint64_t limit_bytes;
+	bool blackhole;
+	bool refuse;
+	bool reset;
+} kh_net_step;
+
 typedef enum kh_since {
 	KH_SINCE_LAST_STEP,
 	KH_SINCE_START,
@@ -170,6 +220,9 @@ typedef struct kh_step {
 	char *crash;            /* abort | segv */
 	kh_manage *manage;
 	kh_join *join;
+	kh_partition *partition;
+	kh_heal *heal;
+	kh_net_step *net;
 	kh_since since;         /* await only */
 } kh_step;
 
@@ -190,6 +243,9 @@ typedef struct kh_scenario {
 	kh_step *steps;
 	unsigned steps_count;
 	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
+	char *network;          /* proxy | direct; NULL: proxy when uses_net */
+	bool uses_net;          /* some step is partition, heal or net */
+	bool proxied;           /* links go through the child's proxy */
 	char *file;             /* the path it was loaded from */
 } kh_scenario;
 
@@ -220,6 +276,14 @@ void kh_slot_host(unsigned slot, unsigned index, char *buf, size_t len);
  * *bad_off is its byte offset in text), -ENOMEM. */
 int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char **out,
 		   size_t *bad_off, char *err, size_t errlen);
+/* The host node `self` is to dial node `target` at (a proxy's listener). */
+typedef void (*kh_link_host_fn)(void *ud, int self, int target, char *buf, size_t len);
+/* kh_subst_nodes for the config of node `self`: a reference to another
+ * node gets host_of(ud, self, that node) as its host (its port stays);
+ * references to `self` and a NULL host_of keep the slot's addresses. */
+int kh_subst_nodes_via(const kh_scenario *s, unsigned slot, int self, kh_link_host_fn host_of,
+		       void *ud, const char *text, char **out, size_t *bad_off, char *err,
+		       size_t errlen);
 /* The node a step acts on or waits for (NULL for expect and crash, and
  * for a produce or consume that lists `nodes`). */
 const char *kh_step_node(const kh_step *st);
