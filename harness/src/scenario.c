@@ -455,9 +455,23 @@ static int check_step_nodes(sc_check *c, const kh_scenario *s, const char *p, co
 	return 0;
 }
 
+static bool net_known(void *ud, const char *node)
+{
+	return kh_scenario_node_index(ud, node) >= 0;
+}
+
+/* What scenario_net.c's checks need. */
+static const kh_net_lint *net_lint(sc_check *c, kh_scenario *s, kh_net_lint *nl)
+{
+	*nl = (kh_net_lint){ .scan = c->scan, .name = c->name, .known = net_known, .ud = s,
+			     .err = c->err, .errlen = c->errlen };
+	return nl;
+}
+
 static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_steps)
 {
 	kh_step *st = &s->steps[i];
+	kh_net_lint nl;
 	char p[KH_PATH_MAX];
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
@@ -646,9 +660,11 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	case KH_STEP_MANAGE:
 		return check_manage(c, st->manage, i, p);
 	case KH_STEP_PARTITION:
+		return kh__net_check_partition(net_lint(c, s, &nl), p, st->partition);
 	case KH_STEP_HEAL:
+		return kh__net_check_heal(net_lint(c, s, &nl), p, st->heal);
 	case KH_STEP_NET:
-		return kh__net_step_check(c->scan, c->name, s, i, c->err, c->errlen);
+		return kh__net_check_net(net_lint(c, s, &nl), p, st->net);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -751,11 +767,17 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 			}
 		}
 	}
+	int first_net = -1;
 	for (unsigned i = 0; i < s->steps_count; i++) {
 		if ((rc = check_step(c, s, i, allow_test_steps)))
 			return rc;
+		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
+			first_net = (int)i;
 	}
-	return kh__net_scenario_check(c->scan, c->name, s, c->err, c->errlen);
+	kh_net_lint nl;
+	s->uses_net = first_net >= 0;
+	return kh__net_check_network(net_lint(c, s, &nl), s->network, first_net, s->nodes_count,
+				     &s->proxied);
 }
 
 /* ---- load -------------------------------------------------------------- */
@@ -884,7 +906,7 @@ void kh_scenario_free(kh_scenario *s)
 	for (unsigned i = 0; s->steps && i < s->steps_count; i++) {
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
-		kh__net_step_free(&s->steps[i]);
+		kh__net_partition_free(s->steps[i].partition);
 		if (m) {
 			kvs_free(m->args, m->args_count);
 			kvs_free(m->fields, m->fields_count);
@@ -1254,7 +1276,7 @@ char *kh_step_params_json(const kh_step *st)
 	case KH_STEP_PARTITION:
 	case KH_STEP_HEAL:
 	case KH_STEP_NET:
-		kh__net_step_params(st, o);
+		kh__net_params(st->partition, st->heal, st->net, o);
 		break;
 	default:
 		break;

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "await.h"
+#include "scenario_net.h"
 
 typedef enum kh_step_kind {
 	KH_STEP_START,
@@ -153,53 +154,6 @@ typedef struct kh_manage {
 	bool expect_error;      /* expect.status == error */
 } kh_manage;
 
-/* partition (scenario_net.c): cut the links between groups of endpoints
- * (nodes, and KH_HARNESS_NODE for the harness's clients), or isolate a
- * target resolved when the step runs. */
-typedef struct kh_partition {
-	char *target;           /* one | live | backup | all; NULL with groups */
-	bool one_way;           /* only from the first group to the second */
-	bool clients;           /* the clients lose the first group too */
-	char **members;         /* groups' members in file order (from the scan) */
-	unsigned *group_of;     /* members[i] is in group group_of[i] */
-	unsigned members_count;
-	unsigned groups_count;
-} kh_partition;
-
-/* heal: every link (neither given), the links between two endpoints, or
- * every link of one endpoint. */
-typedef struct kh_heal {
-	char **between;
-	unsigned between_count;
-	char *node;
-} kh_heal;
-
-/* net: degrade (or cut, refuse, reset) the links between two endpoints or
- * every link of one, in one direction of data or both. */
-typedef enum kh_net_dir {
-	KH_NET_BOTH,
-	KH_NET_FORWARD,         /* from the first (the node) to the second (the others) */
-	KH_NET_BACKWARD,
-} kh_net_dir;
-
-typedef struct kh_net_step {
-	char **between;
-	unsigned between_count;
-	char *node;
-	char *direction;        /* both | forward | backward; NULL = both */
-	kh_net_dir dir;         /* parsed direction */
-	unsigned delay_ms;
-	unsigned jitter_ms;
-	unsigned bandwidth_kbps;
-	double loss;            /* 0..1 */
-	unsigned slice_bytes;
-	unsigned slice_delay_ms;
-	uint64_t limit_bytes;
-	bool blackhole;
-	bool refuse;
-	bool reset;
-} kh_net_step;
-
 typedef enum kh_since {
 	KH_SINCE_LAST_STEP,
 	KH_SINCE_START,
@@ -259,10 +213,9 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 			  kh_scenario **out, char *err, size_t errlen);
 void kh_scenario_free(kh_scenario *s); /* NULL is fine */
 
-/* The harness's own events (client.connected, client.reconnected...) are
- * recorded as node "keel-harness"'s; an await may name it, a node may not
- * be called so. */
-#define KH_HARNESS_NODE "keel-harness"
+/* KH_HARNESS_NODE ("keel-harness", scenario_net.h): the harness's own
+ * events (client.connected, client.reconnected...) are recorded as its;
+ * an await may name it, a node may not be called so. */
 
 /* Index of node `name` or -1. */
 int kh_scenario_node_index(const kh_scenario *s, const char *name);

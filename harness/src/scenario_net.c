@@ -3,8 +3,9 @@
  * (scenario_net.h; scenarios/README.md "Network faults"): `partition`
  * (groups of endpoints, or a target resolved when it runs), `heal`, `net`
  * (degrade, cut, refuse or reset links), and the scenario's `network`
- * (proxy | direct).  An endpoint is a node of the scenario or
- * KH_HARNESS_NODE, the harness's clients.  Pure; any thread.
+ * (proxy | direct).  An endpoint is a node of the scenario (known through
+ * the caller's callback) or KH_HARNESS_NODE, the harness's clients.
+ * Calls nothing of scenario.c.  Pure; any thread.
  */
 #include "scenario_net.h"
 
@@ -58,16 +59,11 @@ const cyaml_schema_field_t kh__net_fields[] = {
 	CYAML_FIELD_END,
 };
 
-typedef struct net_check {
-	const keel_yaml_scan *scan;
-	const char *name;
-	char *err;
-	size_t errlen;
-} net_check;
+typedef kh_net_lint net_check;
 
-static int fail_at(net_check *c, const char *path, const char *fmt, ...)
+static int fail_at(const net_check *c, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static int fail_at(net_check *c, const char *path, const char *fmt, ...)
+static int fail_at(const net_check *c, const char *path, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -79,14 +75,14 @@ static int fail_at(net_check *c, const char *path, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static bool endpoint_known(const kh_scenario *s, const char *name)
+static bool endpoint_known(const net_check *c, const char *name)
 {
-	return strcmp(name, KH_HARNESS_NODE) == 0 || kh_scenario_node_index(s, name) >= 0;
+	return strcmp(name, KH_HARNESS_NODE) == 0 || c->known(c->ud, name);
 }
 
 /* `between: [a, b]` (two different endpoints) or `node: a`; *count
  * says which was given (0 none, 1 node, 2 between). */
-static int check_link(net_check *c, const kh_scenario *s, const char *p, char **between,
+static int check_link(const net_check *c, const char *p, char **between,
 		      unsigned between_count, const char *node, bool required, unsigned *count)
 {
 	char path[KH_PATH_MAX + 32];
@@ -103,7 +99,7 @@ static int check_link(net_check *c, const kh_scenario *s, const char *p, char **
 	}
 	if (node) {
 		snprintf(path, sizeof(path), "%s.node", p);
-		if (!endpoint_known(s, node))
+		if (!endpoint_known(c, node))
 			return fail_at(c, path, "unknown node \"%s\"", node);
 		*count = 1;
 		return 0;
@@ -113,7 +109,7 @@ static int check_link(net_check *c, const kh_scenario *s, const char *p, char **
 			       KH_HARNESS_NODE);
 	for (unsigned k = 0; k < 2; k++) {
 		snprintf(path, sizeof(path), "%s.between[%u]", p, k);
-		if (!endpoint_known(s, between[k]))
+		if (!endpoint_known(c, between[k]))
 			return fail_at(c, path, "unknown node \"%s\"", between[k]);
 	}
 	if (strcmp(between[0], between[1]) == 0)
@@ -124,7 +120,7 @@ static int check_link(net_check *c, const kh_scenario *s, const char *p, char **
 }
 
 /* The members of `groups` from the scan: steps[i].partition.groups[g][m]. */
-static int read_groups(net_check *c, const kh_scenario *s, kh_partition *pt, const char *p)
+static int read_groups(const net_check *c, kh_partition *pt, const char *p)
 {
 	char prefix[KH_PATH_MAX + 32];
 	int n = snprintf(prefix, sizeof(prefix), "%s.groups", p);
@@ -152,7 +148,7 @@ static int read_groups(net_check *c, const kh_scenario *s, kh_partition *pt, con
 		if (sscanf(rest, "[%u][%u]%n", &g, &m, &used) != 2 || rest[used] != '\0' ||
 		    k->value == NULL)
 			return fail_at(c, k->path, "a group is a list of node names");
-		if (!endpoint_known(s, k->value))
+		if (!endpoint_known(c, k->value))
 			return fail_at(c, k->path, "unknown node \"%s\"", k->value);
 		for (unsigned j = 0; j < pt->members_count; j++) {
 			if (strcmp(pt->members[j], k->value) == 0)
@@ -174,7 +170,7 @@ static int read_groups(net_check *c, const kh_scenario *s, kh_partition *pt, con
 	return 0;
 }
 
-static int check_partition(net_check *c, const kh_scenario *s, kh_partition *pt, const char *p)
+int kh__net_check_partition(const net_check *c, const char *p, kh_partition *pt)
 {
 	char path[KH_PATH_MAX + 32];
 	int rc;
@@ -195,7 +191,7 @@ static int check_partition(net_check *c, const kh_scenario *s, kh_partition *pt,
 		}
 		return 0;
 	}
-	if ((rc = read_groups(c, s, pt, p)) != 0)
+	if ((rc = read_groups(c, pt, p)) != 0)
 		return rc;
 	if (pt->groups_count < 2)
 		return fail_at(c, path, "at least two groups (a partition is between groups)");
@@ -221,11 +217,11 @@ static int check_partition(net_check *c, const kh_scenario *s, kh_partition *pt,
 	return 0;
 }
 
-static int check_net(net_check *c, const kh_scenario *s, kh_net_step *n, const char *p)
+int kh__net_check_net(const net_check *c, const char *p, kh_net_step *n)
 {
 	char path[KH_PATH_MAX + 32];
 	unsigned count;
-	int rc = check_link(c, s, p, n->between, n->between_count, n->node, true, &count);
+	int rc = check_link(c, p, n->between, n->between_count, n->node, true, &count);
 	if (rc)
 		return rc;
 #define AT(key) (snprintf(path, sizeof(path), "%s.%s", p, key), path)
@@ -267,54 +263,31 @@ static int check_net(net_check *c, const kh_scenario *s, kh_net_step *n, const c
 	return 0;
 }
 
-int kh__net_step_check(const keel_yaml_scan *scan, const char *name, kh_scenario *s,
-		       unsigned i, char *err, size_t errlen)
+int kh__net_check_heal(const net_check *c, const char *p, kh_heal *h)
 {
-	net_check c = { .scan = scan, .name = name, .err = err, .errlen = errlen };
-	kh_step *st = &s->steps[i];
-	char p[KH_PATH_MAX];
 	unsigned count;
-	s->uses_net = true;
-	switch (st->kind) {
-	case KH_STEP_PARTITION:
-		snprintf(p, sizeof(p), "steps[%u].partition", i);
-		return check_partition(&c, s, st->partition, p);
-	case KH_STEP_HEAL:
-		snprintf(p, sizeof(p), "steps[%u].heal", i);
-		return check_link(&c, s, p, st->heal->between, st->heal->between_count,
-				  st->heal->node, false, &count);
-	case KH_STEP_NET:
-		snprintf(p, sizeof(p), "steps[%u].net", i);
-		return check_net(&c, s, st->net, p);
-	default:
-		return 0;
-	}
+	return check_link(c, p, h->between, h->between_count, h->node, false, &count);
 }
 
-int kh__net_scenario_check(const keel_yaml_scan *scan, const char *name, kh_scenario *s,
-			   char *err, size_t errlen)
+int kh__net_check_network(const net_check *c, const char *network, int first_net,
+			  unsigned nodes, bool *proxied)
 {
-	net_check c = { .scan = scan, .name = name, .err = err, .errlen = errlen };
-	if (s->network == NULL)
-		s->proxied = s->uses_net;
-	else if (strcmp(s->network, "proxy") == 0)
-		s->proxied = true;
-	else if (strcmp(s->network, "direct") == 0)
-		s->proxied = false;
+	if (network == NULL)
+		*proxied = first_net >= 0;
+	else if (strcmp(network, "proxy") == 0)
+		*proxied = true;
+	else if (strcmp(network, "direct") == 0)
+		*proxied = false;
 	else
-		return fail_at(&c, "network", "\"%s\": expected proxy or direct", s->network);
-	if (s->uses_net && !s->proxied) {
-		for (unsigned i = 0; i < s->steps_count; i++) {
-			if (s->steps[i].partition || s->steps[i].heal || s->steps[i].net) {
-				char p[64];
-				snprintf(p, sizeof(p), "steps[%u]", i);
-				return fail_at(&c, p, "a network step needs network: proxy (the "
-					       "links of a direct scenario are not the harness's)");
-			}
-		}
+		return fail_at(c, "network", "\"%s\": expected proxy or direct", network);
+	if (first_net >= 0 && !*proxied) {
+		char p[64];
+		snprintf(p, sizeof(p), "steps[%d]", first_net);
+		return fail_at(c, p, "a network step needs network: proxy (the links of a "
+			       "direct scenario are not the harness's)");
 	}
-	if (s->proxied && s->nodes_count + 1 > KH_NET_MAX_ENDPOINTS)
-		return fail_at(&c, "nodes", "at most %d nodes when the links go through the "
+	if (*proxied && nodes + 1 > KH_NET_MAX_ENDPOINTS)
+		return fail_at(c, "nodes", "at most %d nodes when the links go through the "
 			       "proxy", KH_NET_MAX_ENDPOINTS - 1);
 	return 0;
 }
@@ -336,10 +309,9 @@ static const char *dir_name(kh_net_dir d)
 	return d == KH_NET_FORWARD ? "forward" : d == KH_NET_BACKWARD ? "backward" : "both";
 }
 
-void kh__net_step_params(const kh_step *st, json_t *o)
+void kh__net_params(const kh_partition *pt, const kh_heal *h, const kh_net_step *n, json_t *o)
 {
-	if (st->partition) {
-		const kh_partition *pt = st->partition;
+	if (pt) {
 		if (pt->target) {
 			json_object_set_new(o, "target", json_string(pt->target));
 		} else {
@@ -358,10 +330,9 @@ void kh__net_step_params(const kh_step *st, json_t *o)
 			json_object_set_new(o, "one-way", json_true());
 		if (pt->clients)
 			json_object_set_new(o, "clients", json_true());
-	} else if (st->heal) {
-		set_link(o, st->heal->between, st->heal->between_count, st->heal->node);
-	} else if (st->net) {
-		const kh_net_step *n = st->net;
+	} else if (h) {
+		set_link(o, h->between, h->between_count, h->node);
+	} else if (n) {
 		set_link(o, n->between, n->between_count, n->node);
 		json_object_set_new(o, "direction", json_string(dir_name(n->dir)));
 #define NUM(key, v)                                                      \
@@ -385,9 +356,8 @@ void kh__net_step_params(const kh_step *st, json_t *o)
 	}
 }
 
-void kh__net_step_free(kh_step *st)
+void kh__net_partition_free(kh_partition *pt)
 {
-	kh_partition *pt = st->partition;
 	if (pt == NULL)
 		return;
 	for (unsigned j = 0; j < pt->members_count; j++)
