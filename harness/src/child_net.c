@@ -392,20 +392,22 @@ void child__start_partition(child *c, const kh_step *st)
 	text[0] = '\0';
 	for (unsigned g = 0; g < ngroups; g++) {
 		json_t *members = json_array();
-		o += (size_t)snprintf(text + o, sizeof(text) - o > 0 ? sizeof(text) - o : 0, "%s",
-				      g ? (pt->one_way ? " -/-> " : " | ") : "");
+		if (o < sizeof(text))
+			o += (size_t)snprintf(text + o, sizeof(text) - o, "%s",
+					      g ? (pt->one_way ? " -/-> " : " | ") : "");
 		bool first = true;
-		for (unsigned e = 0; e < cn->n && o < sizeof(text); e++) {
+		for (unsigned e = 0; e < cn->n; e++) {
 			if (grp[e] != (int)g)
 				continue;
 			json_array_append_new(members, json_string(ep_name(c, e)));
-			o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%s", first ? "" : ",",
-					      ep_name(c, e));
+			if (o < sizeof(text))
+				o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%s",
+						      first ? "" : ",", ep_name(c, e));
 			first = false;
 		}
 		json_array_append_new(groups, members);
 	}
-	json_t *ev = json_pack("{s:i, s:o, s:b, s:b, s:i}", "step", (json_int_t)c->step,
+	json_t *ev = json_pack("{s:I, s:o, s:b, s:b, s:I}", "step", (json_int_t)c->step,
 			       "groups", groups, "one-way", pt->one_way, "clients", pt->clients,
 			       "cut", (json_int_t)cuts);
 	if (ev && pt->target)
@@ -454,10 +456,11 @@ void child__start_heal(child *c, const kh_step *st)
 		}
 	}
 	resets = total_resets(c) - resets;
-	json_t *ev = json_pack("{s:i, s:i}", "step", (json_int_t)c->step, "reset",
+	json_t *ev = json_pack("{s:I, s:I}", "step", (json_int_t)c->step, "reset",
 			       (json_int_t)resets);
+	/* "node" is the event's own (keel-harness): the node healed is "endpoint" */
 	if (ev && h->node)
-		json_object_set_new(ev, "node", json_string(h->node));
+		json_object_set_new(ev, "endpoint", json_string(h->node));
 	else if (ev && b >= 0)
 		json_object_set_new(ev, "between", json_pack("[s, s]", h->between[0],
 							     h->between[1]));
@@ -525,6 +528,10 @@ void child__start_net(child *c, const kh_step *st)
 	free(params);
 	json_object_update(ev, json_object_get(pj, "net"));
 	json_decref(pj);
+	if (ns->node) { /* "node" is the event's own (keel-harness) */
+		json_object_del(ev, "node");
+		json_object_set_new(ev, "endpoint", json_string(ns->node));
+	}
 	json_object_set_new(ev, "step", json_integer((json_int_t)c->step));
 	json_object_set_new(ev, "links", links);
 	if (ns->reset)
