@@ -6,7 +6,9 @@
  *                   table (c->ops), takes the families' reports
  *                   (child__step_done, child__fail_now, child__finish);
  *   child_await.c   awaits, the harness's own events;
- *   child_net.c     the links through the proxy; partition, heal, net;
+ *   child_netns.c   the links in network namespaces (ip, tc);
+ *   child_net.c     the links through the proxy or namespaces; partition,
+ *                   heal, net;
  *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
  *                   restart;
  *   child_faults.c  fault (fiu-ctrl);
@@ -287,7 +289,21 @@ void child__start_await(child *c, const kh_step *st);
 void child__await_deadline(child *c, const kh_step *st);
 double child__await_within(const kh_step *st);
 
-/* ---- child_net.c: the links (proxy) and partition, heal, net ----------- */
+/* ---- child_netns.c: network namespaces -------------------------------- */
+
+void child__netns_name(const child *c, unsigned i, char *buf, size_t len);
+/* Creates the slot's namespaces (deleting leftovers first) and moves the
+ * child (its clients) into kh<slot>nc; *netem: the kernel has tc netem.
+ * 0 or a negative errno (err says why). */
+int child__netns_setup(child *c, bool *netem, char *err, size_t errlen);
+void child__netns_teardown(child *c);
+/* Drop (or pass again) the packets from endpoint `from` to `to`. */
+int child__netns_cut(child *c, unsigned from, unsigned to, bool cut, char *err, size_t errlen);
+/* Shape node `node`'s outgoing packets as `ns` says (NULL: unshaped). */
+int child__netns_shape(child *c, unsigned node, const kh_net_step *ns, bool netem, char *err,
+		       size_t errlen);
+
+/* ---- child_net.c: the links (proxy, netns) and partition, heal, net ---- */
 
 /* Before the nodes are set up: whether the links are proxied (the
  * scenario's, or KH_NETWORK=proxy) and the ports each node is dialed on. */
@@ -296,8 +312,10 @@ int child__net_init(child *c, char *err, size_t errlen);
  * for other nodes when proxied).  As kh_subst_nodes. */
 int child__net_config(child *c, unsigned ni, const char *text, char **out, char *err,
 		      size_t errlen);
-/* After the nodes are set up: the proxy, its listeners, the clients'
- * hosts.  0 or a negative errno (err says why). */
+/* Node ni's network namespace (NULL when not in one). */
+const char *child__net_node_netns(child *c, unsigned ni, char *buf, size_t len);
+/* After the nodes are set up: the proxy, its listeners (or the
+ * namespaces), the clients' hosts.  0 or a negative errno (err says why). */
 int child__net_setup(child *c, char *err, size_t errlen);
 /* Node ni starts (its links listen) / went down (they refuse). */
 void child__net_node_up(child *c, int ni);

@@ -26,6 +26,10 @@ typedef struct child_net {
 	unsigned n;             /* endpoints: nodes + the clients */
 	unsigned clients;       /* the clients' endpoint (n - 1) */
 	bool closing;           /* no more logs: the recorder is closing */
+	bool netns;             /* namespaces (child_netns.c), not the proxy */
+	bool netem;             /* netns: the kernel has tc netem */
+	bool *applied;          /* netns: [from * n + to] cut in the kernel now */
+	json_t *nodes_shaped;   /* netns: nodes with a qdisc (names) */
 	size_t *start_mark;     /* per node: its event count at its last start */
 	uint16_t (*ports)[KH_NET_MAX_PORTS]; /* per node: the ports it is dialed on */
 	unsigned *nports;
@@ -58,11 +62,13 @@ static void host_of(void *ud, int self, int target, char *buf, size_t len)
 	link_host(ud, (unsigned)self, (unsigned)target, buf, len);
 }
 
-static bool env_proxy(void)
+/* KH_NETWORK=proxy|netns: every scenario of the run so. */
+static const char *env_network(void)
 {
 	const char *e = getenv("KH_NETWORK");
-	return e != NULL && strcmp(e, "proxy") == 0;
+	return e && (strcmp(e, "proxy") == 0 || strcmp(e, "netns") == 0) ? e : NULL;
 }
+
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -109,7 +115,10 @@ static int collect_ports(child *c, char *err, size_t errlen)
 
 int child__net_init(child *c, char *err, size_t errlen)
 {
-	if (!c->sc->proxied && !env_proxy())
+	const char *env = env_network();
+	bool netns = (env && strcmp(env, "netns") == 0) ||
+		     (c->sc->network && strcmp(c->sc->network, "netns") == 0);
+	if (!c->sc->proxied && !netns && env == NULL)
 		return 0;
 	if (c->sc->nodes_count + 1 > KH_NET_MAX_ENDPOINTS) {
 		snprintf(err, errlen, "at most %d nodes when the links go through the proxy",
@@ -128,16 +137,22 @@ int child__net_init(child *c, char *err, size_t errlen)
 	cn->nports = keel_calloc(cn->n, sizeof(*cn->nports));
 	cn->cut = keel_calloc((size_t)cn->n * cn->n, sizeof(*cn->cut));
 	cn->degrade = keel_calloc((size_t)cn->n * cn->n, sizeof(*cn->degrade));
-	if (!cn->start_mark || !cn->ports || !cn->nports || !cn->cut || !cn->degrade)
+	cn->applied = keel_calloc((size_t)cn->n * cn->n, sizeof(*cn->applied));
+	cn->nodes_shaped = json_object();
+	if (!cn->start_mark || !cn->ports || !cn->nports || !cn->cut || !cn->degrade ||
+	    !cn->applied || !cn->nodes_shaped)
 		return -ENOMEM;
+	cn->netns = netns;
 	kh_rand_init(&cn->rng, c->o->seed, 0x6e6574 /* "net" */, 0, 0);
-	return collect_ports(c, err, errlen);
+	return netns ? 0 : collect_ports(c, err, errlen);
 }
 
 int child__net_config(child *c, unsigned ni, const char *text, char **out, char *err,
 		      size_t errlen)
 {
 	if (c->net == NULL)
+		return kh_subst_nodes(c->sc, c->o->slot, text, out, NULL, err, errlen);
+	if (c->net->netns) /* the nodes keep their addresses, in their namespaces */
 		return kh_subst_nodes(c->sc, c->o->slot, text, out, NULL, err, errlen);
 	return kh_subst_nodes_via(c->sc, c->o->slot, (int)ni, host_of, c, text, out, NULL, err,
 				  errlen);
@@ -167,12 +182,36 @@ static int listen_link(child *c, unsigned from, unsigned to, unsigned port, char
 	return rc;
 }
 
+const char *child__net_node_netns(child *c, unsigned ni, char *buf, size_t len)
+{
+	if (c->net == NULL || !c->net->netns)
+		return NULL;
+	child__netns_name(c, ni, buf, len);
+	return buf;
+}
+
+static int netns_setup(child *c, char *err, size_t errlen)
+{
+	child_net *cn = c->net;
+	int rc = child__netns_setup(c, &cn->netem, err, errlen);
+	if (rc)
+		return rc;
+	char note[200];
+	snprintf(note, sizeof(note), "keel-harness: nodes in network namespaces kh%un*, the "
+		 "clients in kh%unc, on a bridge (tc netem %s)", c->o->slot, c->o->slot,
+		 cn->netem ? "available" : "not available");
+	kh_recorder_log(c->rec, c->sid, KH_HARNESS_NODE, kh_now_ns(), note);
+	return 0;
+}
+
 int child__net_setup(child *c, char *err, size_t errlen)
 {
 	child_net *cn = c->net;
 	int rc;
 	if (cn == NULL)
 		return 0;
+	if (cn->netns)
+		return netns_setup(c, err, errlen);
 	rc = kh_netproxy_create(&cn->proxy, &c->loop, cn->n, c->o->seed, proxy_log, cn);
 	if (rc) {
 		snprintf(err, errlen, "proxy: %s", strerror(-rc));
@@ -204,10 +243,11 @@ int child__net_setup(child *c, char *err, size_t errlen)
 void child__net_node_up(child *c, int ni)
 {
 	child_net *cn = c->net;
-	if (cn == NULL || cn->proxy == NULL)
+	if (cn == NULL)
 		return;
 	cn->start_mark[ni] = kh_node_event_count(c->nodes[ni]);
-	kh_netproxy_set_up(cn->proxy, (unsigned)ni, true);
+	if (cn->proxy)
+		kh_netproxy_set_up(cn->proxy, (unsigned)ni, true);
 }
 
 void child__net_node_down(child *c, int ni)
@@ -226,6 +266,8 @@ static void net_free(void *ud)
 	keel_free(cn->nports);
 	keel_free(cn->cut);
 	keel_free(cn->degrade);
+	keel_free(cn->applied);
+	json_decref(cn->nodes_shaped);
 	keel_free(cn);
 }
 
@@ -236,6 +278,11 @@ void child__net_close(child *c)
 		return;
 	c->net = NULL;
 	cn->closing = true;
+	if (cn->netns) {
+		child__netns_teardown(c);
+		net_free(cn);
+		return;
+	}
 	if (cn->proxy)
 		kh_netproxy_close(cn->proxy, net_free, cn);
 	else
@@ -244,19 +291,31 @@ void child__net_close(child *c)
 
 /* ---- the links' state -------------------------------------------------- */
 
-/* The proxy's faults of from -> to: the degradation, cut by a partition. */
-static void apply(child *c, unsigned from, unsigned to)
+/* The faults of from -> to, as the link's state says: the proxy's
+ * degradation, cut by a partition; in netns mode the cut alone.  0, or
+ * the netns command failed (err). */
+static int apply(child *c, unsigned from, unsigned to, char *err, size_t errlen)
 {
 	child_net *cn = c->net;
-	kh_net_faults f = cn->degrade[from * cn->n + to];
-	f.blackhole |= cn->cut[from * cn->n + to];
-	kh_netproxy_set(cn->proxy, from, to, &f);
+	size_t k = (size_t)from * cn->n + to;
+	kh_net_faults f = cn->degrade[k];
+	f.blackhole |= cn->cut[k];
+	if (!cn->netns)
+		return kh_netproxy_set(cn->proxy, from, to, &f);
+	if (f.blackhole == cn->applied[k])
+		return 0;
+	int rc = child__netns_cut(c, from, to, f.blackhole, err, errlen);
+	if (rc == 0)
+		cn->applied[k] = f.blackhole;
+	return rc;
 }
 
 static uint64_t total_resets(child *c)
 {
 	uint64_t sum = 0;
 	kh_net_stats st;
+	if (c->net->proxy == NULL)
+		return 0;
 	for (unsigned a = 0; a < c->net->n; a++) {
 		for (unsigned b = 0; b < c->net->n; b++) {
 			if (a == b)
@@ -369,8 +428,10 @@ void child__start_partition(child *c, const kh_step *st)
 	child_net *cn = c->net;
 	int grp[KH_NET_MAX_ENDPOINTS];
 	unsigned ngroups = 0, cuts = 0;
-	if (cn == NULL || cn->proxy == NULL) {
-		child__step_done(c, false, "partition: the links are not proxied");
+	char err[512];
+	if (cn == NULL) {
+		child__step_done(c, false, "partition: the links are not the harness's "
+				 "(network: direct)");
 		return;
 	}
 	if (resolve_groups(c, pt, grp, &ngroups) != 0)
@@ -382,7 +443,10 @@ void child__start_partition(child *c, const kh_step *st)
 			if (pt->one_way && !(grp[a] == 0 && grp[b] == 1))
 				continue;
 			cn->cut[a * cn->n + b] = true;
-			apply(c, a, b);
+			if (apply(c, a, b, err, sizeof(err)) != 0) {
+				child__step_done(c, false, "partition: %s", err);
+				return;
+			}
 			cuts++;
 		}
 	}
@@ -418,42 +482,65 @@ void child__start_partition(child *c, const kh_step *st)
 
 /* ---- heal -------------------------------------------------------------- */
 
-static void heal_pair(child *c, unsigned a, unsigned b)
+static int heal_pair(child *c, unsigned a, unsigned b, char *err, size_t errlen)
 {
 	child_net *cn = c->net;
 	size_t k = (size_t)a * cn->n + b;
-	bool was = cn->cut[k] || kh_netproxy_refused(cn->proxy, a, b) ||
+	bool refused = cn->proxy && kh_netproxy_refused(cn->proxy, a, b);
+	bool was = cn->cut[k] || refused || cn->applied[k] ||
 		   memcmp(&cn->degrade[k], &(kh_net_faults){ 0 }, sizeof(kh_net_faults)) != 0;
 	if (!was)
-		return;
+		return 0;
 	cn->cut[k] = false;
 	memset(&cn->degrade[k], 0, sizeof(cn->degrade[k]));
-	kh_netproxy_refuse(cn->proxy, a, b, false);
-	apply(c, a, b);
+	if (refused)
+		kh_netproxy_refuse(cn->proxy, a, b, false);
+	return apply(c, a, b, err, errlen);
+}
+
+/* netns: node `e` sends unshaped again (if it was shaped). */
+static int unshape(child *c, unsigned e, char *err, size_t errlen)
+{
+	child_net *cn = c->net;
+	if (!cn->netns || e >= c->sc->nodes_count ||
+	    json_object_get(cn->nodes_shaped, ep_name(c, e)) == NULL)
+		return 0;
+	json_object_del(cn->nodes_shaped, ep_name(c, e));
+	return child__netns_shape(c, e, NULL, cn->netem, err, errlen);
 }
 
 void child__start_heal(child *c, const kh_step *st)
 {
 	const kh_heal *h = st->heal;
 	child_net *cn = c->net;
-	if (cn == NULL || cn->proxy == NULL) {
-		child__step_done(c, false, "heal: the links are not proxied");
+	char err[512];
+	int rc = 0;
+	if (cn == NULL) {
+		child__step_done(c, false, "heal: the links are not the harness's "
+				 "(network: direct)");
 		return;
 	}
 	uint64_t resets = total_resets(c);
 	int a = h->node ? ep_index(c, h->node) : h->between_count == 2 ?
 		ep_index(c, h->between[0]) : -1;
 	int b = h->between_count == 2 ? ep_index(c, h->between[1]) : -1;
-	for (unsigned x = 0; x < cn->n; x++) {
-		for (unsigned y = 0; y < cn->n; y++) {
+	for (unsigned x = 0; x < cn->n && rc == 0; x++) {
+		for (unsigned y = 0; y < cn->n && rc == 0; y++) {
 			if (x == y)
 				continue;
 			bool on = a < 0 || (b < 0 ? (x == (unsigned)a || y == (unsigned)a) :
 					    ((x == (unsigned)a && y == (unsigned)b) ||
 					     (x == (unsigned)b && y == (unsigned)a)));
 			if (on)
-				heal_pair(c, x, y);
+				rc = heal_pair(c, x, y, err, sizeof(err));
 		}
+		/* netns: a node's shaping is all its links' (heal all, or node) */
+		if (rc == 0 && b < 0 && (a < 0 || x == (unsigned)a))
+			rc = unshape(c, x, err, sizeof(err));
+	}
+	if (rc != 0) {
+		child__step_done(c, false, "heal: %s", err);
+		return;
 	}
 	resets = total_resets(c) - resets;
 	json_t *ev = json_pack("{s:I, s:I}", "step", (json_int_t)c->step, "reset",
@@ -475,17 +562,54 @@ void child__start_heal(child *c, const kh_step *st)
 
 /* ---- net --------------------------------------------------------------- */
 
+/* netns: what the kernel can do: a blackhole per link (a cut), the rest
+ * (netem, or tbf for a rate) on a node's outgoing packets, so only with
+ * `node` and direction forward; refuse, reset, slices and limits are the
+ * proxy's.  0, or why not (err). */
+static int netns_net(child *c, const kh_step *st, char *err, size_t errlen)
+{
+	const kh_net_step *ns = st->net;
+	child_net *cn = c->net;
+	bool shapes = ns->delay_ms || ns->bandwidth_kbps || ns->loss > 0 || ns->duplicate > 0 ||
+		      ns->reorder > 0 || ns->corrupt > 0;
+	if (ns->refuse || ns->reset || ns->slice_bytes || ns->limit_bytes) {
+		snprintf(err, errlen, "refuse, reset, slice-bytes and limit-bytes are the proxy's "
+			 "(network: proxy), not the namespaces'");
+		return -ENOTSUP;
+	}
+	if (!shapes)
+		return 0;
+	int e = ns->node ? ep_index(c, ns->node) : -1;
+	if (e < 0 || (unsigned)e >= c->sc->nodes_count || ns->dir != KH_NET_FORWARD) {
+		snprintf(err, errlen, "in network namespaces delay, loss, bandwidth... shape a "
+			 "node's outgoing packets: give node: NODE (not the clients) and "
+			 "direction: forward");
+		return -ENOTSUP;
+	}
+	int rc = child__netns_shape(c, (unsigned)e, ns, cn->netem, err, errlen);
+	if (rc == 0)
+		json_object_set_new(cn->nodes_shaped, ns->node, json_true());
+	return rc;
+}
+
 void child__start_net(child *c, const kh_step *st)
 {
 	const kh_net_step *ns = st->net;
 	child_net *cn = c->net;
-	if (cn == NULL || cn->proxy == NULL) {
-		child__step_done(c, false, "net: the links are not proxied");
+	char err[512];
+	if (cn == NULL) {
+		child__step_done(c, false, "net: the links are not the harness's (network: direct)");
+		return;
+	}
+	if (cn->netns && netns_net(c, st, err, sizeof(err)) != 0) {
+		child__step_done(c, false, "net: %s", err);
 		return;
 	}
 	unsigned a = (unsigned)ep_index(c, ns->node ? ns->node : ns->between[0]);
 	int b = ns->node ? -1 : ep_index(c, ns->between[1]);
-	bool degrades = ns->delay_ms || ns->bandwidth_kbps || ns->loss > 0 || ns->slice_bytes ||
+	/* netns: netns_net shaped the node; only a blackhole is per link */
+	bool degrades = cn->netns ? ns->blackhole :
+			ns->delay_ms || ns->bandwidth_kbps || ns->loss > 0 || ns->slice_bytes ||
 			ns->limit_bytes || ns->blackhole;
 	kh_net_faults f = {
 		.delay_ms = ns->delay_ms,
@@ -514,7 +638,11 @@ void child__start_net(child *c, const kh_step *st)
 			json_array_append_new(links, json_string(name));
 			if (degrades) {
 				cn->degrade[x * cn->n + y] = f;
-				apply(c, x, y);
+				if (apply(c, x, y, err, sizeof(err)) != 0) {
+					json_decref(links);
+					child__step_done(c, false, "net: %s", err);
+					return;
+				}
 			}
 			if (ns->refuse)
 				kh_netproxy_refuse(cn->proxy, x, y, true);

@@ -258,6 +258,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		snprintf(cfgp, sizeof(cfgp), "%s/broker.yaml", dir);
 		snprintf(fiu, sizeof(fiu), "%s/fiu-%s", c->o->workdir, spec->name);
 		char *config = NULL;
+		char netns[32];
 		kh_slot_host(c->o->slot, i, host, sizeof(host));
 		if ((rc = mkdir_p(dir)) != 0) {
 			snprintf(err, errlen, "%.1000s: %s", dir, strerror(-rc));
@@ -314,6 +315,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			.data_dir = data,
 			.config_path = config ? cfgp : NULL,
 			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
+			.netns = child__net_node_netns(c, i, netns, sizeof(netns)),
 		};
 		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
 env_out:

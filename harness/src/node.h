@@ -40,6 +40,7 @@ typedef struct kh_node_config {
 	const char *data_dir;
 	const char *config_path;  /* NULL: none */
 	const char *fiu_prefix;   /* non-NULL: run under fiu-run -x -f PREFIX */
+	const char *netns;        /* non-NULL: run in this network namespace (ip netns exec) */
 	/* Extra environment ("NAME=value", NULL-terminated; may be NULL):
 	 * added to the harness's own, overriding the same names. */
 	const char *const *env;

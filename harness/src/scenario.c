@@ -767,17 +767,19 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 			}
 		}
 	}
-	int first_net = -1;
+	int first_net = -1, first_netns = -1;
 	for (unsigned i = 0; i < s->steps_count; i++) {
 		if ((rc = check_step(c, s, i, allow_test_steps)))
 			return rc;
 		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
 			first_net = (int)i;
+		if (first_netns < 0 && s->steps[i].net && kh__net_netns_only(s->steps[i].net))
+			first_netns = (int)i;
 	}
 	kh_net_lint nl;
 	s->uses_net = first_net >= 0;
-	return kh__net_check_network(net_lint(c, s, &nl), s->network, first_net, s->nodes_count,
-				     &s->proxied);
+	return kh__net_check_network(net_lint(c, s, &nl), s->network, first_net, first_netns,
+				     s->nodes_count, &s->proxied);
 }
 
 /* ---- load -------------------------------------------------------------- */

@@ -197,9 +197,9 @@ typedef struct kh_scenario {
 	kh_step *steps;
 	unsigned steps_count;
 	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
-	char *network;          /* proxy | direct; NULL: proxy when uses_net */
+	char *network;          /* proxy | netns | direct; NULL: proxy when uses_net */
 	bool uses_net;          /* some step is partition, heal or net */
-	bool proxied;           /* links go through the child's proxy */
+	bool proxied;           /* the links are the harness's (proxy or netns) */
 	char *file;             /* the path it was loaded from */
 } kh_scenario;
 

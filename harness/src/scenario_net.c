@@ -50,6 +50,9 @@ const cyaml_schema_field_t kh__net_fields[] = {
 	CYAML_FIELD_UINT("jitter-ms", OPT, kh_net_step, jitter_ms),
 	CYAML_FIELD_UINT("bandwidth-kbps", OPT, kh_net_step, bandwidth_kbps),
 	CYAML_FIELD_FLOAT("loss", OPT, kh_net_step, loss),
+	CYAML_FIELD_FLOAT("duplicate", OPT, kh_net_step, duplicate),
+	CYAML_FIELD_FLOAT("reorder", OPT, kh_net_step, reorder),
+	CYAML_FIELD_FLOAT("corrupt", OPT, kh_net_step, corrupt),
 	CYAML_FIELD_UINT("slice-bytes", OPT, kh_net_step, slice_bytes),
 	CYAML_FIELD_UINT("slice-delay-ms", OPT, kh_net_step, slice_delay_ms),
 	CYAML_FIELD_UINT("limit-bytes", OPT, kh_net_step, limit_bytes),
@@ -252,13 +255,23 @@ int kh__net_check_net(const net_check *c, const char *p, kh_net_step *n)
 		return fail_at(c, path, "at least 1 (leave it out for no limit)");
 	if (n->loss < 0 || n->loss > 1)
 		return fail_at(c, AT("loss"), "must be between 0 and 1");
+	if (n->duplicate < 0 || n->duplicate > 1)
+		return fail_at(c, AT("duplicate"), "must be between 0 and 1");
+	if (n->reorder < 0 || n->reorder > 1)
+		return fail_at(c, AT("reorder"), "must be between 0 and 1");
+	if (n->corrupt < 0 || n->corrupt > 1)
+		return fail_at(c, AT("corrupt"), "must be between 0 and 1");
+	if (n->reorder > 0 && n->delay_ms == 0)
+		return fail_at(c, AT("reorder"), "needs delay-ms (netem reorders by sending some "
+			       "packets without the delay)");
 	if (n->jitter_ms && n->delay_ms == 0)
 		return fail_at(c, AT("jitter-ms"), "needs delay-ms (jitter is around a delay)");
 	bool any = n->delay_ms || n->bandwidth_kbps || n->loss > 0 || n->slice_bytes ||
-		   n->limit_bytes || n->blackhole || n->refuse || n->reset;
+		   n->limit_bytes || n->blackhole || n->refuse || n->reset || kh__net_netns_only(n);
 	if (!any)
 		return fail_at(c, p, "changes nothing (delay-ms, jitter-ms, bandwidth-kbps, loss, "
-			       "slice-bytes, limit-bytes, blackhole, refuse, reset; heal clears)");
+			       "duplicate, reorder, corrupt, slice-bytes, limit-bytes, blackhole, "
+			       "refuse, reset; heal clears)");
 #undef AT
 	return 0;
 }
@@ -269,17 +282,29 @@ int kh__net_check_heal(const net_check *c, const char *p, kh_heal *h)
 	return check_link(c, p, h->between, h->between_count, h->node, false, &count);
 }
 
-int kh__net_check_network(const net_check *c, const char *network, int first_net,
-			  unsigned nodes, bool *proxied)
+bool kh__net_netns_only(const kh_net_step *n)
 {
+	return n->duplicate > 0 || n->reorder > 0 || n->corrupt > 0;
+}
+
+int kh__net_check_network(const net_check *c, const char *network, int first_net,
+			  int first_netns, unsigned nodes, bool *proxied)
+{
+	bool netns = network && strcmp(network, "netns") == 0;
 	if (network == NULL)
 		*proxied = first_net >= 0;
-	else if (strcmp(network, "proxy") == 0)
+	else if (strcmp(network, "proxy") == 0 || netns)
 		*proxied = true;
 	else if (strcmp(network, "direct") == 0)
 		*proxied = false;
 	else
-		return fail_at(c, "network", "\"%s\": expected proxy or direct", network);
+		return fail_at(c, "network", "\"%s\": expected proxy, netns or direct", network);
+	if (first_netns >= 0 && !netns) {
+		char p[64];
+		snprintf(p, sizeof(p), "steps[%d].net", first_netns);
+		return fail_at(c, p, "duplicate, reorder and corrupt need network: netns (packets; "
+			       "the proxy carries a byte stream)");
+	}
 	if (first_net >= 0 && !*proxied) {
 		char p[64];
 		snprintf(p, sizeof(p), "steps[%d]", first_net);
@@ -347,6 +372,12 @@ void kh__net_params(const kh_partition *pt, const kh_heal *h, const kh_net_step 
 #undef NUM
 		if (n->loss > 0)
 			json_object_set_new(o, "loss", json_real(n->loss));
+		if (n->duplicate > 0)
+			json_object_set_new(o, "duplicate", json_real(n->duplicate));
+		if (n->reorder > 0)
+			json_object_set_new(o, "reorder", json_real(n->reorder));
+		if (n->corrupt > 0)
+			json_object_set_new(o, "corrupt", json_real(n->corrupt));
 		if (n->blackhole)
 			json_object_set_new(o, "blackhole", json_true());
 		if (n->refuse)

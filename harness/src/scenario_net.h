@@ -59,6 +59,9 @@ typedef struct kh_net_step {
 	unsigned jitter_ms;
 	unsigned bandwidth_kbps;
 	double loss;            /* 0..1 */
+	double duplicate;       /* 0..1, network: netns only (tc netem) */
+	double reorder;         /* 0..1, network: netns only (tc netem; needs delay) */
+	double corrupt;         /* 0..1, network: netns only (tc netem) */
 	unsigned slice_bytes;
 	unsigned slice_delay_ms;
 	uint64_t limit_bytes;
@@ -89,10 +92,13 @@ int kh__net_check_partition(const kh_net_lint *l, const char *path, kh_partition
 int kh__net_check_heal(const kh_net_lint *l, const char *path, kh_heal *h);
 int kh__net_check_net(const kh_net_lint *l, const char *path, kh_net_step *n);
 /* The scenario's `network` (NULL: proxy when it has a network step, the
- * first of which is step first_net, -1 when none): *proxied.  0 or
- * -EINVAL. */
+ * first of which is step first_net, -1 when none; netns: namespaces, the
+ * first step using a value only they have is first_netns, -1 when none):
+ * *proxied (the links are the harness's, by either).  0 or -EINVAL. */
 int kh__net_check_network(const kh_net_lint *l, const char *network, int first_net,
-			  unsigned nodes, bool *proxied);
+			  int first_netns, unsigned nodes, bool *proxied);
+/* A net step's values that only network namespaces have (netem's). */
+bool kh__net_netns_only(const kh_net_step *n);
 /* The step's params (steps.params) into `o`: the one of the three given. */
 void kh__net_params(const kh_partition *pt, const kh_heal *h, const kh_net_step *n, json_t *o);
 /* Frees what the check added to a partition (not libcyaml's).  NULL is fine. */

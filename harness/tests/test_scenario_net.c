@@ -122,8 +122,23 @@ static void test_network_key(void **state)
 	assert_true(s->proxied);
 	assert_false(s->uses_net);
 	kh_scenario_free(s);
-	expect_err("network: netns\n" HEAD, "t.yaml:1: network: \"netns\": expected proxy or "
-		   "direct");
+	s = load_ok("network: netns\n" HEAD
+		    "  - net: {node: a, delay-ms: 5, reorder: 0.5, duplicate: 0.1, corrupt: 0.01,\n"
+		    "          direction: forward}\n");
+	assert_true(s->proxied);
+	assert_true(s->steps[1].net->reorder > 0.49 && s->steps[1].net->duplicate > 0.09);
+	char *p = kh_step_params_json(&s->steps[1]);
+	assert_non_null(strstr(p, "\"corrupt\":0.01"));
+	free(p);
+	kh_scenario_free(s);
+	expect_err("network: bogus\n" HEAD, "t.yaml:1: network: \"bogus\": expected proxy, netns "
+		   "or direct");
+	expect_err(HEAD "  - net: {node: a, delay-ms: 5, duplicate: 0.1}\n",
+		   "t.yaml:6: steps[1].net: duplicate, reorder and corrupt need network: netns");
+	expect_err("network: netns\n" HEAD "  - net: {node: a, reorder: 0.1}\n",
+		   "steps[1].net.reorder: needs delay-ms");
+	expect_err("network: netns\n" HEAD "  - net: {node: a, corrupt: 2}\n",
+		   "steps[1].net.corrupt: must be between 0 and 1");
 	expect_err("network: direct\n" HEAD "  - heal: {}\n",
 		   "t.yaml:7: steps[1]: a network step needs network: proxy");
 }
