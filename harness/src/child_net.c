@@ -62,7 +62,8 @@ static void host_of(void *ud, int self, int target, char *buf, size_t len)
 	link_host(ud, (unsigned)self, (unsigned)target, buf, len);
 }
 
-/* KH_NETWORK=proxy|netns: every scenario of the run so. */
+/* KH_NETWORK=proxy|netns: every scenario of the run that does not say
+ * `network:` itself. */
 static const char *env_network(void)
 {
 	const char *e = getenv("KH_NETWORK");
@@ -115,10 +116,11 @@ static int collect_ports(child *c, char *err, size_t errlen)
 
 int child__net_init(child *c, char *err, size_t errlen)
 {
-	const char *env = env_network();
-	bool netns = (env && strcmp(env, "netns") == 0) ||
-		     (c->sc->network && strcmp(c->sc->network, "netns") == 0);
-	if (!c->sc->proxied && !netns && env == NULL)
+	const char *mode = c->sc->network ? c->sc->network : env_network();
+	if (mode == NULL)
+		mode = c->sc->proxied ? "proxy" : "direct";
+	bool netns = strcmp(mode, "netns") == 0;
+	if (strcmp(mode, "direct") == 0)
 		return 0;
 	if (c->sc->nodes_count + 1 > KH_NET_MAX_ENDPOINTS) {
 		snprintf(err, errlen, "at most %d nodes when the links go through the proxy",
