@@ -57,12 +57,15 @@ static void ns_of(const child *c, unsigned e, char *buf, size_t len)
  * the script's last output line in err. */
 static int run_sh(child *c, const char *script, char *err, size_t errlen)
 {
-	char cmd[16384];
-	if ((size_t)snprintf(cmd, sizeof(cmd), "(%s) 2>&1", script) >= sizeof(cmd)) {
-		snprintf(err, errlen, "netns: script too long");
-		return -E2BIG;
+	size_t len = strlen(script) + 16;
+	char *cmd = keel_malloc(len);
+	if (cmd == NULL) {
+		snprintf(err, errlen, "netns: out of memory");
+		return -ENOMEM;
 	}
+	snprintf(cmd, len, "(%s) 2>&1", script);
 	FILE *f = popen(cmd, "r");
+	keel_free(cmd);
 	if (f == NULL) {
 		snprintf(err, errlen, "netns: sh: %s", strerror(errno));
 		return -errno;
@@ -118,7 +121,7 @@ static void put_endpoint(const child *c, unsigned e, char *b, size_t len, size_t
 
 int child__netns_setup(child *c, bool *netem, char *err, size_t errlen)
 {
-	static char b[65536];
+	static char b[KH_NETNS_SCRIPT_BYTES];
 	size_t o = 0;
 	unsigned s = c->o->slot;
 	char ns[32];

@@ -114,6 +114,10 @@
 #define KH_NET_MAX_BANDWIDTH_KBPS 100000000
 #define KH_NET_MAX_SLICE_BYTES (16 * 1024 * 1024)
 
+/* The network-namespace mode's setup script (a few hundred bytes per
+ * node): enough for KH_NET_MAX_ENDPOINTS endpoints. */
+#define KH_NETNS_SCRIPT_BYTES (KH_NET_MAX_ENDPOINTS * 512 + 1024)
+
 /* ---- event_head -------------------------------------------------------- */
 /* Longest event type and ts kept from a line (longer ones are cut): the
  * broker's types and ISO-8601 times are far shorter. */
