@@ -167,6 +167,18 @@ static void proxy_log(void *ud, const char *line)
 		kh_recorder_log(cn->c->rec, cn->c->sid, KH_HARNESS_NODE, kh_now_ns(), line);
 }
 
+/* The first bytes a cut dropped on a link: a harness event, so that a
+ * scenario can wait until a partition has really eaten something. */
+static void proxy_drop(void *ud, unsigned from, unsigned to, size_t bytes)
+{
+	child_net *cn = ud;
+	if (cn->closing)
+		return;
+	child__harness_event(cn->c, "net.dropped",
+			     json_pack("{s:s, s:s, s:I}", "from", ep_name(cn->c, from), "to",
+				       ep_name(cn->c, to), "bytes", (json_int_t)bytes));
+}
+
 static int listen_link(child *c, unsigned from, unsigned to, unsigned port, char *err,
 		       size_t errlen)
 {
@@ -219,6 +231,7 @@ int child__net_setup(child *c, char *err, size_t errlen)
 		snprintf(err, errlen, "proxy: %s", strerror(-rc));
 		return rc;
 	}
+	kh_netproxy_on_drop(cn->proxy, proxy_drop, cn);
 	for (unsigned to = 0; to < c->sc->nodes_count; to++) {
 		for (unsigned from = 0; from < cn->n; from++) {
 			if (from == to)

@@ -102,6 +102,9 @@ struct kh_netproxy {
 	kh_net_stats *stats;    /* [from * n + to] */
 	bool *refuse;           /* [from * n + to]: connections from dials to to */
 	bool *up;               /* [to] */
+	bool *drop_told;        /* [from * n + to]: on_drop called since the blackhole was set */
+	kh_netproxy_drop_fn on_drop;
+	void *drop_ud;
 	np_listener *listeners;
 	np_conn *conns;         /* open ones, newest first */
 	unsigned lclosing;      /* listener handles still closing */
@@ -432,6 +435,11 @@ static void dir_input(np_dir *d, const char *buf, size_t n)
 	if (f->blackhole) {
 		stat_of(p, d->from, d->to)->dropped += n;
 		d->hole = true;
+		bool *told = &p->drop_told[d->from * p->n + d->to];
+		if (!*told && p->on_drop) {
+			*told = true;
+			p->on_drop(p->drop_ud, d->from, d->to, n);
+		}
 		return;
 	}
 	if (f->limit_bytes) {
@@ -746,7 +754,9 @@ int kh_netproxy_create(kh_netproxy **out, uv_loop_t *loop, unsigned endpoints, u
 	p->stats = keel_calloc(nn, sizeof(*p->stats));
 	p->refuse = keel_calloc(nn, sizeof(*p->refuse));
 	p->up = keel_calloc(endpoints, sizeof(*p->up));
-	if (!p->faults || !p->stats || !p->refuse || !p->up) {
+	p->drop_told = keel_calloc(nn, sizeof(*p->drop_told));
+	if (!p->faults || !p->stats || !p->refuse || !p->up || !p->drop_told) {
+		keel_free(p->drop_told);
 		keel_free(p->faults);
 		keel_free(p->stats);
 		keel_free(p->refuse);
@@ -778,6 +788,7 @@ static void proxy_free(kh_netproxy *p)
 	keel_free(p->stats);
 	keel_free(p->refuse);
 	keel_free(p->up);
+	keel_free(p->drop_told);
 	void (*done)(void *) = p->done;
 	void *ud = p->done_ud;
 	keel_free(p);
@@ -862,6 +873,8 @@ int kh_netproxy_set(kh_netproxy *p, unsigned from, unsigned to, const kh_net_fau
 		return -EINVAL;
 	kh_net_faults *cur = fault_of(p, from, to);
 	bool healed = cur->blackhole && !f->blackhole;
+	if (!cur->blackhole && f->blackhole)
+		p->drop_told[from * p->n + to] = false;
 	bool limit_changed = cur->limit_bytes != f->limit_bytes;
 	*cur = *f;
 	np_conn *next;
@@ -933,6 +946,12 @@ void kh_netproxy_stats(const kh_netproxy *p, unsigned from, unsigned to, kh_net_
 	memset(st, 0, sizeof(*st));
 	if (from < p->n && to < p->n)
 		*st = p->stats[from * p->n + to];
+}
+
+void kh_netproxy_on_drop(kh_netproxy *p, kh_netproxy_drop_fn fn, void *ud)
+{
+	p->on_drop = fn;
+	p->drop_ud = ud;
 }
 
 unsigned kh_netproxy_open_connections(const kh_netproxy *p)

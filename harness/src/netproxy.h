@@ -62,6 +62,9 @@ typedef struct kh_net_stats {
 
 /* A note of the proxy (a bind error, a reset at heal), for the log. */
 typedef void (*kh_netproxy_log_fn)(void *ud, const char *line);
+/* The first bytes from `from` to `to` fell into a blackhole since it was
+ * set (once per setting): `bytes` in that read. */
+typedef void (*kh_netproxy_drop_fn)(void *ud, unsigned from, unsigned to, size_t bytes);
 
 /* A proxy for `endpoints` endpoints (2..KH_NET_MAX_ENDPOINTS) on `loop`.
  * `seed` seeds jitter and loss.  0 and *out, -EINVAL, -ENOMEM. */
@@ -99,6 +102,8 @@ bool kh_netproxy_refused(const kh_netproxy *p, unsigned from, unsigned to);
 unsigned kh_netproxy_reset(kh_netproxy *p, unsigned from, unsigned to);
 
 void kh_netproxy_stats(const kh_netproxy *p, unsigned from, unsigned to, kh_net_stats *st);
+/* Calls fn as kh_netproxy_drop_fn says (NULL: no more calls). */
+void kh_netproxy_on_drop(kh_netproxy *p, kh_netproxy_drop_fn fn, void *ud);
 /* Connections open now (accepted, not yet closed). */
 unsigned kh_netproxy_open_connections(const kh_netproxy *p);
 /* Bytes the proxy holds now (queued or being written), all connections. */

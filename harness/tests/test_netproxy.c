@@ -267,6 +267,18 @@ static int teardown(void **state)
 	return 0;
 }
 
+static unsigned drops_told;
+static size_t drop_bytes;
+
+static void on_drop(void *ud, unsigned from, unsigned to, size_t bytes)
+{
+	(void)ud;
+	assert_int_equal(from, 0);
+	assert_int_equal(to, 1);
+	drops_told++;
+	drop_bytes = bytes;
+}
+
 static double ms_since(uint64_t t0_ns, uint64_t t_ns)
 {
 	return (double)(t_ns - t0_ns) / 1e6;
@@ -387,11 +399,19 @@ static void test_blackhole_one_way_then_heal(void **state)
 	client_connect();
 	peer_write(&E->client, "hello", 5);
 	WAIT(E->nacc == 1 && E->acc[0]->rx_len == 5, 5000);
+	drops_told = 0;
+	kh_netproxy_on_drop(E->p, on_drop, NULL);
 	faults(0, 1, (kh_net_faults){ .blackhole = true });
 	char big[1000];
 	fill(big, sizeof(big), 5);
 	peer_write(&E->client, big, sizeof(big));
 	WAIT(stats(0, 1).dropped == sizeof(big), 5000);
+	/* told once, of the first read it dropped */
+	assert_int_equal(drops_told, 1);
+	assert_true(drop_bytes > 0 && drop_bytes <= sizeof(big));
+	peer_write(&E->client, big, 10);
+	WAIT(stats(0, 1).dropped == sizeof(big) + 10, 5000);
+	assert_int_equal(drops_told, 1);
 	/* the other way still carries */
 	peer_write(E->acc[0], "back", 4);
 	WAIT(E->client.rx_len == 4, 5000);
