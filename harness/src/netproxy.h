@@ -16,10 +16,12 @@
  * Stream order is kept (jitter never reorders).  A connection that lost
  * bytes or an end to a blackhole has a hole in its stream: when that
  * direction heals, it is reset (as after a partition longer than TCP's
- * retransmission timeout).  A connection dialed while a direction of its
- * link is blackholed is not dialed on until both heal (a SYN that gets
- * no answer); what its dialer sends meanwhile waits (or is dropped, when
- * its own direction is cut).
+ * retransmission timeout).  While either direction of a link is
+ * blackholed its listeners drop new SYNs (a full accept queue: the
+ * dialer's connect times out, no refusal, no answer); a SYN sent again
+ * after the heal connects.  A connection the proxy accepted just before
+ * the cut is not dialed on until both directions heal; what its dialer
+ * sends meanwhile waits (or is dropped, when its own direction is cut).
  *
  * Jitter and loss draw from a seeded stream per connection and
  * direction (kh_rand.h: seed, link, connection number), so a seed gives
