@@ -122,6 +122,9 @@ int kh_child_run(const kh_child_opts *o)
 	/* libuv's pool (the client resolves through it) is started and named
 	 * first, with one thread running; warming also creates libuv's global
 	 * signal pipe.  Both are then in the snapshot. */
+	/* Its clients (and proxy) write to brokers that get killed: EPIPE,
+	 * not a SIGPIPE that kills the child. */
+	signal(SIGPIPE, SIG_IGN);
 	int rc = lc_uv_pool_warm();
 	if (rc >= 0)
 		rc = lc_snapshot_take(&before);

@@ -16,6 +16,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -305,10 +306,19 @@ static void dir_end(np_dir *d, bool reset)
 static void dir_dst_gone(np_dir *d)
 {
 	np_conn *cn = d->cn;
+	np_dir *back = &cn->dir[d == &cn->dir[0] ? 1 : 0];
 	d->dead = true;
 	chunks_free(d);
 	uv_timer_stop(&d->timer);
-	dir_end(&cn->dir[d == &cn->dir[0] ? 1 : 0], true);
+	if (!back->ended) {
+		dir_end(back, true);
+	} else if (fault_of(cn->p, back->from, back->to)->blackhole) {
+		back->hole = true; /* the reset falls into the hole too */
+	} else {
+		/* its end (a FIN) came through before: the reset follows it */
+		conn_reset(cn, NULL);
+		return;
+	}
 	conn_maybe_done(cn);
 }
 
@@ -746,6 +756,10 @@ int kh_netproxy_create(kh_netproxy **out, uv_loop_t *loop, unsigned endpoints, u
 {
 	if (endpoints < 2 || endpoints > KH_NET_MAX_ENDPOINTS)
 		return -EINVAL;
+	/* The proxy writes to sockets whose peer may be gone (a node killed);
+	 * libuv writes with writev, which raises SIGPIPE then: the error must
+	 * come back as EPIPE instead. */
+	signal(SIGPIPE, SIG_IGN);
 	kh_netproxy *p = keel_calloc(1, sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;

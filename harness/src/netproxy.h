@@ -69,7 +69,9 @@ typedef void (*kh_netproxy_log_fn)(void *ud, const char *line);
 typedef void (*kh_netproxy_drop_fn)(void *ud, unsigned from, unsigned to, size_t bytes);
 
 /* A proxy for `endpoints` endpoints (2..KH_NET_MAX_ENDPOINTS) on `loop`.
- * `seed` seeds jitter and loss.  0 and *out, -EINVAL, -ENOMEM. */
+ * `seed` seeds jitter and loss.  Sets SIGPIPE to SIG_IGN for the process
+ * (a write to a peer that is gone must be an error, not a signal).  0 and
+ * *out, -EINVAL, -ENOMEM. */
 int kh_netproxy_create(kh_netproxy **out, uv_loop_t *loop, unsigned endpoints, uint64_t seed,
 		       kh_netproxy_log_fn log, void *log_ud);
 /* Ends every connection and listener; *p is freed once all are closed

@@ -583,6 +583,26 @@ static void test_target_refuses(void **state)
 	assert_int_equal(stats(0, 1).refused, 1);
 }
 
+/* The target closes (FIN) while the client goes on sending: the proxy's
+ * writes to it then fail with EPIPE, which must come back as an error
+ * (the client is reset), not as a SIGPIPE that kills the process. */
+static void test_target_gone_no_sigpipe(void **state)
+{
+	(void)state;
+	client_connect();
+	peer_write(&E->client, "hi", 2);
+	WAIT(E->nacc == 1 && E->acc[0]->rx_len == 2, 5000);
+	close_peer(E->acc[0]);
+	WAIT(E->acc[0]->closed && E->client.eof, 5000); /* the FIN came through */
+	char buf[4096];
+	fill(buf, sizeof(buf), 9);
+	for (int i = 0; i < 50 && E->client.read_err == 0; i++) {
+		peer_write(&E->client, buf, sizeof(buf));
+		uv_run(&E->loop, UV_RUN_NOWAIT);
+	}
+	WAIT(E->client.read_err != 0 || kh_netproxy_open_connections(E->p) == 0, 5000);
+}
+
 static void test_back_pressure(void **state)
 {
 	(void)state;
@@ -621,6 +641,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_target_refuses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_target_gone_no_sigpipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_back_pressure, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
