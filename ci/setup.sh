@@ -14,6 +14,7 @@ PACKAGES=(
   python3-stomp valgrind clang libxml2-dev libxml2-utils
   chromium
   rabbitmq-server
+  iproute2
 )
 
 missing=()

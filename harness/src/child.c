@@ -70,6 +70,9 @@ static const child_step_ops step_ops[KH_STEP__COUNT] = {
 			     .client_message = child__manage_reply },
 	[KH_STEP_JOIN] = { .kind = KH_STEP_JOIN, .start = child__start_join,
 			   .deadline = child__join_deadline, .within = child__join_within },
+	[KH_STEP_PARTITION] = { .kind = KH_STEP_PARTITION, .start = child__start_partition },
+	[KH_STEP_HEAL] = { .kind = KH_STEP_HEAL, .start = child__start_heal },
+	[KH_STEP_NET] = { .kind = KH_STEP_NET, .start = child__start_net },
 };
 
 /* ---- the child's own leaks: the test hook ------------------------------ */
@@ -119,6 +122,9 @@ int kh_child_run(const kh_child_opts *o)
 	/* libuv's pool (the client resolves through it) is started and named
 	 * first, with one thread running; warming also creates libuv's global
 	 * signal pipe.  Both are then in the snapshot. */
+	/* Its clients (and proxy) write to brokers that get killed: EPIPE,
+	 * not a SIGPIPE that kills the child. */
+	signal(SIGPIPE, SIG_IGN);
 	int rc = lc_uv_pool_warm();
 	if (rc >= 0)
 		rc = lc_snapshot_take(&before);
@@ -160,7 +166,9 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 		fprintf(stderr, "keel-harness: %s\n", err);
 		goto out_loop;
 	}
-	if ((rc = child__setup_nodes(c, err, sizeof(err))) != 0) {
+	if ((rc = child__net_init(c, err, sizeof(err))) != 0 ||
+	    (rc = child__setup_nodes(c, err, sizeof(err))) != 0 ||
+	    (rc = child__net_setup(c, err, sizeof(err))) != 0) {
 		fprintf(stderr, "keel-harness: cannot set up nodes: %s\n",
 			rc == -ENOMEM ? "out of memory" : err);
 		kh_recorder_scenario_end(c->rec, c->sid, kh_now_ns(), "fail", err);
@@ -187,6 +195,7 @@ out_loop:
 		uv_close((uv_handle_t *)&c->kick, NULL);
 		uv_close((uv_handle_t *)&c->crc.timer, NULL);
 	}
+	child__net_close(c); /* its handles never kept the loop alive */
 	kh_recorder_close(c->rec);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(&c->loop);

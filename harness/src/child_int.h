@@ -6,6 +6,9 @@
  *                   table (c->ops), takes the families' reports
  *                   (child__step_done, child__fail_now, child__finish);
  *   child_await.c   awaits, the harness's own events;
+ *   child_netns.c   the links in network namespaces (ip, tc);
+ *   child_net.c     the links through the proxy or namespaces; partition,
+ *                   heal, net;
  *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
  *                   restart;
  *   child_faults.c  fault (fiu-ctrl);
@@ -60,6 +63,7 @@ typedef struct tally {
 struct child;
 struct reconn;
 struct child_step_ops;
+struct child_net;
 
 /* The nodes a produce or consume step connects to and where its client is
  * in them.  With `nodes:` (pair) the client follows whichever node takes
@@ -203,6 +207,7 @@ typedef struct child {
 	node_leaks *leaks;      /* per node */
 	vg_run *vg;
 	size_t vg_count;
+	struct child_net *net;  /* the links when proxied (child_net.c), else NULL */
 } child;
 
 /* op_node of an await on the harness's own events. */
@@ -283,6 +288,43 @@ void child__show_last_events(child *c, int ni, char *buf, size_t len);
 void child__start_await(child *c, const kh_step *st);
 void child__await_deadline(child *c, const kh_step *st);
 double child__await_within(const kh_step *st);
+
+/* ---- child_netns.c: network namespaces -------------------------------- */
+
+void child__netns_name(const child *c, unsigned i, char *buf, size_t len);
+/* Creates the slot's namespaces (deleting leftovers first) and moves the
+ * child (its clients) into kh<slot>nc; *netem: the kernel has tc netem.
+ * 0 or a negative errno (err says why). */
+int child__netns_setup(child *c, bool *netem, char *err, size_t errlen);
+void child__netns_teardown(child *c);
+/* Drop (or pass again) the packets from endpoint `from` to `to`. */
+int child__netns_cut(child *c, unsigned from, unsigned to, bool cut, char *err, size_t errlen);
+/* Shape node `node`'s outgoing packets as `ns` says (NULL: unshaped). */
+int child__netns_shape(child *c, unsigned node, const kh_net_step *ns, bool netem, char *err,
+		       size_t errlen);
+
+/* ---- child_net.c: the links (proxy, netns) and partition, heal, net ---- */
+
+/* Before the nodes are set up: whether the links are proxied (the
+ * scenario's, or KH_NETWORK=proxy) and the ports each node is dialed on. */
+int child__net_init(child *c, char *err, size_t errlen);
+/* Node ni's config text with the ${nodes...} replaced (through the proxy
+ * for other nodes when proxied).  As kh_subst_nodes. */
+int child__net_config(child *c, unsigned ni, const char *text, char **out, char *err,
+		      size_t errlen);
+/* Node ni's network namespace (NULL when not in one). */
+const char *child__net_node_netns(child *c, unsigned ni, char *buf, size_t len);
+/* After the nodes are set up: the proxy, its listeners (or the
+ * namespaces), the clients' hosts.  0 or a negative errno (err says why). */
+int child__net_setup(child *c, char *err, size_t errlen);
+/* Node ni starts (its links listen) / went down (they refuse). */
+void child__net_node_up(child *c, int ni);
+void child__net_node_down(child *c, int ni);
+/* Closes the proxy (run the loop after); its state is freed then. */
+void child__net_close(child *c);
+void child__start_partition(child *c, const kh_step *st);
+void child__start_heal(child *c, const kh_step *st);
+void child__start_net(child *c, const kh_step *st);
 
 /* ---- child_proc.c: nodes ----------------------------------------------- */
 

@@ -79,6 +79,7 @@ static void on_node_down(kh_node *n, void *ud)
 	snprintf(note, sizeof(note), "keel-harness: node %s down (%s)", kh_node_name(n), how);
 	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), note);
 	child__vg_note_run(c, ni);
+	child__net_node_down(c, ni);
 	if (c->finishing) {
 		child__finish(c);
 		return;
@@ -106,6 +107,7 @@ static void on_node_down(kh_node *n, void *ud)
 		return;
 	}
 	if (st->kind == KH_STEP_RESTART) {
+		child__net_node_up(c, ni);
 		int rc = kh_node_start(n);
 		if (rc)
 			child__step_done(c, false, "restart %s: cannot start: %s", kh_node_name(n),
@@ -149,6 +151,7 @@ void child__start_node(child *c, const kh_step *st)
 		child__step_done(c, false, "start %s: already running", name);
 		return;
 	}
+	child__net_node_up(c, ni);
 	rc = kh_node_start(n);
 	if (rc)
 		child__step_done(c, false, "start %s: %s", name, uv_strerror(rc));
@@ -255,6 +258,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		snprintf(cfgp, sizeof(cfgp), "%s/broker.yaml", dir);
 		snprintf(fiu, sizeof(fiu), "%s/fiu-%s", c->o->workdir, spec->name);
 		char *config = NULL;
+		char netns[32];
 		kh_slot_host(c->o->slot, i, host, sizeof(host));
 		if ((rc = mkdir_p(dir)) != 0) {
 			snprintf(err, errlen, "%.1000s: %s", dir, strerror(-rc));
@@ -263,8 +267,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		/* ${nodes.NAME.host|port|listen} name other nodes' addresses
 		 * (lint has checked them; this slot's values now). */
 		if (spec->config &&
-		    (rc = kh_subst_nodes(c->sc, c->o->slot, spec->config, &config, NULL, err,
-					 errlen)) != 0)
+		    (rc = child__net_config(c, i, spec->config, &config, err, errlen)) != 0)
 			return rc;
 		if (config && (rc = write_file(cfgp, config)) != 0) {
 			snprintf(err, errlen, "%.1000s: %s", cfgp, strerror(-rc));
@@ -312,6 +315,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			.data_dir = data,
 			.config_path = config ? cfgp : NULL,
 			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
+			.netns = child__net_node_netns(c, i, netns, sizeof(netns)),
 		};
 		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
 env_out:

@@ -86,6 +86,38 @@
 #define KH_RECONNECT_BACKOFF_MAX_MS 200
 #define KH_RECONNECT_CONNECT_TIMEOUT_MS 5000
 
+/* ---- network faults (netproxy.c, child_net.c) ------------------------- */
+/* Endpoints of the proxy (a scenario's nodes and the harness's clients):
+ * a link from endpoint f listens on 127.<KH_NET_PROXY_OCTET + f>.<slot>.<n>,
+ * so f stays below 256 - KH_NET_PROXY_OCTET. */
+#define KH_NET_PROXY_OCTET 100
+#define KH_NET_MAX_ENDPOINTS 150
+/* Ports of one node the proxy carries (its STOMP port and the ports other
+ * nodes' configs name after its host, e.g. ha.listen's). */
+#define KH_NET_MAX_PORTS 16
+/* What one direction of a proxied connection holds (queued for its due
+ * time or being written) before it stops reading its source: the sender
+ * then feels back pressure, as through a real link; a delay of d ms then
+ * carries at most this much per d ms, as a TCP window does. */
+#define KH_NET_BUFFER_BYTES (1024 * 1024)
+/* One read of the proxy. */
+#define KH_NET_READ_BYTES 65536
+/* `loss` in the proxy: a lost segment costs TCP a retransmission timeout;
+ * Linux's minimum RTO is 200 ms. */
+#define KH_NET_LOSS_RTO_MS 200
+/* A chunk due within this much of now is written now (timers are ms). */
+#define KH_NET_TIMER_SLACK_US 500
+/* listen() backlog of a proxy listener. */
+#define KH_NET_LISTEN_BACKLOG 128
+/* Bounds of a `net` step's values: a typo, not a test, passes them. */
+#define KH_NET_MAX_DELAY_MS 600000
+#define KH_NET_MAX_BANDWIDTH_KBPS 100000000
+#define KH_NET_MAX_SLICE_BYTES (16 * 1024 * 1024)
+
+/* The network-namespace mode's setup script (a few hundred bytes per
+ * node): enough for KH_NET_MAX_ENDPOINTS endpoints. */
+#define KH_NETNS_SCRIPT_BYTES (KH_NET_MAX_ENDPOINTS * 512 + 1024)
+
 /* ---- event_head -------------------------------------------------------- */
 /* Longest event type and ts kept from a line (longer ones are cut): the
  * broker's types and ISO-8601 times are far shorter. */

@@ -43,9 +43,11 @@ struct kh_node {
 	char *host;
 	uint16_t port;
 	uint16_t listen_port;   /* from acceptor.listening; 0 = none yet */
+	char client_host[64];   /* where clients dial (the proxy's); "" = host */
 	char *data_dir;
 	char *config_path;
 	char *fiu_prefix;
+	char *netns;            /* run inside this network namespace, or NULL */
 	char **env;             /* the whole environment, NULL = inherit */
 	char *vg_tool;
 	char *vg_xml;
@@ -128,6 +130,7 @@ int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
 	n->data_dir = dup_opt(cfg->data_dir, &nomem);
 	n->config_path = dup_opt(cfg->config_path, &nomem);
 	n->fiu_prefix = dup_opt(cfg->fiu_prefix, &nomem);
+	n->netns = dup_opt(cfg->netns, &nomem);
 	n->vg_tool = dup_opt(cfg->valgrind_tool, &nomem);
 	n->vg_xml = dup_opt(cfg->valgrind_xml, &nomem);
 	n->vg_supp = dup_opt(cfg->valgrind_supp, &nomem);
@@ -169,6 +172,7 @@ void kh_node_free(kh_node *n)
 	keel_free(n->data_dir);
 	keel_free(n->config_path);
 	keel_free(n->fiu_prefix);
+	keel_free(n->netns);
 	keel_free(n->vg_tool);
 	keel_free(n->vg_xml);
 	keel_free(n->vg_supp);
@@ -350,6 +354,13 @@ int kh_node_start(kh_node *n)
 	args[a++] = n->self_exe;
 	args[a++] = "exec-node";
 	args[a++] = "--";
+	if (n->netns) {
+		/* setns, then exec: the same process (kill, pid) in its namespace */
+		args[a++] = "ip";
+		args[a++] = "netns";
+		args[a++] = "exec";
+		args[a++] = n->netns;
+	}
 	if (n->fiu_prefix) {
 		args[a++] = "fiu-run";
 		args[a++] = "-x";
@@ -454,12 +465,19 @@ const char *kh_node_name(const kh_node *n)
 
 const char *kh_node_host(const kh_node *n)
 {
-	return n->host;
+	return n->client_host[0] ? n->client_host : n->host;
 }
 
 uint16_t kh_node_port(const kh_node *n)
 {
+	if (n->client_host[0])
+		return n->port; /* the proxy listens on the configured port */
 	return n->listen_port ? n->listen_port : n->port;
+}
+
+void kh_node_set_client_host(kh_node *n, const char *host)
+{
+	snprintf(n->client_host, sizeof(n->client_host), "%s", host ? host : "");
 }
 
 bool kh_node_up(const kh_node *n)

@@ -40,6 +40,7 @@ typedef struct kh_node_config {
 	const char *data_dir;
 	const char *config_path;  /* NULL: none */
 	const char *fiu_prefix;   /* non-NULL: run under fiu-run -x -f PREFIX */
+	const char *netns;        /* non-NULL: run in this network namespace (ip netns exec) */
 	/* Extra environment ("NAME=value", NULL-terminated; may be NULL):
 	 * added to the harness's own, overriding the same names. */
 	const char *const *env;
@@ -64,9 +65,15 @@ int kh_node_start(kh_node *n);
 int kh_node_signal(kh_node *n, int signum);
 
 const char *kh_node_name(const kh_node *n);
+/* Where the harness's clients dial it: its own address, or the proxy's
+ * (kh_node_set_client_host) when its links go through the child's proxy. */
 const char *kh_node_host(const kh_node *n);
-/* Port of the last acceptor.listening event, else the configured one. */
+/* Port of the last acceptor.listening event, else the configured one
+ * (always the configured one through the proxy). */
 uint16_t kh_node_port(const kh_node *n);
+/* Clients dial `host` (the proxy's listener for their link) from now on;
+ * NULL or "" = the node's own address.  Copied. */
+void kh_node_set_client_host(kh_node *n, const char *host);
 bool kh_node_up(const kh_node *n);         /* started and not yet down */
 bool kh_node_paused(const kh_node *n);
 int kh_node_pid(const kh_node *n);

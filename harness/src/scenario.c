@@ -22,6 +22,7 @@
 #include "keel/config.h"
 #include "kh_limits.h"
 #include "keel/yamlscan.h"
+#include "scenario_net.h"
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -157,6 +158,9 @@ static const cyaml_schema_field_t step_fields[] = {
 	STR_OPT("crash", kh_step, crash),
 	STEP_OP("manage", manage, manage_fields),
 	STEP_OP("join", join, join_fields),
+	STEP_OP("partition", partition, kh__partition_fields),
+	STEP_OP("heal", heal, kh__heal_fields),
+	STEP_OP("net", net, kh__net_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -177,6 +181,7 @@ static const cyaml_schema_field_t scenario_fields[] = {
 			       KH_MAX_SCENARIO_NAME_LEN),
 	STR_OPT("description", kh_scenario, description),
 	CYAML_FIELD_FLOAT("timeout", OPT, kh_scenario, timeout_s),
+	STR_OPT("network", kh_scenario, network),
 	CYAML_FIELD_SEQUENCE("nodes", CYAML_FLAG_POINTER, kh_scenario, nodes, &node_schema, 0,
 			     KH_MAX_NODES),
 	CYAML_FIELD_SEQUENCE("steps", CYAML_FLAG_POINTER, kh_scenario, steps, &step_schema, 0,
@@ -190,6 +195,7 @@ static const cyaml_schema_value_t scenario_schema = {
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
 	"consume", "expect", "fault", "await", "crash", "manage", "join",
+	"partition", "heal", "net",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
@@ -197,6 +203,7 @@ static const char *const kind_names[KH_STEP__COUNT] = {
 static const char *const bool_keys[] = {
 	"kill", "persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
 	"closes", "allow-dropped", "background", "distinct",
+	"one-way", "clients", "blackhole", "refuse", "reset",
 };
 
 const char *kh_step_kind_name(kh_step_kind k)
@@ -448,14 +455,28 @@ static int check_step_nodes(sc_check *c, const kh_scenario *s, const char *p, co
 	return 0;
 }
 
+static bool net_known(void *ud, const char *node)
+{
+	return kh_scenario_node_index(ud, node) >= 0;
+}
+
+/* What scenario_net.c's checks need. */
+static const kh_net_lint *net_lint(sc_check *c, kh_scenario *s, kh_net_lint *nl)
+{
+	*nl = (kh_net_lint){ .scan = c->scan, .name = c->name, .known = net_known, .ud = s,
+			     .err = c->err, .errlen = c->errlen };
+	return nl;
+}
+
 static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_steps)
 {
 	kh_step *st = &s->steps[i];
+	kh_net_lint nl;
 	char p[KH_PATH_MAX];
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
-		st->manage, st->join,
+		st->manage, st->join, st->partition, st->heal, st->net,
 	};
 	int found = -1, rc;
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
@@ -472,7 +493,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
 				     "restart, produce, consume, expect, fault, await, manage, "
-				     "join)");
+				     "join, partition, heal, net)");
 	st->kind = (kh_step_kind)found;
 	st->line = keel_yaml_line(c->scan, p);
 	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
@@ -638,6 +659,12 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	}
 	case KH_STEP_MANAGE:
 		return check_manage(c, st->manage, i, p);
+	case KH_STEP_PARTITION:
+		return kh__net_check_partition(net_lint(c, s, &nl), p, st->partition);
+	case KH_STEP_HEAL:
+		return kh__net_check_heal(net_lint(c, s, &nl), p, st->heal);
+	case KH_STEP_NET:
+		return kh__net_check_net(net_lint(c, s, &nl), p, st->net);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -740,11 +767,19 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 			}
 		}
 	}
+	int first_net = -1, first_netns = -1;
 	for (unsigned i = 0; i < s->steps_count; i++) {
 		if ((rc = check_step(c, s, i, allow_test_steps)))
 			return rc;
+		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
+			first_net = (int)i;
+		if (first_netns < 0 && s->steps[i].net && kh__net_netns_only(s->steps[i].net))
+			first_netns = (int)i;
 	}
-	return 0;
+	kh_net_lint nl;
+	s->uses_net = first_net >= 0;
+	return kh__net_check_network(net_lint(c, s, &nl), s->network, first_net, first_netns,
+				     s->nodes_count, &s->proxied);
 }
 
 /* ---- load -------------------------------------------------------------- */
@@ -873,6 +908,7 @@ void kh_scenario_free(kh_scenario *s)
 	for (unsigned i = 0; s->steps && i < s->steps_count; i++) {
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
+		kh__net_partition_free(s->steps[i].partition);
 		if (m) {
 			kvs_free(m->args, m->args_count);
 			kvs_free(m->fields, m->fields_count);
@@ -937,6 +973,13 @@ static int subst_put(char **b, size_t *len, size_t *cap, const char *p, size_t n
 int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char **out,
 		   size_t *bad_off, char *err, size_t errlen)
 {
+	return kh_subst_nodes_via(s, slot, -1, NULL, NULL, text, out, bad_off, err, errlen);
+}
+
+int kh_subst_nodes_via(const kh_scenario *s, unsigned slot, int self, kh_link_host_fn host_of,
+		       void *ud, const char *text, char **out, size_t *bad_off, char *err,
+		       size_t errlen)
+{
 	size_t len = 0, cap = 0;
 	char *b = NULL;
 	const char *p = text;
@@ -978,7 +1021,10 @@ int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char *
 			goto bad;
 		}
 		char host[32];
-		kh_slot_host(slot, (unsigned)idx, host, sizeof(host));
+		if (host_of && idx != self)
+			host_of(ud, self, idx, host, sizeof(host));
+		else
+			kh_slot_host(slot, (unsigned)idx, host, sizeof(host));
 		if (strcmp(field, "host") == 0)
 			snprintf(val, sizeof(val), "%s", host);
 		else if (strcmp(field, "port") == 0)
@@ -1228,6 +1274,11 @@ char *kh_step_params_json(const kh_step *st)
 	case KH_STEP_CRASH:
 		json_decref(o);
 		o = json_string(st->crash);
+		break;
+	case KH_STEP_PARTITION:
+	case KH_STEP_HEAL:
+	case KH_STEP_NET:
+		kh__net_params(st->partition, st->heal, st->net, o);
 		break;
 	default:
 		break;

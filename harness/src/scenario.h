@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "await.h"
+#include "scenario_net.h"
 
 typedef enum kh_step_kind {
 	KH_STEP_START,
@@ -33,6 +34,9 @@ typedef enum kh_step_kind {
 	KH_STEP_CRASH,          /* test-only: needs allow_test_steps */
 	KH_STEP_MANAGE,
 	KH_STEP_JOIN,           /* wait for the background produce steps */
+	KH_STEP_PARTITION,      /* network faults (scenario_net.c) */
+	KH_STEP_HEAL,
+	KH_STEP_NET,
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -170,6 +174,9 @@ typedef struct kh_step {
 	char *crash;            /* abort | segv */
 	kh_manage *manage;
 	kh_join *join;
+	kh_partition *partition;
+	kh_heal *heal;
+	kh_net_step *net;
 	kh_since since;         /* await only */
 } kh_step;
 
@@ -190,6 +197,9 @@ typedef struct kh_scenario {
 	kh_step *steps;
 	unsigned steps_count;
 	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
+	char *network;          /* proxy | netns | direct; NULL: proxy when uses_net */
+	bool uses_net;          /* some step is partition, heal or net */
+	bool proxied;           /* the links are the harness's (proxy or netns) */
 	char *file;             /* the path it was loaded from */
 } kh_scenario;
 
@@ -203,10 +213,9 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 			  kh_scenario **out, char *err, size_t errlen);
 void kh_scenario_free(kh_scenario *s); /* NULL is fine */
 
-/* The harness's own events (client.connected, client.reconnected...) are
- * recorded as node "keel-harness"'s; an await may name it, a node may not
- * be called so. */
-#define KH_HARNESS_NODE "keel-harness"
+/* KH_HARNESS_NODE ("keel-harness", scenario_net.h): the harness's own
+ * events (client.connected, client.reconnected...) are recorded as its;
+ * an await may name it, a node may not be called so. */
 
 /* Index of node `name` or -1. */
 int kh_scenario_node_index(const kh_scenario *s, const char *name);
@@ -220,6 +229,14 @@ void kh_slot_host(unsigned slot, unsigned index, char *buf, size_t len);
  * *bad_off is its byte offset in text), -ENOMEM. */
 int kh_subst_nodes(const kh_scenario *s, unsigned slot, const char *text, char **out,
 		   size_t *bad_off, char *err, size_t errlen);
+/* The host node `self` is to dial node `target` at (a proxy's listener). */
+typedef void (*kh_link_host_fn)(void *ud, int self, int target, char *buf, size_t len);
+/* kh_subst_nodes for the config of node `self`: a reference to another
+ * node gets host_of(ud, self, that node) as its host (its port stays);
+ * references to `self` and a NULL host_of keep the slot's addresses. */
+int kh_subst_nodes_via(const kh_scenario *s, unsigned slot, int self, kh_link_host_fn host_of,
+		       void *ud, const char *text, char **out, size_t *bad_off, char *err,
+		       size_t errlen);
 /* The node a step acts on or waits for (NULL for expect and crash, and
  * for a produce or consume that lists `nodes`). */
 const char *kh_step_node(const kh_step *st);
