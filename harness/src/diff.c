@@ -42,8 +42,10 @@ static const kh_diff_rule rules[] = {
 	  "a backup synced and announced itself (HA protocol milestone)" },
 	{ "failover", KH_CMP_SEQUENCE, { "text" }, { { NULL } },
 	  "a backup took over, and why (primary lost, handover, freshest journal)" },
-	{ "failover.refused", KH_CMP_SEQUENCE, { "text" }, { { NULL } },
-	  "a backup did not take over, and why" },
+	{ "failover.refused", KH_CMP_NONE, { NULL }, { { NULL } },
+	  "a backup that cannot prove its live gone yet refuses, and may fail over moments "
+	  "later when the proof comes (ha-pair-clients: 'live unreachable but not refused' in "
+	  "some runs); scenarios that need a refusal await it" },
 	{ "failback.started", KH_CMP_SEQUENCE, { NULL }, { { NULL } },
 	  "failback milestone: the ex-backup hands over" },
 	{ "failback.done", KH_CMP_SEQUENCE, { NULL }, { { NULL } },
@@ -249,7 +251,8 @@ static bool loose_produce(const char *kind, const char *params)
 }
 
 int kh_view_step(kh_view *v, long idx, const char *kind, const char *node, const char *params,
-		 int64_t started_ns, const char *outcome, const char *message)
+		 int64_t started_ns, int64_t finished_ns, const char *outcome,
+		 const char *message)
 {
 	vstep *s = keel_realloc(v->steps, (v->nsteps + 1) * sizeof(*s));
 	bool ok = true;
@@ -265,6 +268,7 @@ int kh_view_step(kh_view *v, long idx, const char *kind, const char *node, const
 	s->outcome = dup_or_null(outcome, &ok);
 	s->message = dup_or_null(message, &ok);
 	s->started_ns = started_ns;
+	s->finished_ns = finished_ns;
 	v->nsteps++;
 	if (!ok || s->kind == NULL)
 		return -ENOMEM;
@@ -484,4 +488,10 @@ void kh_view_counts(const kh_view *v, size_t *sequence, size_t *presence, size_t
 		*presence += v->nodes[i].npres;
 		*ignored += v->nodes[i].ignored;
 	}
+}
+
+void kh_view_size(const kh_view *v, size_t *steps, size_t *keys)
+{
+	*steps = v->nsteps;
+	*keys = HASH_COUNT(v->msgs);
 }

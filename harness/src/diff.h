@@ -1,13 +1,11 @@
 /*
- * diff.h - what replay compares between two runs of one scenario, and how
- * (harness/README.md, "Replay"): a kh_view is one run as replay sees it
- * (its steps, each node's events as compared items, its messages, its
- * check findings, its outcome); kh_diff_compare lists every divergence
- * between a recorded view and a replayed one.  Which fields of which
- * event types count is the table kh_diff_rules() (a reason per entry).
- * Per-run identities (node ids, addresses, ports, locator and thread ids)
- * are mapped one to one between the two runs.  Pure; any thread; a view
- * belongs to one thread at a time.
+ * diff.h - what replay compares between two runs of one scenario
+ * (harness/README.md, "Replay"): a kh_view is one run (steps, each node's
+ * events as compared items, messages, findings, outcome); kh_diff_compare
+ * lists every divergence of a replayed view from a recorded one.  The
+ * table kh_diff_rules() says which fields of which event types count, and
+ * why; per-run identities are mapped one to one.  Pure; any thread; a
+ * view belongs to one thread at a time.
  */
 #ifndef KH_DIFF_H
 #define KH_DIFF_H
@@ -61,7 +59,8 @@ void kh_view_free(kh_view *v); /* NULL is fine */
  * event line that is not a JSON object is -EINVAL (nothing kept). */
 int kh_view_node(kh_view *v, const char *name);
 int kh_view_step(kh_view *v, long idx, const char *kind, const char *node, const char *params,
-		 int64_t started_ns, const char *outcome, const char *message);
+		 int64_t started_ns, int64_t finished_ns, const char *outcome,
+		 const char *message);
 int kh_view_event(kh_view *v, const char *node, int64_t seq, int64_t t_ns, const char *type,
 		  const char *json);
 int kh_view_message(kh_view *v, const char *destination, const char *key, const char *kind,
@@ -70,8 +69,9 @@ int kh_view_finding(kh_view *v, const char *check, const char *severity, const c
 int kh_view_outcome(kh_view *v, const char *outcome, const char *reason);
 
 /* Counts of what a view holds: events compared in sequence, compared by
- * presence, not compared. */
+ * presence, not compared; steps; message keys. */
 void kh_view_counts(const kh_view *v, size_t *sequence, size_t *presence, size_t *ignored);
+void kh_view_size(const kh_view *v, size_t *steps, size_t *keys);
 
 /* One divergence, valid during the report callback. */
 typedef struct kh_divergence {

@@ -23,6 +23,7 @@ typedef struct vstep {
 	char *outcome;          /* ok | fail | NULL (did not finish) */
 	char *message;
 	int64_t started_ns;     /* -1 unknown */
+	int64_t finished_ns;    /* -1 unknown (did not finish) */
 	bool acts;              /* kh_diff_step_acts(kind) */
 	bool loose;             /* a produce whose receipts promise no count (refused,
 				   allow-dropped) */

@@ -101,6 +101,10 @@
  * end are taken off) the rest is compared position by position. 4 M
  * cells are 16 MiB and well under a second. */
 #define KH_DIFF_MAX_CELLS (4u * 1024 * 1024)
+/* A compared event may follow the same acting step in both runs or one
+ * before or after it: the harness begins the next step microseconds after
+ * an await took the event before it (harness/README.md, "Replay"). */
+#define KH_DIFF_PHASE_SLACK 1
 /* Divergences printed per scenario (all are counted): the first ones say
  * where; hundreds after a failure say nothing more. */
 #define KH_REPLAY_MAX_DIVERGENCES 40

@@ -74,6 +74,8 @@ static int view_rows(sqlite3 *db, int64_t sid, const char *sql, kh_view *v, int 
 					  COL_TEXT(s, 2), COL_TEXT(s, 3),
 					  sqlite3_column_type(s, 4) == SQLITE_NULL ?
 						  -1 : sqlite3_column_int64(s, 4),
+					  sqlite3_column_type(s, 7) == SQLITE_NULL ?
+						  -1 : sqlite3_column_int64(s, 7),
 					  COL_TEXT(s, 5), COL_TEXT(s, 6));
 			break;
 		case 2:
@@ -103,8 +105,8 @@ static int load_view(sqlite3 *db, int64_t sid, kh_view **out)
 {
 	static const char *const sql[] = {
 		"SELECT name FROM nodes WHERE scenario_id = ? ORDER BY id",
-		"SELECT idx, kind, node, params, started_ns, outcome, message FROM steps"
-		" WHERE scenario_id = ? ORDER BY idx",
+		"SELECT idx, kind, node, params, started_ns, outcome, message, finished_ns"
+		" FROM steps WHERE scenario_id = ? ORDER BY idx",
 		"SELECT node, seq, COALESCE(mono_ns, recv_ns), type, json FROM events"
 		" WHERE scenario_id = ? ORDER BY id",
 		"SELECT destination, msg_key, kind, persistent, at_ns FROM messages"
@@ -178,13 +180,15 @@ static void compare_one(replay *r, rjob *rj)
 		r->differ++;
 		goto out;
 	}
-	size_t sa, pa, ia;
+	size_t sa, pa, ia, steps, keys;
 	kh_view_counts(a, &sa, &pa, &ia);
+	kh_view_size(a, &steps, &keys);
 	printer p = { 0 };
 	unsigned n = kh_diff_compare(a, b, r->max, print_divergence, &p);
 	if (n == 0) {
-		printf("  same: %zu events compared in order, %zu by presence (%zu of types whose "
-		       "occurrences depend on timing not compared)\n", sa, pa, ia);
+		printf("  same: %zu steps, %zu message keys, %zu events compared in order, %zu by "
+		       "presence (%zu of timing-dependent types not compared)\n", steps, keys, sa,
+		       pa, ia);
 	} else if (n > p.n) {
 		printf("  DIFFERS: %u divergence(s), %u shown\n", n, p.n);
 		r->differ++;
@@ -331,18 +335,23 @@ static int select_jobs(replay *r, const char *which, bool use_file, bool allow)
 		rj->job.seed = (uint64_t)sqlite3_column_int64(s, 3);
 		rj->job.iteration = (unsigned)sqlite3_column_int(s, 4);
 		rj->job.outcome = "pass";
-		if (choose_text(rj, COL_TEXT(s, 6), COL_TEXT(s, 7), use_file, allow,
-				&rj->job.timeout_s) != 0) {
+		int crc = choose_text(rj, COL_TEXT(s, 6), COL_TEXT(s, 7), use_file, allow,
+				      &rj->job.timeout_s);
+		if (crc != 0) {
+			/* the others are replayed; the exit code says 2 */
 			rjob_free(rj);
-			rc = -EINVAL;
-			break;
+			r->failed = true;
+			if (crc == -ENOMEM)
+				rc = crc;
+			continue;
 		}
 		r->njobs++;
 	}
 	sqlite3_finalize(s);
 	if (rc == 0 && r->njobs == 0) {
-		fprintf(stderr, "keel-harness: no scenario%s%s in %s\n", which ? " " : "",
-			which ? which : "", r->a_path);
+		if (!r->failed)
+			fprintf(stderr, "keel-harness: no scenario%s%s in %s\n", which ? " " : "",
+				which ? which : "", r->a_path);
 		rc = -ENOENT;
 	}
 	return rc;

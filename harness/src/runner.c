@@ -53,6 +53,7 @@ typedef struct slot {
 	int64_t status;
 	int signal;
 	int pid;
+	unsigned long long start_ticks; /* the child's start time (/proc/PID/stat) */
 	int64_t t0_ns;
 	size_t out_cap;
 	char readbuf[16384];
@@ -323,6 +324,43 @@ static unsigned record_child_leaks(slot *sl, char *first, size_t first_len)
 
 /* ---- the executor ------------------------------------------------------ */
 
+/* Start time of process `pid` in clock ticks since boot (/proc/PID/stat
+ * field 22), 0 when there is no such process. */
+static unsigned long long start_ticks(int pid)
+{
+	char path[64], buf[1024];
+	unsigned long long t = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	/* after the name: state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
+	 * num_threads itrealvalue starttime */
+	if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d"
+				" %*d %*d %*d %*d %*d %llu", &t) != 1)
+		return 0;
+	return t;
+}
+
+/* Kills the child's process group -- unless its pid now names another
+ * process (the child was reaped and the pid reused, by another run's
+ * scenario child perhaps, whose group has that id: killing it would crash
+ * a stranger). With no process of that pid the group is ours or empty. */
+static void kill_group(slot *sl)
+{
+	if (sl->pid <= 0)
+		return;
+	unsigned long long now = start_ticks(sl->pid);
+	if (now != 0 && now != sl->start_ticks)
+		return;
+	kill(-sl->pid, SIGKILL);
+}
+
 static void schedule(exec *ex);
 
 /*
@@ -473,8 +511,7 @@ static void slot_closed(uv_handle_t *h)
 	if (--sl->pending > 0)
 		return;
 	/* Nothing of this scenario may survive it. */
-	if (sl->pid > 0)
-		kill(-sl->pid, SIGKILL);
+	kill_group(sl);
 	decide(sl);
 	if (!ex->o->keep_data && sl->workdir[0]) {
 		int rc = kh_rm_rf(sl->workdir);
@@ -499,7 +536,7 @@ static void on_child_exit(uv_process_t *p, int64_t status, int signum)
 	if (!sl->timed_out && signum == 0)
 		record_group_leaks(sl);
 	/* Kill what the child left behind (nodes, helpers) with it. */
-	kill(-sl->pid, SIGKILL);
+	kill_group(sl);
 	uv_timer_stop(&sl->timer);
 	uv_close((uv_handle_t *)&sl->timer, slot_closed);
 	uv_close((uv_handle_t *)p, slot_closed);
@@ -509,7 +546,7 @@ static void on_timeout(uv_timer_t *t)
 {
 	slot *sl = t->data;
 	sl->timed_out = true;
-	kill(-sl->pid, SIGKILL);
+	kill_group(sl);
 }
 
 static void on_out_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
@@ -649,6 +686,7 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 		return 0;
 	}
 	sl->pid = sl->proc.pid;
+	sl->start_ticks = start_ticks(sl->pid);
 	ex->running++;
 	uv_read_start((uv_stream_t *)&sl->out[0], on_out_alloc, on_out_read);
 	uv_read_start((uv_stream_t *)&sl->out[1], on_out_alloc, on_out_read);

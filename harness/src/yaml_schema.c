@@ -199,12 +199,14 @@ unsigned kh_yschema_check(const cyaml_schema_value_t *top, const keel_yaml_scan 
 			}
 		} else if (seq && seq->sequence.max != CYAML_UNLIMITED &&
 			   (unsigned long)index == seq->sequence.max) {
-			char parent[KEEL_YAML_PATH_MAX];
-			snprintf(parent, sizeof(parent), "%s", k->path);
-			char *bracket = strrchr(parent, '[');
+			/* named like libcyaml names it: at the last entry it takes */
+			char last[KEEL_YAML_PATH_MAX];
+			snprintf(last, sizeof(last), "%s", k->path);
+			char *bracket = strrchr(last, '[');
 			if (bracket)
-				*bracket = '\0';
-			report(ud, parent, "too many entries");
+				snprintf(bracket, sizeof(last) - (size_t)(bracket - last), "[%lu]",
+					 (unsigned long)index - 1);
+			report(ud, last, "too many entries");
 			errors++;
 			continue;
 		}

@@ -23,7 +23,8 @@ cp "$HERE/fixtures/replay/pair.yaml" pair.yaml
 rc=0; "$HARNESS" replay r.db --broker "$BROKER" > same.out 2>&1 || rc=$?
 cat same.out
 [ "$rc" = 0 ] || fail "a clean replay exits $rc"
-grep -q '^  same: [0-9]* events compared in order' same.out || fail "no 'same' line"
+grep -q '^  same: 10 steps, 20 message keys, [0-9]* events compared in order, [0-9]* by presence' same.out \
+  || fail "no 'same' line"
 grep -q '^  findings, recorded: none$' same.out || fail "recorded findings not printed"
 grep -q '^  findings, replay: none$' same.out || fail "replay findings not printed"
 grep -q '^replay: 1 scenario(s), 0 differ; the replay.s recording: runs/replay-' same.out \

@@ -8,9 +8,9 @@
 # Scenarios with fault steps need fiu-run, which cannot wrap an ASan
 # broker: against one they are left out, and said so.
 set -euo pipefail
-HARNESS=$1
-BROKER=$2
-SCEN=$3
+HARNESS=$(realpath "$1")
+BROKER=$(realpath "$2")
+SCEN=$(realpath "$3")
 N=${4:-2}
 JOBS=${KH_REPLAY_JOBS:-2}
 work=$(mktemp -d)
