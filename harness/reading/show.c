@@ -224,11 +224,11 @@ static int print_timeline(sqlite3 *db, const struct kh_trace *t, bool all,
 			json_t *j = json_loads(
 				(const char *)sqlite3_column_text(st, 4), 0, NULL);
 			const char *state = json_string_value(json_object_get(j, "state"));
-			fprintf(out, "%10s  %-12s    seq %-4lld state %s%s%s\n", at, node, seq,
+			fprintf(out, "%10s  %-12s seq %-5lld    state %s%s%s\n", at, node, seq,
 				state ? state : "?", *detail ? " " : "", detail);
 			json_decref(j);
 		} else {
-			fprintf(out, "%10s  %-12s    seq %-4lld %s%s%s\n", at, node, seq, type,
+			fprintf(out, "%10s  %-12s seq %-5lld    %s%s%s\n", at, node, seq, type,
 				*detail ? " " : "", detail);
 		}
 	}

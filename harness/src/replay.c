@@ -140,8 +140,11 @@ static void print_divergence(void *ud, const kh_divergence *d)
 		printf("   %s: %s\n", d->what, d->recorded);
 		return;
 	}
+	/* "step #8 kill backup1", "node backup1 at step #9 stop backup1" */
+	bool is_step = strcmp(d->what, "step") == 0;
 	printf("   %u. %s%s%s\n        recorded: %s\n        replay:   %s\n", ++p->n, d->what,
-	       d->step[0] ? " at step " : "", d->step, d->recorded, d->replayed);
+	       d->step[0] ? (is_step ? " " : " at step ") : "", d->step, d->recorded,
+	       d->replayed);
 }
 
 static void print_findings(sqlite3 *db, int64_t sid, const char *which)

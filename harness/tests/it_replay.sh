@@ -32,7 +32,7 @@ grep -q '^replay: 1 scenario(s), 0 differ; the replay.s recording: runs/replay-'
 kept=$(sed -n 's/.*the replay.s recording: \(runs\/replay-[^ ]*\.db\).*/\1/p' same.out)
 [ -f "$kept" ] || fail "$kept was not kept"
 [ "$(sqlite3 "$kept" "SELECT outcome FROM scenarios")" = pass ] || fail "$kept: no passing scenario"
-"$HARNESS" show r.db | grep -q '  seq 1    state STARTING' || fail "show does not print seq"
+"$HARNESS" show r.db | grep -q ' seq 1  *state STARTING$' || fail "show does not print seq"
 
 # Tampering: the recorded text is what replay runs.
 tamper() { # DB SQL-REPLACE-FROM SQL-REPLACE-TO
@@ -47,7 +47,7 @@ tamper k.db "  - consume:" "  - kill: {node: backup1}$nl  - consume:"
 rc=0; "$HARNESS" replay k.db --broker "$BROKER" --db kr.db > k.out 2>&1 || rc=$?
 cat k.out
 [ "$rc" = 1 ] || fail "extra kill: exit $rc, expected 1"
-grep -A2 '^   [0-9]*\. step at step replay #8 kill backup1$' k.out | grep -q 'recorded: (none)' \
+grep -A2 '^   [0-9]*\. step replay #8 kill backup1$' k.out | grep -q 'recorded: (none)' \
   || fail "extra kill: the step is not named"
 grep -A2 '^   [0-9]*\. findings$' k.out | grep -q 'replay:   1 no-receipted-lost error(s)' \
   || fail "extra kill: the finding is not a divergence"
@@ -80,7 +80,7 @@ cat c.out
 grep -A2 '^   [0-9]*\. messages /queue/rp at step #4 produce live1$' c.out > c.first || true
 grep -q 'recorded: 20 receipted' c.first && grep -q 'replay:   25 receipted' c.first \
   || fail "count: the receipts of step #4 are not the divergence"
-grep -A1 '^   [0-9]*\. step at step #4 produce live1$' c.out | grep -q '"count":20' \
+grep -A1 '^   [0-9]*\. step #4 produce live1$' c.out | grep -q '"count":20' \
   || fail "count: the changed step is not named"
 
 # 5. The file edited since the recording: a warning, the recorded text

@@ -6,7 +6,8 @@
 #   bash harness/tests/replay_suite.sh build/harness/keel-harness \
 #        build/broker/keel-broker scenarios 10
 # Scenarios with fault steps need fiu-run, which cannot wrap an ASan
-# broker: against one they are left out, and said so.
+# broker: against one they are left out, and said so.  KH_REPLAY_JOBS
+# (default 2) is -j of both the run and the replay.
 set -euo pipefail
 HARNESS=$(realpath "$1")
 BROKER=$(realpath "$2")
