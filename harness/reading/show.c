@@ -42,6 +42,44 @@ static void event_detail(const char *json, char *buf, size_t len)
 	json_decref(j);
 }
 
+static bool has_column(sqlite3 *db, const char *table, const char *column)
+{
+	sqlite3_stmt *st;
+	char sql[96];
+	bool found = false;
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return false;
+	while (!found && sqlite3_step(st) == SQLITE_ROW)
+		found = strcmp((const char *)sqlite3_column_text(st, 1), column) == 0;
+	sqlite3_finalize(st);
+	return found;
+}
+
+/* What ran (schema version 2): the scenario text's hash, the broker. */
+static void print_provenance(sqlite3 *db, int64_t sid, FILE *out)
+{
+	sqlite3_stmt *st;
+	if (!has_column(db, "scenarios", "text_sha256") ||
+	    !has_column(db, "runs", "broker_version") ||
+	    sqlite3_prepare_v2(db, "SELECT s.text_sha256, r.broker_version, r.broker_build_id"
+				   " FROM scenarios s LEFT JOIN runs r ON r.id = s.run_id"
+				   " WHERE s.id = ?", -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, sid);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *sha = (const char *)sqlite3_column_text(st, 0);
+		const char *ver = (const char *)sqlite3_column_text(st, 1);
+		const char *bid = (const char *)sqlite3_column_text(st, 2);
+		if (sha)
+			fprintf(out, "   text sha256 %s (recorded: replay runs it)\n", sha);
+		if (ver || bid)
+			fprintf(out, "   broker %s%s%s\n", ver ? ver : "?", bid ? ", build " : "",
+				bid ? bid : "");
+	}
+	sqlite3_finalize(st);
+}
+
 static int print_header(sqlite3 *db, int64_t sid, FILE *out)
 {
 	sqlite3_stmt *st = NULL;
@@ -71,7 +109,9 @@ static int print_header(sqlite3 *db, int64_t sid, FILE *out)
 		fprintf(out, ", %.3f s", sqlite3_column_double(st, 10));
 	if (*TXT(8))
 		fprintf(out, ", git %s", TXT(8));
-	fprintf(out, "\n   outcome: %s%s%s\n", outcome, *TXT(6) ? " - " : "",
+	fprintf(out, "\n");
+	print_provenance(db, sid, out);
+	fprintf(out, "   outcome: %s%s%s\n", outcome, *TXT(6) ? " - " : "",
 		TXT(6));
 #undef TXT
 out:
@@ -196,19 +236,21 @@ static int print_timeline(sqlite3 *db, const struct kh_trace *t, bool all,
 		if (!all && run_len > KH_SHOW_MAX_RUN)
 			continue;
 		char at[32], detail[200];
+		long long seq = sqlite3_column_int64(st, 1);
 		kh__fmt_rel(at, sizeof(at), ts == INT64_MAX ? -1 : ts,
 			    t->started_ns);
 		event_detail((const char *)sqlite3_column_text(st, 4), detail,
 			     sizeof(detail));
+		/* seq: what replay names an event by */
 		if (strcmp(type, "state") == 0) {
 			json_t *j = json_loads(
 				(const char *)sqlite3_column_text(st, 4), 0, NULL);
 			const char *state = json_string_value(json_object_get(j, "state"));
-			fprintf(out, "%10s  %-12s    state %s%s%s\n", at, node,
+			fprintf(out, "%10s  %-12s seq %-5lld    state %s%s%s\n", at, node, seq,
 				state ? state : "?", *detail ? " " : "", detail);
 			json_decref(j);
 		} else {
-			fprintf(out, "%10s  %-12s    %s%s%s\n", at, node, type,
+			fprintf(out, "%10s  %-12s seq %-5lld    %s%s%s\n", at, node, seq, type,
 				*detail ? " " : "", detail);
 		}
 	}
@@ -274,16 +316,22 @@ out:
 static void show_usage(FILE *f)
 {
 	fprintf(f, "usage: keel-harness show [-a] RUN.db [SCENARIO]\n"
-		   "  SCENARIO  a scenario id or name (default: all)\n"
-		   "  -a        every event (no collapsing of repeated ones)\n");
+		   "  SCENARIO   a scenario id or name (default: all)\n"
+		   "  -a, --all  every event (no collapsing of repeated ones)\n"
+		   "Each event shows its node's seq, by which replay names it.\n");
 }
 
 int kh_cmd_show(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	bool all = false;
 	int c;
 	optind = 1;
-	while ((c = getopt(argc, argv, "ah")) != -1) {
+	while ((c = getopt_long(argc, argv, "ah", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			all = true;

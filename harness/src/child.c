@@ -115,6 +115,27 @@ static void test_leak(child *c)
 
 static int child_run(const kh_child_opts *o, char *name, size_t name_len);
 
+/* The scenario runs from the text the runner recorded for it
+ * (scenarios.text: what replay runs again), named after its file in
+ * messages; from the file only when the row has no text. */
+static int load_scenario(child *c, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = kh_recorder_scenario_load_text(c->rec, c->sid, &text, &len);
+	if (rc == -ENOENT)
+		return kh_scenario_load(c->o->file, c->o->allow_test_steps, &c->sc, err, errlen);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: cannot read the recorded scenario text: %s", c->o->file,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = kh_scenario_load_data(c->o->file, text, len, c->o->allow_test_steps, &c->sc, err,
+				   errlen);
+	keel_free(text);
+	return rc;
+}
+
 int kh_child_run(const kh_child_opts *o)
 {
 	lc_snapshot *before = NULL;
@@ -156,16 +177,16 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	c->deadline.data = c->kick.data = c;
 	c->crc.timer.data = &c->crc;
 	c->hevents = json_array();
-	if (kh_scenario_load(o->file, o->allow_test_steps, &c->sc, err, sizeof(err)) != 0) {
+	if (kh_recorder_open(&c->rec, o->db_path, &c->loop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "keel-harness: %s\n", err);
+		goto out_loop;
+	}
+	if (load_scenario(c, err, sizeof(err)) != 0) {
 		fprintf(stderr, "keel-harness: %s\n", err);
 		goto out_loop;
 	}
 	snprintf(name, name_len, "%s", c->sc->name);
 	lc_set_test(c->sc->name);
-	if (kh_recorder_open(&c->rec, o->db_path, &c->loop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "keel-harness: %s\n", err);
-		goto out_loop;
-	}
 	if ((rc = child__net_init(c, err, sizeof(err))) != 0 ||
 	    (rc = child__setup_nodes(c, err, sizeof(err))) != 0 ||
 	    (rc = child__net_setup(c, err, sizeof(err))) != 0) {

@@ -80,6 +80,15 @@ static void on_node_down(kh_node *n, void *ud)
 	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), note);
 	child__vg_note_run(c, ni);
 	child__net_node_down(c, ni);
+	/* A harness event too: a scenario can wait for a node that ends by
+	 * itself (a fault point that kills it) before it starts it again. */
+	int64_t code;
+	int sig;
+	kh_node_last_exit(n, &code, &sig);
+	if (!c->finishing)
+		child__harness_event(c, "node.down",
+				     json_pack("{s:s, s:I, s:i, s:s}", "broker", kh_node_name(n),
+					       "code", (json_int_t)code, "signal", sig, "how", how));
 	if (c->finishing) {
 		child__finish(c);
 		return;
@@ -95,9 +104,6 @@ static void on_node_down(kh_node *n, void *ud)
 	if (c->op != OP_WAIT_DOWN || c->op_node != ni)
 		return;
 	const kh_step *st = child__cur_step(c);
-	int64_t code;
-	int sig;
-	kh_node_last_exit(n, &code, &sig);
 	if (sig == 0 && code == KH_NODE_EXIT_LEAKED &&
 	    (st->kind == KH_STEP_STOP || (st->kind == KH_STEP_RESTART && !st->restart->kill))) {
 		char what[640];

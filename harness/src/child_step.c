@@ -100,7 +100,7 @@ static void run_step(child *c)
 	c->op = OP_NONE;
 	c->op_node = -1;
 	kh_recorder_step_begin(c->rec, c->sid, c->step, kh_step_kind_name(st->kind), node, params,
-			       c->step_t0_ns, &c->step_id);
+			       st->line, c->step_t0_ns, &c->step_id);
 	free(params);
 	ops->start(c, st);
 	/* Asynchronous steps get their deadline now (a producer has its own). */

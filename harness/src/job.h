@@ -16,6 +16,10 @@ typedef struct kh_job {
 	unsigned iteration;
 	uint64_t seed;
 	double timeout_s;       /* scenario timeout, before the multiplier */
+	const char *text;       /* the scenario's YAML as it runs (borrowed from the
+				   job's maker; recorded, the child runs it) */
+	size_t text_len;
+	char sha256[65];        /* of text, hex (sha256.h) */
 	/* results */
 	int64_t scenario_id;
 	const char *outcome;    /* "pass" | "fail" | "timeout" | "crash" */

@@ -37,6 +37,10 @@
 #define KH_MAX_YAML_DEPTH 16
 /* Scenario file size. */
 #define KH_MAX_SCENARIO_BYTES (1024 * 1024)
+/* Errors lint reports per scenario file (the rest are counted), and the
+ * text they fill: a file with more is rewritten, not fixed line by line. */
+#define KH_LINT_MAX_ERRORS 50
+#define KH_LINT_ERR_BYTES (KH_LINT_MAX_ERRORS * 320)
 /* Longest scenario key path (steps[3].await.where[0]) kept for error
  * messages and step labels. */
 #define KH_PATH_MAX 512
@@ -85,6 +89,27 @@
 #define KH_RECONNECT_BACKOFF_FIRST_MS 20
 #define KH_RECONNECT_BACKOFF_MAX_MS 200
 #define KH_RECONNECT_CONNECT_TIMEOUT_MS 5000
+/* `keel-broker --version` (recorded with each run) answers at once; a
+ * broker (or wrapper) that says nothing by then is recorded without one. */
+#define KH_BROKER_VERSION_TIMEOUT_MS 5000
+
+/* ---- replay (diff.c, diff_compare.c, replay.c) ------------------------ */
+/* An event or step as replay prints it (type and its own fields), cut. */
+#define KH_DIFF_DESC_MAX 400
+/* Alignment of two sequences (steps, one node's events) by longest common
+ * subsequence: past this many table cells (after the common start and
+ * end are taken off) the rest is compared position by position. 4 M
+ * cells are 16 MiB and well under a second. */
+#define KH_DIFF_MAX_CELLS (4u * 1024 * 1024)
+/* A compared event may follow the same acting step in both runs or one
+ * before or after it: the harness begins the next step microseconds after
+ * an await took the event before it (harness/README.md, "Replay"). */
+#define KH_DIFF_PHASE_SLACK 1
+/* Divergences printed per scenario (all are counted): the first ones say
+ * where; hundreds after a failure say nothing more. */
+#define KH_REPLAY_MAX_DIVERGENCES 40
+/* ... of them per node: one node that went another way hides no other. */
+#define KH_REPLAY_MAX_NODE_DIVERGENCES 12
 
 /* ---- network faults (netproxy.c, child_net.c) ------------------------- */
 /* Endpoints of the proxy (a scenario's nodes and the harness's clients):

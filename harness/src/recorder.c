@@ -32,8 +32,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_LOG] = "INSERT INTO logs(scenario_id, node, recv_ns, line) VALUES (?,?,?,?)",
 	[ST_MESSAGE] = "INSERT INTO messages(scenario_id, node, destination, msg_key, kind,"
 		       " persistent, at_ns) VALUES (?,?,?,?,?,?,?)",
-	[ST_STEP_BEGIN] = "INSERT INTO steps(scenario_id, idx, kind, node, params, started_ns)"
-			  " VALUES (?,?,?,?,?,?)",
+	[ST_STEP_BEGIN] = "INSERT INTO steps(scenario_id, idx, kind, node, params, started_ns,"
+			  " line) VALUES (?,?,?,?,?,?,?)",
 	[ST_STEP_END] = "UPDATE steps SET finished_ns = ?, outcome = ?, message = ? WHERE id = ?",
 	[ST_LEAK] = "INSERT INTO leaks(scenario_id, node, kind, name, detail, created_at)"
 		    " VALUES (?,?,?,?,?,?)",
@@ -80,15 +80,58 @@ static int db_fail(kh_recorder *r, const char *what)
 	return -EIO;
 }
 
+/* Columns schema version 2 added (schema.sql): a version 1 file gets them
+ * here, each at the end of its table as in a new file. */
+static const char *const v2_columns[][3] = {
+	{ "runs", "broker_version", "TEXT" },
+	{ "runs", "broker_build_id", "TEXT" },
+	{ "scenarios", "text", "TEXT" },
+	{ "scenarios", "text_sha256", "TEXT" },
+	{ "steps", "line", "INTEGER" },
+};
+
+static bool has_column(sqlite3 *db, const char *table, const char *column)
+{
+	sqlite3_stmt *s;
+	char sql[128];
+	bool found = false;
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return false;
+	while (!found && sqlite3_step(s) == SQLITE_ROW)
+		found = strcmp((const char *)sqlite3_column_text(s, 1), column) == 0;
+	sqlite3_finalize(s);
+	return found;
+}
+
 int kh_recorder_schema_apply(sqlite3 *db)
 {
 	char *msg = NULL;
-	if (sqlite3_exec(db, kh_schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
-		fprintf(stderr, "keel-harness: schema: %s\n", msg ? msg : "?");
+	bool upgraded = false;
+	if (sqlite3_exec(db, kh_schema_sql, NULL, NULL, &msg) != SQLITE_OK)
+		goto fail;
+	for (size_t i = 0; i < sizeof(v2_columns) / sizeof(v2_columns[0]); i++) {
+		char sql[160];
+		if (has_column(db, v2_columns[i][0], v2_columns[i][1]))
+			continue;
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", v2_columns[i][0],
+			 v2_columns[i][1], v2_columns[i][2]);
+		/* A concurrent writer may have added it first. */
+		if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK &&
+		    !has_column(db, v2_columns[i][0], v2_columns[i][1]))
+			goto fail;
 		sqlite3_free(msg);
-		return -EIO;
+		msg = NULL;
+		upgraded = true;
 	}
+	if (upgraded && sqlite3_exec(db, "UPDATE meta SET value = '2' WHERE key = "
+					 "'schema_version'", NULL, NULL, &msg) != SQLITE_OK)
+		goto fail;
 	return 0;
+fail:
+	fprintf(stderr, "keel-harness: schema: %s\n", msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -EIO;
 }
 
 int kh_recorder_flush(kh_recorder *r)
@@ -263,6 +306,19 @@ int kh_recorder_run_begin(kh_recorder *r, uint64_t seed, const char *options_jso
 	return 0;
 }
 
+int kh_recorder_run_broker(kh_recorder *r, int64_t run_id, const char *version,
+			   const char *build_id)
+{
+	sqlite3_stmt *s;
+	if (exec_stmt(r, "UPDATE runs SET broker_version = ?, broker_build_id = ? WHERE id = ?",
+		      &s))
+		return -EIO;
+	bind_text(s, 1, version && *version ? version : NULL);
+	bind_text(s, 2, build_id && *build_id ? build_id : NULL);
+	sqlite3_bind_int64(s, 3, run_id);
+	return finish_stmt(r, s, "runs");
+}
+
 int kh_recorder_run_end(kh_recorder *r, int64_t run_id)
 {
 	sqlite3_stmt *s;
@@ -296,6 +352,44 @@ int kh_recorder_scenario_begin(kh_recorder *r, int64_t run_id, const char *name,
 	return 0;
 }
 
+int kh_recorder_scenario_text(kh_recorder *r, int64_t scenario_id, const char *text,
+			      size_t len, const char *sha256)
+{
+	sqlite3_stmt *s;
+	if (exec_stmt(r, "UPDATE scenarios SET text = ?, text_sha256 = ? WHERE id = ?", &s))
+		return -EIO;
+	sqlite3_bind_text(s, 1, text, (int)len, SQLITE_STATIC);
+	bind_text(s, 2, sha256);
+	sqlite3_bind_int64(s, 3, scenario_id);
+	return finish_stmt(r, s, "scenarios");
+}
+
+int kh_recorder_scenario_load_text(kh_recorder *r, int64_t scenario_id, char **text,
+				   size_t *len)
+{
+	sqlite3_stmt *s;
+	int rc = -ENOENT;
+	if (sqlite3_prepare_v2(r->db, "SELECT text FROM scenarios WHERE id = ?", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return db_fail(r, "scenarios.text");
+	sqlite3_bind_int64(s, 1, scenario_id);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		const char *t = (const char *)sqlite3_column_text(s, 0);
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		*text = keel_malloc(n + 1);
+		if (*text == NULL) {
+			rc = -ENOMEM;
+		} else {
+			memcpy(*text, t, n);
+			(*text)[n] = '\0';
+			*len = n;
+			rc = 0;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int kh_recorder_scenario_end(kh_recorder *r, int64_t scenario_id, int64_t finished_ns,
 			     const char *outcome, const char *reason)
 {
@@ -326,7 +420,7 @@ int kh_recorder_node(kh_recorder *r, int64_t scenario_id, const char *name, cons
 }
 
 int kh_recorder_step_begin(kh_recorder *r, int64_t scenario_id, unsigned idx, const char *kind,
-			   const char *node, const char *params, int64_t started_ns,
+			   const char *node, const char *params, unsigned line, int64_t started_ns,
 			   int64_t *step_id)
 {
 	sqlite3_stmt *s = r->stmt[ST_STEP_BEGIN];
@@ -338,6 +432,10 @@ int kh_recorder_step_begin(kh_recorder *r, int64_t scenario_id, unsigned idx, co
 	bind_text(s, 4, node);
 	bind_text(s, 5, params);
 	sqlite3_bind_int64(s, 6, started_ns);
+	if (line)
+		sqlite3_bind_int(s, 7, (int)line);
+	else
+		sqlite3_bind_null(s, 7);
 	if (step_done(r, s, "steps"))
 		return -EIO;
 	*step_id = sqlite3_last_insert_rowid(r->db);

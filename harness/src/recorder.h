@@ -38,16 +38,30 @@ int kh_recorder_schema_apply(sqlite3 *db);
 
 int kh_recorder_run_begin(kh_recorder *r, uint64_t seed, const char *options_json,
 			  int64_t *run_id);
+/* The broker the run uses: its --version line and ELF build id ("" or
+ * NULL: unknown, stored as NULL). */
+int kh_recorder_run_broker(kh_recorder *r, int64_t run_id, const char *version,
+			   const char *build_id);
 int kh_recorder_run_end(kh_recorder *r, int64_t run_id);
 int kh_recorder_scenario_begin(kh_recorder *r, int64_t run_id, const char *name,
 			       const char *file, unsigned iteration, uint64_t seed,
 			       const char *address, int64_t started_ns, int64_t *scenario_id);
+/* The scenario's text as it runs (len bytes, not NUL-terminated) and its
+ * SHA-256 hex (sha256.h): the scenario child runs this text, replay runs
+ * it again. */
+int kh_recorder_scenario_text(kh_recorder *r, int64_t scenario_id, const char *text,
+			      size_t len, const char *sha256);
+/* That text back: 0 and *text (keel_malloc, NUL-terminated) and *len;
+ * -ENOENT when the row has none (a version 1 recording), -EIO, -ENOMEM. */
+int kh_recorder_scenario_load_text(kh_recorder *r, int64_t scenario_id, char **text,
+				   size_t *len);
 int kh_recorder_scenario_end(kh_recorder *r, int64_t scenario_id, int64_t finished_ns,
 			     const char *outcome, const char *reason);
 int kh_recorder_node(kh_recorder *r, int64_t scenario_id, const char *name, const char *role,
 		     const char *data_dir, const char *config);
+/* A step begins; `line` is where it is in the scenario text (0: unknown). */
 int kh_recorder_step_begin(kh_recorder *r, int64_t scenario_id, unsigned idx, const char *kind,
-			   const char *node, const char *params, int64_t started_ns,
+			   const char *node, const char *params, unsigned line, int64_t started_ns,
 			   int64_t *step_id);
 int kh_recorder_step_end(kh_recorder *r, int64_t step_id, int64_t finished_ns,
 			 const char *outcome, const char *message);

@@ -28,11 +28,14 @@
 #include <uv.h>
 
 #include "keel/alloc.h"
+#include "broker_id.h"
 #include "child.h"
 #include "kh_limits.h"
 #include "lc_check.h"
 #include "output.h"
+#include "progress.h"
 #include "scenario.h"
+#include "sha256.h"
 #include "checks.h"
 
 typedef struct slot {
@@ -50,6 +53,7 @@ typedef struct slot {
 	int64_t status;
 	int signal;
 	int pid;
+	unsigned long long start_ticks; /* the child's start time (/proc/PID/stat) */
 	int64_t t0_ns;
 	size_t out_cap;
 	char readbuf[16384];
@@ -320,6 +324,43 @@ static unsigned record_child_leaks(slot *sl, char *first, size_t first_len)
 
 /* ---- the executor ------------------------------------------------------ */
 
+/* Start time of process `pid` in clock ticks since boot (/proc/PID/stat
+ * field 22), 0 when there is no such process. */
+static unsigned long long start_ticks(int pid)
+{
+	char path[64], buf[1024];
+	unsigned long long t = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	/* after the name: state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime cutime cstime priority nice
+	 * num_threads itrealvalue starttime */
+	if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d"
+				" %*d %*d %*d %*d %*d %llu", &t) != 1)
+		return 0;
+	return t;
+}
+
+/* Kills the child's process group -- unless its pid now names another
+ * process (the child was reaped and the pid reused, by another run's
+ * scenario child perhaps, whose group has that id: killing it would crash
+ * a stranger). With no process of that pid the group is ours or empty. */
+static void kill_group(slot *sl)
+{
+	if (sl->pid <= 0)
+		return;
+	unsigned long long now = start_ticks(sl->pid);
+	if (now != 0 && now != sl->start_ticks)
+		return;
+	kill(-sl->pid, SIGKILL);
+}
+
 static void schedule(exec *ex);
 
 /*
@@ -402,13 +443,11 @@ static void decide(slot *sl)
 	exec *ex = sl->ex;
 	kh_job *j = sl->job;
 	sqlite3 *db = kh_recorder_db(ex->o->rec);
-	char verdict[32], step[512];
+	char verdict[32], step[1024];
 
 	j->secs = (double)(kh_now_ns() - sl->t0_ns) / 1e9;
-	bool has_step = db_text(db, "SELECT 'in step ' || idx || ' (' || kind || "
-				    "coalesce(' ' || node, '') || ')' FROM steps WHERE "
-				    "scenario_id = ? AND outcome IS NULL ORDER BY idx DESC LIMIT 1",
-				j->scenario_id, step, sizeof(step), 1);
+	/* The step that did not end, its line and how far it got. */
+	bool has_step = kh_step_progress(db, j->scenario_id, step, sizeof(step));
 	if (sl->timed_out) {
 		j->outcome = "timeout";
 		snprintf(j->reason, sizeof(j->reason), "timed out after %.3g s%s%s",
@@ -472,8 +511,7 @@ static void slot_closed(uv_handle_t *h)
 	if (--sl->pending > 0)
 		return;
 	/* Nothing of this scenario may survive it. */
-	if (sl->pid > 0)
-		kill(-sl->pid, SIGKILL);
+	kill_group(sl);
 	decide(sl);
 	if (!ex->o->keep_data && sl->workdir[0]) {
 		int rc = kh_rm_rf(sl->workdir);
@@ -498,7 +536,7 @@ static void on_child_exit(uv_process_t *p, int64_t status, int signum)
 	if (!sl->timed_out && signum == 0)
 		record_group_leaks(sl);
 	/* Kill what the child left behind (nodes, helpers) with it. */
-	kill(-sl->pid, SIGKILL);
+	kill_group(sl);
 	uv_timer_stop(&sl->timer);
 	uv_close((uv_handle_t *)&sl->timer, slot_closed);
 	uv_close((uv_handle_t *)p, slot_closed);
@@ -508,7 +546,7 @@ static void on_timeout(uv_timer_t *t)
 {
 	slot *sl = t->data;
 	sl->timed_out = true;
-	kill(-sl->pid, SIGKILL);
+	kill_group(sl);
 }
 
 static void on_out_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
@@ -576,6 +614,10 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 	snprintf(address, sizeof(address), "127.77.%u.0/24", sl->addr);
 	rc = kh_recorder_scenario_begin(o->rec, o->run_id, j->name, j->file, j->iteration, j->seed,
 					address, sl->t0_ns, &j->scenario_id);
+	/* The child runs exactly this text (replay: the recorded one). */
+	if (rc == 0 && j->text)
+		rc = kh_recorder_scenario_text(o->rec, j->scenario_id, j->text, j->text_len,
+					       j->sha256);
 	if (rc)
 		goto fail_addr;
 	snprintf(sl->workdir, sizeof(sl->workdir), "%s/%" PRId64 "-%s", o->workroot,
@@ -644,6 +686,7 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 		return 0;
 	}
 	sl->pid = sl->proc.pid;
+	sl->start_ticks = start_ticks(sl->pid);
 	ex->running++;
 	uv_read_start((uv_stream_t *)&sl->out[0], on_out_alloc, on_out_read);
 	uv_read_start((uv_stream_t *)&sl->out[1], on_out_alloc, on_out_read);
@@ -800,6 +843,39 @@ static bool env_allows_test_steps(void)
 	return e && strcmp(e, "1") == 0;
 }
 
+/* Lints one file: its text, loaded and checked; every error, then every
+ * warning, on stderr.  0 and *s, *text (keel_malloc), *len; -errno. */
+static int lint_file(const char *path, bool allow, kh_scenario **s, char **text, size_t *len)
+{
+	char err[KH_LINT_ERR_BYTES];
+	int rc = kh_scenario_read_file(path, text, len, err, sizeof(err));
+	if (rc == 0)
+		rc = kh_scenario_load_data(path, *text, *len, allow, s, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "%s\n", err);
+		keel_free(*text);
+		*text = NULL;
+		return rc;
+	}
+	if (kh_scenario_warnings(*s))
+		fprintf(stderr, "%s", kh_scenario_warnings(*s));
+	return 0;
+}
+
+/* `run --shard K/N` that got no scenario (more shards than scenarios):
+ * not an error -- a note, an empty JUnit file or TAP plan when asked. */
+static int empty_shard(unsigned k, unsigned n, unsigned selected, bool tap, const char *junit)
+{
+	printf("%skeel-harness: shard %u/%u has no scenario (%u selected for %u shards); "
+	       "nothing to run\n", tap ? "1..0 # SKIP " : "", k, n, selected, n);
+	int rc = junit ? kh_out_junit(junit, NULL, 0, 0) : 0;
+	if (rc != 0) {
+		fprintf(stderr, "keel-harness: %s: %s\n", junit, strerror(-rc));
+		return 2;
+	}
+	return 0;
+}
+
 int kh_cmd_lint(int argc, char **argv)
 {
 	bool allow = env_allows_test_steps();
@@ -831,12 +907,12 @@ int kh_cmd_lint(int argc, char **argv)
 	}
 	for (size_t i = 0; i < files.n; i++) {
 		kh_scenario *s = NULL;
-		char err[2048];
-		if (kh_scenario_load(files.v[i], allow, &s, err, sizeof(err)) != 0) {
-			fprintf(stderr, "%s\n", err);
+		char *text = NULL;
+		size_t len;
+		if (lint_file(files.v[i], allow, &s, &text, &len) != 0)
 			bad++;
-		}
 		kh_scenario_free(s);
+		keel_free(text);
 	}
 	printf("lint: %zu file(s), %zu OK, %u with errors\n", files.n, files.n - bad, bad);
 	list_free(&files);
@@ -848,6 +924,9 @@ int kh_cmd_lint(int argc, char **argv)
 typedef struct run_state {
 	kh_scenario **sc;       /* selected scenarios */
 	char **files;           /* their absolute paths */
+	char **texts;           /* their texts as linted (what runs) */
+	size_t *text_lens;
+	char (*sha256)[KH_SHA256_HEX_LEN];
 	size_t nsc;
 	unsigned repeat;        /* 0 = unlimited (until-failure) */
 	bool until_failure;
@@ -898,6 +977,9 @@ static kh_job *run_next(void *ud)
 	j->iteration = rs->next_iter;
 	j->seed = kh_scenario_seed(rs->seed, s->name, rs->next_iter);
 	j->timeout_s = s->timeout_s;
+	j->text = rs->texts[rs->next_sc];
+	j->text_len = rs->text_lens[rs->next_sc];
+	memcpy(j->sha256, rs->sha256[rs->next_sc], sizeof(j->sha256));
 	j->outcome = "pass";
 	rs->results[rs->nresults++] = j;
 	rs->next_sc++;
@@ -1128,14 +1210,18 @@ int kh_cmd_run(int argc, char **argv)
 	/* Lint everything first: a broken file is a usage error (2). */
 	rs.sc = keel_calloc(files.n + 1, sizeof(*rs.sc));
 	rs.files = keel_calloc(files.n + 1, sizeof(*rs.files));
-	if (rs.sc == NULL || rs.files == NULL)
+	rs.texts = keel_calloc(files.n + 1, sizeof(*rs.texts));
+	rs.text_lens = keel_calloc(files.n + 1, sizeof(*rs.text_lens));
+	rs.sha256 = keel_calloc(files.n + 1, sizeof(*rs.sha256));
+	if (rs.sc == NULL || rs.files == NULL || rs.texts == NULL || rs.text_lens == NULL ||
+	    rs.sha256 == NULL)
 		goto out;
 	unsigned bad = 0, index = 0;
 	for (size_t i = 0; i < files.n; i++) {
 		kh_scenario *s = NULL;
-		char err[2048], abs[PATH_MAX];
-		if (kh_scenario_load(files.v[i], allow, &s, err, sizeof(err)) != 0) {
-			fprintf(stderr, "%s\n", err);
+		char *text = NULL, abs[PATH_MAX];
+		size_t text_len = 0;
+		if (lint_file(files.v[i], allow, &s, &text, &text_len) != 0) {
 			bad++;
 			continue;
 		}
@@ -1146,13 +1232,22 @@ int kh_cmd_run(int argc, char **argv)
 			index++;
 		if (!take || realpath(files.v[i], abs) == NULL) {
 			kh_scenario_free(s);
+			keel_free(text);
 			continue;
 		}
 		rs.files[rs.nsc] = keel_strdup(abs);
+		rs.texts[rs.nsc] = text;
+		rs.text_lens[rs.nsc] = text_len;
+		kh_sha256_hex(text, text_len, rs.sha256[rs.nsc]);
 		rs.sc[rs.nsc++] = s;
 	}
 	if (bad) {
 		fprintf(stderr, "keel-harness: %u scenario file(s) with errors; nothing run\n", bad);
+		goto out;
+	}
+	if (rs.nsc == 0 && shard_n && index > 0) {
+		/* CI matrices make more shards than a filter leaves scenarios. */
+		code = empty_shard(shard_k, shard_n, index, rs.tap, junit);
 		goto out;
 	}
 	if (rs.nsc == 0) {
@@ -1207,6 +1302,9 @@ int kh_cmd_run(int argc, char **argv)
 	free(opts_text);
 	if (rc)
 		goto out;
+	char bversion[256], build_id[128];
+	kh_broker_identify(broker, bversion, sizeof(bversion), build_id, sizeof(build_id));
+	kh_recorder_run_broker(rec, run_id, bversion, build_id);
 
 	const char *tmp = getenv("TMPDIR");
 	snprintf(workroot, sizeof(workroot), "%s/keel-harness-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -1257,9 +1355,13 @@ out:
 	for (size_t i = 0; i < rs.nsc; i++) {
 		kh_scenario_free(rs.sc[i]);
 		keel_free(rs.files[i]);
+		keel_free(rs.texts[i]);
 	}
 	keel_free(rs.sc);
 	keel_free(rs.files);
+	keel_free(rs.texts);
+	keel_free(rs.text_lens);
+	keel_free(rs.sha256);
 	for (size_t i = 0; i < rs.nresults; i++) {
 		keel_free(rs.results[i]->file);
 		keel_free(rs.results[i]->name);

@@ -23,6 +23,7 @@
 #include "kh_limits.h"
 #include "keel/yamlscan.h"
 #include "scenario_net.h"
+#include "yaml_schema.h"
 
 /* ---- schema ------------------------------------------------------------ */
 
@@ -221,12 +222,26 @@ static const keel_yaml_opts sc_yaml_opts = {
 
 /* ---- checks ------------------------------------------------------------ */
 
+/* A file being checked: every error is appended to err (one line each, at
+ * most KH_LINT_MAX_ERRORS, the rest counted), warnings to `warnings`. */
 typedef struct sc_check {
 	const keel_yaml_scan *scan;
 	const char *name;
 	char *err;
 	size_t errlen;
+	unsigned nerr;
+	char *warnings;         /* keel_malloc'd lines, or NULL */
+	double timeout_s;       /* the scenario's, once known (0 before) */
 } sc_check;
+
+static void add_line(sc_check *c, unsigned line, const char *path, const char *msg)
+{
+	size_t used = strlen(c->err);
+	if (c->nerr++ >= KH_LINT_MAX_ERRORS || used + 2 >= c->errlen)
+		return;
+	snprintf(c->err + used, c->errlen - used, "%s%s:%u: %s%s%s", used ? "\n" : "", c->name,
+		 line ? line : 1, path, path[0] ? ": " : "", msg);
+}
 
 /* "file:line: path: message"; the line is the path's, else its nearest
  * parent's that has one.  Returns -EINVAL. */
@@ -239,12 +254,36 @@ static int fail_at(sc_check *c, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	unsigned line = keel_yaml_line_near(c->scan, path);
-	if (line == 0)
-		line = 1;
-	snprintf(c->err, c->errlen, "%s:%u: %s%s%s", c->name, line, path, path[0] ? ": " : "",
-		 msg);
+	add_line(c, keel_yaml_line_near(c->scan, path), path, msg);
 	return -EINVAL;
+}
+
+/* The same as a warning ("file:line: path: warning: message"): kept with
+ * the scenario (kh_scenario_warnings), nothing fails. */
+static void warn_at(sc_check *c, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void warn_at(sc_check *c, const char *path, const char *fmt, ...)
+{
+	char msg[512], line[KH_PATH_MAX + 700];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	unsigned ln = keel_yaml_line_near(c->scan, path);
+	int n = snprintf(line, sizeof(line), "%s:%u: %s: warning: %s\n", c->name, ln ? ln : 1,
+			 path, msg);
+	size_t old = c->warnings ? strlen(c->warnings) : 0;
+	char *w = keel_realloc(c->warnings, old + (size_t)n + 1);
+	if (w == NULL)
+		return;
+	memcpy(w + old, line, (size_t)n + 1);
+	c->warnings = w;
+}
+
+static void schema_error(void *ud, const char *path, const char *problem)
+{
+	sc_check *c = ud;
+	fail_at(c, path, "%s", problem);
 }
 
 static bool name_ok(const char *s)
@@ -416,6 +455,9 @@ static int check_within(sc_check *c, const char *path, double v)
 {
 	if (v < 0 || v > KH_MAX_SECONDS)
 		return fail_at(c, path, "must be between 0 and %.0f seconds", KH_MAX_SECONDS);
+	if (c->timeout_s > 0 && v > c->timeout_s)
+		warn_at(c, path, "within %g s is longer than the scenario's timeout (%g s): the "
+			"scenario times out first", v, c->timeout_s);
 	return 0;
 }
 
@@ -461,10 +503,15 @@ static bool net_known(void *ud, const char *node)
 }
 
 /* What scenario_net.c's checks need. */
+static void net_fail(void *ud, unsigned line, const char *path, const char *msg)
+{
+	add_line(ud, line, path, msg);
+}
+
 static const kh_net_lint *net_lint(sc_check *c, kh_scenario *s, kh_net_lint *nl)
 {
 	*nl = (kh_net_lint){ .scan = c->scan, .name = c->name, .known = net_known, .ud = s,
-			     .err = c->err, .errlen = c->errlen };
+			     .err = c->err, .errlen = c->errlen, .fail = net_fail, .fail_ud = c };
 	return nl;
 }
 
@@ -696,80 +743,85 @@ static int fail_subst(sc_check *c, const char *path, const char *text, size_t of
 		}
 		break;
 	}
-	snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, path, why);
+	add_line(c, line, path, why);
 	return -EINVAL;
 }
 
+static int check_node(sc_check *c, kh_scenario *s, unsigned i)
+{
+	kh_node_spec *n = &s->nodes[i];
+	char p[KH_PATH_MAX];
+	int rc;
+	snprintf(p, sizeof(p), "nodes[%u].name", i);
+	if (!name_ok(n->name))
+		return fail_at(c, p, "\"%s\": use letters, digits, '-', '_' and '.'", n->name);
+	for (unsigned j = 0; j < i; j++) {
+		if (strcmp(s->nodes[j].name, n->name) == 0)
+			return fail_at(c, p, "node \"%s\" is already defined", n->name);
+	}
+	if (strcmp(n->name, KH_HARNESS_NODE) == 0)
+		return fail_at(c, p, "\"%s\" is the harness's own name (its events)", n->name);
+	snprintf(p, sizeof(p), "nodes[%u].env", i);
+	if ((rc = collect_kvs(c, p, false, &n->env, &n->env_count)))
+		return rc;
+	for (unsigned k = 0; k < n->env_count; k++) {
+		if (!env_name_ok(n->env[k].key)) {
+			snprintf(p, sizeof(p), "nodes[%u].env.%s", i, n->env[k].key);
+			return fail_at(c, p, "not an environment variable name");
+		}
+	}
+	snprintf(p, sizeof(p), "nodes[%u].role", i);
+	if (n->role && strcmp(n->role, "standalone") != 0 && strcmp(n->role, "live") != 0 &&
+	    strcmp(n->role, "backup") != 0)
+		return fail_at(c, p, "\"%s\": expected standalone, live or backup", n->role);
+	if (n->config) {
+		/* The node's config must be one keel-broker accepts, once
+		 * ${nodes.NAME.*} are replaced (with any slot: 1). */
+		keel_config *cfg = NULL;
+		char why[512], nm[KH_PATH_MAX], *text = NULL;
+		size_t off = 0;
+		snprintf(p, sizeof(p), "nodes[%u].config", i);
+		rc = kh_subst_nodes(s, 1, n->config, &text, &off, why, sizeof(why));
+		if (rc == -EINVAL)
+			return fail_subst(c, p, n->config, off, why);
+		if (rc)
+			return rc;
+		snprintf(nm, sizeof(nm), "config");
+		rc = keel_config_load_data(nm, text, strlen(text), &cfg, why, sizeof(why));
+		keel_free(text);
+		keel_config_free(cfg);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc)
+			return fail_at(c, p, "%s (line numbers inside the block)", why);
+	}
+	return 0;
+}
+
+/* Every node and every step is checked (the first problem of each), so
+ * that lint names them all; -EINVAL when any had one, -ENOMEM. */
 static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 {
 	int rc;
-	char p[KH_PATH_MAX];
 	if (keel_yaml_line(c->scan, "timeout") == 0)
 		s->timeout_s = KH_DEFAULT_SCENARIO_TIMEOUT_S;
 	else if (s->timeout_s <= 0 || s->timeout_s > KH_MAX_SECONDS)
-		return fail_at(c, "timeout", "must be between 0 and %.0f seconds",
-			       KH_MAX_SECONDS);
+		fail_at(c, "timeout", "must be between 0 and %.0f seconds", KH_MAX_SECONDS);
+	else
+		c->timeout_s = s->timeout_s;
 	if (s->nodes_count == 0)
-		return fail_at(c, "nodes", "at least one node");
+		fail_at(c, "nodes", "at least one node");
 	if (s->steps_count == 0)
-		return fail_at(c, "steps", "at least one step");
+		fail_at(c, "steps", "at least one step");
 	if (s->name && !name_ok(s->name))
-		return fail_at(c, "name", "\"%s\": use letters, digits, '-', '_' and '.'",
-			       s->name);
+		fail_at(c, "name", "\"%s\": use letters, digits, '-', '_' and '.'", s->name);
 	for (unsigned i = 0; i < s->nodes_count; i++) {
-		kh_node_spec *n = &s->nodes[i];
-		snprintf(p, sizeof(p), "nodes[%u].name", i);
-		if (!name_ok(n->name))
-			return fail_at(c, p, "\"%s\": use letters, digits, '-', '_' and '.'",
-				       n->name);
-		for (unsigned j = 0; j < i; j++) {
-			if (strcmp(s->nodes[j].name, n->name) == 0)
-				return fail_at(c, p, "node \"%s\" is already defined", n->name);
-		}
-		if (strcmp(n->name, KH_HARNESS_NODE) == 0)
-			return fail_at(c, p, "\"%s\" is the harness's own name (its events)",
-				       n->name);
-		snprintf(p, sizeof(p), "nodes[%u].env", i);
-		if ((rc = collect_kvs(c, p, false, &n->env, &n->env_count)))
+		if ((rc = check_node(c, s, i)) == -ENOMEM)
 			return rc;
-		for (unsigned k = 0; k < n->env_count; k++) {
-			if (!env_name_ok(n->env[k].key)) {
-				snprintf(p, sizeof(p), "nodes[%u].env.%s", i, n->env[k].key);
-				return fail_at(c, p, "not an environment variable name");
-			}
-		}
-		snprintf(p, sizeof(p), "nodes[%u].role", i);
-		if (n->role && strcmp(n->role, "standalone") != 0 && strcmp(n->role, "live") != 0 &&
-		    strcmp(n->role, "backup") != 0)
-			return fail_at(c, p, "\"%s\": expected standalone, live or backup",
-				       n->role);
-		if (n->config) {
-			/* The node's config must be one keel-broker accepts, once
-			 * ${nodes.NAME.*} are replaced (with any slot: 1). */
-			keel_config *cfg = NULL;
-			char why[512], nm[KH_PATH_MAX], *text = NULL;
-			size_t off = 0;
-			snprintf(p, sizeof(p), "nodes[%u].config", i);
-			rc = kh_subst_nodes(s, 1, n->config, &text, &off, why, sizeof(why));
-			if (rc == -EINVAL)
-				return fail_subst(c, p, n->config, off, why);
-			if (rc)
-				return rc;
-			snprintf(nm, sizeof(nm), "config");
-			rc = keel_config_load_data(nm, text, strlen(text), &cfg, why, sizeof(why));
-			keel_free(text);
-			keel_config_free(cfg);
-			if (rc == -ENOMEM)
-				return rc;
-			if (rc) {
-				snprintf(p, sizeof(p), "nodes[%u].config", i);
-				return fail_at(c, p, "%s (line numbers inside the block)", why);
-			}
-		}
 	}
 	int first_net = -1, first_netns = -1;
 	for (unsigned i = 0; i < s->steps_count; i++) {
-		if ((rc = check_step(c, s, i, allow_test_steps)))
+		if ((rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
 			return rc;
 		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
 			first_net = (int)i;
@@ -778,8 +830,11 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 	}
 	kh_net_lint nl;
 	s->uses_net = first_net >= 0;
-	return kh__net_check_network(net_lint(c, s, &nl), s->network, first_net, first_netns,
-				     s->nodes_count, &s->proxied);
+	rc = kh__net_check_network(net_lint(c, s, &nl), s->network, first_net, first_netns,
+				   s->nodes_count, &s->proxied);
+	if (rc == -ENOMEM)
+		return rc;
+	return c->nerr || rc ? -EINVAL : 0;
 }
 
 /* ---- load -------------------------------------------------------------- */
@@ -811,6 +866,7 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 		.flags = CYAML_CFG_NO_ALIAS,
 	};
 
+	sc_check c = { .scan = &scan, .name = name, .err = err, .errlen = errlen };
 	err[0] = '\0';
 	if (len > KH_MAX_SCENARIO_BYTES) {
 		snprintf(err, errlen, "%s: larger than %d bytes", name, KH_MAX_SCENARIO_BYTES);
@@ -819,6 +875,11 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 	rc = keel_yaml_scan_run(&scan, &sc_yaml_opts, name, yaml, len, err, errlen);
 	if (rc)
 		goto out;
+	/* Every schema error of the file first (libcyaml stops at one). */
+	if (kh_yschema_check(&scenario_schema, &scan, schema_error, &c) > 0) {
+		rc = -EINVAL;
+		goto out;
+	}
 	cyaml_err_t cerr = cyaml_load_data((const uint8_t *)yaml, len, &cfg, &scenario_schema,
 					   (cyaml_data_t **)&s, NULL);
 	if (cerr != CYAML_OK) {
@@ -837,12 +898,13 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 		rc = -EINVAL;
 		goto out;
 	}
-	sc_check c = { .scan = &scan, .name = name, .err = err, .errlen = errlen };
 	rc = check_scenario(&c, s, allow_test_steps);
 	if (rc == -ENOMEM)
 		snprintf(err, errlen, "%s: out of memory", name);
 	if (rc)
 		goto out;
+	s->warnings = c.warnings;
+	c.warnings = NULL;
 	s->file = keel_strdup(name);
 	if (s->file == NULL || (s->name == NULL && (s->name = base_name(name)) == NULL)) {
 		rc = -ENOMEM;
@@ -852,13 +914,18 @@ int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool a
 	*out = s;
 	s = NULL;
 out:
+	if (c.nerr > KH_LINT_MAX_ERRORS) {
+		size_t used = strlen(err);
+		snprintf(err + used, errlen - used, "\n%s: ... and %u more errors", name,
+			 c.nerr - KH_LINT_MAX_ERRORS);
+	}
+	keel_free(c.warnings);
 	kh_scenario_free(s);
 	keel_yaml_scan_free(&scan);
 	return rc;
 }
 
-int kh_scenario_load(const char *path, bool allow_test_steps, kh_scenario **out, char *err,
-		     size_t errlen)
+int kh_scenario_read_file(const char *path, char **text, size_t *len, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
@@ -883,6 +950,7 @@ int kh_scenario_load(const char *path, bool allow_test_steps, kh_scenario **out,
 	}
 	buf = keel_malloc((size_t)st.st_size + 1);
 	if (buf == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -893,10 +961,25 @@ int kh_scenario_load(const char *path, bool allow_test_steps, kh_scenario **out,
 		goto out;
 	}
 	buf[n] = '\0';
-	rc = kh_scenario_load_data(path, buf, n, allow_test_steps, out, err, errlen);
+	*text = buf;
+	*len = n;
+	buf = NULL;
+	rc = 0;
 out:
 	keel_free(buf);
 	fclose(f);
+	return rc;
+}
+
+int kh_scenario_load(const char *path, bool allow_test_steps, kh_scenario **out, char *err,
+		     size_t errlen)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	int rc = kh_scenario_read_file(path, &buf, &n, err, errlen);
+	if (rc == 0)
+		rc = kh_scenario_load_data(path, buf, n, allow_test_steps, out, err, errlen);
+	keel_free(buf);
 	return rc;
 }
 
@@ -933,8 +1016,15 @@ void kh_scenario_free(kh_scenario *s)
 		s->nodes[i].env = NULL;
 	}
 	keel_free(s->file);
+	keel_free(s->warnings);
 	s->file = NULL;
+	s->warnings = NULL;
 	cyaml_free(&cfg, &scenario_schema, s, 0);
+}
+
+const char *kh_scenario_warnings(const kh_scenario *s)
+{
+	return s->warnings;
 }
 
 int kh_scenario_node_index(const kh_scenario *s, const char *name)

@@ -201,17 +201,28 @@ typedef struct kh_scenario {
 	bool uses_net;          /* some step is partition, heal or net */
 	bool proxied;           /* the links are the harness's (proxy or netns) */
 	char *file;             /* the path it was loaded from */
+	char *warnings;         /* lint warnings, one "FILE:LINE: path: warning: ..."
+				   line each, or NULL */
 } kh_scenario;
 
-/* Load and check `path`.  0 and *out, or -EINVAL (err holds
- * "FILE:LINE: KEY: problem"), -ENOENT/-EIO (err says so), -ENOMEM.
- * allow_test_steps admits `crash` steps. */
+/* Load and check `path`.  0 and *out, or -EINVAL (err holds every error
+ * found, one "FILE:LINE: KEY: problem" line each: all schema errors of the
+ * file, else the first problem of each node and step; at most
+ * KH_LINT_MAX_ERRORS, then "... and N more errors"), -ENOENT/-EIO (err
+ * says so), -ENOMEM.  allow_test_steps admits `crash` steps. */
 int kh_scenario_load(const char *path, bool allow_test_steps, kh_scenario **out, char *err,
 		     size_t errlen);
+/* The text of scenario file `path` (at most KH_MAX_SCENARIO_BYTES): 0 and
+ * *text (keel_malloc, NUL-terminated) and *len, or -errno with err set
+ * ("PATH: why"). */
+int kh_scenario_read_file(const char *path, char **text, size_t *len, char *err, size_t errlen);
 /* Same from a string; `name` stands for the file in messages. */
 int kh_scenario_load_data(const char *name, const char *yaml, size_t len, bool allow_test_steps,
 			  kh_scenario **out, char *err, size_t errlen);
 void kh_scenario_free(kh_scenario *s); /* NULL is fine */
+/* Lint warnings of a loaded scenario (a `within` longer than its
+ * `timeout`), newline-terminated lines, or NULL. */
+const char *kh_scenario_warnings(const kh_scenario *s);
 
 /* KH_HARNESS_NODE ("keel-harness", scenario_net.h): the harness's own
  * events (client.connected, client.reconnected...) are recorded as its;

@@ -74,7 +74,10 @@ static int fail_at(const net_check *c, const char *path, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	unsigned line = keel_yaml_line_near(c->scan, path);
-	snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, path, msg);
+	if (c->fail)
+		c->fail(c->fail_ud, line, path, msg); /* the caller collects it */
+	else
+		snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, path, msg);
 	return -EINVAL;
 }
 

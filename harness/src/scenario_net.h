@@ -83,6 +83,10 @@ typedef struct kh_net_lint {
 	void *ud;
 	char *err;
 	size_t errlen;
+	/* when set, each problem goes here instead of into err (lint collects
+	 * every error of a file) */
+	void (*fail)(void *fail_ud, unsigned line, const char *path, const char *msg);
+	void *fail_ud;
 } kh_net_lint;
 
 /* The step at `path` ("steps[3].partition"): 0, -EINVAL (l->err says

@@ -1,4 +1,7 @@
--- keel-harness recording schema, version 1 (harness/README.md documents it).
+-- keel-harness recording schema, version 2 (harness/README.md documents it).
+-- Version 2 only added columns (runs.broker_version, runs.broker_build_id,
+-- scenarios.text, scenarios.text_sha256, steps.line), each at the end of
+-- its table; kh_recorder_schema_apply adds them to a version 1 file.
 -- One SQLite file per run, WAL mode.  Every scenario child writes its own
 -- rows (busy_timeout, one transaction per loop turn); the runner writes
 -- runs and scenario outcomes.  Times: *_ns are CLOCK_MONOTONIC ns of the
@@ -8,7 +11,7 @@ PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
-);                                   -- ('schema_version', '1')
+);                                   -- ('schema_version', '2')
 CREATE TABLE IF NOT EXISTS runs (
   id          INTEGER PRIMARY KEY,
   started_at  TEXT NOT NULL,
@@ -16,7 +19,9 @@ CREATE TABLE IF NOT EXISTS runs (
   seed        INTEGER NOT NULL,
   host        TEXT,
   git_rev     TEXT,
-  options     TEXT                   -- JSON: the command line options
+  options     TEXT,                  -- JSON: the command line options
+  broker_version  TEXT,              -- `keel-broker --version` of the broker run
+  broker_build_id TEXT               -- its ELF GNU build id (hex), NULL if it has none
 );
 CREATE TABLE IF NOT EXISTS scenarios (
   id          INTEGER PRIMARY KEY,
@@ -29,7 +34,9 @@ CREATE TABLE IF NOT EXISTS scenarios (
   started_ns  INTEGER,
   finished_ns INTEGER,
   outcome     TEXT,                  -- pass | fail | timeout | crash
-  reason      TEXT
+  reason      TEXT,
+  text        TEXT,                  -- the scenario's YAML as run (what replay runs again)
+  text_sha256 TEXT                   -- SHA-256 of text (hex), as `sha256sum FILE` prints it
 );
 CREATE TABLE IF NOT EXISTS nodes (
   id          INTEGER PRIMARY KEY,
@@ -49,7 +56,8 @@ CREATE TABLE IF NOT EXISTS steps (
   started_ns  INTEGER,
   finished_ns INTEGER,
   outcome     TEXT,                  -- ok | fail
-  message     TEXT
+  message     TEXT,
+  line        INTEGER                -- the step's line in the scenario text
 );
 CREATE TABLE IF NOT EXISTS events (
   id          INTEGER PRIMARY KEY,
@@ -98,4 +106,4 @@ CREATE TABLE IF NOT EXISTS findings (
   severity    TEXT NOT NULL,         -- error | warning
   message     TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');
+INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '2');

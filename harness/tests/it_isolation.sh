@@ -35,14 +35,17 @@ expect_outcome e_leave_running pass
 expect_outcome f_pass pass
 q "SELECT reason FROM scenarios WHERE name = 'a_fail'" | grep -q 'no matching event within' \
   || fail "a_fail: reason does not name the await"
-q "SELECT reason FROM scenarios WHERE name = 'b_hang_await'" | grep -q 'timed out after 3 s in step 1 (await n1)' \
-  || fail "b_hang_await: reason does not name the hung step"
-q "SELECT reason FROM scenarios WHERE name = 'c_hang_consume'" | grep -q 'in step 3 (consume n1)' \
-  || fail "c_hang_consume: reason does not name the hung step"
+# A timeout names the hung step, its line and how far it got.
+q "SELECT reason FROM scenarios WHERE name = 'b_hang_await'" \
+  | grep -q 'timed out after 3 s in step 1 (await n1, line 9): await n1 never.happens: no match' \
+  || fail "b_hang_await: reason does not name the hung step, its line and what it awaits"
+q "SELECT reason FROM scenarios WHERE name = 'c_hang_consume'" \
+  | grep -q 'in step 4 (consume n1, line 14): consume 5 of 10 from /queue/half' \
+  || fail "c_hang_consume: reason does not name the hung step, its line and its progress"
 q "SELECT reason FROM scenarios WHERE name = 'd_crash'" | grep -q 'signal 6' \
   || fail "d_crash: reason does not name the signal"
 [ "$(q "SELECT count(*) FROM events")" -gt 10 ] || fail "events not recorded"
-[ "$(q "SELECT count(*) FROM messages WHERE kind = 'receipted'")" = 15 ] || fail "messages not recorded"
+[ "$(q "SELECT count(*) FROM messages WHERE kind = 'receipted'")" = 20 ] || fail "messages not recorded"
 
 # TAP: a plan, 2 ok and 4 not ok, and the closing line.
 grep -q '^1\.\.6$' "$work/out.tap" || fail "TAP plan missing"

@@ -63,10 +63,28 @@ grep -q '^ok 1 - lifecycle' out.tap || fail "TAP ok line"
 grep -q '^1\.\.1$' out.tap || fail "TAP plan"
 "$HARNESS" run --broker "$BROKER" --db shard.db --shard 1/$n "$SCEN" > /dev/null
 [ "$(sqlite3 shard.db "SELECT count(*) FROM scenarios")" = 1 ] || fail "--shard 1/$n ran more than one"
+# An empty shard (more shards than scenarios, as CI matrices make): a
+# note, exit 0, an empty JUnit file, nothing recorded.
+m=$((n + 1))
+rc=0; "$HARNESS" run --broker "$BROKER" --db empty.db --junit empty.xml --shard $m/$m "$SCEN" \
+  > empty.out 2> empty.err || rc=$?
+[ "$rc" = 0 ] || { cat empty.out empty.err; fail "an empty shard exits $rc"; }
+grep -q "^keel-harness: shard $m/$m has no scenario ($n selected for $m shards); nothing to run$" empty.out \
+  || fail "an empty shard: no note"
+[ ! -s empty.err ] || { cat empty.err; fail "an empty shard: something on stderr"; }
+[ ! -e empty.db ] || fail "an empty shard made a recording"
+grep -q 'tests="0"' empty.xml || fail "an empty shard: no empty JUnit file"
+"$HARNESS" run --broker "$BROKER" --tap --db empty2.db --shard $m/$m "$SCEN" | grep -q '^1\.\.0 # SKIP' \
+  || fail "an empty shard: no TAP plan"
 
-# Replay: same events, node by node.
+# show --help: the usage on stdout, exit 0, nothing on stderr.
+rc=0; "$HARNESS" show --help > help.out 2> help.err || rc=$?
+[ "$rc" = 0 ] && [ ! -s help.err ] && grep -q '^usage: keel-harness show' help.out \
+  || { cat help.out help.err; fail "show --help: exit $rc"; }
+
+# Replay: the same, scenario by scenario.
 "$HARNESS" replay runs/latest.db --broker "$BROKER" --scenario persistence | tee replay.txt
-grep -q 'node n1: same' replay.txt || fail "replay did not compare"
+grep -q '^  same: ' replay.txt || fail "replay did not compare"
 
 # Broken files: exit 2, message names file, line and key.
 printf 'nodes:\n  - name: n1\nsteps:\n  - start: {node: n1, colour: red}\n' > bad.yaml
@@ -75,4 +93,16 @@ rc=0; "$HARNESS" lint bad.yaml 2> lint.err || rc=$?
 grep -q 'bad.yaml:4: steps\[0\].start.colour: unknown key' lint.err || { cat lint.err; fail "lint message"; }
 rc=0; "$HARNESS" run --broker "$BROKER" --db bad.db bad.yaml 2> run.err || rc=$?
 [ "$rc" = 2 ] || fail "run of a broken file: exit $rc"
+# Every error of a file, not only the first; a warning does not fail.
+printf 'nodes:\n  - name: n1\nsteps:\n  - start: {node: n1, colour: red}\n  - await: {node: n1, type: x, within: soon}\n  - stop: {node: n2}\n' > bad2.yaml
+rc=0; "$HARNESS" lint bad2.yaml 2> lint2.err || rc=$?
+[ "$rc" = 2 ] || fail "lint of two errors: exit $rc"
+grep -q 'bad2.yaml:4: steps\[0\].start.colour: unknown key' lint2.err \
+  && grep -q 'bad2.yaml:5: steps\[1\].await.within: invalid number "soon"' lint2.err \
+  || { cat lint2.err; fail "lint did not list every schema error"; }
+printf 'timeout: 2\nnodes:\n  - name: n1\nsteps:\n  - start: {node: n1}\n  - await: {node: n1, type: state, within: 5}\n' > warn.yaml
+rc=0; "$HARNESS" lint warn.yaml 2> warn.err || rc=$?
+[ "$rc" = 0 ] || fail "a warning failed lint"
+grep -q "warn.yaml:6: steps\[1\].await.within: warning: within 5 s is longer than the scenario's timeout (2 s)" warn.err \
+  || { cat warn.err; fail "no warning on within > timeout"; }
 echo "it_suite: OK"

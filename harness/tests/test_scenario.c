@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "keel/alloc.h"
+#include "kh_limits.h"
 #include "scenario.h"
 
 #define HEAD "nodes:\n  - name: n1\nsteps:\n"
@@ -629,6 +630,104 @@ static void test_node_subst(void **state)
 	assert_int_equal(keel_alloc_live(), live);
 }
 
+/* Lines of text (the last one with or without its newline). */
+static unsigned lines_of(const char *text)
+{
+	unsigned n = 0;
+	size_t len = strlen(text);
+	for (const char *p = text; *p; p++)
+		n += *p == '\n';
+	return n + (len > 0 && text[len - 1] != '\n');
+}
+
+/* lint reports every schema error of a file, and the first problem of
+ * each node and step, not only the first of the file. */
+static void test_all_errors(void **state)
+{
+	(void)state;
+	kh_scenario *s = NULL;
+	char err[KH_LINT_ERR_BYTES];
+	const char *y = "name: many\n"
+			"colour: red\n"                                  /* 2 unknown */
+			"nodes:\n"
+			"  - name: n1\n"
+			"    size: 3\n"                                  /* 5 unknown */
+			"steps:\n"
+			"  - start: {node: n1, colour: blue}\n"          /* 7 unknown */
+			"  - await: {node: n1, type: x, within: soon}\n" /* 8 number */
+			"  - produce: {node: n1, destination: d}\n"      /* 9 count missing */
+			"  - produce: {node: n1, destination: d, count: many}\n" /* 10 */
+			"  - start: {node: n1, node: n1}\n"              /* 11 twice */
+			"  - stop: n1\n";                                 /* 12 mapping */
+	int rc = kh_scenario_load_data("t.yaml", y, strlen(y), false, &s, err, sizeof(err));
+	assert_int_equal(rc, -EINVAL);
+	assert_null(s);
+	static const char *const want[] = {
+		"t.yaml:2: colour: unknown key",
+		"t.yaml:5: nodes[0].size: unknown key",
+		"t.yaml:7: steps[0].start.colour: unknown key",
+		"t.yaml:8: steps[1].await.within: invalid number \"soon\"",
+		"t.yaml:9: steps[2].produce.count: missing required key",
+		"t.yaml:10: steps[3].produce.count: invalid unsigned integer \"many\"",
+		"t.yaml:11: steps[4].start.node: key given twice",
+		"t.yaml:12: steps[5].stop: expected a mapping, got a single value",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (strstr(err, want[i]) == NULL)
+			print_error("want: %s\ngot:\n%s\n", want[i], err);
+		assert_non_null(strstr(err, want[i]));
+	}
+	assert_int_equal(lines_of(err), sizeof(want) / sizeof(want[0]));
+
+	/* Past the schema: each node's and step's first problem. */
+	y = "nodes:\n"
+	    "  - name: n1\n"
+	    "    role: boss\n"
+	    "  - name: n1\n"
+	    "steps:\n"
+	    "  - start: {node: n9}\n"
+	    "  - consume: {node: n1, destination: x}\n"
+	    "  - await: {node: n1, type: x, since: yesterday}\n";
+	rc = kh_scenario_load_data("t.yaml", y, strlen(y), false, &s, err, sizeof(err));
+	assert_int_equal(rc, -EINVAL);
+	assert_non_null(strstr(err, "t.yaml:3: nodes[0].role: \"boss\""));
+	assert_non_null(strstr(err, "t.yaml:4: nodes[1].name: node \"n1\" is already defined"));
+	assert_non_null(strstr(err, "t.yaml:6: steps[0].start.node: unknown node \"n9\""));
+	assert_non_null(strstr(err, "t.yaml:7: steps[1].consume: give exactly one of"));
+	assert_non_null(strstr(err, "t.yaml:8: steps[2].await.since: \"yesterday\""));
+	assert_int_equal(lines_of(err), 5);
+
+	/* At most KH_LINT_MAX_ERRORS, then a count. */
+	char big[16384] = "nodes:\n  - name: n1\nsteps:\n";
+	for (int i = 0; i < KH_LINT_MAX_ERRORS + 7; i++)
+		strcat(big, "  - start: {node: n1, x: 1}\n");
+	rc = kh_scenario_load_data("t.yaml", big, strlen(big), false, &s, err, sizeof(err));
+	assert_int_equal(rc, -EINVAL);
+	assert_int_equal(lines_of(err), KH_LINT_MAX_ERRORS + 1);
+	assert_non_null(strstr(err, "t.yaml: ... and 7 more errors"));
+}
+
+/* A within longer than the timeout: a warning; the file loads. */
+static void test_within_warning(void **state)
+{
+	(void)state;
+	kh_scenario *s = load_ok("timeout: 5\n" HEAD "  - start: {node: n1}\n"
+				 "  - await: {node: n1, type: x, within: 10}\n"
+				 "  - await: {node: n1, type: x, within: 5}\n"
+				 "  - stop: {node: n1, within: 6.5}\n", false);
+	const char *w = kh_scenario_warnings(s);
+	assert_non_null(w);
+	assert_non_null(strstr(w, "ok.yaml:6: steps[1].await.within: warning: within 10 s is "
+				  "longer than the scenario's timeout (5 s): the scenario times out "
+				  "first\n"));
+	assert_non_null(strstr(w, "ok.yaml:8: steps[3].stop.within: warning: within 6.5 s"));
+	assert_int_equal(lines_of(w), 2);
+	kh_scenario_free(s);
+	s = load_ok(HEAD "  - await: {node: n1, type: x, within: 100}\n", false);
+	assert_null(kh_scenario_warnings(s)); /* the default timeout is 120 s */
+	kh_scenario_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -636,6 +735,8 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_yaml_errors),
 		cmocka_unit_test(test_schema_errors),
+		cmocka_unit_test(test_all_errors),
+		cmocka_unit_test(test_within_warning),
 		cmocka_unit_test(test_check_errors),
 		cmocka_unit_test(test_manage),
 		cmocka_unit_test(test_manage_errors),

@@ -497,13 +497,13 @@ static void t_show_imported(void **state)
 	/* Per node, its states in order with times since start (0.1 ms). */
 	assert_non_null(strstr(text, "live1        -          STARTING 0.000000..0.000300 > LIVE 0.000300..0.000550"));
 	assert_non_null(strstr(text, "backup1      -          STARTING 0.000150..0.000400 > BACKUP_SYNCING"));
-	assert_non_null(strstr(text, "live1           state LIVE\n"));
+	assert_non_null(strstr(text, "live1        seq 4        state LIVE\n"));
 	assert_non_null(strstr(text, "acceptor.listening {\"host\":\"127.0.0.1\",\"name\":\"stomp\",\"port\":61613}"));
 	assert_non_null(strstr(text, "ERROR single-live: made up 1"));
 	assert_non_null(strstr(text, "THREAD live1 keel-fsync"));
 	/* Time order: backup1's STARTING (250 us) between live1's journal
 	 * (200 us) and acceptor (300 us). */
-	char *j = strstr(text, "journal.loaded"), *b = strstr(text, "backup1         state STARTING"),
+	char *j = strstr(text, "journal.loaded"), *b = strstr(text, "backup1      seq 1        state STARTING"),
 	     *a = strstr(text, "acceptor.listening {\"host\"");
 	bool ordered = j && b && a && j < b && b < a;
 	j = b = a = NULL;
