@@ -29,8 +29,8 @@ done
 SCEN=$work/scenarios
 if [ "$MODE" = faults ]; then
   # (into a file: `ldd | grep -q` under pipefail fails when grep exits first)
-  ldd "$BROKER" > ldd.out 2>/dev/null || true
-  if grep -q libasan ldd.out; then
+  ldd "$BROKER" > "$work/ldd.out" 2>/dev/null || true
+  if grep -q libasan "$work/ldd.out"; then
     echo "SKIP: ASan build: fault steps need fiu-run, which cannot preload before ASan"
     exit 77
   fi
