@@ -867,6 +867,51 @@ static char *scenario_name_for(const char *path)
 	return name;
 }
 
+/* The scenario written at `path` into the recording's scenarios.text
+ * (when the schema has it).  0 or -errno (said). */
+static int keep_text(sqlite3 *db, int64_t sid, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		fprintf(stderr, "keel-harness: --scenario-out %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	int err = 0;
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 16384;
+			char *n = keel_realloc(text, cap);
+			if (n == NULL) {
+				err = -ENOMEM;
+				break;
+			}
+			text = n;
+		}
+		size_t k = fread(text + len, 1, cap - len - 1, f);
+		len += k;
+		if (k == 0)
+			break;
+	}
+	fclose(f);
+	sqlite3_stmt *s = NULL;
+	if (err == 0 && sqlite3_prepare_v2(db, "UPDATE scenarios SET text = ? WHERE id = ?", -1, &s,
+					   NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, text, (int)len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, sid);
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			fprintf(stderr, "keel-harness: --scenario-out: recording its text: %s\n",
+				sqlite3_errmsg(db));
+			err = -EIO;
+		}
+	}
+	/* (a schema without the column: nothing to keep) */
+	sqlite3_finalize(s);
+	keel_free(text);
+	return err;
+}
+
 /* --scenario-out: 0, or -errno (said on stderr). */
 static int write_scenario(sqlite3 *db, int64_t sid, const char *path,
 			  const char *const *files, size_t n_files)
@@ -904,6 +949,12 @@ static int write_scenario(sqlite3 *db, int64_t sid, const char *path,
 		unlink(path);
 		goto out;
 	}
+	/* the recording keeps the text too: `keel-harness replay` of the
+	 * imported trace runs it and compares the nodes' events with the
+	 * trace */
+	err = keep_text(db, sid, path);
+	if (err < 0)
+		goto out;
 	printf("wrote %s: scenario \"%s\" (keel-harness run %s)\n", path, name,
 	       path);
 out:

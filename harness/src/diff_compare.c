@@ -361,6 +361,11 @@ static void check_ids(cmp *c, const vitem *x, const vitem *y)
 	for (unsigned k = 0; k < KH_DIFF_RULE_IDS && x->rule->ids[k][0]; k++) {
 		const char *field = x->rule->ids[k][0], *cls = x->rule->ids[k][1];
 		const char *va = x->ids[k], *vb = y->ids[k];
+		/* an imported trace ran by hand: every node on one host, each
+		 * incarnation on ports of its own; its addresses say nothing
+		 * the replay must keep (node ids and the rest still map) */
+		if (!c->steps && (strcmp(cls, "host") == 0 || strcmp(cls, "port") == 0))
+			continue;
 		snprintf(what, sizeof(what), "identity %s", cls);
 		snprintf(where, sizeof(where), "node %s seq %" PRId64 " %s.%s", c->na->name, x->seq,
 			 x->rule->type, field);

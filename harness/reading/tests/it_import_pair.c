@@ -7,7 +7,8 @@
  *    failover, the primary restarted on its data, failback, both stopped.
  *    Importing the four files finds no error (the killed incarnation's
  *    LIVE ends at its last event, end unknown, the backup's failover as
- *    evidence); --scenario-out writes a scenario that lints and passes
+ *    evidence); --scenario-out writes a scenario that lints and passes,
+ *    and the imported trace replayed (its text kept) matches
  *    under `keel-harness run`;
  *  - split brain: two primaries, the second told not to ask its peer
  *    (check-for-live-server: false): both LIVE, both say `split-brain`
@@ -400,6 +401,16 @@ static void t_failback_trace(void **state)
 				    " AND type = 'failback.done'"),
 			 1);
 	sqlite3_close(db);
+
+	/* Replayed, the imported trace (its recording keeps the scenario's
+	 * text) matches: the same nodes' milestones in the same order. */
+	const char *rep[] = { "replay", "trace.db", "--broker", broker_exe, "--db", "rep.db",
+			      NULL };
+	int rrc = harness("replay.out", RUN_MS, rep);
+	out = slurp_in_dir("replay.out");
+	if (rrc != 0 || strstr(out, "  same: ") == NULL)
+		fail_msg("the imported trace's replay does not match (exit %d):\n%s", rrc, out);
+	keel_free(out);
 }
 
 static void t_split_brain_trace(void **state)
