@@ -19,7 +19,9 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "replay_suite: FAIL: $*" >&2; exit 1; }
 mkdir "$work/scenarios"
 asan=0
-ldd "$BROKER" 2>/dev/null | grep -q libasan && asan=1
+# (into a file: `ldd | grep -q` under pipefail fails when grep exits first)
+ldd "$BROKER" > "$work/ldd.out" 2>/dev/null || true
+grep -q libasan "$work/ldd.out" && asan=1
 for f in "$SCEN"/*.yaml; do
   if [ "$asan" = 1 ] && grep -q '^ *- *fault:' "$f"; then
     echo "replay_suite: $(basename "$f") left out: fault steps need fiu-run (ASan broker)"
