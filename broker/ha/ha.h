@@ -354,8 +354,10 @@ typedef enum keel_ha_action_type {
 	KEEL_HA_ACT_RELEASE_RECEIPTS,    /* .release true: receipt what was held; false: ERROR */
 	/* the manager's ZooKeeper (cfg.manager), in the session in force */
 	KEEL_HA_ACT_ZK_ACQUIRE_LOCK,     /* ask for the pair's lock (wait behind a holder); report
-					  * ZK_LOCK_ACQUIRED once held */
-	KEEL_HA_ACT_ZK_RELEASE_LOCK,     /* give the lock up, or withdraw the request */
+					  * ZK_LOCK_ACQUIRED once held.  One request at a time:
+					  * the next comes after its grant (and release) or a new
+					  * session */
+	KEEL_HA_ACT_ZK_RELEASE_LOCK,     /* give the held lock up */
 	KEEL_HA_ACT_ZK_READ_SEQUENCE,    /* a linearizable read (sync, then get) of C; report
 					  * ZK_SEQUENCE */
 	KEEL_HA_ACT_ZK_WRITE_SEQUENCE,   /* .coord: set seq and owner if the version is still
@@ -436,6 +438,8 @@ typedef struct keel_ha {
 	uint8_t lock;             /* KEEL_HA_LOCK_* */
 	uint8_t zk_req;           /* KEEL_HA_ZK_REQ_*: the READ or WRITE outstanding (one at a time) */
 	uint8_t zk_goal;          /* KEEL_HA_ZK_GOAL_*: what the lock and C are wanted for */
+	uint8_t zk_req_goal;      /* the goal the outstanding request was sent for */
+	bool zk_req_locked;       /* ... and whether the lock was held when it was sent */
 	bool zk_held;             /* HOLD_RECEIPTS until the raise of C is done (or step down) */
 	bool zk_handover;         /* the candidacy is a HANDOVER's (keep out_link for LIVE_STARTED) */
 	bool zk_alone_ok;         /* the candidacy may start C if ZooKeeper has none */
@@ -450,8 +454,9 @@ typedef struct keel_ha {
 	uint64_t zk_stale_seq;    /* + 1: this local sequence was found stale (said once) */
 } keel_ha;
 
-/* keel_ha.lock */
-enum { KEEL_HA_LOCK_NONE = 0, KEEL_HA_LOCK_WANTED, KEEL_HA_LOCK_HELD };
+/* keel_ha.lock: ABANDONED: asked for, no longer wanted (released once
+ * granted: one request at a time, so a grant answers the one in force) */
+enum { KEEL_HA_LOCK_NONE = 0, KEEL_HA_LOCK_WANTED, KEEL_HA_LOCK_HELD, KEEL_HA_LOCK_ABANDONED };
 /* keel_ha.zk_req */
 enum { KEEL_HA_ZK_REQ_NONE = 0, KEEL_HA_ZK_REQ_READ, KEEL_HA_ZK_REQ_WRITE };
 /* keel_ha.zk_goal: ACTIVATE: a candidate (lock, then C, then live); RAISE:

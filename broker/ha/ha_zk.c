@@ -52,23 +52,31 @@ static bool live_side(const keel_ha *ha)
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* One request at a time: a request given up is kept until granted, then
+ * released, so a grant always answers the request in force. */
 static void want_lock(keel_ha *ha, keel_ha_actions *out)
 {
+	if (ha->lock == KEEL_HA_LOCK_ABANDONED) {
+		ha->lock = KEEL_HA_LOCK_WANTED;
+		return;
+	}
 	if (ha->lock != KEEL_HA_LOCK_NONE || ha->zk != KEEL_HA_ZK_CONNECTED)
 		return;
 	ha->lock = KEEL_HA_LOCK_WANTED;
 	push(out, KEEL_HA_ACT_ZK_ACQUIRE_LOCK);
 }
 
-/* Gives the lock up or withdraws its request (the manager does it once
- * it can; an expiry does it anyway). */
+/* Gives the lock up (the manager does it once it can; an expiry does it
+ * anyway), or gives up a request (released when granted). */
 static void drop_lock(keel_ha *ha, keel_ha_actions *out)
 {
-	if (ha->lock == KEEL_HA_LOCK_NONE)
-		return;
-	ha->lock = KEEL_HA_LOCK_NONE;
 	ha->zk_lease_until_ms = 0;
-	push(out, KEEL_HA_ACT_ZK_RELEASE_LOCK);
+	if (ha->lock == KEEL_HA_LOCK_WANTED) {
+		ha->lock = KEEL_HA_LOCK_ABANDONED;
+	} else if (ha->lock == KEEL_HA_LOCK_HELD) {
+		ha->lock = KEEL_HA_LOCK_NONE;
+		push(out, KEEL_HA_ACT_ZK_RELEASE_LOCK);
+	}
 }
 
 static void zk_read(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms)
@@ -76,6 +84,8 @@ static void zk_read(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms)
 	if (ha->zk_req != KEEL_HA_ZK_REQ_NONE || ha->zk != KEEL_HA_ZK_CONNECTED)
 		return;
 	ha->zk_req = KEEL_HA_ZK_REQ_READ;
+	ha->zk_req_goal = ha->zk_goal;
+	ha->zk_req_locked = ha->lock == KEEL_HA_LOCK_HELD;
 	ha->zk_sent_ms = now_ms;
 	push(out, KEEL_HA_ACT_ZK_READ_SEQUENCE);
 }
@@ -86,6 +96,8 @@ static void zk_write(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms, uint64_
 	assert(ha->zk_req == KEEL_HA_ZK_REQ_NONE && ha->zk == KEEL_HA_ZK_CONNECTED);
 	assert(ha->lock == KEEL_HA_LOCK_HELD && ha->coord_known);
 	ha->zk_req = KEEL_HA_ZK_REQ_WRITE;
+	ha->zk_req_goal = ha->zk_goal;
+	ha->zk_req_locked = true;
 	ha->zk_sent_ms = now_ms;
 	ha->zk_target = seq;
 	keel_ha_action *a = push(out, KEEL_HA_ACT_ZK_WRITE_SEQUENCE);
@@ -288,6 +300,8 @@ void keel_ha__zk_stop_serving(keel_ha *ha, keel_ha_actions *out)
 	}
 	ha->zk_goal = KEEL_HA_ZK_GOAL_NONE;
 	ha->zk_handover = false;
+	if (ha->zk_req != KEEL_HA_ZK_REQ_WRITE)
+		ha->zk_target = 0;
 	drop_lock(ha, out);
 	timer_cancel(ha, out, KEEL_HA_TIMER_ZK_RENEW);
 	timer_cancel(ha, out, KEEL_HA_TIMER_ZK_LEASE);
@@ -374,8 +388,13 @@ keel_ha_zk_verdict keel_ha__zk_feed(keel_ha *ha, const keel_ha_input *in, keel_h
 	case KEEL_HA_IN_ZK_SESSION:
 		return on_session(ha, in, out, why);
 	case KEEL_HA_IN_ZK_LOCK_ACQUIRED:
+		if (ha->lock == KEEL_HA_LOCK_ABANDONED) {
+			ha->lock = KEEL_HA_LOCK_NONE; /* no longer wanted */
+			push(out, KEEL_HA_ACT_ZK_RELEASE_LOCK);
+			return KEEL_HA_ZKV_NONE;
+		}
 		if (ha->lock != KEEL_HA_LOCK_WANTED) {
-			ha->ignored++; /* withdrawn since: its RELEASE follows */
+			ha->ignored++;
 			return KEEL_HA_ZKV_NONE;
 		}
 		ha->lock = KEEL_HA_LOCK_HELD;
@@ -399,6 +418,11 @@ keel_ha_zk_verdict keel_ha__zk_feed(keel_ha *ha, const keel_ha_input *in, keel_h
 		answered(ha, out, in->now_ms);
 		ha->coord = in->coord;
 		ha->coord_known = true;
+		if (ha->zk_goal == KEEL_HA_ZK_GOAL_ACTIVATE && !ha->zk_req_locked) {
+			/* read before the lock was ours: C may have moved since */
+			zk_read(ha, out, in->now_ms);
+			return KEEL_HA_ZKV_NONE;
+		}
 		return evaluate(ha, out, in->now_ms, why);
 	case KEEL_HA_IN_ZK_WRITE_DONE:
 		if (ha->zk_req != KEEL_HA_ZK_REQ_WRITE) {
@@ -411,6 +435,14 @@ keel_ha_zk_verdict keel_ha__zk_feed(keel_ha *ha, const keel_ha_input *in, keel_h
 		ha->coord.seq = ha->zk_target;
 		ha->coord.owner = ha->cfg.role;
 		ha->coord_known = true;
+		if (ha->zk_goal != ha->zk_req_goal) {
+			/* written for a goal given up since (a live that stepped
+			 * down, now a candidate): C is known, the goal in force
+			 * decides (a candidate holding the lock repairs) */
+			if (ha->zk_goal == KEEL_HA_ZK_GOAL_ACTIVATE && ha->lock != KEEL_HA_LOCK_HELD)
+				return KEEL_HA_ZKV_NONE;
+			return evaluate(ha, out, in->now_ms, why);
+		}
 		if (ha->zk_goal == KEEL_HA_ZK_GOAL_RAISE) {
 			raised(ha, out, old);
 			return KEEL_HA_ZKV_NONE;
@@ -420,7 +452,7 @@ keel_ha_zk_verdict keel_ha__zk_feed(keel_ha *ha, const keel_ha_input *in, keel_h
 			     ha->zk_target)->old_seq = old;
 			return KEEL_HA_ZKV_ACTIVATE;
 		}
-		return KEEL_HA_ZKV_NONE; /* stepped down meanwhile: a later start repairs */
+		return KEEL_HA_ZKV_NONE;
 	case KEEL_HA_IN_ZK_WRITE_FAILED:
 		if (ha->zk_req != KEEL_HA_ZK_REQ_WRITE) {
 			ha->ignored++;
