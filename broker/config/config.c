@@ -155,6 +155,23 @@ static const cyaml_schema_value_t bridge_schema = {
 	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, keel_bridge_cfg, bridge_fields),
 };
 
+static const cyaml_schema_field_t zk_fields[] = {
+	CYAML_FIELD_STRING_PTR("connect", CYAML_FLAG_POINTER, keel_ha_zk_cfg, connect, 1,
+			       KEEL_HA_ZK_MAX_CONNECT_LEN),
+	CYAML_FIELD_UINT("session-timeout", OPT, keel_ha_zk_cfg, session_timeout),
+	CYAML_FIELD_STRING_PTR("root", CYAML_FLAG_POINTER | OPT, keel_ha_zk_cfg, root, 1,
+			       KEEL_HA_ZK_MAX_PATH_LEN),
+	CYAML_FIELD_STRING_PTR("pair-id", CYAML_FLAG_POINTER, keel_ha_zk_cfg, pair_id, 1,
+			       KEEL_HA_ZK_MAX_PATH_LEN),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t manager_fields[] = {
+	CYAML_FIELD_MAPPING_PTR("zookeeper", CYAML_FLAG_POINTER | OPT, keel_ha_manager_cfg,
+				zookeeper, zk_fields),
+	CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t ha_fields[] = {
 	CYAML_FIELD_STRING_PTR("role", CYAML_FLAG_POINTER, keel_ha_cfg, role, 1, 32),
 	CYAML_FIELD_STRING_PTR("listen", CYAML_FLAG_POINTER, keel_ha_cfg, listen, 1,
@@ -175,6 +192,8 @@ static const cyaml_schema_field_t ha_fields[] = {
 	CYAML_FIELD_BOOL("failover-may-lose-data", OPT, keel_ha_cfg, failover_may_lose_data),
 	CYAML_FIELD_INT("max-saved-replicated-journals-size", OPT, keel_ha_cfg,
 			max_saved_replicated_journals_size),
+	CYAML_FIELD_MAPPING_PTR("manager", CYAML_FLAG_POINTER | OPT, keel_ha_cfg, manager,
+				manager_fields),
 	CYAML_FIELD_END,
 };
 
@@ -325,6 +344,13 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 			h->restart_backup = true;
 		if (HA_UNSET("max-saved-replicated-journals-size"))
 			h->max_saved_replicated_journals_size = 2;
+		keel_ha_zk_cfg *z = h->manager ? h->manager->zookeeper : NULL;
+		if (z != NULL) {
+			if (HA_UNSET("manager.zookeeper.session-timeout"))
+				z->session_timeout = KEEL_HA_ZK_DEFAULT_SESSION_MS;
+			if (set_default(&z->root, "/keel"))
+				return -ENOMEM;
+		}
 #undef HA_UNSET
 	}
 	for (unsigned a = 0; a < cfg->addresses_count; a++) {
@@ -660,6 +686,86 @@ static int check_bridges(cfg_check *c, const keel_config *cfg)
 	return 0;
 }
 
+/* A ZooKeeper path: "/" then names joined by "/", no empty, "." or ".."
+ * name, no trailing "/", printable ASCII without spaces (what the C
+ * client takes as is). */
+static bool zk_path_valid(const char *p)
+{
+	size_t n = strlen(p);
+	if (n < 2 || p[0] != '/' || p[n - 1] == '/')
+		return false;
+	for (const char *s = p + 1; *s;) {
+		const char *e = strchr(s, '/');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		if (len == 0 || (len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+			return false;
+		for (size_t i = 0; i < len; i++)
+			if (s[i] <= ' ' || s[i] > '~')
+				return false;
+		s += len + (e ? 1 : 0);
+	}
+	return true;
+}
+
+/* ha.manager (README.md "With a manager"). */
+static int check_manager(cfg_check *c, const keel_ha_cfg *h)
+{
+	char host[256], one[KEEL_MAX_CONNECTOR_LEN + 1], name[KEEL_HA_ZK_MAX_PATH_LEN + 2];
+	uint16_t port;
+	const keel_ha_zk_cfg *z = h->manager->zookeeper;
+	if (z == NULL)
+		return check_fail(c, "ha.manager	expected zookeeper: {connect, pair-id, ...} (the "
+				  "only kind of manager)");
+	unsigned servers = 0;
+	for (const char *s = z->connect;; servers++) {
+		const char *e = strchr(s, ',');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		if (len == 0 || len >= sizeof(one))
+			return check_fail(c, "ha.manager.zookeeper.connect	expected HOST:PORT[,HOST:"
+					  "PORT...], got \"%s\"", z->connect);
+		memcpy(one, s, len);
+		one[len] = '\0';
+		if (strchr(one, '/') != NULL)
+			return check_fail(c, "ha.manager.zookeeper.connect	\"%s\": no path here "
+					  "(a chroot): give it as root", one);
+		if (keel_parse_hostport(one, host, sizeof(host), &port) != 0 || port == 0)
+			return check_fail(c, "ha.manager.zookeeper.connect	expected HOST:PORT (port "
+					  "1..65535), got \"%s\"", one);
+		if (servers + 1 > KEEL_HA_ZK_MAX_SERVERS)
+			return check_fail(c, "ha.manager.zookeeper.connect	more than %d servers "
+					  "(KEEL_HA_ZK_MAX_SERVERS)", KEEL_HA_ZK_MAX_SERVERS);
+		if (e == NULL)
+			break;
+		s = e + 1;
+	}
+	if (z->session_timeout < KEEL_HA_ZK_MIN_SESSION_MS ||
+	    z->session_timeout > KEEL_HA_ZK_MAX_SESSION_MS)
+		return check_fail(c, "ha.manager.zookeeper.session-timeout	must be %d..%d ms, not %u",
+				  KEEL_HA_ZK_MIN_SESSION_MS, KEEL_HA_ZK_MAX_SESSION_MS,
+				  z->session_timeout);
+	if (!zk_path_valid(z->root))
+		return check_fail(c, "ha.manager.zookeeper.root	expected an absolute path such as "
+				  "/keel (no empty, . or .. name, no trailing /), got \"%s\"",
+				  z->root);
+	snprintf(name, sizeof(name), "/%s", z->pair_id);
+	if (strchr(z->pair_id, '/') != NULL || !zk_path_valid(name))
+		return check_fail(c, "ha.manager.zookeeper.pair-id	expected one name (no /, not . "
+				  "or .., printable, no space), got \"%s\"", z->pair_id);
+	/* The manager replaces the leases and the fence (README): with the
+	 * rules before them a backup would fail over on a timeout alone. */
+	if (h->failover_may_lose_data)
+		return check_fail(c, "ha.failover-may-lose-data	cannot be true with a manager: the "
+				  "manager's lock and coordinated sequence replace those rules");
+	/* A live may serve for 90 % (KEEL_HA_DRIFT_PERCENT) of the session
+	 * timeout after it sent its last answered renewal; ZooKeeper gives the
+	 * lock away no sooner than the whole timeout after it heard it.  The
+	 * pair's own fence is not used, so connection-ttl only decides how
+	 * soon each side notices the other is gone: a backup fails over after
+	 * both that and the live's session expiry.  A session timeout the
+	 * renewals cannot keep (three per timeout) is refused above. */
+	return 0;
+}
+
 /* ha: (README.md "Replication (HA)"); the values keel_ha_init() takes. */
 static int check_ha(cfg_check *c, const keel_config *cfg)
 {
@@ -702,12 +808,22 @@ static int check_ha(cfg_check *c, const keel_config *cfg)
 				  "check-period (%u ms) when pings are on (check-period > 0)",
 				  key, h->connection_ttl, h->check_period);
 	}
+	if (h->manager != NULL) {
+		int rc = check_manager(c, h);
+		if (rc != 0)
+			return rc;
+	}
 	if (h->check_period == 0 && !h->failover_may_lose_data) {
 		/* Pings renew the backup's lease (ha.h "Leases"): without them
-		 * it could fail over only within connection-ttl of registering. */
+		 * it could fail over only within connection-ttl of registering.
+		 * With a manager they are how a node notices a silent peer. */
 		const char *key = keel_yaml_line(c->scan, "ha.check-period") ? "ha.check-period"
 				  : keel_yaml_line(c->scan, "check-period") ? "check-period"
 									  : "ha";
+		if (h->manager != NULL)
+			return check_fail(c, "%s\tha check-period 0 turns pings off, and with a "
+					  "manager pings are how a node notices a silent peer: set "
+					  "it > 0", key);
 		return check_fail(c, "%s\tha check-period 0 turns pings off, and pings renew "
 				  "the backup's lease: set it > 0 (or failover-may-lose-data: true)",
 				  key);

@@ -30,7 +30,8 @@
  *       initial-replication-sync-timeout, failback-wait, connection-ttl,
  *       check-period, retry-interval, allow-failback, check-for-live-server,
  *       restart-backup, failover-may-lose-data,
- *       max-saved-replicated-journals-size}
+ *       max-saved-replicated-journals-size,
+ *       manager: {zookeeper: {connect, session-timeout, root, pair-id}}}
  */
 #ifndef KEEL_CONFIG_H
 #define KEEL_CONFIG_H
@@ -108,6 +109,20 @@ typedef struct keel_bridge_cfg {
 					  KEEL_BRIDGE_DEFAULT_HEARTBEAT_MS; 0 = none */
 } keel_bridge_cfg;
 
+/* ha.manager.zookeeper (README.md "With a manager"): the ZooKeeper that
+ * coordinates the pair.  The load checks every value and fills defaults. */
+typedef struct keel_ha_zk_cfg {
+	char *connect;            /* required: "HOST:PORT[,HOST:PORT...]", the ensemble */
+	uint32_t session_timeout; /* ms, default KEEL_HA_ZK_DEFAULT_SESSION_MS */
+	char *root;               /* absolute znode path of the pairs, default "/keel" */
+	char *pair_id;            /* required: this pair's znode under root (both nodes alike) */
+} keel_ha_zk_cfg;
+
+/* ha.manager: what coordinates the pair; absent: the pair alone. */
+typedef struct keel_ha_manager_cfg {
+	keel_ha_zk_cfg *zookeeper; /* the only kind; required */
+} keel_ha_manager_cfg;
+
 /* Replication (ha:, README.md "Replication (HA)"): this node's half of a
  * live/backup pair.  Times in ms; the load fills every default. */
 typedef struct keel_ha_cfg {
@@ -130,6 +145,7 @@ typedef struct keel_ha_cfg {
 	int32_t max_saved_replicated_journals_size; /* copies of the old data a sync moves
 						      * aside (store/saved.h): default 2, 0 none,
 						      * -1 all; at most KEEL_HA_MAX_SAVED_JOURNALS */
+	keel_ha_manager_cfg *manager; /* ha.manager; NULL: the pair alone (leases, fence) */
 } keel_ha_cfg;
 
 struct keel_config {

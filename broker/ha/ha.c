@@ -12,146 +12,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "ha.h"
+#include "ha_int.h"
 
-#define TBIT(t) (1u << (unsigned)(t))
-
-/* ---- names ------------------------------------------------------------- */
-
-const char *keel_ha_state_name(keel_ha_state s)
-{
-	static const char *const names[KEEL_HA_STATE_COUNT] = {
-		[KEEL_HA_STOPPED] = "STOPPED",
-		[KEEL_HA_STARTING] = "STARTING",
-		[KEEL_HA_ACTIVATING] = "ACTIVATING",
-		[KEEL_HA_LIVE] = "LIVE",
-		[KEEL_HA_FAILING_BACK] = "FAILING_BACK",
-		[KEEL_HA_BACKUP_CONNECTING] = "BACKUP_CONNECTING",
-		[KEEL_HA_BACKUP_SYNCING] = "BACKUP_SYNCING",
-		[KEEL_HA_BACKUP_SYNCED] = "BACKUP_SYNCED",
-		[KEEL_HA_STOPPING] = "STOPPING",
-	};
-	return (unsigned)s < KEEL_HA_STATE_COUNT ? names[s] : "?";
-}
-
-const char *keel_ha_event_name(keel_ha_event e)
-{
-	switch (e) {
-	case KEEL_HA_EV_STATE: return "state";
-	case KEEL_HA_EV_REPL_CONNECTED: return "replication.connected";
-	case KEEL_HA_EV_SYNC_STARTED: return "replication.sync.started";
-	case KEEL_HA_EV_SYNC_DONE: return "replication.sync.done";
-	case KEEL_HA_EV_SYNC_TIMEOUT: return "replication.sync.timeout";
-	case KEEL_HA_EV_REPL_LOST: return "replication.lost";
-	case KEEL_HA_EV_BACKUP_ANNOUNCED: return "backup.announced";
-	case KEEL_HA_EV_FAILOVER: return "failover";
-	case KEEL_HA_EV_FAILOVER_REFUSED: return "failover.refused";
-	case KEEL_HA_EV_FAILBACK_STARTED: return "failback.started";
-	case KEEL_HA_EV_FAILBACK_DONE: return "failback.done";
-	case KEEL_HA_EV_FAILBACK_TIMEOUT: return "failback.timeout";
-	case KEEL_HA_EV_REGISTER_REFUSED: return "replication.refused";
-	case KEEL_HA_EV_ERROR: return "error";
-	case KEEL_HA_EV_FENCE: return "replication.fence";
-	case KEEL_HA_EV_ALONE: return "replication.alone";
-	case KEEL_HA_EV_SPLIT_BRAIN: return "split-brain";
-	}
-	return "?";
-}
-
-const char *keel_ha_reason_name(keel_ha_reason r)
-{
-	static const char *const names[KEEL_HA_REASON_COUNT] = {
-		[KEEL_HA_REASON_NONE] = "none",
-		[KEEL_HA_REASON_NOT_LIVE] = "not-live",
-		[KEEL_HA_REASON_ALREADY_REPLICATING] = "already-replicating",
-		[KEEL_HA_REASON_AUTH] = "authentication",
-		[KEEL_HA_REASON_NODE_ID] = "node-id-mismatch",
-		[KEEL_HA_REASON_STALE_LIVE] = "stale-live",
-		[KEEL_HA_REASON_ACTIVATING] = "activating",
-		[KEEL_HA_REASON_SYNC_TIMEOUT] = "sync-timeout",
-		[KEEL_HA_REASON_SHUTDOWN] = "shutdown",
-		[KEEL_HA_REASON_PROTOCOL] = "protocol",
-		[KEEL_HA_REASON_LIVE_TOO] = "live-too",
-	};
-	return (unsigned)r < KEEL_HA_REASON_COUNT ? names[r] : "?";
-}
-
-const char *keel_ha_action_name(keel_ha_action_type t)
-{
-	switch (t) {
-	case KEEL_HA_ACT_CONNECT_TO_PEER: return "CONNECT_TO_PEER";
-	case KEEL_HA_ACT_CLOSE_LINK: return "CLOSE_LINK";
-	case KEEL_HA_ACT_SEND: return "SEND";
-	case KEEL_HA_ACT_START_SYNC_SEND: return "START_SYNC_SEND";
-	case KEEL_HA_ACT_HOLD_JOURNAL_OPS: return "HOLD_JOURNAL_OPS";
-	case KEEL_HA_ACT_RELEASE_JOURNAL_OPS: return "RELEASE_JOURNAL_OPS";
-	case KEEL_HA_ACT_STOP_REPLICATION: return "STOP_REPLICATION";
-	case KEEL_HA_ACT_PREPARE_REPLICA: return "PREPARE_REPLICA";
-	case KEEL_HA_ACT_FLUSH_REPLICA: return "FLUSH_REPLICA";
-	case KEEL_HA_ACT_LOAD_JOURNAL: return "LOAD_JOURNAL";
-	case KEEL_HA_ACT_OPEN_CLIENT_ACCEPTOR: return "OPEN_CLIENT_ACCEPTOR";
-	case KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR: return "CLOSE_CLIENT_ACCEPTOR";
-	case KEEL_HA_ACT_PERSIST: return "PERSIST";
-	case KEEL_HA_ACT_START_TIMER: return "START_TIMER";
-	case KEEL_HA_ACT_CANCEL_TIMER: return "CANCEL_TIMER";
-	case KEEL_HA_ACT_RESTART_AS_BACKUP: return "RESTART_AS_BACKUP";
-	case KEEL_HA_ACT_STOP_SERVER: return "STOP_SERVER";
-	case KEEL_HA_ACT_EMIT: return "EMIT";
-	case KEEL_HA_ACT_HOLD_RECEIPTS: return "HOLD_RECEIPTS";
-	case KEEL_HA_ACT_RELEASE_RECEIPTS: return "RELEASE_RECEIPTS";
-	}
-	return "?";
-}
-
-const char *keel_ha_input_name(keel_ha_input_type t)
-{
-	static const char *const names[KEEL_HA_IN_COUNT] = {
-		[KEEL_HA_IN_START] = "START",
-		[KEEL_HA_IN_STOP] = "STOP",
-		[KEEL_HA_IN_TIMER] = "TIMER",
-		[KEEL_HA_IN_CONNECTED] = "CONNECTED",
-		[KEEL_HA_IN_CONNECT_FAILED] = "CONNECT_FAILED",
-		[KEEL_HA_IN_LINK_CLOSED] = "LINK_CLOSED",
-		[KEEL_HA_IN_HEARD] = "HEARD",
-		[KEEL_HA_IN_REGISTER] = "REGISTER",
-		[KEEL_HA_IN_REGISTER_OK] = "REGISTER_OK",
-		[KEEL_HA_IN_REGISTER_REFUSED] = "REGISTER_REFUSED",
-		[KEEL_HA_IN_SYNC_START] = "SYNC_START",
-		[KEEL_HA_IN_SYNC_DONE] = "SYNC_DONE",
-		[KEEL_HA_IN_SYNC_DONE_ACK] = "SYNC_DONE_ACK",
-		[KEEL_HA_IN_ANNOUNCE] = "ANNOUNCE",
-		[KEEL_HA_IN_HANDOVER] = "HANDOVER",
-		[KEEL_HA_IN_LIVE_STARTED] = "LIVE_STARTED",
-		[KEEL_HA_IN_GOODBYE] = "GOODBYE",
-		[KEEL_HA_IN_PING] = "PING",
-		[KEEL_HA_IN_PONG] = "PONG",
-		[KEEL_HA_IN_SYNC_FILES_SENT] = "SYNC_FILES_SENT",
-		[KEEL_HA_IN_REPLICA_FLUSHED] = "REPLICA_FLUSHED",
-		[KEEL_HA_IN_REPLICA_FAILED] = "REPLICA_FAILED",
-		[KEEL_HA_IN_JOURNAL_LOADED] = "JOURNAL_LOADED",
-		[KEEL_HA_IN_ACCEPTOR_LISTENING] = "ACCEPTOR_LISTENING",
-		[KEEL_HA_IN_ACTIVATION_FAILED] = "ACTIVATION_FAILED",
-	};
-	return (unsigned)t < KEEL_HA_IN_COUNT && names[t] ? names[t] : "?";
-}
-
-const char *keel_ha_msg_name(keel_ha_msg m)
-{
-	switch (m) {
-	case KEEL_HA_MSG_REGISTER: return "REGISTER";
-	case KEEL_HA_MSG_REGISTER_OK: return "REGISTER_OK";
-	case KEEL_HA_MSG_REGISTER_REFUSED: return "REGISTER_REFUSED";
-	case KEEL_HA_MSG_SYNC_DONE: return "SYNC_DONE";
-	case KEEL_HA_MSG_SYNC_DONE_ACK: return "SYNC_DONE_ACK";
-	case KEEL_HA_MSG_ANNOUNCE: return "ANNOUNCE_BACKUP";
-	case KEEL_HA_MSG_HANDOVER: return "HANDOVER";
-	case KEEL_HA_MSG_LIVE_STARTED: return "LIVE_STARTED";
-	case KEEL_HA_MSG_GOODBYE: return "GOODBYE";
-	case KEEL_HA_MSG_PING: return "PING";
-	case KEEL_HA_MSG_PONG: return "PONG";
-	}
-	return "?";
-}
+#define TBIT(t) KEEL_HA_TBIT(t)
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -168,35 +31,16 @@ bool keel_ha_node_id_is_zero(const keel_ha_node_id *a)
 
 bool keel_ha_is_active(const keel_ha *ha)
 {
-	return ha->serving && (ha->state == KEEL_HA_LIVE || ha->state == KEEL_HA_FAILING_BACK);
+	return keel_ha__active(ha);
 }
 
-static keel_ha_action *push(keel_ha_actions *out, keel_ha_action_type type)
-{
-	assert(out->n < KEEL_HA_MAX_ACTIONS);
-	keel_ha_action *a = &out->a[out->n++];
-	memset(a, 0, sizeof(*a));
-	a->type = type;
-	return a;
-}
-
-static keel_ha_action *emit(keel_ha_actions *out, keel_ha_event ev, const char *text, uint64_t seq)
-{
-	keel_ha_action *a = push(out, KEEL_HA_ACT_EMIT);
-	a->event = ev;
-	a->text = text;
-	a->seq = seq;
-	return a;
-}
-
-static void set_state(keel_ha *ha, keel_ha_actions *out, keel_ha_state st)
-{
-	if (ha->state == st)
-		return;
-	ha->state = st;
-	keel_ha_action *a = emit(out, KEEL_HA_EV_STATE, NULL, ha->self.activation_seq);
-	a->state = st;
-}
+/* The action list (ha_out.c), by short names. */
+#define push keel_ha__push
+#define emit keel_ha__emit
+#define set_state keel_ha__set_state
+#define persist keel_ha__persist
+#define timer_start keel_ha__timer_start
+#define timer_cancel keel_ha__timer_cancel
 
 static keel_ha_action *send(keel_ha *ha, keel_ha_actions *out, uint32_t link, keel_ha_msg msg)
 {
@@ -212,27 +56,6 @@ static keel_ha_action *send(keel_ha *ha, keel_ha_actions *out, uint32_t link, ke
 static void close_link(keel_ha_actions *out, uint32_t link)
 {
 	push(out, KEEL_HA_ACT_CLOSE_LINK)->link = link;
-}
-
-static void persist(keel_ha *ha, keel_ha_actions *out)
-{
-	push(out, KEEL_HA_ACT_PERSIST)->self = ha->self;
-}
-
-static void timer_start(keel_ha *ha, keel_ha_actions *out, keel_ha_timer t, uint64_t ms)
-{
-	keel_ha_action *a = push(out, KEEL_HA_ACT_START_TIMER);
-	a->timer = t;
-	a->ms = ms;
-	ha->timers |= TBIT(t);
-}
-
-static void timer_cancel(keel_ha *ha, keel_ha_actions *out, keel_ha_timer t)
-{
-	if (!(ha->timers & TBIT(t)))
-		return;
-	ha->timers &= ~TBIT(t);
-	push(out, KEEL_HA_ACT_CANCEL_TIMER)->timer = t;
 }
 
 /* Pings and the connection-ttl check run while any link is open. */
@@ -330,18 +153,28 @@ static void refuse_to_go_live(keel_ha *ha, keel_ha_actions *out, const char *why
 }
 
 /*
- * Become live: a new activation (sequence + 1, persisted before anything
+ * Become live: a new activation (sequence `seq`, persisted before anything
  * else), then load the journal; the acceptor opens once it is loaded and
  * LIVE follows once it listens.  `why` NULL: a primary's ordinary start.
+ * With a manager, `seq` is the coordinated one this node just wrote.
  */
-static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
+static void activate_seq(keel_ha *ha, keel_ha_actions *out, const char *why, uint64_t seq)
 {
 	assert(ha->self.journal_valid);
 	assert(ha->repl == KEEL_HA_REPL_NONE && ha->in_link == 0);
 	timer_cancel(ha, out, KEEL_HA_TIMER_RETRY);
-	ha->self.activation_seq++;
+	ha->self.activation_seq = seq;
 	ha->self.peer_may_be_live = false;
 	persist(ha, out);
+	if (ha->cfg.manager) {
+		/* a registration under way, or a link that carried the
+		 * HANDOVER of another activation, is over */
+		if (ha->out_link && !ha->zk_handover) {
+			close_link(out, ha->out_link);
+			forget_out(ha);
+		}
+		keel_ha__zk_live(ha, out, ha->now_ms);
+	}
 	if (why != NULL)
 		emit(out, KEEL_HA_EV_FAILOVER, why, ha->self.activation_seq);
 	ha->role = KEEL_HA_ROLE_PRIMARY;
@@ -356,6 +189,36 @@ static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
 	push(out, KEEL_HA_ACT_LOAD_JOURNAL);
 }
 
+/* Without a manager: the next activation, decided by the pair alone. */
+static void activate(keel_ha *ha, keel_ha_actions *out, const char *why)
+{
+	assert(!ha->cfg.manager);
+	activate_seq(ha, out, why, ha->self.activation_seq + 1);
+}
+
+/*
+ * This node would go live.  Alone, it does (the callers checked the
+ * pair's rules); with a manager only through the lock and C (ha.h
+ * "Manager"): a candidacy whose verdict comes in a later input.
+ * alone_ok: the pair-alone rules allow it (decides when C is not there).
+ */
+static void go_live(keel_ha *ha, keel_ha_actions *out, const char *why, bool alone_ok,
+		    bool handover)
+{
+	if (!ha->cfg.manager) {
+		activate(ha, out, why);
+		return;
+	}
+	if (!ha->self.journal_valid) {
+		refuse_to_go_live(ha, out, "no complete journal: waiting for a live peer");
+		return;
+	}
+	ha->zk_why = why;
+	keel_ha__zk_candidate(ha, out, ha->now_ms, alone_ok, handover);
+	if (!handover)
+		retry_later(ha, out); /* and keep asking the peer meanwhile */
+}
+
 /* Back to looking for a live peer as its backup. */
 static void become_connecting(keel_ha *ha, keel_ha_actions *out)
 {
@@ -363,6 +226,54 @@ static void become_connecting(keel_ha *ha, keel_ha_actions *out)
 	ha->role = KEEL_HA_ROLE_BACKUP;
 	set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
 	retry_later(ha, out);
+}
+
+/*
+ * Stop serving and go on as a backup: two lives met and this one yields
+ * (peer_live), or, with a manager, the lock or its lease is lost or C
+ * moved past this node (ha_zk.c said so with lock.lost).  Pending and held
+ * receipts fail: the clients go to the other node.  The journal stays (it
+ * is moved aside, not discarded, if this node syncs from the other).
+ */
+static void step_down(keel_ha *ha, keel_ha_actions *out, bool peer_live)
+{
+	if (ha->in_link) {
+		keel_ha_action *s = push(out, KEEL_HA_ACT_STOP_REPLICATION);
+		s->link = ha->in_link;
+		s->release = false;
+		close_link(out, ha->in_link);
+		ha->in_link = 0;
+		ha->repl = KEEL_HA_REPL_NONE;
+		ha->failback_requested = false;
+	}
+	if (ha->holding) {
+		ha->holding = false;
+		push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
+	}
+	if (ha->fenced)
+		fence_end(ha, out, false, NULL);
+	if (ha->cfg.manager)
+		keel_ha__zk_stop_serving(ha, out);
+	timer_cancel(ha, out, KEEL_HA_TIMER_PROBE);
+	timer_cancel(ha, out, KEEL_HA_TIMER_SYNC_TIMEOUT);
+	timer_cancel(ha, out, KEEL_HA_TIMER_FAILBACK_WAIT);
+	ha->serving = false;
+	push(out, KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR);
+	ha->probe_wanted = false;
+	if (peer_live) {
+		ha->self.peer_may_be_live = true; /* it is */
+		persist(ha, out);
+	}
+	push(out, KEEL_HA_ACT_RESTART_AS_BACKUP);
+	ha->role = KEEL_HA_ROLE_BACKUP;
+	ha->journal_loaded = false;
+	ha->verifying = false;
+	set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
+	if (ha->out_link) {
+		close_link(out, ha->out_link);
+		forget_out(ha);
+	}
+	connect_peer(ha, out);
 }
 
 /*
@@ -375,11 +286,23 @@ static void drop_backup(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms, bool
 			keel_ha_reason goodbye, const char *why)
 {
 	uint32_t link = ha->in_link;
+	keel_ha_zk_verdict v = KEEL_HA_ZKV_NONE;
+	const char *zk_why = NULL;
 
 	assert(link != 0);
 	if (link_open && goodbye != KEEL_HA_REASON_NONE)
 		send(ha, out, link, KEEL_HA_MSG_GOODBYE)->reason = goodbye;
-	if (ha->repl != KEEL_HA_REPL_NONE) {
+	if (ha->repl != KEEL_HA_REPL_NONE && ha->cfg.manager) {
+		/* With a manager (ha.h): a backup that may have completed its
+		 * sync could go live only if C stays at its sequence; receipts
+		 * are held until C is raised past it.  Without the lease the
+		 * pending ones fail instead: that backup may be live now. */
+		if (ha->repl == KEEL_HA_REPL_DONE_SENT || ha->repl == KEEL_HA_REPL_STEADY)
+			v = keel_ha__zk_raise(ha, out, now_ms, &zk_why);
+		push(out, KEEL_HA_ACT_STOP_REPLICATION)->link = link;
+		out->a[out->n - 1].release = v != KEEL_HA_ZKV_STEP_DOWN;
+		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
+	} else if (ha->repl != KEEL_HA_REPL_NONE) {
 		/* A backup that may have completed its sync may fail over
 		 * while its lease lasts: receipt nothing alone until then
 		 * (ha.h "Leases"), and keep saying on disk that the peer may
@@ -428,6 +351,10 @@ static void drop_backup(keel_ha *ha, keel_ha_actions *out, uint64_t now_ms, bool
 		emit(out, KEEL_HA_EV_FAILBACK_TIMEOUT,
 		     "backup lost before announcing itself: staying live", ha->self.activation_seq);
 	}
+	if (v == KEEL_HA_ZKV_STEP_DOWN) {
+		step_down(ha, out, false);
+		return;
+	}
 	arm_probe(ha, out);
 }
 
@@ -449,40 +376,8 @@ static void split_brain(keel_ha *ha, keel_ha_actions *out, const keel_ha_persist
 				 ha->self.activation_seq);
 	a->files = peer->activation_seq;
 	a->release = !yield;
-	if (!yield)
-		return;
-	if (ha->in_link) {
-		keel_ha_action *s = push(out, KEEL_HA_ACT_STOP_REPLICATION);
-		s->link = ha->in_link;
-		s->release = false;
-		close_link(out, ha->in_link);
-		ha->in_link = 0;
-		ha->repl = KEEL_HA_REPL_NONE;
-		ha->failback_requested = false;
-	}
-	if (ha->holding) {
-		ha->holding = false;
-		push(out, KEEL_HA_ACT_RELEASE_JOURNAL_OPS);
-	}
-	if (ha->fenced)
-		fence_end(ha, out, false, NULL);
-	timer_cancel(ha, out, KEEL_HA_TIMER_PROBE);
-	timer_cancel(ha, out, KEEL_HA_TIMER_SYNC_TIMEOUT);
-	timer_cancel(ha, out, KEEL_HA_TIMER_FAILBACK_WAIT);
-	ha->serving = false;
-	push(out, KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR);
-	ha->self.peer_may_be_live = true; /* it is */
-	ha->probe_wanted = false;
-	persist(ha, out);
-	push(out, KEEL_HA_ACT_RESTART_AS_BACKUP);
-	ha->role = KEEL_HA_ROLE_BACKUP;
-	ha->journal_loaded = false;
-	set_state(ha, out, KEEL_HA_BACKUP_CONNECTING);
-	if (ha->out_link) {
-		close_link(out, ha->out_link);
-		forget_out(ha);
-	}
-	connect_peer(ha, out);
+	if (yield)
+		step_down(ha, out, true);
 }
 
 /*
@@ -506,6 +401,8 @@ static void finish_handover(keel_ha *ha, keel_ha_actions *out, bool link_open, b
 	ha->journal_loaded = false;
 	if (ha->fenced)
 		fence_end(ha, out, false, NULL); /* no longer ours to vouch for */
+	if (ha->cfg.manager)
+		keel_ha__zk_stop_serving(ha, out);
 	if (seen_live)
 		emit(out, KEEL_HA_EV_FAILBACK_DONE, NULL, ha->self.activation_seq);
 	else
@@ -548,6 +445,8 @@ static void stop_all(keel_ha *ha, keel_ha_actions *out)
 	}
 	if (ha->fenced)
 		fence_end(ha, out, false, NULL);
+	if (ha->cfg.manager)
+		keel_ha__zk_stop_serving(ha, out); /* withdraws a candidacy too */
 	for (unsigned t = 0; t < KEEL_HA_TIMER_COUNT; t++)
 		timer_cancel(ha, out, (keel_ha_timer)t);
 	if (ha->serving) {
@@ -577,8 +476,9 @@ static void on_start(keel_ha *ha, keel_ha_actions *out)
 	set_state(ha, out, KEEL_HA_STARTING);
 	if (!ha->cfg.check_for_live_server) {
 		/* Artemis' default: trust the local journal.  Unsafe after a
-		 * failover (README), hence check-for-live-server defaults true. */
-		activate(ha, out, NULL);
+		 * failover (README), hence check-for-live-server defaults true;
+		 * with a manager C decides all the same. */
+		go_live(ha, out, NULL, true, false);
 		return;
 	}
 	connect_peer(ha, out);
@@ -587,8 +487,8 @@ static void on_start(keel_ha *ha, keel_ha_actions *out)
 /* A starting primary could not reach its peer. */
 static void starting_unreachable(keel_ha *ha, keel_ha_actions *out)
 {
-	if (ha->self.journal_valid && !ha->self.peer_may_be_live) {
-		activate(ha, out, NULL);
+	if (ha->cfg.manager || (ha->self.journal_valid && !ha->self.peer_may_be_live)) {
+		go_live(ha, out, NULL, !ha->self.peer_may_be_live, false);
 		return;
 	}
 	refuse_to_go_live(ha, out, ha->self.journal_valid
@@ -602,12 +502,20 @@ static void out_lost(keel_ha *ha, keel_ha_actions *out, const char *why)
 	forget_out(ha);
 	switch (ha->state) {
 	case KEEL_HA_BACKUP_SYNCED:
+		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
+		become_connecting(ha, out);
+		if (ha->cfg.manager) {
+			/* the lock and C decide (ha.h "Manager"); the live is
+			 * asked again meanwhile: if it answers, a backup again */
+			ha->zk_handover = false;
+			go_live(ha, out, "primary lost", false, false);
+			connect_peer(ha, out);
+			return;
+		}
 		/* A closed link or a silent one does not prove the live is
 		 * gone (this node may have been the one paused, or the live
 		 * dropped it): ask the live again first.  Unreachable, or
 		 * not live: fail over; it answers as a live: sync again. */
-		emit(out, KEEL_HA_EV_REPL_LOST, why, ha->self.activation_seq);
-		become_connecting(ha, out);
 		ha->verifying = true;
 		timer_cancel(ha, out, KEEL_HA_TIMER_RETRY);
 		connect_peer(ha, out);
@@ -714,6 +622,9 @@ static void on_connect_failed(keel_ha *ha, keel_ha_actions *out, const keel_ha_i
 		starting_unreachable(ha, out);
 	else if (ha->state == KEEL_HA_BACKUP_CONNECTING && ha->verifying)
 		verify_failed(ha, out, in->now_ms, in->refused);
+	else if (ha->state == KEEL_HA_BACKUP_CONNECTING && ha->cfg.manager &&
+		 ha->self.journal_valid)
+		go_live(ha, out, "peer unreachable", false, false); /* C decides */
 	else if (ha->state == KEEL_HA_BACKUP_CONNECTING)
 		retry_later(ha, out);
 }
@@ -725,6 +636,15 @@ static void on_register_ok(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 		ha->ignored++;
 		return;
 	}
+	if (ha->zk_goal == KEEL_HA_ZK_GOAL_ACTIVATE && ha->lock == KEEL_HA_LOCK_HELD) {
+		/* We hold the pair's lock: that peer cannot be live any more
+		 * (it lost its lock or its lease since it answered) */
+		close_link(out, in->link);
+		forget_out(ha);
+		retry_later(ha, out);
+		return;
+	}
+	keel_ha__zk_withdraw(ha, out); /* a backup again: no candidacy */
 	ha->registered = true;
 	ha->waiting_noted = false;
 	ha->verifying = false; /* the live is there: a backup again */
@@ -778,9 +698,9 @@ static void on_register_refused(keel_ha *ha, keel_ha_actions *out, const keel_ha
 		(!p->journal_valid || ha->self.activation_seq > p->activation_seq ||
 		 (ha->self.activation_seq == p->activation_seq &&
 		  ha->cfg.role == KEEL_HA_ROLE_PRIMARY));
-	if (freshest) {
-		activate(ha, out, ha->state == KEEL_HA_STARTING && !ha->self.peer_may_be_live
-			 ? NULL : "peer not live and this journal is the freshest");
+	if (freshest || (ha->cfg.manager && ha->self.journal_valid)) {
+		go_live(ha, out, ha->state == KEEL_HA_STARTING && !ha->self.peer_may_be_live
+			? NULL : "peer not live and this journal is the freshest", freshest, false);
 		return;
 	}
 	refuse_to_go_live(ha, out, ha->self.journal_valid
@@ -836,6 +756,9 @@ static void on_register(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *
 		why = KEEL_HA_REASON_AUTH;
 	else if (ha->state == KEEL_HA_ACTIVATING)
 		why = KEEL_HA_REASON_ACTIVATING;
+	else if (keel_ha_is_active(ha) && ha->cfg.manager &&
+		 (!keel_ha_may_serve(ha, in->now_ms) || ha->zk_goal == KEEL_HA_ZK_GOAL_RAISE))
+		why = KEEL_HA_REASON_ACTIVATING; /* not now: its lease or C first (ask again) */
 	else if (!keel_ha_is_active(ha))
 		why = KEEL_HA_REASON_NOT_LIVE;
 	else if (ha->in_link != 0)
@@ -923,6 +846,8 @@ static void on_announce(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *
 	ha->serving = false;
 	push(out, KEEL_HA_ACT_CLOSE_CLIENT_ACCEPTOR);
 	send(ha, out, in->link, KEEL_HA_MSG_HANDOVER);
+	if (ha->cfg.manager)
+		keel_ha__zk_stop_serving(ha, out); /* the lock goes to the new live */
 	set_state(ha, out, KEEL_HA_STOPPING);
 	timer_start(ha, out, KEEL_HA_TIMER_LIVE_WAIT, ha->cfg.failback_wait_ms);
 }
@@ -1000,7 +925,7 @@ static void on_handover(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *
 	}
 	if (ha->state == KEEL_HA_BACKUP_SYNCED) {
 		/* Keep the link: LIVE_STARTED goes back on it. */
-		activate(ha, out, "handover");
+		go_live(ha, out, "handover", true, true);
 		return;
 	}
 	close_link(out, in->link);
@@ -1131,8 +1056,25 @@ static void on_check_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_inpu
 	arm_check(ha, out);
 }
 
+/* Carries out what the manager's side decided (ha_zk.c). */
+static void zk_verdict(keel_ha *ha, keel_ha_actions *out, keel_ha_zk_verdict v)
+{
+	switch (v) {
+	case KEEL_HA_ZKV_ACTIVATE:
+		activate_seq(ha, out, ha->zk_why, ha->zk_target);
+		return;
+	case KEEL_HA_ZKV_STEP_DOWN:
+		step_down(ha, out, false);
+		return;
+	case KEEL_HA_ZKV_NONE:
+		return;
+	}
+}
+
 static void on_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
 {
+	const char *why = NULL;
+
 	if ((unsigned)in->timer >= KEEL_HA_TIMER_COUNT || !(ha->timers & TBIT(in->timer))) {
 		ha->ignored++;
 		return;
@@ -1181,6 +1123,10 @@ static void on_timer(keel_ha *ha, keel_ha_actions *out, const keel_ha_input *in)
 		}
 		arm_probe(ha, out);
 		return;
+	case KEEL_HA_TIMER_ZK_RENEW:
+	case KEEL_HA_TIMER_ZK_LEASE:
+		zk_verdict(ha, out, keel_ha__zk_feed(ha, in, out, &why));
+		return;
 	case KEEL_HA_TIMER_COUNT:
 		break;
 	}
@@ -1200,6 +1146,7 @@ void keel_ha_config_default(keel_ha_config *cfg, keel_ha_role role)
 	cfg->connection_ttl_ms = 60000;
 	cfg->check_period_ms = 30000;
 	cfg->retry_interval_ms = 2000;
+	cfg->zk_session_timeout_ms = 18000;
 }
 
 void keel_ha_persist_fresh(keel_ha_persist *p, keel_ha_role role, const keel_ha_node_id *id)
@@ -1219,11 +1166,16 @@ int keel_ha_init(keel_ha *ha, const keel_ha_config *cfg, const keel_ha_persist *
 	    cfg->failback_wait_ms == 0 ||
 	    (cfg->check_period_ms != 0 && cfg->connection_ttl_ms < cfg->check_period_ms))
 		return -EINVAL;
+	/* the manager replaces the leases: not with the rules before them */
+	if (cfg->manager && (cfg->may_lose_data || cfg->zk_session_timeout_ms < 3))
+		return -EINVAL;
 	memset(ha, 0, sizeof(*ha));
 	ha->cfg = *cfg;
 	ha->self = *persisted;
 	ha->state = KEEL_HA_STOPPED;
 	ha->role = cfg->role;
+	ha->zk_timeout_ms = cfg->zk_session_timeout_ms;
+	ha->coord.version = -1;
 	return 0;
 }
 
@@ -1267,11 +1219,15 @@ void keel_ha_check(const keel_ha *ha)
 	default:
 		break;
 	}
+	keel_ha__zk_check(ha);
 }
 
 int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out)
 {
+	const char *why = NULL;
+
 	out->n = 0;
+	ha->now_ms = in->now_ms;
 	switch (in->type) {
 	case KEEL_HA_IN_START: on_start(ha, out); break;
 	case KEEL_HA_IN_STOP:
@@ -1331,6 +1287,14 @@ int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out)
 		}
 		emit(out, KEEL_HA_EV_ERROR, "activation failed", ha->self.activation_seq);
 		stop_all(ha, out);
+		break;
+	case KEEL_HA_IN_ZK_SESSION:
+	case KEEL_HA_IN_ZK_LOCK_ACQUIRED:
+	case KEEL_HA_IN_ZK_LOCK_LOST:
+	case KEEL_HA_IN_ZK_SEQUENCE:
+	case KEEL_HA_IN_ZK_WRITE_DONE:
+	case KEEL_HA_IN_ZK_WRITE_FAILED:
+		zk_verdict(ha, out, keel_ha__zk_feed(ha, in, out, &why));
 		break;
 	default:
 		return -EINVAL;

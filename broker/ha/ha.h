@@ -71,6 +71,32 @@
  * the one that should not serve (the lower activation sequence; on a tie,
  * not the configured primary) stops serving and restarts as a backup of
  * the other, whose journal it syncs after moving its own aside.
+ *
+ * Manager (cfg.manager: ha.manager.zookeeper; README "With a manager").
+ * A ZooKeeper holds, per pair, a lock and the coordinated activation
+ * sequence C (seq, the configured role of the node that wrote it, the
+ * znode's version).  The leases, the fence and the proof that a live is
+ * gone are not used; instead:
+ *   - a node goes live only holding the lock and only if its journal is
+ *     complete and its activation sequence matches C (equal, or one below
+ *     a C this node wrote itself: it wrote C and died before its own
+ *     disk); it raises C by compare-and-set with the version it read,
+ *     then persists the same value locally, then activates.  Otherwise its
+ *     data is stale: it releases the lock and waits for a live to sync
+ *     from (failover.refused);
+ *   - a live that drops a backup which may have synced holds receipts and
+ *     raises C before receipting alone, so that backup can never go live;
+ *   - a live needs its session: every answered request renews a lease of
+ *     (100 - KEEL_HA_DRIFT_PERCENT) % of the session timeout counted from
+ *     when the request was SENT; ZooKeeper expires the session (and
+ *     frees the lock) no sooner than the session timeout after it last
+ *     heard the node.  keel_ha_may_serve() is false from the end of the
+ *     lease: the manager takes no client and sends no receipt then, and
+ *     at the lease's timer, or on EXPIRED / LOCK_LOST, the live steps down
+ *     (acceptor closed, held receipts failed, lock released, restart as
+ *     backup), so it has stopped before a backup can hold the lock.
+ * The manager opens the session at start and again after an expiry, and
+ * reports ZK_SESSION; the lock and C are requested through ZK_* actions.
  */
 
 /* Named libfiu fault points (the manager places them; scenarios enable
@@ -125,6 +151,8 @@ typedef enum keel_ha_timer {
 	KEEL_HA_TIMER_CHECK,        /* ping / connection-ttl check (check-period) */
 	KEEL_HA_TIMER_FENCE,        /* live: its ex-backup's lease is over, receipt alone */
 	KEEL_HA_TIMER_PROBE,        /* live without a backup: is the peer live too? (check-period) */
+	KEEL_HA_TIMER_ZK_RENEW,     /* manager: renew the session's lease (a third of its timeout) */
+	KEEL_HA_TIMER_ZK_LEASE,     /* manager: the lease is over: step down if still live */
 	KEEL_HA_TIMER_COUNT
 } keel_ha_timer;
 
@@ -159,6 +187,23 @@ typedef struct keel_ha_persist {
 	uint64_t incarnation;  /* + 1 at every start: tells a restarted peer from its earlier self */
 } keel_ha_persist;
 
+/* The coordinated activation sequence as ZooKeeper holds it (Manager). */
+typedef struct keel_ha_coord {
+	uint64_t seq;       /* the last activation (or raise) of the pair */
+	keel_ha_role owner; /* the configured role of the node that wrote it; 0: none */
+	int64_t version;    /* the znode's data version; -1: no znode yet (nothing coordinated) */
+} keel_ha_coord;
+
+/* The ZooKeeper session as the manager reports it (KEEL_HA_IN_ZK_SESSION). */
+typedef enum keel_ha_zk_state {
+	KEEL_HA_ZK_NONE = 0,     /* no session (yet, or since it expired) */
+	KEEL_HA_ZK_CONNECTED,    /* established or re-established; .zk_timeout_ms: negotiated */
+	KEEL_HA_ZK_DISCONNECTED, /* the connection is lost, the session may live on: every
+				  * READ / WRITE outstanding is void (its answer never comes;
+				  * a write may still have been applied) */
+	KEEL_HA_ZK_EXPIRED,      /* the session is gone, with the lock; the manager opens a new one */
+} keel_ha_zk_state;
+
 typedef struct keel_ha_config {
 	keel_ha_role role;                /* ha-policy: primary | backup */
 	bool allow_failback;              /* live ex-backup hands over to the rejoined primary (true) */
@@ -172,6 +217,10 @@ typedef struct keel_ha_config {
 	bool may_lose_data;               /* failover-may-lose-data (false): no lease, no
 					   * fence; a backup fails over on silence or a
 					   * timeout (availability over receipts) */
+	bool manager;                     /* ha.manager: a ZooKeeper coordinates the pair
+					   * (the header comment "Manager"); not with
+					   * may_lose_data */
+	uint64_t zk_session_timeout_ms;   /* ha.manager.zookeeper.session-timeout (18000) */
 } keel_ha_config;
 
 /* ---- inputs ------------------------------------------------------------ */
@@ -204,6 +253,14 @@ typedef enum keel_ha_input_type {
 	KEEL_HA_IN_JOURNAL_LOADED,   /* LOAD_JOURNAL done */
 	KEEL_HA_IN_ACCEPTOR_LISTENING, /* OPEN_CLIENT_ACCEPTOR done: every acceptor listens */
 	KEEL_HA_IN_ACTIVATION_FAILED,  /* LOAD_JOURNAL or OPEN_CLIENT_ACCEPTOR failed */
+	/* the manager's ZooKeeper (cfg.manager) */
+	KEEL_HA_IN_ZK_SESSION,       /* .zk_state (.zk_timeout_ms with CONNECTED) */
+	KEEL_HA_IN_ZK_LOCK_ACQUIRED, /* ZK_ACQUIRE_LOCK granted (this session holds the lock) */
+	KEEL_HA_IN_ZK_LOCK_LOST,     /* the lock is gone without an expiry (its znode deleted) */
+	KEEL_HA_IN_ZK_SEQUENCE,      /* the answer to ZK_READ_SEQUENCE: .coord */
+	KEEL_HA_IN_ZK_WRITE_DONE,    /* ZK_WRITE_SEQUENCE applied: .coord, the new version */
+	KEEL_HA_IN_ZK_WRITE_FAILED,  /* ZK_WRITE_SEQUENCE refused: the version moved (or the
+				      * znode exists, for a create) */
 	KEEL_HA_IN_COUNT
 } keel_ha_input_type;
 
@@ -223,6 +280,9 @@ typedef struct keel_ha_input {
 			       * unreachable network or any other failure */
 	uint64_t files;
 	uint64_t bytes;
+	keel_ha_zk_state zk_state;  /* ZK_SESSION */
+	uint64_t zk_timeout_ms;     /* ZK_SESSION CONNECTED: the negotiated session timeout */
+	keel_ha_coord coord;        /* ZK_SEQUENCE, ZK_WRITE_DONE */
 } keel_ha_input;
 
 /* ---- actions ----------------------------------------------------------- */
@@ -260,6 +320,12 @@ typedef enum keel_ha_event {
 	KEEL_HA_EV_FENCE,            /* text, seq, ms: receipts held until the ex-backup's lease ends */
 	KEEL_HA_EV_ALONE,            /* seq: the fence is over, receipting without a backup */
 	KEEL_HA_EV_SPLIT_BRAIN,      /* seq, .role: the peer's seq in .files, .release: keep serving */
+	KEEL_HA_EV_LOCK_ACQUIRED,    /* seq: this node holds the pair's lock */
+	KEEL_HA_EV_LOCK_LOST,        /* text: why (expired, deleted, lease over), seq */
+	KEEL_HA_EV_ACTIVATION_COORDINATED, /* seq: the new coordinated sequence, .old_seq: before */
+	KEEL_HA_EV_ZK_CONNECTED,     /* ms: the session timeout in force */
+	KEEL_HA_EV_ZK_DISCONNECTED,
+	KEEL_HA_EV_ZK_EXPIRED,
 } keel_ha_event;
 
 typedef enum keel_ha_action_type {
@@ -286,6 +352,17 @@ typedef enum keel_ha_action_type {
 	KEEL_HA_ACT_EMIT,                /* .event (+ fields) */
 	KEEL_HA_ACT_HOLD_RECEIPTS,       /* every receipt (pending or new) waits for RELEASE_RECEIPTS */
 	KEEL_HA_ACT_RELEASE_RECEIPTS,    /* .release true: receipt what was held; false: ERROR */
+	/* the manager's ZooKeeper (cfg.manager), in the session in force */
+	KEEL_HA_ACT_ZK_ACQUIRE_LOCK,     /* ask for the pair's lock (wait behind a holder); report
+					  * ZK_LOCK_ACQUIRED once held.  One request at a time:
+					  * the next comes after its grant (and release) or a new
+					  * session */
+	KEEL_HA_ACT_ZK_RELEASE_LOCK,     /* give the held lock up */
+	KEEL_HA_ACT_ZK_READ_SEQUENCE,    /* a linearizable read (sync, then get) of C; report
+					  * ZK_SEQUENCE */
+	KEEL_HA_ACT_ZK_WRITE_SEQUENCE,   /* .coord: set seq and owner if the version is still
+					  * .coord.version (-1: create); report ZK_WRITE_DONE with
+					  * the new version, or ZK_WRITE_FAILED */
 } keel_ha_action_type;
 
 typedef struct keel_ha_action {
@@ -306,6 +383,8 @@ typedef struct keel_ha_action {
 	uint64_t seq;            /* EMIT */
 	uint64_t files;          /* EMIT SYNC_STARTED */
 	uint64_t bytes;
+	uint64_t old_seq;        /* EMIT ACTIVATION_COORDINATED: C before */
+	keel_ha_coord coord;     /* ZK_WRITE_SEQUENCE */
 } keel_ha_action;
 
 typedef struct keel_ha_actions {
@@ -354,7 +433,36 @@ typedef struct keel_ha {
 	bool probe_wanted;        /* the PROBE timer asked for the connect under way */
 	bool probing;             /* out_link is a live's probe, not a registration */
 	uint64_t fence_until_ms;
+	/* the manager's side (the header comment "Manager") */
+	keel_ha_zk_state zk;      /* the session as last reported */
+	uint8_t lock;             /* KEEL_HA_LOCK_* */
+	uint8_t zk_req;           /* KEEL_HA_ZK_REQ_*: the READ or WRITE outstanding (one at a time) */
+	uint8_t zk_goal;          /* KEEL_HA_ZK_GOAL_*: what the lock and C are wanted for */
+	uint8_t zk_req_goal;      /* the goal the outstanding request was sent for */
+	bool zk_req_locked;       /* ... and whether the lock was held when it was sent */
+	bool zk_held;             /* HOLD_RECEIPTS until the raise of C is done (or step down) */
+	bool zk_handover;         /* the candidacy is a HANDOVER's (keep out_link for LIVE_STARTED) */
+	bool zk_alone_ok;         /* the candidacy may start C if ZooKeeper has none */
+	const char *zk_why;       /* the candidacy's failover text (static; NULL: a start) */
+	uint64_t now_ms;          /* the input being fed */
+	bool coord_known;         /* coord is C as of our last answer (no write of unknown fate) */
+	keel_ha_coord coord;      /* C as last read or written */
+	uint64_t zk_target;       /* the sequence the outstanding WRITE sets */
+	uint64_t zk_sent_ms;      /* when the outstanding READ / WRITE was sent */
+	uint64_t zk_timeout_ms;   /* the session timeout in force: min(configured, negotiated) */
+	uint64_t zk_lease_until_ms; /* may serve before this (its own clock) */
+	uint64_t zk_stale_seq;    /* + 1: this local sequence was found stale (said once) */
 } keel_ha;
+
+/* keel_ha.lock: ABANDONED: asked for, no longer wanted (released once
+ * granted: one request at a time, so a grant answers the one in force) */
+enum { KEEL_HA_LOCK_NONE = 0, KEEL_HA_LOCK_WANTED, KEEL_HA_LOCK_HELD, KEEL_HA_LOCK_ABANDONED };
+/* keel_ha.zk_req */
+enum { KEEL_HA_ZK_REQ_NONE = 0, KEEL_HA_ZK_REQ_READ, KEEL_HA_ZK_REQ_WRITE };
+/* keel_ha.zk_goal: ACTIVATE: a candidate (lock, then C, then live); RAISE:
+ * a live that lost its backup moves C on before receipting alone; NONE:
+ * a live keeps the lock and renews its lease, anyone else wants nothing */
+enum { KEEL_HA_ZK_GOAL_NONE = 0, KEEL_HA_ZK_GOAL_ACTIVATE, KEEL_HA_ZK_GOAL_RAISE };
 
 /* Fills the documented defaults for `role`. */
 void keel_ha_config_default(keel_ha_config *cfg, keel_ha_role role);
@@ -374,6 +482,13 @@ int keel_ha_feed(keel_ha *ha, const keel_ha_input *in, keel_ha_actions *out);
 
 /* Serving clients (acceptor open) in LIVE or FAILING_BACK. */
 bool keel_ha_is_active(const keel_ha *ha);
+/* May take clients and send receipts at now_ms: active and, with a
+ * manager, holding the lock within the session's lease.  The manager asks
+ * before every receipt and every client it accepts (a timer may fire late:
+ * a process resumed from a pause must not serve on before it does). */
+bool keel_ha_may_serve(const keel_ha *ha, uint64_t now_ms);
+/* Receipts held (HOLD_RECEIPTS in force): the fence, or a raise of C. */
+bool keel_ha_receipts_held(const keel_ha *ha);
 /* Asserts the machine's own invariants (held ops imply an armed timer...). */
 void keel_ha_check(const keel_ha *ha);
 

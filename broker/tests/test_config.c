@@ -764,7 +764,132 @@ static void test_ha(void **state)
 	assert_string_equal(cfg->ha->peer, "10.0.0.2:61700");
 	assert_string_equal(cfg->ha->cluster_user, "keel-cluster");
 	assert_int_equal(cfg->ha->check_period, 30000);
+	assert_null(cfg->ha->manager);
 	keel_config_free(cfg);
+	/* ... and so is its manager block, uncommented too */
+	w = text;
+	for (const char *r = text; *r;) { /* "  # " at a line start: "  " */
+		if ((r == text || r[-1] == '\n') && strncmp(r, "  # ", 4) == 0) {
+			*w++ = ' ';
+			*w++ = ' ';
+			r += 4;
+			continue;
+		}
+		*w++ = *r++;
+	}
+	*w = '\0';
+	cfg = NULL;
+	if (load_str(text, &cfg, err, sizeof(err)) != 0)
+		fail_msg("sample with ha.manager uncommented: %s", err);
+	assert_non_null(cfg->ha->manager);
+	assert_string_equal(cfg->ha->manager->zookeeper->pair_id, "orders");
+	assert_int_equal(cfg->ha->manager->zookeeper->session_timeout, 18000);
+	keel_config_free(cfg);
+}
+
+/* ha.manager.zookeeper: every key, defaults, and each error with
+ * file:line:key; absent, the pair alone (NULL). */
+static void test_ha_manager(void **state)
+{
+	(void)state;
+	keel_config *cfg = NULL;
+	char err[512];
+#define HA "ha:\n  role: primary\n  listen: \"h:1\"\n  peer: \"h:2\"\n"
+	const char *full = HA "  manager:\n"
+			   "    zookeeper:\n"
+			   "      connect: \"zk1:2181,10.0.0.3:2182,[::1]:2183\"\n"
+			   "      session-timeout: 9000\n"
+			   "      root: /brokers/keel\n"
+			   "      pair-id: orders-1\n";
+	assert_int_equal(load_str(full, &cfg, err, sizeof(err)), 0);
+	assert_non_null(cfg->ha->manager);
+	const keel_ha_zk_cfg *z = cfg->ha->manager->zookeeper;
+	assert_non_null(z);
+	assert_string_equal(z->connect, "zk1:2181,10.0.0.3:2182,[::1]:2183");
+	assert_int_equal(z->session_timeout, 9000);
+	assert_string_equal(z->root, "/brokers/keel");
+	assert_string_equal(z->pair_id, "orders-1");
+	keel_config_free(cfg);
+	/* defaults */
+	cfg = NULL;
+	assert_int_equal(load_str(HA "  manager: {zookeeper: {connect: \"zk:2181\", "
+				  "pair-id: p}}\n", &cfg, err, sizeof(err)), 0);
+	z = cfg->ha->manager->zookeeper;
+	assert_int_equal(z->session_timeout, 18000);
+	assert_string_equal(z->root, "/keel");
+	keel_config_free(cfg);
+	/* absent: the pair alone, as before */
+	cfg = NULL;
+	assert_int_equal(load_str(HA, &cfg, err, sizeof(err)), 0);
+	assert_null(cfg->ha->manager);
+	keel_config_free(cfg);
+
+#define ZK HA "  manager:\n    zookeeper:\n"
+	expect_error(HA "  manager: {}\n",
+		     "t.yaml:5: ha.manager: expected zookeeper: {connect, pair-id, ...} (the only "
+		     "kind of manager)");
+	expect_error(HA "  manager:\n    etcd: {}\n", "t.yaml:6: ha.manager.etcd: unknown key");
+	expect_error(ZK "      pair-id: p\n",
+		     "t.yaml:6: ha.manager.zookeeper.connect: missing required key");
+	expect_error(ZK "      connect: \"zk:2181\"\n",
+		     "t.yaml:6: ha.manager.zookeeper.pair-id: missing required key");
+	expect_error(ZK "      connect: \"zk:2181,\"\n      pair-id: p\n",
+		     "t.yaml:7: ha.manager.zookeeper.connect: expected HOST:PORT[,HOST:PORT...], "
+		     "got \"zk:2181,\"");
+	expect_error(ZK "      connect: \"zk:2181,zk2\"\n      pair-id: p\n",
+		     "t.yaml:7: ha.manager.zookeeper.connect: expected HOST:PORT (port 1..65535), "
+		     "got \"zk2\"");
+	expect_error(ZK "      connect: \"zk:0\"\n      pair-id: p\n",
+		     "t.yaml:7: ha.manager.zookeeper.connect: expected HOST:PORT (port 1..65535), "
+		     "got \"zk:0\"");
+	expect_error(ZK "      connect: \"zk:2181/keel\"\n      pair-id: p\n",
+		     "t.yaml:7: ha.manager.zookeeper.connect: \"zk:2181/keel\": no path here (a "
+		     "chroot): give it as root");
+	expect_error(ZK "      connect: \"a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9,a:10,a:11,a:12,"
+		     "a:13,a:14,a:15,a:16,a:17\"\n      pair-id: p\n",
+		     "t.yaml:7: ha.manager.zookeeper.connect: more than 16 servers "
+		     "(KEEL_HA_ZK_MAX_SERVERS)");
+	expect_error(ZK "      connect: \"zk:1\"\n      pair-id: p\n      session-timeout: 299\n",
+		     "t.yaml:9: ha.manager.zookeeper.session-timeout: must be 300..600000 ms, not "
+		     "299");
+	expect_error(ZK "      connect: \"zk:1\"\n      pair-id: p\n      session-timeout: 600001\n",
+		     "t.yaml:9: ha.manager.zookeeper.session-timeout: must be 300..600000 ms, not "
+		     "600001");
+	expect_error(ZK "      connect: \"zk:1\"\n      pair-id: p\n      session-timeout: -1\n",
+		     "t.yaml:9: ha.manager.zookeeper.session-timeout: invalid unsigned integer "
+		     "\"-1\"");
+	static const char *const roots[] = { "keel", "/", "/keel/", "//keel", "/a/../b", "/a b" };
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		char yaml[512], want[512];
+		snprintf(yaml, sizeof(yaml), ZK "      connect: \"zk:1\"\n      pair-id: p\n"
+			 "      root: \"%s\"\n", roots[i]);
+		snprintf(want, sizeof(want), "t.yaml:9: ha.manager.zookeeper.root: expected an "
+			 "absolute path such as /keel (no empty, . or .. name, no trailing /), got "
+			 "\"%s\"", roots[i]);
+		expect_error(yaml, want);
+	}
+	static const char *const ids[] = { "a/b", "..", ".", "a b" };
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		char yaml[512], want[512];
+		snprintf(yaml, sizeof(yaml), ZK "      connect: \"zk:1\"\n      pair-id: \"%s\"\n",
+			 ids[i]);
+		snprintf(want, sizeof(want), "t.yaml:8: ha.manager.zookeeper.pair-id: expected one "
+			 "name (no /, not . or .., printable, no space), got \"%s\"", ids[i]);
+		expect_error(yaml, want);
+	}
+	/* the rules the manager replaces cannot be asked for beside it */
+	expect_error(HA "  failover-may-lose-data: true\n  manager:\n    zookeeper:\n"
+		     "      connect: \"zk:1\"\n      pair-id: p\n",
+		     "t.yaml:5: ha.failover-may-lose-data: cannot be true with a manager: the "
+		     "manager's lock and coordinated sequence replace those rules");
+	expect_error(HA "  check-period: 0\n  manager:\n    zookeeper:\n"
+		     "      connect: \"zk:1\"\n      pair-id: p\n",
+		     "t.yaml:5: ha.check-period: ha check-period 0 turns pings off, and with a "
+		     "manager pings are how a node notices a silent peer: set it > 0");
+	expect_error(ZK "      connect: \"zk:1\"\n      pair-id: p\n      chroot: /x\n",
+		     "t.yaml:9: ha.manager.zookeeper.chroot: unknown key");
+#undef ZK
+#undef HA
 }
 
 static void test_set_str(void **state)
@@ -840,6 +965,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bridges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ha, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ha_manager, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_str, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};

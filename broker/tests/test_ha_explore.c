@@ -28,94 +28,18 @@
 
 #include <cmocka.h>
 
-#include "ha.h"
+#include "test_ha_explore.h"
 
 /* ======================================================================
  * The explorer.
  * ==================================================================== */
 
-enum { NN = 2, MAXC = 4, MAXQ = 10, MAXDEPTH = 4000 };
 
-enum item_type {
-	IT_NONE = 0,
-	IT_CONNECTED,
-	IT_CONNECT_FAILED,
-	IT_CLOSED,
-	IT_MSG,      /* a keel_ha_msg in .msg */
-	IT_SYNC_START,
-	IT_CHUNK,    /* the snapshot: .bits */
-	IT_OP,       /* JOURNAL_OP .bits */
-	IT_OP_ACK,   /* .bits */
-};
-
-typedef struct item {
-	uint8_t type;
-	uint8_t msg;
-	uint8_t reason;
-	uint8_t role;
-	uint8_t flags; /* 1 failback, 2 journal_valid, 4 peer_may_be_live, 8 probe;
-			  IT_CONNECT_FAILED: 16 timed out (not refused) */
-	uint8_t node;  /* node id (first byte) */
-	uint8_t bits;
-	uint8_t inc;   /* sender's incarnation */
-	uint32_t seq;
-} item;
-
-typedef struct conn {
-	uint8_t used;
-	uint8_t init;
-	uint8_t open[NN];
-	uint8_t qlen[NN];  /* queue towards node n */
-	item q[NN][MAXQ];
-} conn;
-
-enum { PEND_LOAD = 1, PEND_LISTEN = 2, PEND_FLUSH = 4, PEND_FILES = 8 };
-
-typedef struct node {
-	uint8_t up;
-	uint8_t started;    /* was ever started */
-	uint8_t jbits;      /* the durable journal: message bits */
-	uint8_t pending;    /* appended, waiting for the backup's ack */
-	uint8_t alone;      /* appended while fenced: receipts held */
-	uint8_t rfence;     /* HOLD_RECEIPTS in force */
-	int8_t repl_conn;   /* replicating ops on this conn */
-	int8_t replica_conn;/* applying ops from this conn */
-	int8_t files_conn;
-	uint8_t acc_open;
-	uint8_t loaded;
-	uint8_t held;
-	uint8_t pend;       /* completions owed */
-	keel_ha_persist disk;
-	keel_ha ha;
-} node;
-
-typedef struct world {
-	node n[NN];
-	conn c[MAXC];
-	uint8_t receipted;
-	uint8_t produced;
-	uint8_t crashes, restarts, cuts, drops, tmo, split, retries, times, probes;
-	uint8_t parts;      /* PART steps taken */
-	uint8_t dcut;       /* bit t: packets towards node t are dropped (a one-way
-			       partition; both bits: both ways).  What is sent meanwhile
-			       waits in its queue (TCP sends it again after the heal, if
-			       the link still stands); a connect times out (not refused) */
-	uint32_t now_ms;    /* both nodes' clock (TIME steps) */
-} world;
-
-typedef struct bounds {
-	unsigned msgs, crashes, restarts, cuts, drops, tmo, retries, times, probes, parts;
-} bounds;
-
-/* connection-ttl in the model.  A TIME step moves the clock by twice
- * that: every link silent since before it has gone connection-ttl without
- * a byte, and every lease and fence from before it is over. */
-#define TTL_MS 60000u
-
-static bounds B;
+bounds B;
 static keel_ha_config CFG[NN];
-static uint64_t n_states, n_steps, n_overflow, n_depth_cut, n_transitions;
-static uint64_t reached[32];
+uint64_t n_overflow;
+static uint64_t n_states, n_steps, n_depth_cut, n_transitions;
+uint64_t reached[32];
 static unsigned max_depth_seen;
 
 /* ---- visited set: 128-bit hashes, open addressing ---- */
@@ -157,33 +81,6 @@ static bool vis_add(hkey k)
 	return true;
 }
 
-struct hasher {
-	uint64_t a, b;
-};
-
-static void hmix(struct hasher *h, const void *p, size_t n)
-{
-	const uint8_t *s = p;
-	for (size_t i = 0; i < n; i++) {
-		h->a = (h->a ^ s[i]) * 0x100000001b3ull;
-		h->b = (h->b ^ s[i]) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-		h->b ^= h->b >> 29;
-	}
-}
-
-/* One 64-bit value into both halves at once (the walk hashes a world per
- * step: byte-wise mixing was half the explorer's time). */
-static void hu(struct hasher *h, uint64_t v)
-{
-	uint64_t x = v + 0x9E3779B97F4A7C15ull;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-	x ^= x >> 31;
-	h->a = (h->a ^ x) * 0x100000001b3ull;
-	h->a ^= h->a >> 29;
-	h->b = (h->b + x) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-	h->b ^= h->b >> 31;
-}
 
 static void hpersist(struct hasher *h, const keel_ha_persist *p)
 {
@@ -225,7 +122,7 @@ static hkey world_key(const world *w)
 		hu(&h, ha->live_incarnation);
 		hu(&h, ha->timers);
 		hu(&h, ha->fenced | (uint64_t)ha->pings << 1 | (uint64_t)ha->probe_wanted << 5 |
-			       (uint64_t)ha->probing << 6);
+			       (uint64_t)ha->probing << 6 | (uint64_t)ha->verifying << 7);
 		/* whether the lease and the fence are over is state too */
 		hu(&h, (uint64_t)(w->now_ms < ha->lease_until_ms) |
 			       (uint64_t)(w->now_ms < ha->fence_until_ms) << 1);
@@ -252,6 +149,8 @@ static hkey world_key(const world *w)
 		       (uint64_t)w->split << 20 | (uint64_t)w->retries << 24 |
 		       (uint64_t)w->times << 28 | (uint64_t)w->probes << 32 |
 		       (uint64_t)w->parts << 36 | (uint64_t)w->dcut << 40);
+	if (B.manager)
+		zk_hash(&h, w);
 	return (hkey){ h.a, h.b };
 }
 
@@ -265,7 +164,7 @@ static unsigned depth;
 static bool expect_violation;
 static jmp_buf violation_jmp;
 
-static void fail_world(const world *w, const char *what)
+void fail_world(const world *w, const char *what)
 {
 	fprintf(stderr, "INVARIANT BROKEN: %s\npath (%u steps):\n", what, depth);
 	for (unsigned i = 0; i < depth; i++)
@@ -283,11 +182,6 @@ static void fail_world(const world *w, const char *what)
 	fail_msg("%s", what);
 }
 
-#define CHECKW(w, c)                                                      \
-	do {                                                              \
-		if (!(c))                                                 \
-			fail_world((w), #c);                              \
-	} while (0)
 
 /* ---- the manager model ---- */
 
@@ -304,7 +198,6 @@ static bool q_push(world *w, int ci, int to, item it)
 	return true;
 }
 
-static bool feed_node(world *w, int n, const keel_ha_input *in);
 
 /* Closes node n's end of conn ci: the peer sees CLOSED after what n sent. */
 static bool close_end(world *w, int n, int ci)
@@ -335,6 +228,15 @@ static item msg_item(const keel_ha_action *a)
 	return it;
 }
 
+static void node_down(world *w, int n);
+
+/* A crash, for the walks' set-ups. */
+static void node_down_world(world *w, int n)
+{
+	node_down(w, n);
+	w->crashes++;
+}
+
 static void node_down(world *w, int n)
 {
 	node *nd = &w->n[n];
@@ -351,6 +253,7 @@ static void node_down(world *w, int n)
 	nd->repl_conn = nd->replica_conn = nd->files_conn = -1;
 	nd->pend = 0;
 	memset(&nd->ha, 0, sizeof(nd->ha));
+	zk_node_down(w, n);
 }
 
 static bool apply(world *w, int n, const keel_ha_actions *as)
@@ -474,12 +377,20 @@ static bool apply(world *w, int n, const keel_ha_actions *as)
 			if (a->event == KEEL_HA_EV_STATE && a->state == KEEL_HA_LIVE)
 				CHECKW(w, nd->acc_open && nd->loaded && nd->disk.journal_valid);
 			break;
+		case KEEL_HA_ACT_ZK_ACQUIRE_LOCK:
+		case KEEL_HA_ACT_ZK_RELEASE_LOCK:
+		case KEEL_HA_ACT_ZK_READ_SEQUENCE:
+		case KEEL_HA_ACT_ZK_WRITE_SEQUENCE:
+			CHECKW(w, B.manager);
+			if (!zk_apply(w, n, a))
+				return false;
+			break;
 		}
 	}
 	return true;
 }
 
-static bool feed_node(world *w, int n, const keel_ha_input *in_)
+bool feed_node(world *w, int n, const keel_ha_input *in_)
 {
 	keel_ha_actions as;
 	keel_ha_input in = *in_;
@@ -572,14 +483,16 @@ static bool deliver(world *w, int ci, int t)
 	return feed_node(w, t, &in);
 }
 
-static void restart(world *w, int n)
+static bool restart(world *w, int n)
 {
 	node *nd = &w->n[n];
 	nd->up = 1;
 	nd->started = 1;
 	assert_int_equal(keel_ha_init(&nd->ha, &CFG[n], &nd->disk), 0);
 	keel_ha_input in = { .type = KEEL_HA_IN_START };
-	(void)feed_node(w, n, &in);
+	if (!feed_node(w, n, &in))
+		return false;
+	return !B.manager || zk_start(w, n);
 }
 
 static void free_slots(world *w)
@@ -602,6 +515,11 @@ static bool connected_both(const world *w)
 		if (w->c[ci].used && w->c[ci].open[0] && w->c[ci].open[1])
 			return true;
 	return false;
+}
+
+static bool up_may_serve(const world *w, int n)
+{
+	return w->n[n].up && keel_ha_may_serve(&w->n[n].ha, w->now_ms);
 }
 
 static void check_world(const world *w)
@@ -627,8 +545,9 @@ static void check_world(const world *w)
 		/* held operations are bounded by a timer */
 		if (nd->held)
 			CHECKW(w, nd->ha.timers & (1u << KEEL_HA_TIMER_SYNC_TIMEOUT));
-		/* so are held receipts, by the fence's timer */
-		CHECKW(w, nd->rfence == nd->ha.fenced);
+		/* so are held receipts, by the fence's timer (with a manager,
+		 * the lease's) */
+		CHECKW(w, nd->rfence == keel_ha_receipts_held(&nd->ha));
 		if (nd->alone)
 			CHECKW(w, nd->rfence);
 		/* clients are never stuck: pending receipts ride a live link */
@@ -636,9 +555,19 @@ static void check_world(const world *w)
 			CHECKW(w, nd->repl_conn >= 0);
 		if (nd->repl_conn >= 0)
 			CHECKW(w, w->c[nd->repl_conn].open[i]);
-		/* no receipted message lost: a serving node has them all */
-		if (!w->split && nd->acc_open)
+		/* no receipted message lost: a serving node has them all
+		 * (with a manager, whatever happened: a node whose lease is
+		 * over does not serve) */
+		if (B.manager && keel_ha_may_serve(&nd->ha, w->now_ms))
 			CHECKW(w, (w->receipted & ~nd->jbits) == 0);
+		else if (!B.manager && !w->split && nd->acc_open)
+			CHECKW(w, (w->receipted & ~nd->jbits) == 0);
+	}
+	if (B.manager) {
+		/* never two serving nodes, whatever the partitions and cuts */
+		CHECKW(w, !(up_may_serve(w, 0) && up_may_serve(w, 1)));
+		zk_check(w);
+		return;
 	}
 	/* never two LIVE with the same node id while they can see each other;
 	 * without a partition, never two at all */
@@ -648,10 +577,22 @@ static void check_world(const world *w)
 		CHECKW(w, !(pa && ba));
 }
 
+/* The lease's timers run unbudgeted, and only once the lease is over:
+ * before, the lease timer re-arms itself (the same state) and a renewal
+ * extends nothing past the next TIME step (its lease counts from its
+ * send; ZooKeeper forgets it was heard at the TIME step).  Once over, a
+ * renewal may bring the right to serve back (the session never expired)
+ * or the lease timer steps the live down: both orders are walked. */
+static bool zk_timer(int t)
+{
+	return t == KEEL_HA_TIMER_ZK_RENEW || t == KEEL_HA_TIMER_ZK_LEASE;
+}
+
 static bool can_produce(const world *w, int n)
 {
 	const node *nd = &w->n[n];
-	return nd->up && nd->acc_open && keel_ha_is_active(&nd->ha) && !nd->held &&
+	/* the manager's gate asks keel_ha_may_serve() (the lease) */
+	return nd->up && nd->acc_open && keel_ha_may_serve(&nd->ha, w->now_ms) && !nd->held &&
 	       w->produced < B.msgs;
 }
 
@@ -671,7 +612,19 @@ static void produce(world *w, int n)
 	}
 }
 
+/* A walk that looks for a state (goal != NULL) stops at the first one it
+ * reaches and keeps it in goal_world. */
+typedef bool (*goal_fn)(const world *w);
+static goal_fn goal;
+static world goal_world;
+static jmp_buf goal_jmp;
+
 static void explore(const world *w);
+/* HEAL steps are left out (a partition that lasts: the availability
+ * walks). */
+static bool no_heal;
+/* This node takes no step (paused for the whole walk), or -1. */
+int frozen = -1;
 
 static void step(const world *from, const char *label, int kind, int a, int b)
 {
@@ -714,7 +667,7 @@ static void step(const world *from, const char *label, int kind, int a, int b)
 			w.retries++;
 		else if (b == KEEL_HA_TIMER_PROBE)
 			w.probes++;
-		else
+		else if (!zk_timer(b))
 			w.tmo++;
 		ok = feed_node(&w, a, &in);
 		break;
@@ -724,11 +677,12 @@ static void step(const world *from, const char *label, int kind, int a, int b)
 	case 6:
 		if (w.n[a].started)
 			w.restarts++;
-		restart(&w, a);
+		ok = restart(&w, a);
 		break;
 	case 8: /* time passes for both nodes: connection-ttl and more */
 		w.now_ms += 2 * TTL_MS;
 		w.times++;
+		zk_time(&w);
 		break;
 	case 9: /* a one-way partition: packets towards node a dropped */
 		w.dcut |= (uint8_t)(1u << a);
@@ -736,6 +690,18 @@ static void step(const world *from, const char *label, int kind, int a, int b)
 		break;
 	case 10: /* heal */
 		w.dcut = 0;
+		w.zcut = 0;
+		break;
+	case 11: /* between a node and ZooKeeper: the zcut bits a */
+		w.zcut |= (uint8_t)a;
+		w.zparts++;
+		break;
+	case ZSTEP_PROCESS:
+	case ZSTEP_DELIVER:
+	case ZSTEP_EXPIRE:
+	case ZSTEP_DISCONNECT:
+	case ZSTEP_RECONNECT:
+		ok = zk_step(&w, kind, a, b);
 		break;
 	case 7: { /* cut: both ends see the link die, in-flight data lost */
 		conn *c = &w.c[a];
@@ -764,6 +730,10 @@ static void explore(const world *w)
 	if (!vis_add(world_key(w)))
 		return;
 	n_states++;
+	if (goal != NULL && goal(w)) {
+		memcpy(&goal_world, w, sizeof(goal_world));
+		longjmp(goal_jmp, 1);
+	}
 	if (getenv("KEEL_HA_PROGRESS") && n_states % 1000000 == 0)
 		fprintf(stderr, "  ... %llu states, depth %u\n", (unsigned long long)n_states, depth);
 	if (depth > max_depth_seen)
@@ -785,6 +755,8 @@ static void explore(const world *w)
 			if ((w->dcut & (1u << t)) && it->type != IT_CONNECTED &&
 			    it->type != IT_CONNECT_FAILED)
 				continue;
+			if (t == frozen)
+				continue;
 			snprintf(lb, sizeof(lb), "deliver c%d ->%c type=%d %s", ci, "PB"[t], it->type,
 				 it->type == IT_MSG ? keel_ha_msg_name((keel_ha_msg)it->msg) : "");
 			step(w, lb, 0, ci, t);
@@ -802,6 +774,8 @@ static void explore(const world *w)
 	}
 	for (int n = 0; n < NN; n++) {
 		const node *nd = &w->n[n];
+		if (n == frozen)
+			continue;
 		if (!nd->up) {
 			if (!nd->started || w->restarts < B.restarts) {
 				snprintf(lb, sizeof(lb), "%s %c", nd->started ? "RESTART" : "start", "PB"[n]);
@@ -818,6 +792,7 @@ static void explore(const world *w)
 			if ((nd->ha.timers & (1u << t)) &&
 			    (t == KEEL_HA_TIMER_RETRY   ? w->retries < B.retries
 			     : t == KEEL_HA_TIMER_PROBE ? w->probes < B.probes
+			     : zk_timer(t)		? w->now_ms >= nd->ha.zk_lease_until_ms
 							: w->tmo < B.tmo)) {
 				snprintf(lb, sizeof(lb), "%c timer %d", "PB"[n], t);
 				step(w, lb, 3, n, t);
@@ -838,58 +813,79 @@ static void explore(const world *w)
 			snprintf(lb, sizeof(lb), "PARTITION: packets to %c dropped", "PB"[t]);
 			step(w, lb, 9, t, 0);
 		}
-	if (w->dcut)
+	if (B.manager) {
+		/* one way (either), or both ways in one step, per node */
+		for (int t = 0; t < 3 * NN && w->zparts < B.zparts; t++) {
+			unsigned cut = t < 2 * NN ? 1u << t : 3u << (2 * (t - 2 * NN));
+			if ((w->zcut & cut) == cut)
+				continue;
+			snprintf(lb, sizeof(lb), "PARTITION: %s dropped",
+				 (const char *[]){ "P -> ZK", "ZK -> P", "B -> ZK", "ZK -> B",
+						   "P <-> ZK", "B <-> ZK" }[t]);
+			step(w, lb, 11, (int)cut, 0);
+		}
+		zk_steps(w, step);
+	}
+	if ((w->dcut || w->zcut) && !no_heal)
 		step(w, "HEAL", 10, 0, 0);
 }
 
-/* Explores from a fresh pair; old_rules: failover-may-lose-data.  Returns
- * whether an invariant broke (only when expect_violation is set; else a
- * violation fails the test). */
-static bool run_explorer_rules(const char *name, bounds b, bool old_rules)
-{
-	world w;
-	keel_ha_node_id id = { { 1 } };
 
+static void vis_free(void)
+{
+	free(vis);
+	vis = NULL;
+	vis_cap = vis_n = 0;
+}
+
+/* The bounds and configs of a walk (old_rules: failover-may-lose-data). */
+static void walk_setup(const char *name, bounds b, bool old_rules)
+{
 	/* KEEL_HA_EXPLORE=msgs,crashes,restarts,cuts,drops,timeouts,retries,times,
-	 * probes[,parts] overrides the bounds (for longer runs by hand). */
+	 * probes[,parts[,zdisc,zexp,zparts]] overrides the bounds (for longer runs by
+	 * hand; not those of a walk's set-up, name "steady"). */
 	const char *env = getenv("KEEL_HA_EXPLORE");
-	if (env != NULL)
-		sscanf(env, "%u,%u,%u,%u,%u,%u,%u,%u,%u,%u", &b.msgs, &b.crashes, &b.restarts,
-		       &b.cuts, &b.drops, &b.tmo, &b.retries, &b.times, &b.probes, &b.parts);
+	if (env != NULL && strcmp(name, "steady") != 0)
+		sscanf(env, "%u,%u,%u,%u,%u,%u,%u,%u,%u,%u,%u,%u,%u", &b.msgs, &b.crashes,
+		       &b.restarts, &b.cuts, &b.drops, &b.tmo, &b.retries, &b.times, &b.probes,
+		       &b.parts, &b.zdisc, &b.zexp, &b.zparts);
 	printf("explorer %-10s: bounds msgs=%u crashes=%u restarts=%u cuts=%u drops=%u "
-	       "timeouts=%u retries=%u times=%u probes=%u parts=%u\n", name, b.msgs, b.crashes,
-	       b.restarts, b.cuts, b.drops, b.tmo, b.retries, b.times, b.probes, b.parts);
+	       "timeouts=%u retries=%u times=%u probes=%u parts=%u zdisc=%u zexp=%u zparts=%u%s\n",
+	       name, b.msgs, b.crashes, b.restarts, b.cuts, b.drops, b.tmo, b.retries, b.times,
+	       b.probes, b.parts, b.zdisc, b.zexp, b.zparts,
+	       b.manager ? " (ZooKeeper manager)" : "");
 	B = b;
 	n_states = n_steps = n_overflow = n_depth_cut = n_transitions = 0;
 	max_depth_seen = 0;
 	memset(reached, 0, sizeof(reached));
-	free(vis);
-	vis = NULL;
-	vis_cap = vis_n = 0;
+	vis_free();
 	for (int n = 0; n < NN; n++) {
 		keel_ha_config_default(&CFG[n], n == 0 ? KEEL_HA_ROLE_PRIMARY : KEEL_HA_ROLE_BACKUP);
 		/* with TIME steps the check timer (pings, connection-ttl) is
 		 * part of the model; without them detection is by close only */
-		CFG[n].check_period_ms = b.times ? TTL_MS / 2 : 0;
+		CFG[n].check_period_ms = b.times || b.pings ? TTL_MS / 2 : 0;
 		CFG[n].connection_ttl_ms = TTL_MS;
 		CFG[n].may_lose_data = old_rules;
+		CFG[n].manager = b.manager;
+		CFG[n].zk_session_timeout_ms = ZK_S_MS;
 	}
-	memset(&w, 0, sizeof(w));
+}
+
+/* A fresh pair: neither node started, ZooKeeper empty. */
+static void walk_world(world *w)
+{
+	keel_ha_node_id id = { { 1 } };
+	memset(w, 0, sizeof(*w));
+	w->zk.cver = -1;
 	for (int n = 0; n < NN; n++) {
-		w.n[n].repl_conn = w.n[n].replica_conn = w.n[n].files_conn = -1;
-		keel_ha_persist_fresh(&w.n[n].disk, n == 0 ? KEEL_HA_ROLE_PRIMARY : KEEL_HA_ROLE_BACKUP,
-				      &id);
+		w->n[n].repl_conn = w->n[n].replica_conn = w->n[n].files_conn = -1;
+		keel_ha_persist_fresh(&w->n[n].disk, n == 0 ? KEEL_HA_ROLE_PRIMARY
+							    : KEEL_HA_ROLE_BACKUP, &id);
 	}
-	depth = 0;
-	if (expect_violation && setjmp(violation_jmp) != 0) {
-		printf("explorer %-10s: invariant broken after %llu states (path above)\n", name,
-		       (unsigned long long)n_states);
-		free(vis);
-		vis = NULL;
-		vis_cap = vis_n = 0;
-		return true;
-	}
-	explore(&w);
+}
+
+static void walk_report(const char *name)
+{
 	printf("explorer %-10s: %llu states explored, %llu steps, %llu machine inputs, "
 	       "max depth %u, %llu bound-pruned (queue/slots), %llu depth-cut\n",
 	       name, (unsigned long long)n_states, (unsigned long long)n_steps,
@@ -909,12 +905,53 @@ static bool run_explorer_rules(const char *name, bounds b, bool old_rules)
 	printf("  reached: replication.fence %llu, replication.alone %llu\n",
 	       (unsigned long long)reached[KEEL_HA_EV_FENCE],
 	       (unsigned long long)reached[KEEL_HA_EV_ALONE]);
+	if (B.manager)
+		printf("  reached: lock.acquired %llu, lock.lost %llu, activation.coordinated %llu, "
+		       "zookeeper.expired %llu, zookeeper.disconnected %llu\n",
+		       (unsigned long long)reached[KEEL_HA_EV_LOCK_ACQUIRED],
+		       (unsigned long long)reached[KEEL_HA_EV_LOCK_LOST],
+		       (unsigned long long)reached[KEEL_HA_EV_ACTIVATION_COORDINATED],
+		       (unsigned long long)reached[KEEL_HA_EV_ZK_EXPIRED],
+		       (unsigned long long)reached[KEEL_HA_EV_ZK_DISCONNECTED]);
 	fflush(stdout);
+}
+
+/*
+ * Walks every interleaving from `start`.  Returns whether the walk ended
+ * early: an invariant broke (only when expect_violation is set; else a
+ * violation fails the test), or the goal was reached (goal_world).
+ */
+static bool walk_from(const char *name, const world *start)
+{
+	depth = 0;
+	if (expect_violation && setjmp(violation_jmp) != 0) {
+		printf("explorer %-10s: invariant broken after %llu states (path above)\n", name,
+		       (unsigned long long)n_states);
+		vis_free();
+		return true;
+	}
+	if (goal != NULL && setjmp(goal_jmp) != 0) {
+		printf("explorer %-10s: goal reached after %llu states, at depth %u\n", name,
+		       (unsigned long long)n_states, depth);
+		vis_free();
+		return true;
+	}
+	explore(start);
+	walk_report(name);
 	assert_int_equal(n_depth_cut, 0); /* the walk was complete */
-	free(vis);
-	vis = NULL;
-	vis_cap = vis_n = 0;
+	vis_free();
 	return false;
+}
+
+/* Explores from a fresh pair; old_rules: failover-may-lose-data.  Returns
+ * whether an invariant broke (only when expect_violation is set; else a
+ * violation fails the test). */
+static bool run_explorer_rules(const char *name, bounds b, bool old_rules)
+{
+	world w;
+	walk_setup(name, b, old_rules);
+	walk_world(&w);
+	return walk_from(name, &w);
 }
 
 static void run_explorer(const char *name, bounds b)
@@ -1011,6 +1048,189 @@ static void test_explore_pauses_old_rules(void **state)
 	assert_true(broken);
 }
 
+/*
+ * With a ZooKeeper manager (ha.h "Manager").  Every walk keeps every
+ * invariant: never two serving nodes (keel_ha_may_serve) and every
+ * receipted message in each serving node's journal, whatever the
+ * partition or cut; a node that may serve holds the lock in a live
+ * session (zk_check).  The model (test_ha_explore_zk.c) and its
+ * reductions are described there and in README "Tests".
+ *
+ * From a fresh pair: the start (sessions, the first C, the sync), a
+ * crash at any point, time passing (pauses, sessions expiring).
+ */
+static void test_explore_zk_scratch(void **state)
+{
+	(void)state;
+	run_explorer("zk", (bounds){ .msgs = 1, .crashes = 1, .tmo = 1, .retries = 2, .times = 1,
+				     .zexp = 1, .manager = true });
+	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
+	assert_true(reached[KEEL_HA_EV_LOCK_LOST] > 0);
+	assert_true(reached[KEEL_HA_EV_ACTIVATION_COORDINATED] > 0);
+	assert_true(reached[KEEL_HA_EV_ALONE] > 0);
+}
+
+/* Nothing in flight: no link, no ZooKeeper queue holds anything. */
+static bool quiet(const world *w)
+{
+	for (int ci = 0; ci < MAXC; ci++)
+		if (w->c[ci].used && (w->c[ci].qlen[0] || w->c[ci].qlen[1]))
+			return false;
+	for (int n = 0; n < NN; n++)
+		if (w->zk.qlen[n][0] || w->zk.qlen[n][1])
+			return false;
+	return true;
+}
+
+/* The pair in its steady state: P live and serving, B synced, nothing in
+ * flight (and no message yet: the walk from it produces them). */
+static bool steady(const world *w)
+{
+	const node *p = &w->n[0], *b = &w->n[1];
+	return p->up && b->up && p->ha.state == KEEL_HA_LIVE && p->ha.repl == KEEL_HA_REPL_STEADY &&
+	       keel_ha_may_serve(&p->ha, w->now_ms) && b->ha.state == KEEL_HA_BACKUP_SYNCED &&
+	       !p->held && quiet(w);
+}
+
+/*
+ * A walk from the steady pair (found first by a walk without faults, with
+ * the same configs), its budgets counted afresh: the faults of `b` hit a
+ * pair that has a receipted message to lose and a synced backup to fail
+ * over to.  `prepare` (or NULL) changes that world first.  Returns
+ * whether the walk ended early (a goal, an expected violation).
+ */
+static bool walk_from_steady(const char *name, bounds b, void (*prepare)(world *w))
+{
+	world w;
+	bounds setup = { .retries = 1, .manager = b.manager, .pings = b.times > 0 };
+	goal_fn want = goal;
+
+	walk_setup("steady", setup, false);
+	walk_world(&w);
+	goal = steady;
+	assert_true(walk_from("steady", &w));
+	goal = want;
+	memcpy(&w, &goal_world, sizeof(w));
+	w.crashes = w.restarts = w.cuts = w.drops = w.tmo = w.retries = w.times = w.probes = 0;
+	w.parts = w.zdiscs = w.zexps = w.zparts = 0;
+	if (prepare)
+		prepare(&w);
+	walk_setup(name, b, false);
+	return walk_from(name, &w);
+}
+
+/* From the steady pair: a crash and a restart at any point (a write of C
+ * whose answer died with its node, an old live coming back stale, its
+ * session still holding the lock), time passing, a session expiring. */
+static void test_explore_zk_restart(void **state)
+{
+	(void)state;
+	walk_from_steady("zk-restart", (bounds){ .msgs = 1, .crashes = 1, .restarts = 1,
+						 .tmo = 1, .retries = 1, .times = 1, .zexp = 1,
+						 .manager = true }, NULL);
+	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
+	assert_true(reached[KEEL_HA_EV_FAILOVER_REFUSED] > 0);
+}
+
+/* From the steady pair: partitions between the nodes that drop packets
+ * one way, or both ways in two steps, and heal; a crash; time passing; a
+ * session expiring.  The live that loses its backup raises C and
+ * receipts alone; the backup behind the partition is stale from then. */
+static void test_explore_zk_nodepart(void **state)
+{
+	(void)state;
+	walk_from_steady("zk-nodepart", (bounds){ .msgs = 1, .crashes = 1, .tmo = 2,
+						  .retries = 1, .times = 1, .parts = 2, .zexp = 1,
+						  .manager = true }, NULL);
+	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
+	assert_true(reached[KEEL_HA_EV_ALONE] > 0);
+	assert_true(reached[KEEL_HA_EV_FAILOVER_REFUSED] > 0);
+}
+
+/* From the steady pair: a partition between either node and ZooKeeper,
+ * one way (requests lost, or answers lost while ZooKeeper still hears
+ * the node) or both ways, and heal; a crash; time passing; a session
+ * expiring.  A live that cannot renew steps down before its session can
+ * expire. */
+static void test_explore_zk_zkpart(void **state)
+{
+	(void)state;
+	walk_from_steady("zk-zkpart", (bounds){ .msgs = 1, .crashes = 1, .tmo = 1, .retries = 1,
+						.times = 1, .zparts = 1, .zexp = 1,
+						.manager = true }, NULL);
+	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
+	assert_true(reached[KEEL_HA_EV_LOCK_LOST] > 0);
+}
+
+/* From the steady pair: connections to ZooKeeper lost (each request sent
+ * got there or not, the answers on it never come; the client connects
+ * again to its session or learns it expired), a crash, time passing. */
+static void test_explore_zk_disc(void **state)
+{
+	(void)state;
+	walk_from_steady("zk-disc", (bounds){ .msgs = 1, .crashes = 1, .tmo = 1, .retries = 1,
+					      .times = 1, .zdisc = 2, .zexp = 1,
+					      .manager = true }, NULL);
+	assert_true(reached[KEEL_HA_EV_ZK_DISCONNECTED] > 0);
+	assert_true(reached[KEEL_HA_EV_ZK_EXPIRED] > 0);
+	assert_true(reached[KEEL_HA_EV_FAILOVER] > 0);
+}
+
+/* What the manager is for: a state where the pair alone must refuse (or
+ * may lose) and the manager fails over safely. */
+static bool b_serves(const world *w)
+{
+	return w->n[1].up && keel_ha_may_serve(&w->n[1].ha, w->now_ms);
+}
+
+/* The live's packets are dropped both ways (a partition that lasts) and
+ * the live dies. */
+static void partition_then_kill_p(world *w)
+{
+	w->dcut = 3;
+	no_heal = true;
+	node_down_world(w, 0);
+}
+
+/* P takes no step from here on (paused for the whole walk). */
+static void freeze_p(world *w)
+{
+	(void)w;
+	frozen = 0;
+}
+
+static void test_explore_zk_value(void **state)
+{
+	bounds after = { .msgs = 1, .tmo = 2, .retries = 3, .times = 1, .zexp = 1 };
+	(void)state;
+	goal = b_serves;
+	/* 1. partition P|B both ways, then P dies.  Alone: B cannot tell a
+	 * dead P from a partitioned one; it refuses, and no interleaving
+	 * ever lets it serve.  With a manager: B holds the lock once P's
+	 * session expires, C matches its sequence: it fails over. */
+	bool alone = walk_from_steady("value-alone", after, partition_then_kill_p);
+	uint64_t refused = reached[KEEL_HA_EV_FAILOVER_REFUSED];
+	after.manager = true;
+	bool zk = walk_from_steady("value-zk", after, partition_then_kill_p);
+	no_heal = false;
+	assert_false(alone);
+	assert_true(refused > 0);
+	assert_true(zk);
+	/* 2. P paused (it takes no step) past connection-ttl.  Alone: B's
+	 * connect is accepted by P's host and never answered; it waits, no
+	 * service while P is paused.  With a manager: P's session expires,
+	 * B takes over; P's lease is over, so it does not serve on. */
+	after.manager = false;
+	alone = walk_from_steady("paused-alone", after, freeze_p);
+	frozen = -1;
+	after.manager = true;
+	zk = walk_from_steady("paused-zk", after, freeze_p);
+	frozen = -1;
+	goal = NULL;
+	assert_false(alone);
+	assert_true(zk);
+}
+
 /* argv[1]: a cmocka glob of the tests to run (CTest runs the three walks
  * as separate entries, so they run side by side). */
 int main(int argc, char **argv)
@@ -1024,6 +1244,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_explore_oneway),
 		cmocka_unit_test(test_explore_oneway_old_rules),
 		cmocka_unit_test(test_explore_pauses_old_rules),
+		cmocka_unit_test(test_explore_zk_scratch),
+		cmocka_unit_test(test_explore_zk_restart),
+		cmocka_unit_test(test_explore_zk_nodepart),
+		cmocka_unit_test(test_explore_zk_zkpart),
+		cmocka_unit_test(test_explore_zk_disc),
+		cmocka_unit_test(test_explore_zk_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -412,6 +412,26 @@
  * as corrupt before parsing. */
 #define KEEL_HA_IDENTITY_MAX_BYTES 4096
 
+/* ha.manager.zookeeper.connect: servers at most.  An ensemble has 3, 5 or
+ * 7 voters; a longer list is a mistake, not a bigger ensemble. */
+#define KEEL_HA_ZK_MAX_SERVERS 16
+/* ha.manager.zookeeper.connect: characters at most (16 HOST:PORT). */
+#define KEEL_HA_ZK_MAX_CONNECT_LEN 4096
+/* ha.manager.zookeeper.session-timeout (ms).  The live renews its lease
+ * every third of it and may serve for 90 % of it after a renewal is sent:
+ * below 300 ms a loaded host loses the lease between two renewals (and a
+ * ZooKeeper server grants no less than two ticks anyway).  Above 10 min a
+ * dead live is not replaced for as long: no pair wants that. */
+#define KEEL_HA_ZK_MIN_SESSION_MS 300
+#define KEEL_HA_ZK_MAX_SESSION_MS 600000
+/* ha.manager.zookeeper.session-timeout default: Apache Curator's and
+ * Artemis' (session-ms). */
+#define KEEL_HA_ZK_DEFAULT_SESSION_MS 18000
+/* ha.manager.zookeeper.root and pair-id: a znode path under which the
+ * pair's lock and sequence live; ZooKeeper allows 1 MiB paths, ours stay
+ * readable. */
+#define KEEL_HA_ZK_MAX_PATH_LEN 255
+
 /* ---- password checks (config/auth.c) ------------------------------------- */
 
 /* Password checks running at once on libuv's threadpool (a yescrypt check
