@@ -212,6 +212,11 @@ void zk_time(world *w);
 void zk_hash(struct hasher *h, const world *w);
 /* The model's invariants, and the machine's beliefs against it. */
 void zk_check(const world *w);
+/* Whether node nd may serve at now_ms: keel_ha_may_serve(), or, with
+ * no_lease (a negative walk), what a broker without the lease's fence
+ * would do: serve while it is active and believes it holds the lock. */
+extern bool no_lease;
+bool serves(const node *nd, uint64_t now_ms);
 /* Step kinds of the model (test_ha_explore.c's step() calls zk_step). */
 enum {
 	ZSTEP_PROCESS = 20, /* ZooKeeper handles node a's oldest request */

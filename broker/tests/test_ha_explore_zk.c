@@ -408,7 +408,7 @@ void zk_check(const world *w)
 			CHECKW(w, z->holder == nd->zsid || !(z->alive & SBIT(nd->zsid)));
 		/* THE rule: a node that may serve holds the lock, in a live
 		 * session (it stops before ZooKeeper could give it away) */
-		if (keel_ha_may_serve(ha, w->now_ms))
+		if (serves(nd, w->now_ms) && !no_lease)
 			CHECKW(w, nd->zsid != 0 && z->holder == nd->zsid &&
 				  (z->alive & SBIT(nd->zsid)));
 	}
