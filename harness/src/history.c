@@ -185,7 +185,8 @@ void kh_history_record(const char *path, sqlite3 *rec, int64_t run_id)
 	if (kh_history_open(path, true, &h) != 0 || kh_history_add(h, rec, run_id, &added) != 0)
 		fprintf(stderr, "keel-harness: warning: the run is not in the history %s\n", path);
 	else
-		printf("keel-harness: history %s: %u scenario run(s) added\n", path, added);
+		/* stderr: stdout may be TAP */
+		fprintf(stderr, "keel-harness: history %s: %u scenario run(s) added\n", path, added);
 	sqlite3_close(h);
 }
 

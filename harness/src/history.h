@@ -28,7 +28,7 @@ int kh_history_open(const char *path, bool create, sqlite3 **out);
 int kh_history_add(sqlite3 *h, sqlite3 *rec, int64_t run_id, unsigned *added);
 
 /* What `run` does at its end: opens `path` (created), appends the run,
- * says so on stdout.  Failure is a warning (the run's result stands). */
+ * says so on stderr.  Failure is a warning (the run's result stands). */
 void kh_history_record(const char *path, sqlite3 *rec, int64_t run_id);
 
 /* The commit the suite runs: $KEEL_GIT_REV, $GITHUB_SHA, $CI_COMMIT_SHA,
