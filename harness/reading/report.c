@@ -18,6 +18,7 @@
 #include "checks.h"
 #include "commands.h"
 #include "reading.h"
+#include "report_ci.h"
 
 /* Geometry of a swimlane chart, in SVG user units (px). */
 #define R_WIDTH 1100
@@ -741,26 +742,55 @@ int kh__report_write(sqlite3 *db, const char *title, const int64_t *ids,
 
 static void report_usage(FILE *f)
 {
-	fprintf(f, "usage: keel-harness report RUN.db [-o report.html] [SCENARIO]\n"
+	fprintf(f, "usage: keel-harness report RUN.db [-o report.html] [--junit FILE] [--tap]"
+		   " [SCENARIO]\n"
 		   "  -o, --output FILE  where to write the page (default: stdout)\n"
+		   "  --junit FILE       JUnit XML of the results (run --deflake attempts folded)\n"
+		   "  --tap              TAP on stdout (then the page only with -o)\n"
 		   "  SCENARIO           a scenario id or name (default: all)\n"
 		   "  -h, --help         this text\n");
+}
+
+/* --junit and --tap (report_ci.c).  0 or -errno (said). */
+static int report_ci(sqlite3 *db, const int64_t *ids, size_t n, const char *junit, bool tap)
+{
+	unsigned bad = 0;
+	int err = tap ? kh_report_tap(db, ids, n, stdout, &bad) : 0;
+	if (err == 0 && junit) {
+		err = kh_report_junit(db, ids, n, junit, &bad);
+		if (err == 0)
+			fprintf(stderr, "keel-harness: wrote %s (%u testcase(s) not passed)\n", junit,
+				bad);
+	}
+	if (err < 0)
+		fprintf(stderr, "keel-harness: report: %s: %s\n", junit && !tap ? junit : "TAP",
+			strerror(-err));
+	return err;
 }
 
 int kh_cmd_report(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' },
+		{ "junit", required_argument, NULL, 'J' },
+		{ "tap", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = NULL;
+	const char *path = NULL, *junit = NULL;
+	bool tap = false;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			path = optarg;
+			break;
+		case 'J':
+			junit = optarg;
+			break;
+		case 'T':
+			tap = true;
 			break;
 		case 'h':
 			report_usage(stdout);
@@ -789,6 +819,12 @@ int kh_cmd_report(int argc, char **argv)
 			which);
 	if (err < 0)
 		goto out;
+	if ((junit || tap) && report_ci(db, ids, n, junit, tap) != 0)
+		goto out;
+	if ((junit || tap) && path == NULL) {
+		ret = 0;
+		goto out;
+	}
 	out = path && strcmp(path, "-") != 0 ? fopen(path, "w") : stdout;
 	if (out == NULL) {
 		fprintf(stderr, "keel-harness: %s: %s\n", path, strerror(errno));

@@ -78,6 +78,29 @@ static void print_provenance(sqlite3 *db, int64_t sid, FILE *out)
 				bid ? bid : "");
 	}
 	sqlite3_finalize(st);
+	/* version 3: a shard's run, or one merged from another file */
+	if (!has_column(db, "runs", "source") ||
+	    sqlite3_prepare_v2(db, "SELECT r.host, r.shard, r.source, r.source_run_id, s.attempt"
+				   " FROM scenarios s JOIN runs r ON r.id = s.run_id WHERE s.id = ?"
+				   " AND (r.shard IS NOT NULL OR r.source IS NOT NULL OR"
+				   " s.attempt > 0)", -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, sid);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *host = (const char *)sqlite3_column_text(st, 0);
+		const char *shard = (const char *)sqlite3_column_text(st, 1);
+		const char *source = (const char *)sqlite3_column_text(st, 2);
+		fprintf(out, "   origin host %s", host ? host : "?");
+		if (shard)
+			fprintf(out, ", shard %s", shard);
+		if (source)
+			fprintf(out, ", merged from %s (run %lld)", source,
+				(long long)sqlite3_column_int64(st, 3));
+		if (sqlite3_column_int(st, 4) > 0)
+			fprintf(out, ", retry %d (run --deflake)", sqlite3_column_int(st, 4));
+		fputc('\n', out);
+	}
+	sqlite3_finalize(st);
 }
 
 static int print_header(sqlite3 *db, int64_t sid, FILE *out)

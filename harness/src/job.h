@@ -14,6 +14,7 @@ typedef struct kh_job {
 	char *file;             /* absolute path */
 	char *name;
 	unsigned iteration;
+	unsigned attempt;       /* run --deflake: 0, then each retry (same seed) */
 	uint64_t seed;
 	double timeout_s;       /* scenario timeout, before the multiplier */
 	const char *text;       /* the scenario's YAML as it runs (borrowed from the

@@ -57,6 +57,28 @@
 /* Largest --timeout-multiplier: beyond 1000 a scenario's timeout is days,
  * i.e. none. */
 #define KH_MAX_TIMEOUT_MULTIPLIER 1000.0
+/* merge: shards of one run it checks for completeness (K/N with N up to
+ * this; CI matrices are tens of jobs). */
+#define KH_MERGE_MAX_SHARDS 1024
+/* The history (runs/history.db) keeps this many scenario runs, the oldest
+ * dropped first: about 40 MB at most, small enough for a CI cache (a row
+ * is ~200 bytes), and a year of a 30-scenario suite run 20 times a day. */
+#define KH_HISTORY_MAX_ROWS 200000
+/* A history row's reason and first finding are cut to this (bytes): what
+ * `flaky` shows per failure; the recording has the rest. */
+#define KH_HISTORY_TEXT_BYTES 300
+/* --balance history: a scenario's expected duration is the mean of its
+ * last runs (this many): recent enough to follow a change. */
+#define KH_BALANCE_LAST_RUNS 5
+/* --balance history: a scenario the history does not know is expected to
+ * take the median of those it knows, or this (s) when it knows none. */
+#define KH_BALANCE_DEFAULT_S 10.0
+/* run --deflake N: at most this many retries of a failed scenario. */
+#define KH_MAX_DEFLAKE 100
+/* flaky: failing seeds and distinct first findings listed per scenario
+ * (the rest are counted). */
+#define KH_FLAKY_MAX_SEEDS 10
+#define KH_FLAKY_MAX_FINDINGS 3
 /* Child output kept per scenario (its last bytes) and shown when it fails. */
 #define KH_MAX_CHILD_OUTPUT (64 * 1024)
 /* STOMP port every node listens on, on its own loopback address. */

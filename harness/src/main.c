@@ -1,6 +1,7 @@
 /*
  * main.c - keel-harness: dispatches `keel-harness COMMAND ARGS...` to run,
  * lint, replay (runner.c, replay.c), show, report, import (commands.h),
+ * merge (merge.c), history and flaky (history.c, flaky.c),
  * and the hidden modes the runner uses itself: `scenario-child` (one
  * scenario, child.c) and `exec-node -- CMD...` (PR_SET_PDEATHSIG, then
  * exec: nodes die with the scenario child).  Main thread.
@@ -14,6 +15,8 @@
 
 #include "child.h"
 #include "commands.h"
+#include "history.h"
+#include "merge.h"
 #include "replay.h"
 #include "runner.h"
 
@@ -27,6 +30,9 @@ static void usage(FILE *f)
 		"  show RUN.db          show a recorded run\n"
 		"  report RUN.db        write a report of a recorded run\n"
 		"  import ...           import into a recording\n"
+		"  merge OUT.db IN.db...  one recording from several (shards, runs)\n"
+		"  history add RUN.db...  add recordings to the history (runs/history.db)\n"
+		"  flaky                scenarios with mixed outcomes on one commit (history)\n"
 		"`keel-harness COMMAND --help` describes each.  Exit: 0 ok, 1 failed, 2 usage.\n");
 }
 
@@ -59,6 +65,9 @@ int main(int argc, char **argv)
 		{ "show", kh_cmd_show },
 		{ "report", kh_cmd_report },
 		{ "import", kh_cmd_import },
+		{ "merge", kh_cmd_merge },
+		{ "history", kh_cmd_history },
+		{ "flaky", kh_cmd_flaky },
 		{ "scenario-child", kh_child_main },
 		{ "exec-node", exec_node },
 	};

@@ -7,6 +7,7 @@
 #include "recorder.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -80,14 +81,20 @@ static int db_fail(kh_recorder *r, const char *what)
 	return -EIO;
 }
 
-/* Columns schema version 2 added (schema.sql): a version 1 file gets them
- * here, each at the end of its table as in a new file. */
+/* Columns schema versions 2 and 3 added (schema.sql): an older file gets
+ * them here, each at the end of its table as in a new file. */
 static const char *const v2_columns[][3] = {
 	{ "runs", "broker_version", "TEXT" },
 	{ "runs", "broker_build_id", "TEXT" },
 	{ "scenarios", "text", "TEXT" },
 	{ "scenarios", "text_sha256", "TEXT" },
 	{ "steps", "line", "INTEGER" },
+	/* version 3: a run's origin in a merged recording, deflake retries */
+	{ "runs", "uid", "TEXT" },
+	{ "runs", "shard", "TEXT" },
+	{ "runs", "source", "TEXT" },
+	{ "runs", "source_run_id", "INTEGER" },
+	{ "scenarios", "attempt", "INTEGER NOT NULL DEFAULT 0" },
 };
 
 static bool has_column(sqlite3 *db, const char *table, const char *column)
@@ -124,7 +131,7 @@ int kh_recorder_schema_apply(sqlite3 *db)
 		msg = NULL;
 		upgraded = true;
 	}
-	if (upgraded && sqlite3_exec(db, "UPDATE meta SET value = '2' WHERE key = "
+	if (upgraded && sqlite3_exec(db, "UPDATE meta SET value = '3' WHERE key = "
 					 "'schema_version'", NULL, NULL, &msg) != SQLITE_OK)
 		goto fail;
 	return 0;
@@ -285,21 +292,46 @@ static int finish_stmt(kh_recorder *r, sqlite3_stmt *s, const char *what)
 	return 0;
 }
 
+void kh_run_uid(char buf[KH_RUN_UID_LEN])
+{
+	unsigned char b[16];
+	size_t got = 0;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, b, sizeof(b));
+		got = n > 0 ? (size_t)n : 0;
+		close(fd);
+	}
+	if (got < sizeof(b)) {
+		/* no urandom: time and pid, still distinct per run on a host */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		uint64_t y = ((uint64_t)getpid() << 32) ^ (uint64_t)kh_now_ns();
+		memcpy(b, &x, 8);
+		memcpy(b + 8, &y, 8);
+	}
+	for (size_t i = 0; i < sizeof(b); i++)
+		snprintf(buf + 2 * i, 3, "%02x", b[i]);
+}
+
 int kh_recorder_run_begin(kh_recorder *r, uint64_t seed, const char *options_json,
 			  int64_t *run_id)
 {
 	sqlite3_stmt *s;
-	char now[64], host[256] = "";
+	char now[64], host[256] = "", uid[KH_RUN_UID_LEN];
 	kh_utc_now(now, sizeof(now));
 	gethostname(host, sizeof(host) - 1);
-	if (exec_stmt(r, "INSERT INTO runs(started_at, seed, host, git_rev, options)"
-			 " VALUES (?,?,?,?,?)", &s))
+	kh_run_uid(uid);
+	if (exec_stmt(r, "INSERT INTO runs(started_at, seed, host, git_rev, options, uid)"
+			 " VALUES (?,?,?,?,?,?)", &s))
 		return -EIO;
 	bind_text(s, 1, now);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)seed);
 	bind_text(s, 3, host);
 	bind_text(s, 4, getenv("KEEL_GIT_REV"));
 	bind_text(s, 5, options_json);
+	bind_text(s, 6, uid);
 	if (finish_stmt(r, s, "runs"))
 		return -EIO;
 	*run_id = sqlite3_last_insert_rowid(r->db);
@@ -317,6 +349,26 @@ int kh_recorder_run_broker(kh_recorder *r, int64_t run_id, const char *version,
 	bind_text(s, 2, build_id && *build_id ? build_id : NULL);
 	sqlite3_bind_int64(s, 3, run_id);
 	return finish_stmt(r, s, "runs");
+}
+
+int kh_recorder_run_shard(kh_recorder *r, int64_t run_id, const char *shard)
+{
+	sqlite3_stmt *s;
+	if (exec_stmt(r, "UPDATE runs SET shard = ? WHERE id = ?", &s))
+		return -EIO;
+	bind_text(s, 1, shard);
+	sqlite3_bind_int64(s, 2, run_id);
+	return finish_stmt(r, s, "runs");
+}
+
+int kh_recorder_scenario_attempt(kh_recorder *r, int64_t scenario_id, unsigned attempt)
+{
+	sqlite3_stmt *s;
+	if (exec_stmt(r, "UPDATE scenarios SET attempt = ? WHERE id = ?", &s))
+		return -EIO;
+	sqlite3_bind_int64(s, 1, attempt);
+	sqlite3_bind_int64(s, 2, scenario_id);
+	return finish_stmt(r, s, "scenarios");
 }
 
 int kh_recorder_run_end(kh_recorder *r, int64_t run_id)

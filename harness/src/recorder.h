@@ -43,6 +43,14 @@ int kh_recorder_run_begin(kh_recorder *r, uint64_t seed, const char *options_jso
 int kh_recorder_run_broker(kh_recorder *r, int64_t run_id, const char *version,
 			   const char *build_id);
 int kh_recorder_run_end(kh_recorder *r, int64_t run_id);
+/* run --shard K/N: the run's shard ("K/N"; schema version 3). */
+int kh_recorder_run_shard(kh_recorder *r, int64_t run_id, const char *shard);
+/* run --deflake: the scenario row is retry `attempt` (1..) of a failed
+ * scenario run (same seed and iteration). */
+int kh_recorder_scenario_attempt(kh_recorder *r, int64_t scenario_id, unsigned attempt);
+/* A run's uid (runs.uid): 32 random hex digits and a NUL. */
+#define KH_RUN_UID_LEN 33
+void kh_run_uid(char buf[KH_RUN_UID_LEN]);
 int kh_recorder_scenario_begin(kh_recorder *r, int64_t run_id, const char *name,
 			       const char *file, unsigned iteration, uint64_t seed,
 			       const char *address, int64_t started_ns, int64_t *scenario_id);

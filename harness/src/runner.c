@@ -30,10 +30,14 @@
 #include "keel/alloc.h"
 #include "broker_id.h"
 #include "child.h"
+#include "deflake.h"
+#include "history.h"
+#include "runner_leaks.h"
 #include "kh_limits.h"
 #include "lc_check.h"
 #include "output.h"
 #include "progress.h"
+#include "report_ci.h"
 #include "scenario.h"
 #include "sha256.h"
 #include "checks.h"
@@ -69,7 +73,6 @@ typedef struct exec {
 	unsigned addr_next;
 	unsigned running;
 	unsigned done;
-	bool no_more;
 	int err;
 } exec;
 
@@ -141,185 +144,6 @@ bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len)
 		}
 	}
 	return false;
-}
-
-/* ---- what a scenario left behind ---------------------------------------- */
-
-/* A listening TCP socket on one of the scenario's addresses. */
-typedef struct listen_sock {
-	unsigned long inode;
-	char local[64];         /* 127.77.s.n:port */
-} listen_sock;
-
-/* Listening sockets on 127.77.<addr>.* (at most `max`): /proc/net/tcp
- * prints the address as a host-order word of the network-order bytes
- * (x86: 127.77.s.n reads n.s.77.127). */
-static size_t listening_on(unsigned addr, listen_sock *out, size_t max)
-{
-	char line[512];
-	size_t n = 0;
-	FILE *f = fopen("/proc/net/tcp", "r");
-	while (f && n < max && fgets(line, sizeof(line), f)) {
-		unsigned a, port, st;
-		unsigned long inode;
-		unsigned char b[4];
-		if (sscanf(line, " %*u: %8X:%4X %*8X:%*4X %2X %*X:%*X %*X:%*X %*X %*u %*u %lu", &a,
-			   &port, &st, &inode) != 4 || st != 0x0A)
-			continue;
-		memcpy(b, &a, 4);
-		if (b[0] != 127 || b[1] != 77 || b[2] != addr)
-			continue;
-		out[n].inode = inode;
-		snprintf(out[n].local, sizeof(out[n].local), "127.77.%u.%u:%u", b[2], b[3], port);
-		n++;
-	}
-	if (f)
-		fclose(f);
-	return n;
-}
-
-/* After the child exited by itself (it kills and waits for its nodes),
- * nothing of its process group may remain: each process is recorded as a
- * CHILD leak and each listening socket one of them holds on the
- * scenario's addresses as a LISTEN leak (node "keel-harness", the report
- * line format of leakcheck/README.md), so the no-leaks check fails the
- * scenario.  Sockets are matched to the group's processes by inode, so a
- * concurrent run that drew the same address slot is not blamed.  The
- * runner kills the group right after. */
-static void record_group_leaks(slot *sl)
-{
-	exec *ex = sl->ex;
-	kh_job *j = sl->job;
-	listen_sock socks[32];
-	size_t nsocks = listening_on(sl->addr, socks, sizeof(socks) / sizeof(socks[0]));
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	char line[1024], path[96];
-	while (d && (de = readdir(d)) != NULL) {
-		char stat[512], *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0 || pid == sl->pid)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		size_t n = fread(stat, 1, sizeof(stat) - 1, f);
-		fclose(f);
-		stat[n] = '\0';
-		char *open = strchr(stat, '('), *close = strrchr(stat, ')');
-		char state;
-		int ppid, pgrp;
-		if (!open || !close || sscanf(close + 1, " %c %d %d", &state, &ppid, &pgrp) != 3 ||
-		    pgrp != sl->pid)
-			continue;
-		*close = '\0';
-		for (char *q = open + 1; *q; q++) {
-			if (*q == ' ' || (unsigned char)*q < 0x20)
-				*q = '_';
-		}
-		snprintf(line, sizeof(line), "LEAKED CHILD pid=%ld name=%s state=%c test=%s", pid,
-			 open + 1, state, j->name);
-		kh_recorder_leak(ex->o->rec, j->scenario_id, "keel-harness", "CHILD", open + 1, line);
-		if (nsocks == 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
-		DIR *fds = opendir(path);
-		struct dirent *fe;
-		while (fds && (fe = readdir(fds)) != NULL) {
-			char link[PATH_MAX], target[64];
-			unsigned long inode;
-			snprintf(link, sizeof(link), "/proc/%ld/fd/%s", pid, fe->d_name);
-			ssize_t len = readlink(link, target, sizeof(target) - 1);
-			if (len <= 0)
-				continue;
-			target[len] = '\0';
-			if (sscanf(target, "socket:[%lu]", &inode) != 1)
-				continue;
-			for (size_t k = 0; k < nsocks; k++) {
-				if (socks[k].inode != inode)
-					continue;
-				snprintf(line, sizeof(line), "LEAKED LISTEN fd=%s proto=tcp local=%s "
-					 "test=%s", fe->d_name, socks[k].local, j->name);
-				kh_recorder_leak(ex->o->rec, j->scenario_id, "keel-harness", "LISTEN",
-						 socks[k].local, line);
-			}
-		}
-		if (fds)
-			closedir(fds);
-	}
-	if (d)
-		closedir(d);
-}
-
-/* The value of `key=` in a LEAKED line into buf ("" when absent). */
-static void leak_value(const char *line, const char *key, char *buf, size_t len)
-{
-	size_t kl = strlen(key);
-	const char *p = line;
-	buf[0] = '\0';
-	while ((p = strstr(p, key)) != NULL) {
-		if (p[-1] == ' ' && p[kl] == '=') {
-			p += kl + 1;
-			snprintf(buf, len, "%.*s", (int)strcspn(p, " "), p);
-			return;
-		}
-		p += kl;
-	}
-}
-
-/* The child exited with KH_CHILD_EXIT_LEAKED: the last leak report block
- * of its output (child.c: self_check) is what the child itself left
- * behind.  Each LEAKED line becomes a leak of node "keel-harness" (the
- * child cannot record them: its recorder's fd would itself count).
- * Writes the first line (without "LEAKED ") into `first`; returns the
- * number of LEAKED lines. */
-static unsigned record_child_leaks(slot *sl, char *first, size_t first_len)
-{
-	exec *ex = sl->ex;
-	kh_job *j = sl->job;
-	static const char *const kinds[][2] = {
-		{ "THREAD", "name" }, { "FD", "target" }, { "CHILD", "name" }, { "LISTEN", "local" },
-	};
-	const char *p = j->output, *end = j->output + j->output_len, *block = NULL;
-	unsigned count = 0;
-	first[0] = '\0';
-	/* The last block: the child prints its report at its very end. */
-	while (p != NULL && p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		if (n == strlen(LC_REPORT_BEGIN) && memcmp(p, LC_REPORT_BEGIN, n) == 0)
-			block = nl ? nl + 1 : end;
-		p = nl ? nl + 1 : NULL;
-	}
-	for (p = block; p != NULL && p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		char line[1024], kind[16], name[256];
-		snprintf(line, sizeof(line), "%.*s", (int)n, p);
-		p = nl ? nl + 1 : NULL;
-		if (strncmp(line, LC_REPORT_END, strlen(LC_REPORT_END)) == 0)
-			break;
-		if (strncmp(line, "LEAKED ", 7) != 0)
-			continue;       /* a backtrace line */
-		snprintf(kind, sizeof(kind), "%.*s", (int)strcspn(line + 7, " "), line + 7);
-		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-			if (strcmp(kind, kinds[k][0]) != 0)
-				continue;
-			if (count++ == 0) {
-				/* truncated to fit: the reason names the first leak */
-				size_t ln = strnlen(line + 7, first_len - 1);
-				memcpy(first, line + 7, ln);
-				first[ln] = '\0';
-			}
-			if (count > KH_MAX_CHILD_LEAKS)
-				break;
-			leak_value(line, kinds[k][1], name, sizeof(name));
-			kh_recorder_leak(ex->o->rec, j->scenario_id, "keel-harness", kind, name, line);
-			break;
-		}
-	}
-	return count;
 }
 
 /* ---- the executor ------------------------------------------------------ */
@@ -475,7 +299,7 @@ static void decide(slot *sl)
 		/* The scenario child left threads, fds or children of its own:
 		 * a failure, after the scenario's own failure if it had one. */
 		char first[768], failed[768], more[48] = "";
-		unsigned n = record_child_leaks(sl, first, sizeof(first));
+		unsigned n = kh_runner_child_leaks(ex->o->rec, j, first, sizeof(first));
 		db_text(db, "SELECT reason FROM scenarios WHERE id = ? AND outcome = 'fail'",
 			j->scenario_id, failed, sizeof(failed), 1);
 		if (n > 1)
@@ -534,7 +358,7 @@ static void on_child_exit(uv_process_t *p, int64_t status, int signum)
 	sl->status = status;
 	sl->signal = signum;
 	if (!sl->timed_out && signum == 0)
-		record_group_leaks(sl);
+		kh_runner_group_leaks(sl->ex->o->rec, sl->job, sl->addr, sl->pid);
 	/* Kill what the child left behind (nodes, helpers) with it. */
 	kill_group(sl);
 	uv_timer_stop(&sl->timer);
@@ -618,6 +442,8 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 	if (rc == 0 && j->text)
 		rc = kh_recorder_scenario_text(o->rec, j->scenario_id, j->text, j->text_len,
 					       j->sha256);
+	if (rc == 0 && j->attempt > 0)
+		rc = kh_recorder_scenario_attempt(o->rec, j->scenario_id, j->attempt);
 	if (rc)
 		goto fail_addr;
 	snprintf(sl->workdir, sizeof(sl->workdir), "%s/%" PRId64 "-%s", o->workroot,
@@ -713,12 +539,10 @@ static void progress(exec *ex)
 
 static void schedule(exec *ex)
 {
-	while (!ex->no_more && ex->err == 0 && ex->running < ex->nslots) {
+	while (ex->err == 0 && ex->running < ex->nslots) {
 		kh_job *j = ex->o->next(ex->o->ud);
-		if (j == NULL) {
-			ex->no_more = true;
-			break;
-		}
+		if (j == NULL)
+			break;  /* asked again when a job ends: a retry may come */
 		slot *sl = NULL;
 		for (unsigned i = 0; i < ex->nslots; i++) {
 			if (!ex->slots[i].busy) {
@@ -939,30 +763,45 @@ typedef struct run_state {
 	size_t capresults;
 	unsigned passed;
 	unsigned failed;
+	unsigned flaky;         /* --deflake: failed, then a retry passed */
+	kh_deflake df;          /* --deflake N: retries */
 	bool tap;
 	bool tty;
 } run_state;
 
+static bool results_room(run_state *rs)
+{
+	if (rs->nresults < rs->capresults)
+		return true;
+	size_t cap = rs->capresults ? rs->capresults * 2 : 32;
+	kh_job **r = keel_realloc(rs->results, cap * sizeof(*r));
+	if (r == NULL)
+		return false;
+	rs->results = r;
+	rs->capresults = cap;
+	return true;
+}
+
 static kh_job *run_next(void *ud)
 {
 	run_state *rs = ud;
-	if (rs->stop || rs->nsc == 0)
+	if (rs->stop || rs->nsc == 0 || !results_room(rs))
 		return NULL;
+	kh_job *j = kh_deflake_next(&rs->df); /* retries first */
+	if (j != NULL) {
+		rs->results[rs->nresults++] = j;
+		return j;
+	}
+	/* asked again after it said none: the answer stays none */
 	if (rs->next_sc == rs->nsc) {
+		if (rs->repeat && rs->next_iter + 1 >= rs->repeat)
+			return NULL;
 		rs->next_sc = 0;
 		rs->next_iter++;
 	}
 	if (rs->repeat && rs->next_iter >= rs->repeat)
 		return NULL;
-	if (rs->nresults == rs->capresults) {
-		size_t cap = rs->capresults ? rs->capresults * 2 : 32;
-		kh_job **r = keel_realloc(rs->results, cap * sizeof(*r));
-		if (r == NULL)
-			return NULL;
-		rs->results = r;
-		rs->capresults = cap;
-	}
-	kh_job *j = keel_calloc(1, sizeof(*j));
+	j = keel_calloc(1, sizeof(*j));
 	if (j == NULL)
 		return NULL;
 	const kh_scenario *s = rs->sc[rs->next_sc];
@@ -989,19 +828,20 @@ static kh_job *run_next(void *ud)
 static void run_done(kh_job *j, void *ud)
 {
 	run_state *rs = ud;
-	bool pass = strcmp(j->outcome, "pass") == 0;
-	if (pass)
+	kh_deflake_verdict v;
+	if (kh_deflake_done(&rs->df, j, &v) != 0)
+		fprintf(stderr, "keel-harness: no memory for a retry of %s\n", j->name);
+	if (v == KH_DF_PASS)
 		rs->passed++;
-	else
+	else if (v == KH_DF_FLAKY)
+		rs->flaky++;
+	else if (v == KH_DF_FAIL)
 		rs->failed++;
-	if (!pass && rs->until_failure)
+	if (v == KH_DF_FAIL && rs->until_failure)
 		rs->stop = true;
 	if (rs->tty)
 		printf("\r\033[K");
-	if (rs->tap)
-		kh_out_tap(stdout, rs->passed + rs->failed, j);
-	else
-		kh_out_console(stdout, j, true);
+	kh_deflake_print(stdout, rs->tap, rs->passed + rs->failed + rs->flaky, j, v, &rs->df);
 	fflush(stdout);
 }
 
@@ -1025,8 +865,13 @@ static void run_usage(FILE *f)
 		"  --valgrind[=TOOL]       nodes under Valgrind (memcheck default, helgrind, drd);\n"
 		"                          every error fails the scenario; timeouts x%g\n"
 		"  --valgrind-supp FILE    suppressions (default leakcheck/valgrind.supp)\n"
-		"  --keel-leaks PATH       keel-leaks (default: the one built next to this)\n",
-		KH_VALGRIND_TIMEOUT_FACTOR);
+		"  --keel-leaks PATH       keel-leaks (default: the one built next to this)\n"
+		"  --deflake N             run a failed scenario again (seed pinned) up to N times:\n"
+		"                          flaky if a retry passes, fail if none does\n"
+		"  --balance history       with --shard: shards balanced by past durations\n"
+		"  --history FILE          the history this run is added to (default %s)\n"
+		"  --no-history            add nothing to the history\n",
+		KH_VALGRIND_TIMEOUT_FACTOR, KH_HISTORY_DEFAULT);
 }
 
 /* Is `prog` an executable in PATH? */
@@ -1067,6 +912,81 @@ static int self_path(char *buf, size_t len)
 	return 0;
 }
 
+/* --balance history: keeps the scenarios the plan (history.h) gives shard
+ * k of n, longest first; the plan's hash into plan (recorded: every shard
+ * of a run must have the same).  0 or -errno. */
+static int balance_shard(run_state *rs, const char *history, unsigned k, unsigned n,
+			 char plan[KH_SHA256_HEX_LEN])
+{
+	const char **names = keel_calloc(rs->nsc + 1, sizeof(*names));
+	double *secs = keel_calloc(rs->nsc + 1, sizeof(*secs));
+	double *load = keel_calloc(n, sizeof(*load));
+	unsigned *shard = keel_calloc(rs->nsc + 1, sizeof(*shard));
+	char *text = keel_calloc(rs->nsc + 1, KH_MAX_SCENARIO_NAME_LEN + 16);
+	int rc = -ENOMEM, known;
+	if (!names || !secs || !load || !shard || !text)
+		goto out;
+	for (size_t i = 0; i < rs->nsc; i++)
+		names[i] = rs->sc[i]->name;
+	if ((known = kh_history_expected(history, names, rs->nsc, secs)) < 0) {
+		rc = known;
+		goto out;
+	}
+	kh_balance_assign(names, secs, rs->nsc, n, shard, load);
+	size_t kept = 0, o = 0;
+	double total = 0;
+	for (size_t i = 0; i < rs->nsc; i++) {
+		total += secs[i];
+		o += (size_t)sprintf(text + o, "%s=%u\n", names[i], shard[i] + 1);
+		if (shard[i] != k - 1) {
+			kh_scenario_free(rs->sc[i]);
+			keel_free(rs->files[i]);
+			keel_free(rs->texts[i]);
+			continue;
+		}
+		rs->sc[kept] = rs->sc[i];
+		rs->files[kept] = rs->files[i];
+		rs->texts[kept] = rs->texts[i];
+		rs->text_lens[kept] = rs->text_lens[i];
+		memcpy(rs->sha256[kept], rs->sha256[i], sizeof(rs->sha256[i]));
+		kept++;
+	}
+	kh_sha256_hex(text, o, plan);
+	printf("keel-harness: shard %u/%u balanced by %s (%d of %zu scenarios known): %zu "
+	       "scenario(s), about %.0f s of %.0f s; plan %.12s\n", k, n, history, known,
+	       rs->nsc, kept, load[k - 1], total, plan);
+	rs->nsc = kept;
+	rc = 0;
+out:
+	if (rc == -ENOMEM)
+		fprintf(stderr, "keel-harness: --balance: out of memory\n");
+	keel_free(names);
+	keel_free(secs);
+	keel_free(load);
+	keel_free(shard);
+	keel_free(text);
+	return rc;
+}
+
+/* --junit: under --deflake from the recording (attempts folded into one
+ * testcase each, report_ci.c), else from the jobs (with their output). */
+static int write_junit(const char *path, run_state *rs, kh_recorder *rec, int64_t run_id,
+		       double total)
+{
+	if (rs->df.max == 0)
+		return kh_out_junit(path, rs->results, rs->nresults, total);
+	int64_t *ids = keel_calloc(rs->nresults + 1, sizeof(*ids));
+	unsigned bad;
+	(void)run_id;
+	if (ids == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->nresults; i++)
+		ids[i] = rs->results[i]->scenario_id;
+	int rc = kh_report_junit(kh_recorder_db(rec), ids, rs->nresults, path, &bad);
+	keel_free(ids);
+	return rc;
+}
+
 int kh_cmd_run(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1085,10 +1005,17 @@ int kh_cmd_run(int argc, char **argv)
 		{ "valgrind", optional_argument, NULL, 'V' },
 		{ "valgrind-supp", required_argument, NULL, 'U' },
 		{ "keel-leaks", required_argument, NULL, 'L' },
+		{ "deflake", required_argument, NULL, 'D' },
+		{ "balance", required_argument, NULL, 'B' },
+		{ "history", required_argument, NULL, 'H' },
+		{ "no-history", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *filter = NULL, *db_opt = NULL, *junit = NULL, *broker_opt = NULL;
+	const char *history = KH_HISTORY_DEFAULT;
+	bool balance = false, no_history = false;
+	char plan[KH_SHA256_HEX_LEN] = "";
 	const char *valgrind = NULL, *vg_supp_opt = NULL, *kl_opt = NULL;
 	char vg_supp[PATH_MAX], keel_leaks[PATH_MAX];
 	bool vg_supp_set = false;
@@ -1163,9 +1090,31 @@ int kh_cmd_run(int argc, char **argv)
 			break;
 		case 'U': vg_supp_opt = optarg; break;
 		case 'L': kl_opt = optarg; break;
+		case 'D':
+			rs.df.max = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || *optarg == '\0' || rs.df.max > KH_MAX_DEFLAKE) {
+				fprintf(stderr, "keel-harness: --deflake: 0..%d retries\n",
+					KH_MAX_DEFLAKE);
+				return 2;
+			}
+			break;
+		case 'B':
+			if (strcmp(optarg, "history") != 0) {
+				fprintf(stderr, "keel-harness: --balance history (the only way)\n");
+				return 2;
+			}
+			balance = true;
+			break;
+		case 'H': history = optarg; break;
+		case 'N': no_history = true; break;
 		case 'h': run_usage(stdout); return 0;
 		default: run_usage(stderr); return 2;
 		}
+	}
+	if (balance && shard_n == 0) {
+		fprintf(stderr, "keel-harness: --balance history balances shards: it needs --shard "
+				"K/N\n");
+		return 2;
 	}
 	if (self_path(self, sizeof(self)) != 0) {
 		fprintf(stderr, "keel-harness: cannot find myself (/proc/self/exe)\n");
@@ -1226,7 +1175,7 @@ int kh_cmd_run(int argc, char **argv)
 			continue;
 		}
 		bool take = filter == NULL || fnmatch(filter, s->name, 0) == 0;
-		if (take && shard_n)
+		if (take && shard_n && !balance)
 			take = index % shard_n == shard_k - 1;
 		if (filter == NULL || fnmatch(filter, s->name, 0) == 0)
 			index++;
@@ -1245,6 +1194,8 @@ int kh_cmd_run(int argc, char **argv)
 		fprintf(stderr, "keel-harness: %u scenario file(s) with errors; nothing run\n", bad);
 		goto out;
 	}
+	if (balance && balance_shard(&rs, history, shard_k, shard_n, plan) != 0)
+		goto out;
 	if (rs.nsc == 0 && shard_n && index > 0) {
 		/* CI matrices make more shards than a filter leaves scenarios. */
 		code = empty_shard(shard_k, shard_n, index, rs.tap, junit);
@@ -1278,6 +1229,13 @@ int kh_cmd_run(int argc, char **argv)
 		if (symlink(link, "runs/latest.db") != 0)
 			fprintf(stderr, "keel-harness: runs/latest.db: %s\n", strerror(errno));
 	}
+	/* The commit the history groups outcomes by. */
+	if (getenv("KEEL_GIT_REV") == NULL) {
+		char rev[128];
+		kh_history_commit(rev, sizeof(rev));
+		if (rev[0])
+			setenv("KEEL_GIT_REV", rev, 0);
+	}
 	char err[1024];
 	if (kh_recorder_open(&rec, db_path, NULL, err, sizeof(err)) != 0) {
 		fprintf(stderr, "keel-harness: %s\n", err);
@@ -1295,6 +1253,12 @@ int kh_cmd_run(int argc, char **argv)
 		snprintf(sh, sizeof(sh), "%u/%u", shard_k, shard_n);
 		json_object_set_new(opts, "shard", json_string(sh));
 	}
+	if (opts && balance) {
+		json_object_set_new(opts, "balance", json_string("history"));
+		json_object_set_new(opts, "plan", json_string(plan));
+	}
+	if (opts && rs.df.max)
+		json_object_set_new(opts, "deflake", json_integer(rs.df.max));
 	char *opts_text = opts ? json_dumps(opts, JSON_COMPACT) : NULL;
 	json_decref(opts);
 	int64_t run_id = 0;
@@ -1305,6 +1269,11 @@ int kh_cmd_run(int argc, char **argv)
 	char bversion[256], build_id[128];
 	kh_broker_identify(broker, bversion, sizeof(bversion), build_id, sizeof(build_id));
 	kh_recorder_run_broker(rec, run_id, bversion, build_id);
+	if (shard_n) {
+		char sh[32];
+		snprintf(sh, sizeof(sh), "%u/%u", shard_k, shard_n);
+		kh_recorder_run_shard(rec, run_id, sh);
+	}
 
 	const char *tmp = getenv("TMPDIR");
 	snprintf(workroot, sizeof(workroot), "%s/keel-harness-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -1344,12 +1313,17 @@ int kh_cmd_run(int argc, char **argv)
 		printf("keel-harness: data kept in %s\n", workroot);
 	else if (rmdir(workroot) != 0)
 		fprintf(stderr, "keel-harness: %s left behind: %s\n", workroot, strerror(errno));
-	if (junit && (rc = kh_out_junit(junit, rs.results, rs.nresults, total)) != 0)
+	if (junit && (rc = write_junit(junit, &rs, rec, run_id, total)) != 0)
 		fprintf(stderr, "keel-harness: %s: %s\n", junit, strerror(-rc));
+	if (history && !no_history)
+		kh_history_record(history, kh_recorder_db(rec), run_id);
 	if (rs.tap)
-		printf("1..%zu\n# ", rs.nresults);
-	printf("%u passed, %u failed\n", rs.passed, rs.failed);
-	code = rs.failed || rs.passed == 0 ? 1 : 0;
+		printf("1..%u\n# ", rs.passed + rs.failed + rs.flaky);
+	printf("%u passed, %u failed", rs.passed, rs.failed);
+	if (rs.df.max)
+		printf(", %u flaky (failed, then passed with the seed pinned)", rs.flaky);
+	printf("\n");
+	code = rs.failed || rs.passed + rs.flaky == 0 ? 1 : 0;
 out:
 	kh_recorder_close(rec);
 	for (size_t i = 0; i < rs.nsc; i++) {
@@ -1369,6 +1343,7 @@ out:
 		keel_free(rs.results[i]);
 	}
 	keel_free(rs.results);
+	kh_deflake_free(&rs.df);
 	list_free(&files);
 	return code;
 }

@@ -1,7 +1,9 @@
--- keel-harness recording schema, version 2 (harness/README.md documents it).
+-- keel-harness recording schema, version 3 (harness/README.md documents it).
 -- Version 2 only added columns (runs.broker_version, runs.broker_build_id,
--- scenarios.text, scenarios.text_sha256, steps.line), each at the end of
--- its table; kh_recorder_schema_apply adds them to a version 1 file.
+-- scenarios.text, scenarios.text_sha256, steps.line), version 3 too (the
+-- origin of a run in a merged recording: runs.uid, runs.shard,
+-- runs.source, runs.source_run_id; scenarios.attempt), each at the end of
+-- its table; kh_recorder_schema_apply adds them to an older file.
 -- One SQLite file per run, WAL mode.  Every scenario child writes its own
 -- rows (busy_timeout, one transaction per loop turn); the runner writes
 -- runs and scenario outcomes.  Times: *_ns are CLOCK_MONOTONIC ns of the
@@ -11,7 +13,7 @@ PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
-);                                   -- ('schema_version', '2')
+);                                   -- ('schema_version', '3')
 CREATE TABLE IF NOT EXISTS runs (
   id          INTEGER PRIMARY KEY,
   started_at  TEXT NOT NULL,
@@ -21,7 +23,12 @@ CREATE TABLE IF NOT EXISTS runs (
   git_rev     TEXT,
   options     TEXT,                  -- JSON: the command line options
   broker_version  TEXT,              -- `keel-broker --version` of the broker run
-  broker_build_id TEXT               -- its ELF GNU build id (hex), NULL if it has none
+  broker_build_id TEXT,              -- its ELF GNU build id (hex), NULL if it has none
+  uid         TEXT,                  -- 32 hex digits drawn at the run's start: the run's
+                                     -- identity across merges and in the history
+  shard       TEXT,                  -- 'K/N' of run --shard, NULL for a whole run
+  source      TEXT,                  -- merge: the file the run was merged from (NULL: recorded here)
+  source_run_id INTEGER              -- merge: its runs.id in that file
 );
 CREATE TABLE IF NOT EXISTS scenarios (
   id          INTEGER PRIMARY KEY,
@@ -36,7 +43,9 @@ CREATE TABLE IF NOT EXISTS scenarios (
   outcome     TEXT,                  -- pass | fail | timeout | crash
   reason      TEXT,
   text        TEXT,                  -- the scenario's YAML as run (what replay runs again)
-  text_sha256 TEXT                   -- SHA-256 of text (hex), as `sha256sum FILE` prints it
+  text_sha256 TEXT,                  -- SHA-256 of text (hex), as `sha256sum FILE` prints it
+  attempt     INTEGER NOT NULL DEFAULT 0    -- run --deflake: 0 the first run, 1.. its retries
+                                     -- (same seed and iteration)
 );
 CREATE TABLE IF NOT EXISTS nodes (
   id          INTEGER PRIMARY KEY,
@@ -106,4 +115,4 @@ CREATE TABLE IF NOT EXISTS findings (
   severity    TEXT NOT NULL,         -- error | warning
   message     TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '2');
+INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '3');

@@ -110,7 +110,7 @@ cat v1.out
 grep -q 'the recording has no scenario text (recorded before they were kept): replaying the file' v1.out \
   || fail "version 1: no note"
 "$HARNESS" run --broker "$BROKER" --db v1.db pair.yaml > /dev/null
-[ "$(sqlite3 v1.db "SELECT value FROM meta WHERE key = 'schema_version'")" = 2 ] || fail "not upgraded"
+[ "$(sqlite3 v1.db "SELECT value FROM meta WHERE key = 'schema_version'")" = 3 ] || fail "not upgraded"
 [ "$(sqlite3 v1.db "SELECT count(*) FROM scenarios WHERE text IS NOT NULL")" = 1 ] \
   || fail "upgraded file: the new run has no text"
 echo "it_replay: OK"

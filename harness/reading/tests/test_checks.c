@@ -508,7 +508,7 @@ static void t_schema_idempotent(void **state)
 	struct rec *r = *state;
 	assert_int_equal(kh_schema_apply(r->db), 0);
 	assert_int_equal(kh_schema_apply(r->db), 0);
-	assert_int_equal(rec_int(r, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+	assert_int_equal(rec_int(r, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
 	assert_int_equal(rec_int(r, "SELECT COUNT(*) FROM runs"), 1);
 }
 
