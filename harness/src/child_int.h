@@ -121,6 +121,11 @@ typedef struct producer {
 	unsigned *resend;       /* pair: messages to send again, in order */
 	unsigned resend_len, resend_head;
 	unsigned resent;        /* pair: second (and later) sends */
+	unsigned total;         /* messages it sends: count, cut to `sent` when
+				   a rate's duration is over */
+	int64_t t0_ns;          /* its start: message n is due at t0 + n/rate */
+	uv_timer_t pace;        /* rate: the next message's due time, the
+				   duration's end */
 	struct producer *next;
 } producer;
 

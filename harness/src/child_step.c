@@ -57,6 +57,7 @@ void child__producer_close_timers(producer *pr)
 	pr->timer_live = false;
 	child__reconn_stop(&pr->rc);
 	uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
+	uv_close((uv_handle_t *)&pr->pace, on_pr_timer_closed);
 	uv_close((uv_handle_t *)&pr->rc.timer, on_pr_timer_closed);
 }
 

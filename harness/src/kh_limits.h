@@ -26,6 +26,9 @@
 /* Messages per produce step and body size (a harness, not a benchmark). */
 #define KH_MAX_PRODUCE_COUNT 1000000
 #define KH_MAX_BODY_BYTES (16 * 1024 * 1024)
+/* produce rate (messages/s): a paced producer's timer fires at most every
+ * millisecond, so more than this is "as fast as it goes" (no rate). */
+#define KH_MAX_PRODUCE_RATE 100000
 /* A required string of a scenario (node, type, destination...) in bytes:
  * a typo, not a value, passes 4 KiB. */
 #define KH_MAX_STRING_LEN 4096

@@ -67,8 +67,10 @@ static const cyaml_schema_value_t step_node_schema = {
 static const cyaml_schema_field_t produce_fields[] = {
 	STEP_NODES(kh_produce),
 	STR("destination", kh_produce, destination),
-	CYAML_FIELD_UINT("count", CYAML_FLAG_DEFAULT, kh_produce, count),
+	CYAML_FIELD_UINT("count", OPT, kh_produce, count),
 	CYAML_FIELD_UINT("size", OPT, kh_produce, size),
+	CYAML_FIELD_FLOAT("rate", OPT, kh_produce, rate),
+	CYAML_FIELD_FLOAT("duration", OPT, kh_produce, duration_s),
 	CYAML_FIELD_BOOL("persistent", OPT, kh_produce, persistent),
 	CYAML_FIELD_BOOL("receipts", OPT, kh_produce, receipts),
 	CYAML_FIELD_UINT("priority", OPT, kh_produce, priority),
@@ -461,6 +463,39 @@ static int check_within(sc_check *c, const char *path, double v)
 	return 0;
 }
 
+/* produce's rate and duration: count defaults to rate x duration (a
+ * cap when given), and the default `within` covers the duration. */
+static int check_produce_rate(sc_check *c, unsigned i, kh_produce *pr)
+{
+	char path[KH_PATH_MAX];
+	bool has_count = keel_yaml_linef(c->scan, "steps[%u].produce.count", i) != 0;
+	snprintf(path, sizeof(path), "steps[%u].produce", i);
+	if (pr->rate < 0 || pr->rate > KH_MAX_PRODUCE_RATE)
+		return fail_at(c, strcat(path, ".rate"), "must be between 0 and %d messages/s",
+			       KH_MAX_PRODUCE_RATE);
+	if (pr->duration_s < 0 || pr->duration_s > KH_MAX_SECONDS)
+		return fail_at(c, strcat(path, ".duration"), "must be between 0 and %.0f seconds",
+			       KH_MAX_SECONDS);
+	if (pr->duration_s > 0 && !(pr->rate > 0))
+		return fail_at(c, strcat(path, ".duration"), "needs rate (messages/s)");
+	if (!has_count && !(pr->duration_s > 0))
+		return fail_at(c, path, "needs count (or rate and duration)");
+	if (!has_count && pr->rate * pr->duration_s > KH_MAX_PRODUCE_COUNT)
+		return fail_at(c, strcat(path, ".duration"), "rate x duration is more than %d "
+			       "messages", KH_MAX_PRODUCE_COUNT);
+	if (!has_count) {
+		double n = pr->rate * pr->duration_s;
+		pr->count = (unsigned)n + ((double)(unsigned)n < n);
+	}
+	double span = pr->duration_s > 0 ? pr->duration_s : pr->rate > 0 ? pr->count / pr->rate : 0;
+	if (pr->within_s == 0 && span > 0)
+		pr->within_s = span + KH_DEFAULT_WITHIN_S;
+	else if (span > 0 && pr->within_s < span)
+		return fail_at(c, strcat(path, ".within"), "%g s is shorter than the %g s the rate "
+			       "takes", pr->within_s, span);
+	return 0;
+}
+
 static int check_node_ref(sc_check *c, const kh_scenario *s, const char *path, const char *node)
 {
 	if (kh_scenario_node_index(s, node) < 0)
@@ -565,7 +600,9 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return check_within(c, SUB("within"), op->within_s);
 	}
 	case KH_STEP_PRODUCE: {
-		const kh_produce *pr = st->produce;
+		kh_produce *pr = st->produce;
+		if ((rc = check_produce_rate(c, i, pr)) != 0)
+			return rc;
 		if (pr->count == 0 || pr->count > KH_MAX_PRODUCE_COUNT)
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (pr->size > KH_MAX_BODY_BYTES)
@@ -1269,6 +1306,10 @@ char *kh_step_params_json(const kh_step *st)
 			json_object_set_new(o, "allow-dropped", json_true());
 		if (p->background)
 			json_object_set_new(o, "background", json_true());
+		if (p->rate > 0)
+			json_object_set_new(o, "rate", json_real(p->rate));
+		if (p->duration_s > 0)
+			json_object_set_new(o, "duration", json_real(p->duration_s));
 		break;
 	}
 	case KH_STEP_JOIN:

@@ -73,6 +73,10 @@ typedef struct kh_produce {
 	kh_refused *refused;    /* NULL: an ERROR fails the step */
 	bool allow_dropped;     /* a receipt does not mean kept (DROP policy) */
 	bool background;        /* the step ends once connected; `join` waits */
+	double rate;            /* messages/s (message n is due n/rate s after the
+				   start); 0 = as fast as the connection takes them */
+	double duration_s;      /* with rate: no new message after this long;
+				   count (default rate x duration) is then a cap */
 } kh_produce;
 
 /* join: waits until every background produce started before it ended. */

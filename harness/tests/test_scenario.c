@@ -655,7 +655,7 @@ static void test_all_errors(void **state)
 			"steps:\n"
 			"  - start: {node: n1, colour: blue}\n"          /* 7 unknown */
 			"  - await: {node: n1, type: x, within: soon}\n" /* 8 number */
-			"  - produce: {node: n1, destination: d}\n"      /* 9 count missing */
+			"  - produce: {node: n1, count: 1}\n"            /* 9 destination missing */
 			"  - produce: {node: n1, destination: d, count: many}\n" /* 10 */
 			"  - start: {node: n1, node: n1}\n"              /* 11 twice */
 			"  - stop: n1\n";                                 /* 12 mapping */
@@ -667,7 +667,7 @@ static void test_all_errors(void **state)
 		"t.yaml:5: nodes[0].size: unknown key",
 		"t.yaml:7: steps[0].start.colour: unknown key",
 		"t.yaml:8: steps[1].await.within: invalid number \"soon\"",
-		"t.yaml:9: steps[2].produce.count: missing required key",
+		"t.yaml:9: steps[2].produce.destination: missing required key",
 		"t.yaml:10: steps[3].produce.count: invalid unsigned integer \"many\"",
 		"t.yaml:11: steps[4].start.node: key given twice",
 		"t.yaml:12: steps[5].stop: expected a mapping, got a single value",
