@@ -164,6 +164,8 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("partition", partition, kh__partition_fields),
 	STEP_OP("heal", heal, kh__heal_fields),
 	STEP_OP("net", net, kh__net_fields),
+	STEP_OP("chaos", chaos, kh__chaos_fields),
+	STEP_OP("await-liveness", liveness, kh__liveness_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -198,7 +200,7 @@ static const cyaml_schema_value_t scenario_schema = {
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
 	"consume", "expect", "fault", "await", "crash", "manage", "join",
-	"partition", "heal", "net",
+	"partition", "heal", "net", "chaos", "await-liveness",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
@@ -558,7 +560,8 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
-		st->manage, st->join, st->partition, st->heal, st->net,
+		st->manage, st->join, st->partition, st->heal, st->net, st->chaos,
+		st->liveness,
 	};
 	int found = -1, rc;
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
@@ -575,7 +578,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
 				     "restart, produce, consume, expect, fault, await, manage, "
-				     "join, partition, heal, net)");
+				     "join, partition, heal, net, chaos, await-liveness)");
 	st->kind = (kh_step_kind)found;
 	st->line = keel_yaml_line(c->scan, p);
 	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
@@ -749,6 +752,10 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return kh__net_check_heal(net_lint(c, s, &nl), p, st->heal);
 	case KH_STEP_NET:
 		return kh__net_check_net(net_lint(c, s, &nl), p, st->net);
+	case KH_STEP_CHAOS:
+		return kh__chaos_check(net_lint(c, s, &nl), p, st->chaos, allow_test_steps);
+	case KH_STEP_LIVENESS:
+		return check_within(c, SUB("within"), st->liveness->within_s);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -860,7 +867,8 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 	for (unsigned i = 0; i < s->steps_count; i++) {
 		if ((rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
 			return rc;
-		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
+		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net ||
+				      (s->steps[i].chaos && s->steps[i].chaos->uses_net)))
 			first_net = (int)i;
 		if (first_netns < 0 && s->steps[i].net && kh__net_netns_only(s->steps[i].net))
 			first_netns = (int)i;
@@ -1029,6 +1037,7 @@ void kh_scenario_free(kh_scenario *s)
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
 		kh__net_partition_free(s->steps[i].partition);
+		kh__chaos_free(s->steps[i].chaos);
 		if (m) {
 			kvs_free(m->args, m->args_count);
 			kvs_free(m->fields, m->fields_count);
@@ -1410,6 +1419,13 @@ char *kh_step_params_json(const kh_step *st)
 	case KH_STEP_HEAL:
 	case KH_STEP_NET:
 		kh__net_params(st->partition, st->heal, st->net, o);
+		break;
+	case KH_STEP_CHAOS:
+		kh__chaos_params(st->chaos, o);
+		break;
+	case KH_STEP_LIVENESS:
+		if (st->liveness->within_s > 0)
+			json_object_set_new(o, "within", json_real(st->liveness->within_s));
 		break;
 	default:
 		break;
