@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "keel/alloc.h"
@@ -204,9 +205,11 @@ static const char *const kind_names[KH_STEP__COUNT] = {
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
- * word that is not a "false" word as true, so the scan checks them. */
+ * word that is not a "false" word as true, so the scan checks them.
+ * (restart's `kill` is checked by check_step: chaos's `mix` has a `kill`
+ * weight.) */
 static const char *const bool_keys[] = {
-	"kill", "persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
+	"persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
 	"closes", "allow-dropped", "background", "distinct",
 	"one-way", "clients", "blackhole", "refuse", "reset",
 };
@@ -600,6 +603,16 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	case KH_STEP_KILL:
 	case KH_STEP_RESTART: {
 		const kh_node_op *op = st->stop ? st->stop : st->kill ? st->kill : st->restart;
+		for (size_t k = 0; st->restart && k < c->scan->count; k++) {
+			const keel_yaml_key *key = &c->scan->keys[k];
+			static const char *const words[] = { "true", "false", "yes", "no", "on",
+							     "off", "enable", "disable", "1", "0" };
+			bool word = false;
+			for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+				word |= key->value && strcasecmp(key->value, words[w]) == 0;
+			if (strcmp(key->path, SUB("kill")) == 0 && key->value && !word)
+				return fail_at(c, sub, "invalid boolean \"%s\"", key->value);
+		}
 		return check_within(c, SUB("within"), op->within_s);
 	}
 	case KH_STEP_PRODUCE: {
