@@ -713,7 +713,7 @@ void child__start_chaos(child *c, const kh_step *st)
 	ch->t0_ns = kh_now_ns();
 	if (c->o->schedule_db)
 		rc = load_rows(c, &span_ms);
-	else if (cs->schedule_count)
+	else if (cs->written)
 		for (unsigned i = 0; i < cs->schedule_count && rc == 0; i++)
 			rc = add_written(c, cs, &cs->schedule[i], false);
 	else
@@ -743,7 +743,7 @@ void child__start_chaos(child *c, const kh_step *st)
 	}
 	printf("[%8.3f s] chaos: %u fault(s) %s over %.3f s%s\n",
 	       child__secs(ch->t0_ns - c->t0_ns), ch->nf,
-	       c->o->schedule_db ? "from the recorded schedule" : cs->schedule_count ?
+	       c->o->schedule_db ? "from the recorded schedule" : cs->written ?
 	       "written" : "generated", (double)span_ms / 1000,
 	       cs->triggers_count ? " (and triggers)" : "");
 	fflush(stdout);

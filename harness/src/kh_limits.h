@@ -38,6 +38,9 @@
 #define KH_CHAOS_DEFAULT_GAP_MIN_S 0.2
 #define KH_CHAOS_DEFAULT_GAP_MAX_S 1.0
 #define KH_CHAOS_DEFAULT_QUIET_S 2.0
+/* shrink's candidate runs unless --max-runs: ddmin needs O(n log n) runs
+ * for a 1-minimal subset of n faults; 200 covers a hundred faults. */
+#define KH_SHRINK_MAX_RUNS 200
 /* A net fault's degradation unless the step says (chaos.net). */
 #define KH_CHAOS_DEFAULT_DELAY_MS 50
 #define KH_CHAOS_DEFAULT_JITTER_MS 30

@@ -260,11 +260,14 @@ int kh__chaos_check(const kh_net_lint *c, const char *p, kh_chaos *ch, bool allo
 	int rc;
 #define AT(key) (snprintf(path, sizeof(path), "%s.%s", p, key), path)
 #define GIVEN(key) (keel_yaml_line(c->scan, AT(key)) != 0)
-	bool gen = GIVEN("duration") || GIVEN("faults");
-	if (gen == (ch->schedule_count > 0))
+	bool written = ch->written = GIVEN("schedule");
+	bool gen = !written && (GIVEN("duration") || GIVEN("faults"));
+	if (!gen && !written)
 		return fail_at(c, p, "give duration or faults (the seeded generator), or schedule "
-			       "(explicit faults), not both");
-	if (ch->schedule_count && (GIVEN("mix") || GIVEN("targets")))
+			       "(explicit faults)");
+	if (written && GIVEN("faults"))
+		return fail_at(c, AT("faults"), "not with schedule (its faults are written)");
+	if (written && (GIVEN("mix") || GIVEN("targets")))
 		return fail_at(c, ch->targets ? AT("targets") : AT("mix"), "not with schedule (its "
 			       "faults say their kind and target)");
 	if ((rc = check_secs(c, AT("duration"), ch->duration_s)) != 0)

@@ -94,6 +94,7 @@ typedef struct kh_chaos {
 	unsigned test_fail_when_count;
 	double weight[KH_CHAOS_KIND__COUNT]; /* the mix (from the scan), by kind */
 	bool uses_net;          /* a kind with weight, a trigger or an entry on links */
+	bool written;           /* `schedule` given (possibly []): no generator */
 } kh_chaos;
 
 /* await-liveness: within a bound, exactly one node of the pair serves
