@@ -48,8 +48,8 @@ echo
 echo "soak: $SCEN, run seed $(q "SELECT seed FROM runs ORDER BY id DESC LIMIT 1"), recording $DB"
 echo "  rounds:             $(q "SELECT count(*) FROM scenarios")"
 echo "  passed:             $(q "SELECT count(*) FROM scenarios WHERE outcome = 'pass'")"
-echo "  faults:             $(q "SELECT count(*) || ' (' || group_concat(k, ', ') || ')' FROM
-                                 (SELECT kind || ' ' || count(*) AS k FROM faults
+echo "  faults:             $(q "SELECT sum(n) || ' (' || group_concat(kind || ' ' || n, ', ') || ')'
+                                 FROM (SELECT kind, count(*) AS n FROM faults
                                   WHERE result = 'ok' GROUP BY kind)")"
 echo "  receipted:          $(q "SELECT count(*) FROM (SELECT DISTINCT scenario_id, msg_key
                                  FROM messages WHERE kind = 'receipted')")"
