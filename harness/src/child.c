@@ -73,6 +73,11 @@ static const child_step_ops step_ops[KH_STEP__COUNT] = {
 	[KH_STEP_PARTITION] = { .kind = KH_STEP_PARTITION, .start = child__start_partition },
 	[KH_STEP_HEAL] = { .kind = KH_STEP_HEAL, .start = child__start_heal },
 	[KH_STEP_NET] = { .kind = KH_STEP_NET, .start = child__start_net },
+	/* its faults run the entries above (child__exec_step) */
+	[KH_STEP_CHAOS] = { .kind = KH_STEP_CHAOS, .start = child__start_chaos },
+	[KH_STEP_LIVENESS] = { .kind = KH_STEP_LIVENESS, .start = child__start_liveness,
+			       .deadline = child__liveness_deadline,
+			       .within = child__liveness_within },
 };
 
 /* ---- the child's own leaks: the test hook ------------------------------ */
@@ -189,6 +194,7 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	lc_set_test(c->sc->name);
 	if ((rc = child__net_init(c, err, sizeof(err))) != 0 ||
 	    (rc = child__setup_nodes(c, err, sizeof(err))) != 0 ||
+	    (rc = child__chaos_init(c)) != 0 ||
 	    (rc = child__net_setup(c, err, sizeof(err))) != 0) {
 		fprintf(stderr, "keel-harness: cannot set up nodes: %s\n",
 			rc == -ENOMEM ? "out of memory" : err);
@@ -217,6 +223,7 @@ out_loop:
 		uv_close((uv_handle_t *)&c->crc.timer, NULL);
 	}
 	child__net_close(c); /* its handles never kept the loop alive */
+	child__chaos_free(c);
 	kh_recorder_close(c->rec);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(&c->loop);
@@ -264,6 +271,8 @@ int kh_child_main(int argc, char **argv)
 		{ "valgrind", required_argument, NULL, 'V' },
 		{ "valgrind-supp", required_argument, NULL, 'S' },
 		{ "keel-leaks", required_argument, NULL, 'K' },
+		{ "schedule-db", required_argument, NULL, 'D' },
+		{ "schedule-id", required_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
@@ -283,6 +292,8 @@ int kh_child_main(int argc, char **argv)
 		case 'V': o.valgrind = optarg; break;
 		case 'S': o.valgrind_supp = optarg; break;
 		case 'K': o.keel_leaks = optarg; break;
+		case 'D': o.schedule_db = optarg; break;
+		case 'I': o.schedule_id = strtoll(optarg, NULL, 10); break;
 		default: return 2;
 		}
 	}

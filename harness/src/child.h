@@ -27,6 +27,9 @@ typedef struct kh_child_opts {
 	const char *valgrind;   /* memcheck | helgrind | drd, or NULL */
 	const char *valgrind_supp; /* suppressions file or NULL */
 	const char *keel_leaks; /* keel-leaks (reads the Valgrind XML) */
+	const char *schedule_db; /* replay: chaos steps drive the faults recorded in
+				   this recording for scenario schedule_id, or NULL */
+	int64_t schedule_id;
 } kh_child_opts;
 
 /* The child's exit status when it leaked a thread, fd or child process of

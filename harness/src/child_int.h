@@ -15,6 +15,9 @@
  *   child_clients.c tally, reconn, the child's one client and consume;
  *   child_manage.c  manage (on the child's client), expect;
  *   child_produce.c produce, join;
+ *   child_chaos.c   chaos (a seeded nemesis running the other families'
+ *                   executors through the table: child__exec_step),
+ *                   await-liveness, the fault schedule's rows;
  *   child.c         options, the run, the dispatch table (child_step_ops,
  *                   one entry per step kind: the only place naming the
  *                   families' step functions; set as c->ops at init).
@@ -64,6 +67,24 @@ struct child;
 struct reconn;
 struct child_step_ops;
 struct child_net;
+struct child_chaos;
+
+/* What reaches the chaos engine (child_chaos.c) from below, set by
+ * child.c: every node event (after it is recorded), every node down, and
+ * the end (its timers close).  NULL members: nothing to do. */
+typedef struct child_hooks {
+	void (*node_event)(struct child *c, int ni, const kh_event_head *h);
+	void (*node_down)(struct child *c, int ni);
+	void (*finish)(struct child *c);
+} child_hooks;
+
+/* A step kind's executor run outside the step machine (child__exec_step):
+ * child__step_done reports here instead of ending the current step. */
+typedef struct child_exec {
+	bool reported;
+	bool ok;
+	char msg[512];
+} child_exec;
 
 /* The nodes a produce or consume step connects to and where its client is
  * in them.  With `nodes:` (pair) the client follows whichever node takes
@@ -121,6 +142,11 @@ typedef struct producer {
 	unsigned *resend;       /* pair: messages to send again, in order */
 	unsigned resend_len, resend_head;
 	unsigned resent;        /* pair: second (and later) sends */
+	unsigned total;         /* messages it sends: count, cut to `sent` when
+				   a rate's duration is over */
+	int64_t t0_ns;          /* its start: message n is due at t0 + n/rate */
+	uv_timer_t pace;        /* rate: the next message's due time, the
+				   duration's end */
 	struct producer *next;
 } producer;
 
@@ -133,6 +159,8 @@ typedef enum op_kind {
 	OP_HELPER,              /* fiu-ctrl */
 	OP_MANAGE,              /* a management request and its reply */
 	OP_JOIN,                /* background producers */
+	OP_CHAOS,               /* a chaos step's faults, heal, quiet period */
+	OP_LIVENESS,            /* await-liveness */
 } op_kind;
 
 /* Leaks of one node process (report lines and thread.leak events). */
@@ -208,6 +236,9 @@ typedef struct child {
 	vg_run *vg;
 	size_t vg_count;
 	struct child_net *net;  /* the links when proxied (child_net.c), else NULL */
+	const child_hooks *hooks; /* child.c's (child_chaos.c) */
+	child_exec *exec;       /* set while child__exec_step runs an executor */
+	struct child_chaos *chaos; /* child_chaos.c's state, or NULL */
 } child;
 
 /* op_node of an await on the harness's own events. */
@@ -267,6 +298,12 @@ const child_step_ops *child__step_ops(child *c, const kh_step *st);
  * runs (ok) or the scenario finishes (failed). */
 void child__step_done(child *c, bool ok, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Runs the executor of step `st` (the dispatch table's start) as a
+ * fault of a chaos step, outside the step machine: nothing is recorded as
+ * a step and the current step (its op) is left as it was.  0 (done, or a
+ * signal sent whose wait the caller does itself: kill), or -1 with why in
+ * msg. */
+int child__exec_step(child *c, const kh_step *st, char *msg, size_t len);
 /* A failure outside a step's own operation (a background producer). */
 void child__fail_now(child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Called again by each callback that finishes something, until nothing is
@@ -366,6 +403,16 @@ void child__manage_request(child *c);
 void child__manage_reply(child *c, const keel_client_frame *f);
 double child__manage_within(const kh_step *st);
 void child__start_expect(child *c, const kh_step *st);
+
+/* ---- child_chaos.c: chaos, await-liveness ------------------------------ */
+
+/* Its state and c->hooks (node states, faults); 0 or -ENOMEM. */
+int child__chaos_init(child *c);
+void child__chaos_free(child *c);
+void child__start_chaos(child *c, const kh_step *st);
+void child__start_liveness(child *c, const kh_step *st);
+void child__liveness_deadline(child *c, const kh_step *st);
+double child__liveness_within(const kh_step *st);
 
 /* ---- child_produce.c: produce and join --------------------------------- */
 

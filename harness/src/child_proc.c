@@ -37,6 +37,8 @@ static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, 
 	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, kh_now_ns());
 	if (!h->ok)
 		return;
+	if (c->hooks && c->hooks->node_event)
+		c->hooks->node_event(c, ni, h);
 	if (strcmp(h->type, "thread.leak") == 0)
 		child__leak_from_event(c, ni, kh_node_current_event(n));
 	if (c->op == OP_AWAIT && c->op_node == ni) {
@@ -93,6 +95,8 @@ static void on_node_down(kh_node *n, void *ud)
 		child__finish(c);
 		return;
 	}
+	if (c->hooks && c->hooks->node_down)
+		c->hooks->node_down(c, ni);
 	if (c->op == OP_AWAIT && c->op_node == ni) {
 		char buf[1024], desc[256];
 		child__await_describe(child__cur_step(c)->await, desc, sizeof(desc));

@@ -47,8 +47,8 @@ static void producer_fail(producer *pr, const char *fmt, ...)
 /* Every SEND answered (a RECEIPT or a refusal), or none asked for. */
 static bool producer_answered(const producer *pr)
 {
-	return pr->sent == pr->p->count &&
-	       (!pr->p->receipts || pr->receipts + pr->refused == pr->p->count);
+	return pr->sent == pr->total &&
+	       (!pr->p->receipts || pr->receipts + pr->refused == pr->total);
 }
 
 static void producer_bye(producer *pr)
@@ -94,9 +94,33 @@ static int produce_one(producer *pr, unsigned idx)
 	return 0;
 }
 
-static void produce_pump(producer *pr)
+static void on_pr_pace(uv_timer_t *t);
+
+/* With a rate: how many messages are due now (message n at t0 + n/rate),
+ * and the duration's end cuts `total` to what was sent by then.  Arms the
+ * pace timer for the next due message (or the end).  Without: total. */
+static unsigned producer_due(producer *pr)
 {
 	const kh_produce *p = pr->p;
+	if (!(p->rate > 0))
+		return pr->total;
+	double el = (double)(kh_now_ns() - pr->t0_ns) / 1e9;
+	if (p->duration_s > 0 && el >= p->duration_s && pr->total > pr->sent)
+		pr->total = pr->sent; /* the duration is over: nothing new */
+	double n = el * p->rate + 1;
+	unsigned due = n >= pr->total ? pr->total : (unsigned)n;
+	if (due < pr->total && pr->timer_live) {
+		double next_s = (double)due / p->rate;
+		if (p->duration_s > 0 && next_s > p->duration_s)
+			next_s = p->duration_s;
+		double wait_ms = (next_s - el) * 1000.0;
+		uv_timer_start(&pr->pace, on_pr_pace, wait_ms < 1 ? 1 : (uint64_t)wait_ms + 1, 0);
+	}
+	return due;
+}
+
+static void produce_pump(producer *pr)
+{
 	if (pr->bye_sent || pr->msg[0] || pr->cl == NULL || !pr->rc.up)
 		return;
 	/* a pair's unanswered messages of a lost connection go first */
@@ -108,7 +132,8 @@ static void produce_pump(producer *pr)
 			return;
 		pr->resent++;
 	}
-	while (pr->sent < p->count && keel_client_writable(pr->cl)) {
+	unsigned due = producer_due(pr);
+	while (pr->sent < due && keel_client_writable(pr->cl)) {
 		if (produce_one(pr, pr->sent))
 			return;
 		pr->sent++;
@@ -346,7 +371,7 @@ static void producer_end(producer *pr, int status)
 		snprintf(pr->result, sizeof(pr->result), "produce to %.200s on %.200s: %.700s (sent "
 			 "%u of %u, receipts %u, refused %u%s)%.600s", p->destination,
 			 child__step_label(&c->sc->steps[pr->step], ", ", label, sizeof(label)),
-			 pr->msg, pr->sent, p->count, pr->receipts, pr->refused, resent, where);
+			 pr->msg, pr->sent, pr->total, pr->receipts, pr->refused, resent, where);
 	if (c->op == OP_PRODUCE && c->op_producer == pr) {
 		child__step_done(c, pr->ok, "%s%s", pr->result, tail);
 		return;
@@ -358,6 +383,21 @@ static void producer_end(producer *pr, int status)
 	}
 	if (c->op == OP_JOIN)
 		join_check(c);
+}
+
+/* A paced producer's next message is due (or its duration is over). */
+static void on_pr_pace(uv_timer_t *t)
+{
+	producer *pr = t->data;
+	if (pr->done)
+		return;
+	if (pr->cl == NULL || !pr->rc.up) {
+		producer_due(pr); /* the duration may end while it reconnects */
+		return;
+	}
+	produce_pump(pr);
+	if (pr->cl && !pr->bye_sent && producer_answered(pr))
+		producer_bye(pr);
 }
 
 static void on_pr_deadline(uv_timer_t *t)
@@ -444,8 +484,11 @@ void child__start_produce(child *c, const kh_step *st)
 	pr->rc.owner = pr;
 	c->op_node = pr->rc.nodes[0];
 	uv_timer_init(&c->loop, &pr->timer);
+	uv_timer_init(&c->loop, &pr->pace);
 	uv_timer_init(&c->loop, &pr->rc.timer);
-	pr->timer.data = pr;
+	pr->timer.data = pr->pace.data = pr;
+	pr->total = p->count;
+	pr->t0_ns = kh_now_ns();
 	pr->rc.timer.data = &pr->rc;
 	pr->timer_live = true;
 	uv_timer_start(&pr->timer, on_pr_deadline, child__within_ms(c, p->within_s), 0);

@@ -57,6 +57,7 @@ void child__producer_close_timers(producer *pr)
 	pr->timer_live = false;
 	child__reconn_stop(&pr->rc);
 	uv_close((uv_handle_t *)&pr->timer, on_pr_timer_closed);
+	uv_close((uv_handle_t *)&pr->pace, on_pr_timer_closed);
 	uv_close((uv_handle_t *)&pr->rc.timer, on_pr_timer_closed);
 }
 
@@ -128,15 +129,36 @@ void child__steps_begin(child *c)
 	uv_timer_start(&c->kick, on_kick, 0, 0);
 }
 
+int child__exec_step(child *c, const kh_step *st, char *msg, size_t len)
+{
+	child_exec ex = { .reported = false };
+	op_kind op = c->op;
+	int op_node = c->op_node;
+	assert(c->exec == NULL);
+	c->exec = &ex;
+	child__step_ops(c, st)->start(c, st);
+	c->exec = NULL;
+	c->op = op; /* a kill's wait for the exit is the caller's */
+	c->op_node = op_node;
+	snprintf(msg, len, "%s", ex.reported ? ex.msg : "signal sent");
+	return ex.reported && !ex.ok ? -1 : 0;
+}
+
 void child__step_done(child *c, bool ok, const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
 	const kh_step *st = child__cur_step(c);
-	assert(c->step_open);
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (c->exec) { /* an executor run by child__exec_step */
+		c->exec->reported = true;
+		c->exec->ok = ok;
+		snprintf(c->exec->msg, sizeof(c->exec->msg), "%.500s", msg);
+		return;
+	}
+	assert(c->step_open);
 	c->step_open = false;
 	c->op = OP_NONE;
 	c->op_producer = NULL;
@@ -213,6 +235,8 @@ void child__finish(child *c)
 		}
 		if (c->helper_pending)
 			uv_process_kill(&c->helper, SIGKILL);
+		if (c->hooks && c->hooks->finish)
+			c->hooks->finish(c);
 		for (unsigned i = 0; i < c->sc->nodes_count; i++) {
 			kh_node *n = c->nodes[i];
 			if (kh_node_up(n)) {

@@ -21,6 +21,9 @@ typedef struct kh_job {
 				   job's maker; recorded, the child runs it) */
 	size_t text_len;
 	char sha256[65];        /* of text, hex (sha256.h) */
+	const char *schedule_db; /* replay: the recording whose chaos schedule the
+				   child drives (scenario schedule_id), or NULL */
+	int64_t schedule_id;
 	/* results */
 	int64_t scenario_id;
 	const char *outcome;    /* "pass" | "fail" | "timeout" | "crash" */

@@ -26,6 +26,28 @@
 /* Messages per produce step and body size (a harness, not a benchmark). */
 #define KH_MAX_PRODUCE_COUNT 1000000
 #define KH_MAX_BODY_BYTES (16 * 1024 * 1024)
+/* Faults of one chaos step (generated, triggered or written): each is a
+ * row and a few timers' worth of work; a schedule is read by people. */
+#define KH_CHAOS_MAX_FAULTS 1000
+/* A chaos step's defaults (scenarios/README.md "Chaos"): windows of 0.5
+ * to 2 s (long enough for a pair's failure detector to notice at the top,
+ * short enough to fit several in a short scenario), 0.2 to 1 s between
+ * them, 2 s quiet after the final heal. */
+#define KH_CHAOS_DEFAULT_MIN_S 0.5
+#define KH_CHAOS_DEFAULT_MAX_S 2.0
+#define KH_CHAOS_DEFAULT_GAP_MIN_S 0.2
+#define KH_CHAOS_DEFAULT_GAP_MAX_S 1.0
+#define KH_CHAOS_DEFAULT_QUIET_S 2.0
+/* shrink's candidate runs unless --max-runs: ddmin needs O(n log n) runs
+ * for a 1-minimal subset of n faults; 200 covers a hundred faults. */
+#define KH_SHRINK_MAX_RUNS 200
+/* A net fault's degradation unless the step says (chaos.net). */
+#define KH_CHAOS_DEFAULT_DELAY_MS 50
+#define KH_CHAOS_DEFAULT_JITTER_MS 30
+#define KH_CHAOS_DEFAULT_LOSS 0.02
+/* produce rate (messages/s): a paced producer's timer fires at most every
+ * millisecond, so more than this is "as fast as it goes" (no rate). */
+#define KH_MAX_PRODUCE_RATE 100000
 /* A required string of a scenario (node, type, destination...) in bytes:
  * a typo, not a value, passes 4 KiB. */
 #define KH_MAX_STRING_LEN 4096

@@ -18,6 +18,7 @@
 #include "history.h"
 #include "merge.h"
 #include "replay.h"
+#include "shrink.h"
 #include "runner.h"
 
 static void usage(FILE *f)
@@ -27,6 +28,7 @@ static void usage(FILE *f)
 		"  run [PATH...]        run scenarios (default scenarios/), record, report\n"
 		"  lint FILE...         check scenario files\n"
 		"  replay RUN.db        run recorded scenarios again and compare their events\n"
+		"  shrink RUN.db        the smallest fault schedule that fails a scenario the same way\n"
 		"  show RUN.db          show a recorded run\n"
 		"  report RUN.db        write a report of a recorded run\n"
 		"  import ...           import into a recording\n"
@@ -62,6 +64,7 @@ int main(int argc, char **argv)
 		{ "run", kh_cmd_run },
 		{ "lint", kh_cmd_lint },
 		{ "replay", kh_cmd_replay },
+		{ "shrink", kh_cmd_shrink },
 		{ "show", kh_cmd_show },
 		{ "report", kh_cmd_report },
 		{ "import", kh_cmd_import },

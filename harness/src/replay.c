@@ -338,6 +338,8 @@ static int select_jobs(replay *r, const char *which, bool use_file, bool allow)
 		rj->job.seed = (uint64_t)sqlite3_column_int64(s, 3);
 		rj->job.iteration = (unsigned)sqlite3_column_int(s, 4);
 		rj->job.outcome = "pass";
+		rj->job.schedule_db = r->a_path; /* chaos steps drive the recorded faults */
+		rj->job.schedule_id = rj->rec_id;
 		int crc = choose_text(rj, COL_TEXT(s, 6), COL_TEXT(s, 7), use_file, allow,
 				      &rj->job.timeout_s);
 		if (crc != 0) {

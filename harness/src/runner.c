@@ -462,6 +462,14 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 		"--broker", o->broker, "--self", o->self_exe, "--timeout-multiplier", mult,
 	};
 	unsigned na = 20;
+	char sched_id[32];
+	if (j->schedule_db) { /* replay: the recorded chaos schedule */
+		snprintf(sched_id, sizeof(sched_id), "%" PRId64, j->schedule_id);
+		args[na++] = "--schedule-db";
+		args[na++] = j->schedule_db;
+		args[na++] = "--schedule-id";
+		args[na++] = sched_id;
+	}
 	if (o->allow_test_steps)
 		args[na++] = "--allow-test-steps";
 	if (o->valgrind) {

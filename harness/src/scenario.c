@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "keel/alloc.h"
@@ -67,8 +68,10 @@ static const cyaml_schema_value_t step_node_schema = {
 static const cyaml_schema_field_t produce_fields[] = {
 	STEP_NODES(kh_produce),
 	STR("destination", kh_produce, destination),
-	CYAML_FIELD_UINT("count", CYAML_FLAG_DEFAULT, kh_produce, count),
+	CYAML_FIELD_UINT("count", OPT, kh_produce, count),
 	CYAML_FIELD_UINT("size", OPT, kh_produce, size),
+	CYAML_FIELD_FLOAT("rate", OPT, kh_produce, rate),
+	CYAML_FIELD_FLOAT("duration", OPT, kh_produce, duration_s),
 	CYAML_FIELD_BOOL("persistent", OPT, kh_produce, persistent),
 	CYAML_FIELD_BOOL("receipts", OPT, kh_produce, receipts),
 	CYAML_FIELD_UINT("priority", OPT, kh_produce, priority),
@@ -162,6 +165,8 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("partition", partition, kh__partition_fields),
 	STEP_OP("heal", heal, kh__heal_fields),
 	STEP_OP("net", net, kh__net_fields),
+	STEP_OP("chaos", chaos, kh__chaos_fields),
+	STEP_OP("await-liveness", liveness, kh__liveness_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -196,13 +201,15 @@ static const cyaml_schema_value_t scenario_schema = {
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
 	"consume", "expect", "fault", "await", "crash", "manage", "join",
-	"partition", "heal", "net",
+	"partition", "heal", "net", "chaos", "await-liveness",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
- * word that is not a "false" word as true, so the scan checks them. */
+ * word that is not a "false" word as true, so the scan checks them.
+ * (restart's `kill` is checked by check_step: chaos's `mix` has a `kill`
+ * weight.) */
 static const char *const bool_keys[] = {
-	"kill", "persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
+	"persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
 	"closes", "allow-dropped", "background", "distinct",
 	"one-way", "clients", "blackhole", "refuse", "reset",
 };
@@ -461,6 +468,39 @@ static int check_within(sc_check *c, const char *path, double v)
 	return 0;
 }
 
+/* produce's rate and duration: count defaults to rate x duration (a
+ * cap when given), and the default `within` covers the duration. */
+static int check_produce_rate(sc_check *c, unsigned i, kh_produce *pr)
+{
+	char path[KH_PATH_MAX];
+	bool has_count = keel_yaml_linef(c->scan, "steps[%u].produce.count", i) != 0;
+	snprintf(path, sizeof(path), "steps[%u].produce", i);
+	if (pr->rate < 0 || pr->rate > KH_MAX_PRODUCE_RATE)
+		return fail_at(c, strcat(path, ".rate"), "must be between 0 and %d messages/s",
+			       KH_MAX_PRODUCE_RATE);
+	if (pr->duration_s < 0 || pr->duration_s > KH_MAX_SECONDS)
+		return fail_at(c, strcat(path, ".duration"), "must be between 0 and %.0f seconds",
+			       KH_MAX_SECONDS);
+	if (pr->duration_s > 0 && !(pr->rate > 0))
+		return fail_at(c, strcat(path, ".duration"), "needs rate (messages/s)");
+	if (!has_count && !(pr->duration_s > 0))
+		return fail_at(c, path, "needs count (or rate and duration)");
+	if (!has_count && pr->rate * pr->duration_s > KH_MAX_PRODUCE_COUNT)
+		return fail_at(c, strcat(path, ".duration"), "rate x duration is more than %d "
+			       "messages", KH_MAX_PRODUCE_COUNT);
+	if (!has_count) {
+		double n = pr->rate * pr->duration_s;
+		pr->count = (unsigned)n + ((double)(unsigned)n < n);
+	}
+	double span = pr->duration_s > 0 ? pr->duration_s : pr->rate > 0 ? pr->count / pr->rate : 0;
+	if (pr->within_s == 0 && span > 0)
+		pr->within_s = span + KH_DEFAULT_WITHIN_S;
+	else if (span > 0 && pr->within_s < span)
+		return fail_at(c, strcat(path, ".within"), "%g s is shorter than the %g s the rate "
+			       "takes", pr->within_s, span);
+	return 0;
+}
+
 static int check_node_ref(sc_check *c, const kh_scenario *s, const char *path, const char *node)
 {
 	if (kh_scenario_node_index(s, node) < 0)
@@ -523,7 +563,8 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
-		st->manage, st->join, st->partition, st->heal, st->net,
+		st->manage, st->join, st->partition, st->heal, st->net, st->chaos,
+		st->liveness,
 	};
 	int found = -1, rc;
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
@@ -540,7 +581,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
 				     "restart, produce, consume, expect, fault, await, manage, "
-				     "join, partition, heal, net)");
+				     "join, partition, heal, net, chaos, await-liveness)");
 	st->kind = (kh_step_kind)found;
 	st->line = keel_yaml_line(c->scan, p);
 	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
@@ -562,10 +603,22 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	case KH_STEP_KILL:
 	case KH_STEP_RESTART: {
 		const kh_node_op *op = st->stop ? st->stop : st->kill ? st->kill : st->restart;
+		for (size_t k = 0; st->restart && k < c->scan->count; k++) {
+			const keel_yaml_key *key = &c->scan->keys[k];
+			static const char *const words[] = { "true", "false", "yes", "no", "on",
+							     "off", "enable", "disable", "1", "0" };
+			bool word = false;
+			for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+				word |= key->value && strcasecmp(key->value, words[w]) == 0;
+			if (strcmp(key->path, SUB("kill")) == 0 && key->value && !word)
+				return fail_at(c, sub, "invalid boolean \"%s\"", key->value);
+		}
 		return check_within(c, SUB("within"), op->within_s);
 	}
 	case KH_STEP_PRODUCE: {
-		const kh_produce *pr = st->produce;
+		kh_produce *pr = st->produce;
+		if ((rc = check_produce_rate(c, i, pr)) != 0)
+			return rc;
 		if (pr->count == 0 || pr->count > KH_MAX_PRODUCE_COUNT)
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (pr->size > KH_MAX_BODY_BYTES)
@@ -712,6 +765,10 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return kh__net_check_heal(net_lint(c, s, &nl), p, st->heal);
 	case KH_STEP_NET:
 		return kh__net_check_net(net_lint(c, s, &nl), p, st->net);
+	case KH_STEP_CHAOS:
+		return kh__chaos_check(net_lint(c, s, &nl), p, st->chaos, allow_test_steps);
+	case KH_STEP_LIVENESS:
+		return check_within(c, SUB("within"), st->liveness->within_s);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -823,7 +880,8 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 	for (unsigned i = 0; i < s->steps_count; i++) {
 		if ((rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
 			return rc;
-		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
+		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net ||
+				      (s->steps[i].chaos && s->steps[i].chaos->uses_net)))
 			first_net = (int)i;
 		if (first_netns < 0 && s->steps[i].net && kh__net_netns_only(s->steps[i].net))
 			first_netns = (int)i;
@@ -992,6 +1050,7 @@ void kh_scenario_free(kh_scenario *s)
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
 		kh__net_partition_free(s->steps[i].partition);
+		kh__chaos_free(s->steps[i].chaos);
 		if (m) {
 			kvs_free(m->args, m->args_count);
 			kvs_free(m->fields, m->fields_count);
@@ -1269,6 +1328,10 @@ char *kh_step_params_json(const kh_step *st)
 			json_object_set_new(o, "allow-dropped", json_true());
 		if (p->background)
 			json_object_set_new(o, "background", json_true());
+		if (p->rate > 0)
+			json_object_set_new(o, "rate", json_real(p->rate));
+		if (p->duration_s > 0)
+			json_object_set_new(o, "duration", json_real(p->duration_s));
 		break;
 	}
 	case KH_STEP_JOIN:
@@ -1369,6 +1432,13 @@ char *kh_step_params_json(const kh_step *st)
 	case KH_STEP_HEAL:
 	case KH_STEP_NET:
 		kh__net_params(st->partition, st->heal, st->net, o);
+		break;
+	case KH_STEP_CHAOS:
+		kh__chaos_params(st->chaos, o);
+		break;
+	case KH_STEP_LIVENESS:
+		if (st->liveness->within_s > 0)
+			json_object_set_new(o, "within", json_real(st->liveness->within_s));
 		break;
 	default:
 		break;

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "await.h"
+#include "scenario_chaos.h"
 #include "scenario_net.h"
 
 typedef enum kh_step_kind {
@@ -37,6 +38,8 @@ typedef enum kh_step_kind {
 	KH_STEP_PARTITION,      /* network faults (scenario_net.c) */
 	KH_STEP_HEAL,
 	KH_STEP_NET,
+	KH_STEP_CHAOS,          /* a seeded nemesis (scenario_chaos.c) */
+	KH_STEP_LIVENESS,       /* await-liveness: one serves, its backup synced */
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -73,6 +76,10 @@ typedef struct kh_produce {
 	kh_refused *refused;    /* NULL: an ERROR fails the step */
 	bool allow_dropped;     /* a receipt does not mean kept (DROP policy) */
 	bool background;        /* the step ends once connected; `join` waits */
+	double rate;            /* messages/s (message n is due n/rate s after the
+				   start); 0 = as fast as the connection takes them */
+	double duration_s;      /* with rate: no new message after this long;
+				   count (default rate x duration) is then a cap */
 } kh_produce;
 
 /* join: waits until every background produce started before it ended. */
@@ -177,6 +184,8 @@ typedef struct kh_step {
 	kh_partition *partition;
 	kh_heal *heal;
 	kh_net_step *net;
+	kh_chaos *chaos;
+	kh_liveness *liveness;
 	kh_since since;         /* await only */
 } kh_step;
 

@@ -115,4 +115,28 @@ CREATE TABLE IF NOT EXISTS findings (
   severity    TEXT NOT NULL,         -- error | warning
   message     TEXT NOT NULL
 );
+-- The faults a chaos step resolved (its schedule: harness/README.md
+-- "Chaos"), one row each as it fired (or was skipped): anchored to the
+-- step (offset_ms after it began) or to an event (anchor_event "NODE
+-- TYPE", its seq; offset_ms after it; params.on.occurrence: the n-th
+-- match since the step began).  replay drives these rows again; shrink
+-- reduces them.
+CREATE TABLE IF NOT EXISTS faults (
+  id          INTEGER PRIMARY KEY,
+  scenario_id INTEGER NOT NULL REFERENCES scenarios(id),
+  step        INTEGER NOT NULL,      -- the chaos step's idx
+  seq         INTEGER NOT NULL,      -- 1.. in firing order within the step
+  kind        TEXT NOT NULL,         -- kill | pause | restart | partition | one-way | net
+  target      TEXT,                  -- the nodes it hit, "a,b" (NULL: none)
+  anchor_kind TEXT NOT NULL,         -- step | event
+  anchor_event TEXT,                 -- "NODE TYPE" of an event anchor
+  anchor_event_seq INTEGER,          -- that event's seq (its node's)
+  offset_ms   INTEGER NOT NULL,      -- after the anchor
+  duration_ms INTEGER NOT NULL,      -- the window (restart: 0)
+  params      TEXT,                  -- JSON: target as written, direction, net values, on
+  result      TEXT,                  -- ok | skipped: why
+  fired_ns    INTEGER,               -- when it fired, ended (monotonic ns)
+  ended_ns    INTEGER,
+  fired_ms    INTEGER                -- fired_ns in ms after the step began
+);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '3');

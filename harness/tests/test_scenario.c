@@ -104,6 +104,49 @@ static void test_full(void **state)
 	assert_int_equal(keel_alloc_live(), live);
 }
 
+/* produce's rate and duration; the chaos steps' format and errors. */
+static void test_chaos_format(void **state)
+{
+	(void)state;
+	kh_scenario *s = load_ok(HEAD "  - produce: {node: n1, destination: x, rate: 40, duration: 2,"
+				 " receipts: true}\n"
+				 "  - chaos: {duration: 3, mix: {kill: 2, pause: 1}, targets: [n1, one]}\n"
+				 "  - await-liveness: {within: 5}\n", false);
+	assert_int_equal(s->steps[0].produce->count, 80);
+	assert_true(s->steps[0].produce->within_s == 32);
+	assert_int_equal(s->steps[1].kind, KH_STEP_CHAOS);
+	assert_true(s->steps[1].chaos->weight[KH_CHAOS_KILL] == 2);
+	assert_true(s->steps[1].chaos->weight[KH_CHAOS_NET] == 0);
+	assert_false(s->steps[1].chaos->uses_net);
+	assert_true(s->steps[1].chaos->min_s == 0.5 && s->steps[1].chaos->quiet_s == 2);
+	assert_int_equal(s->steps[2].kind, KH_STEP_LIVENESS);
+	assert_false(s->proxied);
+	kh_scenario_free(s);
+	s = load_ok(HEAD "  - chaos: {duration: 3}\n", false); /* the full mix: proxied */
+	assert_true(s->steps[0].chaos->uses_net && s->proxied);
+	kh_scenario_free(s);
+	expect_err(HEAD "  - produce: {node: n1, destination: x, duration: 2}\n", false,
+		   "t.yaml:4: steps[0].produce.duration: needs rate");
+	expect_err(HEAD "  - produce: {node: n1, destination: x}\n", false,
+		   "t.yaml:4: steps[0].produce: needs count (or rate and duration)");
+	expect_err(HEAD "  - chaos: {quiet: 1}\n", false,
+		   "t.yaml:4: steps[0].chaos: give duration or faults");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {explode: 1}}\n", false,
+		   "steps[0].chaos.mix.explode: unknown fault kind");
+	expect_err(HEAD "  - chaos: {duration: 1, targets: [n9]}\n", false,
+		   "steps[0].chaos.targets[0]: \"n9\": expected one, live, backup, all or a node");
+	expect_err(HEAD "  - chaos: {duration: 1, min: 2, max: 1}\n", false,
+		   "steps[0].chaos.max: less than min");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: kill, target: n1}]}\n", false,
+		   "steps[0].chaos.schedule[0]: give exactly one of at");
+	expect_err(HEAD "  - chaos: {duration: 1, triggers: [{kind: kill, at: 1}]}\n", false,
+		   "steps[0].chaos.triggers[0]: a trigger needs on");
+	expect_err(HEAD "  - chaos: {duration: 1, test-fail-when: [kill n1]}\n", false,
+		   "steps[0].chaos.test-fail-when: test-only");
+	expect_err(HEAD "  - restart: {node: n1, kill: maybe}\n", false,
+		   "steps[0].restart.kill: invalid boolean \"maybe\"");
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -655,7 +698,7 @@ static void test_all_errors(void **state)
 			"steps:\n"
 			"  - start: {node: n1, colour: blue}\n"          /* 7 unknown */
 			"  - await: {node: n1, type: x, within: soon}\n" /* 8 number */
-			"  - produce: {node: n1, destination: d}\n"      /* 9 count missing */
+			"  - produce: {node: n1, count: 1}\n"            /* 9 destination missing */
 			"  - produce: {node: n1, destination: d, count: many}\n" /* 10 */
 			"  - start: {node: n1, node: n1}\n"              /* 11 twice */
 			"  - stop: n1\n";                                 /* 12 mapping */
@@ -667,7 +710,7 @@ static void test_all_errors(void **state)
 		"t.yaml:5: nodes[0].size: unknown key",
 		"t.yaml:7: steps[0].start.colour: unknown key",
 		"t.yaml:8: steps[1].await.within: invalid number \"soon\"",
-		"t.yaml:9: steps[2].produce.count: missing required key",
+		"t.yaml:9: steps[2].produce.destination: missing required key",
 		"t.yaml:10: steps[3].produce.count: invalid unsigned integer \"many\"",
 		"t.yaml:11: steps[4].start.node: key given twice",
 		"t.yaml:12: steps[5].stop: expected a mapping, got a single value",
@@ -733,6 +776,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_chaos_format),
 		cmocka_unit_test(test_yaml_errors),
 		cmocka_unit_test(test_schema_errors),
 		cmocka_unit_test(test_all_errors),
