@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/filter.h>
 #include <unistd.h>
 
 #include "keel/alloc.h"
@@ -35,8 +36,7 @@ typedef struct np_listener {
 	struct sockaddr_storage listen;
 	struct sockaddr_storage target;
 	uv_tcp_t *tcp;          /* listening; NULL when not */
-	int sink_fd;            /* a cut link: a full listener that drops SYNs; -1 */
-	int sink_dummy_fd;      /* the connection that fills its queue; -1 */
+	int sink_fd;            /* a cut link: a listener whose filter drops SYNs; -1 */
 	bool bind_failed;       /* no retry until its endpoint or refusal changes */
 	unsigned serial;        /* connections accepted so far (their streams' label) */
 	struct np_listener *next;
@@ -587,19 +587,17 @@ static bool link_cut(kh_netproxy *p, unsigned a, unsigned b)
 	return fault_of(p, a, b)->blackhole || fault_of(p, b, a)->blackhole;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* A connection the listener's kernel accepted: `fd` one taken from its
+ * queue by hand (a listener about to close), or -1: libuv's pending one. */
+static void conn_accepted(np_listener *l, int fd)
 {
-	np_listener *l = server->data;
 	kh_netproxy *p = l->p;
-	assert((uv_tcp_t *)server == l->tcp);
-	if (status < 0) {
-		plog(p, "net: accept on link %u->%u: %s", l->from, l->to, uv_strerror(status));
-		return;
-	}
 	np_conn *cn = keel_calloc(1, sizeof(*cn));
 	if (cn == NULL) {
 		plog(p, "net: out of memory: a connection %u->%u is left in the backlog",
 		     l->from, l->to);
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	cn->p = p;
@@ -620,7 +618,11 @@ static void on_connection(uv_stream_t *server, int status)
 	cn->handles++;
 	cn->side[SIDE_DIALER].data = cn;
 	uv_unref((uv_handle_t *)&cn->side[SIDE_DIALER]);
-	if (uv_accept(server, (uv_stream_t *)&cn->side[SIDE_DIALER]) != 0) {
+	int rc = fd >= 0 ? uv_tcp_open(&cn->side[SIDE_DIALER], fd)
+			 : uv_accept((uv_stream_t *)l->tcp, (uv_stream_t *)&cn->side[SIDE_DIALER]);
+	if (rc != 0) {
+		if (fd >= 0)
+			close(fd);
 		conn_close(cn, false);
 		return;
 	}
@@ -631,6 +633,17 @@ static void on_connection(uv_stream_t *server, int status)
 		cn->dial_wait = true; /* a SYN into a partition: no answer yet */
 	else
 		conn_dial(cn);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	np_listener *l = server->data;
+	assert((uv_tcp_t *)server == l->tcp);
+	if (status < 0) {
+		plog(l->p, "net: accept on link %u->%u: %s", l->from, l->to, uv_strerror(status));
+		return;
+	}
+	conn_accepted(l, -1);
 }
 
 /* ---- listeners --------------------------------------------------------- */
@@ -655,6 +668,27 @@ static void listener_unbind(np_listener *l)
 	l->tcp = NULL;
 }
 
+/* A socket bound to the listener's address with SO_REUSEPORT (every
+ * listener and sink of ours sets it), so that the next listener of an
+ * address binds before the previous one closes: a SYN always finds one of
+ * them, never a closed port (a refusal, which the HA pair takes for a
+ * dead peer).  -1 with *rc set on failure. */
+static int shared_socket(const np_listener *l, int *rc)
+{
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    bind(fd, (const struct sockaddr *)&l->listen, sizeof(struct sockaddr_in)) != 0) {
+		*rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*rc = 0;
+	return fd;
+}
+
 static int listener_bind(np_listener *l)
 {
 	kh_netproxy *p = l->p;
@@ -669,7 +703,12 @@ static int listener_bind(np_listener *l)
 	tcp->data = l;
 	l->tcp = tcp;
 	uv_unref((uv_handle_t *)tcp);
-	rc = uv_tcp_bind(tcp, (const struct sockaddr *)&l->listen, 0);
+	int fd = shared_socket(l, &rc);
+	if (fd >= 0) {
+		rc = uv_tcp_open(tcp, fd);
+		if (rc != 0)
+			close(fd);
+	}
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)tcp, KH_NET_LISTEN_BACKLOG, on_connection);
 	if (rc != 0) {
@@ -680,37 +719,28 @@ static int listener_bind(np_listener *l)
 }
 
 /* A cut link drops SYNs, as a partition does: its address is held by a
- * plain listener with a backlog of 0 whose one queue slot is taken by a
- * connection of our own that nobody accepts, so the kernel drops every
- * further SYN (a full accept queue); a dialer's connect times out instead
- * of being refused or answered.  Closed at the heal; a dialer's SYN
- * retried then reaches the listener again. */
+ * listener whose socket filter (classic BPF: "accept 0 bytes") drops
+ * every packet before TCP sees it, so a SYN gets neither a SYN-ACK nor a
+ * reset and a dialer's connect times out instead of being refused or
+ * answered.  Closed at the heal; a dialer's SYN retried then reaches the
+ * listener again. */
 static void sink_close(np_listener *l)
 {
-	if (l->sink_dummy_fd >= 0)
-		close(l->sink_dummy_fd);
 	if (l->sink_fd >= 0)
 		close(l->sink_fd);
-	l->sink_fd = l->sink_dummy_fd = -1;
+	l->sink_fd = -1;
 }
 
 static int sink_open(np_listener *l)
 {
-	int one = 1, rc = 0;
-	socklen_t len = sizeof(struct sockaddr_in);
-	l->sink_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (l->sink_fd < 0 ||
-	    setsockopt(l->sink_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(l->sink_fd, (const struct sockaddr *)&l->listen, len) != 0 ||
-	    listen(l->sink_fd, 0) != 0)
+	int rc = 0;
+	struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+	struct sock_fprog prog = { .len = 1, .filter = &drop };
+	l->sink_fd = shared_socket(l, &rc);
+	if (l->sink_fd >= 0 &&
+	    (setsockopt(l->sink_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0 ||
+	     listen(l->sink_fd, 0) != 0))
 		rc = -errno;
-	if (rc == 0) {
-		l->sink_dummy_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (l->sink_dummy_fd < 0 ||
-		    (connect(l->sink_dummy_fd, (const struct sockaddr *)&l->listen, len) != 0 &&
-		     errno != EINPROGRESS))
-			rc = -errno;
-	}
 	if (rc != 0)
 		sink_close(l);
 	return rc;
@@ -735,9 +765,26 @@ static void listener_sync(np_listener *l)
 	int have = l->tcp ? L_OPEN : l->sink_fd >= 0 ? L_SINK : L_CLOSED;
 	if (want == have || (want != L_CLOSED && l->bind_failed))
 		return;
-	listener_unbind(l);
-	sink_close(l);
+	/* The new one binds before the old one closes (shared_socket), and
+	 * what the old one's kernel queue holds is taken over, not reset. */
+	uv_tcp_t *old_tcp = l->tcp;
+	int old_sink = l->sink_fd;
+	l->tcp = NULL;
+	l->sink_fd = -1;
 	int rc = want == L_OPEN ? listener_bind(l) : want == L_SINK ? sink_open(l) : 0;
+	if (old_tcp != NULL) {
+		uv_os_fd_t fd;
+		int c;
+		if (want == L_SINK && uv_fileno((uv_handle_t *)old_tcp, &fd) == 0)
+			while ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+				conn_accepted(l, c);
+		uv_tcp_t *keep = l->tcp;
+		l->tcp = old_tcp;
+		listener_unbind(l);
+		l->tcp = keep;
+	}
+	if (old_sink >= 0)
+		close(old_sink);
 	if (rc != 0) {
 		char host[64] = "?";
 		const struct sockaddr_in *in = (const struct sockaddr_in *)&l->listen;
@@ -860,7 +907,7 @@ int kh_netproxy_listen(kh_netproxy *p, unsigned from, unsigned to, const struct 
 	memcpy(&l->target, target, sizeof(struct sockaddr_in));
 	l->next = p->listeners;
 	p->listeners = l;
-	l->sink_fd = l->sink_dummy_fd = -1;
+	l->sink_fd = -1;
 	/* Bind once now, so that a taken address is an error here. */
 	int rc = listener_bind(l);
 	if (rc == 0)
@@ -891,6 +938,14 @@ int kh_netproxy_set(kh_netproxy *p, unsigned from, unsigned to, const kh_net_fau
 		p->drop_told[from * p->n + to] = false;
 	bool limit_changed = cur->limit_bytes != f->limit_bytes;
 	*cur = *f;
+	/* Listeners first: a dialer whose connection the heal resets dials
+	 * again at once, and must find the link's listener open. */
+	for (np_listener *l = p->listeners; l; l = l->next) {
+		if ((l->from == from && l->to == to) || (l->from == to && l->to == from)) {
+			l->bind_failed = false;
+			listener_sync(l);
+		}
+	}
 	np_conn *next;
 	for (np_conn *cn = p->conns; cn; cn = next) {
 		next = cn->next;
@@ -905,12 +960,6 @@ int kh_netproxy_set(kh_netproxy *p, unsigned from, unsigned to, const kh_net_fau
 		}
 		if (!cn->closing && cn->dial_wait && !link_cut(p, cn->from, cn->to))
 			conn_dial(cn);
-	}
-	for (np_listener *l = p->listeners; l; l = l->next) {
-		if ((l->from == from && l->to == to) || (l->from == to && l->to == from)) {
-			l->bind_failed = false;
-			listener_sync(l);
-		}
 	}
 	return 0;
 }

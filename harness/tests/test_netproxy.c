@@ -7,7 +7,9 @@
  * a partition at connect time (the SYN dropped, connected after the heal;
  * one way too), refuse,
  * target down, reset, slices, close after N bytes, a target that refuses,
- * back pressure.  Waits are on conditions with a deadline.  One thread.
+ * back pressure; a dialer in another process never refused while links
+ * are cut and healed.  Waits are on conditions with a deadline.  One
+ * thread (and a forked dialer).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -497,6 +504,84 @@ static void test_partition_one_way_at_connect(void **state)
 	assert_memory_equal(E->acc[0]->rx, "queued", 6);
 }
 
+/* A dialer in another process connects without a pause while the link
+ * is cut and healed over and over: it may go unanswered (a cut drops
+ * SYNs), it must never be refused (to the HA pair a refusal means "no
+ * process listens there": a partition that refuses looks like a dead
+ * live).  The listener swaps of cut and heal leave no closed port. */
+static int dial_loop(const struct sockaddr_in *to, int stop_fd)
+{
+	int refused = 0;
+	for (;;) {
+		struct pollfd sp = { .fd = stop_fd, .events = POLLIN };
+		if (poll(&sp, 1, 0) > 0)
+			break;
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			return 255;
+		if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) != 0 &&
+		    errno != EINPROGRESS) {
+			refused += errno == ECONNREFUSED;
+			close(fd);
+			continue;
+		}
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		if (poll(&pf, 1, 1) > 0) {
+			int err = 0;
+			socklen_t len = sizeof(err);
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+			refused += err == ECONNREFUSED;
+		}
+		close(fd);
+	}
+	return refused > 254 ? 254 : refused;
+}
+
+static void test_swaps_never_refuse(void **state)
+{
+	(void)state;
+	int stop[2];
+	assert_int_equal(pipe(stop), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(stop[1]);
+		_exit(dial_loop(&E->listen, stop[0]));
+	}
+	close(stop[0]);
+	/* each cut comes while the dialer connects (the heal before waited
+	 * for a connection of it), each heal while a SYN of it is dropped.
+	 * (The proxy before this test swapped by closing first: the dialer
+	 * was refused, and after a few swaps the address did not bind again
+	 * at all: no connection within the deadline.) */
+	for (int i = 0; i < 300; i++) {
+		uint64_t before = stats(0, 1).connections;
+		WAIT(stats(0, 1).connections > before, 5000);
+		faults(0, 1, (kh_net_faults){ .blackhole = true });
+		if (i % 2)
+			faults(1, 0, (kh_net_faults){ .blackhole = true });
+		for (int k = 0; k < 5; k++)
+			uv_run(&E->loop, UV_RUN_NOWAIT);
+		faults(0, 1, (kh_net_faults){ 0 });
+		faults(1, 0, (kh_net_faults){ 0 });
+	}
+	close(stop[1]);
+	int st = 0;
+	/* the dialer ends after its next 1 ms poll; the proxy's loop runs
+	 * meanwhile so that the connections it accepted close */
+	uint64_t end = uv_hrtime() + 5000ull * 1000000;
+	pid_t w;
+	while ((w = waitpid(pid, &st, WNOHANG)) == 0 && uv_hrtime() < end)
+		uv_run(&E->loop, UV_RUN_ONCE);
+	if (w == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		fail_msg("the dialer did not stop");
+	}
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0); /* connections refused */
+}
+
 static void test_refuse_and_down(void **state)
 {
 	(void)state;
@@ -636,6 +721,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blackhole_one_way_then_heal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partition_at_connect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partition_one_way_at_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swaps_never_refuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_and_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slice, setup, teardown),
