@@ -15,11 +15,14 @@
 #include <sys/stat.h>
 
 #include "child_int.h"
+#include "kh_rand.h"
 
 /* keel-broker's exit status when a thread leaked at stop (leakcheck/README.md). */
 #define KH_NODE_EXIT_LEAKED KEEL_EXIT_LEAKED
 
 /* ---- node callbacks ---------------------------------------------------- */
+
+static void note_started(child *c, int ni);
 
 static int node_index(child *c, kh_node *n)
 {
@@ -115,6 +118,8 @@ static void on_node_down(kh_node *n, void *ud)
 	if (st->kind == KH_STEP_RESTART) {
 		child__net_node_up(c, ni);
 		int rc = kh_node_start(n);
+		if (rc == 0)
+			note_started(c, ni);
 		if (rc)
 			child__step_done(c, false, "restart %s: cannot start: %s", kh_node_name(n),
 					 uv_strerror(rc));
@@ -146,6 +151,18 @@ static void op_signal_and_wait(child *c, int ni, int signum)
 	c->op_node = ni;
 }
 
+/* A node process started: under fiu-run, its libfiu seed is a harness
+ * event (fiu.seed), so a run's draws can be told from the recording. */
+static void note_started(child *c, int ni)
+{
+	kh_node *n = c->nodes[ni];
+	if (c->sc->uses_faults && kh_node_fiu_seed(n) != 0)
+		child__harness_event(c, "fiu.seed",
+				     json_pack("{s:s, s:i, s:I}", "broker", kh_node_name(n),
+					       "incarnation", (int)kh_node_incarnation(n), "seed",
+					       (json_int_t)kh_node_fiu_seed(n)));
+}
+
 /* start: spawns a node that is not running; the step ends at once. */
 void child__start_node(child *c, const kh_step *st)
 {
@@ -159,6 +176,8 @@ void child__start_node(child *c, const kh_step *st)
 	}
 	child__net_node_up(c, ni);
 	rc = kh_node_start(n);
+	if (rc == 0)
+		note_started(c, ni);
 	if (rc)
 		child__step_done(c, false, "start %s: %s", name, uv_strerror(rc));
 	else
@@ -239,6 +258,14 @@ static int write_file(const char *path, const char *text)
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
+/* The base of node i's libfiu seeds (kh_node_fiu_seed_for). */
+static uint64_t fiu_base_seed(uint64_t scenario_seed, unsigned i)
+{
+	kh_rand r;
+	kh_rand_init(&r, scenario_seed, 0x666975 /* "fiu" */, i, 0);
+	return kh_rand_next(&r);
+}
+
 static const kh_node_callbacks node_cb = {
 	.on_event = on_node_event,
 	.on_output = on_node_output,
@@ -291,7 +318,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			return -ENOMEM;
 		}
 		unsigned ne = 0;
-		bool has_lc_test = false;
+		bool has_lc_test = false, has_fiu_seed = false;
 		for (unsigned k = 0; k < spec->env_count; k++) {
 			char *kv = keel_malloc(strlen(spec->env[k].key) + strlen(spec->env[k].value) + 2);
 			if (kv == NULL) {
@@ -301,6 +328,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			sprintf(kv, "%s=%s", spec->env[k].key, spec->env[k].value);
 			env[ne++] = kv;
 			has_lc_test |= strcmp(spec->env[k].key, "KEEL_LC_TEST") == 0;
+			has_fiu_seed |= strcmp(spec->env[k].key, "FIU_PRNG_SEED") == 0;
 		}
 		sprintf(lc_test, "KEEL_LC_TEST=%s", c->sc->name);
 		if (!has_lc_test)
@@ -321,6 +349,10 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			.data_dir = data,
 			.config_path = config ? cfgp : NULL,
 			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
+			/* libfiu's draws from the scenario's seed (--seed
+			 * reproduces them), one stream per node and start */
+			.fiu_seeded = !has_fiu_seed,
+			.fiu_seed = fiu_base_seed(c->o->seed, i),
 			.netns = child__net_node_netns(c, i, netns, sizeof(netns)),
 		};
 		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
