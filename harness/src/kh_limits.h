@@ -21,6 +21,16 @@
 #define KH_ADDR_SLOTS 250
 /* Steps per scenario: a scenario is read by people. */
 #define KH_MAX_STEPS 10000
+/* Steps a scenario runs once its repeat blocks are unrolled: each is a
+ * row of the recording and a line of the step log. */
+#define KH_MAX_RUN_STEPS 20000
+/* A repeat block's count, and how deep blocks nest: a soak is a run
+ * with --repeat or ci/soak.sh, not a scenario of a million steps. */
+#define KH_MAX_REPEAT_COUNT 1000
+#define KH_MAX_REPEAT_DEPTH 3
+/* A limit's value as a string literal, for messages. */
+#define KH_STR_(x) #x
+#define KH_STR(x) KH_STR_(x)
 /* Predicates per await. */
 #define KH_MAX_PREDICATES 32
 /* Messages per produce step and body size (a harness, not a benchmark). */

@@ -144,6 +144,14 @@ static const cyaml_schema_field_t manage_fields[] = {
 
 #define STEP_OP(key, member, fields) \
 	CYAML_FIELD_MAPPING_PTR(key, OPT, kh_step, member, fields)
+/* repeat: {count: N, steps: [...]} (scenario_repeat.h) holds steps. */
+static const cyaml_schema_value_t step_schema;
+static const cyaml_schema_field_t repeat_fields[] = {
+	CYAML_FIELD_UINT("count", CYAML_FLAG_DEFAULT, kh_repeat, count),
+	CYAML_FIELD_SEQUENCE("steps", CYAML_FLAG_POINTER, kh_repeat, steps, &step_schema, 0,
+			     KH_MAX_STEPS),
+	CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("start", start, nodeop_fields),
 	STEP_OP("stop", stop, stop_fields),
@@ -162,6 +170,7 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("partition", partition, kh__partition_fields),
 	STEP_OP("heal", heal, kh__heal_fields),
 	STEP_OP("net", net, kh__net_fields),
+	STEP_OP("repeat", repeat, repeat_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -232,6 +241,8 @@ typedef struct sc_check {
 	unsigned nerr;
 	char *warnings;         /* keel_malloc'd lines, or NULL */
 	double timeout_s;       /* the scenario's, once known (0 before) */
+	kh_flat_step *flat;     /* per step that runs: its key path, its first copy */
+	unsigned nflat;
 } sc_check;
 
 static void add_line(sc_check *c, unsigned line, const char *path, const char *msg)
@@ -404,28 +415,29 @@ static int check_manage(sc_check *c, kh_manage *m, unsigned i, const char *p)
 		snprintf(path, sizeof(path), "%s.expect.message-contains", p);
 		return fail_at(c, path, "only with status: error (an ok reply has no message)");
 	}
-	snprintf(path, sizeof(path), "steps[%u].manage.args", i);
+	(void)i;
+	snprintf(path, sizeof(path), "%s.args", p);
 	if ((rc = collect_kvs(c, path, false, &m->args, &m->args_count)))
 		return rc;
 	for (unsigned k = 0; k < m->args_count; k++) {
 		if (strcmp(m->args[k].key, "operation") == 0) {
-			snprintf(path, sizeof(path), "steps[%u].manage.args.operation", i);
+			snprintf(path, sizeof(path), "%s.args.operation", p);
 			return fail_at(c, path, "give the operation as manage.operation");
 		}
 	}
-	snprintf(path, sizeof(path), "steps[%u].manage.expect.fields", i);
+	snprintf(path, sizeof(path), "%s.expect.fields", p);
 	if ((rc = collect_kvs(c, path, true, &m->fields, &m->fields_count)))
 		return rc;
 	if (m->fields_count && m->expect_error)
 		return fail_at(c, path, "fields are checked on ok replies only");
-	snprintf(path, sizeof(path), "steps[%u].manage.save", i);
+	snprintf(path, sizeof(path), "%s.save", p);
 	if ((rc = collect_kvs(c, path, false, &m->saves, &m->saves_count)))
 		return rc;
 	if (m->saves_count && m->expect_error)
 		return fail_at(c, path, "values are saved from ok replies only");
 	for (unsigned k = 0; k < m->saves_count; k++) {
 		if (!name_ok(m->saves[k].key)) {
-			snprintf(path, sizeof(path), "steps[%u].manage.save.%s", i, m->saves[k].key);
+			snprintf(path, sizeof(path), "%s.save.%s", p, m->saves[k].key);
 			return fail_at(c, path, "use letters, digits, '-', '_' and '.'");
 		}
 	}
@@ -526,24 +538,25 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		st->manage, st->join, st->partition, st->heal, st->net,
 	};
 	int found = -1, rc;
+	const char *at = c->flat[i].path; /* steps[3], steps[3].repeat.steps[1] */
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
 		if (kinds[k] == NULL)
 			continue;
 		if (found >= 0) {
-			snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[k]);
+			snprintf(p, sizeof(p), "%s.%s", at, kind_names[k]);
 			return fail_at(c, p, "a step has one kind (this one is already \"%s\")",
 				       kind_names[found]);
 		}
 		found = k;
 	}
-	snprintf(p, sizeof(p), "steps[%u]", i);
+	snprintf(p, sizeof(p), "%s", at);
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
 				     "restart, produce, consume, expect, fault, await, manage, "
-				     "join, partition, heal, net)");
+				     "join, partition, heal, net, repeat)");
 	st->kind = (kh_step_kind)found;
 	st->line = keel_yaml_line(c->scan, p);
-	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
+	snprintf(p, sizeof(p), "%s.%s", at, kind_names[found]);
 	char sub[KH_PATH_MAX + 64];
 #define SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", p, key), sub)
 
@@ -570,7 +583,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (pr->size > KH_MAX_BODY_BYTES)
 			return fail_at(c, SUB("size"), "at most %d bytes", KH_MAX_BODY_BYTES);
-		if (keel_yaml_linef(c->scan, "steps[%u].produce.priority", i) == 0)
+		if (keel_yaml_linef(c->scan, "%s.priority", p) == 0)
 			st->produce->priority = 4;
 		else if (pr->priority > 9)
 			return fail_at(c, SUB("priority"), "must be 0..9");
@@ -579,9 +592,9 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			if (!pr->receipts)
 				return fail_at(c, SUB("refused"), "needs receipts: true (a refusal "
 					       "names its SEND by the receipt-id)");
-			if (keel_yaml_linef(c->scan, "steps[%u].produce.refused.min", i) == 0)
+			if (keel_yaml_linef(c->scan, "%s.refused.min", p) == 0)
 				rf->min = 1;
-			if (keel_yaml_linef(c->scan, "steps[%u].produce.refused.max", i) == 0)
+			if (keel_yaml_linef(c->scan, "%s.refused.max", p) == 0)
 				rf->max = -1;
 			else if (rf->max < 0 || (uint64_t)rf->max < rf->min)
 				return fail_at(c, SUB("refused.max"), "must be at least min (%u)",
@@ -612,7 +625,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return check_within(c, SUB("within"), st->join->within_s);
 	case KH_STEP_CONSUME: {
 		kh_consume *co = st->consume;
-		bool has_count = keel_yaml_linef(c->scan, "steps[%u].consume.count", i) != 0;
+		bool has_count = keel_yaml_linef(c->scan, "%s.count", p) != 0;
 		if ((unsigned)has_count + (unsigned)co->until_empty + (co->count_of != NULL) != 1)
 			return fail_at(c, p, "give exactly one of count, until-empty: true and "
 					     "count-of");
@@ -645,7 +658,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		int64_t *vals[] = { &ex->produced, &ex->receipted, &ex->consumed };
 		bool any = ex->no_loss || ex->no_duplicates;
 		for (unsigned k = 0; k < 3; k++) {
-			if (keel_yaml_linef(c->scan, "steps[%u].expect.%s", i, keys[k]) == 0) {
+			if (keel_yaml_linef(c->scan, "%s.%s", p, keys[k]) == 0) {
 				*vals[k] = -1;
 				continue;
 			}
@@ -798,6 +811,43 @@ static int check_node(sc_check *c, kh_scenario *s, unsigned i)
 	return 0;
 }
 
+static void repeat_fail(void *ud, const char *path, const char *msg)
+{
+	fail_at(ud, path, "%s", msg);
+}
+
+/* How many kinds a step names besides repeat. */
+static unsigned other_kinds(const kh_step *st)
+{
+	const void *kinds[] = {
+		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
+		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
+		st->manage, st->join, st->partition, st->heal, st->net,
+	};
+	unsigned n = 0;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+		n += kinds[k] != NULL;
+	return n;
+}
+
+/* The steps that run: repeat blocks unrolled (scenario_repeat.c); the
+ * file's steps stay in s->loaded_steps. */
+static int unroll(sc_check *c, kh_scenario *s)
+{
+	kh_repeat_lint rl = { .fail = repeat_fail, .kinds = other_kinds, .ud = c };
+	kh_step *flat = NULL;
+	unsigned n = 0;
+	int rc = kh__repeat_flatten(&rl, s->steps, s->steps_count, &flat, &c->flat, &n);
+	if (rc)
+		return rc;
+	c->nflat = n;
+	s->loaded_steps = s->steps;
+	s->loaded_steps_count = s->steps_count;
+	s->steps = flat;
+	s->steps_count = n;
+	return 0;
+}
+
 /* Every node and every step is checked (the first problem of each), so
  * that lint names them all; -EINVAL when any had one, -ENOMEM. */
 static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
@@ -819,14 +869,23 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 		if ((rc = check_node(c, s, i)) == -ENOMEM)
 			return rc;
 	}
+	if ((rc = unroll(c, s)) != 0)
+		return rc;
 	int first_net = -1, first_netns = -1;
 	for (unsigned i = 0; i < s->steps_count; i++) {
-		if ((rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
+		/* a repeated step is checked once, at its first copy */
+		if (c->flat[i].first == i && (rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
 			return rc;
 		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net))
 			first_net = (int)i;
 		if (first_netns < 0 && s->steps[i].net && kh__net_netns_only(s->steps[i].net))
 			first_netns = (int)i;
+	}
+	for (unsigned i = 0; i < s->steps_count; i++) {
+		const kh_step *f = &s->steps[c->flat[i].first];
+		s->steps[i].kind = f->kind;
+		s->steps[i].line = f->line;
+		s->steps[i].since = f->since;
 	}
 	kh_net_lint nl;
 	s->uses_net = first_net >= 0;
@@ -920,6 +979,7 @@ out:
 			 c.nerr - KH_LINT_MAX_ERRORS);
 	}
 	keel_free(c.warnings);
+	kh__repeat_info_free(c.flat, c.nflat);
 	kh_scenario_free(s);
 	keel_yaml_scan_free(&scan);
 	return rc;
@@ -989,6 +1049,9 @@ void kh_scenario_free(kh_scenario *s)
 		return;
 	const cyaml_config_t cfg = { .mem_fn = keel_yaml_mem, .log_level = CYAML_LOG_ERROR };
 	for (unsigned i = 0; s->steps && i < s->steps_count; i++) {
+		/* a later copy of a repeated step shares its first copy's */
+		if (s->loaded_steps && s->steps[i].flat_first != i + 1)
+			continue;
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
 		kh__net_partition_free(s->steps[i].partition);
@@ -1014,6 +1077,12 @@ void kh_scenario_free(kh_scenario *s)
 	for (unsigned i = 0; s->nodes && i < s->nodes_count; i++) {
 		kvs_free(s->nodes[i].env, s->nodes[i].env_count);
 		s->nodes[i].env = NULL;
+	}
+	if (s->loaded_steps) {
+		keel_free(s->steps);
+		s->steps = s->loaded_steps;
+		s->steps_count = s->loaded_steps_count;
+		s->loaded_steps = NULL;
 	}
 	keel_free(s->file);
 	keel_free(s->warnings);
@@ -1373,6 +1442,8 @@ char *kh_step_params_json(const kh_step *st)
 	default:
 		break;
 	}
+	if (st->repeat_label[0] && json_is_object(o))
+		json_object_set_new(o, "repeat", json_string(st->repeat_label));
 	json_object_set_new(root, kind_names[st->kind], o);
 	o = NULL;
 	text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);

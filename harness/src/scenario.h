@@ -18,6 +18,7 @@
 
 #include "await.h"
 #include "scenario_net.h"
+#include "scenario_repeat.h"
 
 typedef enum kh_step_kind {
 	KH_STEP_START,
@@ -177,7 +178,11 @@ typedef struct kh_step {
 	kh_partition *partition;
 	kh_heal *heal;
 	kh_net_step *net;
+	kh_repeat *repeat;      /* a block (scenario_repeat.h): never in the list that runs */
 	kh_since since;         /* await only */
+	char repeat_label[48];  /* in the list that runs: the iteration of its
+				   blocks ("3/10", nested "1/2.3/10"), "" outside */
+	unsigned flat_first;    /* load only: its first copy's index + 1 */
 } kh_step;
 
 typedef struct kh_node_spec {
@@ -194,8 +199,10 @@ typedef struct kh_scenario {
 	double timeout_s;       /* default KH_DEFAULT_SCENARIO_TIMEOUT_S */
 	kh_node_spec *nodes;
 	unsigned nodes_count;
-	kh_step *steps;
+	kh_step *steps;         /* the steps that run: repeat blocks unrolled */
 	unsigned steps_count;
+	kh_step *loaded_steps;  /* the file's steps, blocks and all (freed with it) */
+	unsigned loaded_steps_count;
 	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
 	char *network;          /* proxy | netns | direct; NULL: proxy when uses_net */
 	bool uses_net;          /* some step is partition, heal or net */
