@@ -1,12 +1,12 @@
 /*
- * scenario_repeat.c - the `repeat` block (scenario_repeat.h): the loaded
+ * scenario_repeat.c - the `repeat` block (declared in scenario.h): the loaded
  * step list, with its blocks, flattened into the list that runs.  Owns
  * the flat list it returns (shallow copies: the loaded steps keep owning
  * what they point to) and the key paths of the first copies.  A block's
  * errors name its key path; its steps are checked by scenario.c, once
  * each (their first copy).  Pure; any thread.
  */
-#include "scenario_repeat.h"
+#include "scenario.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +14,6 @@
 
 #include "keel/alloc.h"
 #include "kh_limits.h"
-#include "scenario.h"
 
 typedef struct flat {
 	const kh_repeat_lint *l;
