@@ -73,6 +73,9 @@ static const child_step_ops step_ops[KH_STEP__COUNT] = {
 	[KH_STEP_PARTITION] = { .kind = KH_STEP_PARTITION, .start = child__start_partition },
 	[KH_STEP_HEAL] = { .kind = KH_STEP_HEAL, .start = child__start_heal },
 	[KH_STEP_NET] = { .kind = KH_STEP_NET, .start = child__start_net },
+	[KH_STEP_CLOCK] = { .kind = KH_STEP_CLOCK, .start = child__start_clock },
+	[KH_STEP_DISK] = { .kind = KH_STEP_DISK, .start = child__start_disk,
+			   .deadline = child__fault_deadline },
 };
 
 /* ---- the child's own leaks: the test hook ------------------------------ */
@@ -188,6 +191,7 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	snprintf(name, name_len, "%s", c->sc->name);
 	lc_set_test(c->sc->name);
 	if ((rc = child__net_init(c, err, sizeof(err))) != 0 ||
+	    (rc = child__fx_init(c, err, sizeof(err))) != 0 ||
 	    (rc = child__setup_nodes(c, err, sizeof(err))) != 0 ||
 	    (rc = child__net_setup(c, err, sizeof(err))) != 0) {
 		fprintf(stderr, "keel-harness: cannot set up nodes: %s\n",
@@ -217,6 +221,8 @@ out_loop:
 		uv_close((uv_handle_t *)&c->crc.timer, NULL);
 	}
 	child__net_close(c); /* its handles never kept the loop alive */
+	child__disk_teardown(c); /* every node is down */
+	child__fx_close(c);
 	kh_recorder_close(c->rec);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(&c->loop);

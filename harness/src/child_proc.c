@@ -37,7 +37,18 @@ static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, 
 {
 	child *c = ud;
 	int ni = node_index(c, n);
-	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, kh_now_ns());
+	int64_t now = kh_now_ns();
+	if (h->ok && child__clock_faked(c, ni)) {
+		/* its CLOCK_MONOTONIC is libfaketime's: the recording's time of
+		 * its events is when the harness got them (the event keeps its
+		 * own mono_ns) */
+		kh_event_head rh = *h;
+		rh.mono_ns = now;
+		rh.has_mono = true;
+		kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, &rh, now);
+	} else {
+		kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, now);
+	}
 	if (!h->ok)
 		return;
 	if (strcmp(h->type, "thread.leak") == 0)
@@ -117,6 +128,7 @@ static void on_node_down(kh_node *n, void *ud)
 	}
 	if (st->kind == KH_STEP_RESTART) {
 		child__net_node_up(c, ni);
+		child__clock_before_start(c, (unsigned)ni);
 		int rc = kh_node_start(n);
 		if (rc == 0)
 			note_started(c, ni);
@@ -175,6 +187,7 @@ void child__start_node(child *c, const kh_step *st)
 		return;
 	}
 	child__net_node_up(c, ni);
+	child__clock_before_start(c, (unsigned)ni);
 	rc = kh_node_start(n);
 	if (rc == 0)
 		note_started(c, ni);
@@ -309,7 +322,8 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		}
 		/* The node's env: its scenario `env`, and KEEL_LC_TEST naming the
 		 * scenario on its leak lines (unless env sets it). */
-		const char **env = keel_calloc(spec->env_count + 2, sizeof(*env));
+		const char **env = keel_calloc(spec->env_count + 2 + 3, sizeof(*env));
+		char ftfile[4300];
 		char *lc_test = keel_malloc(strlen(c->sc->name) + 16);
 		if (env == NULL || lc_test == NULL) {
 			keel_free(env);
@@ -317,7 +331,7 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			keel_free(config);
 			return -ENOMEM;
 		}
-		unsigned ne = 0;
+		unsigned ne = 0, nclock = 0, first_clock = 0;
 		bool has_lc_test = false, has_fiu_seed = false;
 		for (unsigned k = 0; k < spec->env_count; k++) {
 			char *kv = keel_malloc(strlen(spec->env[k].key) + strlen(spec->env[k].value) + 2);
@@ -333,6 +347,11 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		sprintf(lc_test, "KEEL_LC_TEST=%s", c->sc->name);
 		if (!has_lc_test)
 			env[ne++] = lc_test;
+		/* libfaketime's files (clock steps); not freed below: ftfile and
+		 * literals */
+		nclock = child__clock_env(c, i, env + ne, ftfile, sizeof(ftfile));
+		first_clock = ne;
+		ne += nclock;
 		snprintf(vgxml, sizeof(vgxml), "%s/%s.%%p.xml", c->o->workdir, spec->name);
 		snprintf(vgtest, sizeof(vgtest), "%s/%s", c->sc->name, spec->name);
 		kh_node_config nc = {
@@ -354,11 +373,14 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			.fiu_seeded = !has_fiu_seed,
 			.fiu_seed = fiu_base_seed(c->o->seed, i),
 			.netns = child__net_node_netns(c, i, netns, sizeof(netns)),
+			.preload = child__clock_preload(c, i),
 		};
+		if ((rc = child__disk_setup(c, i, data, err, errlen)) != 0)
+			goto env_out;
 		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
 env_out:
 		for (unsigned k = 0; k < ne; k++) {
-			if (env[k] != lc_test)
+			if (env[k] != lc_test && (k < first_clock || k >= first_clock + nclock))
 				keel_free((char *)env[k]);
 		}
 		keel_free(env);

@@ -193,4 +193,16 @@
 #define KH_SCENARIO_OUT_CHECK_PERIOD_MS 1000
 #define KH_SCENARIO_OUT_CONNECTION_TTL_MS 5000
 #define KH_SCENARIO_OUT_RETRY_INTERVAL_MS 100
+/* Clock faults (libfaketime): an offset or jump of at most a year either
+ * way (beyond, a typo), a rate between 1/1000 and 1000. */
+#define KH_CLOCK_MAX_OFFSET_S (366.0 * 86400.0)
+#define KH_CLOCK_MIN_RATE 0.001
+#define KH_CLOCK_MAX_RATE 1000.0
+/* Disk faults: points per disk step (the broker has a handful). */
+#define KH_DISK_MAX_POINTS 16
+/* `disk-size` of a node's tmpfs: at least 1 MiB (the broker's journal
+ * files and its HA identity need some room to start at all), at most
+ * 1 GiB (tmpfs is memory). */
+#define KH_DISK_SIZE_MIN (1024ULL * 1024)
+#define KH_DISK_SIZE_MAX (1024ULL * 1024 * 1024)
 #endif

@@ -50,6 +50,7 @@ struct kh_node {
 	char *config_path;
 	char *fiu_prefix;
 	char *netns;            /* run inside this network namespace, or NULL */
+	char *preload;          /* added to LD_PRELOAD last (sh wrapper), or NULL */
 	char **env;             /* the whole environment, NULL = inherit */
 	int fiu_env;            /* index of FIU_PRNG_SEED=... in env, or -1 */
 	uint64_t fiu_seed;      /* its base (kh_node_fiu_seed_for) */
@@ -136,6 +137,7 @@ int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
 	n->config_path = dup_opt(cfg->config_path, &nomem);
 	n->fiu_prefix = dup_opt(cfg->fiu_prefix, &nomem);
 	n->netns = dup_opt(cfg->netns, &nomem);
+	n->preload = dup_opt(cfg->preload, &nomem);
 	n->vg_tool = dup_opt(cfg->valgrind_tool, &nomem);
 	n->vg_xml = dup_opt(cfg->valgrind_xml, &nomem);
 	n->vg_supp = dup_opt(cfg->valgrind_supp, &nomem);
@@ -200,6 +202,7 @@ void kh_node_free(kh_node *n)
 	keel_free(n->config_path);
 	keel_free(n->fiu_prefix);
 	keel_free(n->netns);
+	keel_free(n->preload);
 	keel_free(n->vg_tool);
 	keel_free(n->vg_xml);
 	keel_free(n->vg_supp);
@@ -404,6 +407,14 @@ int kh_node_start(kh_node *n)
 		args[a++] = "-x";
 		args[a++] = "-f";
 		args[a++] = n->fiu_prefix;
+	}
+	if (n->preload) {
+		/* fiu-run sets LD_PRELOAD to its own libraries: add ours after
+		 * it, in the same process (sh execs) */
+		args[a++] = "/bin/sh";
+		args[a++] = "-c";
+		args[a++] = "LD_PRELOAD=\"${LD_PRELOAD:+$LD_PRELOAD }$0\" exec \"$@\"";
+		args[a++] = n->preload;
 	}
 	if (n->vg_tool) {
 		snprintf(vg_tool, sizeof(vg_tool), "--tool=%s", n->vg_tool);

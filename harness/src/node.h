@@ -47,6 +47,9 @@ typedef struct kh_node_config {
 	bool fiu_seeded;
 	uint64_t fiu_seed;
 	const char *netns;        /* non-NULL: run in this network namespace (ip netns exec) */
+	/* non-NULL: a library added to LD_PRELOAD right before the broker (or
+	 * valgrind), after fiu-run set its own (libfaketime for clock faults) */
+	const char *preload;
 	/* Extra environment ("NAME=value", NULL-terminated; may be NULL):
 	 * added to the harness's own, overriding the same names. */
 	const char *const *env;

@@ -170,6 +170,8 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("partition", partition, kh__partition_fields),
 	STEP_OP("heal", heal, kh__heal_fields),
 	STEP_OP("net", net, kh__net_fields),
+	STEP_OP("clock", clock, kh__clock_fields),
+	STEP_OP("disk", disk, kh__disk_fields),
 	STEP_OP("repeat", repeat, repeat_fields),
 	CYAML_FIELD_END,
 };
@@ -181,6 +183,7 @@ static const cyaml_schema_field_t node_fields[] = {
 	STR_OPT("role", kh_node_spec, role),
 	STR_OPT("config", kh_node_spec, config),
 	CYAML_FIELD_IGNORE("env", OPT), /* free keys: collect_kvs */
+	STR_OPT("disk-size", kh_node_spec, disk_size),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t node_schema = {
@@ -205,7 +208,7 @@ static const cyaml_schema_value_t scenario_schema = {
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
 	"consume", "expect", "fault", "await", "crash", "manage", "join",
-	"partition", "heal", "net",
+	"partition", "heal", "net", "clock", "disk",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
@@ -213,7 +216,7 @@ static const char *const kind_names[KH_STEP__COUNT] = {
 static const char *const bool_keys[] = {
 	"kill", "persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
 	"closes", "allow-dropped", "background", "distinct",
-	"one-way", "clients", "blackhole", "refuse", "reset",
+	"one-way", "clients", "blackhole", "refuse", "reset", "off",
 };
 
 const char *kh_step_kind_name(kh_step_kind k)
@@ -535,7 +538,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	const void *kinds[KH_STEP__COUNT] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
-		st->manage, st->join, st->partition, st->heal, st->net,
+		st->manage, st->join, st->partition, st->heal, st->net, st->clock, st->disk,
 	};
 	int found = -1, rc;
 	const char *at = c->flat[i].path; /* steps[3], steps[3].repeat.steps[1] */
@@ -553,7 +556,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
 				     "restart, produce, consume, expect, fault, await, manage, "
-				     "join, partition, heal, net, repeat)");
+				     "join, partition, heal, net, clock, disk, repeat)");
 	st->kind = (kh_step_kind)found;
 	st->line = keel_yaml_line(c->scan, p);
 	snprintf(p, sizeof(p), "%s.%s", at, kind_names[found]);
@@ -725,6 +728,12 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return kh__net_check_heal(net_lint(c, s, &nl), p, st->heal);
 	case KH_STEP_NET:
 		return kh__net_check_net(net_lint(c, s, &nl), p, st->net);
+	case KH_STEP_CLOCK:
+		s->uses_clock = true;
+		return kh__fault_check_clock(net_lint(c, s, &nl), p, st->clock);
+	case KH_STEP_DISK:
+		s->uses_faults = true; /* libfiu points: the nodes run under fiu-run */
+		return kh__fault_check_disk(net_lint(c, s, &nl), p, st->disk);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -783,6 +792,13 @@ static int check_node(sc_check *c, kh_scenario *s, unsigned i)
 			return fail_at(c, p, "not an environment variable name");
 		}
 	}
+	if (n->disk_size) {
+		kh_net_lint nl;
+		snprintf(p, sizeof(p), "nodes[%u].disk-size", i);
+		if ((rc = kh__fault_check_disk_size(net_lint(c, s, &nl), p, n->disk_size,
+						    &n->disk_size_bytes)))
+			return rc;
+	}
 	snprintf(p, sizeof(p), "nodes[%u].role", i);
 	if (n->role && strcmp(n->role, "standalone") != 0 && strcmp(n->role, "live") != 0 &&
 	    strcmp(n->role, "backup") != 0)
@@ -822,7 +838,7 @@ static unsigned other_kinds(const kh_step *st)
 	const void *kinds[] = {
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
-		st->manage, st->join, st->partition, st->heal, st->net,
+		st->manage, st->join, st->partition, st->heal, st->net, st->clock, st->disk,
 	};
 	unsigned n = 0;
 	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
@@ -1229,6 +1245,10 @@ const char *kh_step_node(const kh_step *st)
 		return st->await->node;
 	if (st->manage)
 		return st->manage->node;
+	if (st->clock)
+		return st->clock->node;
+	if (st->disk)
+		return st->disk->node;
 	return NULL;
 }
 
@@ -1438,6 +1458,10 @@ char *kh_step_params_json(const kh_step *st)
 	case KH_STEP_HEAL:
 	case KH_STEP_NET:
 		kh__net_params(st->partition, st->heal, st->net, o);
+		break;
+	case KH_STEP_CLOCK:
+	case KH_STEP_DISK:
+		kh__fault_params(st->clock, st->disk, o);
 		break;
 	default:
 		break;

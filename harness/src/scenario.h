@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "await.h"
+#include "scenario_fault.h"
 #include "scenario_net.h"
 
 /* ---- the repeat block (scenario_repeat.c; scenarios/README.md "Repeat"):
@@ -81,6 +82,8 @@ typedef enum kh_step_kind {
 	KH_STEP_PARTITION,      /* network faults (scenario_net.c) */
 	KH_STEP_HEAL,
 	KH_STEP_NET,
+	KH_STEP_CLOCK,          /* clock and disk faults (scenario_fault.c) */
+	KH_STEP_DISK,
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -221,6 +224,8 @@ typedef struct kh_step {
 	kh_partition *partition;
 	kh_heal *heal;
 	kh_net_step *net;
+	kh_clock_step *clock;
+	kh_disk_step *disk;
 	kh_repeat *repeat;      /* a block (scenario_repeat.h): never in the list that runs */
 	kh_since since;         /* await only */
 	char repeat_label[48];  /* in the list that runs: the iteration of its
@@ -234,6 +239,8 @@ typedef struct kh_node_spec {
 	char *config;           /* YAML text of keel-broker's config; may be NULL */
 	kh_kv *env;             /* extra environment variables (from the scan) */
 	unsigned env_count;
+	char *disk_size;        /* its data directory on a tmpfs of this size ("8MiB") */
+	uint64_t disk_size_bytes; /* parsed; 0 = no tmpfs */
 } kh_node_spec;
 
 typedef struct kh_scenario {
@@ -246,7 +253,8 @@ typedef struct kh_scenario {
 	unsigned steps_count;
 	kh_step *loaded_steps;  /* the file's steps, blocks and all (freed with it) */
 	unsigned loaded_steps_count;
-	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
+	bool uses_faults;       /* some step is a fault or disk: nodes run under fiu-run */
+	bool uses_clock;        /* some step is a clock: nodes run under libfaketime */
 	char *network;          /* proxy | netns | direct; NULL: proxy when uses_net */
 	bool uses_net;          /* some step is partition, heal or net */
 	bool proxied;           /* the links are the harness's (proxy or netns) */

@@ -186,6 +186,131 @@ static void test_repeat_alloc_failures(void **state)
 	}
 }
 
+
+/* ---- clock ------------------------------------------------------------- */
+
+static void test_clock(void **state)
+{
+	(void)state;
+	kh_scenario *s = load_ok("nodes:\n  - name: a\n  - name: b\nsteps:\n"
+				 "  - clock: {node: a, offset: +5s, rate: 2.0}\n"
+				 "  - clock: {target: backup, jump: -250ms}\n"
+				 "  - clock: {node: b, jump: 2m}\n"
+				 "  - clock: {node: a, reset: true}\n");
+	assert_true(s->uses_clock);
+	assert_false(s->uses_faults);
+	assert_int_equal(s->steps[0].kind, KH_STEP_CLOCK);
+	assert_true(s->steps[0].clock->offset_s == 5.0);
+	assert_true(s->steps[1].clock->jump_s == -0.25);
+	assert_true(s->steps[2].clock->jump_s == 120.0);
+	assert_params(&s->steps[0], "{\"clock\":{\"node\":\"a\",\"offset\":\"+5s\",\"rate\":2.0}}");
+	assert_params(&s->steps[1], "{\"clock\":{\"jump\":\"-250ms\",\"target\":\"backup\"}}");
+	assert_params(&s->steps[3], "{\"clock\":{\"node\":\"a\",\"reset\":true}}");
+	kh_scenario_free(s);
+	double d;
+	assert_int_equal(kh__fault_parse_duration("1h", &d), 0);
+	assert_true(d == 3600.0);
+	assert_int_equal(kh__fault_parse_duration("30", &d), 0);
+	assert_true(d == 30.0);
+	assert_int_equal(kh__fault_parse_duration("5 s", &d), -EINVAL);
+	assert_int_equal(kh__fault_parse_duration("soon", &d), -EINVAL);
+}
+
+static void test_clock_errors(void **state)
+{
+	(void)state;
+	expect_err(HEAD "  - clock: {offset: +5s}\n",
+		   "t.yaml:4: steps[0].clock: give either node or target (live, backup, one or all)");
+	expect_err(HEAD "  - clock: {node: n1, target: live, offset: +5s}\n",
+		   "t.yaml:4: steps[0].clock: give either node or target");
+	expect_err(HEAD "  - clock: {node: n9, offset: +5s}\n",
+		   "t.yaml:4: steps[0].clock.node: unknown node \"n9\"");
+	expect_err(HEAD "  - clock: {target: primary, offset: +5s}\n",
+		   "t.yaml:4: steps[0].clock.target: \"primary\": expected live, backup, one or all");
+	expect_err(HEAD "  - clock: {node: n1}\n",
+		   "t.yaml:4: steps[0].clock: changes nothing (offset, jump, rate or reset: true)");
+	expect_err(HEAD "  - clock: {node: n1, offset: soon}\n",
+		   "t.yaml:4: steps[0].clock.offset: \"soon\": expected a duration such as +5s");
+	expect_err(HEAD "  - clock: {node: n1, jump: 400d}\n",
+		   "t.yaml:4: steps[0].clock.jump: \"400d\": expected a duration");
+	expect_err(HEAD "  - clock: {node: n1, jump: 9000h}\n",
+		   "t.yaml:4: steps[0].clock.jump: at most a year either way");
+	expect_err(HEAD "  - clock: {node: n1, offset: +1s, jump: +1s}\n",
+		   "t.yaml:4: steps[0].clock.jump: give either offset (from real time) or jump");
+	expect_err(HEAD "  - clock: {node: n1, rate: 0}\n",
+		   "t.yaml:4: steps[0].clock.rate: must be between 0.001 and 1000");
+	expect_err(HEAD "  - clock: {node: n1, rate: fast}\n",
+		   "t.yaml:4: steps[0].clock.rate: invalid number \"fast\"");
+	expect_err(HEAD "  - clock: {node: n1, reset: true, rate: 2}\n",
+		   "t.yaml:4: steps[0].clock.reset: reset stands alone (real time, rate 1)");
+	expect_err(HEAD "  - clock: {node: n1, reset: maybe}\n", "steps[0].clock.reset");
+	expect_err(HEAD "  - clock: {node: n1, speed: 2}\n",
+		   "t.yaml:4: steps[0].clock.speed: unknown key");
+}
+
+/* ---- disk -------------------------------------------------------------- */
+
+static void test_disk(void **state)
+{
+	(void)state;
+	kh_scenario *s = load_ok("nodes:\n  - name: n1\n    disk-size: 8MiB\n"
+				 "  - name: n2\n    disk-size: 1GiB\n  - name: n3\n"
+				 "    disk-size: \"2097152\"\nsteps:\n  - start: {node: n1}\n");
+	assert_true(s->nodes[0].disk_size_bytes == 8ull << 20);
+	assert_true(s->nodes[1].disk_size_bytes == 1ull << 30);
+	assert_true(s->nodes[2].disk_size_bytes == 2ull << 20);
+	assert_false(s->uses_faults); /* a size alone needs no libfiu */
+	kh_scenario_free(s);
+}
+
+static void test_disk_steps(void **state)
+{
+	(void)state;
+	kh_scenario *s = load_ok("nodes:\n  - name: n1\n    disk-size: 8MiB\nsteps:\n"
+				 "  - disk: {node: n1, faults: [journal/write, journal/sync],"
+				 " probability: 0.25, failinfo: 28}\n"
+				 "  - disk: {target: live, pick: 2}\n"
+				 "  - disk: {node: n1, off: true}\n");
+	assert_true(s->uses_faults);
+	assert_true(s->nodes[0].disk_size_bytes == 8u * 1024 * 1024);
+	assert_int_equal(s->steps[1].disk->failinfo, EIO);
+	assert_params(&s->steps[0], "{\"disk\":{\"failinfo\":28,\"faults\":[\"journal/write\","
+		      "\"journal/sync\"],\"node\":\"n1\",\"probability\":0.25}}");
+	assert_params(&s->steps[1], "{\"disk\":{\"failinfo\":5,\"pick\":2,\"target\":\"live\"}}");
+	assert_params(&s->steps[2], "{\"disk\":{\"node\":\"n1\",\"off\":true}}");
+	kh_scenario_free(s);
+}
+
+static void test_disk_errors(void **state)
+{
+	(void)state;
+	expect_err("nodes:\n  - name: n1\n    disk-size: 8MB\nsteps:\n  - start: {node: n1}\n",
+		   "t.yaml:3: nodes[0].disk-size: \"8MB\": expected a size such as 8MiB, 512KiB or "
+		   "1GiB");
+	expect_err("nodes:\n  - name: n1\n    disk-size: 64KiB\nsteps:\n  - start: {node: n1}\n",
+		   "t.yaml:3: nodes[0].disk-size: \"64KiB\": must be between 1MiB and 1GiB");
+	expect_err("nodes:\n  - name: n1\n    disk-size: 2GiB\nsteps:\n  - start: {node: n1}\n",
+		   "t.yaml:3: nodes[0].disk-size: \"2GiB\": must be between 1MiB and 1GiB");
+	expect_err(HEAD "  - disk: {node: n1}\n",
+		   "t.yaml:4: steps[0].disk: give faults (a list of points) or pick");
+	expect_err(HEAD "  - disk: {node: n1, faults: [journal/write], pick: 1}\n",
+		   "t.yaml:4: steps[0].disk: give faults (a list of points) or pick");
+	expect_err(HEAD "  - disk: {node: n1, faults: []}\n",
+		   "t.yaml:4: steps[0].disk.faults: an empty list");
+	expect_err(HEAD "  - disk: {node: n1, faults: [\"journal/write,x\"]}\n",
+		   "t.yaml:4: steps[0].disk.faults[0]: \"journal/write,x\" is not a fault point");
+	expect_err(HEAD "  - disk: {node: n1, pick: 6}\n",
+		   "t.yaml:4: steps[0].disk.pick: must be 1..5 (the broker's I/O points");
+	expect_err(HEAD "  - disk: {node: n1, pick: 1, probability: 1.5}\n",
+		   "t.yaml:4: steps[0].disk.probability: must be between 0 and 1");
+	expect_err(HEAD "  - disk: {node: n1, pick: 1, failinfo: 0}\n",
+		   "t.yaml:4: steps[0].disk.failinfo: an errno number");
+	expect_err(HEAD "  - disk: {node: n1, off: true, pick: 1}\n",
+		   "t.yaml:4: steps[0].disk.off: off stands alone");
+	expect_err(HEAD "  - disk: {target: up, off: true}\n",
+		   "t.yaml:4: steps[0].disk.target: \"up\": expected live, backup, one or all");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -193,6 +318,11 @@ int main(void)
 		cmocka_unit_test(test_repeat_semantics),
 		cmocka_unit_test(test_repeat_errors),
 		cmocka_unit_test(test_repeat_alloc_failures),
+		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_clock_errors),
+		cmocka_unit_test(test_disk),
+		cmocka_unit_test(test_disk_steps),
+		cmocka_unit_test(test_disk_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
