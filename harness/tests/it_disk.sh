@@ -5,7 +5,10 @@
 #    per iteration (disk.on events), `off` disables exactly those, and the
 #    draws differ between iterations; `target: live` found the node;
 #  - scenarios/journal-disk.yaml (a libfiu disk step and a real ENOSPC on
-#    an 8 MiB tmpfs, disk-size) passes, nothing stays mounted.
+#    an 8 MiB tmpfs, disk-size) passes, nothing stays mounted;
+#  - a scenario with a tmpfs that times out (fixtures/disk/hang.yaml): the
+#    runner removes its directory, unmounting the tmpfs its killed child
+#    left.
 # SKIP (77) against an ASan broker (fiu-run) or when not root (tmpfs).
 set -euo pipefail
 HARNESS=$1
@@ -55,4 +58,11 @@ rc=0
 [ "$(q "$work/jd.db" "SELECT count(*) FROM messages WHERE kind = 'refused'")" -ge 2 ] \
   || fail "journal-disk: fewer than 2 refusals"
 ! grep -q "$work" /proc/mounts || fail "a tmpfs left mounted"
+# a child killed at its timeout leaves its tmpfs: the runner unmounts it
+rc=0
+"$HARNESS" run --broker "$BROKER" --db "$work/hang.db" "$FIX/hang.yaml" > "$work/hang.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat "$work/hang.out"; fail "disk-hang: exit $rc, expected 1"; }
+grep -q '^TIMEOUT  *disk-hang' "$work/hang.out" || { cat "$work/hang.out"; fail "disk-hang: no timeout"; }
+! grep -q 'cannot remove' "$work/hang.out" || { cat "$work/hang.out"; fail "disk-hang: directory left"; }
+! grep -q "1-disk-hang/n1/data" /proc/mounts || fail "disk-hang: its tmpfs left mounted"
 echo "it_disk: ok"
