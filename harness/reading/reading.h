@@ -116,6 +116,24 @@ void kh__fmt_rel(char *buf, size_t len, int64_t t_ns, int64_t base_ns);
 /* show's text for one scenario, on `out`.  0, -ENOENT or -EIO. */
 int kh__show_scenario(sqlite3 *db, int64_t scenario_id, bool all, FILE *out);
 
+/* A time node `node` spent under a fault (report_faults.c): kind
+ * partition, net (a degraded link), clock or disk, from the harness event
+ * that began it to the one that ended it (or the scenario's end). */
+struct kh_fault_window {
+	size_t node;
+	char kind[16];
+	int64_t from_ns;
+	int64_t to_ns;
+	int64_t opened_by;      /* events.id that began it */
+	char what[200];         /* "partition [[...]]", "clock +30.000 s x2" */
+	char closed_by[32];     /* net.heal, clock.reset, disk.off, the scenario's end */
+};
+
+/* The fault windows of trace t, from its harness events: 0 and a new
+ * array (keel_free it), -ENOMEM or -EIO. */
+int kh__fault_windows(sqlite3 *db, const struct kh_trace *t, struct kh_fault_window **out,
+		      size_t *n_out);
+
 /* report's HTML page for scenarios `ids`, on `out`.  0 or -errno. */
 int kh__report_write(sqlite3 *db, const char *title, const int64_t *ids,
 		     size_t n, FILE *out);

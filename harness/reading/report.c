@@ -89,6 +89,12 @@ static const char css[] =
 	".state-other{fill:#90a4ae}"
 	".end-unknown{fill-opacity:.3;stroke:#333;stroke-width:1;"
 	"stroke-dasharray:3 2}.end-unknown-mark{fill:#333;font-weight:bold}"
+	".fault-window{stroke-width:1;fill-opacity:.18;stroke-opacity:.7}"
+	".fault-partition{fill:#e53935;stroke:#e53935}"
+	".fault-net{fill:#fb8c00;stroke:#fb8c00}"
+	".fault-clock{fill:#7e57c2;stroke:#7e57c2}"
+	".fault-disk{fill:#6d4c41;stroke:#6d4c41}"
+	".fault-label{font-size:10px;font-style:italic}"
 	".paused{fill:#0000001f;stroke:#455a64;stroke-width:1;"
 	"stroke-dasharray:1 2}.paused-label{fill:#455a64;font-style:italic}"
 	".step-bar.hung{fill:#d5000044;stroke:#d50000;stroke-width:1}"
@@ -298,6 +304,49 @@ static void pauses(const struct kh_trace *t, const struct chart *c, size_t n,
 	}
 }
 
+/* Fault windows of lane `n` (report_faults.c): a translucent overlay per
+ * window, each kind its colour, a strip of its own at the lane's foot so
+ * that overlapping windows stay apart, as Jepsen's plots shade them. */
+static void fault_windows(const struct kh_trace *t, const struct chart *c, size_t n, int y,
+			  const struct kh_fault_window *w, size_t nw, FILE *out)
+{
+	static const char *const kinds[] = { "partition", "net", "clock", "disk" };
+	for (size_t i = 0; i < nw; i++) {
+		if (w[i].node != n)
+			continue;
+		int k = 0;
+		for (int j = 0; j < 4; j++)
+			k = strcmp(w[i].kind, kinds[j]) == 0 ? j : k;
+		double x1 = xpos(c, w[i].from_ns), x2 = xpos(c, w[i].to_ns);
+		double wd = x2 - x1 < 2.0 ? 2.0 : x2 - x1;
+		char a[32], b[32];
+		kh__fmt_rel(a, sizeof(a), w[i].from_ns, t->started_ns);
+		kh__fmt_rel(b, sizeof(b), w[i].to_ns, t->started_ns);
+		fprintf(out, "<rect class=\"fault-window fault-");
+		css_name(out, w[i].kind);
+		fprintf(out, "\" data-fault=\"");
+		css_name(out, w[i].kind);
+		fprintf(out, "\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\"><title>",
+			x1, y + 1, wd, R_LANE - 2);
+		esc(out, t->nodes[n].name);
+		fputc(' ', out);
+		esc(out, w[i].what);
+		fprintf(out, " +%s..+%s s (until ", a, b);
+		esc(out, w[i].closed_by);
+		fputs(")</title></rect>\n", out);
+		fprintf(out, "<rect class=\"fault-strip fault-");
+		css_name(out, w[i].kind);
+		fprintf(out, "\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"2\"/>\n", x1,
+			y + 25 + 2 * k, wd);
+		if (wd > 60.0 + 55.0 * k) { /* side by side when windows overlap */
+			fprintf(out, "<text class=\"fault-label\" x=\"%.1f\" y=\"%d\">",
+				x1 + 3 + 55.0 * k, y + 34);
+			esc(out, w[i].kind);
+			fputs("</text>\n", out);
+		}
+	}
+}
+
 static int ticks(sqlite3 *db, const struct kh_trace *t, const struct chart *c,
 		 FILE *out)
 {
@@ -381,6 +430,11 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 			x, x, R_TOP - 4, lanes_bottom, x + 2, height - 8, lbl);
 	}
 	fprintf(out, "</g>\n");
+	struct kh_fault_window *fw = NULL;
+	size_t nfw = 0;
+	int frc = kh__fault_windows(db, t, &fw, &nfw);
+	if (frc < 0)
+		return frc;
 	/* One lane per node: name, state bands. */
 	for (size_t n = 0; n < t->n_nodes; n++) {
 		int y = R_TOP + (int)n * R_LANE;
@@ -429,8 +483,10 @@ static int swimlane(sqlite3 *db, const struct kh_trace *t, FILE *out)
 				end_unknown_band(t, &c, s, y, out);
 		}
 		pauses(t, &c, n, y, out);
+		fault_windows(t, &c, n, y, fw, nfw, out);
 		fprintf(out, "</g>\n");
 	}
+	keel_free(fw);
 	int err = ticks(db, t, &c, out);
 	if (err < 0)
 		return err;
@@ -523,6 +579,18 @@ static void legend(FILE *out)
 	      "<span><svg width=\"14\" height=\"10\"><rect class=\"paused\""
 	      " width=\"14\" height=\"10\"/></svg> paused (SIGSTOP until"
 	      " SIGCONT)</span>"
+	      "<span><svg width=\"14\" height=\"10\"><rect class=\"fault-window"
+	      " fault-partition\" width=\"14\" height=\"10\"/></svg> partitioned"
+	      " (partition until heal)</span>"
+	      "<span><svg width=\"14\" height=\"10\"><rect class=\"fault-window"
+	      " fault-net\" width=\"14\" height=\"10\"/></svg> degraded link"
+	      " (net until heal)</span>"
+	      "<span><svg width=\"14\" height=\"10\"><rect class=\"fault-window"
+	      " fault-clock\" width=\"14\" height=\"10\"/></svg> clock fault"
+	      " (clock until reset)</span>"
+	      "<span><svg width=\"14\" height=\"10\"><rect class=\"fault-window"
+	      " fault-disk\" width=\"14\" height=\"10\"/></svg> disk faults"
+	      " (disk until off)</span>"
 	      "<span>| dashed blue: step, red: fault, thick red: failing step,"
 	      " thick dashed red: the step that hung;"
 	      " ticks: events (hover for details)</span></p>\n",

@@ -196,6 +196,12 @@ static void print_step(const struct kh_trace *t, const struct kh_step *s,
 	fprintf(out, "%10s  %-12s %s step #%" PRId64 " %s", at,
 		s->node ? s->node : "-", kh__step_is_fault(s->kind) ? "!!" : "->",
 		s->idx, s->kind);
+	json_t *pj = s->params ? json_loads(s->params, 0, NULL) : NULL;
+	const char *rep = json_string_value(json_object_get(json_object_get(pj, s->kind),
+							    "repeat"));
+	if (rep) /* a step of a repeat block: its iteration */
+		fprintf(out, " [repeat %s]", rep);
+	json_decref(pj);
 	if (s->outcome)
 		fprintf(out, ": %s", s->outcome);
 	if (s->started_ns >= 0 && s->finished_ns >= s->started_ns)

@@ -127,7 +127,7 @@ bool kh__step_is_fault(const char *kind)
 {
 	static const char *const faults[] = {
 		"kill", "pause", "partition", "chaos", "delay", "restart",
-		"fault", "crash", "disk", "drop", "reset", "blackhole", "net",
+		"fault", "crash", "disk", "drop", "reset", "blackhole", "net", "clock",
 	};
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
 		if (strcmp(kind, faults[i]) == 0)

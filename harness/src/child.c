@@ -78,6 +78,9 @@ static const child_step_ops step_ops[KH_STEP__COUNT] = {
 	[KH_STEP_LIVENESS] = { .kind = KH_STEP_LIVENESS, .start = child__start_liveness,
 			       .deadline = child__liveness_deadline,
 			       .within = child__liveness_within },
+	[KH_STEP_CLOCK] = { .kind = KH_STEP_CLOCK, .start = child__start_clock },
+	[KH_STEP_DISK] = { .kind = KH_STEP_DISK, .start = child__start_disk,
+			   .deadline = child__fault_deadline },
 };
 
 /* ---- the child's own leaks: the test hook ------------------------------ */
@@ -193,6 +196,7 @@ static int child_run(const kh_child_opts *o, char *name, size_t name_len)
 	snprintf(name, name_len, "%s", c->sc->name);
 	lc_set_test(c->sc->name);
 	if ((rc = child__net_init(c, err, sizeof(err))) != 0 ||
+	    (rc = child__fx_init(c, err, sizeof(err))) != 0 ||
 	    (rc = child__setup_nodes(c, err, sizeof(err))) != 0 ||
 	    (rc = child__chaos_init(c)) != 0 ||
 	    (rc = child__net_setup(c, err, sizeof(err))) != 0) {
@@ -224,6 +228,8 @@ out_loop:
 	}
 	child__net_close(c); /* its handles never kept the loop alive */
 	child__chaos_free(c);
+	child__disk_teardown(c); /* every node is down */
+	child__fx_close(c);
 	kh_recorder_close(c->rec);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(&c->loop);

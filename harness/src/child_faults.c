@@ -1,6 +1,7 @@
 /*
  * child_faults.c - fault steps (child_int.h): `fiu-ctrl` run against a node
- * started under fiu-run, to enable or disable a libfiu failure point.  The
+ * started under fiu-run, to enable or disable a libfiu failure point (the
+ * helper process, also run by disk steps: child__helper_spawn).  The
  * child runs at most one such helper at a time (c->helper, its stdout in
  * c->helper_text); the step ends once the process and its pipe are both
  * closed.  Main thread.
@@ -74,6 +75,43 @@ static void on_helper_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
+/* Runs args[0] (fiu-ctrl, or sh for several nodes) as the step's helper:
+ * its stdout kept in c->helper_text, the step done once the process and
+ * its pipe are closed (helper_check).  ni: the node it is about. */
+void child__helper_spawn(child *c, int ni, char **args)
+{
+	uv_stdio_container_t stdio[3];
+	uv_process_options_t opt = { 0 };
+	c->helper_len = 0;
+	c->helper_text[0] = '\0';
+	c->op_msg[0] = '\0';
+	uv_pipe_init(&c->loop, &c->helper_out, 0);
+	c->helper_out.data = c;
+	stdio[0].flags = UV_IGNORE;
+	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[1].data.stream = (uv_stream_t *)&c->helper_out;
+	stdio[2].flags = UV_INHERIT_FD;
+	stdio[2].data.fd = 2;
+	opt.file = args[0];
+	opt.args = args;
+	opt.stdio = stdio;
+	opt.stdio_count = 3;
+	opt.exit_cb = on_helper_exit;
+	c->helper.data = c;
+	c->op = OP_HELPER;
+	c->op_node = ni;
+	c->helper_pending = 2;
+	int rc = uv_spawn(&c->loop, &c->helper, &opt);
+	if (rc) {
+		snprintf(c->op_msg, sizeof(c->op_msg), "cannot run %s: %s (is fiu-utils "
+			 "installed?)", args[0], uv_strerror(rc));
+		uv_close((uv_handle_t *)&c->helper, on_helper_closed);
+		uv_close((uv_handle_t *)&c->helper_out, on_helper_closed);
+		return;
+	}
+	uv_read_start((uv_stream_t *)&c->helper_out, on_helper_alloc, on_helper_read);
+}
+
 void child__start_fault(child *c, const kh_step *st)
 {
 	const kh_fault *f = st->fault;
@@ -94,36 +132,7 @@ void child__start_fault(child *c, const kh_step *st)
 	snprintf(pid, sizeof(pid), "%d", kh_node_pid(n));
 	snprintf(prefix, sizeof(prefix), "%s/fiu-%s", c->o->workdir, f->node);
 	char *args[] = { "fiu-ctrl", "-f", prefix, "-c", cmd, pid, NULL };
-	uv_stdio_container_t stdio[3];
-	uv_process_options_t opt = { 0 };
-	c->helper_len = 0;
-	c->helper_text[0] = '\0';
-	c->op_msg[0] = '\0';
-	uv_pipe_init(&c->loop, &c->helper_out, 0);
-	c->helper_out.data = c;
-	stdio[0].flags = UV_IGNORE;
-	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[1].data.stream = (uv_stream_t *)&c->helper_out;
-	stdio[2].flags = UV_INHERIT_FD;
-	stdio[2].data.fd = 2;
-	opt.file = "fiu-ctrl";
-	opt.args = args;
-	opt.stdio = stdio;
-	opt.stdio_count = 3;
-	opt.exit_cb = on_helper_exit;
-	c->helper.data = c;
-	c->op = OP_HELPER;
-	c->op_node = ni;
-	c->helper_pending = 2;
-	int rc = uv_spawn(&c->loop, &c->helper, &opt);
-	if (rc) {
-		snprintf(c->op_msg, sizeof(c->op_msg), "cannot run fiu-ctrl: %s (is fiu-utils "
-			 "installed?)", uv_strerror(rc));
-		uv_close((uv_handle_t *)&c->helper, on_helper_closed);
-		uv_close((uv_handle_t *)&c->helper_out, on_helper_closed);
-		return;
-	}
-	uv_read_start((uv_stream_t *)&c->helper_out, on_helper_alloc, on_helper_read);
+	child__helper_spawn(c, ni, args);
 }
 
 void child__fault_deadline(child *c, const kh_step *st)

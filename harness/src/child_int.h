@@ -9,9 +9,12 @@
  *   child_netns.c   the links in network namespaces (ip, tc);
  *   child_net.c     the links through the proxy or namespaces; partition,
  *                   heal, net;
+ *   child_clock.c   clock faults (libfaketime), the targets of clock and
+ *                   disk steps, c->fx;
  *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
  *                   restart;
- *   child_faults.c  fault (fiu-ctrl);
+ *   child_faults.c  fault (fiu-ctrl), the helper process;
+ *   child_disk.c    disk faults (fiu-ctrl), disk-size (tmpfs);
  *   child_clients.c tally, reconn, the child's one client and consume;
  *   child_manage.c  manage (on the child's client), expect;
  *   child_produce.c produce, join;
@@ -44,6 +47,7 @@
 #include "lc_check.h"
 #include "node.h"
 #include "recorder.h"
+#include "kh_rand.h"
 #include "scenario.h"
 
 #define uthash_malloc(sz) keel_malloc(sz)
@@ -172,6 +176,25 @@ typedef struct node_leaks {
 	unsigned nseen;
 } node_leaks;
 
+/* A node's clock and disk faults (child_clock.c, child_disk.c). */
+typedef struct fx_node {
+	bool faked;             /* run under libfaketime */
+	char clock_file[4200];  /* its FAKETIME_TIMESTAMP_FILE */
+	double offset_s;        /* the file's offset */
+	double rate;            /* the file's rate */
+	int64_t start_ns;       /* when its current process started; -1 never */
+	bool mounted;           /* its data directory is a tmpfs (disk-size) */
+	char mount_dir[4200];
+	char points[KH_DISK_MAX_POINTS][64]; /* libfiu points its disk steps enabled */
+	unsigned npoints;
+} fx_node;
+
+typedef struct child_fx {
+	fx_node *nodes;         /* per node */
+	const char *faketime;   /* libfaketime's path, when a node is faked */
+	kh_rand rng;            /* targets `one` */
+} child_fx;
+
 /* One node process run under Valgrind, its XML checked at the end. */
 typedef struct vg_run {
 	int node;
@@ -239,6 +262,7 @@ typedef struct child {
 	const child_hooks *hooks; /* child.c's (child_chaos.c) */
 	child_exec *exec;       /* set while child__exec_step runs an executor */
 	struct child_chaos *chaos; /* child_chaos.c's state, or NULL */
+	child_fx *fx;           /* clock and disk faults (child_clock.c) */
 } child;
 
 /* op_node of an await on the harness's own events. */
@@ -363,6 +387,27 @@ void child__start_partition(child *c, const kh_step *st);
 void child__start_heal(child *c, const kh_step *st);
 void child__start_net(child *c, const kh_step *st);
 
+/* ---- child_clock.c: clock faults, fault targets ------------------------ */
+
+/* Before the nodes are set up: c->fx, each faked node's clock file.  0 or
+ * a negative errno (err says why: libfaketime missing). */
+int child__fx_init(child *c, char *err, size_t errlen);
+void child__fx_close(child *c);
+/* Node ni's libfaketime environment into env[] (at most 3 entries; buf
+ * holds one of them): how many. */
+unsigned child__clock_env(child *c, unsigned ni, const char **env, char *buf, size_t len);
+/* libfaketime's path when node ni runs under it, else NULL. */
+const char *child__clock_preload(child *c, unsigned ni);
+bool child__clock_faked(child *c, unsigned ni);
+/* Node ni is about to start: its clock file says where its clock is. */
+void child__clock_before_start(child *c, unsigned ni);
+/* pick[i] for the nodes a clock or disk step acts on (node, or target
+ * resolved from the nodes' last states; `one` from the scenario's seed):
+ * how many (0: none; err describes the states). */
+int child__fx_targets(child *c, const char *node, const char *target, bool *pick, char *err,
+		      size_t errlen);
+void child__start_clock(child *c, const kh_step *st);
+
 /* ---- child_proc.c: nodes ----------------------------------------------- */
 
 int child__setup_nodes(child *c, char *err, size_t errlen);
@@ -376,6 +421,17 @@ double child__stop_within(const kh_step *st);
 
 void child__start_fault(child *c, const kh_step *st);
 void child__fault_deadline(child *c, const kh_step *st);
+/* Runs args[0] as the step's helper (OP_HELPER; the step ends when it
+ * has exited and its output is read: ok, or failed with its output). */
+void child__helper_spawn(child *c, int ni, char **args);
+
+/* ---- child_disk.c: disk faults, disk-size ------------------------------ */
+
+/* Node ni's data directory on a tmpfs of its disk-size (none: 0). */
+int child__disk_setup(child *c, unsigned ni, const char *data_dir, char *err, size_t errlen);
+/* Unmounts them (every node down). */
+void child__disk_teardown(child *c);
+void child__start_disk(child *c, const kh_step *st);
 
 /* ---- child_clients.c: tally, reconn, consume --------------------------- */
 

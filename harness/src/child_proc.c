@@ -15,11 +15,14 @@
 #include <sys/stat.h>
 
 #include "child_int.h"
+#include "kh_rand.h"
 
 /* keel-broker's exit status when a thread leaked at stop (leakcheck/README.md). */
 #define KH_NODE_EXIT_LEAKED KEEL_EXIT_LEAKED
 
 /* ---- node callbacks ---------------------------------------------------- */
+
+static void note_started(child *c, int ni);
 
 static int node_index(child *c, kh_node *n)
 {
@@ -34,7 +37,18 @@ static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, 
 {
 	child *c = ud;
 	int ni = node_index(c, n);
-	kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, kh_now_ns());
+	int64_t now = kh_now_ns();
+	if (h->ok && child__clock_faked(c, ni)) {
+		/* its CLOCK_MONOTONIC is libfaketime's: the recording's time of
+		 * its events is when the harness got them (the event keeps its
+		 * own mono_ns) */
+		kh_event_head rh = *h;
+		rh.mono_ns = now;
+		rh.has_mono = true;
+		kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, &rh, now);
+	} else {
+		kh_recorder_event(c->rec, c->sid, kh_node_name(n), line, h, now);
+	}
 	if (!h->ok)
 		return;
 	if (c->hooks && c->hooks->node_event)
@@ -118,7 +132,10 @@ static void on_node_down(kh_node *n, void *ud)
 	}
 	if (st->kind == KH_STEP_RESTART) {
 		child__net_node_up(c, ni);
+		child__clock_before_start(c, (unsigned)ni);
 		int rc = kh_node_start(n);
+		if (rc == 0)
+			note_started(c, ni);
 		if (rc)
 			child__step_done(c, false, "restart %s: cannot start: %s", kh_node_name(n),
 					 uv_strerror(rc));
@@ -150,6 +167,18 @@ static void op_signal_and_wait(child *c, int ni, int signum)
 	c->op_node = ni;
 }
 
+/* A node process started: under fiu-run, its libfiu seed is a harness
+ * event (fiu.seed), so a run's draws can be told from the recording. */
+static void note_started(child *c, int ni)
+{
+	kh_node *n = c->nodes[ni];
+	if (c->sc->uses_faults && kh_node_fiu_seed(n) != 0)
+		child__harness_event(c, "fiu.seed",
+				     json_pack("{s:s, s:i, s:I}", "broker", kh_node_name(n),
+					       "incarnation", (int)kh_node_incarnation(n), "seed",
+					       (json_int_t)kh_node_fiu_seed(n)));
+}
+
 /* start: spawns a node that is not running; the step ends at once. */
 void child__start_node(child *c, const kh_step *st)
 {
@@ -162,7 +191,10 @@ void child__start_node(child *c, const kh_step *st)
 		return;
 	}
 	child__net_node_up(c, ni);
+	child__clock_before_start(c, (unsigned)ni);
 	rc = kh_node_start(n);
+	if (rc == 0)
+		note_started(c, ni);
 	if (rc)
 		child__step_done(c, false, "start %s: %s", name, uv_strerror(rc));
 	else
@@ -243,6 +275,14 @@ static int write_file(const char *path, const char *text)
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
+/* The base of node i's libfiu seeds (kh_node_fiu_seed_for). */
+static uint64_t fiu_base_seed(uint64_t scenario_seed, unsigned i)
+{
+	kh_rand r;
+	kh_rand_init(&r, scenario_seed, 0x666975 /* "fiu" */, i, 0);
+	return kh_rand_next(&r);
+}
+
 static const kh_node_callbacks node_cb = {
 	.on_event = on_node_event,
 	.on_output = on_node_output,
@@ -286,7 +326,8 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		}
 		/* The node's env: its scenario `env`, and KEEL_LC_TEST naming the
 		 * scenario on its leak lines (unless env sets it). */
-		const char **env = keel_calloc(spec->env_count + 2, sizeof(*env));
+		const char **env = keel_calloc(spec->env_count + 2 + 3, sizeof(*env));
+		char ftfile[4300];
 		char *lc_test = keel_malloc(strlen(c->sc->name) + 16);
 		if (env == NULL || lc_test == NULL) {
 			keel_free(env);
@@ -294,8 +335,8 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			keel_free(config);
 			return -ENOMEM;
 		}
-		unsigned ne = 0;
-		bool has_lc_test = false;
+		unsigned ne = 0, nclock = 0, first_clock = 0;
+		bool has_lc_test = false, has_fiu_seed = false;
 		for (unsigned k = 0; k < spec->env_count; k++) {
 			char *kv = keel_malloc(strlen(spec->env[k].key) + strlen(spec->env[k].value) + 2);
 			if (kv == NULL) {
@@ -305,10 +346,16 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			sprintf(kv, "%s=%s", spec->env[k].key, spec->env[k].value);
 			env[ne++] = kv;
 			has_lc_test |= strcmp(spec->env[k].key, "KEEL_LC_TEST") == 0;
+			has_fiu_seed |= strcmp(spec->env[k].key, "FIU_PRNG_SEED") == 0;
 		}
 		sprintf(lc_test, "KEEL_LC_TEST=%s", c->sc->name);
 		if (!has_lc_test)
 			env[ne++] = lc_test;
+		/* libfaketime's files (clock steps); not freed below: ftfile and
+		 * literals */
+		nclock = child__clock_env(c, i, env + ne, ftfile, sizeof(ftfile));
+		first_clock = ne;
+		ne += nclock;
 		snprintf(vgxml, sizeof(vgxml), "%s/%s.%%p.xml", c->o->workdir, spec->name);
 		snprintf(vgtest, sizeof(vgtest), "%s/%s", c->sc->name, spec->name);
 		kh_node_config nc = {
@@ -325,12 +372,19 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 			.data_dir = data,
 			.config_path = config ? cfgp : NULL,
 			.fiu_prefix = c->sc->uses_faults ? fiu : NULL,
+			/* libfiu's draws from the scenario's seed (--seed
+			 * reproduces them), one stream per node and start */
+			.fiu_seeded = !has_fiu_seed,
+			.fiu_seed = fiu_base_seed(c->o->seed, i),
 			.netns = child__net_node_netns(c, i, netns, sizeof(netns)),
+			.preload = child__clock_preload(c, i),
 		};
+		if ((rc = child__disk_setup(c, i, data, err, errlen)) != 0)
+			goto env_out;
 		rc = kh_node_create(&c->nodes[i], &c->loop, &nc, &node_cb, c);
 env_out:
 		for (unsigned k = 0; k < ne; k++) {
-			if (env[k] != lc_test)
+			if (env[k] != lc_test && (k < first_clock || k >= first_clock + nclock))
 				keel_free((char *)env[k]);
 		}
 		keel_free(env);

@@ -167,15 +167,18 @@ void child__step_done(child *c, bool ok, const char *fmt, ...)
 	kh_recorder_step_end(c->rec, c->step_id, now, ok ? "ok" : "fail", msg);
 	char label[KH_PATH_MAX];
 	const char *node = child__step_label(st, ",", label, sizeof(label));
-	printf("[%8.3f s] step %u %s%s%s: %s%s%s\n", child__secs(now - c->t0_ns), c->step,
-	       kh_step_kind_name(st->kind), node ? " " : "", node ? node : "",
+	char rep[64] = "";
+	if (st->repeat_label[0]) /* a repeated step: which iteration */
+		snprintf(rep, sizeof(rep), " [repeat %s]", st->repeat_label);
+	printf("[%8.3f s] step %u %s%s%s%s: %s%s%s\n", child__secs(now - c->t0_ns), c->step,
+	       kh_step_kind_name(st->kind), node ? " " : "", node ? node : "", rep,
 	       ok ? "ok" : "FAILED", ok ? " - " : ": ", msg);
 	fflush(stdout);
 	if (!ok) {
 		c->failed = true;
-		snprintf(c->reason, sizeof(c->reason), "step %u (%s%s%s, line %u): %.1900s", c->step,
-			 kh_step_kind_name(st->kind), node ? " " : "", node ? node : "", st->line,
-			 msg);
+		snprintf(c->reason, sizeof(c->reason), "step %u (%s%s%s, line %u%s%s): %.1900s",
+			 c->step, kh_step_kind_name(st->kind), node ? " " : "", node ? node : "",
+			 st->line, rep[0] ? ", repeat " : "", st->repeat_label, msg);
 		child__finish(c);
 		return;
 	}

@@ -144,7 +144,7 @@ const kh_diff_rule *kh_diff_rule_of(const char *type)
 bool kh_diff_step_acts(const char *kind)
 {
 	static const char *const acting[] = { "start", "stop", "kill", "restart", "pause",
-					      "resume", "fault", "crash", "manage" };
+					      "resume", "fault", "crash", "manage", "clock", "disk" };
 	for (size_t i = 0; i < sizeof(acting) / sizeof(acting[0]); i++) {
 		if (strcmp(kind, acting[i]) == 0)
 			return true;

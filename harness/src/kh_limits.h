@@ -21,6 +21,16 @@
 #define KH_ADDR_SLOTS 250
 /* Steps per scenario: a scenario is read by people. */
 #define KH_MAX_STEPS 10000
+/* Steps a scenario runs once its repeat blocks are unrolled: each is a
+ * row of the recording and a line of the step log. */
+#define KH_MAX_RUN_STEPS 20000
+/* A repeat block's count, and how deep blocks nest: a soak is a run
+ * with --repeat or ci/soak.sh, not a scenario of a million steps. */
+#define KH_MAX_REPEAT_COUNT 1000
+#define KH_MAX_REPEAT_DEPTH 3
+/* A limit's value as a string literal, for messages. */
+#define KH_STR_(x) #x
+#define KH_STR(x) KH_STR_(x)
 /* Predicates per await. */
 #define KH_MAX_PREDICATES 32
 /* Messages per produce step and body size (a harness, not a benchmark). */
@@ -227,4 +237,16 @@
 #define KH_SCENARIO_OUT_CHECK_PERIOD_MS 1000
 #define KH_SCENARIO_OUT_CONNECTION_TTL_MS 5000
 #define KH_SCENARIO_OUT_RETRY_INTERVAL_MS 100
+/* Clock faults (libfaketime): an offset or jump of at most a year either
+ * way (beyond, a typo), a rate between 1/1000 and 1000. */
+#define KH_CLOCK_MAX_OFFSET_S (366.0 * 86400.0)
+#define KH_CLOCK_MIN_RATE 0.001
+#define KH_CLOCK_MAX_RATE 1000.0
+/* Disk faults: points per disk step (the broker has a handful). */
+#define KH_DISK_MAX_POINTS 16
+/* `disk-size` of a node's tmpfs: at least 1 MiB (the broker's journal
+ * files and its HA identity need some room to start at all), at most
+ * 1 GiB (tmpfs is memory). */
+#define KH_DISK_SIZE_MIN (1024ULL * 1024)
+#define KH_DISK_SIZE_MAX (1024ULL * 1024 * 1024)
 #endif

@@ -9,12 +9,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "keel/alloc.h"
 #include "kh_limits.h"
+#include "kh_rand.h"
 
 enum { PIPE_OUT, PIPE_ERR, PIPE_EVENTS, PIPE__COUNT };
 
@@ -48,7 +50,11 @@ struct kh_node {
 	char *config_path;
 	char *fiu_prefix;
 	char *netns;            /* run inside this network namespace, or NULL */
+	char *preload;          /* added to LD_PRELOAD last (sh wrapper), or NULL */
 	char **env;             /* the whole environment, NULL = inherit */
+	int fiu_env;            /* index of FIU_PRNG_SEED=... in env, or -1 */
+	uint64_t fiu_seed;      /* its base (kh_node_fiu_seed_for) */
+	uint32_t fiu_cur;       /* the current incarnation's value */
 	char *vg_tool;
 	char *vg_xml;
 	char *vg_supp;
@@ -131,12 +137,35 @@ int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
 	n->config_path = dup_opt(cfg->config_path, &nomem);
 	n->fiu_prefix = dup_opt(cfg->fiu_prefix, &nomem);
 	n->netns = dup_opt(cfg->netns, &nomem);
+	n->preload = dup_opt(cfg->preload, &nomem);
 	n->vg_tool = dup_opt(cfg->valgrind_tool, &nomem);
 	n->vg_xml = dup_opt(cfg->valgrind_xml, &nomem);
 	n->vg_supp = dup_opt(cfg->valgrind_supp, &nomem);
 	n->vg_test = dup_opt(cfg->valgrind_test, &nomem);
-	if (cfg->env)
-		n->env = env_build(cfg->env, &nomem);
+	n->fiu_env = -1;
+	n->fiu_seed = cfg->fiu_seed;
+	if (cfg->env || (cfg->fiu_prefix && cfg->fiu_seeded)) {
+		/* FIU_PRNG_SEED last, rewritten at each start (fiu_env) */
+		const char *none[] = { NULL };
+		const char *const *extra = cfg->env ? cfg->env : none;
+		size_t nx = 0;
+		while (extra[nx])
+			nx++;
+		const char **all = keel_calloc(nx + 2, sizeof(*all));
+		if (all == NULL)
+			nomem = true;
+		for (size_t i = 0; all && i < nx; i++)
+			all[i] = extra[i];
+		if (all && cfg->fiu_prefix && cfg->fiu_seeded)
+			all[nx] = "FIU_PRNG_SEED=0";
+		if (all)
+			n->env = env_build(all, &nomem);
+		keel_free(all);
+		for (size_t i = 0; n->env && n->env[i] && cfg->fiu_prefix && cfg->fiu_seeded; i++) {
+			if (strncmp(n->env[i], "FIU_PRNG_SEED=", 14) == 0)
+				n->fiu_env = (int)i;
+		}
+	}
 	n->port = cfg->port;
 	n->cb = *cb;
 	n->ud = ud;
@@ -173,6 +202,7 @@ void kh_node_free(kh_node *n)
 	keel_free(n->config_path);
 	keel_free(n->fiu_prefix);
 	keel_free(n->netns);
+	keel_free(n->preload);
 	keel_free(n->vg_tool);
 	keel_free(n->vg_xml);
 	keel_free(n->vg_supp);
@@ -350,6 +380,17 @@ int kh_node_start(kh_node *n)
 
 	if (n->up)
 		return -EBUSY;
+	if (n->fiu_env >= 0) {
+		char kv[32];
+		uint32_t seed = kh_node_fiu_seed_for(n->fiu_seed, n->incarnation + 1);
+		snprintf(kv, sizeof(kv), "FIU_PRNG_SEED=%" PRIu32, seed);
+		char *d = keel_strdup(kv);
+		if (d == NULL)
+			return -ENOMEM;
+		keel_free(n->env[n->fiu_env]);
+		n->env[n->fiu_env] = d;
+		n->fiu_cur = seed;
+	}
 	snprintf(listen, sizeof(listen), "%s:%u", n->host, n->port);
 	args[a++] = n->self_exe;
 	args[a++] = "exec-node";
@@ -366,6 +407,14 @@ int kh_node_start(kh_node *n)
 		args[a++] = "-x";
 		args[a++] = "-f";
 		args[a++] = n->fiu_prefix;
+	}
+	if (n->preload) {
+		/* fiu-run sets LD_PRELOAD to its own libraries: add ours after
+		 * it, in the same process (sh execs) */
+		args[a++] = "/bin/sh";
+		args[a++] = "-c";
+		args[a++] = "LD_PRELOAD=\"${LD_PRELOAD:+$LD_PRELOAD }$0\" exec \"$@\"";
+		args[a++] = n->preload;
 	}
 	if (n->vg_tool) {
 		snprintf(vg_tool, sizeof(vg_tool), "--tool=%s", n->vg_tool);
@@ -504,6 +553,18 @@ void kh_node_last_exit(const kh_node *n, int64_t *code, int *signal)
 unsigned kh_node_incarnation(const kh_node *n)
 {
 	return n->incarnation;
+}
+
+uint32_t kh_node_fiu_seed(const kh_node *n)
+{
+	return n->fiu_cur;
+}
+
+uint32_t kh_node_fiu_seed_for(uint64_t base, unsigned incarnation)
+{
+	kh_rand r;
+	kh_rand_init(&r, base, incarnation, 0x666975 /* "fiu" */, 0);
+	return (uint32_t)(kh_rand_next(&r) & 0x7fffffffu);
 }
 
 size_t kh_node_event_count(const kh_node *n)

@@ -40,7 +40,16 @@ typedef struct kh_node_config {
 	const char *data_dir;
 	const char *config_path;  /* NULL: none */
 	const char *fiu_prefix;   /* non-NULL: run under fiu-run -x -f PREFIX */
+	/* With fiu_prefix: each start gets FIU_PRNG_SEED (libfiu's seed for
+	 * its probability points) derived from fiu_seed and the incarnation,
+	 * so one seed gives one sequence of draws per process; fiu_seeded
+	 * false leaves libfiu to seed itself (the env names its own). */
+	bool fiu_seeded;
+	uint64_t fiu_seed;
 	const char *netns;        /* non-NULL: run in this network namespace (ip netns exec) */
+	/* non-NULL: a library added to LD_PRELOAD right before the broker (or
+	 * valgrind), after fiu-run set its own (libfaketime for clock faults) */
+	const char *preload;
 	/* Extra environment ("NAME=value", NULL-terminated; may be NULL):
 	 * added to the harness's own, overriding the same names. */
 	const char *const *env;
@@ -80,6 +89,11 @@ int kh_node_pid(const kh_node *n);
 /* Last exit: code (or -1) and signal (or 0). */
 void kh_node_last_exit(const kh_node *n, int64_t *code, int *signal);
 unsigned kh_node_incarnation(const kh_node *n); /* starts so far */
+/* FIU_PRNG_SEED of the current (last) incarnation; 0 when not seeded. */
+uint32_t kh_node_fiu_seed(const kh_node *n);
+/* The seed FIU_PRNG_SEED gets for `incarnation` (1 = the first start) of a
+ * node whose fiu_seed is `base`: 0..INT32_MAX (libfiu reads it with atoi). */
+uint32_t kh_node_fiu_seed_for(uint64_t base, unsigned incarnation);
 
 /* Events received so far (all incarnations), borrowed. */
 size_t kh_node_event_count(const kh_node *n);

@@ -147,10 +147,12 @@ bool kh_step_progress(sqlite3 *db, int64_t scenario_id, char *buf, size_t len)
 			snprintf(what, sizeof(what), "waiting for the reply to %s",
 				 json_string_value(json_object_get(p, "operation")));
 		}
-		json_decref(j);
-		char where[48] = "";
+		char where[96] = "";
+		const char *rep = json_string_value(json_object_get(p, "repeat"));
 		if (line)
-			snprintf(where, sizeof(where), ", line %d", line);
+			snprintf(where, sizeof(where), ", line %d%s%.48s", line,
+				 rep ? ", repeat " : "", rep ? rep : "");
+		json_decref(j);
 		snprintf(buf, len, "in step %" PRId64 " (%s%s%s%s)%s%s", idx, kind, node ? " " : "",
 			 node ? node : "", where, what[0] ? ": " : "", what);
 	}

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,9 +82,14 @@ typedef struct exec {
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
-	(void)flag;
 	(void)ftw;
-	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+	if (remove(path) == 0 || errno == ENOENT)
+		return 0;
+	/* a node's disk-size tmpfs left mounted by a child that crashed or
+	 * timed out (the child unmounts it itself when it ends) */
+	if (errno == EBUSY && flag == FTW_DP && umount2(path, MNT_DETACH) == 0)
+		return remove(path) == 0 ? 0 : -1;
+	return -1;
 }
 
 int kh_rm_rf(const char *path)

@@ -147,6 +147,14 @@ static const cyaml_schema_field_t manage_fields[] = {
 
 #define STEP_OP(key, member, fields) \
 	CYAML_FIELD_MAPPING_PTR(key, OPT, kh_step, member, fields)
+/* repeat: {count: N, steps: [...]} (scenario_repeat.h) holds steps. */
+static const cyaml_schema_value_t step_schema;
+static const cyaml_schema_field_t repeat_fields[] = {
+	CYAML_FIELD_UINT("count", CYAML_FLAG_DEFAULT, kh_repeat, count),
+	CYAML_FIELD_SEQUENCE("steps", CYAML_FLAG_POINTER, kh_repeat, steps, &step_schema, 0,
+			     KH_MAX_STEPS),
+	CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("start", start, nodeop_fields),
 	STEP_OP("stop", stop, stop_fields),
@@ -167,6 +175,9 @@ static const cyaml_schema_field_t step_fields[] = {
 	STEP_OP("net", net, kh__net_fields),
 	STEP_OP("chaos", chaos, kh__chaos_fields),
 	STEP_OP("await-liveness", liveness, kh__liveness_fields),
+	STEP_OP("clock", clock, kh__clock_fields),
+	STEP_OP("disk", disk, kh__disk_fields),
+	STEP_OP("repeat", repeat, repeat_fields),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t step_schema = {
@@ -177,6 +188,7 @@ static const cyaml_schema_field_t node_fields[] = {
 	STR_OPT("role", kh_node_spec, role),
 	STR_OPT("config", kh_node_spec, config),
 	CYAML_FIELD_IGNORE("env", OPT), /* free keys: collect_kvs */
+	STR_OPT("disk-size", kh_node_spec, disk_size),
 	CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t node_schema = {
@@ -201,7 +213,7 @@ static const cyaml_schema_value_t scenario_schema = {
 static const char *const kind_names[KH_STEP__COUNT] = {
 	"start", "stop", "kill", "pause", "resume", "restart", "produce",
 	"consume", "expect", "fault", "await", "crash", "manage", "join",
-	"partition", "heal", "net", "chaos", "await-liveness",
+	"partition", "heal", "net", "chaos", "await-liveness", "clock", "disk",
 };
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
@@ -211,7 +223,7 @@ static const char *const kind_names[KH_STEP__COUNT] = {
 static const char *const bool_keys[] = {
 	"persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
 	"closes", "allow-dropped", "background", "distinct",
-	"one-way", "clients", "blackhole", "refuse", "reset",
+	"one-way", "clients", "blackhole", "refuse", "reset", "off",
 };
 
 const char *kh_step_kind_name(kh_step_kind k)
@@ -239,6 +251,8 @@ typedef struct sc_check {
 	unsigned nerr;
 	char *warnings;         /* keel_malloc'd lines, or NULL */
 	double timeout_s;       /* the scenario's, once known (0 before) */
+	kh_flat_step *flat;     /* per step that runs: its key path, its first copy */
+	unsigned nflat;
 } sc_check;
 
 static void add_line(sc_check *c, unsigned line, const char *path, const char *msg)
@@ -411,28 +425,29 @@ static int check_manage(sc_check *c, kh_manage *m, unsigned i, const char *p)
 		snprintf(path, sizeof(path), "%s.expect.message-contains", p);
 		return fail_at(c, path, "only with status: error (an ok reply has no message)");
 	}
-	snprintf(path, sizeof(path), "steps[%u].manage.args", i);
+	(void)i;
+	snprintf(path, sizeof(path), "%s.args", p);
 	if ((rc = collect_kvs(c, path, false, &m->args, &m->args_count)))
 		return rc;
 	for (unsigned k = 0; k < m->args_count; k++) {
 		if (strcmp(m->args[k].key, "operation") == 0) {
-			snprintf(path, sizeof(path), "steps[%u].manage.args.operation", i);
+			snprintf(path, sizeof(path), "%s.args.operation", p);
 			return fail_at(c, path, "give the operation as manage.operation");
 		}
 	}
-	snprintf(path, sizeof(path), "steps[%u].manage.expect.fields", i);
+	snprintf(path, sizeof(path), "%s.expect.fields", p);
 	if ((rc = collect_kvs(c, path, true, &m->fields, &m->fields_count)))
 		return rc;
 	if (m->fields_count && m->expect_error)
 		return fail_at(c, path, "fields are checked on ok replies only");
-	snprintf(path, sizeof(path), "steps[%u].manage.save", i);
+	snprintf(path, sizeof(path), "%s.save", p);
 	if ((rc = collect_kvs(c, path, false, &m->saves, &m->saves_count)))
 		return rc;
 	if (m->saves_count && m->expect_error)
 		return fail_at(c, path, "values are saved from ok replies only");
 	for (unsigned k = 0; k < m->saves_count; k++) {
 		if (!name_ok(m->saves[k].key)) {
-			snprintf(path, sizeof(path), "steps[%u].manage.save.%s", i, m->saves[k].key);
+			snprintf(path, sizeof(path), "%s.save.%s", p, m->saves[k].key);
 			return fail_at(c, path, "use letters, digits, '-', '_' and '.'");
 		}
 	}
@@ -564,27 +579,28 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
 		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
 		st->manage, st->join, st->partition, st->heal, st->net, st->chaos,
-		st->liveness,
+		st->liveness, st->clock, st->disk,
 	};
 	int found = -1, rc;
+	const char *at = c->flat[i].path; /* steps[3], steps[3].repeat.steps[1] */
 	for (int k = 0; k < KH_STEP__COUNT; k++) {
 		if (kinds[k] == NULL)
 			continue;
 		if (found >= 0) {
-			snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[k]);
+			snprintf(p, sizeof(p), "%s.%s", at, kind_names[k]);
 			return fail_at(c, p, "a step has one kind (this one is already \"%s\")",
 				       kind_names[found]);
 		}
 		found = k;
 	}
-	snprintf(p, sizeof(p), "steps[%u]", i);
+	snprintf(p, sizeof(p), "%s", at);
 	if (found < 0)
 		return fail_at(c, p, "empty step (one of start, stop, kill, pause, resume, "
 				     "restart, produce, consume, expect, fault, await, manage, "
-				     "join, partition, heal, net, chaos, await-liveness)");
+				     "join, partition, heal, net, chaos, await-liveness, clock, disk, repeat)");
 	st->kind = (kh_step_kind)found;
 	st->line = keel_yaml_line(c->scan, p);
-	snprintf(p, sizeof(p), "steps[%u].%s", i, kind_names[found]);
+	snprintf(p, sizeof(p), "%s.%s", at, kind_names[found]);
 	char sub[KH_PATH_MAX + 64];
 #define SUB(key) (snprintf(sub, sizeof(sub), "%s.%s", p, key), sub)
 
@@ -623,7 +639,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);
 		if (pr->size > KH_MAX_BODY_BYTES)
 			return fail_at(c, SUB("size"), "at most %d bytes", KH_MAX_BODY_BYTES);
-		if (keel_yaml_linef(c->scan, "steps[%u].produce.priority", i) == 0)
+		if (keel_yaml_linef(c->scan, "%s.priority", p) == 0)
 			st->produce->priority = 4;
 		else if (pr->priority > 9)
 			return fail_at(c, SUB("priority"), "must be 0..9");
@@ -632,9 +648,9 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 			if (!pr->receipts)
 				return fail_at(c, SUB("refused"), "needs receipts: true (a refusal "
 					       "names its SEND by the receipt-id)");
-			if (keel_yaml_linef(c->scan, "steps[%u].produce.refused.min", i) == 0)
+			if (keel_yaml_linef(c->scan, "%s.refused.min", p) == 0)
 				rf->min = 1;
-			if (keel_yaml_linef(c->scan, "steps[%u].produce.refused.max", i) == 0)
+			if (keel_yaml_linef(c->scan, "%s.refused.max", p) == 0)
 				rf->max = -1;
 			else if (rf->max < 0 || (uint64_t)rf->max < rf->min)
 				return fail_at(c, SUB("refused.max"), "must be at least min (%u)",
@@ -665,7 +681,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return check_within(c, SUB("within"), st->join->within_s);
 	case KH_STEP_CONSUME: {
 		kh_consume *co = st->consume;
-		bool has_count = keel_yaml_linef(c->scan, "steps[%u].consume.count", i) != 0;
+		bool has_count = keel_yaml_linef(c->scan, "%s.count", p) != 0;
 		if ((unsigned)has_count + (unsigned)co->until_empty + (co->count_of != NULL) != 1)
 			return fail_at(c, p, "give exactly one of count, until-empty: true and "
 					     "count-of");
@@ -698,7 +714,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		int64_t *vals[] = { &ex->produced, &ex->receipted, &ex->consumed };
 		bool any = ex->no_loss || ex->no_duplicates;
 		for (unsigned k = 0; k < 3; k++) {
-			if (keel_yaml_linef(c->scan, "steps[%u].expect.%s", i, keys[k]) == 0) {
+			if (keel_yaml_linef(c->scan, "%s.%s", p, keys[k]) == 0) {
 				*vals[k] = -1;
 				continue;
 			}
@@ -769,6 +785,12 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 		return kh__chaos_check(net_lint(c, s, &nl), p, st->chaos, allow_test_steps);
 	case KH_STEP_LIVENESS:
 		return check_within(c, SUB("within"), st->liveness->within_s);
+	case KH_STEP_CLOCK:
+		s->uses_clock = true;
+		return kh__fault_check_clock(net_lint(c, s, &nl), p, st->clock);
+	case KH_STEP_DISK:
+		s->uses_faults = true; /* libfiu points: the nodes run under fiu-run */
+		return kh__fault_check_disk(net_lint(c, s, &nl), p, st->disk);
 	case KH_STEP_CRASH:
 		if (!allow_test_steps)
 			return fail_at(c, p, "test-only step (needs --allow-test-steps or "
@@ -827,6 +849,13 @@ static int check_node(sc_check *c, kh_scenario *s, unsigned i)
 			return fail_at(c, p, "not an environment variable name");
 		}
 	}
+	if (n->disk_size) {
+		kh_net_lint nl;
+		snprintf(p, sizeof(p), "nodes[%u].disk-size", i);
+		if ((rc = kh__fault_check_disk_size(net_lint(c, s, &nl), p, n->disk_size,
+						    &n->disk_size_bytes)))
+			return rc;
+	}
 	snprintf(p, sizeof(p), "nodes[%u].role", i);
 	if (n->role && strcmp(n->role, "standalone") != 0 && strcmp(n->role, "live") != 0 &&
 	    strcmp(n->role, "backup") != 0)
@@ -855,6 +884,43 @@ static int check_node(sc_check *c, kh_scenario *s, unsigned i)
 	return 0;
 }
 
+static void repeat_fail(void *ud, const char *path, const char *msg)
+{
+	fail_at(ud, path, "%s", msg);
+}
+
+/* How many kinds a step names besides repeat. */
+static unsigned other_kinds(const kh_step *st)
+{
+	const void *kinds[] = {
+		st->start, st->stop, st->kill, st->pause, st->resume, st->restart,
+		st->produce, st->consume, st->expect, st->fault, st->await, st->crash,
+		st->manage, st->join, st->partition, st->heal, st->net, st->clock, st->disk,
+	};
+	unsigned n = 0;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+		n += kinds[k] != NULL;
+	return n;
+}
+
+/* The steps that run: repeat blocks unrolled (scenario_repeat.c); the
+ * file's steps stay in s->loaded_steps. */
+static int unroll(sc_check *c, kh_scenario *s)
+{
+	kh_repeat_lint rl = { .fail = repeat_fail, .kinds = other_kinds, .ud = c };
+	kh_step *flat = NULL;
+	unsigned n = 0;
+	int rc = kh__repeat_flatten(&rl, s->steps, s->steps_count, &flat, &c->flat, &n);
+	if (rc)
+		return rc;
+	c->nflat = n;
+	s->loaded_steps = s->steps;
+	s->loaded_steps_count = s->steps_count;
+	s->steps = flat;
+	s->steps_count = n;
+	return 0;
+}
+
 /* Every node and every step is checked (the first problem of each), so
  * that lint names them all; -EINVAL when any had one, -ENOMEM. */
 static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
@@ -876,15 +942,24 @@ static int check_scenario(sc_check *c, kh_scenario *s, bool allow_test_steps)
 		if ((rc = check_node(c, s, i)) == -ENOMEM)
 			return rc;
 	}
+	if ((rc = unroll(c, s)) != 0)
+		return rc;
 	int first_net = -1, first_netns = -1;
 	for (unsigned i = 0; i < s->steps_count; i++) {
-		if ((rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
+		/* a repeated step is checked once, at its first copy */
+		if (c->flat[i].first == i && (rc = check_step(c, s, i, allow_test_steps)) == -ENOMEM)
 			return rc;
 		if (first_net < 0 && (s->steps[i].partition || s->steps[i].heal || s->steps[i].net ||
 				      (s->steps[i].chaos && s->steps[i].chaos->uses_net)))
 			first_net = (int)i;
 		if (first_netns < 0 && s->steps[i].net && kh__net_netns_only(s->steps[i].net))
 			first_netns = (int)i;
+	}
+	for (unsigned i = 0; i < s->steps_count; i++) {
+		const kh_step *f = &s->steps[c->flat[i].first];
+		s->steps[i].kind = f->kind;
+		s->steps[i].line = f->line;
+		s->steps[i].since = f->since;
 	}
 	kh_net_lint nl;
 	s->uses_net = first_net >= 0;
@@ -978,6 +1053,7 @@ out:
 			 c.nerr - KH_LINT_MAX_ERRORS);
 	}
 	keel_free(c.warnings);
+	kh__repeat_info_free(c.flat, c.nflat);
 	kh_scenario_free(s);
 	keel_yaml_scan_free(&scan);
 	return rc;
@@ -1047,6 +1123,9 @@ void kh_scenario_free(kh_scenario *s)
 		return;
 	const cyaml_config_t cfg = { .mem_fn = keel_yaml_mem, .log_level = CYAML_LOG_ERROR };
 	for (unsigned i = 0; s->steps && i < s->steps_count; i++) {
+		/* a later copy of a repeated step shares its first copy's */
+		if (s->loaded_steps && s->steps[i].flat_first != i + 1)
+			continue;
 		kh_await_step *aw = s->steps[i].await;
 		kh_manage *m = s->steps[i].manage;
 		kh__net_partition_free(s->steps[i].partition);
@@ -1073,6 +1152,12 @@ void kh_scenario_free(kh_scenario *s)
 	for (unsigned i = 0; s->nodes && i < s->nodes_count; i++) {
 		kvs_free(s->nodes[i].env, s->nodes[i].env_count);
 		s->nodes[i].env = NULL;
+	}
+	if (s->loaded_steps) {
+		keel_free(s->steps);
+		s->steps = s->loaded_steps;
+		s->steps_count = s->loaded_steps_count;
+		s->loaded_steps = NULL;
 	}
 	keel_free(s->file);
 	keel_free(s->warnings);
@@ -1219,6 +1304,10 @@ const char *kh_step_node(const kh_step *st)
 		return st->await->node;
 	if (st->manage)
 		return st->manage->node;
+	if (st->clock)
+		return st->clock->node;
+	if (st->disk)
+		return st->disk->node;
 	return NULL;
 }
 
@@ -1242,212 +1331,4 @@ const char *const *kh_step_nodes(const kh_step *st, unsigned *count)
 	}
 	*count = nodes ? n : 0;
 	return (const char *const *)nodes;
-}
-
-json_t *kh_kv_json(const kh_kv *kv)
-{
-	const char *v = kv->value;
-	if (!kv->plain)
-		return json_string(v);
-	if (strcmp(v, "true") == 0)
-		return json_true();
-	if (strcmp(v, "false") == 0)
-		return json_false();
-	if (v[0] == '\0' || strcmp(v, "null") == 0 || strcmp(v, "~") == 0)
-		return json_null();
-	char *end;
-	errno = 0;
-	long long ll = strtoll(v, &end, 10);
-	if (*end == '\0' && errno == 0)
-		return json_integer(ll);
-	double d = strtod(v, &end);
-	if (*end == '\0' && errno == 0)
-		return json_real(d);
-	return json_string(v);
-}
-
-static void set_str(json_t *o, const char *k, const char *v)
-{
-	if (v)
-		json_object_set_new(o, k, json_string(v));
-}
-
-/* "node": "a", or "nodes": ["a", "b"]. */
-static void set_nodes(json_t *o, const char *node, char *const *nodes, unsigned count)
-{
-	if (node) {
-		set_str(o, "node", node);
-		return;
-	}
-	json_t *a = json_array();
-	for (unsigned i = 0; a && i < count; i++)
-		json_array_append_new(a, json_string(nodes[i]));
-	json_object_set_new(o, "nodes", a);
-}
-
-char *kh_step_params_json(const kh_step *st)
-{
-	json_t *o = json_object(), *root = json_object();
-	char *text = NULL;
-	if (o == NULL || root == NULL)
-		goto out;
-	switch (st->kind) {
-	case KH_STEP_START: case KH_STEP_STOP: case KH_STEP_KILL:
-	case KH_STEP_PAUSE: case KH_STEP_RESUME: case KH_STEP_RESTART: {
-		const kh_node_op *ops[] = { st->start, st->stop, st->kill, st->pause, st->resume,
-					    st->restart };
-		const kh_node_op *op = ops[st->kind];
-		set_str(o, "node", op->node);
-		if (op->within_s > 0)
-			json_object_set_new(o, "within", json_real(op->within_s));
-		if (st->kind == KH_STEP_RESTART)
-			json_object_set_new(o, "kill", json_boolean(op->kill));
-		break;
-	}
-	case KH_STEP_PRODUCE: {
-		const kh_produce *p = st->produce;
-		set_nodes(o, p->node, p->nodes, p->nodes_count);
-		set_str(o, "destination", p->destination);
-		json_object_set_new(o, "count", json_integer(p->count));
-		json_object_set_new(o, "size", json_integer(p->size));
-		json_object_set_new(o, "persistent", json_boolean(p->persistent));
-		json_object_set_new(o, "receipts", json_boolean(p->receipts));
-		json_object_set_new(o, "priority", json_integer(p->priority));
-		if (p->within_s > 0)
-			json_object_set_new(o, "within", json_real(p->within_s));
-		if (p->refused) {
-			json_t *r = json_object();
-			json_object_set_new(r, "min", json_integer(p->refused->min));
-			if (p->refused->max >= 0)
-				json_object_set_new(r, "max", json_integer(p->refused->max));
-			set_str(r, "message-contains", p->refused->message_contains);
-			json_object_set_new(r, "closes", json_boolean(p->refused->closes));
-			json_object_set_new(o, "refused", r);
-		}
-		if (p->allow_dropped)
-			json_object_set_new(o, "allow-dropped", json_true());
-		if (p->background)
-			json_object_set_new(o, "background", json_true());
-		if (p->rate > 0)
-			json_object_set_new(o, "rate", json_real(p->rate));
-		if (p->duration_s > 0)
-			json_object_set_new(o, "duration", json_real(p->duration_s));
-		break;
-	}
-	case KH_STEP_JOIN:
-		if (st->join->within_s > 0)
-			json_object_set_new(o, "within", json_real(st->join->within_s));
-		break;
-	case KH_STEP_CONSUME: {
-		const kh_consume *p = st->consume;
-		set_nodes(o, p->node, p->nodes, p->nodes_count);
-		set_str(o, "destination", p->destination);
-		if (p->until_empty)
-			json_object_set_new(o, "until-empty", json_true());
-		else if (p->count_of)
-			set_str(o, "count-of", p->count_of);
-		else
-			json_object_set_new(o, "count", json_integer(p->count));
-		set_str(o, "ack", p->ack ? p->ack : "auto");
-		if (p->distinct)
-			json_object_set_new(o, "distinct", json_true());
-		if (p->within_s > 0)
-			json_object_set_new(o, "within", json_real(p->within_s));
-		break;
-	}
-	case KH_STEP_EXPECT: {
-		const kh_expect *e = st->expect;
-		set_str(o, "destination", e->destination);
-		if (e->no_loss)
-			json_object_set_new(o, "no-loss", json_true());
-		if (e->no_duplicates)
-			json_object_set_new(o, "no-duplicates", json_true());
-		if (e->produced >= 0)
-			json_object_set_new(o, "produced", json_integer(e->produced));
-		if (e->receipted >= 0)
-			json_object_set_new(o, "receipted", json_integer(e->receipted));
-		if (e->consumed >= 0)
-			json_object_set_new(o, "consumed", json_integer(e->consumed));
-		break;
-	}
-	case KH_STEP_FAULT: {
-		const kh_fault *f = st->fault;
-		set_str(o, "node", f->node);
-		set_str(o, "name", f->name);
-		json_object_set_new(o, "enable", json_boolean(f->enable));
-		json_object_set_new(o, "failinfo", json_integer(f->failinfo));
-		if (f->probability > 0)
-			json_object_set_new(o, "probability", json_real(f->probability));
-		break;
-	}
-	case KH_STEP_AWAIT: {
-		const kh_await_step *a = st->await;
-		set_str(o, "node", a->node);
-		set_str(o, "type", a->type);
-		json_t *w = json_array();
-		for (unsigned i = 0; i < a->where_count; i++)
-			json_array_append_new(w, json_string(a->where[i]));
-		json_object_set_new(o, "where", w);
-		if (a->within_s > 0)
-			json_object_set_new(o, "within", json_real(a->within_s));
-		set_str(o, "since", a->since ? a->since : "last-step");
-		break;
-	}
-	case KH_STEP_MANAGE: {
-		const kh_manage *m = st->manage;
-		set_str(o, "node", m->node);
-		set_str(o, "operation", m->operation);
-		json_t *a = json_object(), *x = json_object(), *fl = json_object();
-		for (unsigned i = 0; i < m->args_count; i++)
-			json_object_set_new(a, m->args[i].key, kh_kv_json(&m->args[i]));
-		json_object_set_new(o, "args", a);
-		set_str(x, "status", m->expect_error ? "error" : "ok");
-		if (m->expect && m->expect->message_contains)
-			set_str(x, "message-contains", m->expect->message_contains);
-		for (unsigned i = 0; i < m->fields_count; i++)
-			json_object_set_new(fl, m->fields[i].key, kh_kv_json(&m->fields[i]));
-		json_object_set_new(x, "fields", fl);
-		if (m->saves_count) {
-			json_t *sv = json_object();
-			for (unsigned i = 0; i < m->saves_count; i++)
-				set_str(sv, m->saves[i].key, m->saves[i].value);
-			json_object_set_new(o, "save", sv);
-		}
-		if (m->expect && m->expect->where_count) {
-			json_t *w = json_array();
-			for (unsigned i = 0; i < m->expect->where_count; i++)
-				json_array_append_new(w, json_string(m->expect->where[i]));
-			json_object_set_new(x, "where", w);
-		}
-		json_object_set_new(o, "expect", x);
-		if (m->within_s > 0)
-			json_object_set_new(o, "within", json_real(m->within_s));
-		break;
-	}
-	case KH_STEP_CRASH:
-		json_decref(o);
-		o = json_string(st->crash);
-		break;
-	case KH_STEP_PARTITION:
-	case KH_STEP_HEAL:
-	case KH_STEP_NET:
-		kh__net_params(st->partition, st->heal, st->net, o);
-		break;
-	case KH_STEP_CHAOS:
-		kh__chaos_params(st->chaos, o);
-		break;
-	case KH_STEP_LIVENESS:
-		if (st->liveness->within_s > 0)
-			json_object_set_new(o, "within", json_real(st->liveness->within_s));
-		break;
-	default:
-		break;
-	}
-	json_object_set_new(root, kind_names[st->kind], o);
-	o = NULL;
-	text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-out:
-	json_decref(o);
-	json_decref(root);
-	return text;
 }

@@ -18,7 +18,52 @@
 
 #include "await.h"
 #include "scenario_chaos.h"
+#include "scenario_fault.h"
 #include "scenario_net.h"
+
+/* ---- the repeat block (scenario_repeat.c; scenarios/README.md "Repeat"):
+ * `- repeat: {count: N, steps: [...]}` runs its steps N times.  The
+ * loaded step list is flattened into the list that runs, each copy of a
+ * repeated step labelled with its iteration ("3/10"; nested blocks
+ * "1/2.3/10", outermost first). */
+struct kh_step;
+/* repeat: its steps, `count` times. */
+typedef struct kh_repeat {
+	unsigned count;
+	struct kh_step *steps;
+	unsigned steps_count;
+} kh_repeat;
+
+/* Where a step of the flat list came from (the list itself holds shallow
+ * copies of the loaded steps: their pointers are the loaded step's, and
+ * their `repeat_label` says the iteration: "3/10", "1/2.3/10", "" outside
+ * any block). */
+typedef struct kh_flat_step {
+	char *path;             /* the first copy's key path (steps[3].repeat.steps[1]),
+				   keel_malloc'd; NULL for the later copies */
+	unsigned first;         /* index of the first copy of the same loaded step */
+} kh_flat_step;
+
+typedef struct kh_repeat_lint {
+	/* a problem at key path `path` (its line found by the caller) */
+	void (*fail)(void *ud, const char *path, const char *msg);
+	/* how many kinds a step names besides repeat */
+	unsigned (*kinds)(const struct kh_step *st);
+	void *ud;
+} kh_repeat_lint;
+
+/* The steps that run, from the loaded `steps`: each repeat block replaced
+ * by its steps `count` times (nested blocks too, at most
+ * KH_MAX_REPEAT_DEPTH deep), at most KH_MAX_RUN_STEPS in all.  0 and
+ * *out (keel_calloc'd copies, *out_n of them) and *info (one each), or
+ * -EINVAL (each problem reported through l->fail: a count out of range,
+ * no steps, a block with another kind, too deep, too many steps) or
+ * -ENOMEM. */
+int kh__repeat_flatten(const kh_repeat_lint *l, struct kh_step *steps, unsigned n,
+		       struct kh_step **out, kh_flat_step **info, unsigned *out_n);
+/* Frees what kh__repeat_flatten gave *info (n entries).  NULL is fine. */
+void kh__repeat_info_free(kh_flat_step *info, unsigned n);
+
 
 typedef enum kh_step_kind {
 	KH_STEP_START,
@@ -40,6 +85,8 @@ typedef enum kh_step_kind {
 	KH_STEP_NET,
 	KH_STEP_CHAOS,          /* a seeded nemesis (scenario_chaos.c) */
 	KH_STEP_LIVENESS,       /* await-liveness: one serves, its backup synced */
+	KH_STEP_CLOCK,          /* clock and disk faults (scenario_fault.c) */
+	KH_STEP_DISK,
 	KH_STEP__COUNT,
 } kh_step_kind;
 
@@ -186,7 +233,13 @@ typedef struct kh_step {
 	kh_net_step *net;
 	kh_chaos *chaos;
 	kh_liveness *liveness;
+	kh_clock_step *clock;
+	kh_disk_step *disk;
+	kh_repeat *repeat;      /* a block (scenario_repeat.h): never in the list that runs */
 	kh_since since;         /* await only */
+	char repeat_label[48];  /* in the list that runs: the iteration of its
+				   blocks ("3/10", nested "1/2.3/10"), "" outside */
+	unsigned flat_first;    /* load only: its first copy's index + 1 */
 } kh_step;
 
 typedef struct kh_node_spec {
@@ -195,6 +248,8 @@ typedef struct kh_node_spec {
 	char *config;           /* YAML text of keel-broker's config; may be NULL */
 	kh_kv *env;             /* extra environment variables (from the scan) */
 	unsigned env_count;
+	char *disk_size;        /* its data directory on a tmpfs of this size ("8MiB") */
+	uint64_t disk_size_bytes; /* parsed; 0 = no tmpfs */
 } kh_node_spec;
 
 typedef struct kh_scenario {
@@ -203,9 +258,12 @@ typedef struct kh_scenario {
 	double timeout_s;       /* default KH_DEFAULT_SCENARIO_TIMEOUT_S */
 	kh_node_spec *nodes;
 	unsigned nodes_count;
-	kh_step *steps;
+	kh_step *steps;         /* the steps that run: repeat blocks unrolled */
 	unsigned steps_count;
-	bool uses_faults;       /* some step is a fault: nodes run under fiu-run */
+	kh_step *loaded_steps;  /* the file's steps, blocks and all (freed with it) */
+	unsigned loaded_steps_count;
+	bool uses_faults;       /* some step is a fault or disk: nodes run under fiu-run */
+	bool uses_clock;        /* some step is a clock: nodes run under libfaketime */
 	char *network;          /* proxy | netns | direct; NULL: proxy when uses_net */
 	bool uses_net;          /* some step is partition, heal or net */
 	bool proxied;           /* the links are the harness's (proxy or netns) */

@@ -14,15 +14,17 @@ fail() { echo "it_suite: FAIL: $*" >&2; exit 1; }
 
 # MODE (4th argument): `nofault` (default) runs every scenario without
 # fault steps and checks the runner's outputs; `faults` runs the scenarios
-# with fault steps alone.  fiu-run preloads libfiu, and an ASan build
+# with fault steps alone (fault, clock, disk, or a node's disk-size).
+# fiu-run preloads libfiu and clock steps libfaketime, and an ASan build
 # insists on coming first in the library list, so against such a broker
 # `faults` reports SKIP (77) with the reason -- a separate CTest entry,
-# never a silent partial pass.
+# never a silent partial pass; likewise when not root (disk-size mounts a
+# tmpfs).
 MODE=${4:-nofault}
 mkdir "$work/scenarios"
 for f in "$SCEN"/*.yaml; do
   has_fault=0
-  grep -q '^ *- *fault:' "$f" && has_fault=1
+  grep -Eq '^ *- *(fault|clock|disk):|^ *disk-size:' "$f" && has_fault=1
   if [ "$MODE" = faults ] && [ "$has_fault" = 1 ]; then cp "$f" "$work/scenarios/"; fi
   if [ "$MODE" != faults ] && [ "$has_fault" = 0 ]; then cp "$f" "$work/scenarios/"; fi
 done
@@ -31,7 +33,11 @@ if [ "$MODE" = faults ]; then
   # (into a file: `ldd | grep -q` under pipefail fails when grep exits first)
   ldd "$BROKER" > "$work/ldd.out" 2>/dev/null || true
   if grep -q libasan "$work/ldd.out"; then
-    echo "SKIP: ASan build: fault steps need fiu-run, which cannot preload before ASan"
+    echo "SKIP: ASan build: fault steps need fiu-run (and clock steps libfaketime), which cannot preload before ASan"
+    exit 77
+  fi
+  if [ "$(id -u)" != 0 ] && grep -lq '^ *disk-size:' "$SCEN"/*.yaml; then
+    echo "SKIP: not root: a node's disk-size mounts a tmpfs (run as root)"
     exit 77
   fi
   n=$(ls "$SCEN"/*.yaml | wc -l)

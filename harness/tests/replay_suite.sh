@@ -23,8 +23,12 @@ asan=0
 ldd "$BROKER" > "$work/ldd.out" 2>/dev/null || true
 grep -q libasan "$work/ldd.out" && asan=1
 for f in "$SCEN"/*.yaml; do
-  if [ "$asan" = 1 ] && grep -q '^ *- *fault:' "$f"; then
-    echo "replay_suite: $(basename "$f") left out: fault steps need fiu-run (ASan broker)"
+  if [ "$asan" = 1 ] && grep -Eq '^ *- *(fault|clock|disk):' "$f"; then
+    echo "replay_suite: $(basename "$f") left out: fault steps need fiu-run or libfaketime (ASan broker)"
+    continue
+  fi
+  if [ "$(id -u)" != 0 ] && grep -q '^ *disk-size:' "$f"; then
+    echo "replay_suite: $(basename "$f") left out: disk-size needs root (a tmpfs)"
     continue
   fi
   cp "$f" "$work/scenarios/"

@@ -197,6 +197,73 @@ static const char *const ha_states[] = {
 };
 #define N_HA_STATES (sizeof(ha_states) / sizeof(ha_states[0]))
 
+
+/* Fault windows from the harness's events (report_faults.c): a partition
+ * until its heal, a degraded link until a heal of its node, a clock fault
+ * until its reset, disk faults never turned off (to the end); each shaded
+ * on its nodes' lanes with its kind, its times and what ended it. */
+static void t_fault_windows(void **state)
+{
+	(void)state;
+	struct rec r;
+	rec_open(&r);
+	rec_scenario(&r, "faults", MS(0), MS(1000), "pass", NULL);
+	rec_node(&r, "a", "live");
+	rec_node(&r, "b", "backup");
+	rec_node(&r, "c", "standalone");
+	rec_step(&r, 0, "start", "a", NULL, MS(0), MS(1), "ok", NULL);
+	rec_state(&r, "a", 1, MS(10), "LIVE");
+	rec_state(&r, "b", 1, MS(10), "BACKUP_SYNCED");
+	rec_state(&r, "c", 1, MS(10), "LIVE");
+	rec_step(&r, 1, "partition", NULL, NULL, MS(100), MS(101), "ok", NULL);
+	rec_event(&r, "keel-harness", 1, MS(100), "net.partition",
+		  "\"groups\":[[\"a\"],[\"b\",\"keel-harness\"]],\"one-way\":false");
+	rec_event(&r, "keel-harness", 2, MS(200), "net.heal", "\"all\":true");
+	rec_event(&r, "keel-harness", 3, MS(300), "net.degrade",
+		  "\"endpoint\":\"c\",\"links\":[\"c>keel-harness\"],\"delay-ms\":5");
+	rec_event(&r, "keel-harness", 4, MS(400), "net.heal", "\"endpoint\":\"c\"");
+	rec_event(&r, "keel-harness", 5, MS(500), "clock.set",
+		  "\"broker\":\"b\",\"offset-s\":30.0,\"rate\":2.0");
+	rec_event(&r, "keel-harness", 6, MS(550), "clock.set",
+		  "\"broker\":\"b\",\"offset-s\":40.0,\"rate\":2.0");
+	rec_event(&r, "keel-harness", 7, MS(600), "clock.reset",
+		  "\"broker\":\"b\",\"offset-s\":0.0,\"rate\":1.0");
+	rec_event(&r, "keel-harness", 8, MS(700), "disk.on",
+		  "\"broker\":\"a\",\"points\":[\"journal/write\"]");
+	int64_t ids[] = { 1 };
+	char *h = report_of(&r, ids, 1);
+	/* a, b and the harness's clients (their lane: keel-harness) */
+	assert_int_equal(rec_count(h, "data-fault=\"partition\""), 3);
+	assert_int_equal(rec_count(h, "data-fault=\"net\""), 2); /* c and the clients */
+	assert_int_equal(rec_count(h, "data-fault=\"clock\""), 1); /* one window: set, set, reset */
+	assert_int_equal(rec_count(h, "data-fault=\"disk\""), 1);
+	assert_non_null(strstr(h, "a partition [[&quot;a&quot;],[&quot;b&quot;,&quot;keel-harness"
+				  "&quot;]] +0.100000..+0.200000 s (until net.heal)</title>"));
+	assert_non_null(strstr(h, "b partition [[&quot;a&quot;],"));
+	assert_non_null(strstr(h, "c degraded link [&quot;c&gt;keel-harness&quot;] +0.300000..+0.400000"
+				  " s (until net.heal)</title>"));
+	assert_non_null(strstr(h, "b clock +30.000 s x2 +0.500000..+0.600000 s (until clock.reset)"));
+	assert_non_null(strstr(h, "a disk faults [&quot;journal/write&quot;] +0.700000..+1.000000 s"
+				  " (until the scenario&#39;s end)"));
+	/* on the right lanes, each kind its colour and legend entry */
+	const char *lane_b = strstr(h, "<g class=\"lane\" data-node=\"b\"");
+	const char *lane_c = strstr(h, "<g class=\"lane\" data-node=\"c\"");
+	assert_non_null(lane_b);
+	assert_non_null(lane_c);
+	const char *clock = strstr(h, "data-fault=\"clock\"");
+	assert_true(clock > lane_b && clock < lane_c);
+	const char *const kinds[] = { "partition", "net", "clock", "disk" };
+	for (size_t i = 0; i < 4; i++) {
+		char css[64], legend[96];
+		snprintf(css, sizeof(css), ".fault-%s{fill:", kinds[i]);
+		snprintf(legend, sizeof(legend), "<rect class=\"fault-window fault-%s\" width=", kinds[i]);
+		if (strstr(h, css) == NULL || strstr(h, legend) == NULL)
+			fail_msg("no colour or legend entry for %s", kinds[i]);
+	}
+	free(h);
+	rec_close(&r);
+}
+
 static void t_states_pauses_hung_end_unknown(void **state)
 {
 	(void)state;
@@ -407,6 +474,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(t_structure),
 		cmocka_unit_test(t_cmd),
 		cmocka_unit_test(t_states_pauses_hung_end_unknown),
+		cmocka_unit_test(t_fault_windows),
 		cmocka_unit_test(t_help),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
