@@ -485,11 +485,11 @@ static int check_within(sc_check *c, const char *path, double v)
 
 /* produce's rate and duration: count defaults to rate x duration (a
  * cap when given), and the default `within` covers the duration. */
-static int check_produce_rate(sc_check *c, unsigned i, kh_produce *pr)
+static int check_produce_rate(sc_check *c, const char *p, kh_produce *pr)
 {
 	char path[KH_PATH_MAX];
-	bool has_count = keel_yaml_linef(c->scan, "steps[%u].produce.count", i) != 0;
-	snprintf(path, sizeof(path), "steps[%u].produce", i);
+	bool has_count = keel_yaml_linef(c->scan, "%s.count", p) != 0;
+	snprintf(path, sizeof(path), "%s", p);
 	if (pr->rate < 0 || pr->rate > KH_MAX_PRODUCE_RATE)
 		return fail_at(c, strcat(path, ".rate"), "must be between 0 and %d messages/s",
 			       KH_MAX_PRODUCE_RATE);
@@ -633,7 +633,7 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	}
 	case KH_STEP_PRODUCE: {
 		kh_produce *pr = st->produce;
-		if ((rc = check_produce_rate(c, i, pr)) != 0)
+		if ((rc = check_produce_rate(c, p, pr)) != 0)
 			return rc;
 		if (pr->count == 0 || pr->count > KH_MAX_PRODUCE_COUNT)
 			return fail_at(c, SUB("count"), "must be 1..%d", KH_MAX_PRODUCE_COUNT);

@@ -58,9 +58,24 @@ rc=0; "$HARNESS" flaky --history h.db --since yesterday 2> since.err || rc=$?
 rc=0; "$HARNESS" flaky --history nowhere.db 2> none.err || rc=$?
 [ "$rc" = 2 ] && grep -q "no history at nowhere.db" none.err || fail "no history: exit $rc"
 
-# 3. --deflake: 8 scenario runs, each failure retried (seed pinned) up to
-# 12 times.  Whatever happened, each label must match the attempts.
+# 3a. The seed reaches libfiu: a failure retried with its seed pinned
+# fails again, every attempt (labelled fail, never flaky).
 rc=0
+"$HARNESS" run "$FIX" --broker "$BROKER" --repeat 6 --deflake 2 --seed 12 --db p.db --no-history \
+  > p.out 2>&1 || rc=$?
+pf=$(q p.db "SELECT count(DISTINCT iteration) FROM scenarios WHERE outcome != 'pass'")
+[ "$pf" -gt 0 ] || fail "seed 12: no iteration failed (6 runs, 6 in 10 fail)"
+[ "$(q p.db "SELECT count(*) FROM scenarios WHERE attempt > 0 AND outcome = 'pass'")" = 0 ] \
+  || fail "a pinned seed passed on retry: the seed does not reach libfiu"
+[ "$(grep -c 'failed every attempt (3)' p.out)" = "$pf" ] || fail "pinned seeds: not every failure failed 3 times"
+[ "$rc" = 1 ] || fail "pinned seeds: exit $rc"
+
+# 3b. --deflake: 8 scenario runs, each failure retried (seed pinned) up to
+# 12 times; libfiu unseeded (KH_TEST_FIU_UNSEEDED, test-only: a failure
+# that does not follow the seed, as a timing one).  Whatever happened,
+# each label must match the attempts.
+rc=0
+KH_ALLOW_TEST_STEPS=1 KH_TEST_FIU_UNSEEDED=1 \
 "$HARNESS" run "$FIX" --broker "$BROKER" --repeat 8 --deflake 12 --seed 12 --db d.db --history h.db \
   --junit d.xml > d.out 2>&1 || rc=$?
 cat d.out | grep -v '^         |'
