@@ -199,4 +199,9 @@ int keel_parse_size(const char *s, bool allow_unlimited, int64_t *out);
 /* "HOST:PORT" -> parts; -EINVAL when malformed.  host must hold 256. */
 int keel_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
+/* global-max-size when the file does not set it: physical RAM /
+ * KEEL_GLOBAL_MAX_SIZE_RAM_DIVISOR, between the floor and the cap of
+ * util/limits.h (16 MiB on any machine with 256 MiB or more). */
+int64_t keel_default_global_max_size(void);
+
 #endif

@@ -133,7 +133,9 @@ int session__flow_before_send(keel_session *s, const char *address, const char *
 		return FLOW_GO;
 	keel_address_settings set;
 	keel_core_resolve_settings(core, address, &set);
-	switch (set.address_full_policy) {
+	switch (keel_core_effective_policy(core, address, false)) {
+	case KEEL_FULL_PAGE:
+		return FLOW_GO; /* to the address's page files */
 	case KEEL_FULL_FAIL:
 		if (set.max_size_bytes >= 0 &&
 		    keel_core_address_size(core, address) >= (uint64_t)set.max_size_bytes)
@@ -190,9 +192,7 @@ void session__flow_after_send(keel_session *s, const char *address)
 	if (s->ops->set_reading == NULL || s->blocked.linked ||
 	    !keel_core_address_full(core, address))
 		return;
-	keel_address_settings set;
-	keel_core_resolve_settings(core, address, &set);
-	if (set.address_full_policy != KEEL_FULL_BLOCK)
+	if (keel_core_effective_policy(core, address, false) != KEEL_FULL_BLOCK)
 		return;
 	s->blocked.cb = on_unblocked;
 	s->blocked.ud = s;

@@ -404,6 +404,7 @@ void keel_journal_stop(keel_journal *j)
 	j->thread = NULL;
 	journal__complete(j);
 	j->stopped = true;
+	journal__ext_close_all(j);
 	if (j->w_fd >= 0)
 		close(j->w_fd);
 	j->w_fd = -1;

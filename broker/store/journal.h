@@ -104,6 +104,22 @@ void keel_journal_when_closed(keel_journal *j, void (*cb)(void *arg), void *arg)
 /* After stop and after the loop ran its close callbacks (or without start). */
 void keel_journal_free(keel_journal *j);
 
+/*
+ * Other files written in the journal's batches (page files, paging.h):
+ * `len` bytes at `off` of the file `path` (created when missing, its
+ * directory synced then), written by the writer thread once the batch's
+ * journal records are durable, then fdatasynced (journal-sync) before the
+ * batch completes; an unlink runs after the batch's writes.  Each counts
+ * as a record: a receipt taken with keel_sync's ticket after it waits for
+ * it.  Not replicated (the tap does not see them).  Copies the bytes.
+ * 0, -ENOMEM, -EROFS (an offline reader).  Loop thread.
+ */
+int keel_journal_ext_write(keel_journal *j, const char *path, uint64_t off, const void *data,
+			   size_t len);
+int keel_journal_ext_unlink(keel_journal *j, const char *path);
+/* Is message `id` live in the journal (held by a durable queue)? */
+bool keel_journal_has_message(keel_journal *j, uint64_t id);
+
 /* The keel_sync sessions hold receipts with (valid until free). */
 const keel_sync *keel_journal_sync(keel_journal *j);
 void keel_journal_get_stats(const keel_journal *j, keel_journal_stats *out);

@@ -79,9 +79,12 @@ void journal__tap_batch(keel_journal *j, const jbatch *b)
 		j->tap_ops = n;
 		j->tap_cap = cap;
 	}
+	size_t n = 0;
 	for (size_t i = 0; i < b->nops; i++) {
 		const jop *op = &b->ops[i];
-		keel_journal_fileop *f = &j->tap_ops[i];
+		if (op->kind == OP_EXT_WRITE || op->kind == OP_EXT_UNLINK)
+			continue; /* other files: not mirrored (paging is off with ha:) */
+		keel_journal_fileop *f = &j->tap_ops[n++];
 		static const uint8_t kinds[] = {
 			[OP_CREATE] = KEEL_JOURNAL_FOP_CREATE, [OP_WRITE] = KEEL_JOURNAL_FOP_WRITE,
 			[OP_DELETE] = KEEL_JOURNAL_FOP_DELETE, [OP_DROP] = KEEL_JOURNAL_FOP_DROP,
@@ -96,7 +99,7 @@ void journal__tap_batch(keel_journal *j, const jbatch *b)
 		f->data = bytes ? b->buf + op->buf_off : NULL;
 		f->len = bytes ? op->len : 0;
 	}
-	j->tap(j->tap_ud, j->tap_ops, b->nops, b->last_seq, b->large, b->nlarge);
+	j->tap(j->tap_ud, j->tap_ops, n, b->last_seq, b->large, b->nlarge);
 }
 
 void keel_journal_set_tap(keel_journal *j, keel_journal_tap_fn fn, void *ud)

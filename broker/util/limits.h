@@ -278,6 +278,27 @@
 /* After a failed journal write, time before the journal writes again (ms):
  * a broken disk is not hammered in a loop. */
 #define KEEL_JOURNAL_RETRY_MS 200
+/* Default global-max-size (no key in the file): RAM / 16, at most 16 MiB,
+ * at least 4 MiB.  With PAGE the default policy, the messages held in
+ * memory stay about there whatever the backlog: 16 MiB of accounted
+ * messages (about 1.3x that in RSS) keeps the broker under 64 MiB. */
+#define KEEL_GLOBAL_MAX_SIZE_RAM_DIVISOR 16
+#define KEEL_DEFAULT_GLOBAL_MAX_SIZE_CAP (16LL * 1024 * 1024)
+#define KEEL_DEFAULT_GLOBAL_MAX_SIZE_FLOOR (4LL * 1024 * 1024)
+/* Paging: an address reads its page files back while it holds less than
+ * this in memory (pending and unacked): enough to keep a consumer's window
+ * (1 MiB by default) full while the next records are read, small against
+ * the default global-max-size. */
+#define KEEL_PAGING_READAHEAD_BYTES (4 * 1024 * 1024)
+/* Paging: a page file is closed past this many bytes (deleted once every
+ * record in it is read back: the disk follows the backlog in steps of it). */
+#define KEEL_PAGING_DEFAULT_FILE_SIZE (64 * 1024 * 1024)
+/* Paging: bytes read from a page file at once (the next chunk is asked of
+ * the kernel ahead, posix_fadvise). */
+#define KEEL_PAGING_READ_CHUNK (256 * 1024)
+/* Other files (page files) the journal's writer keeps open at once: one
+ * written per paging address, one being closed; more are reopened. */
+#define KEEL_JOURNAL_EXT_FDS 8
 /* Salvage: message and object ids of the new journal start this far past
  * the highest one still readable, so that ids the damaged bytes may have
  * held are never handed out again. */
