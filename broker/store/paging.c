@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -721,6 +722,16 @@ static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 			pa->r_seq = 0;
 			write_cursor(pg, pa);
 			emit(pg, "address.depaged", pa, 0);
+			/* the read buffer goes, and glibc gives the free pages of its
+			 * heap and arenas back: RSS after a backlog is read */
+			keel_free(pa->rbuf);
+			pa->rbuf = NULL;
+			pa->rbuf_cap = pa->rbuf_len = 0;
+			if (pa->r_fd >= 0) {
+				close(pa->r_fd);
+				pa->r_fd = -1;
+			}
+			malloc_trim(0);
 		} else {
 			write_cursor(pg, pa);
 		}

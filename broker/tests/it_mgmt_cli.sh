@@ -117,7 +117,7 @@ run 0 "queue create cli.q2 (multicast, on cli.addr)" "${K[@]}" queue create --na
 
 run 0 "queue stat" "${K[@]}" queue stat
 head -1 "$tmp/out" >"$tmp/header"
-if grep -Eq '^\|NAME *\|ADDRESS *\|CONSUMER_COUNT\|MESSAGE_COUNT\|MESSAGES_ADDED\|DELIVERING_COUNT\|MESSAGES_ACKED\|SCHEDULED_COUNT\|ROUTING_TYPE\|$' "$tmp/header"; then
+if grep -Eq '^\|NAME *\|ADDRESS *\|CONSUMER_COUNT\|MESSAGE_COUNT\|MESSAGES_ADDED\|DELIVERING_COUNT\|MESSAGES_ACKED\|SCHEDULED_COUNT\|PAGED_COUNT\|ROUTING_TYPE\|$' "$tmp/header"; then
   ok "queue stat header has the nine columns in order"
 else
   not_ok "queue stat header has the nine columns in order" "$tmp/out"
