@@ -301,12 +301,6 @@ void keel_address_set_paged_count(keel_address *a, uint64_t n)
 	}
 }
 
-void keel_core_depage_kick(keel_core *core)
-{
-	core->depage_check = true;
-	core__flush(core);
-}
-
 size_t keel_core_paging_addresses(const keel_core *core)
 {
 	return core->paging_addrs;
