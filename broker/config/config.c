@@ -195,6 +195,7 @@ static const cyaml_schema_field_t config_fields[] = {
 	STR_OPT("write-high-watermark", keel_config, write_high_watermark, 1),
 	STR_OPT("write-low-watermark", keel_config, write_low_watermark, 1),
 	STR_OPT("journal-file-size", keel_config, journal_file_size, 1),
+	STR_OPT("page-file-size", keel_config, page_file_size, 1),
 	CYAML_FIELD_BOOL("journal-sync", OPT, keel_config, journal_sync),
 	CYAML_FIELD_UINT("journal-compact-min-files", OPT, keel_config,
 			 journal_compact_min_files),
@@ -276,6 +277,7 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 	cfg->write_high_watermark_bytes = KEEL_WRITE_HIGH_WATERMARK;
 	cfg->write_low_watermark_bytes = KEEL_WRITE_LOW_WATERMARK;
 	cfg->journal_file_size_bytes = KEEL_JOURNAL_DEFAULT_FILE_SIZE;
+	cfg->page_file_size_bytes = KEEL_PAGING_DEFAULT_FILE_SIZE;
 	if (scan == NULL || !scan_has(scan, "journal-sync"))
 		cfg->journal_sync = true;
 	if (scan == NULL || !scan_has(scan, "journal-compact-min-files"))
@@ -752,6 +754,12 @@ static int check_config(cfg_check *c, keel_config *cfg)
 	if (rc)
 		return rc;
 	cfg->journal_file_size_bytes = (uint64_t)jfs;
+	int64_t pfs = (int64_t)cfg->page_file_size_bytes;
+	rc = check_size(c, "page-file-size", cfg->page_file_size, false,
+			KEEL_PAGING_MIN_FILE_SIZE, KEEL_PAGING_MAX_FILE_SIZE, &pfs);
+	if (rc)
+		return rc;
+	cfg->page_file_size_bytes = (uint64_t)pfs;
 	if (cfg->journal_compact_min_files < 2)
 		return check_fail(c, "journal-compact-min-files	must be at least 2, not %u",
 				  cfg->journal_compact_min_files);

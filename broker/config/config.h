@@ -165,6 +165,10 @@ struct keel_config {
 	char *journal_file_size;
 	uint64_t journal_file_size_bytes;
 	bool journal_sync;                     /* default true: fdatasync per batch */
+	/* page-file-size: as written (NULL = unset) and in bytes (a page file
+	 * is closed past it; default 64 MiB, paging.h) */
+	char *page_file_size;
+	uint64_t page_file_size_bytes;
 	uint32_t journal_compact_min_files;    /* default 4 */
 	keel_bridge_cfg *bridges;              /* bridges: [...] */
 	unsigned bridges_count;

@@ -51,7 +51,7 @@ struct keel_broker {
 	keel_server *server;           /* NULL once handed to keel_server_stop */
 	keel_session_env env;
 	keel_journal *journal;         /* <data-dir>/journal; stopped before the core goes */
-	keel_paging *paging;           /* <data-dir>/paging (no ha:); stopped before the journal */
+	keel_paging *paging;           /* <data-dir>/paging; stopped before the journal */
 	char *large_dir;               /* <data-dir>/large-messages */
 	keel_mgmt_env mgmt;             /* management's view of the broker */
 	keel_bridge **bridges;         /* cfg->bridges, started once LIVE */
@@ -558,12 +558,14 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 	keel_free(b->large_ids);
 	b->large_ids = NULL;
 	b->large_n = b->large_cap = 0;
-	/* paging: not with ha: (the replica does not mirror page files yet;
-	 * PAGE acts as BLOCK there) */
-	if (cfg->ha == NULL) {
+	/* paging (with ha: too: the journal's tap carries the page files'
+	 * writes to the backup, replman_live.c) */
+	{
 		char pdir[KEEL_MAX_PATH_BYTES];
 		snprintf(pdir, sizeof(pdir), "%s/paging", cfg->data_dir);
-		keel_paging_options po = { .dir = pdir, .events = b->events };
+		keel_paging_options po = { .dir = pdir, .file_size = cfg->page_file_size_bytes,
+					   .events = b->events };
+		assert(b->paging == NULL);
 		rc = keel_paging_open(&b->paging, &po, b->core, b->journal, err, errlen);
 		if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
 			rc = -EINVAL; /* input error: exit 2 */
@@ -793,6 +795,11 @@ static void on_dead_journal_closed(void *arg)
  * the next loop turn: a timer started now would fire first.) */
 static void finish_deactivate(keel_broker *b)
 {
+	/* the pager goes first: it writes through the journal and points
+	 * into the core that is rebuilt */
+	keel_paging_stop(b->paging);
+	keel_paging_free(b->paging);
+	b->paging = NULL;
 	keel_journal_stop(b->journal);
 	assert(b->dead_journal == NULL);
 	b->dead_journal = b->journal;

@@ -111,7 +111,8 @@ void keel_journal_free(keel_journal *j);
  * journal records are durable, then fdatasynced (journal-sync) before the
  * batch completes; an unlink runs after the batch's writes.  Each counts
  * as a record: a receipt taken with keel_sync's ticket after it waits for
- * it.  Not replicated (the tap does not see them).  Copies the bytes.
+ * it.  Replicated: the tap hands them on (KEEL_JOURNAL_FOP_EXT_*), after
+ * the batch's journal operations.  Copies the bytes.
  * 0, -ENOMEM, -EROFS (an offline reader).  Loop thread.
  */
 int keel_journal_ext_write(keel_journal *j, const char *path, uint64_t off, const void *data,
@@ -142,6 +143,11 @@ enum keel_journal_fop_kind {
 					newest segment once it is gone (journal.head) */
 	KEEL_JOURNAL_FOP_TRUNCATE,   /* cut the segment at `off`, then size it to `size` again:
 					after a failed batch, the bytes past the durable end */
+	KEEL_JOURNAL_FOP_EXT_WRITE,  /* another file (`path`, keel_journal_ext_write): write
+					`data` at `off` (creating it), after the batch's
+					journal operations */
+	KEEL_JOURNAL_FOP_EXT_UNLINK, /* another file (`path`): delete it once the batch's
+					writes are durable */
 };
 
 typedef struct keel_journal_fileop {
@@ -151,6 +157,7 @@ typedef struct keel_journal_fileop {
 	uint64_t size;
 	const uint8_t *data;    /* valid during the call only */
 	size_t len;
+	const char *path;       /* FOP_EXT_*: the file as given to ext_write (seg 0) */
 } keel_journal_fileop;
 
 /* Called on the loop thread when a batch goes to the writer, in batch

@@ -293,12 +293,20 @@
 /* Paging: a page file is closed past this many bytes (deleted once every
  * record in it is read back: the disk follows the backlog in steps of it). */
 #define KEEL_PAGING_DEFAULT_FILE_SIZE (64 * 1024 * 1024)
+/* page-file-size bounds: small files (tests, many deletes) to files that a
+ * replica's KEEL_PAGING_MAX_FILE_BYTES still holds with room. */
+#define KEEL_PAGING_MIN_FILE_SIZE (4 * 1024)
+#define KEEL_PAGING_MAX_FILE_SIZE (1024ll * 1024 * 1024)
 /* Paging: bytes read from a page file at once (the next chunk is asked of
  * the kernel ahead, posix_fadvise). */
 #define KEEL_PAGING_READ_CHUNK (256 * 1024)
 /* Other files (page files) the journal's writer keeps open at once: one
  * written per paging address, one being closed; more are reopened. */
 #define KEEL_JOURNAL_EXT_FDS 8
+/* Paging: a replica refuses a page-file write past this offset (a page
+ * file is closed past its size, KEEL_PAGING_DEFAULT_FILE_SIZE, plus one
+ * record): far beyond any real one, it bounds what a bad op can grow. */
+#define KEEL_PAGING_MAX_FILE_BYTES (1ull << 40)
 /* Salvage: message and object ids of the new journal start this far past
  * the highest one still readable, so that ids the damaged bytes may have
  * held are never handed out again. */
@@ -482,5 +490,9 @@
  * more syncs and closes the first.  16 covers the segments the ops write
  * plus the one file a sync streams at a time. */
 #define KEEL_REPL_REPLICA_FILES 16
+/* Replication: a page file's path under the data directory, NUL included:
+ * "paging/" + the hex of a name (2 * KEEL_MAX_NAME_LEN) + "/" + a 17-byte
+ * file name; with room to spare. */
+#define KEEL_REPL_EXT_PATH_MAX 600
 
 #endif
