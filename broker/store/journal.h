@@ -120,6 +120,13 @@ int keel_journal_ext_write(keel_journal *j, const char *path, uint64_t off, cons
 int keel_journal_ext_unlink(keel_journal *j, const char *path);
 /* Is message `id` live in the journal (held by a durable queue)? */
 bool keel_journal_has_message(keel_journal *j, uint64_t id);
+/* Was it live, or did open see its MESSAGE record (committed) though it
+ * is not live (acked, dead-lettered away...)?  Paging's recovery: a page
+ * record of such a message was read back before a crash even when the
+ * page cursor saying so did not reach the disk.  What open saw is kept
+ * (8 bytes per such message) until keel_journal_forget_seen. */
+bool keel_journal_saw_message(keel_journal *j, uint64_t id);
+void keel_journal_forget_seen(keel_journal *j);
 
 /* The keel_sync sessions hold receipts with (valid until free). */
 const keel_sync *keel_journal_sync(keel_journal *j);

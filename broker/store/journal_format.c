@@ -548,3 +548,27 @@ bool keel_journal_has_message(keel_journal *j, uint64_t id)
 {
 	return journal__ent_find(j, JK_MSG, id, 0) != NULL;
 }
+
+bool keel_journal_saw_message(keel_journal *j, uint64_t id)
+{
+	if (keel_journal_has_message(j, id))
+		return true;
+	size_t lo = 0, hi = j->nseen_dead;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (j->seen_dead[mid] == id)
+			return true;
+		if (j->seen_dead[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+void keel_journal_forget_seen(keel_journal *j)
+{
+	keel_free(j->seen_dead);
+	j->seen_dead = NULL;
+	j->nseen_dead = 0;
+}

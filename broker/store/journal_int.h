@@ -192,6 +192,11 @@ struct keel_journal {
 	jent *addrs, *queues, *msgs, *refs;
 	uint64_t next_oid;     /* address, queue and transaction ids */
 	uint64_t max_mid;
+	/* Ids of the messages whose MESSAGE record open saw (committed) and
+	 * that are not live: sorted; kept until keel_journal_forget_seen
+	 * (paging's recovery asks, keel_journal_saw_message). */
+	uint64_t *seen_dead;
+	size_t nseen_dead;
 	uint64_t appended;     /* records appended (tickets) */
 	uint64_t synced;       /* records durable */
 	uint64_t txid;         /* inside a commit: its id */

@@ -70,6 +70,7 @@ typedef struct paddr {
 	uint64_t t1, o1, t2, o2; /* tickets of writes to last_seq and their ends */
 	uint64_t readable;      /* of last_seq: written by the writer */
 	uint64_t old_last;      /* files <= it were there at open */
+	bool old_pending;       /* records of those files are still to be read */
 	uint64_t r_seq, r_off;  /* the next record to read */
 	int r_fd;
 	uint64_t r_fd_seq;
@@ -97,6 +98,8 @@ struct keel_paging {
 	size_t enc_cap;
 	keel_paging_stats st;
 	bool started;
+	size_t old_pending;     /* addresses with old_pending: the journal keeps
+				   what its open saw until none is left */
 };
 
 /* ---- names ---------------------------------------------------------------- */
@@ -483,6 +486,18 @@ static void emit(keel_paging *pg, const char *type, const paddr *pa, uint64_t n)
 				 (json_int_t)n);
 }
 
+/* An address has read every record of the files it had at open (or
+ * they went): once none is left the journal forgets what it saw. */
+static void old_done(keel_paging *pg, paddr *pa)
+{
+	if (!pa->old_pending)
+		return;
+	pa->old_pending = false;
+	assert(pg->old_pending > 0);
+	if (--pg->old_pending == 0)
+		keel_journal_forget_seen(pg->j);
+}
+
 static uint64_t journal_errors(keel_paging *pg)
 {
 	keel_journal_stats st;
@@ -699,8 +714,10 @@ static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 			uint8_t flags;
 			uint64_t id;
 			if (!rec_peek(rec, (uint32_t)len, &flags, &id) || !(flags & P_PERSISTENT) ||
-			    keel_journal_has_message(pg->j, id))
+			    keel_journal_saw_message(pg->j, id))
 				continue; /* counted as skipped at open */
+		} else {
+			old_done(pg, pa);
 		}
 		int rc = rec_decode(pa, rec, (uint32_t)len, out);
 		if (rc == -EBADMSG) {
@@ -717,6 +734,7 @@ static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 		if (--pa->count == 0) {
 			/* every record is read: the files go, the next record opens a
 			 * new one */
+			old_done(pg, pa);
 			drop_files(pg, pa, pa->last_seq);
 			pa->new_file = true;
 			pa->r_seq = 0;
@@ -747,6 +765,7 @@ static void pg_page_drop(void *ud, keel_address *a)
 		return;
 	if (pa->last_seq)
 		drop_files(pg, pa, pa->last_seq);
+	old_done(pg, pa);
 	pa->count = 0;
 	pa->new_file = true;
 	pa->r_seq = 0;
@@ -815,7 +834,10 @@ static int recover_file(keel_paging *pg, paddr *pa, uint64_t seq, uint64_t from,
 			if (id > *max_id)
 				*max_id = id;
 			if (off >= from) {
-				if ((flags & P_PERSISTENT) && !keel_journal_has_message(pg->j, id)) {
+				/* a message the journal saw was read back before
+				 * the crash, though the cursor may say otherwise
+				 * (it is written after the journal's records) */
+				if ((flags & P_PERSISTENT) && !keel_journal_saw_message(pg->j, id)) {
 					pa->count++;
 					pg->st.recovered++;
 				} else {
@@ -949,6 +971,8 @@ static int recover_address(keel_paging *pg, const char *hex, uint64_t *max_id, c
 		}
 	}
 	keel_address_set_paged_count(a, pa->count);
+	pa->old_pending = true;
+	pg->old_pending++;
 	keel_log_info("paging: %s: %" PRIu64 " messages to read back", name, pa->count);
 out:
 	closedir(d);
@@ -1000,6 +1024,8 @@ int keel_paging_open(keel_paging **out, const keel_paging_options *opt, keel_cor
 		goto fail;
 	if (max_id)
 		keel_core_reserve_msg_ids(core, max_id);
+	if (pg->old_pending == 0)
+		keel_journal_forget_seen(j);
 	*out = pg;
 	return 0;
 fail:

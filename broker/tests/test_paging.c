@@ -4,7 +4,9 @@
  * pages in order, the messages come back in order after a restart, and
  * the truncation sweep: the page file cut at every offset, recovery keeps
  * every whole record and never a torn one (a cut inside the header drops
- * the file, which held nothing receipted).  Test thread only.
+ * the file, which held nothing receipted); messages read back and acked
+ * whose page writes were lost in a crash do not come back.  Test thread
+ * only.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -222,6 +224,56 @@ static void test_truncation_sweep(void **state)
 	free(orig);
 }
 
+/* The window between a batch's journal records and its page writes: the
+ * paged messages are read back, journaled and acked, and then (a crash
+ * before the page writes of those batches reach the disk) the page file
+ * is as before and there is no cursor.  Recovery must not bring them
+ * back: the journal saw them (their MESSAGE records, dead). */
+static void test_acked_before_cursor(void **state)
+{
+	(void)state;
+	char dir[300], f[600], cur[600];
+	snprintf(dir, sizeof(dir), "%s/window", base);
+	fill(dir);
+	page_file(dir, f, sizeof(f));
+	uint8_t *orig = NULL;
+	size_t size = 0;
+	assert_int_equal(read_whole(f, &orig, &size), 0);
+
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	collect k;
+	drain(&e, "pg", &k);
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(keel_journal_flush(e.j), 0);
+	pg_close(&e, pg);
+	assert_int_not_equal(access(f, F_OK), 0);
+
+	/* the page writes are lost, the journal's records are not */
+	write_whole(f, orig, size);
+	char d[310];
+	snprintf(d, sizeof(d), "%s.paging", dir);
+	assert_int_equal(keel_paging_address_dir(d, "pg", cur, sizeof(cur)), 0);
+	strncat(cur, "/cursor", sizeof(cur) - strlen(cur) - 1);
+	(void)unlink(cur);
+
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	pg = pg_open(&e, true);
+	keel_paging_stats ps;
+	keel_paging_get_stats(pg, &ps);
+	if (paged(&e) != 0)
+		fail_msg("%" PRIu64 " acked messages would come back", paged(&e));
+	assert_int_equal(ps.recovered, 0);
+	assert_int_equal(ps.skipped, N_PAGED);
+	assert_true(pending(&e, "pg") == 0 || pending(&e, "pg") == UINT64_MAX);
+	pg_close(&e, pg);
+	free(orig);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -243,6 +295,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order_across_restart),
 		cmocka_unit_test(test_truncation_sweep),
+		cmocka_unit_test(test_acked_before_cursor),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
