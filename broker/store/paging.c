@@ -69,6 +69,8 @@ typedef struct paddr {
 	uint64_t werrs;         /* the journal's write errors when last_seq opened */
 	uint64_t t1, o1, t2, o2; /* tickets of writes to last_seq and their ends */
 	uint64_t readable;      /* of last_seq: written by the writer */
+	uint64_t prev_t;        /* ticket of the last write to the files before
+				   last_seq: they are whole once it is synced */
 	uint64_t old_last;      /* files <= it were there at open */
 	bool old_pending;       /* records of those files are still to be read */
 	uint64_t r_seq, r_off;  /* the next record to read */
@@ -512,6 +514,8 @@ static int open_file(keel_paging *pg, paddr *pa)
 	if (pa->last_seq == 0 && mkdir(pa->dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	uint64_t seq = pa->last_seq + 1;
+	if (pa->last_seq)
+		pa->prev_t = pa->t2;
 	file_header(h, seq);
 	file_path(pa, seq, path, sizeof(path));
 	int rc = keel_journal_ext_write(pg->j, path, 0, h, P_HDR);
@@ -697,6 +701,17 @@ static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 				/* the rest is still with the writer: come back then */
 				if (!pa->kick.linked && pa->t2 > pg->sync->synced(pg->sync->ud)) {
 					pa->kick.ticket = pa->t2;
+					pa->kick.done = on_kick;
+					pg->sync->wait(pg->sync->ud, &pa->kick);
+				}
+				return 0;
+			}
+			/* an older file: read to its end once its last records
+			 * are written (they may be in the batch that opened the
+			 * next file) */
+			if (pa->prev_t > pg->sync->synced(pg->sync->ud)) {
+				if (!pa->kick.linked) {
+					pa->kick.ticket = pa->prev_t;
 					pa->kick.done = on_kick;
 					pg->sync->wait(pg->sync->ud, &pa->kick);
 				}

@@ -34,11 +34,11 @@ static void pg_dir(const env *e, char *out, size_t len)
 	snprintf(out, len, "%s.paging", e->dir);
 }
 
-static keel_paging *pg_open(env *e, bool start)
+static keel_paging *pg_open_sized(env *e, bool start, uint64_t file_size)
 {
 	char d[300], err[256] = "";
 	pg_dir(e, d, sizeof(d));
-	keel_paging_options po = { .dir = d };
+	keel_paging_options po = { .dir = d, .file_size = file_size };
 	keel_paging *pg = NULL;
 	int rc = keel_paging_open(&pg, &po, e->core, e->j, err, sizeof(err));
 	if (rc)
@@ -46,6 +46,11 @@ static keel_paging *pg_open(env *e, bool start)
 	if (start)
 		keel_paging_start(pg);
 	return pg;
+}
+
+static keel_paging *pg_open(env *e, bool start)
+{
+	return pg_open_sized(e, start, 0);
 }
 
 static void pg_close(env *e, keel_paging *pg)
@@ -274,6 +279,66 @@ static void test_acked_before_cursor(void **state)
 	free(orig);
 }
 
+/* A consumer reads back while the producer pages on, with files of two
+ * records: the reader reaches the end of a file whose last records are
+ * still with the writer when the next record opens a new file.  It must
+ * wait for them, not take the file for read (and skip them). */
+static void test_rollover_while_reading(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/rollover", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open_sized(&e, true, 300);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	char body[101], want[2048] = "", got[2048] = "", part[2048];
+	collect k;
+	enum { N = 40 };
+	for (int i = 0; i < N; i++) {
+		memset(body, 'x', 100);
+		int n = snprintf(body, sizeof(body), "%d", i);
+		body[n] = 'x';
+		body[100] = '\0';
+		send_to(&e, "pg", body, true, NULL);
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%d,", i);
+		/* some batches are written between the sends, not all; a
+		 * consumer takes what is there now and then */
+		if (i % 3 == 0) {
+			assert_int_equal(keel_journal_flush(e.j), 0);
+			(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+		}
+		if (i % 4 == 3) {
+			drain(&e, "pg", &k);
+			numbers(&k, part, sizeof(part));
+			strncat(got, part, sizeof(got) - strlen(got) - 1);
+		}
+	}
+	/* every write done, every kick run: no sleep, a bounded number of
+	 * rounds (each flush waits for the writer) */
+	for (int round = 0; round < 200 && paged(&e) > 0; round++) {
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+		drain(&e, "pg", &k);
+		numbers(&k, part, sizeof(part));
+		strncat(got, part, sizeof(got) - strlen(got) - 1);
+	}
+	drain(&e, "pg", &k);
+	numbers(&k, part, sizeof(part));
+	strncat(got, part, sizeof(got) - strlen(got) - 1);
+	keel_paging_stats ps;
+	keel_paging_get_stats(pg, &ps);
+	if (strcmp(got, want) != 0)
+		fail_msg("read back %s; paged %" PRIu64 " (written %" PRIu64 ", read %" PRIu64
+			 ", files %" PRIu64 "), in the queue %" PRIu64, got, paged(&e), ps.paged,
+			 ps.depaged, ps.files, pending(&e, "pg"));
+	assert_true(ps.paged > 10);
+	assert_int_equal(paged(&e), 0);
+	pg_close(&e, pg);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -296,6 +361,7 @@ int main(void)
 		cmocka_unit_test(test_order_across_restart),
 		cmocka_unit_test(test_truncation_sweep),
 		cmocka_unit_test(test_acked_before_cursor),
+		cmocka_unit_test(test_rollover_while_reading),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
