@@ -223,14 +223,32 @@ static int route_paged(keel_core *core, keel_address *a, keel_msg *m, keel_routi
 	return (int)n;
 }
 
-/* Room to read a's pages back: less than the read-ahead in memory and
- * below the resume mark of its own limit. */
-static bool depage_room(keel_address *a)
+static bool global_drained(const keel_core *core);
+
+/* Room to read a's pages back: less than the read-ahead in memory, below
+ * the resume mark of its own limit, and below that of global-max-size,
+ * except that an address holding less than KEEL_PAGING_DEPAGE_FLOOR (at
+ * most an eighth of global-max-size) reads back that much whatever the
+ * others hold (an address full of other
+ * messages must not starve a paging one).  Without the global mark a
+ * paging address with no consumer read its own messages back as soon as
+ * they were paged, and paged them again (episode after episode), with the
+ * read-ahead on top of global-max-size. */
+static bool depage_room(keel_core *core, keel_address *a)
 {
 	if (a->size_bytes >= KEEL_PAGING_READAHEAD_BYTES)
 		return false;
 	int64_t max = core__address_settings(a)->max_size_bytes;
-	return max < 0 || (max > 0 && under_resume(a->size_bytes, max));
+	if (!(max < 0 || (max > 0 && under_resume(a->size_bytes, max))))
+		return false;
+	if (global_drained(core))
+		return true;
+	/* the floor: at most an eighth of the global limit (a small one must
+	 * not be read past by the floor alone) */
+	uint64_t floor = KEEL_PAGING_DEPAGE_FLOOR, g = (uint64_t)core->opt.global_max_size_bytes;
+	if (g / 8 < floor)
+		floor = g / 8;
+	return a->size_bytes < floor;
 }
 
 static void depage_one(keel_core *core, keel_address *a, const keel_paged_msg *pm)
@@ -254,7 +272,7 @@ void core__depage_run(keel_core *core)
 		return;
 	for (size_t i = 0; i < core->addr_count; i++) {
 		keel_address *a = core->addrs[i];
-		while (a->paged_count && depage_room(a)) {
+		while (a->paged_count && depage_room(core, a)) {
 			keel_paged_msg pm = { 0 };
 			int rc = core->pager.page_in(core->pager_ud, a, &pm);
 			if (rc <= 0)

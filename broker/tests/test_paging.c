@@ -339,6 +339,52 @@ static void test_rollover_while_reading(void **state)
 	pg_close(&e, pg);
 }
 
+/* No consumer, the broker full (global-max-size), the address without a
+ * limit of its own: what is paged stays paged (one episode), nothing is
+ * read back into memory past global-max-size only to be paged again. */
+static void test_global_full_stays_paged(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/global", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	jtest_global_max_size = 2000;
+	int rc = env_open(&e, dir, &o, NULL, 0);
+	jtest_global_max_size = 0;
+	assert_int_equal(rc, 0);
+	keel_address_settings st = { .has_address_full_policy = true,
+				     .address_full_policy = KEEL_FULL_PAGE };
+	assert_int_equal(keel_core_add_address_settings(e.core, "pg", &st), 0);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	char body[301];
+	for (int i = 0; i < 30; i++) {
+		memset(body, 'x', 300);
+		body[300] = '\0';
+		send_to(&e, "pg", body, true, NULL);
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+	}
+	keel_paging_stats ps;
+	keel_paging_get_stats(pg, &ps);
+	if (ps.depaged != 0)
+		fail_msg("%" PRIu64 " of %" PRIu64 " paged messages read back with no consumer "
+			 "and the broker full", ps.depaged, ps.paged);
+	assert_true(ps.paged > 20);
+	assert_int_equal(paged(&e), ps.paged);
+	/* a consumer takes them all, in order of sending */
+	collect k;
+	for (int round = 0; round < 100 && (paged(&e) || pending(&e, "pg")); round++) {
+		drain(&e, "pg", &k);
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+	}
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(pending(&e, "pg"), 0);
+	pg_close(&e, pg);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -362,6 +408,7 @@ int main(void)
 		cmocka_unit_test(test_truncation_sweep),
 		cmocka_unit_test(test_acked_before_cursor),
 		cmocka_unit_test(test_rollover_while_reading),
+		cmocka_unit_test(test_global_full_stays_paged),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -290,6 +290,11 @@
  * (1 MiB by default) full while the next records are read, small against
  * the default global-max-size. */
 #define KEEL_PAGING_READAHEAD_BYTES (4 * 1024 * 1024)
+/* Paging: an address holding less than this (at most an eighth of
+ * global-max-size) reads its pages back even when global-max-size is past
+ * its resume mark (other addresses' messages must not starve a paging
+ * one); above it, only below that mark. */
+#define KEEL_PAGING_DEPAGE_FLOOR (256 * 1024)
 /* Paging: a page file is closed past this many bytes (deleted once every
  * record in it is read back: the disk follows the backlog in steps of it). */
 #define KEEL_PAGING_DEFAULT_FILE_SIZE (64 * 1024 * 1024)
