@@ -186,9 +186,37 @@ int session__storage_before_send(keel_session *s, const keel_stomp_frame *f,
 	return FLOW_REFUSED;
 }
 
+/* The journal wrote what was appended when the producer paused. */
+static void on_backlog_written(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	(void)synced;
+	(void)status; /* a failed write fails its receipts; reading goes on */
+	keel_session *s = (keel_session *)(void *)((char *)w - offsetof(keel_session, backlog_w));
+	session__update_reading(s);
+}
+
+/* Past KEEL_JOURNAL_MAX_BACKLOG_BYTES not yet written (SENDs with no
+ * receipt, paged messages): stop reading from this producer until the
+ * journal has written what is appended now. */
+static void backlog_check(keel_session *s)
+{
+	const keel_sync *sy = s->env.sync;
+	if (sy == NULL || sy->backlog == NULL || s->ops->set_reading == NULL ||
+	    s->backlog_w.linked || sy->backlog(sy->ud) <= KEEL_JOURNAL_MAX_BACKLOG_BYTES)
+		return;
+	uint64_t t = sy->ticket(sy->ud);
+	if (t <= sy->synced(sy->ud))
+		return;
+	s->backlog_w.ticket = t;
+	s->backlog_w.done = on_backlog_written;
+	sy->wait(sy->ud, &s->backlog_w);
+	session__update_reading(s);
+}
+
 void session__flow_after_send(keel_session *s, const char *address)
 {
 	keel_core *core = s->env.core;
+	backlog_check(s);
 	if (s->ops->set_reading == NULL || s->blocked.linked ||
 	    !keel_core_address_full(core, address))
 		return;

@@ -732,10 +732,24 @@ static void s_cancel(void *ud, keel_sync_waiter *w)
 	w->linked = false;
 }
 
+static uint64_t s_backlog(void *ud)
+{
+	keel_journal *j = ud;
+	uint64_t n = j->open ? j->open->len : 0;
+	/* no spare: the other batch is with the writer (its length does not
+	 * change there) */
+	if (j->open && j->spare == NULL) {
+		const jbatch *other = j->open == &j->batch[0] ? &j->batch[1] : &j->batch[0];
+		n += other->len;
+	}
+	return n;
+}
+
 void journal__sync_init(keel_journal *j)
 {
 	j->sync_if = (keel_sync){ .ticket = s_ticket, .synced = s_synced, .wait = s_wait,
-				  .cancel = s_cancel, .error = s_error, .ud = j };
+				  .cancel = s_cancel, .error = s_error, .backlog = s_backlog,
+				  .ud = j };
 }
 
 const keel_sync *keel_journal_sync(keel_journal *j)

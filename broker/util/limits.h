@@ -308,6 +308,11 @@
 /* Other files (page files) the journal's writer keeps open at once: one
  * written per paging address, one being closed; more are reopened. */
 #define KEEL_JOURNAL_EXT_FDS 8
+/* Bytes appended to the journal and not yet written past which a session
+ * stops reading from its producer until they are (keel_sync's backlog):
+ * SENDs with no receipt, paged messages above all, would otherwise pile
+ * up in the journal's batches (a non-persistent flood reached 122 MiB). */
+#define KEEL_JOURNAL_MAX_BACKLOG_BYTES (4 * 1024 * 1024)
 /* Paging: a replica refuses a page-file write past this offset (a page
  * file is closed past its size, KEEL_PAGING_DEFAULT_FILE_SIZE, plus one
  * record): far beyond any real one, it bounds what a bad op can grow. */
