@@ -688,6 +688,18 @@ static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 	paddr *pa = paddr_get(pg, keel_address_name(a), false);
 	if (pa == NULL || pa->count == 0)
 		return 0;
+	/* what is read back is journaled (a persistent message) with a cursor
+	 * write: no faster than the writer writes, or a fast consumer piles
+	 * the records up in the journal's batches */
+	if (pg->sync->backlog && pg->sync->backlog(pg->sync->ud) > KEEL_JOURNAL_MAX_BACKLOG_BYTES) {
+		uint64_t t = pg->sync->ticket(pg->sync->ud);
+		if (!pa->kick.linked && t > pg->sync->synced(pg->sync->ud)) {
+			pa->kick.ticket = t;
+			pa->kick.done = on_kick;
+			pg->sync->wait(pg->sync->ud, &pa->kick);
+		}
+		return 0;
+	}
 	for (;;) {
 		if (pa->r_seq == 0 || pa->r_seq > pa->last_seq)
 			return 0;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "jtest.h"
+#include "limits.h"
 #include "paging.h"
 
 #define N_PAGED 12
@@ -385,6 +386,49 @@ static void test_global_full_stays_paged(void **state)
 	pg_close(&e, pg);
 }
 
+/* Reading back journals each persistent message read: a consumer faster
+ * than the writer must not pile those records up in the journal's
+ * batches (past KEEL_JOURNAL_MAX_BACKLOG_BYTES reading back waits for the
+ * writer). */
+static void test_depage_paced(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/paced", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	enum { M = 8000 };
+	static char body[1001];
+	memset(body, 'p', 1000);
+	for (int i = 0; i < M; i++) {
+		send_to(&e, "pg", body, true, NULL);
+		if (i % 500 == 0)
+			assert_int_equal(keel_journal_flush(e.j), 0);
+	}
+	assert_int_equal(keel_journal_flush(e.j), 0);
+	(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+	assert_true(paged(&e) > M - 10);
+	const keel_sync *sy = keel_journal_sync(e.j);
+	static collect k;
+	drain(&e, "pg", &k);
+	uint64_t backlog = sy->backlog(sy->ud);
+	if (backlog > KEEL_JOURNAL_MAX_BACKLOG_BYTES + 16 * 1024)
+		fail_msg("one drain left %" PRIu64 " bytes for the writer", backlog);
+	assert_true(paged(&e) > 0); /* the rest waits for the writer */
+	for (int round = 0; round < 1000 && (paged(&e) || pending(&e, "pg")); round++) {
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+		drain(&e, "pg", &k);
+	}
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(pending(&e, "pg"), 0);
+	pg_close(&e, pg);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -409,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_acked_before_cursor),
 		cmocka_unit_test(test_rollover_while_reading),
 		cmocka_unit_test(test_global_full_stays_paged),
+		cmocka_unit_test(test_depage_paced),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
