@@ -8,6 +8,7 @@
  * keel-broker.  Every wait has a deadline; nothing sleeps.  Single thread.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -72,7 +73,14 @@ static void test_flood_bounded(void **state)
 			 1);
 	long peak = status_kib(it_broker_pid(b), "VmHWM");
 	fprintf(stderr, "flood: peak RSS %ld KiB\n", peak);
-	if (peak > PEAK_LIMIT_KIB)
+	/* Under ASan (its quarantine keeps freed memory: 180 MiB here) or a
+	 * wrapper (valgrind) RSS says nothing of the broker's own use: the
+	 * flood runs, the bound is not checked. */
+	bool measured = getenv("KEEL_BROKER_WRAPPER") == NULL || !*getenv("KEEL_BROKER_WRAPPER");
+#if defined(__SANITIZE_ADDRESS__)
+	measured = false;
+#endif
+	if (measured && peak > PEAK_LIMIT_KIB)
 		fail_msg("peak RSS %ld KiB over %d KiB: the flood piled up", peak, PEAK_LIMIT_KIB);
 	int ws = 0;
 	assert_int_equal(it_broker_stop(b, T_MS, &ws), 0);
