@@ -405,7 +405,7 @@ static void queue_usage(FILE *f)
 		"          [--max-rows N] [--json] [--loop [--interval MS (1000)] [--iterations N]]\n"
 		"          statistics of every queue (or those that match) as a table: NAME, ADDRESS,\n"
 		"          CONSUMER_COUNT, MESSAGE_COUNT, MESSAGES_ADDED, DELIVERING_COUNT,\n"
-		"          MESSAGES_ACKED, SCHEDULED_COUNT, ROUTING_TYPE.  F is a stat field\n"
+		"          MESSAGES_ACKED, SCHEDULED_COUNT, PAGED_COUNT, ROUTING_TYPE.  F is a stat field\n"
 		"          (MESSAGE_COUNT or message-count...), OP one of EQUALS, CONTAINS,\n"
 		"          GREATER_THAN, LESS_THAN.  --loop repeats every MS until interrupted\n"
 		"          (or N times).\n"
@@ -429,6 +429,7 @@ static const column stat_cols[] = {
 	{ "DELIVERING_COUNT", "delivering-count" },
 	{ "MESSAGES_ACKED", "messages-acked" },
 	{ "SCHEDULED_COUNT", "scheduled-count" },
+	{ "PAGED_COUNT", "paged-count" },
 	{ "ROUTING_TYPE", "routing-type" },
 };
 

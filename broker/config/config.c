@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "keel/alloc.h"
@@ -213,6 +214,7 @@ static const cyaml_schema_field_t config_fields[] = {
 	STR_OPT("write-high-watermark", keel_config, write_high_watermark, 1),
 	STR_OPT("write-low-watermark", keel_config, write_low_watermark, 1),
 	STR_OPT("journal-file-size", keel_config, journal_file_size, 1),
+	STR_OPT("page-file-size", keel_config, page_file_size, 1),
 	CYAML_FIELD_BOOL("journal-sync", OPT, keel_config, journal_sync),
 	CYAML_FIELD_UINT("journal-compact-min-files", OPT, keel_config,
 			 journal_compact_min_files),
@@ -289,11 +291,12 @@ static int apply_defaults(keel_config *cfg, const keel_yaml_scan *scan)
 		cfg->handshake_timeout = KEEL_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	if (scan == NULL || !scan_has(scan, "max-auto-created-addresses"))
 		cfg->max_auto_created_addresses = KEEL_DEFAULT_MAX_AUTO_CREATED_ADDRESSES;
-	cfg->global_max_size_bytes = -1;
+	cfg->global_max_size_bytes = keel_default_global_max_size();
 	cfg->min_large_message_size_bytes = KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE;
 	cfg->write_high_watermark_bytes = KEEL_WRITE_HIGH_WATERMARK;
 	cfg->write_low_watermark_bytes = KEEL_WRITE_LOW_WATERMARK;
 	cfg->journal_file_size_bytes = KEEL_JOURNAL_DEFAULT_FILE_SIZE;
+	cfg->page_file_size_bytes = KEEL_PAGING_DEFAULT_FILE_SIZE;
 	if (scan == NULL || !scan_has(scan, "journal-sync"))
 		cfg->journal_sync = true;
 	if (scan == NULL || !scan_has(scan, "journal-compact-min-files"))
@@ -576,6 +579,18 @@ int keel_parse_size(const char *s, bool allow_unlimited, int64_t *out)
 }
 
 /* A size key: parse `text` (when set) into *out, naming `path` on error. */
+int64_t keel_default_global_max_size(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	int64_t ram = pages > 0 && psize > 0 ? (int64_t)pages * psize : 0;
+	int64_t v = ram / KEEL_GLOBAL_MAX_SIZE_RAM_DIVISOR;
+	if (v <= 0 || v > KEEL_DEFAULT_GLOBAL_MAX_SIZE_CAP)
+		v = KEEL_DEFAULT_GLOBAL_MAX_SIZE_CAP;
+	if (v < KEEL_DEFAULT_GLOBAL_MAX_SIZE_FLOOR)
+		v = KEEL_DEFAULT_GLOBAL_MAX_SIZE_FLOOR;
+	return v;
+}
+
 static int check_size(cfg_check *c, const char *path, const char *text, bool unlimited,
 		      int64_t min, int64_t max, int64_t *out)
 {
@@ -609,9 +624,10 @@ static int check_sizes(cfg_check *c, keel_config *cfg)
 		if (rc)
 			return rc;
 		const char *p = a->address_full_policy;
-		if (p && strcmp(p, "BLOCK") != 0 && strcmp(p, "FAIL") != 0 && strcmp(p, "DROP") != 0)
+		if (p && strcmp(p, "BLOCK") != 0 && strcmp(p, "FAIL") != 0 &&
+		    strcmp(p, "DROP") != 0 && strcmp(p, "PAGE") != 0)
 			return check_fail(c, "address-settings[%u].address-full-policy\tmust be "
-					  "BLOCK, FAIL or DROP, not \"%s\"", i,
+					  "PAGE, BLOCK, FAIL or DROP, not \"%s\"", i,
 					  a->address_full_policy);
 	}
 	rc = check_size(c, "global-max-size", cfg->global_max_size, true, 1, INT64_MAX,
@@ -854,6 +870,12 @@ static int check_config(cfg_check *c, keel_config *cfg)
 	if (rc)
 		return rc;
 	cfg->journal_file_size_bytes = (uint64_t)jfs;
+	int64_t pfs = (int64_t)cfg->page_file_size_bytes;
+	rc = check_size(c, "page-file-size", cfg->page_file_size, false,
+			KEEL_PAGING_MIN_FILE_SIZE, KEEL_PAGING_MAX_FILE_SIZE, &pfs);
+	if (rc)
+		return rc;
+	cfg->page_file_size_bytes = (uint64_t)pfs;
 	if (cfg->journal_compact_min_files < 2)
 		return check_fail(c, "journal-compact-min-files	must be at least 2, not %u",
 				  cfg->journal_compact_min_files);

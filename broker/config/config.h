@@ -181,6 +181,10 @@ struct keel_config {
 	char *journal_file_size;
 	uint64_t journal_file_size_bytes;
 	bool journal_sync;                     /* default true: fdatasync per batch */
+	/* page-file-size: as written (NULL = unset) and in bytes (a page file
+	 * is closed past it; default 64 MiB, paging.h) */
+	char *page_file_size;
+	uint64_t page_file_size_bytes;
 	uint32_t journal_compact_min_files;    /* default 4 */
 	keel_bridge_cfg *bridges;              /* bridges: [...] */
 	unsigned bridges_count;
@@ -214,5 +218,10 @@ int keel_parse_size(const char *s, bool allow_unlimited, int64_t *out);
 
 /* "HOST:PORT" -> parts; -EINVAL when malformed.  host must hold 256. */
 int keel_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* global-max-size when the file does not set it: physical RAM /
+ * KEEL_GLOBAL_MAX_SIZE_RAM_DIVISOR, between the floor and the cap of
+ * util/limits.h (16 MiB on any machine with 256 MiB or more). */
+int64_t keel_default_global_max_size(void);
 
 #endif

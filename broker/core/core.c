@@ -160,3 +160,9 @@ void keel_core_free(keel_core *core)
 	keel_free(core->node);
 	keel_free(core);
 }
+
+void keel_core_depage_kick(keel_core *core)
+{
+	core->depage_check = true;
+	core__flush(core);
+}

@@ -138,9 +138,11 @@ typedef enum keel_full_policy {
 	KEEL_FULL_BLOCK = 0,  /* the producer's connection stops being read */
 	KEEL_FULL_FAIL,       /* the SEND is refused (ERROR, connection kept) */
 	KEEL_FULL_DROP,       /* the message is dropped and counted */
+	KEEL_FULL_PAGE,       /* the message goes to the address's page files (the
+				 pager, keel_core_set_pager); BLOCK without one */
 } keel_full_policy;
 
-/* "BLOCK"/"FAIL"/"DROP" <-> enum; parse returns -1 for anything else. */
+/* "BLOCK"/"FAIL"/"DROP"/"PAGE" <-> enum; parse returns -1 for anything else. */
 const char *keel_full_policy_name(keel_full_policy p);
 int keel_full_policy_parse(const char *s);
 
@@ -165,7 +167,7 @@ typedef struct keel_address_settings {
 	bool has_max_size_bytes;
 	int64_t max_size_bytes;            /* default -1 = unlimited (flow control) */
 	bool has_address_full_policy;
-	keel_full_policy address_full_policy; /* default KEEL_FULL_BLOCK */
+	keel_full_policy address_full_policy; /* default KEEL_FULL_PAGE */
 } keel_address_settings;
 
 typedef struct keel_core_options {
@@ -243,6 +245,13 @@ int keel_core_address_wait(keel_core *core, const char *address, keel_address_wa
 /* Unlink w if linked (cb will not run).  Safe on an unlinked waiter. */
 void keel_core_address_unwait(keel_core *core, keel_address_waiter *w);
 
+/*
+ * The policy that applies to a SEND to `address` now: its
+ * address-full-policy, but BLOCK for PAGE when the core has no pager
+ * (keel_core_set_pager) or the message could not be paged (`large`).
+ */
+keel_full_policy keel_core_effective_policy(keel_core *core, const char *address, bool large);
+
 /* Asserts every invariant (tests call it after each step); returns 0. */
 int keel_core_check(const keel_core *core);
 
@@ -314,6 +323,9 @@ typedef struct keel_queue_stats {
 	uint64_t messages_killed;  /* sent to the dead-letter address / dropped */
 	uint64_t scheduled_count;  /* always 0 until scheduled delivery exists */
 	uint64_t bytes_in_memory;
+	uint64_t paged_count;      /* messages of its address in page files, not
+				      yet read back (the address's count: a
+				      multicast message is counted once) */
 } keel_queue_stats;
 
 void keel_queue_get_stats(const keel_queue *q, keel_queue_stats *out);
@@ -456,5 +468,49 @@ void keel_core_reserve_msg_ids(keel_core *core, uint64_t max_id);
 /* Recovery: append m (borrowed) to q's pending messages as if it had been
  * sent, without store hooks.  -ENOMEM. */
 int keel_core_restore_message(keel_core *core, keel_queue *q, keel_msg *m);
+
+/*
+ * ---- paging (the pager: store/paging.c) ---------------------------------
+ *
+ * Past its limit (address or global), a message for a PAGE address goes
+ * to the pager instead of its queues: page_out is handed the message and
+ * the queues routing chose for it (anycast: the next one round robin;
+ * multicast: every multicast queue), and the address is "paging".  While
+ * an address is paging every new message of it is paged too (order).  The
+ * flush reads messages back in order (page_in) while the address holds
+ * less than KEEL_PAGING_READAHEAD_BYTES in memory and is below the resume
+ * mark of its own limit, and enqueues each in the queues it names that
+ * still exist (a persistent one is journaled then, like a new send).
+ * Large messages, dead-letter and expiry copies are never paged.  Hooks
+ * run inside core calls and must not call back into the core.
+ */
+typedef struct keel_paged_msg {
+	keel_msg *msg;              /* one reference, the core's */
+	const char *const *queues;  /* queue names, borrowed until the next call */
+	size_t queue_count;
+} keel_paged_msg;
+
+typedef struct keel_core_pager_ops {
+	/* 0: m (borrowed) is in the pages; -errno: it is routed in memory. */
+	int (*page_out)(void *ud, keel_address *a, const keel_msg *m,
+			keel_queue *const *queues, size_t n);
+	/* The next paged message of a: 1 (out set), 0 (none readable now: the
+	 * pager calls keel_core_depage_kick when there is), -errno. */
+	int (*page_in)(void *ud, keel_address *a, keel_paged_msg *out);
+	/* a goes (deleted) while paging: its pages go too. */
+	void (*page_drop)(void *ud, keel_address *a);
+} keel_core_pager_ops;
+
+void keel_core_set_pager(keel_core *core, const keel_core_pager_ops *ops, void *ud);
+bool keel_core_has_pager(const keel_core *core);
+/* Messages of a in page files (the core's count) / set at recovery. */
+uint64_t keel_address_paged_count(const keel_address *a);
+void keel_address_set_paged_count(keel_address *a, uint64_t n);
+/* A message the pager had nothing readable for is readable now: read back
+ * and dispatch (runs the flush). */
+void keel_core_depage_kick(keel_core *core);
+/* Addresses paging now, and messages paged in all (the core's counts). */
+size_t keel_core_paging_addresses(const keel_core *core);
+uint64_t keel_core_paged_total(const keel_core *core);
 
 #endif

@@ -86,6 +86,14 @@ void core__address_destroy(keel_address *a)
 		assert(core->client_addr_count > 0);
 		core->client_addr_count--;
 	}
+	if (a->paged_count) {
+		if (core->pager.page_drop)
+			core->pager.page_drop(core->pager_ud, a);
+		assert(core->paging_addrs > 0 && core->paged_total >= a->paged_count);
+		core->paging_addrs--;
+		core->paged_total -= a->paged_count;
+		a->paged_count = 0;
+	}
 	core__store_address(a, false);
 	HASH_DELETE(hh, core->addrs_by_name, a);
 	for (size_t i = 0; i < core->addr_count; i++) {
@@ -283,6 +291,7 @@ void keel_queue_get_stats(const keel_queue *q, keel_queue_stats *out)
 		.messages_killed = q->messages_killed,
 		.scheduled_count = 0,
 		.bytes_in_memory = q->bytes_in_memory,
+		.paged_count = q->addr ? q->addr->paged_count : 0,
 	};
 }
 

@@ -304,6 +304,8 @@ static bool queue_should_delete(keel_queue *q)
 		return true;
 	if (!q->check_delete || !q->auto_created || q->pending_count || q->delivering_count)
 		return false;
+	if (q->addr && q->addr->paged_count)
+		return false; /* its messages are in page files */
 	return core__address_settings(q->addr)->auto_delete_queues;
 }
 
@@ -328,6 +330,10 @@ void core__flush(keel_core *core)
 			continue;
 		}
 		keel_queue *q = core->dirty_head;
+		if (q == NULL && core->depage_check) {
+			core__depage_run(core);
+			continue;
+		}
 		if (q == NULL && core->drain_check) {
 			core__waiters_run(core);
 			continue;

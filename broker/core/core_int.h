@@ -92,6 +92,7 @@ struct keel_address {
 	uint64_t dropped;               /* messages dropped (DROP policy) */
 	bool drop_episode;              /* dropped since it last drained */
 	uint64_t store_id;              /* the journal's id; 0 = none */
+	uint64_t paged_count;           /* messages in its page files (pager) */
 	char name[];
 };
 
@@ -203,6 +204,11 @@ struct keel_core {
 	keel_address_waiter *waiters; /* BLOCKed producers, see keel_core_address_wait */
 	keel_core_store_ops store; /* persistence hooks (all NULL: none) */
 	void *store_ud;
+	keel_core_pager_ops pager; /* paging hooks (all NULL: none) */
+	void *pager_ud;
+	size_t paging_addrs;       /* addresses with paged_count > 0 */
+	uint64_t paged_total;      /* sum of their paged_count */
+	bool depage_check;         /* sizes fell or pages became readable */
 };
 
 /* ---- core_settings.c: names, the clock, settings ----------------------- */
@@ -277,6 +283,8 @@ void core__addr_uncharge(keel_queue *q, keel_msg *m);
 void core__waiter_unlink(keel_core *core, keel_address_waiter *w);
 /* From the flush: wake every waiter whose address drained. */
 void core__waiters_run(keel_core *core);
+/* From the flush: read paged messages back where there is room. */
+void core__depage_run(keel_core *core);
 
 /* ---- core_deliver.c: redelivery, deleting a queue, the flush ----------- */
 

@@ -16,6 +16,9 @@
 #include "core_int.h"
 
 static void addr_charge(keel_queue *q, keel_msg *m);
+static bool global_full(const keel_core *core);
+static bool addr_full(keel_address *a);
+static bool under_resume(uint64_t size, int64_t limit);
 
 /* ---- a ref joins or leaves a queue ------------------------------------- */
 
@@ -161,6 +164,182 @@ int core__route_check(keel_core *core, const keel_msg *m, keel_routing rt)
 	return 0;
 }
 
+/* ---- paging ------------------------------------------------------------ */
+
+/* Does m go to a's pages?  Once paging, always (order); else when a PAGE
+ * address (or the broker) is full. */
+static bool must_page(keel_core *core, keel_address *a, const keel_msg *m)
+{
+	if (core->pager.page_out == NULL || m->large)
+		return false;
+	if (a->paged_count)
+		return true;
+	if (core__address_settings(a)->address_full_policy != KEEL_FULL_PAGE)
+		return false;
+	return global_full(core) || addr_full(a);
+}
+
+/* The queues routing would choose, handed to the pager.  The number of
+ * queues, or -EAGAIN (the pager refused it: route it in memory). */
+static int route_paged(keel_core *core, keel_address *a, keel_msg *m, keel_routing rt,
+		       const keel_address_settings *s)
+{
+	keel_queue *one = NULL;
+	keel_queue **qs = &one;
+	size_t n = 0;
+	int rc;
+	if (rt == KEEL_MULTICAST) {
+		for (size_t i = 0; i < a->queue_count; i++)
+			n += a->queues[i]->routing == KEEL_MULTICAST;
+		if (n == 0)
+			return 0; /* a topic with no subscription */
+		qs = keel_malloc(n * sizeof(*qs));
+		if (qs == NULL)
+			return -EAGAIN;
+		n = 0;
+		for (size_t i = 0; i < a->queue_count; i++)
+			if (a->queues[i]->routing == KEEL_MULTICAST)
+				qs[n++] = a->queues[i];
+	} else {
+		one = address_next_anycast(a);
+		if (one == NULL) {
+			if (!s->auto_create_queues)
+				return 0;
+			rc = anycast_queue_new(core, a, m->address, true, false, &one);
+			if (rc)
+				return rc;
+		}
+		n = 1;
+	}
+	rc = core->pager.page_out(core->pager_ud, a, m, qs, n);
+	if (qs != &one)
+		keel_free(qs);
+	if (rc)
+		return -EAGAIN;
+	if (a->paged_count++ == 0)
+		core->paging_addrs++;
+	core->paged_total++;
+	core->depage_check = true; /* read back at once when there is room */
+	return (int)n;
+}
+
+static bool global_drained(const keel_core *core);
+
+/* Room to read a's pages back: less than the read-ahead in memory, below
+ * the resume mark of its own limit, and below that of global-max-size,
+ * except that an address holding less than KEEL_PAGING_DEPAGE_FLOOR (at
+ * most an eighth of global-max-size) reads back that much whatever the
+ * others hold (an address full of other
+ * messages must not starve a paging one).  Without the global mark a
+ * paging address with no consumer read its own messages back as soon as
+ * they were paged, and paged them again (episode after episode), with the
+ * read-ahead on top of global-max-size. */
+static bool depage_room(keel_core *core, keel_address *a)
+{
+	if (a->size_bytes >= KEEL_PAGING_READAHEAD_BYTES)
+		return false;
+	int64_t max = core__address_settings(a)->max_size_bytes;
+	if (!(max < 0 || (max > 0 && under_resume(a->size_bytes, max))))
+		return false;
+	if (global_drained(core))
+		return true;
+	/* the floor: at most an eighth of the global limit (a small one must
+	 * not be read past by the floor alone) */
+	uint64_t floor = KEEL_PAGING_DEPAGE_FLOOR, g = (uint64_t)core->opt.global_max_size_bytes;
+	if (g / 8 < floor)
+		floor = g / 8;
+	return a->size_bytes < floor;
+}
+
+static void depage_one(keel_core *core, keel_address *a, const keel_paged_msg *pm)
+{
+	for (size_t i = 0; i < pm->queue_count; i++) {
+		keel_queue *q = keel_queue_find(core, pm->queues[i]);
+		if (q == NULL || q->addr != a || q->doomed)
+			continue; /* deleted since: this copy goes */
+		keel_ref *r = core__ref_alloc(core, q, pm->msg);
+		if (r == NULL)
+			continue; /* out of memory: this copy is lost */
+		queue_enqueue(q, r);
+	}
+	keel_msg_unref(pm->msg);
+}
+
+void core__depage_run(keel_core *core)
+{
+	core->depage_check = false;
+	if (core->paging_addrs == 0 || core->pager.page_in == NULL)
+		return;
+	for (size_t i = 0; i < core->addr_count; i++) {
+		keel_address *a = core->addrs[i];
+		while (a->paged_count && depage_room(core, a)) {
+			keel_paged_msg pm = { 0 };
+			int rc = core->pager.page_in(core->pager_ud, a, &pm);
+			if (rc <= 0)
+				break; /* nothing readable yet (a kick comes) or an error */
+			a->paged_count--;
+			core->paged_total--;
+			if (a->paged_count == 0)
+				core->paging_addrs--;
+			depage_one(core, a, &pm);
+		}
+	}
+}
+
+void keel_core_set_pager(keel_core *core, const keel_core_pager_ops *ops, void *ud)
+{
+	if (ops)
+		core->pager = *ops;
+	else
+		memset(&core->pager, 0, sizeof(core->pager));
+	core->pager_ud = ops ? ud : NULL;
+}
+
+bool keel_core_has_pager(const keel_core *core)
+{
+	return core->pager.page_out != NULL;
+}
+
+uint64_t keel_address_paged_count(const keel_address *a)
+{
+	return a->paged_count;
+}
+
+void keel_address_set_paged_count(keel_address *a, uint64_t n)
+{
+	keel_core *core = a->core;
+	if (a->paged_count)
+		core->paging_addrs--;
+	core->paged_total -= a->paged_count;
+	a->paged_count = n;
+	core->paged_total += n;
+	if (n) {
+		core->paging_addrs++;
+		core->depage_check = true;
+	}
+}
+
+size_t keel_core_paging_addresses(const keel_core *core)
+{
+	return core->paging_addrs;
+}
+
+uint64_t keel_core_paged_total(const keel_core *core)
+{
+	return core->paged_total;
+}
+
+keel_full_policy keel_core_effective_policy(keel_core *core, const char *address, bool large)
+{
+	keel_address_settings s;
+	keel_core_resolve_settings(core, address, &s);
+	if (s.address_full_policy == KEEL_FULL_PAGE && (!keel_core_has_pager(core) || large))
+		return KEEL_FULL_BLOCK;
+	return s.address_full_policy;
+}
+
+/* ---- routing now ------------------------------------------------------- */
+
 int core__route_now(keel_core *core, keel_msg *m, keel_routing rt, bool internal)
 {
 	keel_address_settings s;
@@ -183,6 +362,11 @@ int core__route_now(keel_core *core, keel_msg *m, keel_routing rt, bool internal
 				return -EINVAL;
 			core__address_widen(a, rt);
 		}
+	}
+	if (must_page(core, a, m)) {
+		rc = route_paged(core, a, m, rt, &s);
+		if (rc != -EAGAIN)
+			return rc;
 	}
 	if (rt == KEEL_MULTICAST)
 		return route_multicast(core, a, m);
@@ -272,6 +456,8 @@ void core__addr_uncharge(keel_queue *q, keel_msg *m)
 		core->global_drop_episode = false;
 	if (core->waiters)
 		core->drain_check = true;
+	if (a->paged_count)
+		core->depage_check = true;
 }
 
 uint64_t keel_core_address_size(const keel_core *core, const char *address)

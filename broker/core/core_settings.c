@@ -66,6 +66,8 @@ const char *keel_full_policy_name(keel_full_policy p)
 		return "FAIL";
 	case KEEL_FULL_DROP:
 		return "DROP";
+	case KEEL_FULL_PAGE:
+		return "PAGE";
 	}
 	return "?";
 }
@@ -78,6 +80,8 @@ int keel_full_policy_parse(const char *s)
 		return KEEL_FULL_FAIL;
 	if (s && strcmp(s, "DROP") == 0)
 		return KEEL_FULL_DROP;
+	if (s && strcmp(s, "PAGE") == 0)
+		return KEEL_FULL_PAGE;
 	return -1;
 }
 
@@ -111,7 +115,7 @@ void keel_core_resolve_settings(const keel_core *core, const char *address,
 		.has_max_size_bytes = true,
 		.max_size_bytes = -1,
 		.has_address_full_policy = true,
-		.address_full_policy = KEEL_FULL_BLOCK,
+		.address_full_policy = KEEL_FULL_PAGE,
 	};
 	for (size_t i = 0; i < core->settings_count; i++) {
 		const settings_entry *e = &core->settings[i];

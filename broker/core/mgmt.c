@@ -290,6 +290,7 @@ static const struct {
 	{ "dead-lettered", F_INT },
 	{ "scheduled-count", F_INT },
 	{ "bytes-in-memory", F_INT },
+	{ "paged-count", F_INT },
 };
 #define QUEUE_FIELD_COUNT (sizeof(queue_fields) / sizeof(queue_fields[0]))
 
@@ -299,7 +300,7 @@ static json_t *queue_json(const keel_queue *q)
 	keel_queue_stats st;
 	keel_queue_get_stats(q, &st);
 	return json_pack("{s:o, s:o, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I}",
+			 " s:I, s:I}",
 			 "name", text_json(st.name), "address", text_json(st.address),
 			 "routing-type",
 			 keel_routing_name(st.routing), "durable", st.durable, "temporary",
@@ -312,7 +313,8 @@ static json_t *queue_json(const keel_queue *q)
 			 (json_int_t)st.messages_expired, "dead-lettered",
 			 (json_int_t)st.messages_killed, "scheduled-count",
 			 (json_int_t)st.scheduled_count, "bytes-in-memory",
-			 (json_int_t)st.bytes_in_memory);
+			 (json_int_t)st.bytes_in_memory, "paged-count",
+			 (json_int_t)st.paged_count);
 }
 
 /* ---- queue filters (list-queues) ---------------------------------------- */

@@ -33,6 +33,7 @@
 #include "mgmt.h"
 #include "largemsg.h"
 #include "journal.h"
+#include "paging.h"
 #include "bridge.h"
 #include "dupcache.h"
 #include "lc_check.h"
@@ -50,6 +51,7 @@ struct keel_broker {
 	keel_server *server;           /* NULL once handed to keel_server_stop */
 	keel_session_env env;
 	keel_journal *journal;         /* <data-dir>/journal; stopped before the core goes */
+	keel_paging *paging;           /* <data-dir>/paging; stopped before the journal */
 	char *large_dir;               /* <data-dir>/large-messages */
 	keel_mgmt_env mgmt;             /* management's view of the broker */
 	keel_bridge **bridges;         /* cfg->bridges, started once LIVE */
@@ -359,6 +361,7 @@ static void on_server_stopped(void *ud)
 	assert(b->state == KEEL_BROKER_STOPPING);
 	b->server_closing = false;
 	/* Every session is gone: write what is left, join the writer. */
+	keel_paging_stop(b->paging);
 	keel_journal_stop(b->journal);
 	keel_replman_close(b->repl);
 	keel_auth_close(b->auth); /* every requester is gone: checks in flight end alone */
@@ -442,6 +445,7 @@ static void broker_destroy(keel_broker *b)
 		b->handles_started = false;
 	}
 	bridges_destroy(b);
+	keel_paging_stop(b->paging);   /* NULL, or stopped already: nothing */
 	keel_journal_stop(b->journal); /* NULL, or stopped already: nothing */
 	keel_replman_close(b->repl);   /* NULL, or closed already: nothing */
 	keel_auth_close(b->auth);      /* NULL, or closed already: nothing */
@@ -456,6 +460,7 @@ static void broker_destroy(keel_broker *b)
 		}
 		b->loop_open = false;
 	}
+	keel_paging_free(b->paging);
 	keel_journal_free(b->journal);
 	keel_journal_free(b->dead_journal);
 	keel_replman_free(b->repl);
@@ -553,11 +558,27 @@ static int load_journal(keel_broker *b, char *err, size_t errlen)
 	keel_free(b->large_ids);
 	b->large_ids = NULL;
 	b->large_n = b->large_cap = 0;
+	/* paging (with ha: too: the journal's tap carries the page files'
+	 * writes to the backup, replman_live.c) */
+	{
+		char pdir[KEEL_MAX_PATH_BYTES];
+		snprintf(pdir, sizeof(pdir), "%s/paging", cfg->data_dir);
+		keel_paging_options po = { .dir = pdir, .file_size = cfg->page_file_size_bytes,
+					   .events = b->events };
+		assert(b->paging == NULL);
+		rc = keel_paging_open(&b->paging, &po, b->core, b->journal, err, errlen);
+		if (rc == -EBADMSG || rc == -EPROTONOSUPPORT)
+			rc = -EINVAL; /* input error: exit 2 */
+		if (rc < 0)
+			return rc;
+	}
 	rc = keel_journal_start(b->journal, &b->loop);
 	if (rc < 0) {
 		snprintf(err, errlen, "journal: cannot start: %s", strerror(-rc));
 		return rc;
 	}
+	if (b->paging)
+		keel_paging_start(b->paging);
 
 	b->mgmt = (keel_mgmt_env){
 		.core = b->core,
@@ -774,6 +795,11 @@ static void on_dead_journal_closed(void *arg)
  * the next loop turn: a timer started now would fire first.) */
 static void finish_deactivate(keel_broker *b)
 {
+	/* the pager goes first: it writes through the journal and points
+	 * into the core that is rebuilt */
+	keel_paging_stop(b->paging);
+	keel_paging_free(b->paging);
+	b->paging = NULL;
 	keel_journal_stop(b->journal);
 	assert(b->dead_journal == NULL);
 	b->dead_journal = b->journal;

@@ -83,6 +83,8 @@ struct keel_session {
 	struct held_receipt *held_head;
 	struct held_receipt *held_tail;
 	keel_sync_waiter sync_w;     /* linked while held_head != NULL */
+	keel_sync_waiter backlog_w;  /* linked while reading is paused for the
+					journal's backlog (session_send.c) */
 	uint64_t frame_ticket;       /* journal ticket when this frame began */
 	bool disconnect_held;        /* DISCONNECT: close once they are out */
 	struct {                 /* a large SEND being received */

@@ -48,8 +48,8 @@ void session__update_reading(keel_session *s)
 {
 	if (s->ops->set_reading == NULL || s->state == S_CLOSING)
 		return;
-	s->ops->set_reading(s->conn, !s->blocked.linked && !s->held_paused &&
-					     !session__input_stalled(s));
+	s->ops->set_reading(s->conn, !s->blocked.linked && !s->backlog_w.linked &&
+					     !s->held_paused && !session__input_stalled(s));
 }
 
 /* Consumers are held for writability, while a large body streams out
@@ -141,8 +141,10 @@ static void held_arm(keel_session *s)
 
 void session__held_drop_all(keel_session *s)
 {
-	if (s->env.sync)
+	if (s->env.sync) {
 		s->env.sync->cancel(s->env.sync->ud, &s->sync_w);
+		s->env.sync->cancel(s->env.sync->ud, &s->backlog_w);
+	}
 	while (s->held_head) {
 		held_receipt *h = s->held_head;
 		s->held_head = h->next;

@@ -133,7 +133,9 @@ int session__flow_before_send(keel_session *s, const char *address, const char *
 		return FLOW_GO;
 	keel_address_settings set;
 	keel_core_resolve_settings(core, address, &set);
-	switch (set.address_full_policy) {
+	switch (keel_core_effective_policy(core, address, false)) {
+	case KEEL_FULL_PAGE:
+		return FLOW_GO; /* to the address's page files */
 	case KEEL_FULL_FAIL:
 		if (set.max_size_bytes >= 0 &&
 		    keel_core_address_size(core, address) >= (uint64_t)set.max_size_bytes)
@@ -184,15 +186,41 @@ int session__storage_before_send(keel_session *s, const keel_stomp_frame *f,
 	return FLOW_REFUSED;
 }
 
+/* The journal wrote what was appended when the producer paused. */
+static void on_backlog_written(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	(void)synced;
+	(void)status; /* a failed write fails its receipts; reading goes on */
+	keel_session *s = (keel_session *)(void *)((char *)w - offsetof(keel_session, backlog_w));
+	session__update_reading(s);
+}
+
+/* Past KEEL_JOURNAL_MAX_BACKLOG_BYTES not yet written (SENDs with no
+ * receipt, paged messages): stop reading from this producer until the
+ * journal has written what is appended now. */
+static void backlog_check(keel_session *s)
+{
+	const keel_sync *sy = s->env.sync;
+	if (sy == NULL || sy->backlog == NULL || s->ops->set_reading == NULL ||
+	    s->backlog_w.linked || sy->backlog(sy->ud) <= KEEL_JOURNAL_MAX_BACKLOG_BYTES)
+		return;
+	uint64_t t = sy->ticket(sy->ud);
+	if (t <= sy->synced(sy->ud))
+		return;
+	s->backlog_w.ticket = t;
+	s->backlog_w.done = on_backlog_written;
+	sy->wait(sy->ud, &s->backlog_w);
+	session__update_reading(s);
+}
+
 void session__flow_after_send(keel_session *s, const char *address)
 {
 	keel_core *core = s->env.core;
+	backlog_check(s);
 	if (s->ops->set_reading == NULL || s->blocked.linked ||
 	    !keel_core_address_full(core, address))
 		return;
-	keel_address_settings set;
-	keel_core_resolve_settings(core, address, &set);
-	if (set.address_full_policy != KEEL_FULL_BLOCK)
+	if (keel_core_effective_policy(core, address, false) != KEEL_FULL_BLOCK)
 		return;
 	s->blocked.cb = on_unblocked;
 	s->blocked.ud = s;

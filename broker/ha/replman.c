@@ -422,8 +422,9 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	m->data_dir = keel_strdup(opt->data_dir);
 	m->journal_dir = path_join(opt->data_dir, "journal");
 	m->large_dir = keel_strdup(opt->large_dir);
+	m->paging_dir = path_join(opt->data_dir, "paging");
 	int rc = -ENOMEM;
-	if (!m->data_dir || !m->journal_dir || !m->large_dir) {
+	if (!m->data_dir || !m->journal_dir || !m->large_dir || !m->paging_dir) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -581,10 +582,14 @@ void keel_replman_free(keel_replman *m)
 	replman__q_free(&m->held_head, &m->held_tail);
 	replman__replica_close_files(m);
 	keel_free(m->deletes);
+	for (size_t i = 0; i < m->n_ext_deletes; i++)
+		keel_free(m->ext_deletes[i]);
+	keel_free(m->ext_deletes);
 	keel_buf_free(&m->scratch);
 	keel_free(m->data_dir);
 	keel_free(m->journal_dir);
 	keel_free(m->large_dir);
+	keel_free(m->paging_dir);
 	keel_free(m);
 }
 

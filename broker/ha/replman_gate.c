@@ -213,9 +213,19 @@ void replman__gate_stop(keel_replman *m, bool release)
 	gate_drain(m, release);
 }
 
+static uint64_t g_backlog(void *ud)
+{
+	keel_journal *j = replman__journal(ud);
+	if (j == NULL)
+		return 0;
+	const keel_sync *sy = keel_journal_sync(j);
+	return sy->backlog ? sy->backlog(sy->ud) : 0;
+}
+
 void replman__gate_init(keel_replman *m)
 {
 	m->gate = (keel_sync){ .ticket = g_ticket, .synced = g_synced, .wait = g_wait,
-			       .cancel = g_cancel, .error = g_error, .ud = m };
+			       .cancel = g_cancel, .error = g_error, .backlog = g_backlog,
+			       .ud = m };
 	m->gate_jw.done = on_gate_jw;
 }

@@ -35,8 +35,8 @@
  * Live side.  START_SYNC_SEND sets the journal's tap (every batch's file
  * operations become JOURNAL_OP messages, queued in order on the link) and
  * takes a snapshot; once the journal has synced the snapshot's ticket its
- * segments and the large-message files stream as FILE_CHUNKs while the
- * link is writable (ops and chunks may interleave: they write the same
+ * segments and the large-message files stream as FILE_CHUNKs (then the
+ * page files, as JOURNAL_OP EXT_WRITEs) while the link is writable (ops and chunks may interleave: they write the same
  * bytes at the same offsets).  A batch that journals a large message
  * queues the body file before its ops, so the backup has the body before
  * it acknowledges.  While HOLD_JOURNAL_OPS is in force the ops are kept
@@ -46,9 +46,11 @@
  *
  * Backup side.  PREPARE_REPLICA moves <data-dir>/journal and the
  * large-message directory into a saved copy (store/saved.h; emptied when
- * there is nothing to save); FILE_CHUNKs and JOURNAL_OPs from that link are
- * written at their names and offsets; after each read the touched files
- * are fdatasync'ed and OP_ACK carries the last batch applied.  The backup
+ * there is nothing to save; the paging directory with them); FILE_CHUNKs
+ * and JOURNAL_OPs from that link are written at their names and offsets
+ * (page files under <data-dir>/paging, their paths checked); after each
+ * read the touched files are fdatasync'ed and OP_ACK carries the last
+ * batch applied.  The backup
  * serves no client, so this I/O is synchronous on the loop.
  */
 #ifndef KEEL_REPLMAN_INT_H
@@ -78,6 +80,12 @@ struct sitem {
 	char name[64];        /* file name on the replica */
 	uint64_t off;
 	uint64_t end;         /* bytes to send */
+	/* A page file of the snapshot (paging): `rel` its path under the data
+	 * directory, streamed as JOURNAL_OP EXT_WRITEs; opened (fd) only once
+	 * the journal has synced `wait_ticket` (every batch tapped before it
+	 * was queued is written, so no read races a write sent before it). */
+	char *rel;
+	uint64_t wait_ticket;
 	size_t counted;       /* of `bytes`, what is in queued_bytes: the ops it was made
 			       * with; control frames appended later are not counted */
 };
@@ -122,7 +130,8 @@ typedef struct pending_in {
 
 /* The replica's open files (backup). */
 typedef struct rfile {
-	char name[64];
+	char name[KEEL_REPL_EXT_PATH_MAX]; /* a segment's or body's name, or a page
+					      file's path under the data directory */
 	int fd;
 	bool dirty;
 } rfile;
@@ -133,6 +142,7 @@ struct keel_replman {
 	char *data_dir;
 	char *journal_dir;
 	char *large_dir;
+	char *paging_dir;           /* <data-dir>/paging */
 	keel_events *events;
 	struct keel_auth *auth;     /* borrowed: REGISTER credential checks */
 	keel_replman_host host;
@@ -174,6 +184,12 @@ struct keel_replman {
 	uint64_t snap_large_bytes;
 	bool files_sent_reported;
 	keel_sync_waiter snap_w;
+	char **snap_pages;          /* page files (paths under the data dir), listed
+				       once the journal files are out */
+	size_t snap_pages_count, snap_pages_next;
+	bool snap_pages_listed;
+	uint64_t tap_last;          /* last ticket of the last batch tapped */
+	keel_sync_waiter page_w;    /* a page file item waits for its ticket */
 	keel_buf scratch;
 	size_t queued_bytes;        /* op bytes in FIFO items and held (KEEL_REPL_MAX_BEHIND) */
 
@@ -202,12 +218,18 @@ struct keel_replman {
 	uint64_t ack_pending;
 	uint64_t *deletes;
 	size_t ndeletes, delcap;
+	char **ext_deletes;         /* page files to delete at the next flush */
+	size_t n_ext_deletes, ext_delcap;
 	bool replica_failed;
 	saved_cmp *cmp;             /* comparing saved copies (pool thread), or NULL */
 	bool cmp_again;             /* a sync completed during it: compare again after */
 };
 
-/* JOURNAL_OP payload: u8 kind, u64 segment, u64 offset, u64 size, bytes. */
+/* JOURNAL_OP payload: u8 kind, u64 segment, u64 offset, u64 size, bytes.
+ * Kinds FOP_EXT_WRITE / FOP_EXT_UNLINK (page files): segment 0, size = the
+ * length of the path that starts the bytes (NUL included; a path under the
+ * data directory: paging/<hex>/<seq>.page or paging/<hex>/cursor), then
+ * for a write the bytes for `offset`. */
 #define OP_HDR 25
 
 /* ---- replman_drive.c: the input queue and the driving loop -------------- */
@@ -253,9 +275,20 @@ void replman__q_uncount(keel_replman *m, const rlink *l, sitem *it);
 /* Bytes in the output buffer and in uv_write requests. */
 size_t replman__link_pending(const rlink *l);
 int replman__encode_to(keel_buf *b, const keel_repl_msg *msg);
+/* One JOURNAL_OP into `to` (OP_HDR, `path` with its NUL when not NULL,
+ * `data`), built in m->scratch. */
+int replman__encode_op(keel_replman *m, keel_buf *to, uint8_t kind, uint64_t seg, uint64_t off,
+		       uint64_t size, const char *path, const uint8_t *data, size_t len,
+		       uint64_t seq);
 int replman__link_send(rlink *l, const keel_repl_msg *msg);
 int replman__link_send_file(rlink *l, const char *path, const char *name, uint64_t end);
 void replman__link_close_now(rlink *l);
+/* A page file's path under the data directory as the replica accepts it
+ * (`len` bytes, no NUL among them): paging/<lower-case hex of even
+ * length>/<12 digits>.page or paging/<hex>/cursor; nothing else (no `..`,
+ * no other directory).  The live checks what it sends, the backup what
+ * it receives. */
+bool replman__ext_path_ok(const char *rel, size_t len);
 void replman__link_broken(rlink *l, const char *why);
 void replman__link_pump(rlink *l);
 void replman__link_die_after_flush(rlink *l, const char *point);

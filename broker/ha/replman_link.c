@@ -11,6 +11,7 @@
 #include "replman_int.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 
 #include "keel/alloc.h"
 #include "auth.h"
+#include "bytes.h"
 #include "crc32c.h"
 #include "log.h"
 
@@ -40,6 +42,7 @@ void replman__sitem_free(sitem *it)
 {
 	if (it->is_file && it->fd >= 0)
 		close(it->fd);
+	keel_free(it->rel);
 	keel_buf_free(&it->bytes);
 	keel_free(it);
 }
@@ -83,6 +86,31 @@ int replman__encode_to(keel_buf *b, const keel_repl_msg *msg)
 		keel_log_error("replication: cannot encode %s: %s", keel_repl_type_name(msg->type),
 			       strerror(-rc));
 	return rc;
+}
+
+/* One JOURNAL_OP (OP_HDR, then `path` with its NUL when given, then
+ * `data`) into `to`, built in m->scratch. */
+int replman__encode_op(keel_replman *m, keel_buf *to, uint8_t kind, uint64_t seg, uint64_t off,
+		       uint64_t size, const char *path, const uint8_t *data, size_t len,
+		       uint64_t seq)
+{
+	size_t plen = path ? strlen(path) + 1 : 0;
+	keel_buf_reset(&m->scratch);
+	int rc = keel_buf_reserve(&m->scratch, OP_HDR + plen + len);
+	if (rc)
+		return rc;
+	uint8_t *p = keel_buf_head(&m->scratch);
+	p[0] = kind;
+	keel_put_le64(p + 1, seg);
+	keel_put_le64(p + 9, off);
+	keel_put_le64(p + 17, size);
+	if (plen)
+		memcpy(p + OP_HDR, path, plen);
+	if (len)
+		memcpy(p + OP_HDR + plen, data, len);
+	keel_repl_msg msg = { .type = KEEL_REPL_JOURNAL_OP, .seq = seq, .data = p,
+			      .data_len = OP_HDR + plen + len };
+	return replman__encode_to(to, &msg);
 }
 
 /* queued_bytes (how far the backup is behind, KEEL_REPL_MAX_BEHIND) counts
@@ -166,18 +194,21 @@ static uint32_t file_id_of(const char *name)
 	return keel_crc32c(0, name, strlen(name));
 }
 
-/* One FILE_CHUNK of `it` into the output.  1: the file is done; 0: more;
- * -errno: the link must go. */
+/* One FILE_CHUNK of `it` into the output (a page file: a JOURNAL_OP
+ * EXT_WRITE).  1: the file is done; 0: more; -errno: the link must go. */
 static int file_chunk(rlink *l, sitem *it)
 {
 	keel_replman *m = l->m;
-	assert(it->is_file && it->off <= it->end);
+	assert(it->is_file && it->off <= it->end && it->fd >= 0);
 	uint64_t left = it->end - it->off;
-	size_t n = left > KEEL_REPL_MAX_CHUNK ? KEEL_REPL_MAX_CHUNK : (size_t)left;
-	int rc = keel_buf_reserve(&m->scratch, n + 8);
+	size_t plen = it->rel ? strlen(it->rel) + 1 : 0, hdr = it->rel ? OP_HDR + plen : 0;
+	size_t max = KEEL_REPL_MAX_CHUNK - plen;
+	size_t n = left > max ? max : (size_t)left;
+	keel_buf_reset(&m->scratch);
+	int rc = keel_buf_reserve(&m->scratch, hdr + n + 8);
 	if (rc)
 		return rc;
-	uint8_t *p = keel_buf_head(&m->scratch);
+	uint8_t *p = keel_buf_head(&m->scratch) + hdr;
 	size_t got = 0;
 	while (got < n) {
 		ssize_t r = pread(it->fd, p + got, n - got, (off_t)(it->off + got));
@@ -192,6 +223,23 @@ static int file_chunk(rlink *l, sitem *it)
 	if (got < n)
 		it->end = it->off + got;
 	bool last = it->off + got == it->end;
+	if (it->rel) {
+		uint8_t *h = keel_buf_head(&m->scratch);
+		h[0] = KEEL_JOURNAL_FOP_EXT_WRITE;
+		keel_put_le64(h + 1, 0);
+		keel_put_le64(h + 9, it->off);
+		keel_put_le64(h + 17, plen);
+		memcpy(h + OP_HDR, it->rel, plen);
+		keel_repl_msg op = { .type = KEEL_REPL_JOURNAL_OP, .data = h,
+				     .data_len = hdr + got };
+		if (fiu_fail(KEEL_FIU_REPL_CHUNK_SEND))
+			return -EIO;
+		rc = replman__encode_to(&l->out, &op);
+		if (rc)
+			return rc;
+		it->off += got;
+		return last ? 1 : 0;
+	}
 	keel_repl_msg msg = { .type = KEEL_REPL_FILE_CHUNK, .file_id = file_id_of(it->name),
 			      .last = last, .offset = it->off,
 			      .name = { it->name, strlen(it->name) }, .data = p,
@@ -212,7 +260,131 @@ void replman__link_die_after_flush(rlink *l, const char *point)
 	l->dirty = true;
 }
 
+/* ---- page files' paths ----------------------------------------------------- */
+
+bool replman__ext_path_ok(const char *rel, size_t len)
+{
+	if (len >= KEEL_REPL_EXT_PATH_MAX || len < 7 || memcmp(rel, "paging/", 7) != 0)
+		return false;
+	size_t i = 7, h = 0;
+	for (; i < len && rel[i] != '/'; i++, h++)
+		if (!((rel[i] >= '0' && rel[i] <= '9') || (rel[i] >= 'a' && rel[i] <= 'f')))
+			return false;
+	if (h == 0 || h % 2 || h > 2 * KEEL_MAX_NAME_LEN || i == len)
+		return false;
+	const char *f = rel + i + 1;
+	size_t fl = len - i - 1;
+	if (fl == 6 && memcmp(f, "cursor", 6) == 0)
+		return true;
+	if (fl != 17 || memcmp(f + 12, ".page", 5) != 0)
+		return false;
+	for (size_t k = 0; k < 12; k++)
+		if (f[k] < '0' || f[k] > '9')
+			return false;
+	return true;
+}
+
 /* ---- streaming the snapshot (live) -------------------------------------- */
+
+static int add_page(keel_replman *m, size_t *cap, const char *hex, const char *name)
+{
+	char rel[KEEL_REPL_EXT_PATH_MAX];
+	int n = snprintf(rel, sizeof(rel), "paging/%s/%s", hex, name);
+	if (n < 0 || (size_t)n >= sizeof(rel) || !replman__ext_path_ok(rel, (size_t)n))
+		return 0; /* not a page file's: not ours to send */
+	if (m->snap_pages_count == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		char **np = keel_realloc(m->snap_pages, *cap * sizeof(*np));
+		if (np == NULL)
+			return -ENOMEM;
+		m->snap_pages = np;
+	}
+	m->snap_pages[m->snap_pages_count] = keel_strdup(rel);
+	if (m->snap_pages[m->snap_pages_count] == NULL)
+		return -ENOMEM;
+	m->snap_pages_count++;
+	return 0;
+}
+
+/* The page files and cursors of <data-dir>/paging, listed once every
+ * batch before the tap is written (snap_ready): a file such a batch made
+ * is there, one it deleted is gone; later ones come as tapped ops. */
+static int list_pages(keel_replman *m)
+{
+	DIR *d = opendir(m->paging_dir);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	size_t cap = 0;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char sub[KEEL_MAX_PATH_BYTES];
+		if (snprintf(sub, sizeof(sub), "%s/%s", m->paging_dir, e->d_name) >=
+		    (int)sizeof(sub))
+			continue;
+		DIR *a = opendir(sub);
+		if (a == NULL)
+			continue; /* not a directory, or gone */
+		struct dirent *f;
+		while (rc == 0 && (f = readdir(a)) != NULL)
+			if (f->d_name[0] != '.')
+				rc = add_page(m, &cap, e->d_name, f->d_name);
+		closedir(a);
+	}
+	closedir(d);
+	return rc;
+}
+
+static void on_page_synced(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	keel_replman *m = (keel_replman *)((char *)w - offsetof(keel_replman, page_w));
+	(void)synced;
+	rlink *l = replman__link_find(m, m->repl_link);
+	if (l == NULL)
+		return;
+	if (status < 0) {
+		replman__link_broken(l, "journal write failed during the snapshot");
+		return;
+	}
+	replman__link_pump(l);
+}
+
+/* A page file item at the head of the FIFO: 1 when it may be read (its fd
+ * open), 0 to wait for the journal, -ENOENT when the file went meanwhile
+ * (deleted by a batch tapped before it: nothing to send), -errno. */
+static int page_item_ready(keel_replman *m, sitem *it)
+{
+	if (it->fd >= 0)
+		return 1;
+	keel_journal *j = replman__journal(m);
+	if (j == NULL)
+		return -ESHUTDOWN;
+	const keel_sync *sy = keel_journal_sync(j);
+	if (sy->synced(sy->ud) < it->wait_ticket) {
+		if (!m->page_w.linked) {
+			m->page_w.ticket = it->wait_ticket;
+			m->page_w.done = on_page_synced;
+			sy->wait(sy->ud, &m->page_w);
+		}
+		return 0;
+	}
+	char path[KEEL_MAX_PATH_BYTES];
+	snprintf(path, sizeof(path), "%s/%s", m->data_dir, it->rel);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	it->fd = fd;
+	it->end = (uint64_t)st.st_size;
+	return 1;
+}
 
 static bool snapshot_next_file(keel_replman *m, rlink *l)
 {
@@ -241,6 +413,35 @@ static bool snapshot_next_file(keel_replman *m, rlink *l)
 			return false;
 		}
 		/* consumed and removed since the listing: nothing to send */
+	}
+	if (!m->snap_pages_listed) {
+		m->snap_pages_listed = true;
+		int rc = list_pages(m);
+		if (rc) {
+			keel_log_error("replication: snapshot: %s: %s", m->paging_dir,
+				       strerror(-rc));
+			replman__link_broken(l, "page files unreadable");
+			return false;
+		}
+	}
+	if (m->snap_pages_next < m->snap_pages_count) {
+		sitem *it = keel_calloc(1, sizeof(*it));
+		if (it == NULL) {
+			replman__link_broken(l, "out of memory");
+			return false;
+		}
+		keel_buf_init(&it->bytes);
+		it->is_file = true;
+		it->fd = -1;
+		it->rel = m->snap_pages[m->snap_pages_next];
+		m->snap_pages[m->snap_pages_next++] = NULL;
+		snprintf(it->name, sizeof(it->name), "page");
+		/* every batch tapped before this item (its ops go out before the
+		 * file's bytes) is written before the file is read */
+		it->wait_ticket = m->tap_last;
+		replman__q_push(&l->q_head, &l->q_tail, it);
+		l->dirty = true;
+		return true;
 	}
 	return false;
 }
@@ -279,6 +480,16 @@ void replman__snapshot_stop(keel_replman *m)
 		const keel_sync *sy = keel_journal_sync(j);
 		sy->cancel(sy->ud, &m->snap_w);
 	}
+	if (m->page_w.linked && j) {
+		const keel_sync *sy = keel_journal_sync(j);
+		sy->cancel(sy->ud, &m->page_w);
+	}
+	for (size_t i = 0; i < m->snap_pages_count; i++)
+		keel_free(m->snap_pages[i]);
+	keel_free(m->snap_pages);
+	m->snap_pages = NULL;
+	m->snap_pages_count = m->snap_pages_next = 0;
+	m->snap_pages_listed = false;
 	for (size_t i = 0; i < m->snap_large_count; i++)
 		keel_free(m->snap_large[i]);
 	keel_free(m->snap_large);
@@ -423,7 +634,18 @@ void replman__link_pump(rlink *l)
 				}
 				replman__q_uncount(m, l, it);
 			} else {
-				int rc = file_chunk(l, it);
+				int rc = it->rel ? page_item_ready(m, it) : 1;
+				if (rc == 0)
+					break; /* the journal first: on_page_synced pumps */
+				if (rc == -ENOENT)
+					goto next; /* deleted since: its unlink went before */
+				if (rc < 0) {
+					keel_log_error("replication: snapshot: %s: %s", it->rel,
+						       strerror(-rc));
+					replman__link_broken(l, "page file unreadable");
+					return;
+				}
+				rc = file_chunk(l, it);
 				if (rc < 0) {
 					replman__link_broken(l, "cannot stream a file");
 					return;
@@ -431,6 +653,7 @@ void replman__link_pump(rlink *l)
 				if (rc == 0)
 					continue;
 			}
+next:
 			l->q_head = it->next;
 			if (l->q_head == NULL)
 				l->q_tail = NULL;

@@ -81,22 +81,44 @@ static int list_large(keel_replman *m)
 static int encode_op(keel_replman *m, keel_buf *to, uint8_t kind, uint64_t seg, uint64_t off,
 		     uint64_t size, const uint8_t *data, size_t len, uint64_t seq)
 {
-	keel_buf_reset(&m->scratch);
-	int rc = keel_buf_reserve(&m->scratch, OP_HDR + len);
-	if (rc)
-		return rc;
-	uint8_t *p = keel_buf_head(&m->scratch);
-	p[0] = kind;
-	for (int i = 0; i < 8; i++) {
-		p[1 + i] = (uint8_t)(seg >> (8 * i));
-		p[9 + i] = (uint8_t)(off >> (8 * i));
-		p[17 + i] = (uint8_t)(size >> (8 * i));
+	return replman__encode_op(m, to, kind, seg, off, size, NULL, data, len, seq);
+}
+
+/* A page file's path as the replica names it (under the data directory),
+ * NULL when it is not one (the replica would refuse it). */
+static const char *ext_rel(keel_replman *m, const char *path)
+{
+	size_t n = strlen(m->data_dir);
+	if (strncmp(path, m->data_dir, n) != 0 || path[n] != '/')
+		return NULL;
+	const char *rel = path + n + 1;
+	return replman__ext_path_ok(rel, strlen(rel)) ? rel : NULL;
+}
+
+/* The ops of an other file's write (a page file): JOURNAL_OPs of at most
+ * KEEL_REPL_MAX_CHUNK bytes, each starting with the path. */
+static int encode_ext(keel_replman *m, keel_buf *to, const keel_journal_fileop *f, uint64_t seq)
+{
+	const char *rel = ext_rel(m, f->path);
+	if (rel == NULL) {
+		keel_log_error("replication: %s is not a page file under %s: not replicated",
+			       f->path, m->data_dir);
+		return -EINVAL;
 	}
-	if (len)
-		memcpy(p + OP_HDR, data, len);
-	keel_repl_msg msg = { .type = KEEL_REPL_JOURNAL_OP, .seq = seq, .data = p,
-			      .data_len = OP_HDR + len };
-	return replman__encode_to(to, &msg);
+	size_t plen = strlen(rel) + 1, off = 0;
+	do {
+		size_t piece = f->len - off;
+		if (piece > KEEL_REPL_MAX_CHUNK - plen)
+			piece = KEEL_REPL_MAX_CHUNK - plen;
+		bool last = off + piece == f->len;
+		int rc = replman__encode_op(m, to, f->kind, 0, f->off + off, plen, rel,
+					    f->data ? f->data + off : NULL, piece,
+					    last ? seq : 0);
+		if (rc)
+			return rc;
+		off += piece;
+	} while (off < f->len);
+	return 0;
 }
 
 static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t last_seq,
@@ -145,8 +167,13 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 	keel_buf_init(&it->bytes);
 	it->fd = -1;
 	int rc = 0;
+	m->tap_last = last_seq;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const keel_journal_fileop *f = &ops[i];
+		if (f->path) {
+			rc = encode_ext(m, &it->bytes, f, i + 1 == n ? last_seq : 0);
+			continue;
+		}
 		size_t off = 0;
 		do {
 			size_t piece = f->len - off;
@@ -162,7 +189,8 @@ static void on_tap(void *ud, const keel_journal_fileop *ops, size_t n, uint64_t 
 		rc = encode_op(m, &it->bytes, KEEL_JOURNAL_FOP_WRITE, 0, 0, 0, NULL, 0, last_seq);
 	if (rc) {
 		replman__sitem_free(it);
-		replman__link_broken(l, "out of memory");
+		replman__link_broken(l, rc == -EINVAL ? "a page file outside the data directory"
+						      : "out of memory");
 		return;
 	}
 	if (m->holding) {

@@ -2,7 +2,8 @@
  * replman_replica.c - the backup's replica: PREPARE_REPLICA saves the
  * journal and large-message directories aside (replman_saved.c) and
  * starts empty ones; FILE_CHUNKs and JOURNAL_OPs from
- * replica_link are written at their names and offsets; after each read
+ * replica_link are written at their names and offsets (page files at
+ * their checked paths under <data-dir>/paging); after each read
  * the touched files and directories are synced and OP_ACK carries the
  * last batch applied.  Owns the replica's open files (at most
  * KEEL_REPL_REPLICA_FILES) and the pending segment deletes.  Synchronous
@@ -29,8 +30,15 @@
 
 /* ---- the replica (backup) ------------------------------------------------ */
 
+static bool is_page(const char *name)
+{
+	return strncmp(name, "paging/", 7) == 0;
+}
+
 static const char *replica_dir_for(keel_replman *m, const char *name)
 {
+	if (is_page(name))
+		return m->data_dir; /* checked: replman__ext_path_ok */
 	size_t n = strlen(name);
 	if (n > 4 && strcmp(name + n - 4, ".jnl") == 0)
 		return m->journal_dir;
@@ -49,6 +57,38 @@ static bool name_ok(const char *name, size_t len)
 			return false;
 	}
 	return name[0] != '.';
+}
+
+/* fsync the directory holding `path`. */
+static int sync_parent(const char *path)
+{
+	char dir[KEEL_MAX_PATH_BYTES];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL)
+		return 0;
+	*slash = '\0';
+	return keel_fsync_dir(dir);
+}
+
+/* The directories of page file `rel` (paging/<hex>/...), made durably
+ * when missing. */
+static int page_dirs(keel_replman *m, const char *rel)
+{
+	char dir[KEEL_MAX_PATH_BYTES];
+	if (mkdir(m->paging_dir, 0755) == 0) {
+		int rc = keel_fsync_dir(m->data_dir);
+		if (rc)
+			return rc;
+	} else if (errno != EEXIST) {
+		return -errno;
+	}
+	const char *slash = strrchr(rel, '/');
+	assert(slash != NULL && slash > rel + 7); /* replman__ext_path_ok */
+	snprintf(dir, sizeof(dir), "%s/%.*s", m->data_dir, (int)(slash - rel), rel);
+	if (mkdir(dir, 0755) == 0)
+		return keel_fsync_dir(m->paging_dir);
+	return errno == EEXIST ? 0 : -errno;
 }
 
 static int rfile_sync(keel_replman *m, rfile *f)
@@ -94,11 +134,29 @@ static int rfile_get(keel_replman *m, const char *name, rfile **out)
 	const char *dir = replica_dir_for(m, name);
 	if (dir == NULL)
 		return -EINVAL;
-	char path[4096];
+	char path[KEEL_MAX_PATH_BYTES];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644); /* RDWR: a snapshot reads its header back */
+	if (is_page(name)) {
+		int rc = page_dirs(m, name);
+		if (rc)
+			return rc;
+	}
+	/* RDWR: a snapshot reads its header back */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	bool created = fd >= 0;
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	if (created && is_page(name)) {
+		/* a page file's name is durable before its records are acked
+		 * (as on the live: journal_writer.c) */
+		int rc = sync_parent(path);
+		if (rc) {
+			close(fd);
+			return rc;
+		}
+	}
 	victim->fd = fd;
 	victim->dirty = false;
 	snprintf(victim->name, sizeof(victim->name), "%s", name);
@@ -213,6 +271,8 @@ void replman__replica_close_files(keel_replman *m)
 }
 
 
+static void ext_deletes_clear(keel_replman *m);
+
 /* Everything received on disk: files, deletes, directories. */
 int replman__replica_flush(keel_replman *m)
 {
@@ -234,6 +294,21 @@ int replman__replica_flush(keel_replman *m)
 		m->dir_dirty = true;
 	}
 	m->ndeletes = 0;
+	for (size_t i = 0; i < m->n_ext_deletes && rc == 0; i++) {
+		char path[KEEL_MAX_PATH_BYTES];
+		const char *rel = m->ext_deletes[i];
+		for (int k = 0; k < KEEL_REPL_REPLICA_FILES; k++)
+			if (m->files[k].fd >= 0 && strcmp(m->files[k].name, rel) == 0)
+				rfile_close(m, &m->files[k]);
+		snprintf(path, sizeof(path), "%s/%s", m->data_dir, rel);
+		if (unlink(path) == 0)
+			rc = sync_parent(path);
+		else if (errno != ENOENT)
+			keel_log_warn("replica: cannot delete %s: %s", path, strerror(errno));
+	}
+	ext_deletes_clear(m);
+	if (rc)
+		return rc;
 	if (m->dir_dirty) {
 		rc = keel_fsync_dir(m->journal_dir);
 		if (rc == 0)
@@ -242,6 +317,76 @@ int replman__replica_flush(keel_replman *m)
 			m->dir_dirty = false;
 	}
 	return rc;
+}
+
+static void ext_deletes_clear(keel_replman *m)
+{
+	for (size_t i = 0; i < m->n_ext_deletes; i++)
+		keel_free(m->ext_deletes[i]);
+	m->n_ext_deletes = 0;
+}
+
+/* FOP_EXT_UNLINK: the page file goes at the next flush (after the writes
+ * received before it are durable, as on the live). */
+static int ext_delete_later(keel_replman *m, const char *rel)
+{
+	if (m->n_ext_deletes == m->ext_delcap) {
+		size_t cap = m->ext_delcap ? m->ext_delcap * 2 : 8;
+		char **nd = keel_realloc(m->ext_deletes, cap * sizeof(*nd));
+		if (nd == NULL)
+			return -ENOMEM;
+		m->ext_deletes = nd;
+		m->ext_delcap = cap;
+	}
+	char *c = keel_strdup(rel);
+	if (c == NULL)
+		return -ENOMEM;
+	m->ext_deletes[m->n_ext_deletes++] = c;
+	return 0;
+}
+
+/* FOP_EXT_WRITE to a page file whose delete is pending (its name made
+ * again): the delete happens now, before the write. */
+static int ext_undelete(keel_replman *m, const char *rel)
+{
+	size_t w = 0;
+	int rc = 0;
+	for (size_t i = 0; i < m->n_ext_deletes; i++) {
+		if (strcmp(m->ext_deletes[i], rel) != 0) {
+			m->ext_deletes[w++] = m->ext_deletes[i];
+			continue;
+		}
+		keel_free(m->ext_deletes[i]);
+		for (int k = 0; k < KEEL_REPL_REPLICA_FILES; k++)
+			if (m->files[k].fd >= 0 && strcmp(m->files[k].name, rel) == 0)
+				rfile_close(m, &m->files[k]);
+		char path[KEEL_MAX_PATH_BYTES];
+		snprintf(path, sizeof(path), "%s/%s", m->data_dir, rel);
+		if (unlink(path) < 0 && errno != ENOENT)
+			rc = -errno;
+	}
+	m->n_ext_deletes = w;
+	return rc;
+}
+
+/* FOP_EXT_*: the path that starts the bytes, checked; the rest. */
+static int apply_ext(keel_replman *m, uint8_t kind, uint64_t seg, uint64_t off, uint64_t size,
+		     const uint8_t *data, size_t len)
+{
+	if (seg != 0 || size == 0 || size > len || size > KEEL_REPL_EXT_PATH_MAX)
+		return -EPROTO;
+	const char *rel = (const char *)data;
+	if (rel[size - 1] != '\0' || memchr(rel, '\0', size - 1) != NULL ||
+	    !replman__ext_path_ok(rel, (size_t)size - 1))
+		return -EPROTO;
+	data += size;
+	len -= (size_t)size;
+	if (kind == KEEL_JOURNAL_FOP_EXT_UNLINK)
+		return len == 0 ? ext_delete_later(m, rel) : -EPROTO;
+	if (off > UINT64_MAX - len || off + len > KEEL_PAGING_MAX_FILE_BYTES)
+		return -EPROTO;
+	int rc = ext_undelete(m, rel);
+	return rc ? rc : replica_write(m, rel, off, data, len, 0);
 }
 
 int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
@@ -271,6 +416,10 @@ int replman__replica_apply_op(keel_replman *m, const keel_repl_msg *msg)
 		break;
 	case KEEL_JOURNAL_FOP_TRUNCATE:
 		rc = replica_truncate(m, name, off, size);
+		break;
+	case KEEL_JOURNAL_FOP_EXT_WRITE:
+	case KEEL_JOURNAL_FOP_EXT_UNLINK:
+		rc = apply_ext(m, kind, seg, off, size, data, len);
 		break;
 	case KEEL_JOURNAL_FOP_DELETE:
 		if (m->ndeletes == m->delcap) {
@@ -336,6 +485,7 @@ void replman__prepare_replica(keel_replman *m, uint32_t link)
 	char err[512] = "";
 	replman__replica_close_files(m);
 	m->ndeletes = 0;
+	ext_deletes_clear(m);
 	m->ack_pending = 0;
 	m->replica_failed = false;
 	int rc = replman__saved_prepare(m, err, sizeof(err));

@@ -52,6 +52,7 @@ int replman__saved_prepare(keel_replman *m, char *err, size_t errlen)
 		.data_dir = m->data_dir,
 		.journal_dir = m->journal_dir,
 		.large_dir = m->large_dir,
+		.paging_dir = m->paging_dir,
 		.activation_seq = m->ha.self.activation_seq,
 		.keep = m->cfg->max_saved_replicated_journals_size,
 		.now_s = (int64_t)time(NULL),

@@ -404,6 +404,7 @@ void keel_journal_stop(keel_journal *j)
 	j->thread = NULL;
 	journal__complete(j);
 	j->stopped = true;
+	journal__ext_close_all(j);
 	if (j->w_fd >= 0)
 		close(j->w_fd);
 	j->w_fd = -1;
@@ -435,6 +436,7 @@ void keel_journal_free(keel_journal *j)
 	journal__batch_free(&j->batch[0]);
 	journal__batch_free(&j->batch[1]);
 	keel_free(j->tap_ops);
+	keel_free(j->seen_dead);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cond);
 	pthread_cond_destroy(&j->done_cond);

@@ -104,6 +104,30 @@ void keel_journal_when_closed(keel_journal *j, void (*cb)(void *arg), void *arg)
 /* After stop and after the loop ran its close callbacks (or without start). */
 void keel_journal_free(keel_journal *j);
 
+/*
+ * Other files written in the journal's batches (page files, paging.h):
+ * `len` bytes at `off` of the file `path` (created when missing, its
+ * directory synced then), written by the writer thread once the batch's
+ * journal records are durable, then fdatasynced (journal-sync) before the
+ * batch completes; an unlink runs after the batch's writes.  Each counts
+ * as a record: a receipt taken with keel_sync's ticket after it waits for
+ * it.  Replicated: the tap hands them on (KEEL_JOURNAL_FOP_EXT_*), after
+ * the batch's journal operations.  Copies the bytes.
+ * 0, -ENOMEM, -EROFS (an offline reader).  Loop thread.
+ */
+int keel_journal_ext_write(keel_journal *j, const char *path, uint64_t off, const void *data,
+			   size_t len);
+int keel_journal_ext_unlink(keel_journal *j, const char *path);
+/* Is message `id` live in the journal (held by a durable queue)? */
+bool keel_journal_has_message(keel_journal *j, uint64_t id);
+/* Was it live, or did open see its MESSAGE record (committed) though it
+ * is not live (acked, dead-lettered away...)?  Paging's recovery: a page
+ * record of such a message was read back before a crash even when the
+ * page cursor saying so did not reach the disk.  What open saw is kept
+ * (8 bytes per such message) until keel_journal_forget_seen. */
+bool keel_journal_saw_message(keel_journal *j, uint64_t id);
+void keel_journal_forget_seen(keel_journal *j);
+
 /* The keel_sync sessions hold receipts with (valid until free). */
 const keel_sync *keel_journal_sync(keel_journal *j);
 void keel_journal_get_stats(const keel_journal *j, keel_journal_stats *out);
@@ -126,6 +150,11 @@ enum keel_journal_fop_kind {
 					newest segment once it is gone (journal.head) */
 	KEEL_JOURNAL_FOP_TRUNCATE,   /* cut the segment at `off`, then size it to `size` again:
 					after a failed batch, the bytes past the durable end */
+	KEEL_JOURNAL_FOP_EXT_WRITE,  /* another file (`path`, keel_journal_ext_write): write
+					`data` at `off` (creating it), after the batch's
+					journal operations */
+	KEEL_JOURNAL_FOP_EXT_UNLINK, /* another file (`path`): delete it once the batch's
+					writes are durable */
 };
 
 typedef struct keel_journal_fileop {
@@ -135,6 +164,7 @@ typedef struct keel_journal_fileop {
 	uint64_t size;
 	const uint8_t *data;    /* valid during the call only */
 	size_t len;
+	const char *path;       /* FOP_EXT_*: the file as given to ext_write (seg 0) */
 } keel_journal_fileop;
 
 /* Called on the loop thread when a batch goes to the writer, in batch

@@ -79,9 +79,14 @@ void journal__tap_batch(keel_journal *j, const jbatch *b)
 		j->tap_ops = n;
 		j->tap_cap = cap;
 	}
+	size_t n = 0;
+	/* the journal's operations, then the other files' (the writer runs
+	 * them in that order: w_exec) */
 	for (size_t i = 0; i < b->nops; i++) {
 		const jop *op = &b->ops[i];
-		keel_journal_fileop *f = &j->tap_ops[i];
+		if (op->kind == OP_EXT_WRITE || op->kind == OP_EXT_UNLINK)
+			continue;
+		keel_journal_fileop *f = &j->tap_ops[n++];
 		static const uint8_t kinds[] = {
 			[OP_CREATE] = KEEL_JOURNAL_FOP_CREATE, [OP_WRITE] = KEEL_JOURNAL_FOP_WRITE,
 			[OP_DELETE] = KEEL_JOURNAL_FOP_DELETE, [OP_DROP] = KEEL_JOURNAL_FOP_DROP,
@@ -95,8 +100,23 @@ void journal__tap_batch(keel_journal *j, const jbatch *b)
 		f->size = op->kind == OP_CREATE || op->kind == OP_TRUNC ? op->size : 0;
 		f->data = bytes ? b->buf + op->buf_off : NULL;
 		f->len = bytes ? op->len : 0;
+		f->path = NULL;
 	}
-	j->tap(j->tap_ud, j->tap_ops, b->nops, b->last_seq, b->large, b->nlarge);
+	for (size_t i = 0; i < b->nops; i++) {
+		const jop *op = &b->ops[i];
+		if (op->kind != OP_EXT_WRITE && op->kind != OP_EXT_UNLINK)
+			continue;
+		keel_journal_fileop *f = &j->tap_ops[n++];
+		bool w = op->kind == OP_EXT_WRITE;
+		*f = (keel_journal_fileop){
+			.kind = w ? KEEL_JOURNAL_FOP_EXT_WRITE : KEEL_JOURNAL_FOP_EXT_UNLINK,
+			.off = w ? op->off : 0,
+			.data = w ? b->buf + op->buf_off + op->size : NULL,
+			.len = w ? op->len : 0,
+			.path = (const char *)b->buf + op->buf_off,
+		};
+	}
+	j->tap(j->tap_ud, j->tap_ops, n, b->last_seq, b->large, b->nlarge);
 }
 
 void keel_journal_set_tap(keel_journal *j, keel_journal_tap_fn fn, void *ud)

@@ -495,3 +495,80 @@ uint32_t journal__rec_valid(const uint8_t *buf, uint64_t off, uint64_t end)
 		return 0;
 	return J_REC_HDR + plen;
 }
+
+/* ---- other files in the batch (paging) ----------------------------------- */
+
+static int ext_op(keel_journal *j, uint8_t kind, const char *path, uint64_t off,
+		  const void *data, size_t len)
+{
+	if (j->read_only)
+		return -EROFS;
+	jbatch *b = j->open;
+	size_t plen = strlen(path) + 1;
+	/* the same bytes of the same file again (a page cursor): the newer
+	 * ones replace them (other files are written after the batch's
+	 * records, so their place in the batch does not matter) */
+	for (size_t k = 0; kind == OP_EXT_WRITE && k < 8 && k < b->nops; k++) {
+		jop *o = &b->ops[b->nops - 1 - k];
+		if (o->kind == OP_EXT_WRITE && o->off == off && o->len == len && o->size == plen &&
+		    memcmp(b->buf + o->buf_off, path, plen) == 0) {
+			memcpy(b->buf + o->buf_off + plen, data, len);
+			j->appended++;
+			b->last_seq = j->appended;
+			return 0;
+		}
+	}
+	if (batch_reserve(b, plen + len))
+		return -ENOMEM;
+	jop *op = journal__batch_op(b);
+	if (op == NULL)
+		return -ENOMEM;
+	*op = (jop){ .kind = kind, .off = off, .size = plen, .buf_off = b->len, .len = len };
+	memcpy(b->buf + b->len, path, plen);
+	if (len)
+		memcpy(b->buf + b->len + plen, data, len);
+	b->len += plen + len;
+	j->appended++;
+	b->last_seq = j->appended;
+	return 0;
+}
+
+int keel_journal_ext_write(keel_journal *j, const char *path, uint64_t off, const void *data,
+			   size_t len)
+{
+	return ext_op(j, OP_EXT_WRITE, path, off, data, len);
+}
+
+int keel_journal_ext_unlink(keel_journal *j, const char *path)
+{
+	return ext_op(j, OP_EXT_UNLINK, path, 0, NULL, 0);
+}
+
+bool keel_journal_has_message(keel_journal *j, uint64_t id)
+{
+	return journal__ent_find(j, JK_MSG, id, 0) != NULL;
+}
+
+bool keel_journal_saw_message(keel_journal *j, uint64_t id)
+{
+	if (keel_journal_has_message(j, id))
+		return true;
+	size_t lo = 0, hi = j->nseen_dead;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (j->seen_dead[mid] == id)
+			return true;
+		if (j->seen_dead[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+void keel_journal_forget_seen(keel_journal *j)
+{
+	keel_free(j->seen_dead);
+	j->seen_dead = NULL;
+	j->nseen_dead = 0;
+}

@@ -65,6 +65,7 @@
 
 #include "keel/alloc.h"
 #include "journal.h"
+#include "limits.h"
 
 #define HASH_NONFATAL_OOM 1
 #define uthash_malloc(sz) keel_malloc(sz)
@@ -135,7 +136,13 @@ struct jent {
  * after its writes are durable.  OP_DROP and OP_TRUNC come first in the
  * batch that follows a failure: they take back what the failed batch may
  * have left (a segment it created, bytes past the last durable point). */
-enum op_kind { OP_CREATE = 1, OP_WRITE, OP_DELETE, OP_DROP, OP_TRUNC };
+enum op_kind { OP_CREATE = 1, OP_WRITE, OP_DELETE, OP_DROP, OP_TRUNC,
+	OP_EXT_WRITE, /* another file (paging): buf holds its path (`size` bytes,
+			 NUL included) then `len` bytes for offset `off`; run after
+			 the batch's journal records are durable, then synced */
+	OP_EXT_UNLINK, /* another file: path at buf_off (`size` bytes); removed
+			  after the batch's writes are durable */
+};
 
 typedef struct jop {
 	uint8_t kind;
@@ -185,6 +192,11 @@ struct keel_journal {
 	jent *addrs, *queues, *msgs, *refs;
 	uint64_t next_oid;     /* address, queue and transaction ids */
 	uint64_t max_mid;
+	/* Ids of the messages whose MESSAGE record open saw (committed) and
+	 * that are not live: sorted; kept until keel_journal_forget_seen
+	 * (paging's recovery asks, keel_journal_saw_message). */
+	uint64_t *seen_dead;
+	size_t nseen_dead;
 	uint64_t appended;     /* records appended (tickets) */
 	uint64_t synced;       /* records durable */
 	uint64_t txid;         /* inside a commit: its id */
@@ -238,6 +250,12 @@ struct keel_journal {
 	uint64_t w_fd_seg;
 	bool w_dirty;
 	int w_dirfd;
+	struct {
+		char *path;        /* NULL: free slot */
+		int fd;
+		bool dirty;
+	} w_ext[KEEL_JOURNAL_EXT_FDS]; /* open files of OP_EXT_WRITE */
+	unsigned w_ext_next;       /* slot to reuse next */
 };
 
 /* ---- journal_format.c: names, segment header, records (loop) ------------ */
@@ -292,6 +310,8 @@ void journal__free_index(keel_journal *j);
 void *journal__writer_main(void *arg);
 /* Hand the open batch to the (idle) writer. */
 void journal__submit(keel_journal *j);
+/* Close the writer's files of OP_EXT_WRITE (stop; writer thread or after it). */
+void journal__ext_close_all(keel_journal *j);
 /* Take the writer's finished batch, if any.  Returns its status. */
 int journal__complete(keel_journal *j);
 /* Release waiters: done for synced tickets, failed (err) for tickets up to

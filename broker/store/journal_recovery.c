@@ -924,6 +924,28 @@ static int restore(keel_journal *j, replay *rp, char *err, size_t errlen)
 		if (rc)
 			goto out_nomem;
 	}
+	/* the messages seen and not live (acked, or not restored): a page
+	 * record of one was read back before the crash even when the page
+	 * cursor that said so was not yet on disk (paging.c) */
+	{
+		size_t cap = 0;
+		robj *mo, *mtmp;
+		HASH_ITER(hh, rp->msgs, mo, mtmp) {
+			if (!mo->added || !tx_ok(rp, mo->add_tx) ||
+			    journal__ent_find(j, JK_MSG, mo->key[0], 0) != NULL)
+				continue;
+			if (j->nseen_dead == cap) {
+				cap = cap ? cap * 2 : 64;
+				uint64_t *ns = keel_realloc(j->seen_dead, cap * sizeof(*ns));
+				if (ns == NULL)
+					goto out_nomem;
+				j->seen_dead = ns;
+			}
+			j->seen_dead[j->nseen_dead++] = mo->key[0];
+		}
+		if (j->nseen_dead > 1)
+			qsort(j->seen_dead, j->nseen_dead, sizeof(uint64_t), cmp_u64);
+	}
 	j->max_mid = rp->max_mid;
 	j->next_oid = rp->max_oid;
 	keel_core_reserve_msg_ids(core, rp->max_mid);

@@ -197,6 +197,116 @@ static int w_trunc(keel_journal *j, uint64_t seg, uint64_t off, uint64_t size)
 	return -rc;
 }
 
+/* ---- other files (OP_EXT_*) ---------------------------------------------- */
+
+static int w_ext_fd(keel_journal *j, const char *path)
+{
+	unsigned n = KEEL_JOURNAL_EXT_FDS;
+	for (unsigned i = 0; i < n; i++)
+		if (j->w_ext[i].path && strcmp(j->w_ext[i].path, path) == 0)
+			return (int)i;
+	unsigned k = j->w_ext_next++ % n;
+	if (j->w_ext[k].path) {
+		if (j->w_ext[k].dirty) {
+			int rc = w_sync_fd(j, j->w_ext[k].fd);
+			if (rc)
+				return rc;
+		}
+		close(j->w_ext[k].fd);
+		keel_free(j->w_ext[k].path);
+		j->w_ext[k].path = NULL;
+	}
+	bool created = false;
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
+	if (fd >= 0)
+		created = true;
+	else if (errno == EEXIST)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (created && j->sync) {
+		/* a new file: its name is durable before its records count */
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s", path);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			(void)fsync(dfd);
+			close(dfd);
+		}
+	}
+	char *copy = keel_malloc(strlen(path) + 1);
+	if (copy == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	strcpy(copy, path);
+	j->w_ext[k].path = copy;
+	j->w_ext[k].fd = fd;
+	j->w_ext[k].dirty = false;
+	return (int)k;
+}
+
+static void w_ext_forget(keel_journal *j, const char *path)
+{
+	for (unsigned i = 0; i < KEEL_JOURNAL_EXT_FDS; i++) {
+		if (j->w_ext[i].path && strcmp(j->w_ext[i].path, path) == 0) {
+			close(j->w_ext[i].fd);
+			keel_free(j->w_ext[i].path);
+			j->w_ext[i].path = NULL;
+		}
+	}
+}
+
+void journal__ext_close_all(keel_journal *j)
+{
+	for (unsigned i = 0; i < KEEL_JOURNAL_EXT_FDS; i++) {
+		if (j->w_ext[i].path) {
+			close(j->w_ext[i].fd);
+			keel_free(j->w_ext[i].path);
+			j->w_ext[i].path = NULL;
+		}
+	}
+}
+
+/* The batch's writes to other files, after its journal records are
+ * durable (a depaged message's journal record before the page cursor
+ * that says it left the page), then their sync. */
+static int w_ext_exec(keel_journal *j, const jbatch *b, char *what, size_t whatlen)
+{
+	int rc = 0;
+	for (size_t i = 0; i < b->nops && rc == 0; i++) {
+		const jop *op = &b->ops[i];
+		if (op->kind != OP_EXT_WRITE)
+			continue;
+		const char *path = (const char *)b->buf + op->buf_off;
+		int k = w_ext_fd(j, path);
+		if (k < 0) {
+			rc = k;
+		} else {
+			rc = w_pwrite(j->w_ext[k].fd, b->buf + op->buf_off + op->size, op->len,
+				      op->off);
+			j->w_ext[k].dirty = true;
+		}
+		if (rc)
+			snprintf(what, whatlen, "write of %s failed: %s", path, strerror(-rc));
+	}
+	for (unsigned i = 0; i < KEEL_JOURNAL_EXT_FDS && rc == 0; i++) {
+		if (!j->w_ext[i].path || !j->w_ext[i].dirty)
+			continue;
+		rc = w_sync_fd(j, j->w_ext[i].fd);
+		if (rc)
+			snprintf(what, whatlen, "sync of %s failed: %s", j->w_ext[i].path,
+				 strerror(-rc));
+		j->w_ext[i].dirty = false;
+	}
+	if (rc)
+		journal__ext_close_all(j);
+	return rc;
+}
+
 static int w_exec(keel_journal *j, jbatch *b)
 {
 	bool dir_dirty = false;
@@ -208,6 +318,8 @@ static int w_exec(keel_journal *j, jbatch *b)
 		op = &b->ops[i];
 		switch (op->kind) {
 		case OP_DELETE:
+		case OP_EXT_WRITE:
+		case OP_EXT_UNLINK:
 			continue;
 		case OP_DROP:
 			what = "removal";
@@ -257,10 +369,24 @@ static int w_exec(keel_journal *j, jbatch *b)
 		j->w_dirty = false;
 		return rc;
 	}
+	char ext_what[512];
+	rc = w_ext_exec(j, b, ext_what, sizeof(ext_what));
+	if (rc) {
+		snprintf(j->w_errmsg, sizeof(j->w_errmsg), "journal: %.200s", ext_what);
+		return rc;
+	}
 	/* deletes: after the writes that made their segments dead are durable */
 	bool deleted = false;
 	for (i = 0; i < b->nops; i++) {
 		op = &b->ops[i];
+		if (op->kind == OP_EXT_UNLINK) {
+			const char *path = (const char *)b->buf + op->buf_off;
+			w_ext_forget(j, path);
+			if (unlink(path) < 0 && errno != ENOENT)
+				keel_log_warn("journal: cannot delete %s: %s", path,
+					      strerror(errno));
+			continue;
+		}
 		if (op->kind != OP_DELETE)
 			continue;
 		char name[64];
@@ -606,10 +732,24 @@ static void s_cancel(void *ud, keel_sync_waiter *w)
 	w->linked = false;
 }
 
+static uint64_t s_backlog(void *ud)
+{
+	keel_journal *j = ud;
+	uint64_t n = j->open ? j->open->len : 0;
+	/* no spare: the other batch is with the writer (its length does not
+	 * change there) */
+	if (j->open && j->spare == NULL) {
+		const jbatch *other = j->open == &j->batch[0] ? &j->batch[1] : &j->batch[0];
+		n += other->len;
+	}
+	return n;
+}
+
 void journal__sync_init(keel_journal *j)
 {
 	j->sync_if = (keel_sync){ .ticket = s_ticket, .synced = s_synced, .wait = s_wait,
-				  .cancel = s_cancel, .error = s_error, .ud = j };
+				  .cancel = s_cancel, .error = s_error, .backlog = s_backlog,
+				  .ud = j };
 }
 
 const keel_sync *keel_journal_sync(keel_journal *j)

@@ -226,6 +226,8 @@ int keel_saved_list(const char *data_dir, keel_saved_copy **out, size_t *n, char
 			c.bytes += tree_bytes(sub);
 		if (path_fmt(sub, sizeof(sub), c.path, "large-messages") == 0)
 			c.bytes += tree_bytes(sub);
+		if (path_fmt(sub, sizeof(sub), c.path, "paging") == 0)
+			c.bytes += tree_bytes(sub);
 		c.compared = path_fmt(res, sizeof(res), c.path, KEEL_SAVED_RESULT) == 0 &&
 			     access(res, F_OK) == 0;
 		if (cnt == cap) {
@@ -365,6 +367,8 @@ int keel_saved_prepare(const keel_saved_prepare_opts *o, char *copy, size_t copy
 			rc = move_into(o->journal_dir, copy, "journal");
 		if (rc == 0)
 			rc = move_into(o->large_dir, copy, "large-messages");
+		if (rc == 0 && o->paging_dir)
+			rc = move_into(o->paging_dir, copy, "paging");
 		if (rc == 0)
 			rc = keel_fsync_dir(copy);
 		if (rc) {
@@ -378,7 +382,9 @@ int keel_saved_prepare(const keel_saved_prepare_opts *o, char *copy, size_t copy
 			      "complete): not saved", o->journal_dir);
 	}
 	/* the renamed directories are gone; the others are emptied */
-	rc = empty_dir(o->journal_dir);
+	rc = o->paging_dir ? keel_saved_remove_tree(o->paging_dir) : 0;
+	if (rc == 0)
+		rc = empty_dir(o->journal_dir);
 	if (rc == 0)
 		rc = empty_dir(o->large_dir);
 	if (rc == 0)

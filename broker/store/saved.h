@@ -35,6 +35,7 @@ typedef struct keel_saved_prepare_opts {
 	const char *data_dir;     /* copies go to <data_dir>/saved */
 	const char *journal_dir;  /* the replica's journal directory */
 	const char *large_dir;    /* its large-message directory */
+	const char *paging_dir;   /* its page files (paging.h); NULL: none */
 	uint64_t activation_seq;  /* the node's, before the sync: names the copy */
 	int32_t keep;             /* copies kept: -1 all, 0 none (nothing is saved) */
 	int64_t now_s;            /* wall clock (s since the epoch): names the copy */
@@ -43,8 +44,10 @@ typedef struct keel_saved_prepare_opts {
 /*
  * PREPARE_REPLICA.  When the journal or large-message directory holds
  * anything and is not a partial replica (KEEL_JOURNAL_INCOMPLETE_MARK),
- * both are renamed into a new copy (directories fsynced); otherwise
- * (or with keep 0) they are emptied.  Then both exist, empty, and the
+ * both are renamed into a new copy (directories fsynced), the paging
+ * directory with them; otherwise (or with keep 0) they are emptied and
+ * the paging directory removed (a replica's page files come from its
+ * live).  Then both exist, empty, and the
  * journal directory holds the incomplete mark; copies beyond `keep` are
  * removed, oldest first (a failure there is logged, not returned).
  * Returns 1 with the copy's path in `copy` when one was made, 0 when

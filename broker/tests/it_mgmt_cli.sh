@@ -117,13 +117,13 @@ run 0 "queue create cli.q2 (multicast, on cli.addr)" "${K[@]}" queue create --na
 
 run 0 "queue stat" "${K[@]}" queue stat
 head -1 "$tmp/out" >"$tmp/header"
-if grep -Eq '^\|NAME *\|ADDRESS *\|CONSUMER_COUNT\|MESSAGE_COUNT\|MESSAGES_ADDED\|DELIVERING_COUNT\|MESSAGES_ACKED\|SCHEDULED_COUNT\|ROUTING_TYPE\|$' "$tmp/header"; then
-  ok "queue stat header has the nine columns in order"
+if grep -Eq '^\|NAME *\|ADDRESS *\|CONSUMER_COUNT\|MESSAGE_COUNT\|MESSAGES_ADDED\|DELIVERING_COUNT\|MESSAGES_ACKED\|SCHEDULED_COUNT\|PAGED_COUNT\|ROUTING_TYPE\|$' "$tmp/header"; then
+  ok "queue stat header has the ten columns in order"
 else
-  not_ok "queue stat header has the nine columns in order" "$tmp/out"
+  not_ok "queue stat header has the ten columns in order" "$tmp/out"
 fi
-has '^\|cli\.q1 *\|cli\.q1 *\|0 *\|3 *\|3 *\|0 *\|0 *\|0 *\|ANYCAST *\|$' "queue stat row of cli.q1: 3 messages, 3 added"
-has '^\|cli\.q2 *\|cli\.addr *\|0 *\|0 *\|0 *\|0 *\|0 *\|0 *\|MULTICAST *\|$' "queue stat row of cli.q2"
+has '^\|cli\.q1 *\|cli\.q1 *\|0 *\|3 *\|3 *\|0 *\|0 *\|0 *\|0 *\|ANYCAST *\|$' "queue stat row of cli.q1: 3 messages, 3 added"
+has '^\|cli\.q2 *\|cli\.addr *\|0 *\|0 *\|0 *\|0 *\|0 *\|0 *\|0 *\|MULTICAST *\|$' "queue stat row of cli.q2"
 hasnt 'keelctl\.reply' "queue stat does not list keelctl's own reply queue"
 
 run 0 "queue stat --json" "${K[@]}" queue stat --json

@@ -47,6 +47,8 @@ keel_journal_options default_opts(const char *dir)
 	return (keel_journal_options){ .dir = dir, .file_size = 64 * 1024, .sync = true };
 }
 
+int64_t jtest_global_max_size;
+
 /* Open (recover) and start; rc of the open. */
 int env_open(env *e, const char *dir, const keel_journal_options *o, char *err,
 		    size_t errlen)
@@ -59,7 +61,8 @@ int env_open(env *e, const char *dir, const keel_journal_options *o, char *err,
 	snprintf(e->dir, sizeof(e->dir), "%s", dir);
 	e->opt = *o;
 	e->opt.dir = e->dir;
-	keel_core_options co = { .now_ms = fake_clock, .node = "t" };
+	keel_core_options co = { .now_ms = fake_clock, .node = "t",
+				 .global_max_size_bytes = jtest_global_max_size };
 	assert_int_equal(keel_core_create(&e->core, &co), 0);
 	int rc = keel_journal_open(&e->j, &e->opt, e->core, err, errlen);
 	if (rc) {

@@ -26,6 +26,10 @@ typedef struct env {
 	bool started;
 } env;
 
+/* The core's global-max-size for the next env_open (0: unlimited, the
+ * default; a test sets it and puts it back). */
+extern int64_t jtest_global_max_size;
+
 /* The bodies of a queue's pending messages, joined with ',' (drains the
  * queue through an auto-ack consumer). */
 typedef struct collect {

@@ -262,7 +262,9 @@ static void t_zero_limit_always_full(void **state)
 	keel_core_resolve_settings(f->core, "z", &s);
 	assert_int_equal(s.address_full_policy, KEEL_FULL_FAIL);
 	keel_core_resolve_settings(f->core, "y", &s);
-	assert_int_equal(s.address_full_policy, KEEL_FULL_BLOCK); /* the default */
+	assert_int_equal(s.address_full_policy, KEEL_FULL_PAGE); /* the default */
+	/* without a pager PAGE acts as BLOCK */
+	assert_int_equal(keel_core_effective_policy(f->core, "y", false), KEEL_FULL_BLOCK);
 	assert_int_equal(s.max_size_bytes, -1);
 }
 
@@ -607,7 +609,10 @@ static void t_config_keys(void **state)
 	keel_config_free(cfg);
 
 	assert_int_equal(keel_config_default(&cfg), 0);
-	assert_int_equal(cfg->global_max_size_bytes, -1);
+	/* RAM / 16 within 4..16 MiB */
+	assert_int_equal(cfg->global_max_size_bytes, keel_default_global_max_size());
+	assert_true(cfg->global_max_size_bytes >= KEEL_DEFAULT_GLOBAL_MAX_SIZE_FLOOR &&
+		    cfg->global_max_size_bytes <= KEEL_DEFAULT_GLOBAL_MAX_SIZE_CAP);
 	assert_int_equal(cfg->min_large_message_size_bytes, KEEL_DEFAULT_MIN_LARGE_MESSAGE_SIZE);
 	assert_int_equal(cfg->write_high_watermark_bytes, KEEL_WRITE_HIGH_WATERMARK);
 	assert_int_equal(cfg->write_low_watermark_bytes, KEEL_WRITE_LOW_WATERMARK);
@@ -630,9 +635,9 @@ static void t_config_errors(void **state)
 	(void)state;
 	expect_config_error("address-settings:\n  - match: a\n    max-size-bytes: lots\n",
 			    "f.yaml:3: address-settings[0].max-size-bytes: expected a size");
-	expect_config_error("address-settings:\n  - match: a\n    address-full-policy: PAGE\n",
-			    "f.yaml:3: address-settings[0].address-full-policy: must be BLOCK, "
-			    "FAIL or DROP");
+	expect_config_error("address-settings:\n  - match: a\n    address-full-policy: SPILL\n",
+			    "f.yaml:3: address-settings[0].address-full-policy: must be PAGE, "
+			    "BLOCK, FAIL or DROP");
 	expect_config_error("name: x\nglobal-max-size: 0\n", "f.yaml:2: global-max-size: must be");
 	expect_config_error("min-large-message-size: 10\n",
 			    "f.yaml:1: min-large-message-size: must be between");

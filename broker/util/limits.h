@@ -278,6 +278,45 @@
 /* After a failed journal write, time before the journal writes again (ms):
  * a broken disk is not hammered in a loop. */
 #define KEEL_JOURNAL_RETRY_MS 200
+/* Default global-max-size (no key in the file): RAM / 16, at most 16 MiB,
+ * at least 4 MiB.  With PAGE the default policy, the messages held in
+ * memory stay about there whatever the backlog: 16 MiB of accounted
+ * messages (about 1.3x that in RSS) keeps the broker under 64 MiB. */
+#define KEEL_GLOBAL_MAX_SIZE_RAM_DIVISOR 16
+#define KEEL_DEFAULT_GLOBAL_MAX_SIZE_CAP (16LL * 1024 * 1024)
+#define KEEL_DEFAULT_GLOBAL_MAX_SIZE_FLOOR (4LL * 1024 * 1024)
+/* Paging: an address reads its page files back while it holds less than
+ * this in memory (pending and unacked): enough to keep a consumer's window
+ * (1 MiB by default) full while the next records are read, small against
+ * the default global-max-size. */
+#define KEEL_PAGING_READAHEAD_BYTES (4 * 1024 * 1024)
+/* Paging: an address holding less than this (at most an eighth of
+ * global-max-size) reads its pages back even when global-max-size is past
+ * its resume mark (other addresses' messages must not starve a paging
+ * one); above it, only below that mark. */
+#define KEEL_PAGING_DEPAGE_FLOOR (256 * 1024)
+/* Paging: a page file is closed past this many bytes (deleted once every
+ * record in it is read back: the disk follows the backlog in steps of it). */
+#define KEEL_PAGING_DEFAULT_FILE_SIZE (64 * 1024 * 1024)
+/* page-file-size bounds: small files (tests, many deletes) to files that a
+ * replica's KEEL_PAGING_MAX_FILE_BYTES still holds with room. */
+#define KEEL_PAGING_MIN_FILE_SIZE (4 * 1024)
+#define KEEL_PAGING_MAX_FILE_SIZE (1024ll * 1024 * 1024)
+/* Paging: bytes read from a page file at once (the next chunk is asked of
+ * the kernel ahead, posix_fadvise). */
+#define KEEL_PAGING_READ_CHUNK (256 * 1024)
+/* Other files (page files) the journal's writer keeps open at once: one
+ * written per paging address, one being closed; more are reopened. */
+#define KEEL_JOURNAL_EXT_FDS 8
+/* Bytes appended to the journal and not yet written past which a session
+ * stops reading from its producer until they are (keel_sync's backlog):
+ * SENDs with no receipt, paged messages above all, would otherwise pile
+ * up in the journal's batches (a non-persistent flood reached 122 MiB). */
+#define KEEL_JOURNAL_MAX_BACKLOG_BYTES (4 * 1024 * 1024)
+/* Paging: a replica refuses a page-file write past this offset (a page
+ * file is closed past its size, KEEL_PAGING_DEFAULT_FILE_SIZE, plus one
+ * record): far beyond any real one, it bounds what a bad op can grow. */
+#define KEEL_PAGING_MAX_FILE_BYTES (1ull << 40)
 /* Salvage: message and object ids of the new journal start this far past
  * the highest one still readable, so that ids the damaged bytes may have
  * held are never handed out again. */
@@ -481,5 +520,9 @@
  * more syncs and closes the first.  16 covers the segments the ops write
  * plus the one file a sync streams at a time. */
 #define KEEL_REPL_REPLICA_FILES 16
+/* Replication: a page file's path under the data directory, NUL included:
+ * "paging/" + the hex of a name (2 * KEEL_MAX_NAME_LEN) + "/" + a 17-byte
+ * file name; with room to spare. */
+#define KEEL_REPL_EXT_PATH_MAX 600
 
 #endif

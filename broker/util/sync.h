@@ -40,6 +40,11 @@ typedef struct keel_sync {
 	 * is appended meanwhile waits or fails; sessions refuse new persistent
 	 * messages instead of piling them up.  May be NULL (always 0). */
 	int (*error)(void *ud);
+	/* Bytes appended and not yet written (the batch being gathered and
+	 * the one with the writer): sessions stop reading from a producer
+	 * while it is past KEEL_JOURNAL_MAX_BACKLOG_BYTES (messages with no
+	 * receipt, paged ones too, would pile up in memory).  May be NULL. */
+	uint64_t (*backlog)(void *ud);
 	void *ud;
 } keel_sync;
 

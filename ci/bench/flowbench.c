@@ -17,6 +17,15 @@
  *                                with a receipt (pipelined), to
  *                                /queue/bench.bulk while a consumer receives
  *                                and verifies them; prints MB/s
+ *   flowbench fill PORT COUNT    COUNT persistent 1 KiB messages to
+ *                                /queue/bench.paging with no consumer, a
+ *                                receipt every 100 (8 outstanding at most);
+ *                                prints msg/s once the last is receipted
+ *   flowbench drain PORT COUNT   consume /queue/bench.paging (auto ack)
+ *                                until COUNT distinct messages arrived or
+ *                                none for 15 s; prints msg/s, lost,
+ *                                duplicated and out-of-order (by the
+ *                                sequence number fill wrote in each)
  *   flowbench disk DIR           what the disk under DIR allows, without a
  *                                broker: 1 KiB pwrite + fdatasync into a
  *                                preallocated file (as the journal does), and
@@ -34,6 +43,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -549,10 +559,112 @@ static int run_disk(const char *dir)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: flowbench large|flood|sync PORT N\n"
+	fprintf(stderr, "usage: flowbench large|flood|sync|fill|drain PORT N\n"
 			"       flowbench bulk PORT COUNT SIZE\n"
 			"       flowbench disk DIR\n");
 	return 2;
+}
+
+/* ---- fill / drain: a backlog with no consumer, then consumed ------------- */
+
+#define PG_BODY 1024
+#define PG_EVERY 100
+#define PG_WINDOW 8
+
+static int run_fill(unsigned long long count)
+{
+	static conn p;
+	static char frame[PG_BODY + 256];
+	stomp_connect(&p);
+	unsigned long long outstanding = 0;
+	double t0 = now_s();
+	for (unsigned long long i = 0; i < count; i++) {
+		bool rec = (i + 1) % PG_EVERY == 0 || i + 1 == count;
+		int n = snprintf(frame, sizeof(frame),
+				 "SEND\ndestination:/queue/bench.paging\npersistent:true\n"
+				 "content-length:%d\n%s\n", PG_BODY, rec ? "receipt:r\n" : "");
+		char *body = frame + n;
+		memset(body, 'a' + (int)(i % 26), PG_BODY);
+		snprintf(body, 22, "%020llu", i);
+		body[20] = ':';
+		body[PG_BODY] = '\0';
+		write_all(&p, frame, (size_t)n + PG_BODY + 1);
+		if (rec && ++outstanding > PG_WINDOW) {
+			await_receipt(&p);
+			outstanding--;
+		}
+	}
+	while (outstanding--)
+		await_receipt(&p);
+	double t1 = now_s();
+	printf("fill: %llu persistent 1 KiB messages, a receipt every %d, no consumer: "
+	       "%.1f s, %.0f msg/s\n", count, PG_EVERY, t1 - t0, (double)count / (t1 - t0));
+	printf("result: mode=fill count=%llu msgps=%.0f\n", count, (double)count / (t1 - t0));
+	close(p.fd);
+	return 0;
+}
+
+static int run_drain(unsigned long long count)
+{
+	static conn c;
+	char head[4096], cmd[32];
+	uint8_t *seen = calloc(count / 8 + 1, 1);
+	if (seen == NULL)
+		die("calloc");
+	stomp_connect(&c);
+	const char sub[] = "SUBSCRIBE\nid:1\ndestination:/queue/bench.paging\nack:auto\n\n";
+	write_all(&c, sub, sizeof(sub));
+	unsigned long long distinct = 0, dup = 0, bad = 0, disorder = 0, last = 0, got = 0;
+	double t0 = now_s(), tlast = t0;
+	while (distinct < count) {
+		if (c.off == c.len) {
+			struct pollfd pf = { .fd = c.fd, .events = POLLIN };
+			int r = poll(&pf, 1, 15000);
+			if (r == 0)
+				break; /* nothing more comes */
+			if (r < 0 && errno != EINTR)
+				die("poll");
+		}
+		long long cl = read_head(&c, head, sizeof(head), cmd, sizeof(cmd));
+		if (strcmp(cmd, "MESSAGE") != 0 || cl != PG_BODY) {
+			fprintf(stderr, "flowbench: got %s (%lld bytes)\n%s\n", cmd, cl, head);
+			return 1;
+		}
+		char num[21];
+		for (int j = 0; j < PG_BODY; j++) {
+			int ch = getbyte(&c);
+			if (j < 20)
+				num[j] = (char)ch;
+		}
+		num[20] = '\0';
+		expect_nul(&c);
+		unsigned long long i = strtoull(num, NULL, 10);
+		got++;
+		tlast = now_s();
+		if (i >= count) {
+			bad++;
+			continue;
+		}
+		if (seen[i / 8] & (1u << (i % 8))) {
+			dup++;
+			continue;
+		}
+		seen[i / 8] |= (uint8_t)(1u << (i % 8));
+		if (distinct && i < last)
+			disorder++;
+		last = i;
+		distinct++;
+	}
+	double secs = tlast - t0;
+	printf("drain: %llu of %llu messages in %.1f s, %.0f msg/s; lost %llu, duplicated %llu, "
+	       "out of order %llu, not ours %llu\n", distinct, count, secs,
+	       secs > 0 ? (double)got / secs : 0.0, count - distinct, dup, disorder, bad);
+	printf("result: mode=drain count=%llu msgps=%.0f lost=%llu duplicated=%llu "
+	       "disorder=%llu\n", count, secs > 0 ? (double)got / secs : 0.0, count - distinct,
+	       dup, disorder);
+	free(seen);
+	close(c.fd);
+	return distinct == count && dup == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -573,5 +685,9 @@ int main(int argc, char **argv)
 		return run_flood((unsigned)n);
 	if (strcmp(argv[1], "sync") == 0)
 		return run_sync((unsigned)n);
+	if (strcmp(argv[1], "fill") == 0)
+		return run_fill(n);
+	if (strcmp(argv[1], "drain") == 0)
+		return run_drain(n);
 	return usage();
 }

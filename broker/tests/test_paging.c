@@ -1,0 +1,459 @@
+/*
+ * test_paging.c - page files (store/paging.c) under a real core and a
+ * real journal on a libuv loop (jtest.h): a PAGE address past its limit
+ * pages in order, the messages come back in order after a restart, and
+ * the truncation sweep: the page file cut at every offset, recovery keeps
+ * every whole record and never a torn one (a cut inside the header drops
+ * the file, which held nothing receipted); messages read back and acked
+ * whose page writes were lost in a crash do not come back.  Test thread
+ * only.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jtest.h"
+#include "limits.h"
+#include "paging.h"
+
+#define N_PAGED 12
+
+static char base[256];
+
+static void pg_dir(const env *e, char *out, size_t len)
+{
+	snprintf(out, len, "%s.paging", e->dir);
+}
+
+static keel_paging *pg_open_sized(env *e, bool start, uint64_t file_size)
+{
+	char d[300], err[256] = "";
+	pg_dir(e, d, sizeof(d));
+	keel_paging_options po = { .dir = d, .file_size = file_size };
+	keel_paging *pg = NULL;
+	int rc = keel_paging_open(&pg, &po, e->core, e->j, err, sizeof(err));
+	if (rc)
+		fail_msg("paging open: %d %s", rc, err);
+	if (start)
+		keel_paging_start(pg);
+	return pg;
+}
+
+static keel_paging *pg_open(env *e, bool start)
+{
+	return pg_open_sized(e, start, 0);
+}
+
+static void pg_close(env *e, keel_paging *pg)
+{
+	keel_paging_stop(pg);
+	env_close(e);
+	keel_paging_free(pg);
+}
+
+/* Address "pg": PAGE past 100 bytes (one message fills it). */
+static void settings(env *e)
+{
+	keel_address_settings s = { .has_max_size_bytes = true, .max_size_bytes = 100,
+				    .has_address_full_policy = true,
+				    .address_full_policy = KEEL_FULL_PAGE };
+	assert_int_equal(keel_core_add_address_settings(e->core, "pg", &s), 0);
+}
+
+static uint64_t paged(env *e)
+{
+	keel_address *a = keel_address_find(e->core, "pg");
+	return a ? keel_address_paged_count(a) : 0;
+}
+
+/* N_PAGED + 1 persistent messages "0".."12" with 300-byte bodies: the
+ * first in memory, the rest paged; everything on disk. */
+static void fill(const char *dir)
+{
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	char body[301];
+	for (int i = 0; i <= N_PAGED; i++) {
+		memset(body, 'x', 300);
+		int n = snprintf(body, sizeof(body), "%d", i);
+		body[n] = 'x';
+		body[300] = '\0';
+		send_to(&e, "pg", body, true, NULL);
+	}
+	assert_int_equal(paged(&e), N_PAGED);
+	assert_int_equal(keel_journal_flush(e.j), 0);
+	pg_close(&e, pg);
+}
+
+static void page_file(const char *dir, char *out, size_t len)
+{
+	char d[300];
+	snprintf(d, sizeof(d), "%s.paging", dir);
+	assert_int_equal(keel_paging_address_dir(d, "pg", out, len), 0);
+	strncat(out, "/000000000001.page", len - strlen(out) - 1);
+}
+
+/* The bodies' leading numbers, in delivery order: "0,1,2,". */
+static void numbers(const collect *k, char *out, size_t len)
+{
+	out[0] = '\0';
+	const char *p = k->out;
+	while (*p) {
+		int n = atoi(p);
+		size_t l = strlen(out);
+		snprintf(out + l, len - l, "%d,", n);
+		p = strchr(p, ',');
+		if (p == NULL)
+			break;
+		p++;
+	}
+}
+
+static void test_order_across_restart(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/order", base);
+	fill(dir);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	assert_int_equal(paged(&e), N_PAGED);
+	collect k;
+	drain(&e, "pg", &k);
+	char got[256], want[256] = "";
+	numbers(&k, got, sizeof(got));
+	for (int i = 0; i <= N_PAGED; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%d,", i);
+	assert_string_equal(got, want);
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(keel_journal_flush(e.j), 0);
+	/* every file read back is gone */
+	char f[600];
+	page_file(dir, f, sizeof(f));
+	assert_int_not_equal(access(f, F_OK), 0);
+	pg_close(&e, pg);
+	/* and nothing comes back a second time */
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	pg = pg_open(&e, true);
+	assert_int_equal(paged(&e), 0);
+	assert_true(pending(&e, "pg") == 0 || pending(&e, "pg") == UINT64_MAX);
+	pg_close(&e, pg);
+}
+
+static void test_truncation_sweep(void **state)
+{
+	(void)state;
+	char dir[300], f[600];
+	snprintf(dir, sizeof(dir), "%s/sweep", base);
+	fill(dir);
+	page_file(dir, f, sizeof(f));
+	uint8_t *orig = NULL;
+	size_t size = 0;
+	assert_int_equal(read_whole(f, &orig, &size), 0);
+	uint64_t count = 0, end = 0;
+	assert_int_equal(keel_paging_scan_file(f, &count, &end), 0);
+	assert_int_equal(count, N_PAGED);
+	assert_int_equal(end, size);
+	/* where each record ends */
+	uint64_t ends[N_PAGED];
+	uint64_t off = 32;
+	for (int i = 0; i < N_PAGED; i++) {
+		off += 8 + (uint64_t)orig[off + 4] + ((uint64_t)orig[off + 5] << 8);
+		ends[i] = off;
+	}
+	assert_int_equal(off, size);
+	for (size_t cut = 0; cut < size; cut++) {
+		write_whole(f, orig, cut);
+		uint64_t whole = 0;
+		for (int i = 0; i < N_PAGED; i++)
+			whole += ends[i] <= cut;
+		env e;
+		keel_journal_options o = default_opts(dir);
+		assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+		settings(&e);
+		keel_paging *pg = pg_open(&e, false);
+		if (paged(&e) != whole)
+			fail_msg("cut at %zu: %" PRIu64 " paged, %" PRIu64 " whole records", cut,
+				 paged(&e), whole);
+		/* the torn tail is cut: the file ends at the last whole record
+		 * (a file with none, or a torn header, holds nothing: it goes) */
+		struct stat st;
+		if (whole == 0) {
+			assert_int_not_equal(stat(f, &st), 0);
+		} else {
+			assert_int_equal(stat(f, &st), 0);
+			assert_int_equal((uint64_t)st.st_size, ends[whole - 1]);
+		}
+		keel_paging_stats ps;
+		keel_paging_get_stats(pg, &ps);
+		assert_int_equal(ps.recovered, whole);
+		/* for a few cuts, read them back: exactly the whole ones, in order */
+		if (cut % 97 == 33) {
+			keel_paging_start(pg);
+			collect k;
+			drain(&e, "pg", &k);
+			char got[256], want[256] = "";
+			numbers(&k, got, sizeof(got));
+			for (uint64_t i = 0; i <= whole; i++)
+				snprintf(want + strlen(want), sizeof(want) - strlen(want),
+					 "%" PRIu64 ",", i);
+			assert_string_equal(got, want);
+			pg_close(&e, pg);
+			/* back to the pristine journal for the next cuts */
+			rm_rf(dir);
+			char pd[310];
+			snprintf(pd, sizeof(pd), "%s.paging", dir);
+			rm_rf(pd);
+			fill(dir);
+			continue;
+		}
+		pg_close(&e, pg);
+	}
+	free(orig);
+}
+
+/* The window between a batch's journal records and its page writes: the
+ * paged messages are read back, journaled and acked, and then (a crash
+ * before the page writes of those batches reach the disk) the page file
+ * is as before and there is no cursor.  Recovery must not bring them
+ * back: the journal saw them (their MESSAGE records, dead). */
+static void test_acked_before_cursor(void **state)
+{
+	(void)state;
+	char dir[300], f[600], cur[600];
+	snprintf(dir, sizeof(dir), "%s/window", base);
+	fill(dir);
+	page_file(dir, f, sizeof(f));
+	uint8_t *orig = NULL;
+	size_t size = 0;
+	assert_int_equal(read_whole(f, &orig, &size), 0);
+
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	collect k;
+	drain(&e, "pg", &k);
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(keel_journal_flush(e.j), 0);
+	pg_close(&e, pg);
+	assert_int_not_equal(access(f, F_OK), 0);
+
+	/* the page writes are lost, the journal's records are not */
+	write_whole(f, orig, size);
+	char d[310];
+	snprintf(d, sizeof(d), "%s.paging", dir);
+	assert_int_equal(keel_paging_address_dir(d, "pg", cur, sizeof(cur)), 0);
+	strncat(cur, "/cursor", sizeof(cur) - strlen(cur) - 1);
+	(void)unlink(cur);
+
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	pg = pg_open(&e, true);
+	keel_paging_stats ps;
+	keel_paging_get_stats(pg, &ps);
+	if (paged(&e) != 0)
+		fail_msg("%" PRIu64 " acked messages would come back", paged(&e));
+	assert_int_equal(ps.recovered, 0);
+	assert_int_equal(ps.skipped, N_PAGED);
+	assert_true(pending(&e, "pg") == 0 || pending(&e, "pg") == UINT64_MAX);
+	pg_close(&e, pg);
+	free(orig);
+}
+
+/* A consumer reads back while the producer pages on, with files of two
+ * records: the reader reaches the end of a file whose last records are
+ * still with the writer when the next record opens a new file.  It must
+ * wait for them, not take the file for read (and skip them). */
+static void test_rollover_while_reading(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/rollover", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open_sized(&e, true, 300);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	char body[101], want[2048] = "", got[2048] = "", part[2048];
+	collect k;
+	enum { N = 40 };
+	for (int i = 0; i < N; i++) {
+		memset(body, 'x', 100);
+		int n = snprintf(body, sizeof(body), "%d", i);
+		body[n] = 'x';
+		body[100] = '\0';
+		send_to(&e, "pg", body, true, NULL);
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%d,", i);
+		/* some batches are written between the sends, not all; a
+		 * consumer takes what is there now and then */
+		if (i % 3 == 0) {
+			assert_int_equal(keel_journal_flush(e.j), 0);
+			(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+		}
+		if (i % 4 == 3) {
+			drain(&e, "pg", &k);
+			numbers(&k, part, sizeof(part));
+			strncat(got, part, sizeof(got) - strlen(got) - 1);
+		}
+	}
+	/* every write done, every kick run: no sleep, a bounded number of
+	 * rounds (each flush waits for the writer) */
+	for (int round = 0; round < 200 && paged(&e) > 0; round++) {
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+		drain(&e, "pg", &k);
+		numbers(&k, part, sizeof(part));
+		strncat(got, part, sizeof(got) - strlen(got) - 1);
+	}
+	drain(&e, "pg", &k);
+	numbers(&k, part, sizeof(part));
+	strncat(got, part, sizeof(got) - strlen(got) - 1);
+	keel_paging_stats ps;
+	keel_paging_get_stats(pg, &ps);
+	if (strcmp(got, want) != 0)
+		fail_msg("read back %s; paged %" PRIu64 " (written %" PRIu64 ", read %" PRIu64
+			 ", files %" PRIu64 "), in the queue %" PRIu64, got, paged(&e), ps.paged,
+			 ps.depaged, ps.files, pending(&e, "pg"));
+	assert_true(ps.paged > 10);
+	assert_int_equal(paged(&e), 0);
+	pg_close(&e, pg);
+}
+
+/* No consumer, the broker full (global-max-size), the address without a
+ * limit of its own: what is paged stays paged (one episode), nothing is
+ * read back into memory past global-max-size only to be paged again. */
+static void test_global_full_stays_paged(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/global", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	jtest_global_max_size = 2000;
+	int rc = env_open(&e, dir, &o, NULL, 0);
+	jtest_global_max_size = 0;
+	assert_int_equal(rc, 0);
+	keel_address_settings st = { .has_address_full_policy = true,
+				     .address_full_policy = KEEL_FULL_PAGE };
+	assert_int_equal(keel_core_add_address_settings(e.core, "pg", &st), 0);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	char body[301];
+	for (int i = 0; i < 30; i++) {
+		memset(body, 'x', 300);
+		body[300] = '\0';
+		send_to(&e, "pg", body, true, NULL);
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+	}
+	keel_paging_stats ps;
+	keel_paging_get_stats(pg, &ps);
+	if (ps.depaged != 0)
+		fail_msg("%" PRIu64 " of %" PRIu64 " paged messages read back with no consumer "
+			 "and the broker full", ps.depaged, ps.paged);
+	assert_true(ps.paged > 20);
+	assert_int_equal(paged(&e), ps.paged);
+	/* a consumer takes them all, in order of sending */
+	collect k;
+	for (int round = 0; round < 100 && (paged(&e) || pending(&e, "pg")); round++) {
+		drain(&e, "pg", &k);
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+	}
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(pending(&e, "pg"), 0);
+	pg_close(&e, pg);
+}
+
+/* Reading back journals each persistent message read: a consumer faster
+ * than the writer must not pile those records up in the journal's
+ * batches (past KEEL_JOURNAL_MAX_BACKLOG_BYTES reading back waits for the
+ * writer). */
+static void test_depage_paced(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/paced", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	enum { M = 8000 };
+	static char body[1001];
+	memset(body, 'p', 1000);
+	for (int i = 0; i < M; i++) {
+		send_to(&e, "pg", body, true, NULL);
+		if (i % 500 == 0)
+			assert_int_equal(keel_journal_flush(e.j), 0);
+	}
+	assert_int_equal(keel_journal_flush(e.j), 0);
+	(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+	assert_true(paged(&e) > M - 10);
+	const keel_sync *sy = keel_journal_sync(e.j);
+	static collect k;
+	drain(&e, "pg", &k);
+	uint64_t backlog = sy->backlog(sy->ud);
+	if (backlog > KEEL_JOURNAL_MAX_BACKLOG_BYTES + 16 * 1024)
+		fail_msg("one drain left %" PRIu64 " bytes for the writer", backlog);
+	assert_true(paged(&e) > 0); /* the rest waits for the writer */
+	for (int round = 0; round < 1000 && (paged(&e) || pending(&e, "pg")); round++) {
+		assert_int_equal(keel_journal_flush(e.j), 0);
+		(void)uv_run(&e.loop, UV_RUN_NOWAIT);
+		drain(&e, "pg", &k);
+	}
+	assert_int_equal(paged(&e), 0);
+	assert_int_equal(pending(&e, "pg"), 0);
+	pg_close(&e, pg);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(base, sizeof(base), "/tmp/keel-test-paging-%d", (int)getpid());
+	rm_rf(base);
+	mkdir(base, 0755);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	rm_rf(base);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_order_across_restart),
+		cmocka_unit_test(test_truncation_sweep),
+		cmocka_unit_test(test_acked_before_cursor),
+		cmocka_unit_test(test_rollover_while_reading),
+		cmocka_unit_test(test_global_full_stays_paged),
+		cmocka_unit_test(test_depage_paced),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
