@@ -15,6 +15,7 @@ PACKAGES=(
   chromium
   rabbitmq-server
   iproute2
+  libzookeeper-mt-dev zookeeperd
 )
 
 missing=()
