@@ -9,6 +9,7 @@
  *   child_netns.c   the links in network namespaces (ip, tc);
  *   child_net.c     the links through the proxy or namespaces; partition,
  *                   heal, net;
+ *   child_zk.c      ZooKeeper nodes: zoo.cfg, the command they run;
  *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
  *                   restart;
  *   child_faults.c  fault (fiu-ctrl);
@@ -325,6 +326,20 @@ void child__net_close(child *c);
 void child__start_partition(child *c, const kh_step *st);
 void child__start_heal(child *c, const kh_step *st);
 void child__start_net(child *c, const kh_step *st);
+
+/* ---- child_zk.c: ZooKeeper nodes (kind: zookeeper) ---------------------- */
+
+/* The command of a ZooKeeper node and the storage it points into. */
+typedef struct zk_cmd {
+	const char *argv[8];
+	char cfg[4300];
+	char host[32];
+	char port[8];
+} zk_cmd;
+/* Writes node i's zoo.cfg and myid under dir; fills *out.  0 or a
+ * negative errno (err says why). */
+int child__zk_setup(child *c, unsigned i, const char *dir, zk_cmd *out, char *err,
+		    size_t errlen);
 
 /* ---- child_proc.c: nodes ----------------------------------------------- */
 

@@ -2,8 +2,9 @@
  * main.c - keel-harness: dispatches `keel-harness COMMAND ARGS...` to run,
  * lint, replay (runner.c, replay.c), show, report, import (commands.h),
  * and the hidden modes the runner uses itself: `scenario-child` (one
- * scenario, child.c) and `exec-node -- CMD...` (PR_SET_PDEATHSIG, then
- * exec: nodes die with the scenario child).  Main thread.
+ * scenario, child.c), `exec-node -- CMD...` (PR_SET_PDEATHSIG, then
+ * exec: nodes die with the scenario child) and `zookeeper-node` (a
+ * scenario's ZooKeeper server, zknode.c).  Main thread.
  */
 #include <errno.h>
 #include <signal.h>
@@ -61,6 +62,7 @@ int main(int argc, char **argv)
 		{ "import", kh_cmd_import },
 		{ "scenario-child", kh_child_main },
 		{ "exec-node", exec_node },
+		{ "zookeeper-node", kh_cmd_zookeeper_node },
 	};
 	if (argc < 2) {
 		usage(stderr);
