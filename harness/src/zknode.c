@@ -7,9 +7,12 @@
  * the server says it serves (a "Mode:" line: standalone, leader or
  * follower), writes one event `zookeeper.ready` on fd 3 (the node's
  * events pipe) and exits (reaped by the kernel: SIGCHLD ignored); it gives up after KH_ZK_READY_MAX_MS and dies
- * with the server (PR_SET_PDEATHSIG).  Runs in the node's process only.
+ * with the server (PR_SET_PDEATHSIG).  Before the exec it removes a
+ * transaction log left without its header by a kill (ZOOKEEPER-2332).
+ * Runs in the node's process only.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +96,41 @@ static void probe(const char *name, const char *host, unsigned port)
 	_exit(0);
 }
 
+/* ZOOKEEPER-2332 (fixed upstream in 2024, not in Debian's 3.8.0): a
+ * server killed right after it created a transaction log, before the
+ * log's 16-byte header reached the disk, never starts again
+ * (EOFException in FileHeader.deserialize).  Such a file holds no
+ * transaction; like the upstream fix, the newest log is removed when it
+ * is shorter than its header, so a `kill` then `start` of a ZooKeeper
+ * node works as it does with a fixed server. */
+static void drop_headless_log(const char *cfg)
+{
+	char dir[4200], path[4500], best[256] = "";
+	unsigned long long best_zxid = 0;
+	const char *slash = strrchr(cfg, '/');
+	snprintf(dir, sizeof(dir), "%.*s/data/version-2", slash ? (int)(slash - cfg) : 1,
+		 slash ? cfg : ".");
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		char *end;
+		if (strncmp(e->d_name, "log.", 4) != 0)
+			continue;
+		unsigned long long z = strtoull(e->d_name + 4, &end, 16);
+		if (*end == '\0' && (best[0] == '\0' || z > best_zxid)) {
+			best_zxid = z;
+			snprintf(best, sizeof(best), "%s", e->d_name);
+		}
+	}
+	closedir(d);
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, best);
+	if (best[0] && stat(path, &st) == 0 && st.st_size < 16 && unlink(path) == 0)
+		fprintf(stderr, "keel-harness zookeeper-node: removed %s (%lld bytes, no header: "
+			"ZOOKEEPER-2332)\n", path, (long long)st.st_size);
+}
+
 int kh_cmd_zookeeper_node(int argc, char **argv)
 {
 	if (argc != 5) {
@@ -99,6 +138,7 @@ int kh_cmd_zookeeper_node(int argc, char **argv)
 		return 2;
 	}
 	unsigned port = (unsigned)strtoul(argv[3], NULL, 10);
+	drop_headless_log(argv[4]);
 	/* The probe ends before the server: SIGCHLD ignored (kept across
 	 * exec, and the JVM leaves it) makes the kernel reap it, so no zombie
 	 * is left for the scenario's leak check. */
