@@ -16,6 +16,7 @@ PACKAGES=(
   rabbitmq-server
   iproute2
   faketime libfaketime
+  libzookeeper-mt-dev zookeeperd
 )
 
 missing=()

@@ -661,6 +661,13 @@ static void start_bridges(keel_broker *b)
 	}
 }
 
+/* With a manager a live past its session's lease takes no client. */
+static bool may_accept(void *ud)
+{
+	keel_broker *b = ud;
+	return b->repl == NULL || keel_replman_may_serve(b->repl);
+}
+
 /* The STOMP acceptor (acceptor.listening). */
 static int listen_clients(keel_broker *b, char *err, size_t errlen)
 {
@@ -675,6 +682,8 @@ static int listen_clients(keel_broker *b, char *err, size_t errlen)
 		.write_low_watermark = (size_t)cfg->write_low_watermark_bytes,
 		.connection_ttl_ms = cfg->connection_ttl,
 		.handshake_timeout_ms = cfg->handshake_timeout,
+		.may_accept = may_accept,
+		.may_accept_ud = b,
 	};
 	int rc = keel_server_create(&b->server, &so);
 	if (rc < 0) {

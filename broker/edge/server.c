@@ -81,6 +81,8 @@ struct keel_server {
 	const keel_session_env *env;
 	char *name;
 	uint32_t max_connections;
+	bool (*may_accept)(void *ud);  /* NULL: always */
+	void *may_accept_ud;
 	size_t high_wm;                /* write watermarks, bytes */
 	size_t low_wm;
 	uint32_t ttl_ms;               /* connection-ttl; 0 = none */
@@ -733,8 +735,9 @@ static void on_refused_closed(uv_handle_t *h)
 	keel_free(h);
 }
 
-/* Over the connection limit: accept and close at once, so the peer sees a
- * closed connection rather than a hanging one. */
+/* Over the connection limit, or not serving now (may_accept): accept and
+ * close at once, so the peer sees a closed connection rather than a
+ * hanging one. */
 static void refuse_connection(keel_server *s)
 {
 	uv_tcp_t *t = keel_malloc(sizeof(*t));
@@ -746,6 +749,11 @@ static void refuse_connection(keel_server *s)
 	}
 	(void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t);
 	uv_close((uv_handle_t *)t, on_refused_closed);
+	if (s->may_accept && !s->may_accept(s->may_accept_ud)) {
+		keel_log_warn("%s: not serving now (the HA manager's lease): refusing a "
+			      "connection", s->name);
+		return;
+	}
 	keel_log_warn("%s: connection limit (%u) reached, refusing a connection", s->name,
 		      s->max_connections);
 	if (!s->full_reported) {
@@ -784,7 +792,8 @@ static void on_connection(uv_stream_t *listener, int status)
 	}
 	if (s->stopping)
 		return;
-	if (s->conn_count >= s->max_connections) {
+	if (s->conn_count >= s->max_connections ||
+	    (s->may_accept && !s->may_accept(s->may_accept_ud))) {
 		refuse_connection(s);
 		return;
 	}
@@ -915,6 +924,8 @@ int keel_server_create(keel_server **out, const keel_server_options *opt)
 	s->loop = opt->loop;
 	s->env = opt->env;
 	s->max_connections = opt->max_connections ? opt->max_connections : KEEL_MAX_CONNECTIONS;
+	s->may_accept = opt->may_accept;
+	s->may_accept_ud = opt->may_accept_ud;
 	if (s->max_connections > KEEL_MAX_CONNECTIONS)
 		s->max_connections = KEEL_MAX_CONNECTIONS;
 	s->high_wm = opt->write_high_watermark ? opt->write_high_watermark

@@ -40,6 +40,11 @@ typedef struct keel_server_options {
 	uint32_t connection_ttl_ms;    /* 0 = none: silent peers without
 					  heart-beats and slow frames stay */
 	uint32_t handshake_timeout_ms; /* 0 = KEEL_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	/* Asked before each connection is taken (HA with a manager: a live
+	 * past its session's lease takes no client); false: accepted and
+	 * closed at once.  NULL: always. */
+	bool (*may_accept)(void *ud);
+	void *may_accept_ud;
 } keel_server_options;
 
 /*

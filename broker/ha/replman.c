@@ -236,6 +236,15 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 		m->split_peer_seq = a->files;
 		break;
 	}
+	case KEEL_HA_EV_ACTIVATION_COORDINATED:
+		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "activation-seq",
+				 (json_int_t)a->seq, "old-activation-seq", (json_int_t)a->old_seq,
+				 "text", text);
+		break;
+	case KEEL_HA_EV_ZK_CONNECTED:
+		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "ms", (json_int_t)a->ms,
+				 "activation-seq", (json_int_t)a->seq, "text", text);
+		break;
 	case KEEL_HA_EV_FENCE:
 		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "ms", (json_int_t)a->ms,
 				 "activation-seq", (json_int_t)a->seq, "text", text);
@@ -368,9 +377,7 @@ static void run_action(keel_replman *m, const keel_ha_action *a)
 	case KEEL_HA_ACT_ZK_RELEASE_LOCK:
 	case KEEL_HA_ACT_ZK_READ_SEQUENCE:
 	case KEEL_HA_ACT_ZK_WRITE_SEQUENCE:
-		/* no ZooKeeper client yet (issue 14): the machine is made
-		 * without cfg.manager here, so it never asks */
-		assert(!"ZooKeeper action without a manager");
+		replman__zk_action(m, a);
 		break;
 	}
 }
@@ -403,6 +410,10 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 	hc.check_period_ms = c->check_period;
 	hc.retry_interval_ms = c->retry_interval;
 	hc.may_lose_data = c->failover_may_lose_data;
+	if (c->manager != NULL && c->manager->zookeeper != NULL) {
+		hc.manager = true;
+		hc.zk_session_timeout_ms = c->manager->zookeeper->session_timeout;
+	}
 
 	keel_replman *m = keel_calloc(1, sizeof(*m));
 	if (m == NULL) {
@@ -481,6 +492,11 @@ int keel_replman_create(keel_replman **out, const keel_replman_options *opt, cha
 						     : ((struct sockaddr_in *)&bound)->sin_port);
 	uv_prepare_start(&m->prepare, replman__on_prepare);
 	replman__gate_init(m);
+	rc = replman__zk_create(m, err, errlen);
+	if (rc < 0) {
+		keel_replman_close(m);
+		goto fail_closed;
+	}
 	snprintf(m->listen_host, sizeof(m->listen_host), "%s", host);
 	*out = m;
 	return 0;
@@ -509,7 +525,12 @@ void keel_replman_start(keel_replman *m)
 		      m->listen_host, (unsigned)m->port, m->cfg->role, idtext, p->activation_seq);
 	replman__feed_simple(m, KEEL_HA_IN_START, 0);
 	replman__drive(m);
+	/* the session after START: CONNECTED comes on a later loop turn */
+	if (replman__zk_open(m) < 0)
+		keel_events_emit(m->events, "error", "{s:s}", "message",
+				 "cannot start a ZooKeeper session (retrying)");
 }
+
 
 json_t *keel_replman_status(keel_replman *m)
 {
@@ -523,7 +544,7 @@ json_t *keel_replman_status(keel_replman *m)
 	uint64_t now = replman__now_ms(m);
 	char idtext[40];
 	keel_ha_node_id_format(&ha->self.node_id, idtext);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:b, s:I, s:I}",
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:b, s:I, s:I}",
 			 "role",
 			 m->cfg->role, "runtime-role",
 			 ha->role == KEEL_HA_ROLE_PRIMARY ? "primary" : "backup", "state",
@@ -538,6 +559,14 @@ json_t *keel_replman_status(keel_replman *m)
 			 "peer-may-be-live", ha->self.peer_may_be_live, "split-brains",
 			 (json_int_t)m->split_brains, "split-brain-peer-activation-seq",
 			 (json_int_t)m->split_peer_seq);
+	if (o != NULL && m->zk != NULL) {
+		json_t *z = replman__zk_status(m);
+		if (z == NULL || json_object_set_new(o, "manager", z) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
 }
 
 void keel_replman_stop(keel_replman *m)
@@ -559,6 +588,7 @@ void keel_replman_close(keel_replman *m)
 	replman__gate_stop(m, true);
 	replman__replica_close_files(m);
 	replman__saved_cancel(m);
+	replman__zk_close(m); /* the session ends: a held lock goes at once */
 	uv_close((uv_handle_t *)&m->acceptor, NULL);
 	uv_close((uv_handle_t *)&m->prepare, NULL);
 	for (int i = 0; i < KEEL_HA_TIMER_COUNT; i++)
@@ -579,6 +609,7 @@ void keel_replman_free(keel_replman *m)
 	assert(m->links == NULL);
 	assert(m->cmp == NULL); /* the loop ran the comparison's callback */
 	replman__in_clear(m);
+	replman__zk_free(m);
 	replman__q_free(&m->held_head, &m->held_tail);
 	replman__replica_close_files(m);
 	keel_free(m->deletes);

@@ -87,11 +87,16 @@ void keel_replman_free(keel_replman *m);
 /* The receipt gate sessions wait on (valid until free). */
 const keel_sync *keel_replman_sync(keel_replman *m);
 const keel_ha *keel_replman_ha(const keel_replman *m);
+/* With a manager: may this node take a client or send a receipt now
+ * (keel_ha_may_serve at the current time, not the loop's cached one)?
+ * Without one: true (the pair's own rules act elsewhere). */
+bool keel_replman_may_serve(keel_replman *m);
 /* The replication acceptor's bound port. */
 uint16_t keel_replman_port(const keel_replman *m);
 /* What `keelctl broker status` shows under "ha": a new JSON object (role,
  * state, activation-seq, incarnation, node-id, replication, fenced,
- * fence-ms-left, lease-ms-left, peer-may-be-live), NULL out of memory. */
+ * fence-ms-left, lease-ms-left, peer-may-be-live; with a manager a
+ * "manager" object: session, lock, C), NULL out of memory. */
 json_t *keel_replman_status(keel_replman *m);
 
 #endif

@@ -4,7 +4,8 @@
  * while need_acks (HOLD_JOURNAL_OPS .. STOP_REPLICATION), acknowledged by
  * the backup's OP_ACK; while fenced (HOLD_RECEIPTS .. RELEASE_RECEIPTS: a
  * dropped backup's lease may still let it fail over, ha.h "Leases") not at
- * all.  Owns the list of waiters held for an ack and one
+ * all; with a manager, only while keel_ha_may_serve (the session's
+ * lease: past it the gate's synced stays where it was).  Owns the list of waiters held for an ack and one
  * journal waiter armed for the highest ticket not yet synced.  A waiter's
  * done never runs inside wait.  Loop thread only.
  */
@@ -32,13 +33,35 @@ static uint64_t j_synced(keel_replman *m)
 	return sy->synced(sy->ud);
 }
 
+/* replman.h; here, below the files that ask (the gate, the status) */
+bool keel_replman_may_serve(keel_replman *m)
+{
+	return !m->ha.cfg.manager || keel_ha_may_serve(&m->ha, uv_hrtime() / 1000000);
+}
+
 static uint64_t g_synced(void *ud)
 {
 	keel_replman *m = ud;
 	uint64_t s = j_synced(m);
 	if (m->fenced)
-		return m->fence_floor < s ? m->fence_floor : s;
-	return m->need_acks && m->acked < s ? m->acked : s;
+		s = m->fence_floor < s ? m->fence_floor : s;
+	else if (m->need_acks && m->acked < s)
+		s = m->acked;
+	if (m->ha.cfg.manager) {
+		/* past the session's lease nothing more is receipted: what
+		 * was said while it held stays said, a later append waits */
+		if (!keel_replman_may_serve(m))
+			return m->serve_floor < s ? m->serve_floor : s;
+		m->serve_floor = s;
+	}
+	return s;
+}
+
+/* Receipts wait in the gate (not on the journal alone): for the
+ * backup's acks, the fence, or, with a manager, always (the lease). */
+static bool routed(const keel_replman *m)
+{
+	return m->need_acks || m->fenced || m->ha.cfg.manager;
 }
 
 static int g_error(void *ud)
@@ -87,7 +110,7 @@ void replman__gate_check(keel_replman *m)
 {
 	/* receipts wait in the gate only from HOLD to STOP_REPLICATION, or
 	 * while fenced */
-	assert(m->need_acks || m->fenced || m->gate_waiters == NULL);
+	assert(routed(m) || m->gate_waiters == NULL);
 	uint64_t s = j_synced(m);
 	uint64_t upto = g_synced(m);
 	assert(upto <= s);
@@ -120,7 +143,7 @@ static void g_wait(void *ud, keel_sync_waiter *w)
 	keel_replman *m = ud;
 	keel_journal *j = replman__journal(m);
 	assert(j != NULL && !w->linked);
-	if (!m->need_acks && !m->fenced) {
+	if (!routed(m)) {
 		const keel_sync *sy = keel_journal_sync(j);
 		sy->wait(sy->ud, w);
 		return;
@@ -194,7 +217,7 @@ void replman__gate_unfence(keel_replman *m, bool release)
 {
 	assert(m->fenced);
 	m->fenced = false;
-	if (!release || !m->need_acks)
+	if (!release || !routed(m))
 		gate_drain(m, release);
 	else
 		replman__gate_check(m);
@@ -206,7 +229,7 @@ void replman__gate_unfence(keel_replman *m, bool release)
 void replman__gate_stop(keel_replman *m, bool release)
 {
 	m->need_acks = false;
-	if (m->fenced && release) {
+	if ((m->fenced || m->ha.cfg.manager) && release) {
 		replman__gate_check(m); /* keeps the journal waiter armed */
 		return;
 	}

@@ -19,6 +19,8 @@
  *   replman_replica.c  backup: the mirror journal and large-message files
  *   replman_peer.c     accept/connect, read and decode the peer's messages
  *                      into inputs, OP_ACKs, replica writes
+ *   replman_zk.c       the manager's ZooKeeper (zkclient.h): ZK_* actions
+ *                      carried out, answers fed back as ZK_* inputs
  *   replman.c          the manager: create/start/stop/close/free, the
  *                      actions (run_action), the HA timers, the identity
  *                      file
@@ -70,6 +72,7 @@
 typedef struct rlink rlink;
 typedef struct sitem sitem;
 typedef struct saved_cmp saved_cmp;
+struct keel_zk;
 
 /* A queued send: bytes (encoded messages) or a file to stream. */
 struct sitem {
@@ -208,6 +211,8 @@ struct keel_replman {
 	uint64_t peer_alone_msgs;
 	uint64_t split_peer_seq;    /* the other live's activation at the last one */
 	uint64_t acked;
+	uint64_t serve_floor;       /* manager: the gate's synced as last said while it
+				     * could serve (keel_ha_may_serve); held there since */
 	keel_sync_waiter *gate_waiters;
 	keel_sync_waiter gate_jw;   /* on the journal, for the highest ticket */
 
@@ -223,6 +228,9 @@ struct keel_replman {
 	bool replica_failed;
 	saved_cmp *cmp;             /* comparing saved copies (pool thread), or NULL */
 	bool cmp_again;             /* a sync completed during it: compare again after */
+
+	/* the manager's ZooKeeper (ha.manager), NULL without one */
+	struct keel_zk *zk;
 };
 
 /* JOURNAL_OP payload: u8 kind, u64 segment, u64 offset, u64 size, bytes.
@@ -325,6 +333,18 @@ int replman__replica_apply_chunk(keel_replman *m, const keel_repl_msg *msg);
 void replman__replica_ack(keel_replman *m, rlink *l);
 int replman__replica_flush(keel_replman *m);
 void replman__replica_close_files(keel_replman *m);
+
+/* ---- replman_zk.c: the manager's ZooKeeper ------------------------------- */
+
+/* With ha.manager: the client (no session yet).  0 or -errno + err. */
+int replman__zk_create(keel_replman *m, char *err, size_t errlen);
+/* Open the first session (keel_replman_start). */
+int replman__zk_open(keel_replman *m);
+void replman__zk_action(keel_replman *m, const keel_ha_action *a);
+/* keelctl broker status's "manager" object, or NULL without one. */
+json_t *replman__zk_status(keel_replman *m);
+void replman__zk_close(keel_replman *m);
+void replman__zk_free(keel_replman *m);
 
 /* ---- replman_peer.c: accept, connect, read -------------------------------- */
 

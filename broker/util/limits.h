@@ -470,6 +470,17 @@
  * pair's lock and sequence live; ZooKeeper allows 1 MiB paths, ours stay
  * readable. */
 #define KEEL_HA_ZK_MAX_PATH_LEN 255
+/* ZooKeeper client threads alive at once (zk_threads.c): 2 per handle,
+ * one handle per broker (the old one is joined before a new session);
+ * tests run a few brokers' managers in one process. */
+#define KEEL_HA_ZK_MAX_THREADS 16
+/* A lock znode's name: "<session id, 16 hex>-<request>-lock-<10 digits>". */
+#define KEEL_HA_ZK_MAX_NODE_LEN (KEEL_HA_ZK_MAX_PATH_LEN * 2 + 128)
+/* Children listed under a pair's lock directory at most: two nodes, a few
+ * requests each across sessions not yet expired.  More is not our pair. */
+#define KEEL_HA_ZK_MAX_LOCK_CHILDREN 64
+/* The activation znode's data ("<seq> <owner role>") in bytes. */
+#define KEEL_HA_ZK_MAX_DATA 64
 
 /* ---- password checks (config/auth.c) ------------------------------------- */
 

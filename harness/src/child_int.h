@@ -11,6 +11,7 @@
  *                   heal, net;
  *   child_clock.c   clock faults (libfaketime), the targets of clock and
  *                   disk steps, c->fx;
+ *   child_zk.c      ZooKeeper nodes: zoo.cfg, the command they run;
  *   child_proc.c    nodes: setup, callbacks, start/stop/kill/pause/resume/
  *                   restart;
  *   child_faults.c  fault (fiu-ctrl), the helper process;
@@ -407,6 +408,19 @@ void child__clock_before_start(child *c, unsigned ni);
 int child__fx_targets(child *c, const char *node, const char *target, bool *pick, char *err,
 		      size_t errlen);
 void child__start_clock(child *c, const kh_step *st);
+/* ---- child_zk.c: ZooKeeper nodes (kind: zookeeper) ---------------------- */
+
+/* The command of a ZooKeeper node and the storage it points into. */
+typedef struct zk_cmd {
+	const char *argv[8];
+	char cfg[4300];
+	char host[32];
+	char port[8];
+} zk_cmd;
+/* Writes node i's zoo.cfg and myid under dir; fills *out.  0 or a
+ * negative errno (err says why). */
+int child__zk_setup(child *c, unsigned i, const char *dir, zk_cmd *out, char *err,
+		    size_t errlen);
 
 /* ---- child_proc.c: nodes ----------------------------------------------- */
 

@@ -94,7 +94,8 @@ static void on_node_down(kh_node *n, void *ud)
 	describe_exit(n, how, sizeof(how));
 	snprintf(note, sizeof(note), "keel-harness: node %s down (%s)", kh_node_name(n), how);
 	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), note);
-	child__vg_note_run(c, ni);
+	if (!kh_node_is_zookeeper(c->sc, ni))
+		child__vg_note_run(c, ni); /* a ZooKeeper node runs without Valgrind */
 	child__net_node_down(c, ni);
 	/* A harness event too: a scenario can wait for a node that ends by
 	 * itself (a fault point that kills it) before it starts it again. */
@@ -143,7 +144,9 @@ static void on_node_down(kh_node *n, void *ud)
 			child__step_done(c, true, "stopped (%s), started again", how);
 		return;
 	}
-	if (st->kind == KH_STEP_STOP && (sig != 0 || code != 0))
+	/* java ends on SIGTERM with 128 + 15: a ZooKeeper node's clean stop */
+	bool clean = sig == 0 && (code == 0 || (kh_node_is_zookeeper(c->sc, ni) && code == 143));
+	if (st->kind == KH_STEP_STOP && !clean)
 		child__step_done(c, false, "stop %s: graceful stop ended with %s", kh_node_name(n),
 				 how);
 	else
@@ -363,8 +366,13 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 		ne += nclock;
 		snprintf(vgxml, sizeof(vgxml), "%s/%s.%%p.xml", c->o->workdir, spec->name);
 		snprintf(vgtest, sizeof(vgtest), "%s/%s", c->sc->name, spec->name);
+		zk_cmd zk;
+		bool is_zk = kh_node_is_zookeeper(c->sc, i);
+		if (is_zk && (rc = child__zk_setup(c, i, dir, &zk, err, errlen)) != 0)
+			goto env_out;
 		kh_node_config nc = {
 			.name = spec->name,
+			.command = is_zk ? zk.argv : NULL,
 			.env = env,
 			.valgrind_tool = c->o->valgrind,
 			.valgrind_xml = vgxml,

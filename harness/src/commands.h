@@ -15,5 +15,7 @@ int kh_cmd_show(int argc, char **argv);
 int kh_cmd_report(int argc, char **argv);
 /* keel-harness import ...         (import.c) */
 int kh_cmd_import(int argc, char **argv);
+/* Hidden: a scenario's ZooKeeper node (zknode.c). */
+int kh_cmd_zookeeper_node(int argc, char **argv);
 
 #endif

@@ -113,8 +113,22 @@
 #define KH_FLAKY_MAX_FINDINGS 3
 /* Child output kept per scenario (its last bytes) and shown when it fails. */
 #define KH_MAX_CHILD_OUTPUT (64 * 1024)
-/* STOMP port every node listens on, on its own loopback address. */
+/* STOMP port every node listens on, on its own loopback address (a
+ * ZooKeeper node's client port too). */
 #define KH_NODE_PORT 61613
+/* A ZooKeeper node (zknode.c): members of an ensemble at most (3, 5 or 7
+ * voters make sense); its quorum and election ports on its own address;
+ * how often its probe asks `srvr`, and how long before it gives up (a
+ * JVM starts in about a second; an ensemble waits for its quorum). */
+#define KH_MAX_ZK_ENSEMBLE 7
+#define KH_ZK_QUORUM_PORT 2888
+#define KH_ZK_ELECTION_PORT 3888
+#define KH_ZK_PROBE_MS 50
+#define KH_ZK_READY_MAX_MS 120000
+/* ZooKeeper's tick in scenarios: short, so session timeouts of a second
+ * or two are allowed (the server grants 2..20 ticks by default; min and
+ * max are set wider in zoo.cfg). */
+#define KH_ZK_TICK_MS 100
 /* --valgrind: nodes run ~20x slower under Valgrind; every scenario timeout
  * and step `within` is multiplied by this (on top of --timeout-multiplier). */
 #define KH_VALGRIND_TIMEOUT_FACTOR 10.0

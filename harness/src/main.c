@@ -3,8 +3,9 @@
  * lint, replay (runner.c, replay.c), show, report, import (commands.h),
  * merge (merge.c), history and flaky (history.c, flaky.c),
  * and the hidden modes the runner uses itself: `scenario-child` (one
- * scenario, child.c) and `exec-node -- CMD...` (PR_SET_PDEATHSIG, then
- * exec: nodes die with the scenario child).  Main thread.
+ * scenario, child.c), `exec-node -- CMD...` (PR_SET_PDEATHSIG, then
+ * exec: nodes die with the scenario child) and `zookeeper-node` (a
+ * scenario's ZooKeeper server, zknode.c).  Main thread.
  */
 #include <errno.h>
 #include <signal.h>
@@ -73,6 +74,7 @@ int main(int argc, char **argv)
 		{ "flaky", kh_cmd_flaky },
 		{ "scenario-child", kh_child_main },
 		{ "exec-node", exec_node },
+		{ "zookeeper-node", kh_cmd_zookeeper_node },
 	};
 	if (argc < 2) {
 		usage(stderr);

@@ -55,6 +55,7 @@ struct kh_node {
 	int fiu_env;            /* index of FIU_PRNG_SEED=... in env, or -1 */
 	uint64_t fiu_seed;      /* its base (kh_node_fiu_seed_for) */
 	uint32_t fiu_cur;       /* the current incarnation's value */
+	char **command;         /* not a broker: this argv (kh_node_config.command) */
 	char *vg_tool;
 	char *vg_xml;
 	char *vg_supp;
@@ -166,6 +167,15 @@ int kh_node_create(kh_node **out, uv_loop_t *loop, const kh_node_config *cfg,
 				n->fiu_env = (int)i;
 		}
 	}
+	if (cfg->command) {
+		size_t k = 0;
+		while (cfg->command[k])
+			k++;
+		n->command = keel_calloc(k + 1, sizeof(char *));
+		nomem |= n->command == NULL;
+		for (size_t i = 0; n->command && i < k; i++)
+			n->command[i] = dup_opt(cfg->command[i], &nomem);
+	}
 	n->port = cfg->port;
 	n->cb = *cb;
 	n->ud = ud;
@@ -207,6 +217,9 @@ void kh_node_free(kh_node *n)
 	keel_free(n->vg_xml);
 	keel_free(n->vg_supp);
 	keel_free(n->vg_test);
+	for (size_t i = 0; n->command && n->command[i]; i++)
+		keel_free(n->command[i]);
+	keel_free(n->command);
 	for (size_t i = 0; n->env && n->env[i]; i++)
 		keel_free(n->env[i]);
 	keel_free(n->env);
@@ -402,6 +415,11 @@ int kh_node_start(kh_node *n)
 		args[a++] = "exec";
 		args[a++] = n->netns;
 	}
+	if (n->command) {
+		for (size_t i = 0; n->command[i] && a < sizeof(args) / sizeof(args[0]) - 1; i++)
+			args[a++] = n->command[i];
+		goto spawn;
+	}
 	if (n->fiu_prefix) {
 		args[a++] = "fiu-run";
 		args[a++] = "-x";
@@ -451,6 +469,7 @@ int kh_node_start(kh_node *n)
 		args[a++] = "--config";
 		args[a++] = n->config_path;
 	}
+spawn:
 	args[a] = NULL;
 
 	for (int i = 0; i < PIPE__COUNT; i++) {

@@ -53,6 +53,10 @@ typedef struct kh_node_config {
 	/* Extra environment ("NAME=value", NULL-terminated; may be NULL):
 	 * added to the harness's own, overriding the same names. */
 	const char *const *env;
+	/* Non-NULL: run this command (argv, NULL-terminated: a ZooKeeper
+	 * server, scenarios/README.md "ZooKeeper nodes") instead of the
+	 * broker; it writes no events; no fiu-run, no Valgrind.  Copied. */
+	const char *const *command;
 	/* Valgrind (harness/README.md "Valgrind"): tool memcheck|helgrind|drd
 	 * or NULL; XML to valgrind_xml (a --xml-file pattern with %p);
 	 * suppressions file or NULL; the <test> of --xml-user-comment. */

@@ -186,6 +186,9 @@ static const cyaml_schema_value_t step_schema = {
 static const cyaml_schema_field_t node_fields[] = {
 	CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_POINTER, kh_node_spec, name, 1, 64),
 	STR_OPT("role", kh_node_spec, role),
+	STR_OPT("kind", kh_node_spec, kind),
+	CYAML_FIELD_SEQUENCE("ensemble", CYAML_FLAG_POINTER | OPT, kh_node_spec, ensemble,
+			     &step_node_schema, 0, KH_MAX_ZK_ENSEMBLE),
 	STR_OPT("config", kh_node_spec, config),
 	CYAML_FIELD_IGNORE("env", OPT), /* free keys: collect_kvs */
 	STR_OPT("disk-size", kh_node_spec, disk_size),
@@ -826,6 +829,52 @@ static int fail_subst(sc_check *c, const char *path, const char *text, size_t of
 	return -EINVAL;
 }
 
+bool kh_node_is_zookeeper(const kh_scenario *s, unsigned i)
+{
+	return i < s->nodes_count && s->nodes[i].kind != NULL &&
+	       strcmp(s->nodes[i].kind, "zookeeper") == 0;
+}
+
+/* kind, and for a ZooKeeper node its ensemble: existing ZooKeeper nodes,
+ * itself among them, each once; no broker config, no role. */
+static int check_zookeeper(sc_check *c, kh_scenario *s, unsigned i)
+{
+	kh_node_spec *n = &s->nodes[i];
+	char p[KH_PATH_MAX];
+	snprintf(p, sizeof(p), "nodes[%u].kind", i);
+	if (n->kind && strcmp(n->kind, "broker") != 0 && strcmp(n->kind, "zookeeper") != 0)
+		return fail_at(c, p, "\"%s\": expected broker or zookeeper", n->kind);
+	bool zk = kh_node_is_zookeeper(s, i);
+	snprintf(p, sizeof(p), "nodes[%u].ensemble", i);
+	if (!zk && n->ensemble)
+		return fail_at(c, p, "only a node of kind zookeeper has an ensemble");
+	if (!zk)
+		return 0;
+	if (n->role && strcmp(n->role, "standalone") != 0) {
+		snprintf(p, sizeof(p), "nodes[%u].role", i);
+		return fail_at(c, p, "a zookeeper node has no role in the pair");
+	}
+	if (n->config) {
+		snprintf(p, sizeof(p), "nodes[%u].config", i);
+		return fail_at(c, p, "a zookeeper node takes no config (the harness writes "
+			       "its zoo.cfg)");
+	}
+	bool self = n->ensemble == NULL;
+	for (unsigned k = 0; k < n->ensemble_count; k++) {
+		int j = kh_scenario_node_index(s, n->ensemble[k]);
+		if (j < 0 || !kh_node_is_zookeeper(s, (unsigned)j))
+			return fail_at(c, p, "\"%s\" is not a zookeeper node of this scenario",
+				       n->ensemble[k]);
+		for (unsigned m = 0; m < k; m++)
+			if (strcmp(n->ensemble[m], n->ensemble[k]) == 0)
+				return fail_at(c, p, "\"%s\" is listed twice", n->ensemble[k]);
+		self |= (unsigned)j == i;
+	}
+	if (!self)
+		return fail_at(c, p, "the ensemble must list the node itself (\"%s\")", n->name);
+	return 0;
+}
+
 static int check_node(sc_check *c, kh_scenario *s, unsigned i)
 {
 	kh_node_spec *n = &s->nodes[i];
@@ -860,6 +909,8 @@ static int check_node(sc_check *c, kh_scenario *s, unsigned i)
 	if (n->role && strcmp(n->role, "standalone") != 0 && strcmp(n->role, "live") != 0 &&
 	    strcmp(n->role, "backup") != 0)
 		return fail_at(c, p, "\"%s\": expected standalone, live or backup", n->role);
+	if ((rc = check_zookeeper(c, s, i)) != 0)
+		return rc;
 	if (n->config) {
 		/* The node's config must be one keel-broker accepts, once
 		 * ${nodes.NAME.*} are replaced (with any slot: 1). */

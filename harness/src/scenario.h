@@ -245,6 +245,11 @@ typedef struct kh_step {
 typedef struct kh_node_spec {
 	char *name;
 	char *role;             /* standalone (default) | live | backup */
+	char *kind;             /* broker (default) | zookeeper (scenarios/README.md
+				   "ZooKeeper nodes": Debian's server, no config) */
+	char **ensemble;        /* zookeeper: the members of its ensemble, itself
+				   included (all zookeeper nodes); NULL: alone */
+	unsigned ensemble_count;
 	char *config;           /* YAML text of keel-broker's config; may be NULL */
 	kh_kv *env;             /* extra environment variables (from the scan) */
 	unsigned env_count;
@@ -294,6 +299,9 @@ const char *kh_scenario_warnings(const kh_scenario *s);
 /* KH_HARNESS_NODE ("keel-harness", scenario_net.h): the harness's own
  * events (client.connected, client.reconnected...) are recorded as its;
  * an await may name it, a node may not be called so. */
+
+/* Node `i` is a ZooKeeper server (kind: zookeeper), not a broker. */
+bool kh_node_is_zookeeper(const kh_scenario *s, unsigned i);
 
 /* Index of node `name` or -1. */
 int kh_scenario_node_index(const kh_scenario *s, const char *name);

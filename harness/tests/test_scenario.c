@@ -206,6 +206,23 @@ static void test_check_errors(void **state)
 		   "t.yaml:3: nodes[1].name: node \"n1\" is already defined");
 	expect_err("nodes:\n  - name: n1\n    role: boss\nsteps:\n  - start: {node: n1}\n", false,
 		   "t.yaml:3: nodes[0].role: \"boss\": expected standalone, live or backup");
+	/* ZooKeeper nodes (kind: zookeeper) and their ensembles */
+	expect_err("nodes:\n  - name: n1\n    kind: rabbit\nsteps:\n  - start: {node: n1}\n", false,
+		   "t.yaml:3: nodes[0].kind: \"rabbit\": expected broker or zookeeper");
+	expect_err("nodes:\n  - name: n1\n    ensemble: [n1]\nsteps:\n  - start: {node: n1}\n",
+		   false, "nodes[0].ensemble: only a node of kind zookeeper has an ensemble");
+	expect_err("nodes:\n  - name: z1\n    kind: zookeeper\n    role: live\nsteps:\n"
+		   "  - start: {node: z1}\n", false,
+		   "nodes[0].role: a zookeeper node has no role in the pair");
+	expect_err("nodes:\n  - name: z1\n    kind: zookeeper\n    config: 'a: 1'\nsteps:\n"
+		   "  - start: {node: z1}\n", false,
+		   "nodes[0].config: a zookeeper node takes no config");
+	expect_err("nodes:\n  - name: z1\n    kind: zookeeper\n    ensemble: [z1, n1]\n"
+		   "  - name: n1\nsteps:\n  - start: {node: z1}\n", false,
+		   "nodes[0].ensemble: \"n1\" is not a zookeeper node of this scenario");
+	expect_err("nodes:\n  - name: z1\n    kind: zookeeper\n    ensemble: [z2]\n"
+		   "  - name: z2\n    kind: zookeeper\nsteps:\n  - start: {node: z1}\n", false,
+		   "nodes[0].ensemble: the ensemble must list the node itself (\"z1\")");
 	expect_err("nodes:\n  - name: n1\n    config: |\n      max-delivery: 3\nsteps:\n"
 		   "  - start: {node: n1}\n", false,
 		   "t.yaml:3: nodes[0].config: config:1: max-delivery: unknown key");

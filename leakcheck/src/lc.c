@@ -136,6 +136,11 @@ int lc_thread_start_at(lc_thread **out, const char *name, const char *owner,
 	return 0;
 }
 
+pthread_t lc_thread_pthread(const lc_thread *t)
+{
+	return t->pt;
+}
+
 int lc_thread_join(lc_thread *t, void **ret)
 {
 	int rc = pthread_join(t->pt, ret);

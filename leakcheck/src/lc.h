@@ -49,6 +49,10 @@ int lc_thread_start_at(lc_thread **out, const char *name, const char *owner,
 #define lc_thread_start(out, name, owner, fn, arg) \
 	lc_thread_start_at((out), (name), (owner), (fn), (arg), __func__, __FILE__, __LINE__)
 
+/* The thread's pthread handle (for a shim that must hand one back, such
+ * as the ZooKeeper client's pthread_create in broker/ha/zk_threads.c). */
+pthread_t lc_thread_pthread(const lc_thread *t);
+
 /* Joins and unregisters; *ret gets the thread's return value if non-NULL. */
 int lc_thread_join(lc_thread *t, void **ret);
 
