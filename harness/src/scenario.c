@@ -221,12 +221,12 @@ static const char *const kind_names[KH_STEP__COUNT] = {
 
 /* Keys whose values libcyaml reads as booleans: libcyaml 1.3 reads any
  * word that is not a "false" word as true, so the scan checks them.
- * (restart's `kill` is checked by check_step: chaos's `mix` has a `kill`
- * weight.) */
+ * (restart's `kill` and partition's `one-way` are checked by check_step:
+ * chaos's `mix` has `kill` and `one-way` weights.) */
 static const char *const bool_keys[] = {
 	"persistent", "receipts", "until-empty", "no-loss", "no-duplicates", "enable",
 	"closes", "allow-dropped", "background", "distinct",
-	"one-way", "clients", "blackhole", "refuse", "reset", "off",
+	"clients", "blackhole", "refuse", "reset", "off",
 };
 
 const char *kh_step_kind_name(kh_step_kind k)
@@ -519,6 +519,24 @@ static int check_produce_rate(sc_check *c, const char *p, kh_produce *pr)
 	return 0;
 }
 
+/* A boolean key that is not in bool_keys (a word that is a weight
+ * elsewhere): its value must be one of the boolean words. */
+static int check_bool_word(sc_check *c, const char *path)
+{
+	static const char *const words[] = { "true", "false", "yes", "no", "on",
+					     "off", "enable", "disable", "1", "0" };
+	for (size_t k = 0; k < c->scan->count; k++) {
+		const keel_yaml_key *key = &c->scan->keys[k];
+		if (strcmp(key->path, path) != 0 || key->value == NULL)
+			continue;
+		for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+			if (strcasecmp(key->value, words[w]) == 0)
+				return 0;
+		return fail_at(c, path, "invalid boolean \"%s\"", key->value);
+	}
+	return 0;
+}
+
 static int check_node_ref(sc_check *c, const kh_scenario *s, const char *path, const char *node)
 {
 	if (kh_scenario_node_index(s, node) < 0)
@@ -622,16 +640,8 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	case KH_STEP_KILL:
 	case KH_STEP_RESTART: {
 		const kh_node_op *op = st->stop ? st->stop : st->kill ? st->kill : st->restart;
-		for (size_t k = 0; st->restart && k < c->scan->count; k++) {
-			const keel_yaml_key *key = &c->scan->keys[k];
-			static const char *const words[] = { "true", "false", "yes", "no", "on",
-							     "off", "enable", "disable", "1", "0" };
-			bool word = false;
-			for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
-				word |= key->value && strcasecmp(key->value, words[w]) == 0;
-			if (strcmp(key->path, SUB("kill")) == 0 && key->value && !word)
-				return fail_at(c, sub, "invalid boolean \"%s\"", key->value);
-		}
+		if (st->restart && (rc = check_bool_word(c, SUB("kill"))) != 0)
+			return rc;
 		return check_within(c, SUB("within"), op->within_s);
 	}
 	case KH_STEP_PRODUCE: {
@@ -779,6 +789,8 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	case KH_STEP_MANAGE:
 		return check_manage(c, st->manage, i, p);
 	case KH_STEP_PARTITION:
+		if ((rc = check_bool_word(c, SUB("one-way"))) != 0)
+			return rc;
 		return kh__net_check_partition(net_lint(c, s, &nl), p, st->partition);
 	case KH_STEP_HEAL:
 		return kh__net_check_heal(net_lint(c, s, &nl), p, st->heal);

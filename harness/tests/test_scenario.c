@@ -122,6 +122,11 @@ static void test_chaos_format(void **state)
 	assert_int_equal(s->steps[2].kind, KH_STEP_LIVENESS);
 	assert_false(s->proxied);
 	kh_scenario_free(s);
+	/* one-way is a weight here, not a boolean (it is one on partition) */
+	s = load_ok(HEAD "  - chaos: {duration: 3, mix: {one-way: 3, kill: 0.5}}\n", false);
+	assert_true(s->steps[0].chaos->weight[KH_CHAOS_ONE_WAY] == 3);
+	assert_true(s->steps[0].chaos->weight[KH_CHAOS_KILL] == 0.5);
+	kh_scenario_free(s);
 	s = load_ok(HEAD "  - chaos: {duration: 3}\n", false); /* the full mix: proxied */
 	assert_true(s->steps[0].chaos->uses_net && s->proxied);
 	kh_scenario_free(s);

@@ -172,6 +172,8 @@ static void test_partition_errors(void **state)
 		   "steps[1].partition.clients: keel-harness is already in a group");
 	expect_err(HEAD "  - partition: {target: live, clients: maybe}\n",
 		   "t.yaml:6: steps[1].partition.clients: invalid boolean \"maybe\"");
+	expect_err(HEAD "  - partition: {target: live, one-way: maybe}\n",
+		   "t.yaml:6: steps[1].partition.one-way: invalid boolean \"maybe\"");
 }
 
 static void test_heal_net_errors(void **state)
