@@ -179,7 +179,12 @@ static void g_cancel(void *ud, keel_sync_waiter *w)
 	}
 }
 
-/* Every waiter of the gate: released once synced (release), or failed. */
+/* Every waiter of the gate: released once synced (release), or failed.
+ * A failed waiter is told that nothing from its own ticket on is stored
+ * (ticket - 1), never the local journal's sync point: a session receipts
+ * everything up to the point it is given, and what the gate held was
+ * not acknowledged (the backup's ack, the fence, the lease) whatever
+ * the local journal says. */
 static void gate_drain(keel_replman *m, bool release)
 {
 	keel_journal *j = replman__journal(m);
@@ -192,7 +197,7 @@ static void gate_drain(keel_replman *m, bool release)
 		keel_sync_waiter *x = m->gate_waiters;
 		gate_unlink(m, x);
 		if (!release)
-			x->done(x, s, -ECONNRESET);
+			x->done(x, x->ticket ? x->ticket - 1 : 0, -ECONNRESET);
 		else if (x->ticket <= s)
 			x->done(x, s, 0);
 		else if (j) {

@@ -487,6 +487,40 @@ static void test_stale_backup_waits(void **state)
 	pair_free(&t);
 }
 
+/* The live cut from its backup and from ZooKeeper at once (both
+ * SIGSTOPped) while a client waits for a receipt: the backup never acks,
+ * the live cannot raise C, its lease ends (lock.lost) and it steps down.
+ * The message was never on the backup, which may go live later: the
+ * receipt must never come (an ERROR or the connection closed instead).
+ * The gate once failed its held receipts with the local journal's sync
+ * point, which the session took for "stored": the receipt went out as
+ * the live stepped down (found by soak/ha-zk-chaos-soak.yaml: 25 lost). */
+static void test_cut_live_no_false_receipt(void **state)
+{
+	pair t;
+	pair_start(&t, "cut");
+	uint16_t port = it_broker_port(t.p);
+	send_n(port, "/queue/zk.cut", 3);
+	keel_bclient *c = bconnect(port);
+	int from = (int)it_broker_event_count(t.p) - 1;
+	assert_int_equal(kill(it_broker_pid(t.b), SIGSTOP), 0);
+	assert_int_equal(kill(t.zk.pid, SIGSTOP), 0);
+	int rc = keel_bclient_send(c, "/queue/zk.cut", persistent_hdr, 1, "cut", 3, true,
+				   it_ms(4 * SESSION_MS));
+	/* the live stepped down meanwhile */
+	wait_ev(t.p, from, "lock.lost", NULL, NULL, it_ms(3 * SESSION_MS));
+	if (rc == 0)
+		fail_msg("the live receipted a message its backup never had, and stepped down");
+	keel_bclient_close(c);
+	assert_int_equal(kill(t.zk.pid, SIGCONT), 0);
+	assert_int_equal(kill(it_broker_pid(t.b), SIGCONT), 0);
+	stop_clean(t.p);
+	t.p = NULL;
+	stop_clean(t.b);
+	t.b = NULL;
+	pair_free(&t);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -510,6 +544,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_kill_live_failover),
 		cmocka_unit_test(test_session_loss_fencing),
 		cmocka_unit_test(test_stale_backup_waits),
+		cmocka_unit_test(test_cut_live_no_false_receipt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
