@@ -257,6 +257,17 @@ static void on_synced(keel_sync_waiter *w, uint64_t synced, int status)
 	}
 	if (s->held_head == NULL)
 		s->held_tail = NULL;
+	if (status == -ECONNRESET && s->held_head) {
+		/* the node stops serving (replication's gate: it steps down,
+		 * restarts as backup, hands over) with these messages not
+		 * safe: nothing is refused, the client resends them to the
+		 * live (an ERROR that answers no SEND, as at shutdown) */
+		session__send_error(s, NULL, "Not serving: this node stopped serving before "
+				    "%s was stored safely; send what was not receipted to the live",
+				    s->held_head->has_receipt ? "a message" : "a request");
+		session__held_drop_all(s);
+		return;
+	}
 	if (status < 0 && s->held_head) {
 		keel_kv kv = { "receipt", 7, s->held_head->id, strlen(s->held_head->id) };
 		keel_stomp_frame f = { .command = "SEND", .headers = &kv, .header_count = 1 };
