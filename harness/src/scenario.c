@@ -487,9 +487,10 @@ static int check_within(sc_check *c, const char *path, double v)
  * cap when given), and the default `within` covers the duration. */
 static int check_produce_rate(sc_check *c, unsigned i, kh_produce *pr)
 {
-	char path[KH_PATH_MAX];
-	bool has_count = keel_yaml_linef(c->scan, "steps[%u].produce.count", i) != 0;
-	snprintf(path, sizeof(path), "steps[%u].produce", i);
+	char path[KH_PATH_MAX + 32];
+	/* the step's own path: a repeated one is steps[3].repeat.steps[1] */
+	bool has_count = keel_yaml_linef(c->scan, "%s.produce.count", c->flat[i].path) != 0;
+	snprintf(path, sizeof(path), "%s.produce", c->flat[i].path);
 	if (pr->rate < 0 || pr->rate > KH_MAX_PRODUCE_RATE)
 		return fail_at(c, strcat(path, ".rate"), "must be between 0 and %d messages/s",
 			       KH_MAX_PRODUCE_RATE);
