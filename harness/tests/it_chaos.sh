@@ -115,6 +115,18 @@ $(rows "$work/k1-replay.db")"
   # each waits KH_STORAGE_ERROR_PAUSE_MS before the resend: no busy loop
   [ "$n" -le 40 ] || fail "pair-disk: $n reconnects after storage errors in 2 s"
   echo "it_chaos: pair-disk OK ($n storage error(s), resent)"
+  # ---- a disk fault that stops its node: its end starts it again
+  "$HARNESS" run --broker "$BROKER" --db "$work/pp.db" "$FIX/pair-persist.yaml" >"$work/out" 2>&1 \
+    || { cat "$work/out"; fail "pair-persist.yaml did not pass"; }
+  got=$(q "$work/pp.db" "SELECT group_concat(type || ' ' || coalesce(json_extract(json, '$.broker'),
+         json_extract(json, '$.kind')), ', ') FROM (SELECT type, json FROM events WHERE
+         node = 'keel-harness' AND type IN ('node.down', 'chaos.heal', 'disk.off') AND id < (SELECT
+         id FROM events WHERE type = 'chaos.healed') ORDER BY id)")
+  [ "$got" = "node.down live1, node.down backup1, chaos.heal kill, chaos.heal disk" ] \
+    || fail "pair-persist: '$got'"
+  [ "$(q "$work/pp.db" "SELECT count(*) FROM logs WHERE node = 'backup1' AND line LIKE
+        '%cannot write the identity file%stopping%'")" = 1 ] || fail "pair-persist: backup1 did not stop"
+  echo "it_chaos: pair-persist OK"
   ls "$work/tmp" | grep -q . && fail "directories left in TMPDIR"
   echo "it_chaos: kinds OK"
   exit 0
