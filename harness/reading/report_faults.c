@@ -3,7 +3,8 @@
  * swimlanes (reading.h, kh__fault_windows): from the harness's own events
  * (node keel-harness) of network, clock and disk faults, the time each
  * node spent under each fault: net.partition until the net.heal that
- * covers it, net.degrade likewise, clock.set until clock.reset, disk.on
+ * covers it, net.degrade likewise, clock.set until clock.reset (or a
+ * clock.set back to rate 1 that leaves the clock where it is), disk.on
  * until disk.off; a window still open ends at the scenario's end.
  * (Pauses come from the steps: report.c draws them.)  Owns the array it
  * returns.  Any thread with its own sqlite3 handle.
@@ -152,7 +153,14 @@ static int apply(const struct kh_trace *t, wins *ws, int64_t id, int64_t t_ns, c
 		int n = node_of(t, json_string_value(json_object_get(j, "broker")));
 		if (n < 0)
 			goto out;
-		if (strcmp(type, "clock.set") == 0) {
+		double off = json_number_value(json_object_get(j, "offset-s"));
+		if (strcmp(type, "clock.set") == 0 &&
+		    json_number_value(json_object_get(j, "rate")) == 1.0 &&
+		    json_object_get(j, "jump-s") == NULL &&
+		    off == json_number_value(json_object_get(j, "was-offset-s"))) {
+			/* back to rate 1 where it is (a chaos clock fault's end) */
+			close_win(ws, (size_t)n, "clock", t_ns, "clock.set rate 1");
+		} else if (strcmp(type, "clock.set") == 0) {
 			snprintf(what, sizeof(what), "clock %+.3f s x%g",
 				 json_number_value(json_object_get(j, "offset-s")),
 				 json_number_value(json_object_get(j, "rate")));

@@ -9,8 +9,12 @@
  * that make and end it, run through the dispatch table
  * (child__exec_step), so a fault is exactly what its step would do.
  * Every fault is a row of `faults` and harness events chaos.fault /
- * chaos.heal.  Owns c->chaos (per-node states, the step's faults, its
- * timer).  Main thread.
+ * chaos.heal.  Clock faults go in the direction the node's role survives
+ * when they fire (forward or fast on a node that does not serve, back or
+ * slow on one that serves) and end at rate 1 with the clock left where it
+ * is: never a jump back on a backup nor forward on a live (scenarios/
+ * README.md "Chaos").  Owns c->chaos (per-node states, the step's faults,
+ * its timer).  Main thread.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,12 +34,13 @@ typedef struct chaos_exec {
 	bool per_node;          /* act once per target node (else once for the group) */
 	bool undo_when_down;    /* the end waits until the node is down (kill) */
 	bool no_window;         /* ended as soon as it can be (restart) */
+	bool start_if_down;     /* the end starts a node the fault brought down (disk:
+				   a failed identity write stops a broker) */
 } chaos_exec;
 
-/* clock and disk (libfaketime, seeded libfiu points) will be entries here
- * with their step kinds once those steps exist, and names in
- * scenario_chaos.c's table: the generator, triggers, schedule, rows,
- * replay and shrink take any kind. */
+/* The generator, triggers, schedule, rows, replay and shrink take any
+ * kind; the clock and disk steps' executors get a step built for the
+ * fault (build_step) and its end (undo: clock rate 1, disk off). */
 static const chaos_exec execs[KH_CHAOS_KIND__COUNT] = {
 	[KH_CHAOS_KILL] = { KH_STEP_KILL, KH_STEP_START, true, true, false },
 	[KH_CHAOS_PAUSE] = { KH_STEP_PAUSE, KH_STEP_RESUME, true, false, false },
@@ -43,6 +48,8 @@ static const chaos_exec execs[KH_CHAOS_KIND__COUNT] = {
 	[KH_CHAOS_PARTITION] = { KH_STEP_PARTITION, KH_STEP_HEAL, false, false, false },
 	[KH_CHAOS_ONE_WAY] = { KH_STEP_PARTITION, KH_STEP_HEAL, false, false, false },
 	[KH_CHAOS_NET] = { KH_STEP_NET, KH_STEP_HEAL, true, false, false },
+	[KH_CHAOS_CLOCK] = { KH_STEP_CLOCK, KH_STEP_CLOCK, true, false, false },
+	[KH_CHAOS_DISK] = { KH_STEP_DISK, KH_STEP_DISK, true, false, false, true },
 };
 
 /* ---- state ------------------------------------------------------------- */
@@ -79,6 +86,11 @@ typedef struct cfault {
 	int64_t window_ms;
 	bool from;              /* one-way: the target's bytes dropped (else to it) */
 	kh_chaos_netv netv;
+	double jump_s;          /* clock: a jump's size (its sign: the role at fire) */
+	double rate;            /* clock: a rate (or its inverse: the role); 0 = a jump */
+	char points[KH_DISK_MAX_POINTS][64]; /* disk: the points that fail */
+	unsigned npoints;
+	double probability;     /* disk: of each call failing; 0 = every call */
 	fstate st;
 	int64_t due_ns, end_ns, fired_ns;
 	char result[512];
@@ -165,6 +177,17 @@ static json_t *fault_params(const cfault *f)
 		json_object_set_new(o, "bandwidth-kbps", json_integer(f->netv.bandwidth_kbps));
 		json_object_set_new(o, "loss", json_real(f->netv.loss));
 	}
+	if (f->kind == KH_CHAOS_CLOCK && f->rate > 0)
+		json_object_set_new(o, "rate", json_real(f->rate));
+	else if (f->kind == KH_CHAOS_CLOCK)
+		json_object_set_new(o, "jump", json_real(f->jump_s));
+	if (f->kind == KH_CHAOS_DISK) {
+		json_t *pts = json_array();
+		for (unsigned k = 0; k < f->npoints; k++)
+			json_array_append_new(pts, json_string(f->points[k]));
+		json_object_set_new(o, "points", pts);
+		json_object_set_new(o, "probability", json_real(f->probability));
+	}
 	if (f->event)
 		json_object_set_new(o, "on", json_pack("{s:s, s:s, s:O, s:i}", "node", f->ev_node,
 						       "type", f->ev_type, "where",
@@ -240,13 +263,31 @@ typedef struct stepbuf {
 	kh_partition pt;
 	kh_heal heal;
 	kh_net_step net;
+	kh_clock_step clock;
+	kh_disk_step disk;
+	char *points[KH_DISK_MAX_POINTS];
 	char *members[KH_MAX_NODES];
 	unsigned group_of[KH_MAX_NODES];
 } stepbuf;
 
-/* The step of kind `k` that makes (or ends) fault f on node ni (per-node
- * kinds) or on its whole target. */
-static void build_step(child *c, const cfault *f, kh_step_kind k, int ni, stepbuf *b)
+/* A clock fault on node ni: its jump or rate in the direction the node's
+ * role survives now (a backup's lease only shortens, a live's fence only
+ * lengthens: broker/README.md "leases", "the fence"). */
+static void build_clock(child *c, const cfault *f, int ni, kh_clock_step *ck)
+{
+	bool serves = serving(c->chaos->state[ni]);
+	if (f->rate > 0) {
+		double r = f->rate, inv = 1.0 / f->rate;
+		ck->rate = serves ? (r < inv ? r : inv) : (r > inv ? r : inv);
+	} else {
+		ck->jump = "chaos"; /* given (the text is not read again) */
+		ck->jump_s = serves ? -f->jump_s : f->jump_s;
+	}
+}
+
+/* The step of kind `k` that makes (or, undo, ends) fault f on node ni
+ * (per-node kinds) or on its whole target. */
+static void build_step(child *c, const cfault *f, kh_step_kind k, int ni, bool undo, stepbuf *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->st.kind = k;
@@ -291,14 +332,34 @@ static void build_step(child *c, const cfault *f, kh_step_kind k, int ni, stepbu
 		b->net.loss = f->netv.loss;
 		b->st.net = &b->net;
 		return;
+	case KH_STEP_CLOCK:
+		b->clock.node = c->sc->nodes[ni].name;
+		if (undo)
+			b->clock.rate = 1.0; /* no jump back: the clock stays where it is */
+		else
+			build_clock(c, f, ni, &b->clock);
+		b->st.clock = &b->clock;
+		return;
+	case KH_STEP_DISK:
+		b->disk.node = c->sc->nodes[ni].name;
+		b->disk.off = undo;
+		for (unsigned j = 0; !undo && j < f->npoints; j++)
+			b->points[j] = (char *)f->points[j];
+		b->disk.faults = undo ? NULL : b->points;
+		b->disk.faults_count = undo ? 0 : f->npoints;
+		b->disk.probability = f->probability;
+		b->disk.failinfo = EIO;
+		b->st.disk = &b->disk;
+		return;
 	default:
 		return;
 	}
 	b->op.node = c->sc->nodes[ni].name;
 }
 
-/* Runs step kind k of fault f (per node, or once); 0 or -1 (msg). */
-static int run_kind(child *c, const cfault *f, kh_step_kind k, char *msg, size_t len)
+/* Runs step kind k of fault f (per node, or once; undo: its end); 0 or
+ * -1 (msg). */
+static int run_kind(child *c, const cfault *f, kh_step_kind k, bool undo, char *msg, size_t len)
 {
 	const chaos_exec *ex = &execs[f->kind];
 	stepbuf *b = keel_malloc(sizeof(*b));
@@ -311,7 +372,7 @@ static int run_kind(child *c, const cfault *f, kh_step_kind k, char *msg, size_t
 	bool per_node = ex->per_node || (k == KH_STEP_HEAL && strcmp(f->spec, "all") != 0);
 	for (unsigned j = 0; j < (per_node ? f->nn : 1) && rc == 0; j++) {
 		size_t o = strlen(msg);
-		build_step(c, f, k, per_node ? f->nodes[j] : -1, b);
+		build_step(c, f, k, per_node ? f->nodes[j] : -1, undo, b);
 		rc = child__exec_step(c, &b->st, msg + o, len - o);
 		if (rc == 0 && strlen(msg) + 2 < len)
 			strcat(msg, "; ");
@@ -377,7 +438,7 @@ static void fire(child *c, cfault *f, int64_t now)
 	f->fired_ns = now;
 	if (resolve(c, f) != 0) {
 		f->st = F_SKIPPED;
-	} else if (run_kind(c, f, execs[f->kind].act, msg, sizeof(msg)) != 0) {
+	} else if (run_kind(c, f, execs[f->kind].act, false, msg, sizeof(msg)) != 0) {
 		f->st = F_SKIPPED;
 		snprintf(f->result, sizeof(f->result), "skipped: %s", msg);
 	} else {
@@ -402,6 +463,45 @@ static bool all_down(child *c, const cfault *f)
 	return true;
 }
 
+/* Whether another fault keeps node ni down now (a kill in its window). */
+static bool held_down(child *c, const cfault *self, int ni)
+{
+	child_chaos *ch = c->chaos;
+	for (unsigned i = 0; i < ch->nf; i++) {
+		const cfault *g = &ch->f[i];
+		if (g == self || g->trigger || !execs[g->kind].undo_when_down ||
+		    (g->st != F_ACTIVE && g->st != F_ENDING))
+			continue;
+		for (unsigned j = 0; j < g->nn; j++) {
+			if (g->nodes[j] == ni)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* The end of a fault that may have stopped its nodes (disk): the undo on
+ * each node still up, a start for each down unless another fault keeps
+ * it down. */
+static void end_each(child *c, const cfault *f, int64_t now)
+{
+	char msg[480];
+	for (unsigned j = 0; j < f->nn; j++) {
+		int ni = f->nodes[j];
+		bool up = kh_node_up(c->nodes[ni]);
+		cfault one = *f;
+		one.nodes = &ni;
+		one.nn = 1;
+		if (!up && held_down(c, f, ni))
+			continue;
+		if (run_kind(c, &one, up ? execs[f->kind].undo : KH_STEP_START, up, msg,
+			     sizeof(msg)) != 0 || !up)
+			printf("[%8.3f s] chaos fault %u: end on %s: %s%s\n",
+			       child__secs(now - c->t0_ns), f->seq, nname(c, ni),
+			       up ? "" : "down, started again: ", msg);
+	}
+}
+
 /* Ends an active fault (its undo step), or waits for its nodes to be down
  * first (a kill: the start needs the old process gone). */
 static void end_fault(child *c, cfault *f, int64_t now)
@@ -420,9 +520,11 @@ static void end_fault(child *c, cfault *f, int64_t now)
 			cfault one = *f;
 			one.nodes = &ni;
 			one.nn = 1;
-			run_kind(c, &one, execs[f->kind].undo, msg, sizeof(msg));
+			run_kind(c, &one, execs[f->kind].undo, true, msg, sizeof(msg));
 		}
-	} else if (run_kind(c, f, execs[f->kind].undo, msg, sizeof(msg)) != 0) {
+	} else if (execs[f->kind].start_if_down) {
+		end_each(c, f, now);
+	} else if (run_kind(c, f, execs[f->kind].undo, true, msg, sizeof(msg)) != 0) {
 		printf("[%8.3f s] chaos fault %u: end: %s\n", child__secs(now - c->t0_ns), f->seq,
 		       msg);
 	}
@@ -552,6 +654,34 @@ static void chaos_tick(uv_timer_t *t)
 	sched(t->data);
 }
 
+/* A clock fault's change drawn within the step's bounds: a rate or a
+ * jump (either when both are possible). */
+static void draw_clock(kh_rand *r, const kh_chaos *cs, cfault *f)
+{
+	const kh_chaos_clockv *v = &cs->clockv;
+	bool rates = !(v->rate_lo == 1 && v->rate_hi == 1), jumps = v->max_jump_s > 0;
+	bool rate = rates && (!jumps || kh_rand_below(r, 2) == 0);
+	f->rate = rate ? v->rate_lo + kh_rand_unit(r) * (v->rate_hi - v->rate_lo) : 0;
+	f->jump_s = rate ? 0 : kh_rand_unit(r) * v->max_jump_s;
+}
+
+/* A disk fault's points: `pick` of the step's pool, without replacement. */
+static void draw_disk(kh_rand *r, const kh_chaos *cs, cfault *f)
+{
+	const kh_chaos_diskv *v = &cs->diskv;
+	const char *pool[KH_DISK_MAX_POINTS];
+	unsigned left = v->pool_count;
+	for (unsigned i = 0; i < left; i++)
+		pool[i] = v->pool[i];
+	f->npoints = 0;
+	for (unsigned i = 0; i < v->pick && left > 0; i++) {
+		unsigned k = (unsigned)kh_rand_below(r, left);
+		snprintf(f->points[f->npoints++], sizeof(f->points[0]), "%s", pool[k]);
+		pool[k] = pool[--left];
+	}
+	f->probability = v->probability;
+}
+
 /* The generator: faults one after the other from the scenario's seed and
  * the step (kind by weight, target, window, gap), while they start
  * within `duration` and up to `faults`. */
@@ -590,6 +720,10 @@ static int generate(child *c, const kh_chaos *cs)
 		f->window_ms = execs[kind].no_window ? 0 : (int64_t)(w * 1000);
 		f->from = from;
 		f->netv = cs->net ? *cs->net : dnet;
+		if (kind == KH_CHAOS_CLOCK) /* drawn after the rest: other kinds' draws stay */
+			draw_clock(&r, cs, f);
+		if (kind == KH_CHAOS_DISK)
+			draw_disk(&r, cs, f);
 		f->st = F_PLANNED;
 		t += (double)f->window_ms / 1000;
 	}
@@ -627,6 +761,16 @@ static int add_written(child *c, const kh_chaos *cs, const kh_chaos_fault *w, bo
 					  (cs->max_s - cs->min_s)) * 1000);
 	f->from = w->direction == NULL || strcmp(w->direction, "from") == 0;
 	f->netv = memcmp(&w->netv, &zero, sizeof(zero)) != 0 ? w->netv : cs->net ? *cs->net : dnet;
+	if (f->kind == KH_CHAOS_CLOCK && w->rate == 0 && w->jump_s == 0)
+		draw_clock(&c->chaos->trig_rng, cs, f);
+	else if (f->kind == KH_CHAOS_CLOCK)
+		f->rate = w->rate, f->jump_s = w->jump_s;
+	if (f->kind == KH_CHAOS_DISK && w->points_count == 0)
+		draw_disk(&c->chaos->trig_rng, cs, f);
+	for (unsigned k = 0; k < w->points_count; k++)
+		snprintf(f->points[f->npoints++], sizeof(f->points[0]), "%s", w->points[k]);
+	if (f->kind == KH_CHAOS_DISK)
+		f->probability = w->probability_given ? w->probability : cs->diskv.probability;
 	f->trigger = trigger ? w : NULL;
 	f->st = f->event ? F_ARMED : F_PLANNED;
 	return 0;
@@ -673,6 +817,14 @@ static int load_rows(child *c, int64_t *span_ms)
 		f->netv.bandwidth_kbps =
 			(unsigned)json_integer_value(json_object_get(p, "bandwidth-kbps"));
 		f->netv.loss = json_number_value(json_object_get(p, "loss"));
+		f->jump_s = json_number_value(json_object_get(p, "jump"));
+		f->rate = json_number_value(json_object_get(p, "rate"));
+		f->probability = json_number_value(json_object_get(p, "probability"));
+		json_t *pts = json_object_get(p, "points");
+		for (size_t k = 0; k < json_array_size(pts) && f->npoints < KH_DISK_MAX_POINTS; k++)
+			snprintf(f->points[f->npoints++], sizeof(f->points[0]), "%s",
+				 json_string_value(json_array_get(pts, k)) ?
+				 json_string_value(json_array_get(pts, k)) : "");
 		json_t *on = json_object_get(p, "on");
 		f->event = strcmp((const char *)sqlite3_column_text(s, 2), "event") == 0 && on;
 		if (f->event) {
@@ -851,6 +1003,7 @@ static void hook_finish(child *c)
 {
 	child_chaos *ch = c->chaos;
 	ch->phase = P_IDLE;
+	child__bg_helpers_stop(c); /* child__finish waits for c->bg */
 	if (ch->timer_live) {
 		ch->timer_live = false;
 		uv_close((uv_handle_t *)&ch->timer, on_timer_closed);

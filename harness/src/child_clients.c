@@ -185,6 +185,7 @@ void child__reconn_retry(reconn *r, int status, json_t *extra)
 		fflush(stdout);
 		r->up = false;
 		r->round = 0;
+		delay = r->pause_ms;
 	} else {
 		for (unsigned i = 0; i < r->n; i++) {
 			if (r->nodes[i] == r->cur)
@@ -199,6 +200,7 @@ void child__reconn_retry(reconn *r, int status, json_t *extra)
 		}
 	}
 	json_decref(extra);
+	r->pause_ms = 0;
 	r->waiting = true;
 	uv_timer_start(&r->timer, on_reconn_timer, delay, 0);
 }

@@ -41,12 +41,15 @@ static const char *faketime_lib(void)
 }
 
 /* Whether node ni's clock may be faked by a step: named by one, or any
- * clock step has a target (resolved only when it runs). */
+ * clock step has a target (resolved only when it runs), or a chaos step
+ * has clock faults (any node may be drawn). */
 static bool clock_named(const kh_scenario *sc, unsigned ni)
 {
 	for (unsigned i = 0; i < sc->steps_count; i++) {
 		const kh_clock_step *ck = sc->steps[i].clock;
 		if (ck && (ck->target || strcmp(ck->node, sc->nodes[ni].name) == 0))
+			return true;
+		if (sc->steps[i].chaos && sc->steps[i].chaos->uses_clock)
 			return true;
 	}
 	return false;

@@ -109,6 +109,9 @@ void child__start_disk(child *c, const kh_step *st)
 					 c->sc->nodes[i].name);
 			return;
 		}
+		if (f->points_pid != kh_node_pid(nd)) /* started again since: none enabled */
+			f->npoints = 0;
+		f->points_pid = kh_node_pid(nd);
 		if (d->off) {
 			for (unsigned k = 0; k < f->npoints; k++)
 				pts[np++] = f->points[k];

@@ -115,6 +115,8 @@ typedef struct reconn {
 	unsigned failed;        /* failed attempts since the last connection */
 	unsigned round;         /* failed attempts in this round */
 	uint32_t backoff_ms;    /* the next wait between rounds */
+	uint32_t pause_ms;      /* the connection's end waits this before the next attempt
+				   (a storage error: "send it again later"); then 0 */
 	unsigned connections;   /* connections made so far */
 	uv_timer_t timer;       /* the wait before the next attempt */
 	bool waiting;           /* the timer runs: no client now */
@@ -188,6 +190,7 @@ typedef struct fx_node {
 	char mount_dir[4200];
 	char points[KH_DISK_MAX_POINTS][64]; /* libfiu points its disk steps enabled */
 	unsigned npoints;
+	int points_pid;         /* in this process (a new one has none enabled) */
 } fx_node;
 
 typedef struct child_fx {
@@ -248,6 +251,8 @@ typedef struct child {
 	int helper_signal;
 	char helper_text[512];
 	size_t helper_len;
+	struct bg_helper *bg;   /* helpers of chaos faults: the running one first, then
+				   the queue (child_faults.c) */
 	unsigned closing;       /* handles still closing at the end */
 	bool verdict_written;
 	char mgmt_info[640];    /* manage: the reply, for the step message */
@@ -436,8 +441,16 @@ double child__stop_within(const kh_step *st);
 void child__start_fault(child *c, const kh_step *st);
 void child__fault_deadline(child *c, const kh_step *st);
 /* Runs args[0] as the step's helper (OP_HELPER; the step ends when it
- * has exited and its output is read: ok, or failed with its output). */
+ * has exited and its output is read: ok, or failed with its output).
+ * Run by the chaos engine (c->exec set), it is a background helper
+ * instead: queued behind the others (one at a time, in order: an enable
+ * and its disable never cross), the executor reported done at once, a
+ * failure logged when it ends. */
 void child__helper_spawn(child *c, int ni, char **args);
+/* The end (the chaos engine's finish hook): background helpers killed,
+ * the queue dropped.  Whether any is still closing (child__finish waits
+ * while c->bg is set). */
+bool child__bg_helpers_stop(child *c);
 
 /* ---- child_disk.c: disk faults, disk-size ------------------------------ */
 

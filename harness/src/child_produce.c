@@ -237,7 +237,9 @@ static void on_pr_receipt(keel_client *cl, const char *id, void *ud)
 /* An ERROR answering one of our SENDs (its receipt-id) is a refusal when
  * the step allows them (`refused`); any other ERROR fails it, except on a
  * pair, where an ERROR that answers no SEND is a node handing over or
- * stopping: the server closes and the producer goes on on the next node. */
+ * stopping, and a storage error (the journal failed: a disk fault) leaves
+ * its message unanswered: the server closes, the producer goes on on the
+ * next node and sends that message again (as for a lost connection). */
 static void on_pr_error(keel_client *cl, const keel_client_frame *f, void *ud)
 {
 	producer *pr = ud;
@@ -246,7 +248,10 @@ static void on_pr_error(keel_client *cl, const keel_client_frame *f, void *ud)
 	const kh_refused *rf = p->refused;
 	const char *m = keel_client_frame_header(f, "message");
 	const char *rid = keel_client_frame_header(f, "receipt-id");
-	if (pr->rc.pair && !producer_owns(pr, rid)) {
+	bool storage = m && strncmp(m, "Storage error", 13) == 0;
+	if (pr->rc.pair && (!producer_owns(pr, rid) || storage)) {
+		if (storage && producer_owns(pr, rid))
+			pr->rc.pause_ms = KH_STORAGE_ERROR_PAUSE_MS;
 		child__reconn_why(&pr->rc, "ERROR frame: %s", m ? m : "(no message)");
 		keel_client_close(cl);
 		return;

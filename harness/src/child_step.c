@@ -249,7 +249,7 @@ void child__finish(child *c)
 			}
 		}
 	}
-	if (c->cl || c->helper_pending)
+	if (c->cl || c->helper_pending || c->bg)
 		return;
 	for (producer *pr = c->producers; pr; pr = pr->next) {
 		if (pr->cl)

@@ -55,6 +55,24 @@
 #define KH_CHAOS_DEFAULT_DELAY_MS 50
 #define KH_CHAOS_DEFAULT_JITTER_MS 30
 #define KH_CHAOS_DEFAULT_LOSS 0.02
+/* A chaos clock fault unless the step says (chaos.clock): rates within 5 %
+ * of real time, half the drift the pair's fence covers
+ * (KEEL_HA_DRIFT_PERCENT, 10, in broker/util/limits.h), so that a node
+ * whose role changes inside the window (a fast backup that fails over)
+ * is still inside it; jumps up to 10 s, forward on a node that does not
+ * serve and back on one that serves (safe at any size: a backup's lease
+ * only shortens, a live's fence only lengthens), past a 5 s
+ * connection-ttl half the time. */
+#define KH_CHAOS_DEFAULT_RATE_LO 0.95
+#define KH_CHAOS_DEFAULT_RATE_HI 1.05
+#define KH_CHAOS_DEFAULT_MAX_JUMP_S 10.0
+/* A chaos disk fault unless the step says (chaos.disk): one point of the
+ * broker's I/O set, one call in five failing (a fault that stops every
+ * write is a `disk` step's, not a nemesis's). */
+#define KH_CHAOS_DEFAULT_DISK_PICK 1
+#define KH_CHAOS_DEFAULT_DISK_PROBABILITY 0.2
+/* Arguments of a background helper (fiu-ctrl or sh -c SCRIPT). */
+#define KH_BG_HELPER_ARGS 16
 /* produce rate (messages/s): a paced producer's timer fires at most every
  * millisecond, so more than this is "as fast as it goes" (no rate). */
 #define KH_MAX_PRODUCE_RATE 100000
@@ -156,6 +174,10 @@
  * node that hangs (paused) does not eat the step's deadline. */
 #define KH_RECONNECT_BACKOFF_FIRST_MS 20
 #define KH_RECONNECT_BACKOFF_MAX_MS 200
+/* A pair producer's wait after a storage error closed its connection,
+ * before it connects again and resends: the broker retries a failed
+ * journal batch after 200 ms (broker/README.md "Storage errors"). */
+#define KH_STORAGE_ERROR_PAUSE_MS 200
 #define KH_RECONNECT_CONNECT_TIMEOUT_MS 5000
 /* `keel-broker --version` (recorded with each run) answers at once; a
  * broker (or wrapper) that says nothing by then is recorded without one. */

@@ -797,7 +797,11 @@ static int check_step(sc_check *c, kh_scenario *s, unsigned i, bool allow_test_s
 	case KH_STEP_NET:
 		return kh__net_check_net(net_lint(c, s, &nl), p, st->net);
 	case KH_STEP_CHAOS:
-		return kh__chaos_check(net_lint(c, s, &nl), p, st->chaos, allow_test_steps);
+		rc = kh__chaos_check(net_lint(c, s, &nl), p, st->chaos, allow_test_steps);
+		/* its clock faults need libfaketime, its disk faults fiu-run */
+		s->uses_clock |= rc == 0 && st->chaos->uses_clock;
+		s->uses_faults |= rc == 0 && st->chaos->uses_disk;
+		return rc;
 	case KH_STEP_LIVENESS:
 		return check_within(c, SUB("within"), st->liveness->within_s);
 	case KH_STEP_CLOCK:

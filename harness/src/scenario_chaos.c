@@ -16,6 +16,7 @@
 
 #include "keel/alloc.h"
 #include "kh_limits.h"
+#include "scenario_fault.h"
 
 #define OPT CYAML_FLAG_OPTIONAL
 
@@ -26,7 +27,11 @@ static const char *const kind_names[KH_CHAOS_KIND__COUNT] = {
 	[KH_CHAOS_PARTITION] = "partition",
 	[KH_CHAOS_ONE_WAY] = "one-way",
 	[KH_CHAOS_NET] = "net",
+	[KH_CHAOS_CLOCK] = "clock",
+	[KH_CHAOS_DISK] = "disk",
 };
+
+#define KINDS "kill, pause, restart, partition, one-way, net, clock or disk"
 
 const char *kh_chaos_kind_name(kh_chaos_kind k)
 {
@@ -45,6 +50,11 @@ int kh_chaos_kind_of(const char *name)
 bool kh_chaos_kind_is_net(kh_chaos_kind k)
 {
 	return k == KH_CHAOS_PARTITION || k == KH_CHAOS_ONE_WAY || k == KH_CHAOS_NET;
+}
+
+bool kh_chaos_kind_default(kh_chaos_kind k)
+{
+	return k != KH_CHAOS_CLOCK && k != KH_CHAOS_DISK;
 }
 
 static const cyaml_schema_value_t str_schema = {
@@ -68,6 +78,30 @@ static const cyaml_schema_field_t netv_fields[] = {
 	CYAML_FIELD_END,
 };
 
+static const cyaml_schema_value_t float_schema = {
+	CYAML_VALUE_FLOAT(CYAML_FLAG_DEFAULT, double),
+};
+
+static const cyaml_schema_value_t point_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 64),
+};
+
+static const cyaml_schema_field_t clockv_fields[] = {
+	CYAML_FIELD_SEQUENCE("rates", CYAML_FLAG_POINTER | OPT, kh_chaos_clockv, rates,
+			     &float_schema, 2, 2),
+	CYAML_FIELD_STRING_PTR("max-jump", CYAML_FLAG_POINTER | OPT, kh_chaos_clockv, max_jump,
+			       1, 32),
+	CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t diskv_fields[] = {
+	CYAML_FIELD_UINT("pick", OPT, kh_chaos_diskv, pick),
+	CYAML_FIELD_FLOAT("probability", OPT, kh_chaos_diskv, probability),
+	CYAML_FIELD_SEQUENCE("points", CYAML_FLAG_POINTER | OPT, kh_chaos_diskv, points,
+			     &point_schema, 1, KH_DISK_MAX_POINTS),
+	CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t fault_fields[] = {
 	CYAML_FIELD_STRING_PTR("kind", CYAML_FLAG_POINTER, kh_chaos_fault, kind, 1, 32),
 	CYAML_FIELD_STRING_PTR("target", CYAML_FLAG_POINTER | OPT, kh_chaos_fault, target, 1, 64),
@@ -82,6 +116,11 @@ static const cyaml_schema_field_t fault_fields[] = {
 	CYAML_FIELD_UINT("jitter-ms", OPT, kh_chaos_fault, netv.jitter_ms),
 	CYAML_FIELD_UINT("bandwidth-kbps", OPT, kh_chaos_fault, netv.bandwidth_kbps),
 	CYAML_FIELD_FLOAT("loss", OPT, kh_chaos_fault, netv.loss),
+	CYAML_FIELD_FLOAT("jump", OPT, kh_chaos_fault, jump_s),
+	CYAML_FIELD_FLOAT("rate", OPT, kh_chaos_fault, rate),
+	CYAML_FIELD_SEQUENCE("points", CYAML_FLAG_POINTER | OPT, kh_chaos_fault, points,
+			     &point_schema, 1, KH_DISK_MAX_POINTS),
+	CYAML_FIELD_FLOAT("probability", OPT, kh_chaos_fault, probability),
 	CYAML_FIELD_END,
 };
 
@@ -102,6 +141,8 @@ const cyaml_schema_field_t kh__chaos_fields[] = {
 	CYAML_FIELD_FLOAT("quiet", OPT, kh_chaos, quiet_s),
 	CYAML_FIELD_BOOL("clients", OPT, kh_chaos, clients),
 	CYAML_FIELD_MAPPING_PTR("net", OPT, kh_chaos, net, netv_fields),
+	CYAML_FIELD_MAPPING_PTR("clock", OPT, kh_chaos, clock, clockv_fields),
+	CYAML_FIELD_MAPPING_PTR("disk", OPT, kh_chaos, disk, diskv_fields),
 	CYAML_FIELD_SEQUENCE("triggers", CYAML_FLAG_POINTER | OPT, kh_chaos, triggers,
 			     &fault_schema, 0, KH_CHAOS_MAX_FAULTS),
 	CYAML_FIELD_SEQUENCE("schedule", CYAML_FLAG_POINTER | OPT, kh_chaos, schedule,
@@ -166,15 +207,14 @@ static int check_mix(const kh_net_lint *c, const char *p, kh_chaos *ch)
 		char *end = NULL;
 		double w = k->value ? strtod(k->value, &end) : -1;
 		if (kind < 0)
-			return fail_at(c, k->path, "unknown fault kind (kill, pause, restart, "
-				       "partition, one-way, net)");
+			return fail_at(c, k->path, "unknown fault kind (" KINDS ")");
 		if (k->value == NULL || end == k->value || *end || w < 0 || w > 1000)
 			return fail_at(c, k->path, "a weight: a number 0..1000");
 		ch->weight[kind] = w;
 	}
 	if (!any) {
 		for (int k = 0; k < KH_CHAOS_KIND__COUNT; k++)
-			ch->weight[k] = 1; /* the full mix */
+			ch->weight[k] = kh_chaos_kind_default((kh_chaos_kind)k); /* the full mix */
 		return 0;
 	}
 	for (int k = 0; k < KH_CHAOS_KIND__COUNT; k++) {
@@ -208,6 +248,106 @@ static int check_on(const kh_net_lint *c, const char *p, kh_chaos_on *on)
 	return 0;
 }
 
+static bool point_name_ok(const char *n)
+{
+	return strpbrk(n, " \t,=") == NULL;
+}
+
+/* The keys of one kind (clock: jump, rate; disk: points, probability) on
+ * an entry at `p`: only with their kind, within range. */
+static int check_fault_kinds(const kh_net_lint *c, const char *p, kh_chaos_fault *f)
+{
+	char path[2 * KH_PATH_MAX];
+#define AT(key) (snprintf(path, sizeof(path), "%s.%s", p, key), path)
+#define GIVEN(key) (keel_yaml_line(c->scan, AT(key)) != 0)
+	static const char *const clock_keys[] = { "jump", "rate" };
+	static const char *const disk_keys[] = { "points", "probability" };
+	for (int i = 0; i < 2; i++) {
+		if (f->kind_i != KH_CHAOS_CLOCK && GIVEN(clock_keys[i]))
+			return fail_at(c, path, "clock faults only");
+		if (f->kind_i != KH_CHAOS_DISK && GIVEN(disk_keys[i]))
+			return fail_at(c, path, "disk faults only");
+	}
+	if (GIVEN("jump") && GIVEN("rate"))
+		return fail_at(c, path, "give jump or rate, not both (a clock fault is one of them)");
+	if (f->jump_s < 0 || f->jump_s > KH_CLOCK_MAX_OFFSET_S)
+		return fail_at(c, AT("jump"), "seconds, 0 to a year (a size: its direction follows "
+			       "the node's role)");
+	if (GIVEN("rate") && !(f->rate >= KH_CLOCK_MIN_RATE && f->rate <= KH_CLOCK_MAX_RATE))
+		return fail_at(c, AT("rate"), "must be between %g and %g", KH_CLOCK_MIN_RATE,
+			       KH_CLOCK_MAX_RATE);
+	f->probability_given = GIVEN("probability");
+	if (f->probability < 0 || f->probability > 1)
+		return fail_at(c, AT("probability"), "must be between 0 and 1 (0: every call fails)");
+	if (GIVEN("jump") && f->jump_s == 0)
+		return fail_at(c, AT("jump"), "0 changes nothing (leave jump and rate out: drawn)");
+	for (unsigned k = 0; k < f->points_count; k++) {
+		if (!point_name_ok(f->points[k])) {
+			snprintf(path, sizeof(path), "%s.points[%u]", p, k);
+			return fail_at(c, path, "\"%s\" is not a fault point name", f->points[k]);
+		}
+	}
+	return 0;
+#undef GIVEN
+#undef AT
+}
+
+/* The step's `clock:` and `disk:` (or their defaults) into clockv, diskv. */
+static int check_kinds_params(const kh_net_lint *c, const char *p, kh_chaos *ch)
+{
+	char path[2 * KH_PATH_MAX];
+#define AT(key) (snprintf(path, sizeof(path), "%s.%s", p, key), path)
+	kh_chaos_clockv *cv = &ch->clockv;
+	kh_chaos_diskv *dv = &ch->diskv;
+	cv->rate_lo = KH_CHAOS_DEFAULT_RATE_LO;
+	cv->rate_hi = KH_CHAOS_DEFAULT_RATE_HI;
+	cv->max_jump_s = KH_CHAOS_DEFAULT_MAX_JUMP_S;
+	if (ch->clock && ch->clock->rates_count == 2) {
+		cv->rate_lo = ch->clock->rates[0];
+		cv->rate_hi = ch->clock->rates[1];
+		if (!(cv->rate_lo >= KH_CLOCK_MIN_RATE && cv->rate_hi <= KH_CLOCK_MAX_RATE &&
+		      cv->rate_lo <= cv->rate_hi))
+			return fail_at(c, AT("clock.rates"), "[low, high]: low <= high, between %g "
+				       "and %g", KH_CLOCK_MIN_RATE, KH_CLOCK_MAX_RATE);
+	}
+	if (ch->clock && ch->clock->max_jump) {
+		if (kh__fault_parse_duration(ch->clock->max_jump, &cv->max_jump_s) != 0 ||
+		    cv->max_jump_s < 0 || cv->max_jump_s > KH_CLOCK_MAX_OFFSET_S)
+			return fail_at(c, AT("clock.max-jump"), "\"%s\": expected a duration such as "
+				       "10s, 250ms or 2m (0: no jumps)", ch->clock->max_jump);
+	}
+	if (cv->max_jump_s == 0 && cv->rate_lo == 1 && cv->rate_hi == 1)
+		return fail_at(c, AT("clock"), "no jump and no rate but 1: clock faults would "
+			       "change nothing");
+	dv->pick = KH_CHAOS_DEFAULT_DISK_PICK;
+	dv->probability = KH_CHAOS_DEFAULT_DISK_PROBABILITY;
+	dv->pool = kh_disk_points;
+	dv->pool_count = kh_disk_points_count;
+	if (ch->disk && ch->disk->points_count) {
+		dv->pool = (const char *const *)ch->disk->points;
+		dv->pool_count = ch->disk->points_count;
+		for (unsigned k = 0; k < dv->pool_count; k++) {
+			snprintf(path, sizeof(path), "%s.disk.points[%u]", p, k);
+			if (!point_name_ok(dv->pool[k]))
+				return fail_at(c, path, "\"%s\" is not a fault point name",
+					       dv->pool[k]);
+		}
+	}
+	if (ch->disk && keel_yaml_line(c->scan, AT("disk.pick")) != 0) {
+		dv->pick = ch->disk->pick;
+		if (dv->pick < 1 || dv->pick > dv->pool_count)
+			return fail_at(c, path, "must be 1..%u (the points to draw from)",
+				       dv->pool_count);
+	}
+	if (ch->disk && keel_yaml_line(c->scan, AT("disk.probability")) != 0) {
+		dv->probability = ch->disk->probability;
+		if (dv->probability < 0 || dv->probability > 1)
+			return fail_at(c, path, "must be between 0 and 1 (0: every call fails)");
+	}
+	return 0;
+#undef AT
+}
+
 /* A schedule entry (trigger false) or a trigger at path `p`. */
 static int check_fault(const kh_net_lint *c, const char *p, kh_chaos_fault *f, bool trigger)
 {
@@ -216,8 +356,7 @@ static int check_fault(const kh_net_lint *c, const char *p, kh_chaos_fault *f, b
 #define AT(key) (snprintf(path, sizeof(path), "%s.%s", p, key), path)
 	f->kind_i = kh_chaos_kind_of(f->kind);
 	if (f->kind_i < 0)
-		return fail_at(c, AT("kind"), "\"%s\": expected kill, pause, restart, partition, "
-			       "one-way or net", f->kind);
+		return fail_at(c, AT("kind"), "\"%s\": expected " KINDS, f->kind);
 	if (f->target && !target_ok(c, f->target))
 		return fail_at(c, AT("target"), "\"%s\": expected one, live, backup, all or a node",
 			       f->target);
@@ -250,7 +389,7 @@ static int check_fault(const kh_net_lint *c, const char *p, kh_chaos_fault *f, b
 			       "dropped) or to");
 	if (f->netv.loss < 0 || f->netv.loss > 1)
 		return fail_at(c, AT("loss"), "must be between 0 and 1");
-	return 0;
+	return check_fault_kinds(c, p, f);
 #undef AT
 }
 
@@ -304,8 +443,13 @@ int kh__chaos_check(const kh_net_lint *c, const char *p, kh_chaos *ch, bool allo
 	}
 	if (ch->net && (ch->net->loss < 0 || ch->net->loss > 1))
 		return fail_at(c, AT("net.loss"), "must be between 0 and 1");
-	for (int k = 0; k < KH_CHAOS_KIND__COUNT; k++)
+	if ((rc = check_kinds_params(c, p, ch)) != 0)
+		return rc;
+	for (int k = 0; k < KH_CHAOS_KIND__COUNT; k++) {
 		ch->uses_net |= ch->weight[k] > 0 && kh_chaos_kind_is_net((kh_chaos_kind)k);
+		ch->uses_clock |= ch->weight[k] > 0 && k == KH_CHAOS_CLOCK;
+		ch->uses_disk |= ch->weight[k] > 0 && k == KH_CHAOS_DISK;
+	}
 	for (unsigned k = 0; k < ch->triggers_count + ch->schedule_count; k++) {
 		bool trig = k < ch->triggers_count;
 		kh_chaos_fault *f = trig ? &ch->triggers[k] : &ch->schedule[k - ch->triggers_count];
@@ -315,6 +459,8 @@ int kh__chaos_check(const kh_net_lint *c, const char *p, kh_chaos *ch, bool allo
 		if ((rc = check_fault(c, fp, f, trig)) != 0)
 			return rc;
 		ch->uses_net |= kh_chaos_kind_is_net((kh_chaos_kind)f->kind_i);
+		ch->uses_clock |= f->kind_i == KH_CHAOS_CLOCK;
+		ch->uses_disk |= f->kind_i == KH_CHAOS_DISK;
 	}
 	if (ch->test_fail_when_count && !allow_test_steps)
 		return fail_at(c, AT("test-fail-when"), "test-only (needs --allow-test-steps or "
@@ -370,6 +516,18 @@ static json_t *faults_json(const kh_chaos_fault *fs, unsigned n)
 		if (f->times > 1)
 			json_object_set_new(o, "times", json_integer(f->times));
 		netv_json(&f->netv, o);
+		if (f->jump_s > 0)
+			json_object_set_new(o, "jump", json_real(f->jump_s));
+		if (f->rate > 0)
+			json_object_set_new(o, "rate", json_real(f->rate));
+		if (f->points_count) {
+			json_t *pts = json_array();
+			for (unsigned k = 0; k < f->points_count; k++)
+				json_array_append_new(pts, json_string(f->points[k]));
+			json_object_set_new(o, "points", pts);
+		}
+		if (f->probability_given)
+			json_object_set_new(o, "probability", json_real(f->probability));
 		json_array_append_new(a, o);
 	}
 	return a;
@@ -401,6 +559,18 @@ void kh__chaos_params(const kh_chaos *ch, json_t *o)
 		json_t *n = json_object();
 		netv_json(ch->net, n);
 		json_object_set_new(o, "net", n);
+	}
+	if (ch->uses_clock)
+		json_object_set_new(o, "clock", json_pack("{s:[f,f], s:f}", "rates",
+							  ch->clockv.rate_lo, ch->clockv.rate_hi,
+							  "max-jump-s", ch->clockv.max_jump_s));
+	if (ch->uses_disk) {
+		json_t *pts = json_array();
+		for (unsigned k = 0; k < ch->diskv.pool_count; k++)
+			json_array_append_new(pts, json_string(ch->diskv.pool[k]));
+		json_object_set_new(o, "disk", json_pack("{s:i, s:f, s:o}", "pick",
+							 (int)ch->diskv.pick, "probability",
+							 ch->diskv.probability, "points", pts));
 	}
 	if (ch->triggers_count)
 		json_object_set_new(o, "triggers", faults_json(ch->triggers, ch->triggers_count));

@@ -19,9 +19,9 @@
 #include "await.h"
 #include "scenario_net.h"
 
-/* The fault kinds a chaos step draws from.  A new kind (clock, disk: a
- * later step kind) is a value here, its name in scenario_chaos.c's table
- * and an entry in child_chaos.c's executor table; nothing else. */
+/* The fault kinds a chaos step draws from.  A new kind is a value here,
+ * its name in scenario_chaos.c's table and an entry in child_chaos.c's
+ * executor table (with its parameters in the rows: fault_params). */
 typedef enum kh_chaos_kind {
 	KH_CHAOS_KILL,          /* SIGKILL; the window's end starts it again */
 	KH_CHAOS_PAUSE,         /* SIGSTOP; the window's end SIGCONTs it */
@@ -29,6 +29,9 @@ typedef enum kh_chaos_kind {
 	KH_CHAOS_PARTITION,     /* the target cut from every other node both ways */
 	KH_CHAOS_ONE_WAY,       /* the same, one direction (from or to the target) */
 	KH_CHAOS_NET,           /* every link of the target degraded (delay, loss...) */
+	KH_CHAOS_CLOCK,         /* the target's clock jumps or runs at another rate
+				   (libfaketime), in the direction its role survives */
+	KH_CHAOS_DISK,          /* libfiu I/O points of the target fail (probability) */
 	KH_CHAOS_KIND__COUNT,
 } kh_chaos_kind;
 
@@ -38,6 +41,10 @@ const char *kh_chaos_kind_name(kh_chaos_kind k);
 int kh_chaos_kind_of(const char *name);
 /* Whether a kind acts on links (needs the harness's links: proxied). */
 bool kh_chaos_kind_is_net(kh_chaos_kind k);
+/* Whether a kind is in the mix when a chaos step names none (the process
+ * and network kinds; clock and disk only when named: they need
+ * libfaketime and fiu-run, which an ASan broker cannot take). */
+bool kh_chaos_kind_default(kh_chaos_kind k);
 
 /* An event a fault is anchored to: the `occurrence`-th event of `node`
  * with this type whose fields satisfy `where` since the chaos step began
@@ -59,6 +66,29 @@ typedef struct kh_chaos_netv {
 	double loss;
 } kh_chaos_netv;
 
+/* Clock faults' bounds (the step's `clock:`): a fault is a rate drawn in
+ * [rate_lo, rate_hi] or a jump drawn in [0, max_jump_s]; the direction is
+ * the node's role's safe one when it fires (scenarios/README.md "Chaos").
+ * Defaults: KH_CHAOS_DEFAULT_RATE_LO/HI, KH_CHAOS_DEFAULT_MAX_JUMP_S. */
+typedef struct kh_chaos_clockv {
+	double *rates;          /* [lo, hi] as written */
+	unsigned rates_count;
+	char *max_jump;         /* a duration ("10s"); parsed into max_jump_s */
+	double rate_lo, rate_hi;
+	double max_jump_s;
+} kh_chaos_clockv;
+
+/* Disk faults' draw (the step's `disk:`): `pick` points of `points` (the
+ * broker's I/O set by default), each call failing with `probability`. */
+typedef struct kh_chaos_diskv {
+	unsigned pick;          /* default 1 */
+	double probability;     /* default KH_CHAOS_DEFAULT_DISK_PROBABILITY; 0 = always */
+	char **points;          /* the pool as written */
+	unsigned points_count;
+	const char *const *pool; /* the pool in force: points, or kh_disk_points */
+	unsigned pool_count;
+} kh_chaos_diskv;
+
 /* A fault written out: an entry of `schedule` (anchored at `at` s after
  * the step began, or `after` s after an event `on`), or a trigger (`on`,
  * fired at each occurrence up to `times`). */
@@ -72,6 +102,12 @@ typedef struct kh_chaos_fault {
 	char *direction;        /* one-way: from (the target's bytes dropped) | to */
 	unsigned times;         /* triggers; default 1 */
 	kh_chaos_netv netv;     /* net: delay-ms, jitter-ms, bandwidth-kbps, loss */
+	double jump_s;          /* clock: a jump of this many seconds (a magnitude) */
+	double rate;            /* clock: this rate (or its inverse, by role); 0 = none */
+	char **points;          /* disk: these points */
+	unsigned points_count;
+	double probability;     /* disk: each call fails with this (0: every call) */
+	bool probability_given; /* else the step's (set by the checks) */
 	int kind_i;             /* kh_chaos_kind, set by the checks */
 } kh_chaos_fault;
 
@@ -86,6 +122,10 @@ typedef struct kh_chaos {
 	double quiet_s;         /* after the final heal (default 2) */
 	bool clients;           /* partitions cut the harness's clients off too */
 	kh_chaos_netv *net;     /* net faults' degradation (default 50 ms +- 30, loss 0.02) */
+	kh_chaos_clockv *clock; /* clock faults' bounds; NULL: the defaults (clockv) */
+	kh_chaos_diskv *disk;   /* disk faults' draw; NULL: the defaults (diskv) */
+	kh_chaos_clockv clockv; /* the bounds in force, set by the checks */
+	kh_chaos_diskv diskv;   /* the draw in force (points borrowed), set by the checks */
 	kh_chaos_fault *triggers;
 	unsigned triggers_count;
 	kh_chaos_fault *schedule; /* explicit faults instead of the generator */
@@ -94,6 +134,8 @@ typedef struct kh_chaos {
 	unsigned test_fail_when_count;
 	double weight[KH_CHAOS_KIND__COUNT]; /* the mix (from the scan), by kind */
 	bool uses_net;          /* a kind with weight, a trigger or an entry on links */
+	bool uses_clock;        /* likewise a clock fault: every node under libfaketime */
+	bool uses_disk;         /* likewise a disk fault: every node under fiu-run */
 	bool written;           /* `schedule` given (possibly []): no generator */
 } kh_chaos;
 

@@ -207,6 +207,23 @@ static void put_fault(FILE *o, const char *ind, const sfault *f)
 	double loss = json_number_value(json_object_get(f->params, "loss"));
 	if (loss > 0)
 		fprintf(o, ", loss: %g", loss);
+	/* clock: a jump or a rate (its direction follows the role at fire) */
+	json_t *v = json_object_get(f->params, "rate");
+	if (json_number_value(v) > 0)
+		fprintf(o, ", rate: %.6g", json_number_value(v));
+	else if ((v = json_object_get(f->params, "jump")) != NULL && json_number_value(v) > 0)
+		fprintf(o, ", jump: %.6g", json_number_value(v));
+	/* disk: its points, each call failing with its probability (0: every) */
+	json_t *pts = json_object_get(f->params, "points");
+	if (json_array_size(pts)) {
+		fprintf(o, ", points: [");
+		for (size_t i = 0; i < json_array_size(pts); i++) {
+			fprintf(o, "%s", i ? ", " : "");
+			put_scalar(o, json_string_value(json_array_get(pts, i)));
+		}
+		fprintf(o, "], probability: %.6g",
+			json_number_value(json_object_get(f->params, "probability")));
+	}
 	fprintf(o, "}\n");
 }
 

@@ -14,17 +14,20 @@ fail() { echo "it_suite: FAIL: $*" >&2; exit 1; }
 
 # MODE (4th argument): `nofault` (default) runs every scenario without
 # fault steps and checks the runner's outputs; `faults` runs the scenarios
-# with fault steps alone (fault, clock, disk, or a node's disk-size).
+# with fault steps alone (fault, clock, disk, a node's disk-size, or a
+# chaos step with clock or disk faults: uses_faults.sh).
 # fiu-run preloads libfiu and clock steps libfaketime, and an ASan build
 # insists on coming first in the library list, so against such a broker
 # `faults` reports SKIP (77) with the reason -- a separate CTest entry,
 # never a silent partial pass; likewise when not root (disk-size mounts a
 # tmpfs).
 MODE=${4:-nofault}
+# shellcheck source=uses_faults.sh
+. "$(dirname "$0")/uses_faults.sh"
 mkdir "$work/scenarios"
 for f in "$SCEN"/*.yaml; do
   has_fault=0
-  grep -Eq '^ *- *(fault|clock|disk):|^ *disk-size:' "$f" && has_fault=1
+  kh_uses_faults "$f" && has_fault=1
   if [ "$MODE" = faults ] && [ "$has_fault" = 1 ]; then cp "$f" "$work/scenarios/"; fi
   if [ "$MODE" != faults ] && [ "$has_fault" = 0 ]; then cp "$f" "$work/scenarios/"; fi
 done

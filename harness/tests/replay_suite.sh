@@ -5,10 +5,13 @@
 # with N = 2 (it_kh_replay_suite); the issue's measure is N = 10:
 #   bash harness/tests/replay_suite.sh build/harness/keel-harness \
 #        build/broker/keel-broker scenarios 10
-# Scenarios with fault steps need fiu-run, which cannot wrap an ASan
+# Scenarios with fault steps (or a chaos step's clock and disk faults:
+# uses_faults.sh) need fiu-run or libfaketime, which cannot wrap an ASan
 # broker: against one they are left out, and said so.  KH_REPLAY_JOBS
 # (default 2) is -j of both the run and the replay.
 set -euo pipefail
+# shellcheck source=uses_faults.sh
+. "$(dirname "$0")/uses_faults.sh"
 HARNESS=$(realpath "$1")
 BROKER=$(realpath "$2")
 SCEN=$(realpath "$3")
@@ -23,7 +26,7 @@ asan=0
 ldd "$BROKER" > "$work/ldd.out" 2>/dev/null || true
 grep -q libasan "$work/ldd.out" && asan=1
 for f in "$SCEN"/*.yaml; do
-  if [ "$asan" = 1 ] && grep -Eq '^ *- *(fault|clock|disk):' "$f"; then
+  if [ "$asan" = 1 ] && kh_uses_faults "$f"; then
     echo "replay_suite: $(basename "$f") left out: fault steps need fiu-run or libfaketime (ASan broker)"
     continue
   fi

@@ -1,7 +1,8 @@
 /*
  * test_scenario_faults.c - the scenario format of repeat blocks, clock
- * and disk steps and the disk-size node key (scenarios/README.md
- * "Repeat", "Clock faults", "Disk faults"): what is accepted and how it
+ * and disk steps, the disk-size node key and the chaos step's clock and
+ * disk faults (scenarios/README.md "Repeat", "Clock faults", "Disk
+ * faults", "Chaos"): what is accepted and how it
  * runs (the unrolled list, its labels, its params), every error with its
  * exact "FILE:LINE: KEY: problem", nothing leaked, allocation failures.
  */
@@ -16,7 +17,9 @@
 #include <cmocka.h>
 
 #include "keel/alloc.h"
+#include "kh_limits.h"
 #include "scenario.h"
+#include "scenario_chaos.h"
 
 /* One node; the first step is on line 4. */
 #define HEAD "nodes:\n  - name: n1\nsteps:\n"
@@ -311,6 +314,111 @@ static void test_disk_errors(void **state)
 		   "t.yaml:4: steps[0].disk.target: \"up\": expected live, backup, one or all");
 }
 
+/* ---- chaos: clock and disk faults -------------------------------------- */
+
+static void test_chaos_kinds(void **state)
+{
+	(void)state;
+	size_t live = keel_alloc_live();
+	/* named in the mix: libfaketime and fiu-run; the bounds and draw given */
+	kh_scenario *s = load_ok(HEAD "  - chaos: {duration: 3, mix: {clock: 1, disk: 2},\n"
+				 "      gap-min: 0.5, clock: {rates: [0.5, 2.0], max-jump: 30s},\n"
+				 "      disk: {pick: 2, probability: 0.5, points: [journal/write, "
+				 "journal/sync]}}\n");
+	const kh_chaos *ch = s->steps[0].chaos;
+	assert_true(ch->uses_clock && ch->uses_disk && !ch->uses_net);
+	assert_true(s->uses_clock && s->uses_faults && !s->proxied);
+	assert_true(ch->clockv.rate_lo == 0.5 && ch->clockv.rate_hi == 2.0);
+	assert_true(ch->clockv.max_jump_s == 30);
+	assert_int_equal(ch->diskv.pick, 2);
+	assert_int_equal(ch->diskv.pool_count, 2);
+	assert_true(ch->diskv.probability == 0.5);
+	assert_params(&s->steps[0], "{\"chaos\":{\"clock\":{\"max-jump-s\":30.0,\"rates\":"
+		      "[0.5,2.0]},\"disk\":{\"pick\":2,\"points\":[\"journal/write\",\"journal/"
+		      "sync\"],\"probability\":0.5},\"duration\":3.0,\"gap-max\":1.0,\"gap-min\":"
+		      "0.5,\"max\":2.0,\"min\":0.5,\"mix\":{\"clock\":1.0,\"disk\":2.0},\"quiet\""
+		      ":2.0,\"targets\":[]}}");
+	kh_scenario_free(s);
+	/* defaults: within the drift the pair survives; one point in five calls */
+	s = load_ok(HEAD "  - chaos: {duration: 3, mix: {clock: 1, disk: 1}}\n");
+	ch = s->steps[0].chaos;
+	assert_true(ch->clockv.rate_lo == KH_CHAOS_DEFAULT_RATE_LO &&
+		    ch->clockv.rate_hi == KH_CHAOS_DEFAULT_RATE_HI);
+	assert_true(ch->clockv.max_jump_s == KH_CHAOS_DEFAULT_MAX_JUMP_S);
+	assert_int_equal(ch->diskv.pick, 1);
+	assert_true(ch->diskv.probability == KH_CHAOS_DEFAULT_DISK_PROBABILITY);
+	assert_int_equal(ch->diskv.pool_count, kh_disk_points_count);
+	kh_scenario_free(s);
+	/* no mix: the process and network kinds only (no libfaketime, no fiu-run) */
+	s = load_ok(HEAD "  - chaos: {duration: 3}\n");
+	ch = s->steps[0].chaos;
+	assert_true(ch->weight[KH_CHAOS_KILL] == 1 && ch->weight[KH_CHAOS_NET] == 1);
+	assert_true(ch->weight[KH_CHAOS_CLOCK] == 0 && ch->weight[KH_CHAOS_DISK] == 0);
+	assert_false(s->uses_clock || s->uses_faults);
+	kh_scenario_free(s);
+	/* a schedule's or a trigger's kinds mark the scenario too */
+	s = load_ok(HEAD "  - chaos:\n"
+			 "      schedule:\n"
+			 "        - {kind: clock, target: n1, at: 0.1, for: 1, jump: 5}\n"
+			 "        - {kind: clock, target: n1, at: 2, rate: 1.04}\n"
+			 "        - {kind: disk, target: n1, at: 3, points: [journal/write], "
+			 "probability: 0}\n");
+	ch = s->steps[0].chaos;
+	assert_true(ch->uses_clock && ch->uses_disk && s->uses_clock && s->uses_faults);
+	assert_true(ch->schedule[0].jump_s == 5 && ch->schedule[1].rate == 1.04);
+	assert_true(ch->schedule[2].probability_given && ch->schedule[2].probability == 0);
+	kh_scenario_free(s);
+	s = load_ok(HEAD "  - chaos: {duration: 2, mix: {kill: 1}, triggers: [{kind: disk, "
+		    "on: {node: n1, type: state}}]}\n");
+	assert_true(s->uses_faults && !s->uses_clock);
+	kh_scenario_free(s);
+	assert_int_equal(keel_alloc_live(), live);
+}
+
+static void test_chaos_kinds_errors(void **state)
+{
+	(void)state;
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {clock: x}}\n",
+		   "t.yaml:4: steps[0].chaos.mix.clock: a weight: a number 0..1000");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {kill: 1}, clock: {rates: [2, 1]}}\n",
+		   "t.yaml:4: steps[0].chaos.clock.rates: [low, high]: low <= high");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {kill: 1}, clock: {rates: [1]}}\n",
+		   "steps[0].chaos.clock.rates");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {kill: 1}, clock: {max-jump: soon}}\n",
+		   "t.yaml:4: steps[0].chaos.clock.max-jump: \"soon\": expected a duration");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {clock: 1}, clock: {rates: [1, 1], "
+		   "max-jump: 0}}\n",
+		   "t.yaml:4: steps[0].chaos.clock: no jump and no rate but 1");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {disk: 1}, disk: {pick: 3, points: [a, b]}}\n",
+		   "t.yaml:4: steps[0].chaos.disk.pick: must be 1..2 (the points to draw from)");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {disk: 1}, disk: {probability: 2}}\n",
+		   "t.yaml:4: steps[0].chaos.disk.probability: must be between 0 and 1");
+	expect_err(HEAD "  - chaos: {duration: 1, mix: {disk: 1}, disk: {points: [\"a b\"]}}\n",
+		   "t.yaml:4: steps[0].chaos.disk.points[0]: \"a b\" is not a fault point name");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: kill, target: n1, at: 1, jump: 5}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].jump: clock faults only");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: clock, target: n1, at: 1, points: [a]}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].points: disk faults only");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: clock, target: n1, at: 1, jump: 5, "
+		   "rate: 2}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].rate: give jump or rate, not both");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: clock, target: n1, at: 1, jump: -5}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].jump: seconds, 0 to a year");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: clock, target: n1, at: 1, jump: 0}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].jump: 0 changes nothing");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: clock, target: n1, at: 1, rate: 0}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].rate: must be between");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: disk, target: n1, at: 1, "
+		   "probability: 1.5}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].probability: must be between 0 and 1");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: disk, target: n1, at: 1, "
+		   "points: [\"x=1\"]}]}\n",
+		   "t.yaml:4: steps[0].chaos.schedule[0].points[0]: \"x=1\" is not a fault point");
+	expect_err(HEAD "  - chaos: {schedule: [{kind: clocks, target: n1, at: 1}]}\n",
+		   "steps[0].chaos.schedule[0].kind: \"clocks\": expected kill, pause, restart, "
+		   "partition, one-way, net, clock or disk");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +431,8 @@ int main(void)
 		cmocka_unit_test(test_disk),
 		cmocka_unit_test(test_disk_steps),
 		cmocka_unit_test(test_disk_errors),
+		cmocka_unit_test(test_chaos_kinds),
+		cmocka_unit_test(test_chaos_kinds_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -200,7 +200,8 @@ static const char *const ha_states[] = {
 
 /* Fault windows from the harness's events (report_faults.c): a partition
  * until its heal, a degraded link until a heal of its node, a clock fault
- * until its reset, disk faults never turned off (to the end); each shaded
+ * until its reset (or rate 1 where the clock is: a chaos clock fault's
+ * end), disk faults never turned off (to the end); each shaded
  * on its nodes' lanes with its kind, its times and what ended it. */
 static void t_fault_windows(void **state)
 {
@@ -230,12 +231,19 @@ static void t_fault_windows(void **state)
 		  "\"broker\":\"b\",\"offset-s\":0.0,\"rate\":1.0");
 	rec_event(&r, "keel-harness", 8, MS(700), "disk.on",
 		  "\"broker\":\"a\",\"points\":[\"journal/write\"]");
+	/* a chaos clock fault: a jump, ended by rate 1 where the clock is */
+	rec_event(&r, "keel-harness", 9, MS(800), "clock.set",
+		  "\"broker\":\"c\",\"offset-s\":-5.0,\"was-offset-s\":0.0,\"rate\":1.0,"
+		  "\"jump-s\":-5.0");
+	rec_event(&r, "keel-harness", 10, MS(900), "clock.set",
+		  "\"broker\":\"c\",\"offset-s\":-5.0,\"was-offset-s\":-5.0,\"rate\":1.0");
 	int64_t ids[] = { 1 };
 	char *h = report_of(&r, ids, 1);
 	/* a, b and the harness's clients (their lane: keel-harness) */
 	assert_int_equal(rec_count(h, "data-fault=\"partition\""), 3);
 	assert_int_equal(rec_count(h, "data-fault=\"net\""), 2); /* c and the clients */
-	assert_int_equal(rec_count(h, "data-fault=\"clock\""), 1); /* one window: set, set, reset */
+	/* b: one window (set, set, reset); c: a jump until rate 1 */
+	assert_int_equal(rec_count(h, "data-fault=\"clock\""), 2);
 	assert_int_equal(rec_count(h, "data-fault=\"disk\""), 1);
 	assert_non_null(strstr(h, "a partition [[&quot;a&quot;],[&quot;b&quot;,&quot;keel-harness"
 				  "&quot;]] +0.100000..+0.200000 s (until net.heal)</title>"));
@@ -243,6 +251,8 @@ static void t_fault_windows(void **state)
 	assert_non_null(strstr(h, "c degraded link [&quot;c&gt;keel-harness&quot;] +0.300000..+0.400000"
 				  " s (until net.heal)</title>"));
 	assert_non_null(strstr(h, "b clock +30.000 s x2 +0.500000..+0.600000 s (until clock.reset)"));
+	assert_non_null(strstr(h, "c clock -5.000 s x1 +0.800000..+0.900000 s (until clock.set "
+				  "rate 1)"));
 	assert_non_null(strstr(h, "a disk faults [&quot;journal/write&quot;] +0.700000..+1.000000 s"
 				  " (until the scenario&#39;s end)"));
 	/* on the right lanes, each kind its colour and legend entry */
