@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "keel/alloc.h"
@@ -398,6 +399,137 @@ static void span_words(const struct kh_trace *t, const struct kh_span *s,
 	}
 }
 
+/* A node's pause (SIGSTOP), from the harness's node.paused to its
+ * node.resumed or node.down (or the trace's end). */
+struct pause_win {
+	size_t node;
+	int64_t from_ns, to_ns;
+};
+
+static int load_pauses(sqlite3 *db, const struct kh_trace *t, struct pause_win **out,
+		       size_t *count)
+{
+	sqlite3_stmt *st = NULL;
+	struct pause_win *w = NULL;
+	size_t n = 0, cap = 0;
+	int rc, err = 0;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT type, json_extract(json, '$.broker'),"
+			       " COALESCE(mono_ns, recv_ns) FROM events WHERE scenario_id = ?"
+			       " AND node = 'keel-harness' AND type IN ('node.paused',"
+			       " 'node.resumed', 'node.down') ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return kh__sqlerr(db, "events");
+	sqlite3_bind_int64(st, 1, t->scenario_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *type = (const char *)sqlite3_column_text(st, 0);
+		const char *broker = (const char *)sqlite3_column_text(st, 1);
+		int64_t at = sqlite3_column_int64(st, 2);
+		size_t node = t->n_nodes;
+		for (size_t i = 0; broker && i < t->n_nodes; i++)
+			if (strcmp(t->nodes[i].name, broker) == 0)
+				node = i;
+		if (node == t->n_nodes)
+			continue;
+		if (strcmp(type, "node.paused") == 0) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 8;
+				struct pause_win *g = keel_realloc(w, nc * sizeof(*g));
+				if (g == NULL) {
+					err = -ENOMEM;
+					goto out;
+				}
+				w = g;
+				cap = nc;
+			}
+			w[n++] = (struct pause_win){ node, at, -1 };
+			continue;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (w[i].node == node && w[i].to_ns < 0)
+				w[i].to_ns = at;
+	}
+	if (rc != SQLITE_DONE) {
+		err = kh__sqlerr(db, "events");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (w[i].to_ns < 0)
+			w[i].to_ns = t->finished_ns > w[i].from_ns ? t->finished_ns : w[i].from_ns;
+	*out = w;
+	*count = n;
+	w = NULL;
+out:
+	sqlite3_finalize(st);
+	keel_free(w);
+	return err;
+}
+
+static int cmp_from(const void *a, const void *b)
+{
+	const struct pause_win *x = a, *y = b;
+	return x->from_ns < y->from_ns ? -1 : x->from_ns > y->from_ns;
+}
+
+/* The time of [from, to] in which neither node a nor node b was paused;
+ * for a single moment (from == to): 1 when neither was paused then, else
+ * 0.  A paused process serves nothing, whatever state it said last. */
+static int64_t unpaused(const struct pause_win *w, size_t n, size_t a, size_t b, int64_t from,
+			int64_t to)
+{
+	if (to <= from) {
+		for (size_t i = 0; i < n; i++)
+			if ((w[i].node == a || w[i].node == b) && w[i].from_ns <= from &&
+			    from <= w[i].to_ns)
+				return 0;
+		return 1;
+	}
+	struct pause_win *c = keel_calloc(n ? n : 1, sizeof(*c));
+	size_t k = 0;
+	if (c == NULL)
+		return to - from; /* out of memory: count it all (report) */
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].node != a && w[i].node != b)
+			continue;
+		int64_t f = w[i].from_ns > from ? w[i].from_ns : from;
+		int64_t e = w[i].to_ns < to ? w[i].to_ns : to;
+		if (f < e)
+			c[k++] = (struct pause_win){ 0, f, e };
+	}
+	qsort(c, k, sizeof(*c), cmp_from);
+	int64_t paused = 0, cur_f = 0, cur_e = -1;
+	for (size_t i = 0; i < k; i++) {
+		if (c[i].from_ns > cur_e) {
+			if (cur_e > cur_f)
+				paused += cur_e - cur_f;
+			cur_f = c[i].from_ns;
+			cur_e = c[i].to_ns;
+		} else if (c[i].to_ns > cur_e) {
+			cur_e = c[i].to_ns;
+		}
+	}
+	if (cur_e > cur_f)
+		paused += cur_e - cur_f;
+	keel_free(c);
+	return to - from - paused;
+}
+
+/* Where a serving span ends for this check: its end, or sooner the
+ * node's own `lock.lost` inside it (with a ZooKeeper manager the node
+ * stops serving there: no receipt, no client, before its state changes). */
+static int64_t serve_end(const struct kh_trace *t, const struct kh_span *s)
+{
+	for (size_t i = 0; i < t->n_evs; i++) {
+		const struct kh_ev *e = &t->evs[i];
+		if (e->node == s->node && e->incarnation == s->incarnation && e->t_ns >= s->start_ns &&
+		    e->t_ns < s->end_ns && strcmp(e->type, "lock.lost") == 0)
+			return e->t_ns;
+	}
+	return s->end_ns;
+}
+
 /* Two serving spans of different nodes overlap.  A span covers only what
  * its node's own events show (trace.c): from its state event to the next
  * one, or, when its process ended without saying so, to its last event
@@ -408,10 +540,14 @@ static void span_words(const struct kh_trace *t, const struct kh_span *s,
 int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 {
 	struct kh_trace *t = NULL;
+	struct pause_win *pw = NULL;
+	size_t npw = 0;
 	int err, errors = 0;
 
 	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
 		return err;
+	if ((err = load_pauses(db, t, &pw, &npw)) < 0)
+		goto out;
 	for (size_t i = 0; i < t->n_spans; i++) {
 		const struct kh_span *a = &t->spans[i];
 		if (!serving(a->state) || !in_ha_group(t, a->node))
@@ -421,19 +557,25 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 			if (b->node == a->node || !serving(b->state) ||
 			    !in_ha_group(t, b->node))
 				continue;
-			if (!(a->start_ns < b->end_ns && b->start_ns < a->end_ns))
+			int64_t a_end = serve_end(t, a), b_end = serve_end(t, b);
+			if (!(a->start_ns < b_end && b->start_ns < a_end))
 				continue;
 			int64_t from = a->start_ns > b->start_ns ? a->start_ns :
 								   b->start_ns;
-			int64_t to = a->end_ns < b->end_ns ? a->end_ns :
-							     b->end_ns;
+			int64_t to = a_end < b_end ? a_end : b_end;
+			int64_t both = unpaused(pw, npw, a->node, b->node, from, to);
+			if (both <= 0)
+				continue; /* one of them was paused throughout */
 			char f[32], len[48], aw[160], bw[160];
 			kh__fmt_rel(f, sizeof(f), from, t->started_ns);
 			span_words(t, a, aw, sizeof(aw));
 			span_words(t, b, bw, sizeof(bw));
 			/* one node's span may be a single event (it said LIVE,
 			 * then nothing more is known): serving "at" that time */
-			if (to > from)
+			if (to > from && both < to - from)
+				snprintf(len, sizeof(len), "for %.3f ms (not counting pauses) in",
+					 (double)both / 1e6);
+			else if (to > from)
 				snprintf(len, sizeof(len), "for %.3f ms from",
 					 (double)(to - from) / 1e6);
 			else
@@ -450,6 +592,7 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 	}
 	err = errors;
 out:
+	keel_free(pw);
 	kh__trace_free(t);
 	return err;
 }

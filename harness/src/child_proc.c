@@ -164,8 +164,10 @@ static void op_signal_and_wait(child *c, int ni, int signum)
 				 uv_strerror(rc));
 		return;
 	}
-	if (signum == SIGTERM && kh_node_paused(n))
-		kh_node_signal(n, SIGCONT); /* a stopped process cannot handle SIGTERM */
+	if (signum == SIGTERM && kh_node_paused(n) && kh_node_signal(n, SIGCONT) == 0)
+		/* a stopped process cannot handle SIGTERM */
+		child__harness_event(c, "node.resumed",
+				     json_pack("{s:s, s:s}", "broker", kh_node_name(n), "by", "stop"));
 	c->op = OP_WAIT_DOWN;
 	c->op_node = ni;
 }
@@ -211,11 +213,18 @@ void child__start_signal(child *c, const kh_step *st)
 	int ni = kh_scenario_node_index(c->sc, name);
 	kh_node *n = c->nodes[ni];
 	int rc;
+	bool was = kh_node_paused(n);
 	rc = kh_node_signal(n, st->kind == KH_STEP_PAUSE ? SIGSTOP : SIGCONT);
-	if (rc)
+	if (rc) {
 		child__step_done(c, false, "%s %s: not running", kh_step_kind_name(st->kind), name);
-	else
-		child__step_done(c, true, "ok");
+		return;
+	}
+	/* the checks take a paused node for one that serves nothing
+	 * (single-live): its pauses are harness events */
+	if (was != kh_node_paused(n))
+		child__harness_event(c, was ? "node.resumed" : "node.paused",
+				     json_pack("{s:s}", "broker", name));
+	child__step_done(c, true, "ok");
 }
 
 /* stop, kill, restart: SIGTERM (SIGKILL for kill and restart.kill), then

@@ -279,6 +279,46 @@ static void t_single_fail_both_live(void **state)
 	assert_non_null(strstr(m, "live1 and backup1 both serving for 870.000 ms from +0.130000 s"));
 }
 
+/* A live paused (the harness's node.paused .. node.resumed) serves
+ * nothing: a backup that takes over meanwhile (with a ZooKeeper manager:
+ * the live's session expired) overlaps only the pause, and the live's
+ * lock.lost as it resumes ends its serving before its state changes. */
+static void t_single_pass_paused_live_lock_lost(void **state)
+{
+	struct rec *r = *state;
+	pair(r);
+	rec_node(r, "keel-harness", NULL);
+	rec_state(r, "live1", 1, MS(10), "STARTING");
+	rec_state(r, "live1", 2, MS(30), "LIVE");
+	rec_step(r, 0, "pause", "live1", NULL, MS(100), MS(101), "ok", NULL);
+	rec_event(r, "keel-harness", 1, MS(100), "node.paused", "\"broker\":\"live1\"");
+	rec_state(r, "backup1", 1, MS(130), "LIVE");
+	rec_event(r, "live1", 3, MS(499), "lock.lost", NULL);
+	rec_event(r, "keel-harness", 2, MS(500), "node.resumed", "\"broker\":\"live1\"");
+	rec_state(r, "live1", 4, MS(501), "BACKUP_CONNECTING");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 0);
+	assert_int_equal(rec_findings(r, NULL, NULL), 0);
+}
+
+/* The same without lock.lost: the milliseconds it served after the
+ * resume, with the backup live, are two lives; the pause is not counted. */
+static void t_single_fail_resumed_live(void **state)
+{
+	struct rec *r = *state;
+	pair(r);
+	rec_node(r, "keel-harness", NULL);
+	rec_state(r, "live1", 1, MS(10), "STARTING");
+	rec_state(r, "live1", 2, MS(30), "LIVE");
+	rec_step(r, 0, "pause", "live1", NULL, MS(100), MS(101), "ok", NULL);
+	rec_event(r, "keel-harness", 1, MS(100), "node.paused", "\"broker\":\"live1\"");
+	rec_state(r, "backup1", 1, MS(130), "LIVE");
+	rec_event(r, "keel-harness", 2, MS(500), "node.resumed", "\"broker\":\"live1\"");
+	rec_state(r, "live1", 3, MS(520), "BACKUP_CONNECTING");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 1);
+	assert_non_null(strstr(rec_finding_msg(r, "single-live"),
+			       "both serving for 20.000 ms (not counting pauses) in +0.130000 s"));
+}
+
 static void t_single_pass_failback(void **state)
 {
 	struct rec *r = *state;
@@ -541,6 +581,8 @@ int main(void)
 		T(t_single_imported_kill9_restart),
 		T(t_single_runner_died_on_its_own),
 		T(t_single_fail_both_live),
+		T(t_single_pass_paused_live_lock_lost),
+		T(t_single_fail_resumed_live),
 		T(t_single_pass_failback),
 		T(t_single_fail_failback_too_early),
 		T(t_single_imported_no_roles),
