@@ -175,11 +175,21 @@ static void stale(keel_ha *ha, keel_ha_actions *out)
 	keel_ha__zk_withdraw(ha, out);
 }
 
+/* How long ago (ms) the lease ran out, 0 while it runs or when there was
+ * none: lock.lost says it ("lease-over-ms"), the node served nothing
+ * since (keel_ha_may_serve), even when it learns it late (a pause). */
+static uint64_t lease_over_ms(const keel_ha *ha, uint64_t now_ms)
+{
+	uint64_t until = ha->zk_lease_until_ms;
+	return until != 0 && now_ms > until ? now_ms - until : 0;
+}
+
 /* This live gives up (ha.c steps down; the lock is released there). */
 static keel_ha_zk_verdict give_up(keel_ha *ha, keel_ha_actions *out, const char *text,
-				  const char **why)
+				  uint64_t now_ms, const char **why)
 {
-	emit(out, KEEL_HA_EV_LOCK_LOST, text, ha->self.activation_seq);
+	emit(out, KEEL_HA_EV_LOCK_LOST, text, ha->self.activation_seq)->ms =
+		lease_over_ms(ha, now_ms);
 	*why = text;
 	return KEEL_HA_ZKV_STEP_DOWN;
 }
@@ -219,10 +229,12 @@ static keel_ha_zk_verdict evaluate(keel_ha *ha, keel_ha_actions *out, uint64_t n
 			zk_write(ha, out, now_ms, local + 1);
 			return KEEL_HA_ZKV_NONE;
 		}
-		return give_up(ha, out, "the coordinated activation moved past this live", why);
+		return give_up(ha, out, "the coordinated activation moved past this live", now_ms,
+			       why);
 	default:
 		if (live_side(ha) && (ha->coord.version < 0 || ha->coord.seq != local))
-			return give_up(ha, out, "the coordinated activation is not this live's", why);
+			return give_up(ha, out, "the coordinated activation is not this live's",
+				       now_ms, why);
 		return KEEL_HA_ZKV_NONE;
 	}
 }
@@ -264,7 +276,7 @@ keel_ha_zk_verdict keel_ha__zk_raise(keel_ha *ha, keel_ha_actions *out, uint64_t
 	assert(ha->cfg.manager && ha->zk_goal == KEEL_HA_ZK_GOAL_NONE);
 	if (!keel_ha__zk_lease_valid(ha, now_ms))
 		return give_up(ha, out, "the session's lease is over: cannot raise the "
-			       "coordinated activation", why);
+			       "coordinated activation", now_ms, why);
 	ha->zk_goal = KEEL_HA_ZK_GOAL_RAISE;
 	if (!ha->zk_held) {
 		ha->zk_held = true;
@@ -312,15 +324,16 @@ void keel_ha__zk_stop_serving(keel_ha *ha, keel_ha_actions *out)
 /* The lock is gone (expired, deleted), or may be (release: the lease is
  * over, the session may live on: give the lock up too). */
 static keel_ha_zk_verdict lost_lock(keel_ha *ha, keel_ha_actions *out, const char *text,
-				    bool release, const char **why)
+				    bool release, uint64_t now_ms, const char **why)
 {
 	bool held = ha->lock == KEEL_HA_LOCK_HELD;
+	uint64_t over = lease_over_ms(ha, now_ms);
 	if (release)
 		drop_lock(ha, out);
 	ha->lock = KEEL_HA_LOCK_NONE;
 	ha->zk_lease_until_ms = 0;
 	if (held)
-		emit(out, KEEL_HA_EV_LOCK_LOST, text, ha->self.activation_seq);
+		emit(out, KEEL_HA_EV_LOCK_LOST, text, ha->self.activation_seq)->ms = over;
 	if (live_side(ha)) {
 		*why = text;
 		return KEEL_HA_ZKV_STEP_DOWN;
@@ -367,7 +380,7 @@ static keel_ha_zk_verdict on_session(keel_ha *ha, const keel_ha_input *in, keel_
 		ha->zk_req = KEEL_HA_ZK_REQ_NONE;
 		ha->coord_known = false;
 		emit(out, KEEL_HA_EV_ZK_EXPIRED, NULL, ha->self.activation_seq);
-		return lost_lock(ha, out, "the ZooKeeper session expired", false, why);
+		return lost_lock(ha, out, "the ZooKeeper session expired", false, in->now_ms, why);
 	case KEEL_HA_ZK_NONE:
 		break;
 	}
@@ -409,7 +422,7 @@ keel_ha_zk_verdict keel_ha__zk_feed(keel_ha *ha, const keel_ha_input *in, keel_h
 			ha->ignored++;
 			return KEEL_HA_ZKV_NONE;
 		}
-		return lost_lock(ha, out, "the lock was deleted", false, why);
+		return lost_lock(ha, out, "the lock was deleted", false, in->now_ms, why);
 	case KEEL_HA_IN_ZK_SEQUENCE:
 		if (ha->zk_req != KEEL_HA_ZK_REQ_READ) {
 			ha->ignored++;
@@ -480,7 +493,7 @@ keel_ha_zk_verdict keel_ha__zk_feed(keel_ha *ha, const keel_ha_input *in, keel_h
 			return KEEL_HA_ZKV_NONE;
 		}
 		return lost_lock(ha, out, "the session's lease is over: no answer from ZooKeeper "
-				 "in time", true, why);
+				 "in time", true, in->now_ms, why);
 	default:
 		break;
 	}

@@ -245,6 +245,10 @@ static void act_emit(keel_replman *m, const keel_ha_action *a)
 		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "ms", (json_int_t)a->ms,
 				 "activation-seq", (json_int_t)a->seq, "text", text);
 		break;
+	case KEEL_HA_EV_LOCK_LOST:
+		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "lease-over-ms",
+				 (json_int_t)a->ms, "activation-seq", (json_int_t)a->seq, "text", text);
+		break;
 	case KEEL_HA_EV_FENCE:
 		keel_events_emit(m->events, type, "{s:I, s:I, s:s}", "ms", (json_int_t)a->ms,
 				 "activation-seq", (json_int_t)a->seq, "text", text);

@@ -516,16 +516,73 @@ static int64_t unpaused(const struct pause_win *w, size_t n, size_t a, size_t b,
 	return to - from - paused;
 }
 
+/* lock.lost events and their lease-over-ms (how long before the event
+ * the node's lease ran out), by events.id. */
+struct lease_over {
+	int64_t id;
+	int64_t over_ns;
+};
+
+static int load_lease_over(sqlite3 *db, int64_t scenario_id, struct lease_over **out,
+			   size_t *count)
+{
+	sqlite3_stmt *st = NULL;
+	struct lease_over *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, err = 0;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT id, json_extract(json, '$.\"lease-over-ms\"') FROM events"
+			       " WHERE scenario_id = ? AND type = 'lock.lost'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return kh__sqlerr(db, "events");
+	sqlite3_bind_int64(st, 1, scenario_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			struct lease_over *g = keel_realloc(v, nc * sizeof(*g));
+			if (g == NULL) {
+				err = -ENOMEM;
+				goto out;
+			}
+			v = g;
+			cap = nc;
+		}
+		int64_t ms = sqlite3_column_int64(st, 1);
+		v[n++] = (struct lease_over){ sqlite3_column_int64(st, 0), ms > 0 ? ms * 1000000 : 0 };
+	}
+	if (rc != SQLITE_DONE) {
+		err = kh__sqlerr(db, "events");
+		goto out;
+	}
+	*out = v;
+	*count = n;
+	v = NULL;
+out:
+	sqlite3_finalize(st);
+	keel_free(v);
+	return err;
+}
+
 /* Where a serving span ends for this check: its end, or sooner the
  * node's own `lock.lost` inside it (with a ZooKeeper manager the node
- * stops serving there: no receipt, no client, before its state changes). */
-static int64_t serve_end(const struct kh_trace *t, const struct kh_span *s)
+ * stops serving there: no receipt, no client, before its state changes),
+ * or sooner still where that event says its lease ran out (a node paused
+ * past its lease learns it late, and served nothing since). */
+static int64_t serve_end(const struct kh_trace *t, const struct kh_span *s,
+			 const struct lease_over *lo, size_t nlo)
 {
 	for (size_t i = 0; i < t->n_evs; i++) {
 		const struct kh_ev *e = &t->evs[i];
-		if (e->node == s->node && e->incarnation == s->incarnation && e->t_ns >= s->start_ns &&
-		    e->t_ns < s->end_ns && strcmp(e->type, "lock.lost") == 0)
-			return e->t_ns;
+		if (e->node != s->node || e->incarnation != s->incarnation || e->t_ns < s->start_ns ||
+		    e->t_ns >= s->end_ns || strcmp(e->type, "lock.lost") != 0)
+			continue;
+		int64_t end = e->t_ns;
+		for (size_t k = 0; k < nlo; k++)
+			if (lo[k].id == e->id)
+				end -= lo[k].over_ns;
+		return end > s->start_ns ? end : s->start_ns;
 	}
 	return s->end_ns;
 }
@@ -541,12 +598,14 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 {
 	struct kh_trace *t = NULL;
 	struct pause_win *pw = NULL;
-	size_t npw = 0;
+	struct lease_over *lo = NULL;
+	size_t npw = 0, nlo = 0;
 	int err, errors = 0;
 
 	if ((err = kh__trace_load(db, scenario_id, &t)) < 0)
 		return err;
-	if ((err = load_pauses(db, t, &pw, &npw)) < 0)
+	if ((err = load_pauses(db, t, &pw, &npw)) < 0 ||
+	    (err = load_lease_over(db, scenario_id, &lo, &nlo)) < 0)
 		goto out;
 	for (size_t i = 0; i < t->n_spans; i++) {
 		const struct kh_span *a = &t->spans[i];
@@ -557,7 +616,7 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 			if (b->node == a->node || !serving(b->state) ||
 			    !in_ha_group(t, b->node))
 				continue;
-			int64_t a_end = serve_end(t, a), b_end = serve_end(t, b);
+			int64_t a_end = serve_end(t, a, lo, nlo), b_end = serve_end(t, b, lo, nlo);
 			if (!(a->start_ns < b_end && b->start_ns < a_end))
 				continue;
 			int64_t from = a->start_ns > b->start_ns ? a->start_ns :
@@ -593,6 +652,7 @@ int kh_check_single_live(sqlite3 *db, int64_t scenario_id)
 	err = errors;
 out:
 	keel_free(pw);
+	keel_free(lo);
 	kh__trace_free(t);
 	return err;
 }

@@ -319,6 +319,31 @@ static void t_single_fail_resumed_live(void **state)
 			       "both serving for 20.000 ms (not counting pauses) in +0.130000 s"));
 }
 
+/* The lease ran out during the pause; the live learns it only after the
+ * resume (its lock.lost 2 ms after node.resumed) and says how long ago
+ * (lease-over-ms): it served nothing since, so no overlap; the same
+ * without lease-over-ms is 2 ms of two lives. */
+static void t_single_lease_over_before_resume(void **state)
+{
+	struct rec *r = *state;
+	pair(r);
+	rec_node(r, "keel-harness", NULL);
+	rec_state(r, "live1", 1, MS(10), "STARTING");
+	rec_state(r, "live1", 2, MS(30), "LIVE");
+	rec_step(r, 0, "pause", "live1", NULL, MS(100), MS(101), "ok", NULL);
+	rec_event(r, "keel-harness", 1, MS(100), "node.paused", "\"broker\":\"live1\"");
+	rec_state(r, "backup1", 1, MS(130), "LIVE");
+	rec_event(r, "keel-harness", 2, MS(500), "node.resumed", "\"broker\":\"live1\"");
+	rec_event(r, "live1", 3, MS(502), "lock.lost", "\"lease-over-ms\":380");
+	rec_state(r, "live1", 4, MS(503), "BACKUP_CONNECTING");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 0);
+	rec_event(r, "live1", 5, MS(600), "state", "\"state\":\"LIVE\"");
+	rec_event(r, "live1", 6, MS(602), "lock.lost", "\"lease-over-ms\":0");
+	rec_state(r, "live1", 7, MS(603), "BACKUP_CONNECTING");
+	assert_int_equal(kh_check_single_live(r->db, r->sid), 1);
+	assert_non_null(strstr(rec_finding_msg(r, "single-live"), "both serving for 2.000 ms"));
+}
+
 static void t_single_pass_failback(void **state)
 {
 	struct rec *r = *state;
@@ -583,6 +608,7 @@ int main(void)
 		T(t_single_fail_both_live),
 		T(t_single_pass_paused_live_lock_lost),
 		T(t_single_fail_resumed_live),
+		T(t_single_lease_over_before_resume),
 		T(t_single_pass_failback),
 		T(t_single_fail_failback_too_early),
 		T(t_single_imported_no_roles),
