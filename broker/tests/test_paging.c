@@ -22,11 +22,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define FIU_ENABLE 1 /* fiu_init and the control calls are real */
+#include <errno.h>
+#include <fiu-control.h>
+#include <fiu.h>
+
 #include "jtest.h"
 #include "limits.h"
 #include "paging.h"
 
 #define N_PAGED 12
+
+typedef struct waited {
+	keel_sync_waiter w;
+	int calls;
+	int status;
+} waited;
+
+static void on_waited(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	waited *x = (waited *)w;
+	(void)synced;
+	x->calls++;
+	x->status = status;
+}
 
 static char base[256];
 
@@ -107,6 +126,16 @@ static void page_file(const char *dir, char *out, size_t len)
 	strncat(out, "/000000000001.page", len - strlen(out) - 1);
 }
 
+/* A page file written back (its directory goes with its last file). */
+static void write_page(const char *f, const uint8_t *b, size_t len)
+{
+	char d[600];
+	snprintf(d, sizeof(d), "%s", f);
+	*strrchr(d, '/') = '\0';
+	(void)mkdir(d, 0755);
+	write_whole(f, b, len);
+}
+
 /* The bodies' leading numbers, in delivery order: "0,1,2,". */
 static void numbers(const collect *k, char *out, size_t len)
 {
@@ -181,7 +210,7 @@ static void test_truncation_sweep(void **state)
 	}
 	assert_int_equal(off, size);
 	for (size_t cut = 0; cut < size; cut++) {
-		write_whole(f, orig, cut);
+		write_page(f, orig, cut);
 		uint64_t whole = 0;
 		for (int i = 0; i < N_PAGED; i++)
 			whole += ends[i] <= cut;
@@ -259,7 +288,7 @@ static void test_acked_before_cursor(void **state)
 	assert_int_not_equal(access(f, F_OK), 0);
 
 	/* the page writes are lost, the journal's records are not */
-	write_whole(f, orig, size);
+	write_page(f, orig, size);
 	char d[310];
 	snprintf(d, sizeof(d), "%s.paging", dir);
 	assert_int_equal(keel_paging_address_dir(d, "pg", cur, sizeof(cur)), 0);
@@ -429,6 +458,282 @@ static void test_depage_paced(void **state)
 	pg_close(&e, pg);
 }
 
+/* ---- purge, failed writes, directories --------------------------------- */
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static void addr_dir(const env *e, const char *address, char *out, size_t len)
+{
+	char d[300];
+	pg_dir(e, d, sizeof(d));
+	assert_int_equal(keel_paging_address_dir(d, address, out, len), 0);
+}
+
+/* Every batch written and every waiter run (a bounded number of rounds,
+ * each flush waits for the writer). */
+static void settle(env *e)
+{
+	for (int round = 0; round < 4; round++) {
+		assert_int_equal(keel_journal_flush(e->j), 0);
+		(void)uv_run(&e->loop, UV_RUN_NOWAIT);
+	}
+}
+
+static void send_rt(env *e, const char *addr, const char *body, keel_routing rt)
+{
+	keel_kv h[2] = { KEEL_KV("color", "blue"), KEEL_KV("n", body) };
+	keel_msg_init init = { .address = addr, .headers = h, .header_count = 2, .body = body,
+			       .body_len = strlen(body), .priority = 4, .persistent = true };
+	keel_msg *m = keel_msg_create(e->core, &init);
+	assert_non_null(m);
+	assert_true(keel_core_send(e->core, m, rt, NULL) >= 0);
+	keel_msg_unref(m);
+}
+
+/* "<i>xxx..." with a 300-byte body: one fills "pg"'s 100-byte limit. */
+static void body_n(char *body, int i)
+{
+	memset(body, 'x', 300);
+	int n = snprintf(body, 301, "%d", i);
+	body[n] = 'x';
+	body[300] = '\0';
+}
+
+/* purge-queue drops the paged messages of its queue: the paged count
+ * goes to 0, the page files and the directory go, and nothing comes back
+ * after a restart. */
+static void test_purge_drops_paged(void **state)
+{
+	(void)state;
+	char dir[300], d[600];
+	snprintf(dir, sizeof(dir), "%s/purge", base);
+	fill(dir);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	assert_int_equal(paged(&e), N_PAGED);
+	addr_dir(&e, "pg", d, sizeof(d));
+	assert_true(exists(d));
+	uint64_t n = keel_queue_purge(keel_queue_find(e.core, "pg"));
+	if (paged(&e) != 0)
+		fail_msg("purge-queue left %" PRIu64 " paged messages", paged(&e));
+	assert_int_equal(n, N_PAGED + 1);
+	settle(&e);
+	assert_false(exists(d));
+	/* new messages page again, in a directory made again */
+	char body[301];
+	for (int i = 0; i < 3; i++) {
+		body_n(body, 100 + i);
+		send_to(&e, "pg", body, true, NULL);
+	}
+	assert_int_equal(paged(&e), 2);
+	settle(&e);
+	pg_close(&e, pg);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	pg = pg_open(&e, true);
+	assert_int_equal(paged(&e), 2);
+	collect k;
+	drain(&e, "pg", &k);
+	char got[256];
+	numbers(&k, got, sizeof(got));
+	assert_string_equal(got, "100,101,102,");
+	pg_close(&e, pg);
+}
+
+/* A multicast address with two subscription queues: purging one drops
+ * its copies of the paged messages (its purge mark, on disk: across a
+ * restart too), the other still gets every one. */
+static void test_purge_one_of_two(void **state)
+{
+	(void)state;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/purge2", base);
+	for (int restart = 0; restart < 2; restart++) {
+		rm_rf(dir);
+		env e;
+		keel_journal_options o = default_opts(dir);
+		assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+		settings(&e);
+		keel_paging *pg = pg_open(&e, true);
+		const char *qn[2] = { "s1", "s2" };
+		for (int i = 0; i < 2; i++) {
+			keel_queue_options qo = { .name = qn[i], .address = "pg",
+						  .routing = KEEL_MULTICAST, .durable = true,
+						  .max_consumers = -1 };
+			assert_int_equal(keel_queue_create(e.core, &qo, NULL), 0);
+		}
+		char body[301], want[256] = "";
+		for (int i = 0; i < 6; i++) {
+			body_n(body, i);
+			send_rt(&e, "pg", body, KEEL_MULTICAST);
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "%d,", i);
+		}
+		assert_int_equal(paged(&e), 5);
+		(void)keel_queue_purge(keel_queue_find(e.core, "s1"));
+		/* s2 still has them all */
+		assert_int_equal(paged(&e), 5);
+		/* after the purge: for both again */
+		body_n(body, 6);
+		send_rt(&e, "pg", body, KEEL_MULTICAST);
+		settle(&e);
+		if (restart) {
+			pg_close(&e, pg);
+			assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+			settings(&e);
+			pg = pg_open(&e, true);
+			assert_int_equal(paged(&e), 6);
+		}
+		collect k1, k2;
+		char g1[256] = "", g2[256] = "", part[256];
+		for (int round = 0; round < 50 && paged(&e); round++) {
+			drain(&e, "s1", &k1);
+			numbers(&k1, part, sizeof(part));
+			strncat(g1, part, sizeof(g1) - strlen(g1) - 1);
+			drain(&e, "s2", &k2);
+			numbers(&k2, part, sizeof(part));
+			strncat(g2, part, sizeof(g2) - strlen(g2) - 1);
+			settle(&e);
+		}
+		drain(&e, "s1", &k1);
+		numbers(&k1, part, sizeof(part));
+		strncat(g1, part, sizeof(g1) - strlen(g1) - 1);
+		drain(&e, "s2", &k2);
+		numbers(&k2, part, sizeof(part));
+		strncat(g2, part, sizeof(g2) - strlen(g2) - 1);
+		strncat(want, "6,", sizeof(want) - strlen(want) - 1);
+		if (strcmp(g1, "6,") != 0 || strcmp(g2, want) != 0)
+			fail_msg("restart %d: s1 got %s (want 6,), s2 got %s (want %s)", restart, g1,
+				 g2, want);
+		assert_int_equal(paged(&e), 0);
+		pg_close(&e, pg);
+	}
+}
+
+/* A batch whose write fails (a full disk): its paged messages are
+ * refused (the waiter of their ticket fails), counted out, and the
+ * address goes on: the ones before and after come back in order, and
+ * the paged count reaches 0. */
+static void test_failed_write_counted_out(void **state)
+{
+	(void)state;
+	char dir[300], body[301];
+	snprintf(dir, sizeof(dir), "%s/failed", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	for (int i = 0; i < 4; i++) {
+		body_n(body, i);
+		send_to(&e, "pg", body, true, NULL);
+	}
+	settle(&e);
+	assert_int_equal(paged(&e), 3);
+	const keel_sync *sy = keel_journal_sync(e.j);
+	assert_int_equal(fiu_enable("journal/write", 1, (void *)(intptr_t)ENOSPC, 0), 0);
+	for (int i = 4; i < 7; i++) {
+		body_n(body, i);
+		send_to(&e, "pg", body, true, NULL);
+	}
+	waited bad = { .w = { .done = on_waited } };
+	bad.w.ticket = sy->ticket(sy->ud);
+	sy->wait(sy->ud, &bad.w);
+	assert_int_equal(keel_journal_flush(e.j), -ENOSPC);
+	fiu_disable("journal/write");
+	assert_int_equal(bad.calls, 1);
+	assert_true(bad.status < 0);
+	if (paged(&e) != 3)
+		fail_msg("%" PRIu64 " paged after 3 of 6 were lost", paged(&e));
+	settle(&e);
+	for (int i = 7; i < 9; i++) {
+		body_n(body, i);
+		send_to(&e, "pg", body, true, NULL);
+	}
+	settle(&e);
+	collect k;
+	char got[256] = "", part[256];
+	for (int round = 0; round < 50 && (paged(&e) || pending(&e, "pg")); round++) {
+		drain(&e, "pg", &k);
+		numbers(&k, part, sizeof(part));
+		strncat(got, part, sizeof(got) - strlen(got) - 1);
+		settle(&e);
+	}
+	if (strcmp(got, "0,1,2,3,7,8,") != 0 || paged(&e) != 0)
+		fail_msg("read back %s (want 0,1,2,3,7,8,), %" PRIu64 " still paged", got,
+			 paged(&e));
+	settle(&e);
+	pg_close(&e, pg);
+	/* and nothing after a restart */
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	pg = pg_open(&e, true);
+	assert_int_equal(paged(&e), 0);
+	pg_close(&e, pg);
+}
+
+/* The directory of an address's pages goes when it is drained (once
+ * that is on disk) and when the address is deleted; one left with only a
+ * cursor goes at a start. */
+static void test_dirs_removed(void **state)
+{
+	(void)state;
+	char dir[300], d[600], body[301];
+	snprintf(dir, sizeof(dir), "%s/dirs", base);
+	env e;
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	settings(&e);
+	keel_paging *pg = pg_open(&e, true);
+	mkqueue(&e, "pg", KEEL_ANYCAST, true);
+	addr_dir(&e, "pg", d, sizeof(d));
+	for (int i = 0; i < 4; i++) {
+		body_n(body, i);
+		send_to(&e, "pg", body, true, NULL);
+	}
+	settle(&e);
+	assert_true(exists(d));
+	collect k;
+	for (int round = 0; round < 20 && paged(&e); round++) {
+		drain(&e, "pg", &k);
+		settle(&e);
+	}
+	drain(&e, "pg", &k);
+	settle(&e);
+	assert_int_equal(paged(&e), 0);
+	if (exists(d))
+		fail_msg("%s is still there once drained", d);
+	/* a deleted address: its files and directory go at once */
+	for (int i = 0; i < 4; i++) {
+		body_n(body, i);
+		send_to(&e, "pg", body, true, NULL);
+	}
+	settle(&e);
+	assert_true(exists(d));
+	assert_int_equal(keel_address_delete(e.core, "pg", true), 0);
+	settle(&e);
+	if (exists(d))
+		fail_msg("%s is still there once its address is deleted", d);
+	pg_close(&e, pg);
+	/* a directory with only a cursor goes at a start */
+	assert_int_equal(mkdir(d, 0755), 0);
+	char cur[700];
+	snprintf(cur, sizeof(cur), "%s/cursor", d);
+	uint8_t zero[32] = { 0 };
+	write_whole(cur, zero, sizeof(zero));
+	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
+	pg = pg_open(&e, true);
+	assert_false(exists(d));
+	pg_close(&e, pg);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -447,6 +752,7 @@ static int teardown(void **state)
 
 int main(void)
 {
+	fiu_init(0);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order_across_restart),
 		cmocka_unit_test(test_truncation_sweep),
@@ -454,6 +760,10 @@ int main(void)
 		cmocka_unit_test(test_rollover_while_reading),
 		cmocka_unit_test(test_global_full_stays_paged),
 		cmocka_unit_test(test_depage_paced),
+		cmocka_unit_test(test_purge_drops_paged),
+		cmocka_unit_test(test_purge_one_of_two),
+		cmocka_unit_test(test_failed_write_counted_out),
+		cmocka_unit_test(test_dirs_removed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
