@@ -68,8 +68,23 @@ static keel_pgset *make(keel_pgsets *t, const char *k, size_t klen)
 	return s;
 }
 
-keel_pgset *keel_pgsets_find(const keel_pgsets *t, const char *const *names, size_t n)
+/* Is s's key names[0..n)?  (No allocation: the common case.) */
+static bool key_is(const keel_pgset *s, const char *const *names, size_t n)
 {
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(names[i]) + 1;
+		if (at + l > s->klen || memcmp(s->key + at, names[i], l) != 0)
+			return false;
+		at += l;
+	}
+	return at == s->klen;
+}
+
+keel_pgset *keel_pgsets_find(keel_pgsets *t, const char *const *names, size_t n)
+{
+	if (t->last && key_is(t->last, names, n))
+		return t->last;
 	size_t klen = key_len(names, n);
 	char *k = keel_malloc(klen ? klen : 1);
 	if (k == NULL)
@@ -77,11 +92,18 @@ keel_pgset *keel_pgsets_find(const keel_pgsets *t, const char *const *names, siz
 	key_fill(k, names, n);
 	keel_pgset *s = find_key(t, k, klen);
 	keel_free(k);
+	if (s)
+		t->last = s;
 	return s;
 }
 
 keel_pgset *keel_pgsets_add(keel_pgsets *t, const char *const *names, size_t n)
 {
+	if (t->last && key_is(t->last, names, n)) {
+		t->last->count++;
+		t->total++;
+		return t->last;
+	}
 	size_t klen = key_len(names, n);
 	char *k = keel_malloc(klen ? klen : 1);
 	if (k == NULL)
@@ -95,6 +117,7 @@ keel_pgset *keel_pgsets_add(keel_pgsets *t, const char *const *names, size_t n)
 		return NULL;
 	s->count++;
 	t->total++;
+	t->last = s;
 	return s;
 }
 
@@ -146,6 +169,7 @@ int keel_pgsets_purge(keel_pgsets *t, const char *q, uint64_t *dead)
 		rc = -ENOMEM;
 		goto out;
 	}
+	t->last = NULL; /* it may not be live after */
 	HASH_ITER(hh, t->by_key, s, tmp) {
 		if (names_has(s, q)) {
 			hit[n++] = s;
@@ -191,6 +215,7 @@ out:
 void keel_pgsets_clear(keel_pgsets *t)
 {
 	HASH_CLEAR(hh, t->by_key);
+	t->last = NULL;
 	while (t->all) {
 		keel_pgset *s = t->all;
 		t->all = s->all_next;

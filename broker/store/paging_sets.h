@@ -24,13 +24,15 @@ typedef struct keel_pgsets {
 				dead ones too: records not yet durable refer
 				to them) */
 	uint64_t total;      /* the records counted */
+	keel_pgset *last;    /* the live set last added to or found (most
+				records of an address name the same queues) */
 } keel_pgsets;
 
 /* One more record naming names[0..n) (n >= 1).  Its set (for a later
  * keel_pgsets_take), NULL on out of memory (nothing counted). */
 keel_pgset *keel_pgsets_add(keel_pgsets *t, const char *const *names, size_t n);
 /* The live set of names[0..n), NULL when there is none. */
-keel_pgset *keel_pgsets_find(const keel_pgsets *t, const char *const *names, size_t n);
+keel_pgset *keel_pgsets_find(keel_pgsets *t, const char *const *names, size_t n);
 /* One record of s (as added, through the merges since) is gone (read
  * back, or lost in a failed write): true; false when s's records were
  * all dead already (purged: counted out then). */
