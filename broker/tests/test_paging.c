@@ -882,6 +882,16 @@ typedef struct holder {
 	char order[512];
 } holder;
 
+/* The leading number of a message's body (not NUL-terminated). */
+static int body_num(const keel_msg *m)
+{
+	char b[16];
+	size_t n = m->body_len < sizeof(b) - 1 ? m->body_len : sizeof(b) - 1;
+	memcpy(b, m->body, n);
+	b[n] = '\0';
+	return atoi(b);
+}
+
 static void hold_deliver(keel_consumer *c, keel_ref *ref, void *ud)
 {
 	(void)c;
@@ -889,7 +899,7 @@ static void hold_deliver(keel_consumer *c, keel_ref *ref, void *ud)
 	assert_true(h->n < 64);
 	h->refs[h->n++] = ref;
 	size_t l = strlen(h->order);
-	snprintf(h->order + l, sizeof(h->order) - l, "%d,", atoi((const char *)ref->msg->body));
+	snprintf(h->order + l, sizeof(h->order) - l, "%d,", body_num(ref->msg));
 }
 
 /* A NACKed paged message is redelivered, and after
@@ -923,7 +933,7 @@ static void test_redelivery_and_dla(void **state)
 	assert_int_equal(keel_consumer_create(e.core, q, &co, &ops, &h, &c), 0);
 	for (int round = 0; round < 40 && h.n > 0; round++) {
 		keel_ref *r = h.refs[--h.n];
-		bool nack = atoi((const char *)r->msg->body) == 1;
+		bool nack = body_num(r->msg) == 1;
 		if (nack)
 			assert_true(keel_consumer_nack(c, r, false, NULL) >= 0);
 		else
