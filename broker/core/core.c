@@ -94,7 +94,7 @@ int keel_queue_delete(keel_core *core, const char *name, bool remove_consumers)
 
 uint64_t keel_queue_purge(keel_queue *q)
 {
-	uint64_t n = core__queue_purge_pending(q);
+	uint64_t n = core__queue_purge_pending(q) + core__paged_purge(q);
 	core__flush(q->core); /* the address may have drained: waiters */
 	return n;
 }
@@ -132,6 +132,7 @@ void keel_core_free(keel_core *core)
 	assert(!core->flushing);
 	/* tearing down is not deleting: the store hears nothing */
 	memset(&core->store, 0, sizeof(core->store));
+	memset(&core->pager, 0, sizeof(core->pager));
 	core__tx_teardown(core);
 	while (core->addr_count)
 		address_remove(core->addrs[core->addr_count - 1], false);

@@ -303,7 +303,8 @@ keel_queue *keel_queue_find(const keel_core *core, const char *name);
 /* -ENOENT; -EBUSY when it has consumers and !remove_consumers (with it,
  * consumers get their `closed` callback).  Its messages are dropped. */
 int keel_queue_delete(keel_core *core, const char *name, bool remove_consumers);
-/* Drop every pending (not delivered) message; returns how many. */
+/* Drop every pending (not delivered) message, the paged ones of q too
+ * (Paging); returns how many. */
 uint64_t keel_queue_purge(keel_queue *q);
 void keel_queue_pause(keel_queue *q, bool paused);
 
@@ -497,8 +498,14 @@ typedef struct keel_core_pager_ops {
 	/* The next paged message of a: 1 (out set), 0 (none readable now: the
 	 * pager calls keel_core_depage_kick when there is), -errno. */
 	int (*page_in)(void *ud, keel_address *a, keel_paged_msg *out);
-	/* a goes (deleted) while paging: its pages go too. */
+	/* a goes (deleted): its pages go too (called for every address
+	 * deleted: the pager may hold its files' directory). */
 	void (*page_drop)(void *ud, keel_address *a);
+	/* Queue q's copies of a's paged messages are dropped (purge-queue,
+	 * purge-on-no-consumers, q deleted): the number of paged messages
+	 * left with no queue (the core's count drops by as many), or -errno
+	 * (nothing dropped).  May be NULL. */
+	int64_t (*page_purge)(void *ud, keel_address *a, const char *q);
 } keel_core_pager_ops;
 
 void keel_core_set_pager(keel_core *core, const keel_core_pager_ops *ops, void *ud);

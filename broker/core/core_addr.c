@@ -86,9 +86,9 @@ void core__address_destroy(keel_address *a)
 		assert(core->client_addr_count > 0);
 		core->client_addr_count--;
 	}
+	if (core->pager.page_drop)
+		core->pager.page_drop(core->pager_ud, a);
 	if (a->paged_count) {
-		if (core->pager.page_drop)
-			core->pager.page_drop(core->pager_ud, a);
 		assert(core->paging_addrs > 0 && core->paged_total >= a->paged_count);
 		core->paging_addrs--;
 		core->paged_total -= a->paged_count;

@@ -177,6 +177,9 @@ void core__queue_destroy(keel_queue *q, bool notify)
 
 	if (core__queue_is_persisted(q) && core->store.queue_deleted)
 		core->store.queue_deleted(core->store_ud, q);
+	/* its paged copies go (the address's pages go whole when it dies) */
+	if (!a->dying)
+		(void)core__paged_purge(q);
 	HASH_DELETE(hh, core->queues_by_name, q);
 	for (size_t i = 0; i < a->queue_count; i++) {
 		if (a->queues[i] == q) {
@@ -415,8 +418,10 @@ void keel_consumer_close(keel_consumer *c)
 	c->closed = true;
 	c->queue = NULL;
 	if (q->consumer_count == 0) {
-		if (q->purge_on_no_consumers)
+		if (q->purge_on_no_consumers) {
 			core__queue_purge_pending(q);
+			(void)core__paged_purge(q);
+		}
 		if (q->temporary)
 			q->temp_idle = true;
 	}

@@ -285,6 +285,9 @@ void core__waiter_unlink(keel_core *core, keel_address_waiter *w);
 void core__waiters_run(keel_core *core);
 /* From the flush: read paged messages back where there is room. */
 void core__depage_run(keel_core *core);
+/* q's copies of its address's paged messages are dropped (the pager's
+ * page_purge); the number of paged messages that went with them. */
+uint64_t core__paged_purge(keel_queue *q);
 
 /* ---- core_deliver.c: redelivery, deleting a queue, the flush ----------- */
 

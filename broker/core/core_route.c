@@ -286,6 +286,24 @@ void core__depage_run(keel_core *core)
 	}
 }
 
+uint64_t core__paged_purge(keel_queue *q)
+{
+	keel_core *core = q->core;
+	keel_address *a = q->addr;
+	if (a == NULL || a->paged_count == 0 || core->pager.page_purge == NULL)
+		return 0;
+	int64_t dead = core->pager.page_purge(core->pager_ud, a, q->name);
+	if (dead <= 0)
+		return 0; /* out of memory: the copies stay (delivered to q) */
+	uint64_t n = (uint64_t)dead;
+	assert(n <= a->paged_count && n <= core->paged_total);
+	a->paged_count -= n;
+	core->paged_total -= n;
+	if (a->paged_count == 0)
+		core->paging_addrs--;
+	return n;
+}
+
 void keel_core_set_pager(keel_core *core, const keel_core_pager_ops *ops, void *ud)
 {
 	if (ops)

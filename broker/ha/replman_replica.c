@@ -305,6 +305,14 @@ int replman__replica_flush(keel_replman *m)
 			rc = sync_parent(path);
 		else if (errno != ENOENT)
 			keel_log_warn("replica: cannot delete %s: %s", path, strerror(errno));
+		/* a cursor goes with its directory when nothing else is left
+		 * there (as on the live: journal_writer.c) */
+		size_t pl = strlen(path);
+		if (rc == 0 && pl > 7 && strcmp(path + pl - 7, "/cursor") == 0) {
+			path[pl - 7] = '\0';
+			if (rmdir(path) == 0)
+				rc = keel_fsync_dir(m->paging_dir);
+		}
 	}
 	ext_deletes_clear(m);
 	if (rc)

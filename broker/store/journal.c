@@ -349,10 +349,11 @@ int keel_journal_flush(keel_journal *j)
 		if (rc)
 			return rc;
 		journal__reclaim(j);
-		if (journal__batch_empty(j->open) && j->synced >= j->appended)
+		/* nothing left to write (after a failed batch, appends that
+		 * were dropped and not written again stay above synced) */
+		if (journal__batch_empty(j->open))
 			return 0;
-		if (!journal__batch_empty(j->open))
-			journal__submit(j);
+		journal__submit(j);
 	}
 }
 

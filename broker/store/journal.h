@@ -118,6 +118,15 @@ void keel_journal_free(keel_journal *j);
 int keel_journal_ext_write(keel_journal *j, const char *path, uint64_t off, const void *data,
 			   size_t len);
 int keel_journal_ext_unlink(keel_journal *j, const char *path);
+/*
+ * A batch failed: every write and unlink of other files appended after
+ * `synced` (keel_sync's tickets) was dropped, not done (those that the
+ * writer reached may be on disk, unsynced).  Called on the loop once per
+ * failure, before the failed frames' waiters run; the hook may append
+ * (they go to the next batch).  One hook (paging); NULL removes it.
+ */
+typedef void (*keel_journal_fail_fn)(void *ud, uint64_t synced);
+void keel_journal_set_fail_hook(keel_journal *j, keel_journal_fail_fn fn, void *ud);
 /* Is message `id` live in the journal (held by a durable queue)? */
 bool keel_journal_has_message(keel_journal *j, uint64_t id);
 /* Was it live, or did open see its MESSAGE record (committed) though it

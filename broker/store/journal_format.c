@@ -544,6 +544,12 @@ int keel_journal_ext_unlink(keel_journal *j, const char *path)
 	return ext_op(j, OP_EXT_UNLINK, path, 0, NULL, 0);
 }
 
+void keel_journal_set_fail_hook(keel_journal *j, keel_journal_fail_fn fn, void *ud)
+{
+	j->fail_hook = fn;
+	j->fail_ud = fn ? ud : NULL;
+}
+
 bool keel_journal_has_message(keel_journal *j, uint64_t id)
 {
 	return journal__ent_find(j, JK_MSG, id, 0) != NULL;

@@ -218,6 +218,8 @@ struct keel_journal {
 	unsigned reclaim_hold; /* snapshots in progress: no segment is deleted */
 	keel_journal_tap_fn tap;
 	void *tap_ud;
+	keel_journal_fail_fn fail_hook; /* paging: ext ops after synced dropped */
+	void *fail_ud;
 	keel_journal_fileop *tap_ops;
 	size_t tap_cap;
 	bool retry_due;

@@ -199,6 +199,36 @@ static int w_trunc(keel_journal *j, uint64_t seg, uint64_t off, uint64_t size)
 
 /* ---- other files (OP_EXT_*) ---------------------------------------------- */
 
+/* fsync the directory holding `path` (a file or a directory). */
+static int w_sync_parent(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int rc = fsync(dfd) < 0 ? -errno : 0;
+	close(dfd);
+	return rc;
+}
+
+/* An unlinked `cursor` takes its directory with it when nothing else is
+ * left there (an address's pages all read back, or the address deleted):
+ * a directory a new page file is written in meanwhile stays. */
+static void w_ext_rmdir_cursor(const char *path)
+{
+	size_t n = strlen(path);
+	if (n < 7 || strcmp(path + n - 7, "/cursor") != 0)
+		return;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%.*s", (int)(n - 7), path);
+	if (rmdir(dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
+		keel_log_warn("journal: cannot remove %s: %s", dir, strerror(errno));
+}
+
 static int w_ext_fd(keel_journal *j, const char *path)
 {
 	unsigned n = KEEL_JOURNAL_EXT_FDS;
@@ -217,7 +247,19 @@ static int w_ext_fd(keel_journal *j, const char *path)
 		j->w_ext[k].path = NULL;
 	}
 	bool created = false;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 && errno == ENOENT && slash && mkdir(dir, 0755) == 0) {
+		/* its directory went (an address's pages, removed once read):
+		 * made again, durably */
+		if (j->sync)
+			(void)w_sync_parent(dir);
+		fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
+	}
 	if (fd >= 0)
 		created = true;
 	else if (errno == EEXIST)
@@ -226,11 +268,6 @@ static int w_ext_fd(keel_journal *j, const char *path)
 		return -errno;
 	if (created && j->sync) {
 		/* a new file: its name is durable before its records count */
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s", path);
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			*slash = '\0';
 		int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd >= 0) {
 			(void)fsync(dfd);
@@ -385,6 +422,7 @@ static int w_exec(keel_journal *j, jbatch *b)
 			if (unlink(path) < 0 && errno != ENOENT)
 				keel_log_warn("journal: cannot delete %s: %s", path,
 					      strerror(errno));
+			w_ext_rmdir_cursor(path);
 			continue;
 		}
 		if (op->kind != OP_DELETE)
@@ -542,6 +580,8 @@ static void on_failure(keel_journal *j, const jbatch *failed, int err, const cha
 		journal__note_oom(j); /* reclaimed files stay until a restart */
 	/* the open batch lays out records after the failed ones: drop it */
 	journal__batch_reset(j->open);
+	if (j->fail_hook)
+		j->fail_hook(j->fail_ud, j->synced);
 	journal__release_waiters(j, err, fail_upto);
 
 	/* segments past the durable end: off the index (their records are

@@ -4,26 +4,20 @@
  * paging address's read buffer and its decoded record.  Loop thread only;
  * every write goes through the journal's writer (keel_journal_ext_write).
  *
- * Format, version 1 (all integers little-endian):
- *   <dir>/<hex of the address name>/<seq, 12 digits>.page:
- *     header, 32 bytes: magic "KEELPAG\0", u32 version (1), u32 header
- *     size (32), u64 seq, u32 reserved, u32 CRC32C of the 28 bytes before;
- *     records back to back: u32 CRC32C of the rest, u32 payload length,
- *     payload: u8 flags (1 persistent), u8 routing, u16 queue count,
- *     {u16 len, name} per queue, u64 message id, i64 timestamp, i64
- *     expires, u8 priority, u32 header count, {u32 len, name, u32 len,
- *     value} per header, u64 body length, body.
- *   <dir>/<hex>/cursor, 32 bytes: magic "KEELPCU\0", u64 seq, u64 offset
- *     (the next record to read back), u32 version (1), u32 CRC32C of the 28
- *     bytes before.
+ * Format: paging_format.c; internals: paging_int.h.
  * Invariants: files of an address have contiguous seqs, oldest first, and
  * are only appended to; after a start new records go to a new file; a
  * file is deleted only once every record in it was read back and the
  * journal records of what was read are durable (the unlink runs after the
  * batch's writes).  Recovery keeps every whole record of every file and
- * cuts what follows the last one.
+ * cuts what follows the last one.  A batch that failed (a full disk) lost
+ * every page write after the journal's synced ticket: the records lost
+ * are counted out (their producers got an ERROR), a file is read only up
+ * to the first lost record and the files after it not at all (cuts).
+ * An address whose records are all read back or gone loses its files,
+ * then (once that is on disk and it still has none) its directory.
  */
-#include "paging.h"
+#include "paging_int.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -41,445 +35,10 @@
 
 #include "bytes.h"
 #include "crc32c.h"
+#include "fsutil.h"
 #include "keel/alloc.h"
 #include "limits.h"
 #include "log.h"
-
-#define HASH_NONFATAL_OOM 1
-#define uthash_malloc(sz) keel_malloc(sz)
-#define uthash_free(ptr, sz) keel_free(ptr)
-#include <uthash.h>
-
-#define P_VERSION 1
-#define P_HDR 32
-#define P_REC_HDR 8
-#define P_MAGIC "KEELPAG"
-#define P_CMAGIC "KEELPCU"
-#define P_PERSISTENT 1
-
-typedef struct paddr {
-	UT_hash_handle hh;
-	keel_paging *pg;
-	char *name;
-	char dir[4096];
-	uint64_t first_seq;     /* oldest file (0: none) */
-	uint64_t last_seq;      /* the file written */
-	uint64_t w_off;         /* its end */
-	bool new_file;          /* the next record opens a new file */
-	uint64_t werrs;         /* the journal's write errors when last_seq opened */
-	uint64_t t1, o1, t2, o2; /* tickets of writes to last_seq and their ends */
-	uint64_t readable;      /* of last_seq: written by the writer */
-	uint64_t prev_t;        /* ticket of the last write to the files before
-				   last_seq: they are whole once it is synced */
-	uint64_t old_last;      /* files <= it were there at open */
-	bool old_pending;       /* records of those files are still to be read */
-	uint64_t r_seq, r_off;  /* the next record to read */
-	int r_fd;
-	uint64_t r_fd_seq;
-	uint8_t *rbuf;
-	size_t rbuf_cap;
-	size_t rbuf_len;
-	uint64_t rbuf_off;      /* file offset of rbuf[0] */
-	uint64_t count;         /* records to read back */
-	const char **qnames;
-	size_t qcap;
-	char *qstore;
-	size_t qstore_cap;
-	keel_sync_waiter kick;
-} paddr;
-
-struct keel_paging {
-	keel_core *core;
-	keel_journal *j;
-	const keel_sync *sync;
-	keel_events *events;
-	char *dir;
-	uint64_t file_size;
-	paddr *addrs;
-	uint8_t *enc;
-	size_t enc_cap;
-	keel_paging_stats st;
-	bool started;
-	size_t old_pending;     /* addresses with old_pending: the journal keeps
-				   what its open saw until none is left */
-};
-
-/* ---- names ---------------------------------------------------------------- */
-
-int keel_paging_address_dir(const char *dir, const char *address, char *out, size_t len)
-{
-	size_t n = strlen(dir), k = strlen(address);
-	if (n + 1 + 2 * k + 1 > len)
-		return -ENAMETOOLONG;
-	memcpy(out, dir, n);
-	out[n++] = '/';
-	for (size_t i = 0; i < k; i++)
-		n += (size_t)snprintf(out + n, 3, "%02x", (unsigned char)address[i]);
-	out[n] = '\0';
-	return 0;
-}
-
-static bool unhex(const char *h, char *out, size_t len)
-{
-	size_t n = strlen(h);
-	if (n == 0 || n % 2 || n / 2 >= len)
-		return false;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(h + 2 * i, "%2x", &v) != 1 || v == 0)
-			return false;
-		out[i] = (char)v;
-	}
-	out[n / 2] = '\0';
-	return true;
-}
-
-static void file_path(const paddr *pa, uint64_t seq, char *out, size_t len)
-{
-	snprintf(out, len, "%s/%012" PRIu64 ".page", pa->dir, seq);
-}
-
-static bool seq_parse(const char *name, uint64_t *seq)
-{
-	char *end;
-	if (strlen(name) != 17 || strcmp(name + 12, ".page") != 0)
-		return false;
-	unsigned long long v = strtoull(name, &end, 10);
-	if (end != name + 12 || v == 0)
-		return false;
-	*seq = v;
-	return true;
-}
-
-/* ---- format --------------------------------------------------------------- */
-
-static void file_header(uint8_t *h, uint64_t seq)
-{
-	memset(h, 0, P_HDR);
-	memcpy(h, P_MAGIC, 8);
-	keel_put_le32(h + 8, P_VERSION);
-	keel_put_le32(h + 12, P_HDR);
-	keel_put_le64(h + 16, seq);
-	keel_put_le32(h + 28, keel_crc32c(0, h, 28));
-}
-
-/* 0, -EBADMSG, -EPROTONOSUPPORT */
-static int file_header_check(const uint8_t *h)
-{
-	if (memcmp(h, P_MAGIC, 8) != 0 || keel_get_le32(h + 28) != keel_crc32c(0, h, 28))
-		return -EBADMSG;
-	if (keel_get_le32(h + 8) != P_VERSION || keel_get_le32(h + 12) != P_HDR)
-		return -EPROTONOSUPPORT;
-	return 0;
-}
-
-static void cursor_encode(uint8_t *c, uint64_t seq, uint64_t off)
-{
-	memset(c, 0, P_HDR);
-	memcpy(c, P_CMAGIC, 8);
-	keel_put_le64(c + 8, seq);
-	keel_put_le64(c + 16, off);
-	keel_put_le32(c + 24, P_VERSION);
-	keel_put_le32(c + 28, keel_crc32c(0, c, 28));
-}
-
-/* Length of the whole, valid record at buf[0..avail) (0: none). */
-static uint32_t rec_valid(const uint8_t *buf, size_t avail)
-{
-	if (avail < P_REC_HDR)
-		return 0;
-	uint32_t plen = keel_get_le32(buf + 4);
-	if (plen < 4 || plen > KEEL_JOURNAL_MAX_RECORD || avail - P_REC_HDR < plen)
-		return 0;
-	if (keel_crc32c(0, buf + 4, 4 + (size_t)plen) != keel_get_le32(buf))
-		return 0;
-	return P_REC_HDR + plen;
-}
-
-static int enc_reserve(keel_paging *pg, size_t n)
-{
-	if (n <= pg->enc_cap)
-		return 0;
-	size_t cap = pg->enc_cap ? pg->enc_cap : 4096;
-	while (cap < n)
-		cap *= 2;
-	uint8_t *p = keel_realloc(pg->enc, cap);
-	if (p == NULL)
-		return -ENOMEM;
-	pg->enc = p;
-	pg->enc_cap = cap;
-	return 0;
-}
-
-/* Lay out m's record in pg->enc; its length or -errno. */
-static int64_t rec_encode(keel_paging *pg, const keel_msg *m, keel_queue *const *qs, size_t n)
-{
-	size_t len = P_REC_HDR + 4;
-	for (size_t i = 0; i < n; i++)
-		len += 2 + strlen(keel_queue_name(qs[i]));
-	len += 8 + 8 + 8 + 1 + 4 + 8 + m->body_len;
-	for (size_t i = 0; i < m->header_count; i++)
-		len += 8 + m->headers[i].name_len + m->headers[i].value_len;
-	if (n > UINT16_MAX || len - P_REC_HDR > KEEL_JOURNAL_MAX_RECORD)
-		return -EMSGSIZE;
-	if (enc_reserve(pg, len))
-		return -ENOMEM;
-	uint8_t *p = pg->enc + P_REC_HDR;
-	*p++ = m->persistent ? P_PERSISTENT : 0;
-	*p++ = 0;
-	keel_put_le16(p, (uint16_t)n);
-	p += 2;
-	for (size_t i = 0; i < n; i++) {
-		const char *q = keel_queue_name(qs[i]);
-		size_t k = strlen(q);
-		keel_put_le16(p, (uint16_t)k);
-		memcpy(p + 2, q, k);
-		p += 2 + k;
-	}
-	keel_put_le64(p, m->id);
-	keel_put_le64(p + 8, (uint64_t)m->timestamp_ms);
-	keel_put_le64(p + 16, (uint64_t)m->expires_ms);
-	p[24] = m->priority;
-	keel_put_le32(p + 25, (uint32_t)m->header_count);
-	p += 29;
-	for (size_t i = 0; i < m->header_count; i++) {
-		size_t kn = m->headers[i].name_len, kv = m->headers[i].value_len;
-		keel_put_le32(p, (uint32_t)kn);
-		memcpy(p + 4, m->headers[i].name, kn);
-		p += 4 + kn;
-		keel_put_le32(p, (uint32_t)kv);
-		memcpy(p + 4, m->headers[i].value, kv);
-		p += 4 + kv;
-	}
-	keel_put_le64(p, m->body_len);
-	if (m->body_len)
-		memcpy(p + 8, m->body, m->body_len);
-	p += 8 + m->body_len;
-	assert((size_t)(p - pg->enc) == len);
-	keel_put_le32(pg->enc + 4, (uint32_t)(len - P_REC_HDR));
-	keel_put_le32(pg->enc, keel_crc32c(0, pg->enc + 4, len - 4));
-	return (int64_t)len;
-}
-
-typedef struct rd {
-	const uint8_t *p;
-	size_t left;
-	bool bad;
-} rd;
-
-static const uint8_t *take(rd *r, size_t n)
-{
-	if (r->bad || r->left < n) {
-		r->bad = true;
-		return NULL;
-	}
-	const uint8_t *p = r->p;
-	r->p += n;
-	r->left -= n;
-	return p;
-}
-
-static uint64_t r64(rd *r)
-{
-	const uint8_t *p = take(r, 8);
-	return p ? keel_get_le64(p) : 0;
-}
-
-static uint32_t r32(rd *r)
-{
-	const uint8_t *p = take(r, 4);
-	return p ? keel_get_le32(p) : 0;
-}
-
-static uint16_t r16(rd *r)
-{
-	const uint8_t *p = take(r, 2);
-	return p ? keel_get_le16(p) : 0;
-}
-
-/* A record's flags and message id (recovery). */
-static bool rec_peek(const uint8_t *rec, uint32_t len, uint8_t *flags, uint64_t *id)
-{
-	rd r = { rec + P_REC_HDR, len - P_REC_HDR, false };
-	const uint8_t *f = take(&r, 2);
-	uint16_t n = r16(&r);
-	for (uint16_t i = 0; i < n && !r.bad; i++)
-		take(&r, r16(&r));
-	*id = r64(&r);
-	if (r.bad || f == NULL)
-		return false;
-	*flags = f[0];
-	return true;
-}
-
-/* Decode a record into a message (restored with its id) and its queue
- * names (in pa's scratch).  0, -EBADMSG, -ENOMEM. */
-static int rec_decode(paddr *pa, const uint8_t *rec, uint32_t len, keel_paged_msg *out)
-{
-	keel_paging *pg = pa->pg;
-	rd r = { rec + P_REC_HDR, len - P_REC_HDR, false };
-	const uint8_t *f = take(&r, 2);
-	uint16_t n = r16(&r);
-	if (r.bad)
-		return -EBADMSG;
-	if (n > pa->qcap) {
-		const char **q = keel_realloc(pa->qnames, n * sizeof(*q));
-		if (q == NULL)
-			return -ENOMEM;
-		pa->qnames = q;
-		pa->qcap = n;
-	}
-	if (len > pa->qstore_cap) {
-		char *s = keel_realloc(pa->qstore, len);
-		if (s == NULL)
-			return -ENOMEM;
-		pa->qstore = s;
-		pa->qstore_cap = len;
-	}
-	char *qs = pa->qstore;
-	for (uint16_t i = 0; i < n; i++) {
-		uint16_t k = r16(&r);
-		const uint8_t *name = take(&r, k);
-		if (name == NULL)
-			return -EBADMSG;
-		memcpy(qs, name, k);
-		qs[k] = '\0';
-		pa->qnames[i] = qs;
-		qs += k + 1;
-	}
-	uint64_t id = r64(&r);
-	int64_t ts = (int64_t)r64(&r);
-	int64_t exp = (int64_t)r64(&r);
-	const uint8_t *prio = take(&r, 1);
-	uint32_t hc = r32(&r);
-	if (r.bad || hc > KEEL_MAX_HEADERS)
-		return -EBADMSG;
-	keel_kv hv[KEEL_MAX_HEADERS];
-	/* header strings: NUL-terminated copies after the queue names */
-	for (uint32_t i = 0; i < hc; i++) {
-		uint32_t kn = r32(&r);
-		const uint8_t *kp = take(&r, kn);
-		uint32_t vn = r32(&r);
-		const uint8_t *vp = take(&r, vn);
-		if (r.bad)
-			return -EBADMSG;
-		memcpy(qs, kp, kn);
-		qs[kn] = '\0';
-		hv[i].name = qs;
-		hv[i].name_len = kn;
-		qs += kn + 1;
-		memcpy(qs, vp, vn);
-		qs[vn] = '\0';
-		hv[i].value = qs;
-		hv[i].value_len = vn;
-		qs += vn + 1;
-	}
-	uint64_t blen = r64(&r);
-	const uint8_t *body = take(&r, blen);
-	if (r.bad || r.left)
-		return -EBADMSG;
-	keel_msg_init init = {
-		.address = pa->name, .headers = hv, .header_count = hc, .body = body,
-		.body_len = blen, .expires_ms = exp, .priority = prio[0],
-		.persistent = (f[0] & P_PERSISTENT) != 0,
-	};
-	/* a message the broker made itself (a management reply) has no id yet */
-	keel_msg *m = id ? keel_msg_restore(pg->core, &init, id, ts)
-			 : keel_msg_create(pg->core, &init);
-	if (m == NULL)
-		return -ENOMEM;
-	out->msg = m;
-	out->queues = pa->qnames;
-	out->queue_count = n;
-	return 0;
-}
-
-int keel_paging_scan_file(const char *path, uint64_t *count, uint64_t *end)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat stt;
-	uint8_t *buf = NULL;
-	int rc = 0;
-	if (fstat(fd, &stt) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	size_t size = (size_t)stt.st_size;
-	buf = keel_malloc(size ? size : 1);
-	if (buf == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (size && pread(fd, buf, size, 0) != (ssize_t)size) {
-		rc = -EIO;
-		goto out;
-	}
-	if (size < P_HDR) {
-		rc = -EBADMSG;
-		goto out;
-	}
-	rc = file_header_check(buf);
-	if (rc)
-		goto out;
-	uint64_t off = P_HDR, n = 0;
-	uint32_t len;
-	while ((len = rec_valid(buf + off, size - off)) != 0) {
-		off += len;
-		n++;
-	}
-	*count = n;
-	*end = off;
-out:
-	keel_free(buf);
-	close(fd);
-	return rc;
-}
-
-/* ---- per address ------------------------------------------------------------ */
-
-static paddr *paddr_get(keel_paging *pg, const char *name, bool create)
-{
-	paddr *pa = NULL;
-	HASH_FIND_STR(pg->addrs, name, pa);
-	if (pa || !create)
-		return pa;
-	pa = keel_calloc(1, sizeof(*pa));
-	if (pa == NULL)
-		return NULL;
-	pa->name = keel_malloc(strlen(name) + 1);
-	if (pa->name == NULL || keel_paging_address_dir(pg->dir, name, pa->dir, sizeof(pa->dir))) {
-		keel_free(pa->name);
-		keel_free(pa);
-		return NULL;
-	}
-	strcpy(pa->name, name);
-	pa->pg = pg;
-	pa->r_fd = -1;
-	pa->new_file = true;
-	HASH_ADD_KEYPTR(hh, pg->addrs, pa->name, strlen(pa->name), pa);
-	if (pa->hh.tbl == NULL) {
-		keel_free(pa->name);
-		keel_free(pa);
-		return NULL;
-	}
-	return pa;
-}
-
-static void paddr_free(keel_paging *pg, paddr *pa)
-{
-	HASH_DEL(pg->addrs, pa);
-	if (pg->sync && pa->kick.linked)
-		pg->sync->cancel(pg->sync->ud, &pa->kick);
-	if (pa->r_fd >= 0)
-		close(pa->r_fd);
-	keel_free(pa->rbuf);
-	keel_free(pa->qnames);
-	keel_free(pa->qstore);
-	keel_free(pa->name);
-	keel_free(pa);
-}
 
 static void emit(keel_paging *pg, const char *type, const paddr *pa, uint64_t n)
 {
@@ -507,17 +66,72 @@ static uint64_t journal_errors(keel_paging *pg)
 	return st.write_errors;
 }
 
+static uint64_t synced_now(keel_paging *pg)
+{
+	return pg->sync->synced(pg->sync->ud);
+}
+
+static uint64_t ticket_now(keel_paging *pg)
+{
+	return pg->sync->ticket(pg->sync->ud);
+}
+
+/* (s1, o1) < (s2, o2) */
+static bool pos_before(uint64_t s1, uint64_t o1, uint64_t s2, uint64_t o2)
+{
+	return s1 < s2 || (s1 == s2 && o1 < o2);
+}
+
+/* ---- writes not yet durable (pend) ------------------------------------- */
+
+static pend *pend_at(paddr *pa, size_t i)
+{
+	return &pa->pend[(pa->pend_head + i) % pa->pend_cap];
+}
+
+/* The writes now durable leave the ring. */
+static void pend_prune(paddr *pa, uint64_t synced)
+{
+	while (pa->pend_len && pend_at(pa, 0)->ticket <= synced) {
+		pa->pend_head = (pa->pend_head + 1) % pa->pend_cap;
+		pa->pend_len--;
+	}
+	if (pa->pend_len == 0)
+		pa->pend_head = 0;
+}
+
+static int pend_push(paddr *pa, const pend *e)
+{
+	if (pa->pend_len == pa->pend_cap) {
+		size_t cap = pa->pend_cap ? pa->pend_cap * 2 : 64;
+		pend *n = keel_malloc(cap * sizeof(*n));
+		if (n == NULL)
+			return -ENOMEM;
+		for (size_t i = 0; i < pa->pend_len; i++)
+			n[i] = *pend_at(pa, i);
+		keel_free(pa->pend);
+		pa->pend = n;
+		pa->pend_cap = cap;
+		pa->pend_head = 0;
+	}
+	pa->pend[(pa->pend_head + pa->pend_len) % pa->pend_cap] = *e;
+	pa->pend_len++;
+	return 0;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
 static int open_file(keel_paging *pg, paddr *pa)
 {
 	uint8_t h[P_HDR];
 	char path[4200];
-	if (pa->last_seq == 0 && mkdir(pa->dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
+	/* the directory may have gone with its last file: the writer makes
+	 * it again (journal_writer.c) */
 	uint64_t seq = pa->last_seq + 1;
-	if (pa->last_seq)
+	if (pa->first_seq)
 		pa->prev_t = pa->t2;
-	file_header(h, seq);
-	file_path(pa, seq, path, sizeof(path));
+	paging__file_header(h, seq);
+	paging__file_path(pa, seq, path, sizeof(path));
 	int rc = keel_journal_ext_write(pg->j, path, 0, h, P_HDR);
 	if (rc)
 		return rc;
@@ -528,9 +142,11 @@ static int open_file(keel_paging *pg, paddr *pa)
 		pa->r_off = P_HDR;
 	}
 	pa->last_seq = seq;
+	if (seq > pg->max_seq)
+		pg->max_seq = seq;
 	pa->w_off = P_HDR;
 	pa->readable = 0;
-	pa->t1 = pa->t2 = pg->sync->ticket(pg->sync->ud);
+	pa->t1 = pa->t2 = ticket_now(pg);
 	pa->o1 = pa->o2 = P_HDR;
 	pa->werrs = journal_errors(pg);
 	pa->new_file = false;
@@ -538,53 +154,233 @@ static int open_file(keel_paging *pg, paddr *pa)
 	return 0;
 }
 
-static int pg_page_out(void *ud, keel_address *a, const keel_msg *m, keel_queue *const *qs,
-		       size_t n)
+/* Append the record laid out in pg->enc (len bytes) to pa's files; where
+ * it starts in *seq, *off, its ticket in *t.  0 or -errno (nothing
+ * appended). */
+static int append(keel_paging *pg, paddr *pa, size_t len, uint64_t *seq, uint64_t *off,
+		  uint64_t *t)
 {
-	keel_paging *pg = ud;
 	char path[4200];
-	paddr *pa = paddr_get(pg, keel_address_name(a), true);
-	if (pa == NULL)
-		return -ENOMEM;
-	int64_t len = rec_encode(pg, m, qs, n);
-	if (len < 0)
-		return (int)len;
 	/* a failed batch may have left a hole in the file: a new one */
-	if (!pa->new_file && (journal_errors(pg) != pa->werrs ||
-			      (pa->w_off > P_HDR && pa->w_off + (uint64_t)len > pg->file_size)))
+	if (!pa->new_file &&
+	    (journal_errors(pg) != pa->werrs || (pa->w_off > P_HDR && pa->w_off + len > pg->file_size)))
 		pa->new_file = true;
 	int rc = pa->new_file ? open_file(pg, pa) : 0;
 	if (rc)
 		return rc;
-	file_path(pa, pa->last_seq, path, sizeof(path));
-	rc = keel_journal_ext_write(pg->j, path, pa->w_off, pg->enc, (size_t)len);
+	paging__file_path(pa, pa->last_seq, path, sizeof(path));
+	rc = keel_journal_ext_write(pg->j, path, pa->w_off, pg->enc, len);
 	if (rc)
 		return rc;
-	pa->w_off += (uint64_t)len;
-	uint64_t t = pg->sync->ticket(pg->sync->ud), synced = pg->sync->synced(pg->sync->ud);
-	if (synced >= pa->t2) {
+	*seq = pa->last_seq;
+	*off = pa->w_off;
+	pa->w_off += len;
+	*t = ticket_now(pg);
+	if (synced_now(pg) >= pa->t2) {
 		pa->t1 = pa->t2;
 		pa->o1 = pa->o2;
 	}
-	pa->t2 = t;
+	pa->t2 = *t;
 	pa->o2 = pa->w_off;
+	return 0;
+}
+
+static void write_cursor(keel_paging *pg, paddr *pa)
+{
+	uint8_t c[P_HDR];
+	char path[4200];
+	/* nothing to read: past every file there is */
+	if (pa->r_seq)
+		paging__cursor_encode(c, pa->r_seq, pa->r_off);
+	else
+		paging__cursor_encode(c, pa->last_seq + 1, P_HDR);
+	snprintf(path, sizeof(path), "%s/cursor", pa->dir);
+	if (keel_journal_ext_write(pg->j, path, 0, c, P_HDR))
+		keel_log_warn("paging: %s: cursor not written (out of memory)", pa->dir);
+	pa->cur_t = ticket_now(pg);
+}
+
+/* The cursor goes, and with it the directory when nothing else is left
+ * there (journal_writer.c, and the backup's replica likewise). */
+static void remove_dir(keel_paging *pg, paddr *pa)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/cursor", pa->dir);
+	(void)keel_journal_ext_unlink(pg->j, path);
+	pa->rm_t = ticket_now(pg);
+}
+
+static void unlink_range(keel_paging *pg, paddr *pa, uint64_t lo, uint64_t hi)
+{
+	char path[4200];
+	for (uint64_t s = lo; s && s <= hi; s++) {
+		paging__file_path(pa, s, path, sizeof(path));
+		(void)keel_journal_ext_unlink(pg->j, path);
+	}
+}
+
+/* Every file up to `upto` goes (once the batch's writes are durable). */
+static void drop_files(keel_paging *pg, paddr *pa, uint64_t upto)
+{
+	if (pa->first_seq == 0 || upto < pa->first_seq)
+		return;
+	if (pa->unl_t <= synced_now(pg))
+		pa->unl_lo = pa->first_seq; /* the unlinks before are on disk */
+	unlink_range(pg, pa, pa->first_seq, upto);
+	pa->unl_t = ticket_now(pg);
+	uint64_t n = upto - pa->first_seq + 1;
+	pg->st.files = pg->st.files > n ? pg->st.files - n : 0;
+	pa->first_seq = upto + 1;
+	if (pa->r_fd >= 0 && pa->r_fd_seq <= upto) {
+		close(pa->r_fd);
+		pa->r_fd = -1;
+	}
+}
+
+static bool removable(const paddr *pa)
+{
+	return pa->count == 0 && pa->r_seq == 0 && pa->last_seq == pa->rm_seq && !pa->gone;
+}
+
+static void on_removable(keel_sync_waiter *w, uint64_t synced, int status)
+{
+	paddr *pa = (paddr *)((char *)w - offsetof(paddr, rm_w));
+	keel_paging *pg = pa->pg;
+	if (!removable(pa))
+		return; /* it has files again */
+	/* the drain is on disk, and it had no file since: its directory
+	 * goes.  A failed batch: once what it asked again is on disk. */
+	if (status == 0 || ticket_now(pg) <= synced) {
+		remove_dir(pg, pa);
+		return;
+	}
+	pa->rm_w.ticket = ticket_now(pg);
+	pg->sync->wait(pg->sync->ud, &pa->rm_w);
+}
+
+/* Every record of pa is read back or gone: its files go now (the cursor
+ * says past them first), its directory once that is on disk and it has
+ * had no file since.  `drained`: address.depaged. */
+static void reset_all(keel_paging *pg, paddr *pa, bool drained)
+{
+	drop_files(pg, pa, pa->last_seq);
+	old_done(pg, pa);
+	pa->count = 0;
+	pa->new_file = true;
+	pa->r_seq = 0;
+	keel_pgsets_clear(&pa->sets);
+	paging__purges_clear(pa);
+	pa->ncuts = 0;
+	pa->pend_len = pa->pend_head = 0;
+	write_cursor(pg, pa);
+	if (pg->sync && pa->kick.linked)
+		pg->sync->cancel(pg->sync->ud, &pa->kick);
+	if (!pa->gone && !pa->rm_w.linked) {
+		pa->rm_seq = pa->last_seq;
+		pa->rm_w.ticket = ticket_now(pg);
+		pa->rm_w.done = on_removable;
+		pg->sync->wait(pg->sync->ud, &pa->rm_w);
+	}
+	/* the read buffer goes, and glibc gives the free pages of its heap
+	 * and arenas back: RSS after a backlog is read */
+	keel_free(pa->rbuf);
+	pa->rbuf = NULL;
+	pa->rbuf_cap = pa->rbuf_len = 0;
+	if (pa->r_fd >= 0) {
+		close(pa->r_fd);
+		pa->r_fd = -1;
+	}
+	if (drained)
+		emit(pg, "address.depaged", pa, 0);
+	malloc_trim(0);
+}
+
+/* The core's count of a's paged messages follows pa's. */
+static void core_count(keel_paging *pg, paddr *pa)
+{
+	keel_address *a = keel_address_find(pg->core, pa->name);
+	if (a && keel_address_paged_count(a) != pa->count)
+		keel_address_set_paged_count(a, pa->count);
+}
+
+/* Deleted addresses whose unlinks are on disk are forgotten. */
+static void gone_reap(keel_paging *pg)
+{
+	uint64_t synced = synced_now(pg);
+	for (paddr **pp = &pg->gone; *pp;) {
+		paddr *pa = *pp;
+		if (pa->gone_t > synced) {
+			pp = &pa->gone_next;
+			continue;
+		}
+		*pp = pa->gone_next;
+		paging__paddr_free(pg, pa);
+	}
+}
+
+static int pg_page_out(void *ud, keel_address *a, const keel_msg *m, keel_queue *const *qs,
+		       size_t n)
+{
+	keel_paging *pg = ud;
+	if (pg->gone)
+		gone_reap(pg);
+	paddr *pa = paging__paddr_get(pg, keel_address_name(a), true);
+	if (pa == NULL)
+		return -ENOMEM;
+	int64_t len = paging__rec_encode(pg, m, qs, n);
+	if (len < 0)
+		return (int)len;
+	if (paging__qnames_reserve(pa, n))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		pa->qnames[i] = keel_queue_name(qs[i]);
+	keel_pgset *set = keel_pgsets_add(&pa->sets, pa->qnames, n);
+	if (set == NULL)
+		return -ENOMEM;
+	pend_prune(pa, synced_now(pg));
+	pend e = { .set = set };
+	int rc = pend_push(pa, &e);
+	if (rc == 0)
+		rc = append(pg, pa, (size_t)len, &e.seq, &e.off, &e.ticket);
+	if (rc) {
+		if (pa->pend_len && pend_at(pa, pa->pend_len - 1)->set == set)
+			pa->pend_len--;
+		(void)keel_pgsets_take(&pa->sets, set);
+		return rc;
+	}
+	*pend_at(pa, pa->pend_len - 1) = e;
 	if (pa->count++ == 0)
 		emit(pg, "address.paging", pa, 1);
 	pg->st.paged++;
 	return 0;
 }
 
-/* Bytes of the file being read that may be read (written by the writer). */
+/* Bytes of the file being read that may be read (written by the writer,
+ * and before what a failed batch lost). */
 static uint64_t read_end(keel_paging *pg, paddr *pa)
 {
-	if (pa->r_seq != pa->last_seq)
-		return UINT64_MAX; /* an older file: to its last whole record */
-	uint64_t synced = pg->sync->synced(pg->sync->ud);
-	if (synced >= pa->t2)
-		pa->readable = pa->o2;
-	else if (synced >= pa->t1 && pa->o1 > pa->readable)
-		pa->readable = pa->o1;
-	return pa->readable;
+	uint64_t end = UINT64_MAX; /* an older file: to its last whole record */
+	if (pa->r_seq == pa->last_seq) {
+		uint64_t synced = synced_now(pg);
+		if (synced >= pa->t2)
+			pa->readable = pa->o2;
+		else if (synced >= pa->t1 && pa->o1 > pa->readable)
+			pa->readable = pa->o1;
+		end = pa->readable;
+	}
+	if (pa->ncuts && pa->cuts[0].seq == pa->r_seq && pa->cuts[0].off < end)
+		end = pa->cuts[0].off;
+	return end;
+}
+
+/* Is file r_seq one whose records were all lost? (cuts passed go) */
+static bool in_lost_file(paddr *pa)
+{
+	while (pa->ncuts && pa->r_seq > pa->cuts[0].hi) {
+		memmove(pa->cuts, pa->cuts + 1, (pa->ncuts - 1) * sizeof(*pa->cuts));
+		pa->ncuts--;
+	}
+	return pa->ncuts && pa->r_seq > pa->cuts[0].seq && pa->r_seq <= pa->cuts[0].hi;
 }
 
 static void on_kick(keel_sync_waiter *w, uint64_t synced, int status)
@@ -595,6 +391,15 @@ static void on_kick(keel_sync_waiter *w, uint64_t synced, int status)
 	keel_core_depage_kick(pa->pg->core);
 }
 
+static void kick_at(keel_paging *pg, paddr *pa, uint64_t ticket)
+{
+	if (pa->kick.linked || ticket <= synced_now(pg))
+		return;
+	pa->kick.ticket = ticket;
+	pa->kick.done = on_kick;
+	pg->sync->wait(pg->sync->ud, &pa->kick);
+}
+
 /* The record at (r_seq, r_off) in pa->rbuf: its length, 0 at the end of
  * what may be read of the file, -errno. */
 static int64_t fill(keel_paging *pg, paddr *pa, uint64_t end, const uint8_t **rec)
@@ -603,7 +408,7 @@ static int64_t fill(keel_paging *pg, paddr *pa, uint64_t end, const uint8_t **re
 	if (pa->r_fd < 0 || pa->r_fd_seq != pa->r_seq) {
 		if (pa->r_fd >= 0)
 			close(pa->r_fd);
-		file_path(pa, pa->r_seq, path, sizeof(path));
+		paging__file_path(pa, pa->r_seq, path, sizeof(path));
 		pa->r_fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (pa->r_fd < 0)
 			return errno == ENOENT ? 0 : -errno;
@@ -619,7 +424,7 @@ static int64_t fill(keel_paging *pg, paddr *pa, uint64_t end, const uint8_t **re
 			size_t avail = pa->rbuf_len - at;
 			if (end != UINT64_MAX && pa->r_off + avail > end)
 				avail = end > pa->r_off ? (size_t)(end - pa->r_off) : 0;
-			uint32_t len = rec_valid(pa->rbuf + at, avail);
+			uint32_t len = paging__rec_valid(pa->rbuf + at, avail);
 			if (len) {
 				*rec = pa->rbuf + at;
 				return len;
@@ -655,131 +460,119 @@ static int64_t fill(keel_paging *pg, paddr *pa, uint64_t end, const uint8_t **re
 	return 0;
 }
 
-static void write_cursor(keel_paging *pg, paddr *pa)
+/* The purge marks written after (seq, off): the queues they name go from
+ * names[0..*n). */
+static void purge_filter(const paddr *pa, uint64_t seq, uint64_t off, const char **names,
+			 size_t *n)
 {
-	uint8_t c[P_HDR];
-	char path[4200];
-	cursor_encode(c, pa->r_seq, pa->r_off);
-	snprintf(path, sizeof(path), "%s/cursor", pa->dir);
-	if (keel_journal_ext_write(pg->j, path, 0, c, P_HDR))
-		keel_log_warn("paging: %s: cursor not written (out of memory)", pa->dir);
+	for (const ppurge *p = pa->purges; p; p = p->next) {
+		if (!pos_before(seq, off, p->seq, p->off))
+			continue;
+		size_t w = 0;
+		for (size_t i = 0; i < *n; i++)
+			if (strcmp(names[i], p->q) != 0)
+				names[w++] = names[i];
+		*n = w;
+	}
 }
 
-/* Every file up to `upto` goes (once the batch's writes are durable). */
-static void drop_files(keel_paging *pg, paddr *pa, uint64_t upto)
+/* The reader is at (r_seq, r_off): the marks before it did their work. */
+static void purges_passed(paddr *pa)
 {
-	char path[4200];
-	for (uint64_t s = pa->first_seq; s && s <= upto; s++) {
-		file_path(pa, s, path, sizeof(path));
-		(void)keel_journal_ext_unlink(pg->j, path);
-		if (pg->st.files)
-			pg->st.files--;
+	while (pa->purges && pos_before(pa->purges->seq, pa->purges->off, pa->r_seq, pa->r_off)) {
+		ppurge *p = pa->purges;
+		pa->purges = p->next;
+		keel_free(p);
 	}
-	pa->first_seq = upto + 1;
-	if (pa->r_fd >= 0 && pa->r_fd_seq <= upto) {
-		close(pa->r_fd);
-		pa->r_fd = -1;
-	}
+	if (pa->purges == NULL)
+		pa->purges_tail = NULL;
 }
 
 static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 {
 	keel_paging *pg = ud;
-	paddr *pa = paddr_get(pg, keel_address_name(a), false);
+	paddr *pa = paging__paddr_get(pg, keel_address_name(a), false);
 	if (pa == NULL || pa->count == 0)
 		return 0;
 	/* what is read back is journaled (a persistent message) with a cursor
 	 * write: no faster than the writer writes, or a fast consumer piles
 	 * the records up in the journal's batches */
 	if (pg->sync->backlog && pg->sync->backlog(pg->sync->ud) > KEEL_JOURNAL_MAX_BACKLOG_BYTES) {
-		uint64_t t = pg->sync->ticket(pg->sync->ud);
-		if (!pa->kick.linked && t > pg->sync->synced(pg->sync->ud)) {
-			pa->kick.ticket = t;
-			pa->kick.done = on_kick;
-			pg->sync->wait(pg->sync->ud, &pa->kick);
-		}
+		kick_at(pg, pa, ticket_now(pg));
 		return 0;
 	}
 	for (;;) {
 		if (pa->r_seq == 0 || pa->r_seq > pa->last_seq)
 			return 0;
-		uint64_t end = read_end(pg, pa);
 		const uint8_t *rec = NULL;
-		int64_t len = fill(pg, pa, end, &rec);
+		int64_t len = 0;
+		if (!in_lost_file(pa)) {
+			uint64_t end = read_end(pg, pa);
+			len = fill(pg, pa, end, &rec);
+		}
 		if (len < 0)
 			return (int)len;
 		if (len == 0) {
 			if (pa->r_seq == pa->last_seq) {
 				/* the rest is still with the writer: come back then */
-				if (!pa->kick.linked && pa->t2 > pg->sync->synced(pg->sync->ud)) {
-					pa->kick.ticket = pa->t2;
-					pa->kick.done = on_kick;
-					pg->sync->wait(pg->sync->ud, &pa->kick);
-				}
+				kick_at(pg, pa, pa->t2);
 				return 0;
 			}
 			/* an older file: read to its end once its last records
 			 * are written (they may be in the batch that opened the
 			 * next file) */
-			if (pa->prev_t > pg->sync->synced(pg->sync->ud)) {
-				if (!pa->kick.linked) {
-					pa->kick.ticket = pa->prev_t;
-					pa->kick.done = on_kick;
-					pg->sync->wait(pg->sync->ud, &pa->kick);
-				}
+			if (pa->prev_t > synced_now(pg)) {
+				kick_at(pg, pa, pa->prev_t);
 				return 0;
 			}
 			/* an older file is read: it goes */
 			drop_files(pg, pa, pa->r_seq);
 			pa->r_seq++;
 			pa->r_off = P_HDR;
+			purges_passed(pa);
 			write_cursor(pg, pa);
 			continue;
 		}
+		uint64_t r_at = pa->r_off;
 		pa->r_off += (uint64_t)len;
+		purges_passed(pa);
+		uint8_t flags;
+		uint64_t id;
+		if (!paging__rec_peek(rec, (uint32_t)len, &flags, &id) || (flags & P_PURGE))
+			continue; /* a purge mark (in pa->purges since it was written) */
 		if (pa->r_fd_seq <= pa->old_last) {
-			uint8_t flags;
-			uint64_t id;
-			if (!rec_peek(rec, (uint32_t)len, &flags, &id) || !(flags & P_PERSISTENT) ||
-			    keel_journal_saw_message(pg->j, id))
+			if (!(flags & P_PERSISTENT) || keel_journal_saw_message(pg->j, id))
 				continue; /* counted as skipped at open */
 		} else {
 			old_done(pg, pa);
 		}
-		int rc = rec_decode(pa, rec, (uint32_t)len, out);
+		int rc = paging__rec_decode(pa, rec, (uint32_t)len, out);
 		if (rc == -EBADMSG) {
 			keel_log_warn("paging: %s: a record that does not parse at %" PRIu64
-				      " of file %" PRIu64 ": skipped", pa->dir,
-				      pa->r_off - (uint64_t)len, pa->r_seq);
+				      " of file %" PRIu64 ": skipped", pa->dir, r_at, pa->r_seq);
 			continue;
 		}
 		if (rc) {
-			pa->r_off -= (uint64_t)len;
+			pa->r_off = r_at;
 			return rc;
 		}
-		pg->st.depaged++;
-		if (--pa->count == 0) {
-			/* every record is read: the files go, the next record opens a
-			 * new one */
-			old_done(pg, pa);
-			drop_files(pg, pa, pa->last_seq);
-			pa->new_file = true;
-			pa->r_seq = 0;
-			write_cursor(pg, pa);
-			emit(pg, "address.depaged", pa, 0);
-			/* the read buffer goes, and glibc gives the free pages of its
-			 * heap and arenas back: RSS after a backlog is read */
-			keel_free(pa->rbuf);
-			pa->rbuf = NULL;
-			pa->rbuf_cap = pa->rbuf_len = 0;
-			if (pa->r_fd >= 0) {
-				close(pa->r_fd);
-				pa->r_fd = -1;
-			}
-			malloc_trim(0);
-		} else {
-			write_cursor(pg, pa);
+		size_t nq = out->queue_count;
+		purge_filter(pa, pa->r_seq, r_at, pa->qnames, &nq);
+		if (nq == 0) {
+			/* every queue it was for was purged: counted out then */
+			keel_msg_unref(out->msg);
+			out->msg = NULL;
+			continue;
 		}
+		keel_pgset *set = keel_pgsets_find(&pa->sets, pa->qnames, nq);
+		if (set == NULL || !keel_pgsets_take(&pa->sets, set))
+			keel_log_warn("paging: %s: a record of no known queue set", pa->dir);
+		out->queue_count = nq;
+		pg->st.depaged++;
+		if (--pa->count == 0)
+			reset_all(pg, pa, true); /* every record is read: the files go */
+		else
+			write_cursor(pg, pa);
 		return 1;
 	}
 }
@@ -787,224 +580,172 @@ static int pg_page_in(void *ud, keel_address *a, keel_paged_msg *out)
 static void pg_page_drop(void *ud, keel_address *a)
 {
 	keel_paging *pg = ud;
-	paddr *pa = paddr_get(pg, keel_address_name(a), false);
+	paddr *pa = paging__paddr_get(pg, keel_address_name(a), false);
 	if (pa == NULL)
 		return;
-	if (pa->last_seq)
-		drop_files(pg, pa, pa->last_seq);
-	old_done(pg, pa);
-	pa->count = 0;
-	pa->new_file = true;
-	pa->r_seq = 0;
-	write_cursor(pg, pa);
+	/* its files go, then its cursor and directory; it is forgotten once
+	 * that is on disk (a failed batch asks again) */
+	HASH_DEL(pg->addrs, pa);
+	pa->gone = true;
+	reset_all(pg, pa, false);
+	remove_dir(pg, pa);
+	pa->gone_t = ticket_now(pg);
+	if (pa->rm_w.linked)
+		pg->sync->cancel(pg->sync->ud, &pa->rm_w);
+	pa->gone_next = pg->gone;
+	pg->gone = pa;
 }
 
-/* ---- recovery ---------------------------------------------------------------- */
-
-static int cmp_u64(const void *x, const void *y)
+/* Append a purge mark of p->q; p->seq/off say where. */
+static int write_mark(keel_paging *pg, paddr *pa, ppurge *p)
 {
-	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-	return a < b ? -1 : a > b;
-}
-
-/* One file at open: cut its torn tail, count what is to be read back. */
-static int recover_file(keel_paging *pg, paddr *pa, uint64_t seq, uint64_t from, bool newest,
-			uint64_t *max_id, char *err, size_t errlen)
-{
-	char path[4200];
-	file_path(pa, seq, path, sizeof(path));
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "paging: %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	struct stat stt;
-	uint8_t *buf = NULL;
-	int rc = 0;
-	if (fstat(fd, &stt) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	size_t size = (size_t)stt.st_size;
-	buf = keel_malloc(size > P_HDR ? size : P_HDR);
-	if (buf == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (size && pread(fd, buf, size, 0) != (ssize_t)size) {
-		rc = -EIO;
-		goto out;
-	}
-	rc = size < P_HDR ? -EBADMSG : file_header_check(buf);
-	if (rc == -EBADMSG && newest) {
-		/* its creation was torn (the header is its first write): it held
-		 * nothing that was receipted */
-		close(fd);
-		fd = -1;
-		keel_free(buf);
-		if (unlink(path) < 0)
-			return -errno;
-		return 1;
-	}
+	int64_t len = paging__mark_encode(pg, p->q);
+	if (len < 0)
+		return (int)len;
+	pend e = { .mark = p };
+	pend_prune(pa, synced_now(pg));
+	int rc = pend_push(pa, &e);
+	if (rc == 0)
+		rc = append(pg, pa, (size_t)len, &e.seq, &e.off, &e.ticket);
 	if (rc) {
-		snprintf(err, errlen, "paging: %s: %s", path,
-			 rc == -EPROTONOSUPPORT ? "unknown page file version"
-						: "damaged page file header");
-		goto out;
+		pa->pend_len--;
+		/* not written: the purge holds until a restart */
+		p->seq = pa->new_file ? pa->last_seq + 1 : pa->last_seq;
+		p->off = pa->new_file ? P_HDR : pa->w_off;
+		return rc;
 	}
-	uint64_t off = P_HDR;
-	uint32_t len;
-	while ((len = rec_valid(buf + off, size - off)) != 0) {
-		uint8_t flags;
-		uint64_t id;
-		if (rec_peek(buf + off, len, &flags, &id)) {
-			if (id > *max_id)
-				*max_id = id;
-			if (off >= from) {
-				/* a message the journal saw was read back before
-				 * the crash, though the cursor may say otherwise
-				 * (it is written after the journal's records) */
-				if ((flags & P_PERSISTENT) && !keel_journal_saw_message(pg->j, id)) {
-					pa->count++;
-					pg->st.recovered++;
-				} else {
-					pg->st.skipped++;
-				}
-			}
-		}
-		off += len;
-	}
-	if (off < size) {
-		if (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0) {
-			rc = -errno;
-			goto out;
-		}
-		pg->st.truncated++;
-		keel_log_warn("paging: %s: torn tail cut at %" PRIu64 " (%zu bytes)", path, off,
-			      size - (size_t)off);
-		if (pg->events)
-			keel_events_emit(pg->events, "paging.truncated", "{s:s, s:I, s:I}", "file",
-					 path, "offset", (json_int_t)off, "bytes",
-					 (json_int_t)(size - off));
-	}
-	pg->st.files++;
-out:
-	keel_free(buf);
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	*pend_at(pa, pa->pend_len - 1) = e;
+	p->seq = e.seq;
+	p->off = e.off;
+	return 0;
 }
 
-static int recover_address(keel_paging *pg, const char *hex, uint64_t *max_id, char *err,
-			   size_t errlen)
+static int64_t pg_page_purge(void *ud, keel_address *a, const char *q)
 {
-	char name[KEEL_CORE_NAME_BUF];
-	if (!unhex(hex, name, sizeof(name)))
-		return 0; /* not ours */
-	paddr *pa = paddr_get(pg, name, true);
-	if (pa == NULL)
+	keel_paging *pg = ud;
+	paddr *pa = paging__paddr_get(pg, keel_address_name(a), false);
+	if (pa == NULL || pa->count == 0)
+		return 0;
+	uint64_t dead = 0;
+	size_t k = strlen(q);
+	ppurge *p = keel_malloc(sizeof(*p) + k + 1);
+	if (p == NULL)
 		return -ENOMEM;
-	uint64_t *seqs = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	DIR *d = opendir(pa->dir);
-	if (d == NULL)
-		return -errno;
-	struct dirent *de;
-	uint64_t cseq = 0, coff = 0;
-	while ((de = readdir(d)) != NULL) {
-		uint64_t s;
-		if (!seq_parse(de->d_name, &s))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			uint64_t *ns = keel_realloc(seqs, cap * sizeof(*ns));
-			if (ns == NULL) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			seqs = ns;
-		}
-		seqs[n++] = s;
+	int rc = keel_pgsets_purge(&pa->sets, q, &dead);
+	if (rc) {
+		keel_free(p);
+		return rc;
 	}
-	if (n)
-		qsort(seqs, n, sizeof(*seqs), cmp_u64);
-	char path[4200];
-	snprintf(path, sizeof(path), "%s/cursor", pa->dir);
-	int cfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (cfd >= 0) {
-		uint8_t c[P_HDR];
-		if (pread(cfd, c, P_HDR, 0) == P_HDR && memcmp(c, P_CMAGIC, 8) == 0 &&
-		    keel_get_le32(c + 28) == keel_crc32c(0, c, 28)) {
-			cseq = keel_get_le64(c + 8);
-			coff = keel_get_le64(c + 16);
-		}
-		close(cfd);
+	if (dead == pa->count) {
+		/* nothing is left for any queue: the files go */
+		keel_free(p);
+		reset_all(pg, pa, true);
+		return (int64_t)dead;
 	}
-	uint64_t last = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (seqs[i] < cseq) {
-			/* read back before the crash; its unlink was not done */
-			file_path(pa, seqs[i], path, sizeof(path));
-			(void)unlink(path);
-			continue;
-		}
-		uint64_t from = seqs[i] == cseq && coff > P_HDR ? coff : P_HDR;
-		rc = recover_file(pg, pa, seqs[i], from, i + 1 == n, max_id, err, errlen);
-		if (rc == 1) {
-			rc = 0;
-			continue;
-		}
-		if (rc)
-			break;
-		if (pa->first_seq == 0) {
-			pa->first_seq = seqs[i];
-			pa->r_seq = seqs[i];
-			pa->r_off = from;
-		}
-		last = seqs[i];
+	memcpy(p->q, q, k + 1);
+	p->next = NULL;
+	if (write_mark(pg, pa, p))
+		keel_log_warn("paging: %s: the purge of %s is not on disk (out of memory): "
+			      "its paged messages come back after a restart", pa->dir, q);
+	if (pa->purges_tail)
+		pa->purges_tail->next = p;
+	else
+		pa->purges = p;
+	pa->purges_tail = p;
+	pa->count -= dead;
+	return (int64_t)dead;
+}
+
+/* ---- a failed batch (keel_journal_set_fail_hook) ------------------------ */
+
+static int cut_push(paddr *pa, uint64_t seq, uint64_t off, uint64_t hi)
+{
+	if (pa->ncuts == pa->cuts_cap) {
+		size_t cap = pa->cuts_cap ? pa->cuts_cap * 2 : 4;
+		pcut *c = keel_realloc(pa->cuts, cap * sizeof(*c));
+		if (c == NULL)
+			return -ENOMEM;
+		pa->cuts = c;
+		pa->cuts_cap = cap;
 	}
-	if (rc)
-		goto out;
-	pa->last_seq = last;
-	pa->old_last = last;
+	pa->cuts[pa->ncuts++] = (pcut){ seq, off, hi };
+	return 0;
+}
+
+/* pa's writes after `synced` were lost: its records are counted out, the
+ * reader stops before them, its purge marks are written again. */
+static void lost_writes(keel_paging *pg, paddr *pa, uint64_t synced)
+{
+	pend_prune(pa, synced);
+	if (pa->pend_len == 0)
+		return;
+	pend first = *pend_at(pa, 0);
+	uint64_t lost = 0;
+	ppurge *marks = NULL; /* the lost marks are the last of pa->purges */
+	for (size_t i = 0; i < pa->pend_len; i++) {
+		pend *e = pend_at(pa, i);
+		if (e->set && keel_pgsets_take(&pa->sets, e->set))
+			lost++;
+		if (e->mark && marks == NULL)
+			marks = e->mark;
+	}
+	pa->pend_len = pa->pend_head = 0;
+	if (cut_push(pa, first.seq, first.off, pa->last_seq))
+		keel_log_error("paging: %s: out of memory after a failed write: lost records "
+			       "may be read back", pa->dir);
+	/* the files holding nothing on disk go (a header alone too) */
+	unlink_range(pg, pa, first.off == P_HDR ? first.seq : first.seq + 1, pa->last_seq);
+	/* what is left of the files before is on disk */
 	pa->new_file = true;
-	pa->readable = UINT64_MAX;
-	if (last) {
-		file_path(pa, last, path, sizeof(path));
-		struct stat stt;
-		if (stat(path, &stt) == 0)
-			pa->w_off = (uint64_t)stt.st_size;
-		pa->o1 = pa->o2 = pa->w_off;
+	pa->prev_t = 0;
+	pa->t1 = pa->t2 = 0;
+	if (first.seq == pa->last_seq) {
+		pa->o1 = pa->o2 = first.off;
+		if (pa->readable > first.off)
+			pa->readable = first.off;
 	}
-	if (pa->count == 0) {
-		/* nothing to read back: the files go now */
-		for (uint64_t s = pa->first_seq; s && s <= last; s++) {
-			file_path(pa, s, path, sizeof(path));
-			(void)unlink(path);
+	assert(lost <= pa->count);
+	pa->count -= lost;
+	if (lost)
+		keel_log_warn("paging: %s: %" PRIu64 " paged messages lost by a failed write "
+			      "(their senders got an error)", pa->dir, lost);
+	for (ppurge *p = marks; p; p = p->next)
+		(void)write_mark(pg, pa, p);
+}
+
+static void pg_on_fail(void *ud, uint64_t synced)
+{
+	keel_paging *pg = ud;
+	paddr *pa, *tmp;
+	HASH_ITER(hh, pg->addrs, pa, tmp) {
+		uint64_t before = pa->count;
+		lost_writes(pg, pa, synced);
+		/* the cursor and unlinks of the failed batches are asked again */
+		if (pa->unl_t > synced && pa->unl_lo && pa->unl_lo < pa->first_seq) {
+			unlink_range(pg, pa, pa->unl_lo, pa->first_seq - 1);
+			pa->unl_t = ticket_now(pg);
 		}
-		pg->st.files = 0;
-		pa->first_seq = 0;
-		pa->r_seq = 0;
-		goto out;
-	}
-	keel_address *a = keel_address_find(pg->core, name);
-	if (a == NULL) {
-		rc = keel_address_create(pg->core, name, KEEL_ANYCAST, true, &a);
-		if (rc) {
-			snprintf(err, errlen, "paging: cannot create address '%s': %s", name,
-				 strerror(-rc));
-			goto out;
+		if (before && pa->count == 0) {
+			reset_all(pg, pa, true);
+		} else {
+			if (pa->cur_t > synced)
+				write_cursor(pg, pa);
+			if (pa->rm_t > synced && removable(pa))
+				remove_dir(pg, pa);
 		}
+		if (before != pa->count)
+			core_count(pg, pa);
+		if (pa->count)
+			kick_at(pg, pa, ticket_now(pg));
 	}
-	keel_address_set_paged_count(a, pa->count);
-	pa->old_pending = true;
-	pg->old_pending++;
-	keel_log_info("paging: %s: %" PRIu64 " messages to read back", name, pa->count);
-out:
-	closedir(d);
-	keel_free(seqs);
-	return rc;
+	for (pa = pg->gone; pa; pa = pa->gone_next) {
+		if (pa->gone_t <= synced)
+			continue;
+		if (pa->unl_lo && pa->unl_lo < pa->first_seq)
+			unlink_range(pg, pa, pa->unl_lo, pa->first_seq - 1);
+		remove_dir(pg, pa);
+		pa->gone_t = ticket_now(pg);
+	}
 }
 
 int keel_paging_open(keel_paging **out, const keel_paging_options *opt, keel_core *core,
@@ -1041,7 +782,7 @@ int keel_paging_open(keel_paging **out, const keel_paging_options *opt, keel_cor
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		rc = recover_address(pg, de->d_name, &max_id, err, errlen);
+		rc = paging__recover_address(pg, de->d_name, &max_id, err, errlen);
 		if (rc && err[0] == '\0')
 			snprintf(err, errlen, "paging: %s/%s: %s", pg->dir, de->d_name,
 				 strerror(-rc));
@@ -1064,8 +805,10 @@ void keel_paging_start(keel_paging *pg)
 {
 	static const keel_core_pager_ops ops = {
 		.page_out = pg_page_out, .page_in = pg_page_in, .page_drop = pg_page_drop,
+		.page_purge = pg_page_purge,
 	};
 	keel_core_set_pager(pg->core, &ops, pg);
+	keel_journal_set_fail_hook(pg->j, pg_on_fail, pg);
 	pg->started = true;
 	if (keel_core_paged_total(pg->core))
 		keel_core_depage_kick(pg->core);
@@ -1076,10 +819,14 @@ void keel_paging_stop(keel_paging *pg)
 	if (pg == NULL || !pg->started)
 		return;
 	keel_core_set_pager(pg->core, NULL, NULL);
+	keel_journal_set_fail_hook(pg->j, NULL, NULL);
 	paddr *pa, *tmp;
-	HASH_ITER(hh, pg->addrs, pa, tmp)
+	HASH_ITER(hh, pg->addrs, pa, tmp) {
 		if (pa->kick.linked)
 			pg->sync->cancel(pg->sync->ud, &pa->kick);
+		if (pa->rm_w.linked)
+			pg->sync->cancel(pg->sync->ud, &pa->rm_w);
+	}
 	pg->started = false;
 }
 
@@ -1089,7 +836,12 @@ void keel_paging_free(keel_paging *pg)
 		return;
 	paddr *pa, *tmp;
 	HASH_ITER(hh, pg->addrs, pa, tmp)
-		paddr_free(pg, pa);
+		paging__paddr_free(pg, pa);
+	while (pg->gone) {
+		pa = pg->gone;
+		pg->gone = pa->gone_next;
+		paging__paddr_free(pg, pa);
+	}
 	keel_free(pg->enc);
 	keel_free(pg->dir);
 	keel_free(pg);

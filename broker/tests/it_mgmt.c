@@ -42,7 +42,9 @@ static const char config[] =
 	"security-settings:\n"
 	"  - {match: \"#\", send: [admin, app], consume: [admin, app]}\n"
 	"  - {match: \"keel.management\", manage: [admin]}\n"
-	"  - {match: \"guest.#\", send: [guest], consume: [guest]}\n";
+	"  - {match: \"guest.#\", send: [guest], consume: [guest]}\n"
+	"address-settings:\n"
+	"  - {match: \"it.paged\", max-size-bytes: 100, address-full-policy: PAGE}\n";
 
 typedef struct world {
 	it_broker *b;
@@ -211,6 +213,38 @@ static void send_n(keel_bclient *c, const char *dest, int n)
 }
 
 /* ---- every operation ----------------------------------------------------- */
+
+/* purge-queue at a paging address drops the paged messages too: the
+ * paged count goes to 0, nothing is delivered after, and the address
+ * takes (and delivers) new messages. */
+static void t_purge_paged(void **state)
+{
+	(void)state;
+	mc m;
+	mc_open(&m, "admin");
+	keel_bclient *p = open_as("app");
+	send_n(p, "/queue/it.paged", 20);
+	json_int_t paged = qstat(&m, "it.paged", "paged-count");
+	if (paged < 10)
+		fail_msg("only %lld of 20 paged", (long long)paged);
+	json_t *r = ok(&m, "purge-queue", "{\"name\":\"it.paged\"}");
+	assert_int_equal(json_integer_value(json_object_get(r, "purged")), 20);
+	json_decref(r);
+	assert_int_equal(qstat(&m, "it.paged", "paged-count"), 0);
+	assert_int_equal(qstat(&m, "it.paged", "message-count"), 0);
+	assert_int_equal(keel_bclient_send(p, "/queue/it.paged", NULL, 0, "after", 5, true, T_MS),
+			 0);
+	assert_int_equal(keel_bclient_subscribe(p, "s", "/queue/it.paged", "auto", NULL, 0, T_MS),
+			 0);
+	keel_bframe *f = NULL;
+	assert_int_equal(keel_bclient_receive(p, &f, T_MS), 0);
+	assert_int_equal(f->f.body_len, 5);
+	assert_memory_equal(f->f.body, "after", 5);
+	keel_bclient_frame_free(f);
+	assert_int_equal(keel_bclient_receive(p, &f, NEG_MS), -ETIMEDOUT);
+	keel_bclient_close(p);
+	mc_close(&m);
+}
 
 static void t_addresses(void **state)
 {
@@ -583,6 +617,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_addresses),
 		cmocka_unit_test(t_queues),
+		cmocka_unit_test(t_purge_paged),
 		cmocka_unit_test(t_list_queues_filter),
 		cmocka_unit_test(t_broker_bridge_threads),
 		cmocka_unit_test(t_headers_and_body_forms),

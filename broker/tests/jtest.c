@@ -17,10 +17,12 @@
 
 #include "jtest.h"
 
+int64_t jtest_now_ms = 1700000000000;
+
 int64_t fake_clock(void *ud)
 {
 	(void)ud;
-	return 1700000000000;
+	return jtest_now_ms;
 }
 
 void rm_rf(const char *path)

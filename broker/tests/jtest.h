@@ -38,7 +38,9 @@ typedef struct collect {
 	bool ids_increasing;
 } collect;
 
-/* The core's clock in tests: a fixed instant. */
+/* The core's clock in tests: jtest_now_ms, a fixed instant unless a test
+ * moves it (and puts it back). */
+extern int64_t jtest_now_ms;
 int64_t fake_clock(void *ud);
 /* rm -rf, quietly. */
 void rm_rf(const char *path);

@@ -175,6 +175,22 @@ static void replica_applies_page_ops(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(replman__replica_flush(&m), 0);
 	assert_int_equal(stat(path, &st), -1);
+	/* the cursor's delete takes the emptied directory with it (as on the
+	 * live), a directory with a file left stays */
+	static const char cur[] = "paging/7071/cursor";
+	char adir[512];
+	snprintf(adir, sizeof(adir), "%s/paging/7071", dir);
+	assert_int_equal(apply_ext(&m, KEEL_JOURNAL_FOP_EXT_WRITE, cur, sizeof(cur), 0, "c", 1), 0);
+	assert_int_equal(apply_ext(&m, KEEL_JOURNAL_FOP_EXT_WRITE, ok, sizeof(ok), 0, "x", 1), 0);
+	assert_int_equal(apply_ext(&m, KEEL_JOURNAL_FOP_EXT_UNLINK, cur, sizeof(cur), 0, "", 0), 0);
+	assert_int_equal(replman__replica_flush(&m), 0);
+	assert_int_equal(stat(adir, &st), 0);
+	assert_int_equal(apply_ext(&m, KEEL_JOURNAL_FOP_EXT_WRITE, cur, sizeof(cur), 0, "c", 1), 0);
+	assert_int_equal(apply_ext(&m, KEEL_JOURNAL_FOP_EXT_UNLINK, ok, sizeof(ok), 0, "", 0), 0);
+	assert_int_equal(apply_ext(&m, KEEL_JOURNAL_FOP_EXT_UNLINK, cur, sizeof(cur), 0, "", 0), 0);
+	assert_int_equal(replman__replica_flush(&m), 0);
+	if (stat(adir, &st) == 0)
+		fail_msg("%s is still there once its cursor went", adir);
 
 	replman__replica_close_files(&m);
 	keel_free(m.ext_deletes);
