@@ -72,6 +72,14 @@ struct keel_conn {
 	size_t progress_bytes;         /* of the frame in progress since then */
 	bool in_frame;                 /* a frame was half received at the last read */
 	uint64_t closing_ms;           /* close_after_flush was set then */
+	/* Lingering close: the output flushed, our FIN sent (shutdown), what
+	 * the peer still sends is read and dropped until its EOF or
+	 * KEEL_CLOSE_LINGER_MS: closing with unread input would answer with
+	 * a reset, which may destroy our last frames (an ERROR) in the
+	 * peer's kernel before its client reads them. */
+	bool lingering;
+	uint64_t linger_ms;
+	uv_shutdown_t shutdown_req;
 
 	char peer[64];                 /* "ip:port" */
 };
@@ -112,6 +120,7 @@ struct keel_server {
 /* ---- small helpers ----------------------------------------------------- */
 
 static void conn_close(keel_conn *c);
+static void conn_linger(keel_conn *c);
 static void server_maybe_finish(keel_server *s);
 
 size_t keel_conn_pending(const keel_conn *c)
@@ -281,7 +290,7 @@ static void conn_flush(keel_conn *c)
 	 * connection dirty when they are done) */
 	if (c->close_after_flush && keel_conn_pending(c) == 0 &&
 	    !keel_session_busy(c->session)) {
-		conn_close(c);
+		conn_linger(c);
 		return;
 	}
 	conn_check_drain(c);
@@ -459,6 +468,10 @@ static void conn_arm_timer(keel_conn *c)
 	assert(c->state == KEEL_CONN_OPEN);
 	uint64_t now = uv_now(c->server->loop);
 	uint64_t deadline = UINT64_MAX;
+	if (c->lingering) {
+		deadline = c->linger_ms + KEEL_CLOSE_LINGER_MS;
+		goto arm;
+	}
 	if (c->close_after_flush) {
 		deadline = c->closing_ms + KEEL_CLOSE_FLUSH_TIMEOUT_MS;
 		goto arm;
@@ -552,6 +565,13 @@ static void on_conn_timer(uv_timer_t *t)
 	keel_server *s = c->server;
 	uint64_t now = uv_now(s->loop);
 	char why[160];
+	if (c->lingering) {
+		if (now - c->linger_ms >= KEEL_CLOSE_LINGER_MS)
+			conn_close(c);
+		else
+			conn_arm_timer(c);
+		return;
+	}
 	if (c->close_after_flush) {
 		conn_closing_timer(c, now);
 		return;
@@ -726,6 +746,45 @@ static void conn_close(keel_conn *c)
 	}
 	uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static char sink[4096]; /* loop thread only: what is read is dropped */
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(sink, sizeof(sink));
+}
+
+static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	keel_conn *c = stream->data;
+	(void)buf;
+	if (nread < 0 && c->state == KEEL_CONN_OPEN)
+		conn_close(c); /* the peer's EOF (or an error): nothing is left to reset */
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)req;
+	(void)status; /* cancelled by uv_close, or the FIN went */
+}
+
+/* The output is flushed: send FIN, drop what the peer still sends until
+ * its EOF or KEEL_CLOSE_LINGER_MS, then close (keel_conn.lingering). */
+static void conn_linger(keel_conn *c)
+{
+	if (c->lingering)
+		return;
+	c->lingering = true;
+	c->linger_ms = uv_now(c->server->loop);
+	c->shutdown_req.data = c;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_linger_shutdown) != 0 ||
+	    uv_read_start((uv_stream_t *)&c->tcp, on_linger_alloc, on_linger_read) != 0) {
+		conn_close(c);
+		return;
+	}
+	conn_arm_timer(c);
 }
 
 /* ---- accepting --------------------------------------------------------- */

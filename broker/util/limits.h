@@ -80,6 +80,11 @@
  * flush its last output before it is cut (ms): a peer that reads nothing
  * must not keep its session, and so its unacked messages, forever. */
 #define KEEL_CLOSE_FLUSH_TIMEOUT_MS 5000
+/* A connection closed by the broker (after an ERROR) reads and drops
+ * what its peer still sends for at most this long after its FIN, so that
+ * closing with unread input does not reset the connection (a reset can
+ * destroy the ERROR in the peer's kernel before its client reads it). */
+#define KEEL_CLOSE_LINGER_MS 1000
 
 /* After this many connections were freed, the server hands free heap
  * memory back to the system (malloc_trim) once KEEL_TRIM_DELAY_MS have
