@@ -46,6 +46,8 @@ typedef enum zkind {
 
 typedef struct zmsg {
 	struct zmsg *next;
+	struct zmsg *sent_prev, *sent_next; /* keel_zk.sent (msg_new's), under qlock */
+	bool tracked;
 	keel_zk *z;
 	zkind kind;
 	uint64_t gen;
@@ -67,6 +69,11 @@ struct keel_zk {
 	zhandle_t *zh;
 	pthread_mutex_t qlock;
 	zmsg *q_head, *q_tail;
+	/* every request context msg_new made and nobody freed yet: after
+	 * zookeeper_close, libzookeeper_mt never calls the completions still
+	 * pending (they are queued for its joined completion thread), so
+	 * session_end frees what is left here */
+	zmsg *sent;
 	atomic_bool lost;      /* a message could not be made: recycle the connection */
 	uint64_t gen;          /* + 1 whenever the connection is lost */
 	bool connected;
@@ -105,6 +112,17 @@ static void msg_free(zmsg *m)
 {
 	if (m == NULL)
 		return;
+	if (m->tracked) {
+		keel_zk *z = m->z;
+		pthread_mutex_lock(&z->qlock);
+		if (m->sent_prev)
+			m->sent_prev->sent_next = m->sent_next;
+		else
+			z->sent = m->sent_next;
+		if (m->sent_next)
+			m->sent_next->sent_prev = m->sent_prev;
+		pthread_mutex_unlock(&z->qlock);
+	}
 	for (size_t i = 0; i < m->nnames; i++)
 		keel_free(m->names[i]);
 	keel_free(m->names);
@@ -221,6 +239,13 @@ static zmsg *msg_new(keel_zk *z, zkind kind)
 	m->z = z;
 	m->kind = kind;
 	m->gen = z->gen;
+	m->tracked = true;
+	pthread_mutex_lock(&z->qlock);
+	m->sent_next = z->sent;
+	if (z->sent)
+		z->sent->sent_prev = m;
+	z->sent = m;
+	pthread_mutex_unlock(&z->qlock);
 	return m;
 }
 
@@ -459,6 +484,8 @@ static void session_end(keel_zk *z)
 	zookeeper_close(z->zh);
 	z->zh = NULL;
 	discard_queue(z);
+	while (z->sent) /* completions that will never come */
+		msg_free(z->sent);
 	z->connected = false;
 	z->gen++;
 	z->lock_want = z->lock_held = z->lock_busy = false;
