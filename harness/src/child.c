@@ -241,6 +241,7 @@ out_loop:
 	keel_free(c->mark_prev);
 	keel_free(c->mark_cur);
 	keel_free(c->leaks);
+	keel_free(c->trouble);
 	keel_free(c->vg);
 	for (unsigned i = 0; i < c->saved_count; i++) {
 		keel_free(c->saved[i].key);

@@ -179,6 +179,16 @@ typedef struct node_leaks {
 	unsigned nseen;
 } node_leaks;
 
+/* A node's error lines (its log's "error" level, a sanitizer's report):
+ * the first few of its current process and the latest, shown when a
+ * graceful stop of it fails (child_proc.c). */
+#define KH_TROUBLE_LINES 4
+typedef struct node_trouble {
+	unsigned incarnation;   /* the process these are of */
+	unsigned count;         /* lines seen (more than kept: the last slot is the latest) */
+	char line[KH_TROUBLE_LINES][240];
+} node_trouble;
+
 /* A node's clock and disk faults (child_clock.c, child_disk.c). */
 typedef struct fx_node {
 	bool faked;             /* run under libfaketime */
@@ -262,6 +272,7 @@ typedef struct child {
 	size_t hmark_prev, hmark_cur; /* as mark_prev/mark_cur */
 	int64_t last_match_ns;  /* mono_ns of the event the last await matched */
 	node_leaks *leaks;      /* per node */
+	node_trouble *trouble;  /* per node */
 	vg_run *vg;
 	size_t vg_count;
 	struct child_net *net;  /* the links when proxied (child_net.c), else NULL */

@@ -67,10 +67,56 @@ static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, 
 	}
 }
 
+/* A line that says something went wrong: the broker's log at level
+ * error ("HH:MM:SS.mmm error NAME: ...") or a sanitizer's report. */
+static bool trouble_line(const char *line)
+{
+	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+					     "runtime error:", "SUMMARY: " };
+	if (strlen(line) > 13 && strncmp(line + 13, "error ", 6) == 0)
+		return true;
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+		if (strstr(line, marks[i]) != NULL)
+			return true;
+	return false;
+}
+
+static void keep_trouble(child *c, kh_node *n, const char *line)
+{
+	node_trouble *t = &c->trouble[node_index(c, n)];
+	if (t->incarnation != kh_node_incarnation(n)) {
+		t->incarnation = kh_node_incarnation(n);
+		t->count = 0;
+	}
+	unsigned slot = t->count < KH_TROUBLE_LINES ? t->count : KH_TROUBLE_LINES - 1;
+	snprintf(t->line[slot], sizeof(t->line[slot]), "%s", line);
+	t->count++;
+}
+
+/* "; its error lines:\n    ..." of node ni's current process, or "". */
+static void show_trouble(child *c, int ni, char *buf, size_t len)
+{
+	const node_trouble *t = &c->trouble[ni];
+	size_t o = 0;
+	buf[0] = '\0';
+	if (t->count == 0 || t->incarnation != kh_node_incarnation(c->nodes[ni]))
+		return;
+	o += (size_t)snprintf(buf, len, "; its error lines (%u):", t->count);
+	unsigned kept = t->count < KH_TROUBLE_LINES ? t->count : KH_TROUBLE_LINES;
+	for (unsigned i = 0; i < kept && o < len; i++) {
+		if (i == KH_TROUBLE_LINES - 1 && t->count > KH_TROUBLE_LINES)
+			o += (size_t)snprintf(buf + o, len - o, "\n    ...");
+		if (o < len)
+			o += (size_t)snprintf(buf + o, len - o, "\n    %s", t->line[i]);
+	}
+}
+
 static void on_node_output(kh_node *n, const char *line, void *ud)
 {
 	child *c = ud;
 	kh_recorder_log(c->rec, c->sid, kh_node_name(n), kh_now_ns(), line);
+	if (trouble_line(line))
+		keep_trouble(c, n, line);
 	if (strstr(line, "LEAKED ") != NULL)
 		child__leak_from_line(c, node_index(c, n), line);
 }
@@ -146,10 +192,12 @@ static void on_node_down(kh_node *n, void *ud)
 	}
 	/* java ends on SIGTERM with 128 + 15: a ZooKeeper node's clean stop */
 	bool clean = sig == 0 && (code == 0 || (kh_node_is_zookeeper(c->sc, ni) && code == 143));
-	if (st->kind == KH_STEP_STOP && !clean)
-		child__step_done(c, false, "stop %s: graceful stop ended with %s", kh_node_name(n),
-				 how);
-	else
+	if (st->kind == KH_STEP_STOP && !clean) {
+		char lines[1200];
+		show_trouble(c, ni, lines, sizeof(lines));
+		child__step_done(c, false, "stop %s: graceful stop ended with %s%s",
+				 kh_node_name(n), how, lines);
+	} else
 		child__step_done(c, true, "%s", how);
 }
 
@@ -308,7 +356,8 @@ int child__setup_nodes(child *c, char *err, size_t errlen)
 	c->mark_prev = keel_calloc(n, sizeof(size_t));
 	c->mark_cur = keel_calloc(n, sizeof(size_t));
 	c->leaks = keel_calloc(n, sizeof(*c->leaks));
-	if (!c->nodes || !c->mark_prev || !c->mark_cur || !c->leaks)
+	c->trouble = keel_calloc(n, sizeof(*c->trouble));
+	if (!c->nodes || !c->mark_prev || !c->mark_cur || !c->leaks || !c->trouble)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
 		const kh_node_spec *spec = &c->sc->nodes[i];

@@ -116,4 +116,28 @@ rc=0; "$HARNESS" lint warn.yaml 2> warn.err || rc=$?
 [ "$rc" = 0 ] || fail "a warning failed lint"
 grep -q "warn.yaml:6: steps\[1\].await.within: warning: within 5 s is longer than the scenario's timeout (2 s)" warn.err \
   || { cat warn.err; fail "no warning on within > timeout"; }
+
+# A node whose graceful stop fails: the step's reason carries its error
+# lines (the broker's log at level error, a sanitizer's report), so a CI
+# log says why without the recording.
+cat > failstop.sh <<EOF
+#!/bin/sh
+"$BROKER" "\$@" &
+pid=\$!
+trap 'kill -TERM \$pid' TERM
+wait \$pid
+wait \$pid
+echo "00:00:00.000 error n1: something went wrong at the stop" >&2
+echo "SUMMARY: AddressSanitizer: 303 byte(s) leaked in 5 allocation(s)." >&2
+exit 1
+EOF
+chmod +x failstop.sh
+printf 'nodes:\n  - name: n1\nsteps:\n  - start: {node: n1}\n  - await: {node: n1, type: state, where: [state == LIVE], within: 10}\n  - stop: {node: n1}\n' > failstop.yaml
+rc=0; "$HARNESS" run --broker "$PWD/failstop.sh" --db failstop.db failstop.yaml > failstop.out 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat failstop.out; fail "a failed stop: exit $rc"; }
+reason=$(sqlite3 failstop.db "SELECT reason FROM scenarios")
+case "$reason" in
+  *"graceful stop ended with exit code 1; its error lines (2):"*"error n1: something went wrong at the stop"*"SUMMARY: AddressSanitizer: 303 byte(s)"*) ;;
+  *) cat failstop.out; fail "a failed stop's reason lacks the node's error lines: $reason" ;;
+esac
 echo "it_suite: OK"
