@@ -27,6 +27,7 @@
 #include "diff.h"
 #include "kh_limits.h"
 #include "recorder.h"
+#include "cmd_opts.h"
 #include "runner.h"
 #include "scenario.h"
 #include "sha256.h"
@@ -384,22 +385,6 @@ static void broker_note(sqlite3 *A, const char *broker, char *version, size_t vl
 	sqlite3_finalize(s);
 }
 
-/* runs/replay-<time>-<pid>.db (runs/ created) into buf. */
-static int default_db(char *buf, size_t len)
-{
-	char stamp[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-	if (mkdir("runs", 0755) != 0 && errno != EEXIST) {
-		fprintf(stderr, "keel-harness: runs/: %s\n", strerror(errno));
-		return -errno;
-	}
-	snprintf(buf, len, "runs/replay-%s-%d.db", stamp, (int)getpid());
-	return 0;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -448,12 +433,8 @@ int kh_cmd_replay(int argc, char **argv)
 		case 's': which = optarg; break;
 		case 'b': broker_opt = optarg; break;
 		case 'm':
-			mult = strtod(optarg, &end);
-			if (*end || !(mult > 0) || mult > KH_MAX_TIMEOUT_MULTIPLIER) {
-				fprintf(stderr, "keel-harness: --timeout-multiplier: 0 < F <= %g\n",
-					KH_MAX_TIMEOUT_MULTIPLIER);
+			if (kh_opt_multiplier(optarg, &mult) != 0)
 				return 2;
-			}
 			break;
 		case 'j':
 			jobs = (unsigned)strtoul(optarg, &end, 10);
@@ -482,28 +463,16 @@ int kh_cmd_replay(int argc, char **argv)
 		return 2;
 	}
 	r.a_path = argv[optind];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
+	if (kh_opt_broker(broker_opt, self, broker) != 0)
 		return 2;
-	self[n] = '\0';
-	if (broker_opt ? realpath(broker_opt, broker) == NULL || access(broker, X_OK) != 0 :
-			 !kh_default_broker(self, broker, sizeof(broker))) {
-		fprintf(stderr, "keel-harness: no keel-broker; use --broker PATH\n");
-		return 2;
-	}
-	if (access(r.a_path, R_OK) != 0 ||
-	    sqlite3_open_v2(r.a_path, &r.A, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		fprintf(stderr, "keel-harness: %s: %s\n", r.a_path,
-			r.A ? sqlite3_errmsg(r.A) : strerror(errno));
+	if (kh_open_recording(r.a_path, &r.A) != 0)
 		goto out;
-	}
-	sqlite3_busy_timeout(r.A, 60000);
 	if (select_jobs(&r, which, use_file, allow) != 0)
 		goto out;
 	broker_note(r.A, broker, version, sizeof(version), build, sizeof(build));
 	if (db_opt)
 		snprintf(dbp, sizeof(dbp), "%s", db_opt);
-	else if (default_db(dbp, sizeof(dbp)) != 0)
+	else if (kh_default_db("replay", dbp, sizeof(dbp)) != 0)
 		goto out;
 	r.b_path = dbp;
 	if (kh_recorder_open(&r.rec, dbp, NULL, err, sizeof(err)) != 0) {

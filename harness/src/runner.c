@@ -5,6 +5,7 @@
  * run's result list.  Invariant: a slot is free again only after its
  * child's process group was killed and its pipes closed.  Main thread.
  */
+#include "cmd_opts.h"
 #include "runner.h"
 
 #include <assert.h>
@@ -917,15 +918,6 @@ static uint64_t random_seed(void)
 	return s & INT64_MAX;
 }
 
-static int self_path(char *buf, size_t len)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return 0;
-}
-
 /* --balance history: keeps the scenarios the plan (history.h) gives shard
  * k of n, longest first; the plan's hash into plan (recorded: every shard
  * of a run must have the same).  0 or -errno. */
@@ -1081,12 +1073,8 @@ int kh_cmd_run(int argc, char **argv)
 			seed_set = true;
 			break;
 		case 'm':
-			mult = strtod(optarg, &end);
-			if (*end || !(mult > 0) || mult > KH_MAX_TIMEOUT_MULTIPLIER) {
-				fprintf(stderr, "keel-harness: --timeout-multiplier: 0 < F <= %g\n",
-					KH_MAX_TIMEOUT_MULTIPLIER);
+			if (kh_opt_multiplier(optarg, &mult) != 0)
 				return 2;
-			}
 			break;
 		case 'd': db_opt = optarg; break;
 		case 'J': junit = optarg; break;
@@ -1130,20 +1118,8 @@ int kh_cmd_run(int argc, char **argv)
 				"K/N\n");
 		return 2;
 	}
-	if (self_path(self, sizeof(self)) != 0) {
-		fprintf(stderr, "keel-harness: cannot find myself (/proc/self/exe)\n");
+	if (kh_opt_broker(broker_opt, self, broker) != 0)
 		return 2;
-	}
-	if (broker_opt) {
-		if (realpath(broker_opt, broker) == NULL || access(broker, X_OK) != 0) {
-			fprintf(stderr, "keel-harness: --broker %s: not an executable\n", broker_opt);
-			return 2;
-		}
-	} else if (!kh_default_broker(self, broker, sizeof(broker))) {
-		fprintf(stderr, "keel-harness: no keel-broker next to %s; use --broker PATH\n",
-			self);
-		return 2;
-	}
 	if (valgrind) {
 		if (!in_path("valgrind")) {
 			fprintf(stderr, "keel-harness: --valgrind: valgrind is not in PATH\n");
@@ -1227,18 +1203,9 @@ int kh_cmd_run(int argc, char **argv)
 	if (db_opt) {
 		snprintf(db_path, sizeof(db_path), "%s", db_opt);
 	} else {
-		char stamp[64];
-		time_t now = time(NULL);
-		struct tm tm;
-		localtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-		if (mkdir("runs", 0755) != 0 && errno != EEXIST) {
-			fprintf(stderr, "keel-harness: runs/: %s\n", strerror(errno));
+		if (kh_default_db(NULL, db_path, sizeof(db_path)) != 0)
 			goto out;
-		}
-		snprintf(db_path, sizeof(db_path), "runs/%s-%d.db", stamp, (int)getpid());
-		char link[128];
-		snprintf(link, sizeof(link), "%s-%d.db", stamp, (int)getpid());
+		const char *link = db_path + strlen("runs/");
 		unlink("runs/latest.db");
 		if (symlink(link, "runs/latest.db") != 0)
 			fprintf(stderr, "keel-harness: runs/latest.db: %s\n", strerror(errno));

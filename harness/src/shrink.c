@@ -29,6 +29,7 @@
 #include "keel/yamlscan.h"
 #include "kh_limits.h"
 #include "recorder.h"
+#include "cmd_opts.h"
 #include "runner.h"
 #include "scenario.h"
 #include "sha256.h"
@@ -433,12 +434,8 @@ int kh_cmd_shrink(int argc, char **argv)
 		case 's': which = optarg; break;
 		case 'b': broker_opt = optarg; break;
 		case 'm':
-			mult = strtod(optarg, &end);
-			if (*end || !(mult > 0) || mult > KH_MAX_TIMEOUT_MULTIPLIER) {
-				fprintf(stderr, "keel-harness: --timeout-multiplier: 0 < F <= %g\n",
-					KH_MAX_TIMEOUT_MULTIPLIER);
+			if (kh_opt_multiplier(optarg, &mult) != 0)
 				return 2;
-			}
 			break;
 		case 'x':
 			k.max_runs = (unsigned)strtoul(optarg, &end, 10);
@@ -460,22 +457,10 @@ int kh_cmd_shrink(int argc, char **argv)
 		return 2;
 	}
 	k.a_path = argv[optind];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
+	if (kh_opt_broker(broker_opt, self, broker) != 0)
 		return 2;
-	self[n] = '\0';
-	if (broker_opt ? realpath(broker_opt, broker) == NULL || access(broker, X_OK) != 0 :
-			 !kh_default_broker(self, broker, sizeof(broker))) {
-		fprintf(stderr, "keel-harness: no keel-broker; use --broker PATH\n");
-		return 2;
-	}
-	if (access(k.a_path, R_OK) != 0 ||
-	    sqlite3_open_v2(k.a_path, &k.A, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		fprintf(stderr, "keel-harness: %s: %s\n", k.a_path,
-			k.A ? sqlite3_errmsg(k.A) : strerror(errno));
+	if (kh_open_recording(k.a_path, &k.A) != 0)
 		goto out;
-	}
-	sqlite3_busy_timeout(k.A, 60000);
 	if (load(&k, which) != 0)
 		goto out;
 	if (kh_scenario_load_data(k.file, k.text, strlen(k.text), allow, &k.sc, err,
@@ -494,18 +479,10 @@ int kh_cmd_shrink(int argc, char **argv)
 	printf("shrink: %s #%" PRId64 " of %s (seed %" PRIu64 "): %s; %zu recorded fault(s)\n",
 	       k.name, k.sid, k.a_path, k.seed, k.sig, k.nf);
 	fflush(stdout);
-	if (db_opt) {
+	if (db_opt)
 		snprintf(dbp, sizeof(dbp), "%s", db_opt);
-	} else {
-		char stamp[64];
-		time_t now = time(NULL);
-		struct tm tm;
-		localtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-		if (mkdir("runs", 0755) != 0 && errno != EEXIST)
-			goto out;
-		snprintf(dbp, sizeof(dbp), "runs/shrink-%s-%d.db", stamp, (int)getpid());
-	}
+	else if (kh_default_db("shrink", dbp, sizeof(dbp)) != 0)
+		goto out;
 	if (kh_recorder_open(&k.rec, dbp, NULL, err, sizeof(err)) != 0) {
 		fprintf(stderr, "keel-harness: %s\n", err);
 		goto out;
