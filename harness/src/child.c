@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <uv.h>
 
 #include "child_int.h"
@@ -283,6 +284,11 @@ int kh_child_main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
+	/* Die with keel-harness run (its nodes die with this: exec-node), so
+	 * a runner killed outright leaves nothing running; if it is already
+	 * gone, do not start. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1)
+		return 2;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {

@@ -55,6 +55,7 @@ typedef struct slot {
 	uv_timer_t timer;
 	unsigned pending;       /* handles not yet closed */
 	bool timed_out;
+	bool interrupted;       /* killed because keel-harness got SIGINT/SIGTERM */
 	bool exited;
 	int64_t status;
 	int signal;
@@ -76,6 +77,8 @@ typedef struct exec {
 	unsigned running;
 	unsigned done;
 	int err;
+	uv_signal_t sig[2];     /* SIGINT, SIGTERM (unreferenced: they keep no loop alive) */
+	int interrupted;        /* the signal that ended the run, or 0 */
 } exec;
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -279,7 +282,12 @@ static void decide(slot *sl)
 	j->secs = (double)(kh_now_ns() - sl->t0_ns) / 1e9;
 	/* The step that did not end, its line and how far it got. */
 	bool has_step = kh_step_progress(db, j->scenario_id, step, sizeof(step));
-	if (sl->timed_out) {
+	if (sl->interrupted) {
+		j->outcome = "fail";
+		snprintf(j->reason, sizeof(j->reason), "interrupted: keel-harness got %s%s%s",
+			 ex->interrupted == SIGINT ? "SIGINT" : "SIGTERM", has_step ? " " : "",
+			 has_step ? step : "");
+	} else if (sl->timed_out) {
 		j->outcome = "timeout";
 		snprintf(j->reason, sizeof(j->reason), "timed out after %.3g s%s%s",
 			 j->timeout_s * ex->o->timeout_multiplier, has_step ? " " : "",
@@ -434,7 +442,7 @@ static int slot_start(exec *ex, slot *sl, kh_job *j)
 
 	sl->ex = ex;
 	sl->job = j;
-	sl->timed_out = sl->exited = false;
+	sl->timed_out = sl->exited = sl->interrupted = false;
 	sl->status = 0;
 	sl->signal = 0;
 	sl->out_cap = 0;
@@ -554,7 +562,7 @@ static void progress(exec *ex)
 
 static void schedule(exec *ex)
 {
-	while (ex->err == 0 && ex->running < ex->nslots) {
+	while (ex->err == 0 && !ex->interrupted && ex->running < ex->nslots) {
 		kh_job *j = ex->o->next(ex->o->ud);
 		if (j == NULL)
 			break;  /* asked again when a job ends: a retry may come */
@@ -575,6 +583,28 @@ static void schedule(exec *ex)
 	progress(ex);
 }
 
+/* SIGINT or SIGTERM (a user's ^C, a CI job cancelled): every running
+ * scenario's group is killed now (its nodes with it) and recorded as
+ * interrupted, none is started after; the command then reports what ran.
+ * The handlers go at once, so a second signal ends keel-harness as the
+ * default action does (its scenario children die with it: PDEATHSIG). */
+static void on_interrupt(uv_signal_t *h, int signum)
+{
+	exec *ex = h->data;
+	ex->interrupted = signum;
+	for (int i = 0; i < 2; i++)
+		uv_signal_stop(&ex->sig[i]);
+	fprintf(stderr, "\nkeel-harness: %s: ending %u running scenario(s) and their nodes; "
+			"starting no more\n", signum == SIGINT ? "SIGINT" : "SIGTERM", ex->running);
+	for (unsigned i = 0; i < ex->nslots; i++) {
+		slot *sl = &ex->slots[i];
+		if (sl->busy && !sl->exited) {
+			sl->interrupted = true;
+			kill_group(sl);
+		}
+	}
+}
+
 int kh_runner_exec(const kh_exec_opts *o)
 {
 	exec ex = { .o = o };
@@ -588,8 +618,18 @@ int kh_runner_exec(const kh_exec_opts *o)
 	for (unsigned a = 0; a <= KH_ADDR_SLOTS; a++)
 		ex.addr_fd[a] = -1;
 	uv_loop_init(&ex.loop);
+	const int signums[2] = { SIGINT, SIGTERM };
+	for (int i = 0; i < 2; i++) {
+		uv_signal_init(&ex.loop, &ex.sig[i]);
+		ex.sig[i].data = &ex;
+		uv_signal_start(&ex.sig[i], on_interrupt, signums[i]);
+		uv_unref((uv_handle_t *)&ex.sig[i]);
+	}
 	schedule(&ex);
 	uv_run(&ex.loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < 2; i++)
+		uv_close((uv_handle_t *)&ex.sig[i], NULL);
+	uv_run(&ex.loop, UV_RUN_DEFAULT); /* their close callbacks */
 	if (o->progress) {
 		printf("\r\033[K");
 		fflush(stdout);
@@ -597,7 +637,7 @@ int kh_runner_exec(const kh_exec_opts *o)
 	rc = uv_loop_close(&ex.loop);
 	(void)rc;
 	keel_free(ex.slots);
-	return ex.err;
+	return ex.err ? ex.err : ex.interrupted ? -EINTR : 0;
 }
 
 /* ---- scenario lists ---------------------------------------------------- */
@@ -1288,6 +1328,7 @@ int kh_cmd_run(int argc, char **argv)
 		.ud = &rs,
 	};
 	rc = kh_runner_exec(&eo);
+	bool interrupted = rc == -EINTR;
 	double total = (double)(kh_now_ns() - t0) / 1e9;
 	kh_recorder_run_end(rec, run_id);
 	if (keep)
@@ -1296,8 +1337,12 @@ int kh_cmd_run(int argc, char **argv)
 		fprintf(stderr, "keel-harness: %s left behind: %s\n", workroot, strerror(errno));
 	if (junit && (rc = write_junit(junit, &rs, rec, run_id, total)) != 0)
 		fprintf(stderr, "keel-harness: %s: %s\n", junit, strerror(-rc));
-	if (history && !no_history)
+	/* an interrupted run's failures are not the scenarios' own */
+	if (history && !no_history && !interrupted)
 		kh_history_record(history, kh_recorder_db(rec), run_id);
+	if (interrupted)
+		printf("keel-harness: interrupted: the run is incomplete (not added to the "
+		       "history)\n");
 	if (rs.tap)
 		printf("1..%u\n# ", rs.passed + rs.failed + rs.flaky);
 	printf("%u passed, %u failed", rs.passed, rs.failed);

@@ -41,7 +41,9 @@ typedef struct kh_exec_opts {
 	void *ud;
 } kh_exec_opts;
 
-/* Runs jobs until `next` has none and all ended.  0 or -errno. */
+/* Runs jobs until `next` has none and all ended.  0, -EINTR when SIGINT
+ * or SIGTERM ended it early (the running jobs killed and done as failed
+ * "interrupted: ...", no more started), or another -errno. */
 int kh_runner_exec(const kh_exec_opts *o);
 
 /* `keel-harness run ...`: exit code 0 all passed, 1 some failed, 2 usage. */

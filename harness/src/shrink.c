@@ -61,6 +61,7 @@ typedef struct shrink {
 	kh_exec_opts eo;
 	kh_recorder *rec;
 	unsigned runs, max_runs;
+	bool interrupted;       /* SIGINT/SIGTERM ended a run: no more */
 	/* the candidate being run */
 	kh_job job;
 	bool job_given;
@@ -338,7 +339,12 @@ static bool fails(shrink *k, const size_t *keep, size_t n)
 	kh_sha256_hex(k->cand, k->job.text_len, k->job.sha256);
 	k->job_given = false;
 	k->runs++;
-	if (kh_runner_exec(&k->eo) != 0)
+	int rc = kh_runner_exec(&k->eo);
+	if (rc == -EINTR) {
+		k->interrupted = true;
+		k->max_runs = k->runs; /* ddmin runs no more */
+	}
+	if (rc != 0)
 		return false;
 	signature(kh_recorder_db(k->rec), k->job.scenario_id, k->job.outcome, sig, sizeof(sig));
 	bool same = strcmp(k->job.outcome, "pass") != 0 && strcmp(sig, k->sig) == 0;
@@ -506,14 +512,19 @@ int kh_cmd_shrink(int argc, char **argv)
 		goto out_dir;
 	for (size_t i = 0; i < k.nf; i++)
 		c[i] = i;
-	if (!fails(&k, c, k.nf)) {
+	bool full = fails(&k, c, k.nf);
+	size_t m = full ? ddmin(&k, c, k.nf) : 0;
+	if (k.interrupted) {
+		printf("shrink: interrupted after %u run(s); nothing written\n", k.runs);
+		goto out_dir;
+	}
+	if (!full) {
 		printf("shrink: the full recorded schedule did not fail the same way (%s) in its "
 		       "rerun: timing decides, not the schedule alone; nothing shrunk (%u run)\n",
 		       k.sig, k.runs);
 		code = 1;
 		goto out_dir;
 	}
-	size_t m = ddmin(&k, c, k.nf);
 	qsort(c, m, sizeof(*c), cmp_index); /* in the recorded order */
 	char header[1024];
 	snprintf(header, sizeof(header), "# Shrunk by keel-harness shrink from %s, scenario #%"

@@ -6,8 +6,8 @@
 # scenarios' addresses, no directory.  Also checks the JUnit XML (xmllint
 # when installed) and the TAP output.
 set -euo pipefail
-HARNESS=$1
-BROKER=$2
+HARNESS=$(realpath "$1")
+BROKER=$(realpath "$2")
 FIX=$(cd "$(dirname "$0")/fixtures/isolation" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -82,4 +82,48 @@ for addr in $(q "SELECT address FROM scenarios"); do
     fail "a port is still listening on $addr"
   fi
 done
+# SIGTERM to keel-harness run (a CI job cancelled): the running scenario
+# and its node are killed at once and recorded as interrupted, no later
+# scenario starts, nothing is left behind, the run is not added to the
+# history, exit 1.  -j1 over a (passes), b (hangs), c: the signal goes
+# once a's TAP line is out (b started in the same turn of the loop).
+mkdir "$work/int" "$work/int/sc" "$work/tmp2"
+cd "$work/int"
+ok='nodes:\n  - name: n1\nsteps:\n  - start: {node: n1}\n  - await: {node: n1, type: state, where: [state == LIVE], within: 20}\n  - stop: {node: n1}\n'
+printf "name: a_pass\n$ok" > sc/a_pass.yaml
+printf "name: c_never\n$ok" > sc/c_never.yaml
+printf 'name: b_hang\ntimeout: 900\nnodes:\n  - name: n1\nsteps:\n  - start: {node: n1}\n  - await: {node: n1, type: never.happens, within: 800}\n' > sc/b_hang.yaml
+mkfifo out.fifo
+TMPDIR=$work/tmp2 "$HARNESS" run -j 1 --tap --broker "$BROKER" --db int.db --history hist.db sc \
+  > out.fifo 2> int.err &
+hpid=$!
+exec 3< out.fifo
+got_ok=0
+while IFS= read -r -t 60 line <&3; do
+  echo "$line" >> int.out
+  case "$line" in "ok 1 - a_pass"*) got_ok=1; break ;; esac
+done
+[ "$got_ok" = 1 ] || { cat int.out int.err; fail "interrupt: a_pass never passed"; }
+kill -TERM "$hpid"
+# the rest of its output, up to its exit (a minute at most)
+while IFS= read -r -t 60 line <&3; do echo "$line" >> int.out; done
+exec 3<&-
+rc=0; wait "$hpid" || rc=$?
+[ "$rc" = 1 ] || { cat int.out int.err; fail "interrupt: exit $rc, expected 1"; }
+grep -q 'keel-harness: SIGTERM: ending 1 running scenario(s)' int.err \
+  || { cat int.err; fail "interrupt: no note on stderr"; }
+grep -q 'keel-harness: interrupted: the run is incomplete' int.out \
+  || { cat int.out; fail "interrupt: no closing note"; }
+qi() { sqlite3 int.db "$1"; }
+[ "$(qi "SELECT group_concat(name || ':' || outcome, ' ') FROM scenarios ORDER BY id")" = "a_pass:pass b_hang:fail" ] \
+  || fail "interrupt: recorded $(qi "SELECT group_concat(name || ':' || outcome, ' ') FROM scenarios")"
+qi "SELECT reason FROM scenarios WHERE name = 'b_hang'" | grep -q '^interrupted: keel-harness got SIGTERM' \
+  || fail "interrupt: reason $(qi "SELECT reason FROM scenarios WHERE name = 'b_hang'")"
+[ ! -e hist.db ] || [ "$(sqlite3 hist.db "SELECT count(*) FROM results" 2>/dev/null || echo 0)" = 0 ] \
+  || fail "interrupt: the interrupted run went into the history"
+if pgrep -f -- "$work/tmp2" >/dev/null; then
+  pgrep -a -f -- "$work/tmp2" >&2
+  fail "interrupt: processes left behind"
+fi
+[ -z "$(ls -A "$work/tmp2")" ] || { ls -la "$work/tmp2" >&2; fail "interrupt: directories left behind"; }
 echo "it_isolation: OK"
