@@ -14,7 +14,36 @@
 #include <unistd.h>
 
 #include "kh_limits.h"
-#include "runner.h"
+
+/* `name` in the build tree beside this keel-harness (../DIR/name) or in
+ * its own directory (an install), resolved into buf (PATH_MAX). */
+static bool next_to_self(const char *self_exe, const char *dir_in_build, const char *name,
+			 char *buf)
+{
+	char dir[PATH_MAX], p[2 * PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", self_exe);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL)
+		return false;
+	*slash = '\0';
+	snprintf(p, sizeof(p), "%s/../%s/%s", dir, dir_in_build, name);
+	if (access(p, X_OK) == 0 && realpath(p, buf) != NULL)
+		return true;
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return access(p, X_OK) == 0 && realpath(p, buf) != NULL;
+}
+
+bool kh_default_broker(const char *self_exe, char *buf, size_t len)
+{
+	(void)len; /* PATH_MAX: realpath's */
+	return next_to_self(self_exe, "broker", "keel-broker", buf);
+}
+
+bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len)
+{
+	(void)len;
+	return next_to_self(self_exe, "leakcheck", "keel-leaks", buf);
+}
 
 int kh_opt_multiplier(const char *arg, double *out)
 {

@@ -8,8 +8,16 @@
 #ifndef KH_CMD_OPTS_H
 #define KH_CMD_OPTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sqlite3.h>
+
+/* The keel-broker next to this keel-harness (build tree or install), into
+ * buf (PATH_MAX); false when none is found. */
+bool kh_default_broker(const char *self_exe, char *buf, size_t len);
+/* keel-leaks next to this keel-harness (build tree or install), into buf
+ * (PATH_MAX); false when none is found. */
+bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len);
 
 /* --timeout-multiplier F: 0 < F <= KH_MAX_TIMEOUT_MULTIPLIER.  0 or -1. */
 int kh_opt_multiplier(const char *arg, double *out);

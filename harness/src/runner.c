@@ -116,46 +116,6 @@ uint64_t kh_scenario_seed(uint64_t run_seed, const char *name, unsigned iteratio
 	return (z ^ (z >> 31)) & INT64_MAX; /* SQLite integers are signed */
 }
 
-bool kh_default_broker(const char *self_exe, char *buf, size_t len)
-{
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", self_exe);
-	char *slash = strrchr(dir, '/');
-	if (slash == NULL)
-		return false;
-	*slash = '\0';
-	const char *cands[] = { "%s/../broker/keel-broker", "%s/keel-broker" };
-	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-		char p[PATH_MAX + 32];
-		snprintf(p, sizeof(p), cands[i], dir);
-		if (access(p, X_OK) == 0 && realpath(p, buf) != NULL) {
-			(void)len;
-			return true;
-		}
-	}
-	return false;
-}
-
-bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len)
-{
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", self_exe);
-	char *slash = strrchr(dir, '/');
-	if (slash == NULL)
-		return false;
-	*slash = '\0';
-	const char *cands[] = { "%s/../leakcheck/keel-leaks", "%s/keel-leaks" };
-	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-		char p[PATH_MAX + 32];
-		snprintf(p, sizeof(p), cands[i], dir);
-		if (access(p, X_OK) == 0 && realpath(p, buf) != NULL) {
-			(void)len;
-			return true;
-		}
-	}
-	return false;
-}
-
 /* ---- the executor ------------------------------------------------------ */
 
 /* Start time of process `pid` in clock ticks since boot (/proc/PID/stat

@@ -51,12 +51,6 @@ int kh_cmd_run(int argc, char **argv);
 /* `keel-harness lint FILE...`: 0 or 2. */
 int kh_cmd_lint(int argc, char **argv);
 
-/* The keel-broker next to this keel-harness (build tree or install), into
- * buf; false when none is found. */
-bool kh_default_broker(const char *self_exe, char *buf, size_t len);
-/* keel-leaks next to this keel-harness (build tree or install), into buf
- * (PATH_MAX); false when none is found. */
-bool kh_default_keel_leaks(const char *self_exe, char *buf, size_t len);
 /* Remove a directory tree (no symlinks followed).  0 or -errno. */
 int kh_rm_rf(const char *path);
 /* Per-scenario seed from the run's seed, its name and iteration. */
