@@ -16,66 +16,11 @@
 #include <cmocka.h>
 
 #include "ha.h"
+#include "test_ha_util.h"
 
 /* ======================================================================
  * Unit tests: feed inputs to one machine, look at its actions.
  * ==================================================================== */
-
-static keel_ha_actions acts;
-
-static void feed(keel_ha *ha, keel_ha_input_type t, uint32_t link)
-{
-	keel_ha_input in = { .type = t, .link = link, .creds_ok = true };
-	assert_int_equal(keel_ha_feed(ha, &in, &acts), 0);
-}
-
-static void feed_in(keel_ha *ha, keel_ha_input *in)
-{
-	assert_int_equal(keel_ha_feed(ha, in, &acts), 0);
-}
-
-static void feed_timer(keel_ha *ha, keel_ha_timer t, uint64_t now)
-{
-	keel_ha_input in = { .type = KEEL_HA_IN_TIMER, .timer = t, .now_ms = now };
-	assert_int_equal(keel_ha_feed(ha, &in, &acts), 0);
-}
-
-/* Index of the first action of `type` (and msg / event when nonzero) at
- * or after `from`, or -1. */
-static int find(keel_ha_action_type type, int sub, size_t from)
-{
-	for (size_t i = from; i < acts.n; i++) {
-		const keel_ha_action *a = &acts.a[i];
-		if (a->type != type)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_SEND && (int)a->msg != sub)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_EMIT && (int)a->event != sub)
-			continue;
-		if (sub != 0 && (type == KEEL_HA_ACT_START_TIMER || type == KEEL_HA_ACT_CANCEL_TIMER) &&
-		    (int)a->timer != sub - 1)
-			continue;
-		return (int)i;
-	}
-	return -1;
-}
-
-#define HAS(type, sub) (find((type), (sub), 0) >= 0)
-#define TIMER(t) ((int)(t) + 1)
-
-static const keel_ha_node_id ID1 = { { 1 } };
-
-static void mk(keel_ha *ha, keel_ha_role role, const keel_ha_persist *p)
-{
-	keel_ha_config cfg;
-	keel_ha_persist fresh;
-	keel_ha_config_default(&cfg, role);
-	if (p == NULL) {
-		keel_ha_persist_fresh(&fresh, role, &ID1);
-		p = &fresh;
-	}
-	assert_int_equal(keel_ha_init(ha, &cfg, p), 0);
-}
 
 /* A primary live with a synced backup on link 7. */
 static void live_with_backup(keel_ha *ha, bool failback)

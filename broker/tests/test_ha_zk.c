@@ -19,30 +19,10 @@
 #include <cmocka.h>
 
 #include "ha.h"
+#include "test_ha_util.h"
 
 #define ZK_TIMEOUT 9000u /* session timeout in the tests: a lease of 8100 ms */
 #define LEASE 8100u
-
-static keel_ha_actions acts;
-
-static void feed_in(keel_ha *ha, keel_ha_input *in)
-{
-	assert_int_equal(keel_ha_feed(ha, in, &acts), 0);
-}
-
-static void feed_at(keel_ha *ha, keel_ha_input_type t, uint32_t link, uint64_t now)
-{
-	keel_ha_input in = { .type = t, .link = link, .creds_ok = true, .now_ms = now };
-	feed_in(ha, &in);
-}
-
-#define feed(ha, t, link) feed_at((ha), (t), (link), 0)
-
-static void feed_timer(keel_ha *ha, keel_ha_timer t, uint64_t now)
-{
-	keel_ha_input in = { .type = KEEL_HA_IN_TIMER, .timer = t, .now_ms = now };
-	feed_in(ha, &in);
-}
 
 static void zk_session(keel_ha *ha, keel_ha_zk_state st, uint64_t timeout, uint64_t now)
 {
@@ -62,44 +42,16 @@ static void zk_coord(keel_ha *ha, keel_ha_input_type t, uint64_t seq, keel_ha_ro
 	feed_in(ha, &in);
 }
 
-/* Index of the first action of `type` (and msg / event / timer when
- * nonzero) at or after `from`, or -1. */
-static int find(keel_ha_action_type type, int sub, size_t from)
-{
-	for (size_t i = from; i < acts.n; i++) {
-		const keel_ha_action *a = &acts.a[i];
-		if (a->type != type)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_SEND && (int)a->msg != sub)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_EMIT && (int)a->event != sub)
-			continue;
-		if (sub != 0 && (type == KEEL_HA_ACT_START_TIMER || type == KEEL_HA_ACT_CANCEL_TIMER) &&
-		    (int)a->timer != sub - 1)
-			continue;
-		return (int)i;
-	}
-	return -1;
-}
-
-#define HAS(type, sub) (find((type), (sub), 0) >= 0)
 #define AT(type, sub) find((type), (sub), 0)
-#define TIMER(t) ((int)(t) + 1)
 
-static const keel_ha_node_id ID1 = { { 1 } };
-
+/* A machine of `role` with a manager (session timeout ZK_TIMEOUT). */
 static void mkz(keel_ha *ha, keel_ha_role role, const keel_ha_persist *p)
 {
 	keel_ha_config cfg;
-	keel_ha_persist fresh;
 	keel_ha_config_default(&cfg, role);
 	cfg.manager = true;
 	cfg.zk_session_timeout_ms = ZK_TIMEOUT;
-	if (p == NULL) {
-		keel_ha_persist_fresh(&fresh, role, &ID1);
-		p = &fresh;
-	}
-	assert_int_equal(keel_ha_init(ha, &cfg, p), 0);
+	mk_cfg(ha, &cfg, p);
 }
 
 /* A fresh primary with a manager, live at activation 1 (C created at
