@@ -46,17 +46,7 @@ static void synced_backup(keel_ha *ha)
 {
 	mk(ha, KEEL_HA_ROLE_BACKUP, NULL);
 	feed(ha, KEEL_HA_IN_START, 0);
-	feed(ha, KEEL_HA_IN_CONNECTED, 3);
-	keel_ha_input ok = { .type = KEEL_HA_IN_REGISTER_OK, .link = 3 };
-	feed_in(ha, &ok);
-	keel_ha_input st = { .type = KEEL_HA_IN_SYNC_START, .link = 3 };
-	feed_in(ha, &st);
-	keel_ha_input done = { .type = KEEL_HA_IN_SYNC_DONE, .link = 3 };
-	done.peer.node_id = ID1;
-	done.peer.activation_seq = 6;
-	feed_in(ha, &done);
-	feed(ha, KEEL_HA_IN_REPLICA_FLUSHED, 0);
-	assert_int_equal(ha->state, KEEL_HA_BACKUP_SYNCED);
+	sync_on_link3(ha);
 }
 
 static void test_names(void **state)
@@ -130,11 +120,8 @@ static void test_primary_start_alone(void **state)
 static void test_primary_waits_for_peer(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(3, true);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 3;
-	p.peer_may_be_live = true;
 	mk(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
@@ -165,10 +152,8 @@ static void test_primary_waits_for_peer(void **state)
 static void test_freshest_rule(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(5, false);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 5;
 	mk(&ha, KEEL_HA_ROLE_BACKUP, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	feed(&ha, KEEL_HA_IN_CONNECTED, 2);
@@ -565,11 +550,8 @@ static void test_failback_wait_expires(void **state)
 static void test_primary_failback_side(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(1, true);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 1;
-	p.peer_may_be_live = true;
 	mk(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	feed(&ha, KEEL_HA_IN_CONNECTED, 2);

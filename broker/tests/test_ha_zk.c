@@ -92,17 +92,7 @@ static void zk_synced_backup(keel_ha *ha)
 	mkz(ha, KEEL_HA_ROLE_BACKUP, NULL);
 	feed(ha, KEEL_HA_IN_START, 0);
 	zk_session(ha, KEEL_HA_ZK_CONNECTED, ZK_TIMEOUT, 0);
-	feed(ha, KEEL_HA_IN_CONNECTED, 3);
-	keel_ha_input ok = { .type = KEEL_HA_IN_REGISTER_OK, .link = 3 };
-	feed_in(ha, &ok);
-	keel_ha_input st = { .type = KEEL_HA_IN_SYNC_START, .link = 3 };
-	feed_in(ha, &st);
-	keel_ha_input done = { .type = KEEL_HA_IN_SYNC_DONE, .link = 3 };
-	done.peer.node_id = ID1;
-	done.peer.activation_seq = 6;
-	feed_in(ha, &done);
-	feed(ha, KEEL_HA_IN_REPLICA_FLUSHED, 0);
-	assert_int_equal(ha->state, KEEL_HA_BACKUP_SYNCED);
+	sync_on_link3(ha);
 	assert_int_equal(ha->lock, KEEL_HA_LOCK_NONE); /* a backup in sync wants nothing */
 }
 
@@ -199,10 +189,8 @@ static void test_zk_start_takes_lock_then_coordinates(void **state)
 static void test_zk_stale_node_waits(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(4, false);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 4;
 	mkz(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	zk_session(&ha, KEEL_HA_ZK_CONNECTED, ZK_TIMEOUT, 0);
@@ -330,11 +318,8 @@ static void test_zk_register_ok_ends_candidacy(void **state)
 static void test_zk_self_repair(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(6, true);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 6;
-	p.peer_may_be_live = true;
 	mkz(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	zk_session(&ha, KEEL_HA_ZK_CONNECTED, ZK_TIMEOUT, 0);
