@@ -152,8 +152,9 @@ static void zk_free(zk_server *z)
 
 /* ---- nodes -------------------------------------------------------------------- */
 
-/* check-period 300 and connection-ttl 1500 (the session's order), no
- * initial-replication-sync-timeout, the manager on ZooKeeper z. */
+/* A node's `ha:` block: check-period 300, connection-ttl 1500 (scaled),
+ * no initial-replication-sync-timeout; the manager on ZooKeeper z with
+ * pair-id `pair`. */
 static char *ha_yaml(const char *role, uint16_t listen_port, uint16_t peer_port,
 		     const zk_server *z, const char *pair)
 {
