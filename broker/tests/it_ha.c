@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,22 +20,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cmocka.h>
 
 #include "keel/alloc.h"
+#include "itha.h"
 #include "itutil.h"
 #include "keel/client.h"
 
-#define T_MS it_ms(5000)
-#define START_MS it_ms(20000)
+#define T_MS ITHA_T_MS
+#define START_MS ITHA_START_MS
 /* Negative checks: how long "does not happen" is watched for. */
 #define NEG_MS it_ms(500)
-#define MGMT "/queue/keel.management"
 #define REPLY_Q "/queue/it.ha.reply"
 #define MAX_RECEIPTS 16
 
@@ -44,56 +41,12 @@ static const char *broker_exe;
 
 /* ---- nodes ----------------------------------------------------------------- */
 
-/* A free loopback port (bound, read, closed: the node that gets it binds
- * it again with SO_REUSEADDR). */
-static uint16_t free_port(void)
-{
-	uint16_t port = it_free_port();
-	assert_int_not_equal(port, 0);
-	return port;
-}
-
-static char *make_tmpdir(void)
-{
-	char *d = it_tmpdir_make("ha");
-	assert_non_null(d);
-	return d;
-}
-
-#define rm_tmpdir it_tmpdir_remove
-
-/* An `ha:` config; `extra` adds lines under ha: (indented two blanks). */
+/* An `ha:` config with the default timings; `extra` adds lines under ha:
+ * (indented two blanks). */
 static char *ha_yaml(const char *role, uint16_t listen_port, uint16_t peer_port,
 		     const char *extra)
 {
-	char *y = keel_malloc(1024);
-	assert_non_null(y);
-	snprintf(y, 1024,
-		 "ha:\n"
-		 "  role: %s\n"
-		 "  listen: \"127.0.0.1:%u\"\n"
-		 "  peer: \"127.0.0.1:%u\"\n"
-		 "  check-period: 1000\n"
-		 "  connection-ttl: %u\n"
-		 "  retry-interval: 100\n"
-		 "  initial-replication-sync-timeout: %u\n"
-		 "%s",
-		 role, (unsigned)listen_port, (unsigned)peer_port, it_ms(5000), it_ms(30000),
-		 extra ? extra : "");
-	return y;
-}
-
-/* The integer field `field` of event i. */
-static long ev_int(it_broker *b, int i, const char *field)
-{
-	json_t *v = json_object_get(it_broker_event(b, (size_t)i), field);
-	assert_true(json_is_integer(v));
-	return (long)json_integer_value(v);
-}
-
-static const char *ev_str(it_broker *b, int i, const char *field)
-{
-	return json_string_value(json_object_get(it_broker_event(b, (size_t)i), field));
+	return itha_yaml(role, listen_port, peer_port, itha_timing_default(), extra);
 }
 
 /* The port a node's replication acceptor bound. */
@@ -101,23 +54,27 @@ static uint16_t repl_port(it_broker *b)
 {
 	int i = it_broker_wait_event(b, 0, "replication.listening", NULL, NULL, T_MS);
 	assert_true(i >= 0);
-	long p = ev_int(b, i, "port");
+	long p = itha_ev_int(b, i, "port");
 	assert_true(p > 0 && p < 65536);
 	return (uint16_t)p;
 }
 
-/* A primary on an ephemeral replication port whose peer is peer_port;
- * returns once LIVE (it finds no live peer and goes live alone). */
+/* A primary on replication port listen_port (0: any) whose peer is
+ * peer_port, data in data_dir (NULL: itutil's); returns once LIVE (it
+ * finds no live peer and goes live alone). */
+static it_broker *start_primary_at(const char *name, uint16_t listen_port, uint16_t peer_port,
+				   const char *extra, const char *data_dir)
+{
+	char *y = ha_yaml("primary", listen_port, peer_port, extra);
+	it_broker *b = itha_start(broker_exe, (it_broker_opts){ .name = name, .config_yaml = y },
+				  data_dir);
+	keel_free(y);
+	return b;
+}
+
 static it_broker *start_live(const char *name, uint16_t peer_port, const char *extra)
 {
-	char *y = ha_yaml("primary", 0, peer_port, extra);
-	it_broker_opts o = { .name = name, .config_yaml = y };
-	it_broker *b = NULL;
-	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
-	keel_free(y);
-	if (rc != 0)
-		fail_msg("live %s did not start: %s", name, strerror(-rc));
-	return b;
+	return start_primary_at(name, 0, peer_port, extra, NULL);
 }
 
 /* A backup of the live at live_port, listening on listen_port (0: any),
@@ -127,57 +84,20 @@ static it_broker *start_backup(const char *name, uint16_t listen_port, uint16_t 
 			       const char *extra, const char *data_dir, const char *fiu)
 {
 	char *y = ha_yaml("backup", listen_port, live_port, extra);
-	const char *args[] = { "--data-dir", data_dir, NULL };
 	it_broker_opts o = { .name = name, .config_yaml = y,
-			     .extra_args = data_dir ? args : NULL,
 			     .ready_type = "replication.listening" };
 	if (fiu)
 		assert_int_equal(setenv("KEEL_FIU_ENABLE", fiu, 1), 0);
-	it_broker *b = NULL;
-	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
+	it_broker *b = itha_start(broker_exe, o, data_dir);
 	if (fiu)
 		unsetenv("KEEL_FIU_ENABLE");
 	keel_free(y);
-	if (rc != 0)
-		fail_msg("backup %s did not start: %s", name, strerror(-rc));
 	return b;
-}
-
-/* Index of the next event after `from` (exclusive: from < 0 = all). */
-static int wait_ev(it_broker *b, int from, const char *type, const char *field,
-		   const char *value, uint32_t ms)
-{
-	int i = it_broker_wait_event(b, (size_t)(from + 1), type, field, value, ms);
-	if (i < 0)
-		fail_msg("no %s%s%s within %u ms: %s", type, value ? " " : "", value ? value : "",
-			 ms, strerror(-i));
-	return i;
-}
-
-/* Backup announced itself and the live saw SYNC_DONE_ACK (after event
- * index live_from of the live). */
-static int wait_synced(it_broker *live, int live_from, it_broker *backup)
-{
-	wait_ev(backup, -1, "backup.announced", NULL, NULL, START_MS);
-	return wait_ev(live, live_from, "replication.sync.done", NULL, NULL, START_MS);
-}
-
-/* SIGTERM; it must stop cleanly (exit 0: no leak, no valgrind error). */
-static void stop_clean(it_broker *b)
-{
-	int ws = 0;
-	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
-	if (it_exit_code(ws) != 0)
-		fail_msg("broker %d exited %d", (int)it_broker_pid(b), it_exit_code(ws));
-	it_broker_free(b);
 }
 
 static void kill9(it_broker *b)
 {
-	int ws = 0;
-	assert_int_equal(kill(it_broker_pid(b), SIGKILL), 0);
-	assert_int_equal(it_broker_wait_exit(b, T_MS, &ws), 0);
-	assert_int_equal(it_exit_code(ws), 128 + SIGKILL);
+	assert_int_equal(itha_kill9(b), 128 + SIGKILL);
 }
 
 static bool has_event(it_broker *b, const char *type, const char *field, const char *value)
@@ -187,56 +107,18 @@ static bool has_event(it_broker *b, const char *type, const char *field, const c
 
 /* ---- clients ---------------------------------------------------------------- */
 
-static keel_bclient *bconnect(uint16_t port)
-{
-	keel_client_options o = { 0 };
-	o.host = "127.0.0.1";
-	o.port = port;
-	o.connect_timeout_ms = T_MS;
-	char err[256] = "";
-	keel_bclient *c = NULL;
-	int rc = keel_bclient_connect(&c, &o, T_MS, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("connect to %u: %s (%s)", (unsigned)port, strerror(-rc), err);
-	return c;
-}
-
-static const keel_kv persistent_hdr[] = { { "persistent", 10, "true", 4 } };
-
-static void send_receipted(keel_bclient *c, const char *dest, const char *body)
-{
-	int rc = keel_bclient_send(c, dest, persistent_hdr, 1, body, strlen(body), true, T_MS);
-	if (rc != 0)
-		fail_msg("SEND %s with receipt: %s (%s)", body, strerror(-rc),
-			 keel_bclient_error(c));
-}
-
 /* A management client: subscribed to REPLY_Q.  Open it before a backup
  * with op-ack-drop attaches: the auto-created reply queue is durable and
  * its SUBSCRIBE receipt would wait for the backup. */
 static keel_bclient *mgmt_open(uint16_t port)
 {
-	keel_bclient *c = bconnect(port);
-	int rc = keel_bclient_subscribe(c, "reply", REPLY_Q, "auto", NULL, 0, T_MS);
-	if (rc != 0)
-		fail_msg("subscribe %s: %s", REPLY_Q, keel_bclient_error(c));
-	return c;
+	return itha_mgmt_open(port, REPLY_Q);
 }
 
 /* broker-status's "ha" object (a new reference). */
 static json_t *ha_status(keel_bclient *c)
 {
-	keel_kv h[] = { KEEL_KV("operation", "broker-status"), KEEL_KV("reply-to", REPLY_Q) };
-	int rc = keel_bclient_send(c, MGMT, h, 2, "", 0, false, T_MS);
-	if (rc != 0)
-		fail_msg("broker-status: %s", keel_bclient_error(c));
-	keel_bframe *f = NULL;
-	rc = keel_bclient_receive(c, &f, T_MS);
-	if (rc != 0)
-		fail_msg("broker-status reply: %s", strerror(-rc));
-	json_t *r = json_loadb((const char *)f->f.body, f->f.body_len, 0, NULL);
-	keel_bclient_frame_free(f);
-	assert_non_null(r);
+	json_t *r = itha_mgmt(c, REPLY_Q, "broker-status", NULL);
 	json_t *ha = json_incref(json_object_get(r, "ha"));
 	assert_non_null(ha);
 	/* the top-level replication state is the same */
@@ -253,18 +135,7 @@ static json_t *ha_status(keel_bclient *c)
  * with an error (no such queue yet). */
 static long queue_messages(keel_bclient *c, const char *queue)
 {
-	keel_kv h[] = { KEEL_KV("operation", "queue-stat"), KEEL_KV("name", queue),
-			KEEL_KV("reply-to", REPLY_Q) };
-	int rc = keel_bclient_send(c, MGMT, h, 3, "", 0, false, T_MS);
-	if (rc != 0)
-		fail_msg("queue-stat: %s", keel_bclient_error(c));
-	keel_bframe *f = NULL;
-	rc = keel_bclient_receive(c, &f, T_MS);
-	if (rc != 0)
-		fail_msg("queue-stat reply: %s", strerror(-rc));
-	json_t *r = json_loadb((const char *)f->f.body, f->f.body_len, 0, NULL);
-	keel_bclient_frame_free(f);
-	assert_non_null(r);
+	json_t *r = itha_mgmt(c, REPLY_Q, "queue-stat", queue);
 	long n = -1;
 	const char *st = json_string_value(json_object_get(r, "status"));
 	assert_non_null(st);
@@ -281,7 +152,7 @@ static long queue_messages(keel_bclient *c, const char *queue)
  * bodies[] and each once. */
 static void consume_all(uint16_t port, const char *dest, char bodies[][32], size_t n)
 {
-	keel_bclient *c = bconnect(port);
+	keel_bclient *c = itha_connect(port);
 	assert_int_equal(keel_bclient_subscribe(c, "s", dest, "auto", NULL, 0, T_MS), 0);
 	bool *seen = keel_calloc(n, sizeof(bool));
 	assert_non_null(seen);
@@ -290,16 +161,7 @@ static void consume_all(uint16_t port, const char *dest, char bodies[][32], size
 		int rc = keel_bclient_receive(c, &m, T_MS);
 		if (rc != 0)
 			fail_msg("only %zu of %zu messages: %s", got, n, strerror(-rc));
-		size_t k = 0;
-		while (k < n && (strlen(bodies[k]) != m->f.body_len ||
-				 memcmp(bodies[k], m->f.body, m->f.body_len) != 0))
-			k++;
-		if (k == n)
-			fail_msg("unexpected message '%.*s'", (int)m->f.body_len,
-				 (const char *)m->f.body);
-		if (seen[k])
-			fail_msg("message '%s' twice", bodies[k]);
-		seen[k] = true;
+		itha_match_body(m, bodies, n, seen);
 		keel_bclient_frame_free(m);
 	}
 	keel_free(seen);
@@ -427,12 +289,12 @@ static void ap_close(aprod *p)
 static void test_receipt_waits_for_backup(void **state)
 {
 	(void)state;
-	uint16_t bport = free_port();
+	uint16_t bport = itha_free_port();
 	it_broker *live = start_live("ha1-live", bport, NULL);
 	keel_bclient *mc = mgmt_open(it_broker_port(live));
 	it_broker *backup = start_backup("ha1-backup", bport, repl_port(live), NULL, NULL,
 					 "repl/op-ack-drop");
-	int synced = wait_synced(live, -1, backup);
+	int synced = itha_wait_synced(live, -1, backup);
 	/* broker-status says what the pair is doing */
 	json_t *ha = ha_status(mc);
 	assert_string_equal(HA_STR(ha, "role"), "primary");
@@ -444,7 +306,8 @@ static void test_receipt_waits_for_backup(void **state)
 
 	aprod p;
 	ap_open(&p, it_broker_port(live));
-	assert_int_equal(keel_client_send(p.c, "/queue/ha.t1", persistent_hdr, 1, "m1", 2, "r1"),
+	assert_int_equal(keel_client_send(p.c, "/queue/ha.t1", itha_persistent_hdr, 1, "m1", 2,
+					  "r1"),
 			 0);
 	/* The message reaches the queue: the SEND was processed... */
 	uint64_t deadline = uv_hrtime() / 1000000 + T_MS;
@@ -464,13 +327,13 @@ static void test_receipt_waits_for_backup(void **state)
 	 * is shown gone (its port refuses: its process died), then the
 	 * local sync alone is enough. */
 	kill9(backup);
-	int lost = wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
-	wait_ev(live, lost, "replication.fence", NULL, NULL, T_MS);
+	int lost = itha_wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
+	itha_wait_ev(live, lost, "replication.fence", NULL, NULL, T_MS);
 	if (!ap_run(&p, NULL, "r1", T_MS))
 		fail_msg("no RECEIPT after the backup was lost (error: '%s')", p.error);
 	assert_string_equal(p.error, "");
-	int alone = wait_ev(live, lost, "replication.alone", NULL, NULL, T_MS);
-	assert_non_null(strstr(ev_str(live, alone, "text"), "refused"));
+	int alone = itha_wait_ev(live, lost, "replication.alone", NULL, NULL, T_MS);
+	assert_non_null(strstr(itha_ev_str(live, alone, "text"), "refused"));
 	ap_close(&p);
 	ha = ha_status(mc);
 	assert_string_equal(HA_STR(ha, "replication"), "none");
@@ -480,7 +343,7 @@ static void test_receipt_waits_for_backup(void **state)
 
 	keel_bclient_close(mc);
 	it_broker_free(backup);
-	stop_clean(live);
+	itha_stop_clean(live);
 }
 
 /* ---- 2. a second backup is refused -------------------------------------------- */
@@ -488,33 +351,33 @@ static void test_receipt_waits_for_backup(void **state)
 static void test_second_backup_refused(void **state)
 {
 	(void)state;
-	uint16_t bport = free_port();
+	uint16_t bport = itha_free_port();
 	it_broker *live = start_live("ha2-live", bport, NULL);
 	uint16_t lport = repl_port(live);
 	it_broker *backup = start_backup("ha2-backup", bport, lport, NULL, NULL, NULL);
-	int synced = wait_synced(live, -1, backup);
+	int synced = itha_wait_synced(live, -1, backup);
 
 	it_broker *third = start_backup("ha2-third", 0, lport, NULL, NULL, NULL);
-	int r1 = wait_ev(live, synced, "replication.refused", "reason", "already-replicating",
-			 START_MS);
+	int r1 = itha_wait_ev(live, synced, "replication.refused", "reason", "already-replicating",
+			      START_MS);
 	/* It keeps asking (retry-interval) and keeps being refused. */
-	wait_ev(live, r1, "replication.refused", "reason", "already-replicating", START_MS);
+	itha_wait_ev(live, r1, "replication.refused", "reason", "already-replicating", START_MS);
 	assert_false(has_event(third, "backup.announced", NULL, NULL));
 	/* Negative check: the third node does not become a synced backup. */
 	assert_int_equal(it_broker_wait_event(third, 0, "state", "state", "BACKUP_SYNCED", NEG_MS),
 			 -ETIMEDOUT);
-	stop_clean(third);
+	itha_stop_clean(third);
 
 	/* The pair is unharmed: the backup still acks (a receipt comes), the
 	 * live never lost it. */
-	keel_bclient *c = bconnect(it_broker_port(live));
-	send_receipted(c, "/queue/ha.t2", "after-refusal");
+	keel_bclient *c = itha_connect(it_broker_port(live));
+	itha_send(c, "/queue/ha.t2", "after-refusal");
 	keel_bclient_close(c);
 	assert_false(has_event(live, "replication.lost", NULL, NULL));
 	assert_false(has_event(backup, "failover", NULL, NULL));
 
-	stop_clean(backup);
-	stop_clean(live);
+	itha_stop_clean(backup);
+	itha_stop_clean(live);
 }
 
 /* ---- 3. wrong cluster credentials ------------------------------------------- */
@@ -527,13 +390,13 @@ static int cluster_failures(it_broker *live, int from, const char *user, int n)
 {
 	long last = 0;
 	for (int k = 0; k < n; k++) {
-		from = wait_ev(live, from, "auth.failed", "user", user, START_MS);
-		assert_string_equal(ev_str(live, from, "acceptor"), "replication");
-		assert_string_equal(ev_str(live, from, "address"), "127.0.0.1");
-		long f = ev_int(live, from, "failures");
+		from = itha_wait_ev(live, from, "auth.failed", "user", user, START_MS);
+		assert_string_equal(itha_ev_str(live, from, "acceptor"), "replication");
+		assert_string_equal(itha_ev_str(live, from, "address"), "127.0.0.1");
+		long f = itha_ev_int(live, from, "failures");
 		assert_true(f > last);
 		long want = 100L << (f - 1);
-		assert_int_equal(ev_int(live, from, "delay-ms"), want > 5000 ? 5000 : want);
+		assert_int_equal(itha_ev_int(live, from, "delay-ms"), want > 5000 ? 5000 : want);
 		last = f;
 	}
 	return from;
@@ -542,7 +405,7 @@ static int cluster_failures(it_broker *live, int from, const char *user, int n)
 static void test_wrong_cluster_password(void **state)
 {
 	(void)state;
-	uint16_t bport = free_port();
+	uint16_t bport = itha_free_port();
 	it_broker *live = start_live("ha3-live", bport,
 				     "  cluster-user: keelcluster\n"
 				     "  cluster-password: right-one\n");
@@ -550,40 +413,41 @@ static void test_wrong_cluster_password(void **state)
 					 "  cluster-user: keelcluster\n"
 					 "  cluster-password: wrong-one\n",
 					 NULL, NULL);
-	int r1 = wait_ev(live, -1, "replication.refused", "reason", "authentication", START_MS);
+	int r1 = itha_wait_ev(live, -1, "replication.refused", "reason", "authentication",
+			      START_MS);
 	/* refused again on its next attempt */
-	wait_ev(live, r1, "replication.refused", "reason", "authentication", START_MS);
+	itha_wait_ev(live, r1, "replication.refused", "reason", "authentication", START_MS);
 	/* each refusal was a failed check, counted for the address and the
 	 * cluster user, with a growing delay (issue 19 defect 5) */
 	cluster_failures(live, -1, "keelcluster", 2);
 	assert_false(has_event(live, "replication.sync.started", NULL, NULL));
 	assert_false(has_event(backup, "backup.announced", NULL, NULL));
 	/* the backup is told why */
-	int e = wait_ev(backup, -1, "error", NULL, NULL, T_MS);
-	assert_non_null(strstr(ev_str(backup, e, "message"), "authentication"));
+	int e = itha_wait_ev(backup, -1, "error", NULL, NULL, T_MS);
+	assert_non_null(strstr(itha_ev_str(backup, e, "message"), "authentication"));
 	/* Negative check: the backup never syncs. */
 	assert_int_equal(it_broker_wait_event(backup, 0, "state", "state", "BACKUP_SYNCED",
 					      NEG_MS),
 			 -ETIMEDOUT);
-	stop_clean(backup);
+	itha_stop_clean(backup);
 
 	/* A backup with no credentials at all is refused too (issue 19
 	 * defect 4: it used to register and be sent every message). */
 	int last = it_broker_event_count(live) > 0 ? (int)it_broker_event_count(live) - 1 : -1;
 	backup = start_backup("ha3-nocreds", bport, repl_port(live), NULL, NULL, NULL);
-	wait_ev(live, last, "replication.refused", "reason", "authentication", START_MS);
+	itha_wait_ev(live, last, "replication.refused", "reason", "authentication", START_MS);
 	cluster_failures(live, last, "", 1);
 	assert_int_equal(it_broker_wait_event(backup, 0, "state", "state", "BACKUP_SYNCED",
 					      NEG_MS),
 			 -ETIMEDOUT);
 	assert_false(has_event(live, "replication.sync.started", NULL, NULL));
-	stop_clean(backup);
+	itha_stop_clean(backup);
 
 	/* The live serves alone, receipts on its local sync. */
-	keel_bclient *c = bconnect(it_broker_port(live));
-	send_receipted(c, "/queue/ha.t3", "alone");
+	keel_bclient *c = itha_connect(it_broker_port(live));
+	itha_send(c, "/queue/ha.t3", "alone");
 	keel_bclient_close(c);
-	stop_clean(live);
+	itha_stop_clean(live);
 }
 
 /* ---- 4. a corrupt identity file --------------------------------------------- */
@@ -592,7 +456,7 @@ static void test_wrong_cluster_password(void **state)
  * start, naming the file.  Returns its exit code. */
 static int corrupt_identity(const char *role)
 {
-	char *dir = make_tmpdir();
+	char *dir = itha_tmpdir("ha");
 	char path[512];
 	snprintf(path, sizeof(path), "%s/ha-identity.json", dir);
 	FILE *f = fopen(path, "w");
@@ -600,7 +464,7 @@ static int corrupt_identity(const char *role)
 	fputs("{\"version\": 1, \"node-id\": garbage\n", f);
 	assert_int_equal(fclose(f), 0);
 
-	char *y = ha_yaml(role, 0, free_port(), NULL);
+	char *y = ha_yaml(role, 0, itha_free_port(), NULL);
 	const char *args[] = { "--data-dir", dir, NULL };
 	it_broker_opts o = { .name = "ha4", .config_yaml = y, .extra_args = args,
 			     .no_wait = true };
@@ -611,7 +475,7 @@ static int corrupt_identity(const char *role)
 	assert_int_equal(it_broker_wait_exit(b, START_MS, &ws), 0);
 	int i = it_broker_wait_event(b, 0, "error", NULL, NULL, 0);
 	assert_true(i >= 0);
-	const char *msg = ev_str(b, i, "message");
+	const char *msg = itha_ev_str(b, i, "message");
 	assert_non_null(msg);
 	if (strstr(msg, path) == NULL)
 		fail_msg("error '%s' does not name %s", msg, path);
@@ -625,7 +489,7 @@ static int corrupt_identity(const char *role)
 		fprintf(stderr, "it_ha: %s with a corrupt identity file exited %d (error: %s)\n",
 			role, code, msg);
 	it_broker_free(b);
-	rm_tmpdir(dir);
+	it_tmpdir_remove(dir);
 	return code;
 }
 
@@ -649,77 +513,62 @@ static void test_backup_restart(void **state)
 	(void)state;
 	char bodies[3 * T5_EACH][32];
 	size_t n = 0;
-	char *bdir = make_tmpdir();
-	uint16_t bport = free_port();
+	char *bdir = itha_tmpdir("ha");
+	uint16_t bport = itha_free_port();
 	it_broker *live = start_live("ha5-live", bport, NULL);
 	uint16_t lport = repl_port(live);
 	it_broker *backup = start_backup("ha5-backup", bport, lport, NULL, bdir, NULL);
-	int synced = wait_synced(live, -1, backup);
+	int synced = itha_wait_synced(live, -1, backup);
 
-	keel_bclient *c = bconnect(it_broker_port(live));
+	keel_bclient *c = itha_connect(it_broker_port(live));
 	for (int i = 0; i < T5_EACH; i++) {
 		snprintf(bodies[n], sizeof(bodies[n]), "before-%d", i);
-		send_receipted(c, "/queue/ha.t5", bodies[n++]);
+		itha_send(c, "/queue/ha.t5", bodies[n++]);
 	}
 
 	/* The backup dies: the live carries on alone, receipts at once. */
-	long inc0 = ev_int(backup, wait_ev(backup, -1, "replication.listening", NULL, NULL, 0),
-			   "incarnation");
+	int bl0 = itha_wait_ev(backup, -1, "replication.listening", NULL, NULL, 0);
+	long inc0 = itha_ev_int(backup, bl0, "incarnation");
 	kill9(backup);
 	it_broker_free(backup);
-	int lost = wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
+	int lost = itha_wait_ev(live, synced, "replication.lost", NULL, NULL, T_MS);
 	for (int i = 0; i < T5_EACH; i++) {
 		snprintf(bodies[n], sizeof(bodies[n]), "alone-%d", i);
-		send_receipted(c, "/queue/ha.t5", bodies[n++]);
+		itha_send(c, "/queue/ha.t5", bodies[n++]);
 	}
 
 	/* It comes back with the same data dir (its identity: the live's
 	 * node id, adopted at the first sync; a new incarnation) and syncs
 	 * again. */
 	backup = start_backup("ha5-backup", bport, lport, NULL, bdir, NULL);
-	int li0 = wait_ev(live, -1, "replication.listening", NULL, NULL, 0);
-	int bi0 = wait_ev(backup, -1, "replication.listening", NULL, NULL, 0);
-	assert_string_equal(ev_str(backup, bi0, "node-id"), ev_str(live, li0, "node-id"));
-	assert_int_equal(ev_int(backup, bi0, "incarnation"), inc0 + 1);
-	synced = wait_synced(live, lost, backup);
+	int li0 = itha_wait_ev(live, -1, "replication.listening", NULL, NULL, 0);
+	int bi0 = itha_wait_ev(backup, -1, "replication.listening", NULL, NULL, 0);
+	assert_string_equal(itha_ev_str(backup, bi0, "node-id"), itha_ev_str(live, li0, "node-id"));
+	assert_int_equal(itha_ev_int(backup, bi0, "incarnation"), inc0 + 1);
+	synced = itha_wait_synced(live, lost, backup);
 	for (int i = 0; i < T5_EACH; i++) {
 		snprintf(bodies[n], sizeof(bodies[n]), "after-%d", i);
-		send_receipted(c, "/queue/ha.t5", bodies[n++]);
+		itha_send(c, "/queue/ha.t5", bodies[n++]);
 	}
 	keel_bclient_close(c);
 
 	/* The live dies: the backup fails over with all of them. */
 	kill9(live);
 	it_broker_free(live);
-	wait_ev(backup, -1, "failover", "text", "primary lost", T_MS);
-	int jl = wait_ev(backup, -1, "journal.loaded", NULL, NULL, T_MS);
-	assert_int_equal(ev_int(backup, jl, "messages"), (long)n);
-	int li = wait_ev(backup, jl, "state", "state", "LIVE", T_MS);
+	itha_wait_ev(backup, -1, "failover", "text", "primary lost", T_MS);
+	int jl = itha_wait_ev(backup, -1, "journal.loaded", NULL, NULL, T_MS);
+	assert_int_equal(itha_ev_int(backup, jl, "messages"), (long)n);
+	int li = itha_wait_ev(backup, jl, "state", "state", "LIVE", T_MS);
 	int ai = it_broker_wait_event(backup, (size_t)jl, "acceptor.listening", NULL, NULL, 0);
 	assert_true(ai > jl && ai < li);
-	long port = ev_int(backup, ai, "port");
+	long port = itha_ev_int(backup, ai, "port");
 	consume_all((uint16_t)port, "/queue/ha.t5", bodies, n);
 
-	stop_clean(backup);
-	rm_tmpdir(bdir);
+	itha_stop_clean(backup);
+	it_tmpdir_remove(bdir);
 }
 
 /* ---- 5b. two lives meet: the split brain's counts ------------------------------ */
-
-/* A primary on fixed ports and its own data dir (restartable). */
-static it_broker *start_primary_at(const char *name, uint16_t listen_port, uint16_t peer_port,
-				   const char *extra, const char *data_dir)
-{
-	char *y = ha_yaml("primary", listen_port, peer_port, extra);
-	const char *args[] = { "--data-dir", data_dir, NULL };
-	it_broker_opts o = { .name = name, .config_yaml = y, .extra_args = args };
-	it_broker *b = NULL;
-	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
-	keel_free(y);
-	if (rc != 0)
-		fail_msg("primary %s did not start: %s", name, strerror(-rc));
-	return b;
-}
 
 /* Two lives: the live dies, its backup fails over and receipts; the old
  * live is brought back by an operator with check-for-live-server: false
@@ -732,48 +581,48 @@ static void test_split_brain_counts(void **state)
 	(void)state;
 	enum { ON_P = 3, ON_B = 4 };
 	char body[32];
-	char *pdir = make_tmpdir();
-	uint16_t pport = free_port(), bport = free_port();
+	char *pdir = itha_tmpdir("ha");
+	uint16_t pport = itha_free_port(), bport = itha_free_port();
 	it_broker *p = start_primary_at("ha7-p", pport, bport, NULL, pdir);
 	it_broker *b = start_backup("ha7-b", bport, pport, NULL, NULL, NULL);
-	wait_synced(p, -1, b);
-	keel_bclient *c = bconnect(it_broker_port(p));
-	send_receipted(c, "/queue/ha.t7", "both-0"); /* before the split: not counted */
+	itha_wait_synced(p, -1, b);
+	keel_bclient *c = itha_connect(it_broker_port(p));
+	itha_send(c, "/queue/ha.t7", "both-0"); /* before the split: not counted */
 	keel_bclient_close(c);
 
 	kill9(p);
 	it_broker_free(p);
-	int fo = wait_ev(b, -1, "failover", NULL, NULL, it_ms(20000));
-	int live = wait_ev(b, fo, "state", "state", "LIVE", T_MS);
+	int fo = itha_wait_ev(b, -1, "failover", NULL, NULL, it_ms(20000));
+	int live = itha_wait_ev(b, fo, "state", "state", "LIVE", T_MS);
 	int ai = it_broker_wait_event(b, (size_t)fo, "acceptor.listening", NULL, NULL, 0);
 	assert_true(ai > fo && ai < live);
-	c = bconnect((uint16_t)ev_int(b, ai, "port"));
+	c = itha_connect((uint16_t)itha_ev_int(b, ai, "port"));
 	for (int i = 0; i < ON_B; i++) {
 		snprintf(body, sizeof(body), "only-b-%d", i);
-		send_receipted(c, "/queue/ha.t7", body);
+		itha_send(c, "/queue/ha.t7", body);
 	}
 	keel_bclient_close(c);
 
 	p = start_primary_at("ha7-p", pport, bport, "  check-for-live-server: false\n", pdir);
-	c = bconnect(it_broker_port(p));
+	c = itha_connect(it_broker_port(p));
 	for (int i = 0; i < ON_P; i++) {
 		snprintf(body, sizeof(body), "only-p-%d", i);
-		send_receipted(c, "/queue/ha.t7", body);
+		itha_send(c, "/queue/ha.t7", body);
 	}
 	keel_bclient_close(c);
 
-	int sp = wait_ev(p, -1, "split-brain", NULL, NULL, it_ms(20000));
-	int sb = wait_ev(b, -1, "split-brain", NULL, NULL, it_ms(20000));
+	int sp = itha_wait_ev(p, -1, "split-brain", NULL, NULL, it_ms(20000));
+	int sb = itha_wait_ev(b, -1, "split-brain", NULL, NULL, it_ms(20000));
 	/* B's messages were all receipted before P came back: exactly ON_B.
 	 * P probes (and is probed) from its start, so its count is what it
 	 * had receipted by then: up to ON_P (all of them unless a slow run,
 	 * valgrind, let the probe in first).  Each side's count reaches the
 	 * other: as it was when sent (a probe goes out before its answer
 	 * comes back, so P's own may have grown by then). */
-	long p_own = ev_int(p, sp, "receipted-since-split");
-	long p_seen = ev_int(b, sb, "peer-receipted-since-split");
-	assert_int_equal(ev_int(b, sb, "receipted-since-split"), ON_B);
-	assert_int_equal(ev_int(p, sp, "peer-receipted-since-split"), ON_B);
+	long p_own = itha_ev_int(p, sp, "receipted-since-split");
+	long p_seen = itha_ev_int(b, sb, "peer-receipted-since-split");
+	assert_int_equal(itha_ev_int(b, sb, "receipted-since-split"), ON_B);
+	assert_int_equal(itha_ev_int(p, sp, "peer-receipted-since-split"), ON_B);
 	assert_true(p_own >= 0 && p_own <= ON_P);
 	assert_true(p_seen >= 0 && p_seen <= p_own);
 	printf("# split brain: P receipted %ld since the split (B saw %ld), B %d\n", p_own,
@@ -783,11 +632,11 @@ static void test_split_brain_counts(void **state)
 	assert_true(p_serves != b_serves);
 	/* the one that yields syncs from the other, its own data saved */
 	it_broker *y = p_serves ? b : p;
-	wait_ev(y, -1, "replication.saved", NULL, NULL, it_ms(20000));
-	wait_ev(y, -1, "backup.announced", NULL, NULL, it_ms(20000));
-	stop_clean(p);
-	stop_clean(b);
-	rm_tmpdir(pdir);
+	itha_wait_ev(y, -1, "replication.saved", NULL, NULL, it_ms(20000));
+	itha_wait_ev(y, -1, "backup.announced", NULL, NULL, it_ms(20000));
+	itha_stop_clean(p);
+	itha_stop_clean(b);
+	it_tmpdir_remove(pdir);
 }
 
 /* ---- 6. the replication acceptor's posture ------------------------------------ */
@@ -807,7 +656,7 @@ static void refused_start(const char *yaml, bool check_config, const char *words
 	if (!check_config) {
 		int i = it_broker_wait_event(b, 0, "error", NULL, NULL, 0);
 		assert_true(i >= 0);
-		const char *msg = ev_str(b, i, "message");
+		const char *msg = itha_ev_str(b, i, "message");
 		if (msg == NULL || strstr(msg, words) == NULL)
 			fail_msg("error '%s' does not say '%s'", msg ? msg : "", words);
 		assert_false(has_event(b, "replication.listening", NULL, NULL));
@@ -825,28 +674,28 @@ static void test_listen_posture(void **state)
 	const char *head = "users:\n  - {name: u, password-hash: \"$y$j9T$IL1E3nERihEdR9AxDgNKP."
 			   "$XvYaG0NaCglaPyAsE81dSFubwJJyFK3AWvD5hR1aho.\", roles: [r]}\n"
 			   "ha:\n  role: primary\n  listen: \"0.0.0.0:0\"\n";
-	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n", head, (unsigned)free_port());
+	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n", head, (unsigned)itha_free_port());
 	refused_start(y, false, "refusing to listen for replication on 0.0.0.0:0 (ha.listen) "
 				"without cluster credentials");
 	refused_start(y, true, NULL);
 	/* a user without a password is no credential */
 	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n  cluster-user: c\n", head,
-		 (unsigned)free_port());
+		 (unsigned)itha_free_port());
 	refused_start(y, false, "without cluster credentials");
 
 	/* with both, any address */
 	snprintf(y, sizeof(y), "%s  peer: \"127.0.0.1:%u\"\n  cluster-user: c\n"
 		 "  cluster-password: p\n  check-period: 1000\n  connection-ttl: %u\n"
-		 "  retry-interval: 100\n", head, (unsigned)free_port(), it_ms(5000));
+		 "  retry-interval: 100\n", head, (unsigned)itha_free_port(), it_ms(5000));
 	it_broker_opts o = { .name = "ha6-any", .config_yaml = y };
 	it_broker *b = NULL;
 	assert_int_equal(it_broker_start(&b, broker_exe, &o, START_MS), 0);
-	int i = wait_ev(b, -1, "replication.listening", NULL, NULL, 0);
-	assert_string_equal(ev_str(b, i, "host"), "0.0.0.0");
-	stop_clean(b);
+	int i = itha_wait_ev(b, -1, "replication.listening", NULL, NULL, 0);
+	assert_string_equal(itha_ev_str(b, i, "host"), "0.0.0.0");
+	itha_stop_clean(b);
 	/* without, on loopback (as every other test here) */
-	b = start_live("ha6-lo", free_port(), NULL);
-	stop_clean(b);
+	b = start_live("ha6-lo", itha_free_port(), NULL);
+	itha_stop_clean(b);
 }
 
 int main(int argc, char **argv)

@@ -27,11 +27,12 @@
 #include <cmocka.h>
 
 #include "keel/alloc.h"
+#include "itha.h"
 #include "itutil.h"
 #include "keel/client.h"
 
-#define T_MS it_ms(5000)
-#define START_MS it_ms(20000)
+#define T_MS ITHA_T_MS
+#define START_MS ITHA_START_MS
 #define DEST "/queue/pg.q"
 #define BODY 1024
 #define BEFORE 200 /* sent before the backup comes: in its initial sync */
@@ -41,18 +42,12 @@
 
 static const char *broker_exe;
 
-static uint16_t free_port(void)
-{
-	uint16_t port = it_free_port();
-	assert_int_not_equal(port, 0);
-	return port;
-}
-
 /* A node: pg.# pages past 16 KiB, page files of 32 KiB (several files,
- * deleted as they are read back). */
+ * deleted as they are read back); the pair's default timings. */
 static it_broker *start_node(const char *name, const char *role, uint16_t listen_port,
 			     uint16_t peer_port, const char *data_dir, const char *ready)
 {
+	char *ha = itha_yaml(role, listen_port, peer_port, itha_timing_default(), NULL);
 	char y[2048];
 	snprintf(y, sizeof(y),
 		 "page-file-size: 32KiB\n"
@@ -60,54 +55,11 @@ static it_broker *start_node(const char *name, const char *role, uint16_t listen
 		 "  - match: \"pg.#\"\n"
 		 "    max-size-bytes: 16KiB\n"
 		 "    address-full-policy: PAGE\n"
-		 "ha:\n"
-		 "  role: %s\n"
-		 "  listen: \"127.0.0.1:%u\"\n"
-		 "  peer: \"127.0.0.1:%u\"\n"
-		 "  check-period: 1000\n"
-		 "  connection-ttl: %u\n"
-		 "  retry-interval: 100\n"
-		 "  initial-replication-sync-timeout: %u\n",
-		 role, (unsigned)listen_port, (unsigned)peer_port, it_ms(5000), it_ms(30000));
-	const char *args[] = { "--data-dir", data_dir, NULL };
-	it_broker_opts o = { .name = name, .config_yaml = y, .extra_args = args,
-			     .ready_type = ready };
-	it_broker *b = NULL;
-	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
-	if (rc != 0)
-		fail_msg("%s did not start: %s", name, strerror(-rc));
-	return b;
-}
-
-static int wait_ev(it_broker *b, int from, const char *type, const char *field,
-		   const char *value, uint32_t ms)
-{
-	int i = it_broker_wait_event(b, (size_t)(from + 1), type, field, value, ms);
-	if (i < 0)
-		fail_msg("no %s%s%s within %u ms: %s", type, value ? " " : "", value ? value : "",
-			 ms, strerror(-i));
-	return i;
-}
-
-static long ev_int(it_broker *b, int i, const char *field)
-{
-	json_t *v = json_object_get(it_broker_event(b, (size_t)i), field);
-	assert_true(json_is_integer(v));
-	return (long)json_integer_value(v);
-}
-
-static keel_bclient *bconnect(uint16_t port)
-{
-	keel_client_options o = { 0 };
-	o.host = "127.0.0.1";
-	o.port = port;
-	o.connect_timeout_ms = T_MS;
-	char err[256] = "";
-	keel_bclient *c = NULL;
-	int rc = keel_bclient_connect(&c, &o, T_MS, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("connect to %u: %s (%s)", (unsigned)port, strerror(-rc), err);
-	return c;
+		 "%s",
+		 ha);
+	keel_free(ha);
+	it_broker_opts o = { .name = name, .config_yaml = y, .ready_type = ready };
+	return itha_start(broker_exe, o, data_dir);
 }
 
 /* Message i: "m-<i>" padded to BODY bytes. */
@@ -132,12 +84,12 @@ static int index_of(const keel_bframe *m)
 
 static void produce(uint16_t port, int from, int to)
 {
-	static const keel_kv h[] = { { "persistent", 10, "true", 4 } };
 	char body[BODY];
-	keel_bclient *c = bconnect(port);
+	keel_bclient *c = itha_connect(port);
 	for (int i = from; i < to; i++) {
 		body_of(i, body);
-		int rc = keel_bclient_send(c, DEST, h, 1, body, BODY, true, T_MS);
+		int rc = keel_bclient_send(c, DEST, itha_persistent_hdr, 1, body, BODY, true,
+					   T_MS);
 		if (rc != 0)
 			fail_msg("SEND %d: %s (%s)", i, strerror(-rc), keel_bclient_error(c));
 	}
@@ -175,23 +127,20 @@ static int page_files(const char *data_dir)
 static void test_paging_failover(void **state)
 {
 	(void)state;
-	char *pdir = it_tmpdir_make("ha-pg-p"), *bdir = it_tmpdir_make("ha-pg-b");
-	assert_non_null(pdir);
-	assert_non_null(bdir);
-	uint16_t pport = free_port(), bport = free_port();
+	char *pdir = itha_tmpdir("ha-pg-p"), *bdir = itha_tmpdir("ha-pg-b");
+	uint16_t pport = itha_free_port(), bport = itha_free_port();
 
 	/* The live alone: a backlog past the limit goes to page files. */
 	it_broker *p = start_node("pg-p", "primary", pport, bport, pdir, NULL);
 	produce(it_broker_port(p), 0, BEFORE);
-	wait_ev(p, -1, "address.paging", "address", "pg.q", T_MS);
+	itha_wait_ev(p, -1, "address.paging", "address", "pg.q", T_MS);
 	int before_files = page_files(pdir);
 	if (before_files < 2)
 		fail_msg("the live has %d page files, expected several", before_files);
 
 	/* The backup syncs: the page files come in the initial sync. */
 	it_broker *b = start_node("pg-b", "backup", bport, pport, bdir, "replication.listening");
-	wait_ev(b, -1, "backup.announced", NULL, NULL, START_MS);
-	wait_ev(p, -1, "replication.sync.done", NULL, NULL, START_MS);
+	itha_wait_synced(p, -1, b);
 	if (page_files(bdir) < before_files)
 		fail_msg("the backup has %d page files after its sync, the live %d",
 			 page_files(bdir), before_files);
@@ -206,7 +155,7 @@ static void test_paging_failover(void **state)
 	/* A consumer reads part of the backlog back and acks it (each ack
 	 * receipted: on both nodes' disks); page files are deleted as it
 	 * goes, on the backup too. */
-	keel_bclient *c = bconnect(it_broker_port(p));
+	keel_bclient *c = itha_connect(it_broker_port(p));
 	assert_int_equal(keel_bclient_subscribe(c, "s", DEST, "client-individual", NULL, 0, T_MS),
 			 0);
 	bool acked[TOTAL] = { false };
@@ -235,19 +184,17 @@ static void test_paging_failover(void **state)
 	keel_bframe *m = NULL;
 	if (keel_bclient_receive(c, &m, T_MS) == 0)
 		keel_bclient_frame_free(m);
-	int ws = 0;
-	assert_int_equal(kill(it_broker_pid(p), SIGKILL), 0);
-	assert_int_equal(it_broker_wait_exit(p, T_MS, &ws), 0);
+	itha_kill9(p);
 	keel_bclient_close(c);
 	it_broker_free(p);
 
 	/* The backup turned live: every receipted message not acked, once,
 	 * in order. */
-	int fo = wait_ev(b, -1, "failover", NULL, NULL, START_MS);
-	int live = wait_ev(b, fo, "state", "state", "LIVE", START_MS);
+	int fo = itha_wait_ev(b, -1, "failover", NULL, NULL, START_MS);
+	int live = itha_wait_ev(b, fo, "state", "state", "LIVE", START_MS);
 	int acc = it_broker_wait_event(b, (size_t)fo, "acceptor.listening", NULL, NULL, 0);
 	assert_true(acc > fo && acc < live);
-	c = bconnect((uint16_t)ev_int(b, acc, "port"));
+	c = itha_connect((uint16_t)itha_ev_int(b, acc, "port"));
 	assert_int_equal(keel_bclient_subscribe(c, "s", DEST, "client-individual", NULL, 0, T_MS),
 			 0);
 	for (int k = ACKED; k < TOTAL; k++) {
@@ -270,11 +217,9 @@ static void test_paging_failover(void **state)
 	assert_int_equal(rc, -ETIMEDOUT);
 	keel_bclient_close(c);
 	/* every page file was read back and went */
-	wait_ev(b, fo, "address.depaged", "address", "pg.q", T_MS);
+	itha_wait_ev(b, fo, "address.depaged", "address", "pg.q", T_MS);
 
-	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
-	assert_int_equal(it_exit_code(ws), 0);
-	it_broker_free(b);
+	itha_stop_clean(b);
 	it_tmpdir_remove(pdir);
 	it_tmpdir_remove(bdir);
 }

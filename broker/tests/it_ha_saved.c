@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,19 +20,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "keel/alloc.h"
+#include "itha.h"
 #include "itutil.h"
 #include "keel/client.h"
 
-#define T_MS it_ms(5000)
-#define START_MS it_ms(20000)
+#define T_MS ITHA_T_MS
+#define START_MS ITHA_START_MS
 #define DEST "/queue/split"
 #define EACH 3
 
@@ -42,71 +40,21 @@ static const char *keelctl_exe;
 
 /* ---- nodes ------------------------------------------------------------------ */
 
-static uint16_t free_port(void)
-{
-	uint16_t port = it_free_port();
-	assert_int_not_equal(port, 0);
-	return port;
-}
-
-static char *make_tmpdir(void)
-{
-	char *d = it_tmpdir_make("ha-saved");
-	assert_non_null(d);
-	return d;
-}
-
-#define rm_tmpdir it_tmpdir_remove
-
-/* A node of the pair on the old rules, its data in data_dir.  ready: the
+/* A node of the pair on the old rules, its data in data_dir: quick to
+ * drop a silent peer (check-period 300, connection-ttl 1500).  ready: the
  * event it_broker_start waits for (NULL: state LIVE). */
 static it_broker *start_node(const char *name, const char *role, uint16_t listen_port,
 			     uint16_t peer_port, const char *data_dir, const char *ready)
 {
-	char y[1024];
-	snprintf(y, sizeof(y),
-		 "ha:\n"
-		 "  role: %s\n"
-		 "  listen: \"127.0.0.1:%u\"\n"
-		 "  peer: \"127.0.0.1:%u\"\n"
-		 "  check-period: %u\n"
-		 "  connection-ttl: %u\n"
-		 "  retry-interval: 100\n"
-		 "  initial-replication-sync-timeout: %u\n"
-		 "  failover-may-lose-data: true\n"
-		 "  allow-failback: false\n",
-		 role, (unsigned)listen_port, (unsigned)peer_port, it_ms(300), it_ms(1500),
-		 it_ms(30000));
-	const char *args[] = { "--data-dir", data_dir, NULL };
-	it_broker_opts o = { .name = name, .config_yaml = y, .extra_args = args,
-			     .ready_type = ready };
-	it_broker *b = NULL;
-	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
-	if (rc != 0)
-		fail_msg("%s did not start: %s", name, strerror(-rc));
+	itha_timing t = { .check_period_ms = it_ms(300), .connection_ttl_ms = it_ms(1500),
+			  .sync_timeout_ms = it_ms(30000) };
+	char *y = itha_yaml(role, listen_port, peer_port, t,
+			    "  failover-may-lose-data: true\n"
+			    "  allow-failback: false\n");
+	it_broker_opts o = { .name = name, .config_yaml = y, .ready_type = ready };
+	it_broker *b = itha_start(broker_exe, o, data_dir);
+	keel_free(y);
 	return b;
-}
-
-static int wait_ev(it_broker *b, int from, const char *type, const char *field,
-		   const char *value, uint32_t ms)
-{
-	int i = it_broker_wait_event(b, (size_t)(from + 1), type, field, value, ms);
-	if (i < 0)
-		fail_msg("no %s%s%s within %u ms: %s", type, value ? " " : "", value ? value : "",
-			 ms, strerror(-i));
-	return i;
-}
-
-static json_t *ev_get(it_broker *b, int i, const char *field)
-{
-	return json_object_get(it_broker_event(b, (size_t)i), field);
-}
-
-static long ev_int(it_broker *b, int i, const char *field)
-{
-	json_t *v = ev_get(b, i, field);
-	assert_true(json_is_integer(v));
-	return (long)json_integer_value(v);
 }
 
 static void sig(it_broker *b, int s)
@@ -114,37 +62,14 @@ static void sig(it_broker *b, int s)
 	assert_int_equal(kill(it_broker_pid(b), s), 0);
 }
 
-static void stop_clean(it_broker *b)
-{
-	int ws = 0;
-	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
-	if (it_exit_code(ws) != 0)
-		fail_msg("broker %d exited %d", (int)it_broker_pid(b), it_exit_code(ws));
-	it_broker_free(b);
-}
-
 /* ---- clients ------------------------------------------------------------------- */
-
-static keel_bclient *bconnect(uint16_t port)
-{
-	keel_client_options o = { 0 };
-	o.host = "127.0.0.1";
-	o.port = port;
-	o.connect_timeout_ms = T_MS;
-	char err[256] = "";
-	keel_bclient *c = NULL;
-	int rc = keel_bclient_connect(&c, &o, T_MS, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("connect to %u: %s (%s)", (unsigned)port, strerror(-rc), err);
-	return c;
-}
 
 /* Send EACH persistent messages "<prefix>-<i>", each receipted. */
 static void produce(uint16_t port, const char *prefix, char bodies[][32], size_t *n)
 {
 	static const keel_kv h[] = { { "persistent", 10, "true", 4 },
 				     { "origin", 6, "it", 2 } };
-	keel_bclient *c = bconnect(port);
+	keel_bclient *c = itha_connect(port);
 	for (int i = 0; i < EACH; i++) {
 		snprintf(bodies[*n], 32, "%s-%d", prefix, i);
 		int rc = keel_bclient_send(c, DEST, h, 2, bodies[*n], strlen(bodies[*n]), true,
@@ -161,7 +86,7 @@ static void produce(uint16_t port, const char *prefix, char bodies[][32], size_t
  * with `resent`, each carries keel-resent-from: resent. */
 static void consume_exactly(uint16_t port, char bodies[][32], size_t n, const char *resent)
 {
-	keel_bclient *c = bconnect(port);
+	keel_bclient *c = itha_connect(port);
 	assert_int_equal(keel_bclient_subscribe(c, "s", DEST, "auto", NULL, 0, T_MS), 0);
 	bool seen[64] = { false };
 	assert_true(n <= 64);
@@ -170,16 +95,7 @@ static void consume_exactly(uint16_t port, char bodies[][32], size_t n, const ch
 		int rc = keel_bclient_receive(c, &m, T_MS);
 		if (rc != 0)
 			fail_msg("only %zu of %zu messages: %s", got, n, strerror(-rc));
-		size_t k = 0;
-		while (k < n && (strlen(bodies[k]) != m->f.body_len ||
-				 memcmp(bodies[k], m->f.body, m->f.body_len) != 0))
-			k++;
-		if (k == n)
-			fail_msg("unexpected message '%.*s'", (int)m->f.body_len,
-				 (const char *)m->f.body);
-		if (seen[k])
-			fail_msg("message '%s' twice", bodies[k]);
-		seen[k] = true;
+		size_t k = itha_match_body(m, bodies, n, seen);
 		/* user headers came back through the saved journal */
 		const char *origin = keel_client_frame_header(&m->f, "origin");
 		assert_non_null(origin);
@@ -224,15 +140,14 @@ static void test_split_brain_recovered(void **state)
 	(void)state;
 	char bodies[4 * EACH][32], lost[2 * EACH][32], out[8192], args[1024];
 	size_t n = 0;
-	char *pdir = make_tmpdir(), *bdir = make_tmpdir();
-	uint16_t pport = free_port(), bport = free_port();
+	char *pdir = itha_tmpdir("ha-saved"), *bdir = itha_tmpdir("ha-saved");
+	uint16_t pport = itha_free_port(), bport = itha_free_port();
 
 	/* A pair: P live, B synced. */
 	it_broker *p = start_node("saved-p", "primary", pport, bport, pdir, NULL);
 	it_broker *b = start_node("saved-b", "backup", bport, pport, bdir,
 				  "replication.listening");
-	wait_ev(b, -1, "backup.announced", NULL, NULL, START_MS);
-	int psync = wait_ev(p, -1, "replication.sync.done", NULL, NULL, START_MS);
+	int psync = itha_wait_synced(p, -1, b);
 	/* B had nothing of its own to save */
 	assert_false(it_broker_wait_event(b, 0, "replication.saved", NULL, NULL, 0) >= 0);
 	produce(it_broker_port(p), "both", bodies, &n);
@@ -240,34 +155,32 @@ static void test_split_brain_recovered(void **state)
 	/* B is paused: P drops it after connection-ttl and receipts alone
 	 * (the old rules: no fence). */
 	sig(b, SIGSTOP);
-	wait_ev(p, psync, "replication.lost", NULL, NULL, START_MS);
+	itha_wait_ev(p, psync, "replication.lost", NULL, NULL, START_MS);
 	size_t on_p = n;
 	produce(it_broker_port(p), "only-p", bodies, &n);
 
 	/* P dies; B wakes, finds P gone and fails over without P's last
 	 * messages: two nodes have each receipted what the other lacks. */
-	sig(p, SIGKILL);
-	int ws = 0;
-	assert_int_equal(it_broker_wait_exit(p, T_MS, &ws), 0);
+	itha_kill9(p);
 	it_broker_free(p);
 	sig(b, SIGCONT);
-	int fo = wait_ev(b, -1, "failover", NULL, NULL, START_MS);
-	int live = wait_ev(b, fo, "state", "state", "LIVE", START_MS);
+	int fo = itha_wait_ev(b, -1, "failover", NULL, NULL, START_MS);
+	int live = itha_wait_ev(b, fo, "state", "state", "LIVE", START_MS);
 	int acc = it_broker_wait_event(b, (size_t)fo, "acceptor.listening", NULL, NULL, 0);
 	assert_true(acc > fo && acc < live);
-	uint16_t bclients = (uint16_t)ev_int(b, acc, "port");
+	uint16_t bclients = (uint16_t)itha_ev_int(b, acc, "port");
 	produce(bclients, "only-b", bodies, &n);
 
 	/* P comes back on its data and syncs from B, the live: its own
 	 * journal is saved first, and the comparison says what B lacks. */
 	p = start_node("saved-p", "primary", pport, bport, pdir, "replication.listening");
-	wait_ev(p, -1, "backup.announced", NULL, NULL, START_MS);
-	int sv = wait_ev(p, -1, "replication.saved", NULL, NULL, START_MS);
-	const char *path = json_string_value(ev_get(p, sv, "path"));
+	itha_wait_ev(p, -1, "backup.announced", NULL, NULL, START_MS);
+	int sv = itha_wait_ev(p, -1, "replication.saved", NULL, NULL, START_MS);
+	const char *path = itha_ev_str(p, sv, "path");
 	assert_non_null(path);
-	assert_null(ev_get(p, sv, "error"));
-	assert_int_equal(ev_int(p, sv, "messages"), 2 * EACH);
-	assert_int_equal(ev_int(p, sv, "lacking"), EACH);
+	assert_null(itha_ev_get(p, sv, "error"));
+	assert_int_equal(itha_ev_int(p, sv, "messages"), 2 * EACH);
+	assert_int_equal(itha_ev_int(p, sv, "lacking"), EACH);
 	char want[512];
 	snprintf(want, sizeof(want), "%s/saved/001-seq", pdir);
 	if (strncmp(path, want, strlen(want)) != 0)
@@ -319,10 +232,10 @@ static void test_split_brain_recovered(void **state)
 	assert_int_equal(keelctl(args, out, sizeof(out)), 2);
 	assert_non_null(strstr(out, "No such file or directory"));
 
-	stop_clean(p);
-	stop_clean(b);
-	rm_tmpdir(pdir);
-	rm_tmpdir(bdir);
+	itha_stop_clean(p);
+	itha_stop_clean(b);
+	it_tmpdir_remove(pdir);
+	it_tmpdir_remove(bdir);
 }
 
 int main(int argc, char **argv)

@@ -35,10 +35,11 @@
 
 #include "keel/alloc.h"
 #include "keel/client.h"
+#include "itha.h"
 #include "itutil.h"
 
-#define T_MS it_ms(5000)
-#define START_MS it_ms(20000)
+#define T_MS ITHA_T_MS
+#define START_MS ITHA_START_MS
 /* ZooKeeper's session timeout for the pair (ms): short, so failovers
  * after a kill are quick; the server's tick is 100 ms (min 2 ticks).
  * KEEL_IT_ZK_SESSION_MS overrides it (ci/bench/ha-zk-bench.sh). */
@@ -46,7 +47,6 @@ static unsigned session_ms = 1500;
 #define SESSION_MS session_ms
 /* Negative checks: how long "does not happen" is watched for. */
 #define NEG_MS it_ms(3 * SESSION_MS)
-#define MGMT "/queue/keel.management"
 #define REPLY_Q "/queue/it.hazk.reply"
 #define ZK_JAR "/usr/share/java/zookeeper.jar"
 #define ZK_LOG_JAR "/usr/share/java/slf4j-simple.jar"
@@ -92,10 +92,8 @@ static void zk_start(zk_server *z)
 {
 	char path[512];
 	if (z->dir == NULL) {
-		z->dir = it_tmpdir_make("zk");
-		assert_non_null(z->dir);
-		z->port = it_free_port();
-		assert_int_not_equal(z->port, 0);
+		z->dir = itha_tmpdir("zk");
+		z->port = itha_free_port();
 	}
 	snprintf(path, sizeof(path), "%s/zoo.cfg", z->dir);
 	FILE *f = fopen(path, "w");
@@ -154,27 +152,22 @@ static void zk_free(zk_server *z)
 
 /* ---- nodes -------------------------------------------------------------------- */
 
+/* A node's `ha:` block: check-period 300, connection-ttl 1500 (scaled),
+ * no initial-replication-sync-timeout; the manager on ZooKeeper z with
+ * pair-id `pair`. */
 static char *ha_yaml(const char *role, uint16_t listen_port, uint16_t peer_port,
 		     const zk_server *z, const char *pair)
 {
-	char *y = keel_malloc(1024);
-	assert_non_null(y);
-	snprintf(y, 1024,
-		 "ha:\n"
-		 "  role: %s\n"
-		 "  listen: \"127.0.0.1:%u\"\n"
-		 "  peer: \"127.0.0.1:%u\"\n"
-		 "  check-period: 300\n"
-		 "  connection-ttl: %u\n"
-		 "  retry-interval: 100\n"
+	char manager[256];
+	snprintf(manager, sizeof(manager),
 		 "  manager:\n"
 		 "    zookeeper:\n"
 		 "      connect: \"127.0.0.1:%u\"\n"
 		 "      session-timeout: %u\n"
 		 "      pair-id: %s\n",
-		 role, (unsigned)listen_port, (unsigned)peer_port, it_ms(1500), (unsigned)z->port,
-		 SESSION_MS, pair);
-	return y;
+		 (unsigned)z->port, SESSION_MS, pair);
+	itha_timing t = { .check_period_ms = 300, .connection_ttl_ms = it_ms(1500) };
+	return itha_yaml(role, listen_port, peer_port, t, manager);
 }
 
 /* A node on fixed replication ports (the pair's peers must know them
@@ -184,9 +177,7 @@ static it_broker *start_node(const char *name, const char *role, uint16_t listen
 			     const char *data_dir, const char *ready_state)
 {
 	char *y = ha_yaml(role, listen_port, peer_port, z, pair);
-	const char *args[] = { "--data-dir", data_dir, NULL };
-	it_broker_opts o = { .name = name, .config_yaml = y,
-			     .extra_args = data_dir ? args : NULL };
+	it_broker_opts o = { .name = name, .config_yaml = y };
 	if (ready_state) {
 		o.ready_type = "state";
 		o.ready_field = "state";
@@ -194,77 +185,26 @@ static it_broker *start_node(const char *name, const char *role, uint16_t listen
 	} else {
 		o.ready_type = "replication.listening";
 	}
-	it_broker *b = NULL;
-	int rc = it_broker_start(&b, broker_exe, &o, START_MS);
+	it_broker *b = itha_start(broker_exe, o, data_dir);
 	keel_free(y);
-	if (rc != 0)
-		fail_msg("%s did not start: %s", name, strerror(-rc));
 	return b;
-}
-
-static int wait_ev(it_broker *b, int from, const char *type, const char *field,
-		   const char *value, uint32_t ms)
-{
-	int i = it_broker_wait_event(b, (size_t)(from + 1), type, field, value, ms);
-	if (i < 0)
-		fail_msg("no %s%s%s within %u ms: %s", type, value ? " " : "", value ? value : "",
-			 ms, strerror(-i));
-	return i;
 }
 
 /* The monotonic time of event i (mono_ns), in ms. */
 static uint64_t ev_ms(it_broker *b, int i)
 {
-	json_t *v = json_object_get(it_broker_event(b, (size_t)i), "mono_ns");
-	assert_true(json_is_integer(v));
-	return (uint64_t)json_integer_value(v) / 1000000;
-}
-
-static void stop_clean(it_broker *b)
-{
-	int ws = 0;
-	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
-	if (it_exit_code(ws) != 0)
-		fail_msg("broker %d exited %d (3: threads leaked)", (int)it_broker_pid(b),
-			 it_exit_code(ws));
-	it_broker_free(b);
-}
-
-static void kill9(it_broker *b)
-{
-	int ws = 0;
-	assert_int_equal(kill(it_broker_pid(b), SIGKILL), 0);
-	assert_int_equal(it_broker_wait_exit(b, T_MS, &ws), 0);
+	return (uint64_t)itha_ev_int(b, i, "mono_ns") / 1000000;
 }
 
 /* ---- clients ---------------------------------------------------------------------- */
 
-static keel_bclient *bconnect(uint16_t port)
-{
-	keel_client_options o = { 0 };
-	o.host = "127.0.0.1";
-	o.port = port;
-	o.connect_timeout_ms = T_MS;
-	char err[256] = "";
-	keel_bclient *c = NULL;
-	int rc = keel_bclient_connect(&c, &o, T_MS, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("connect to %u: %s (%s)", (unsigned)port, strerror(-rc), err);
-	return c;
-}
-
-static const keel_kv persistent_hdr[] = { { "persistent", 10, "true", 4 } };
-
 static void send_n(uint16_t port, const char *dest, int n)
 {
-	keel_bclient *c = bconnect(port);
+	keel_bclient *c = itha_connect(port);
 	for (int i = 0; i < n; i++) {
 		char body[32];
 		snprintf(body, sizeof(body), "m%d", i);
-		int rc = keel_bclient_send(c, dest, persistent_hdr, 1, body, strlen(body), true,
-					   T_MS);
-		if (rc != 0)
-			fail_msg("SEND %s: %s (%s)", body, strerror(-rc), keel_bclient_error(c));
+		itha_send(c, dest, body);
 	}
 	keel_bclient_close(c);
 }
@@ -272,23 +212,9 @@ static void send_n(uint16_t port, const char *dest, int n)
 /* A management request's reply body (a new JSON object). */
 static json_t *mgmt(uint16_t port, const char *op, const char *name)
 {
-	keel_bclient *c = bconnect(port);
-	int rc = keel_bclient_subscribe(c, "reply", REPLY_Q, "auto", NULL, 0, T_MS);
-	if (rc != 0)
-		fail_msg("subscribe: %s", keel_bclient_error(c));
-	keel_kv h[] = { KEEL_KV("operation", op), KEEL_KV("reply-to", REPLY_Q),
-			KEEL_KV("name", name ? name : "") };
-	rc = keel_bclient_send(c, MGMT, h, name ? 3 : 2, "", 0, false, T_MS);
-	if (rc != 0)
-		fail_msg("%s: %s", op, keel_bclient_error(c));
-	keel_bframe *f = NULL;
-	rc = keel_bclient_receive(c, &f, T_MS);
-	if (rc != 0)
-		fail_msg("%s reply: %s", op, strerror(-rc));
-	json_t *r = json_loadb((const char *)f->f.body, f->f.body_len, 0, NULL);
-	keel_bclient_frame_free(f);
+	keel_bclient *c = itha_mgmt_open(port, REPLY_Q);
+	json_t *r = itha_mgmt(c, REPLY_Q, op, name);
 	keel_bclient_close(c);
-	assert_non_null(r);
 	return r;
 }
 
@@ -314,16 +240,15 @@ static void pair_start(pair *t, const char *id)
 {
 	memset(t, 0, sizeof(*t));
 	zk_start(&t->zk);
-	t->pport = it_free_port();
-	t->bport = it_free_port();
-	t->pdir = it_tmpdir_make("zkp");
-	t->bdir = it_tmpdir_make("zkb");
-	assert_true(t->pport && t->bport && t->pdir && t->bdir);
+	t->pport = itha_free_port();
+	t->bport = itha_free_port();
+	t->pdir = itha_tmpdir("zkp");
+	t->bdir = itha_tmpdir("zkb");
 	t->p = start_node("p", "primary", t->pport, t->bport, &t->zk, id, t->pdir, "LIVE");
-	wait_ev(t->p, -1, "lock.acquired", NULL, NULL, T_MS);
-	wait_ev(t->p, -1, "activation.coordinated", NULL, NULL, T_MS);
+	itha_wait_ev(t->p, -1, "lock.acquired", NULL, NULL, T_MS);
+	itha_wait_ev(t->p, -1, "activation.coordinated", NULL, NULL, T_MS);
 	t->b = start_node("b", "backup", t->bport, t->pport, &t->zk, id, t->bdir, NULL);
-	wait_ev(t->b, -1, "backup.announced", NULL, NULL, START_MS);
+	itha_wait_ev(t->b, -1, "backup.announced", NULL, NULL, START_MS);
 }
 
 static void pair_free(pair *t)
@@ -371,10 +296,10 @@ static void test_kill_live_failover(void **state)
 
 	int from = (int)it_broker_event_count(t.b) - 1;
 	uint64_t killed = now_ms();
-	kill9(t.p);
-	int acq = wait_ev(t.b, from, "lock.acquired", NULL, NULL, it_ms(4 * SESSION_MS));
-	int co = wait_ev(t.b, acq, "activation.coordinated", NULL, NULL, T_MS);
-	int live = wait_ev(t.b, co, "state", "state", "LIVE", T_MS);
+	itha_kill9(t.p);
+	int acq = itha_wait_ev(t.b, from, "lock.acquired", NULL, NULL, it_ms(4 * SESSION_MS));
+	int co = itha_wait_ev(t.b, acq, "activation.coordinated", NULL, NULL, T_MS);
+	int live = itha_wait_ev(t.b, co, "state", "state", "LIVE", T_MS);
 	uint64_t took = ev_ms(t.b, live) - killed;
 	printf("# failover with a manager (session %u ms): kill -9 of the live -> backup LIVE "
 	       "in %llu ms (lock after %llu ms)\n", SESSION_MS, (unsigned long long)took,
@@ -390,10 +315,10 @@ static void test_kill_live_failover(void **state)
 	/* the old live comes back as the backup (its sequence is behind C) */
 	it_broker_free(t.p);
 	t.p = start_node("p", "primary", t.pport, t.bport, &t.zk, "kill", t.pdir, NULL);
-	wait_ev(t.p, -1, "backup.announced", NULL, NULL, START_MS);
-	stop_clean(t.p);
+	itha_wait_ev(t.p, -1, "backup.announced", NULL, NULL, START_MS);
+	itha_stop_clean(t.p);
 	t.p = NULL;
-	stop_clean(t.b);
+	itha_stop_clean(t.b);
 	t.b = NULL;
 	pair_free(&t);
 }
@@ -409,13 +334,13 @@ static void test_session_loss_fencing(void **state)
 	int from = (int)it_broker_event_count(t.p) - 1;
 	uint64_t stopped = now_ms();
 	assert_int_equal(kill(t.zk.pid, SIGSTOP), 0);
-	int lost = wait_ev(t.p, from, "lock.lost", NULL, NULL, it_ms(3 * SESSION_MS));
+	int lost = itha_wait_ev(t.p, from, "lock.lost", NULL, NULL, it_ms(3 * SESSION_MS));
 	uint64_t took = ev_ms(t.p, lost) - stopped;
 	printf("# session-loss fencing (session %u ms): ZooKeeper stopped -> live stops "
 	       "serving in %llu ms\n", SESSION_MS, (unsigned long long)took);
 	assert_true(took < SESSION_MS);
 	/* it takes no client from then on: it is no longer LIVE */
-	wait_ev(t.p, lost, "state", "state", "BACKUP_CONNECTING", T_MS);
+	itha_wait_ev(t.p, lost, "state", "state", "BACKUP_CONNECTING", T_MS);
 	/* nobody serves while ZooKeeper is away */
 	from = (int)it_broker_event_count(t.b) - 1;
 	assert_true(it_broker_wait_event(t.b, (size_t)(from + 1), "state", "state", "LIVE",
@@ -444,9 +369,9 @@ static void test_session_loss_fencing(void **state)
 	uint16_t nport = (uint16_t)json_integer_value(
 		json_object_get(it_broker_event(live, (size_t)li), "port"));
 	assert_int_equal(queue_messages(nport, "zk.fence"), 5);
-	stop_clean(t.p);
+	itha_stop_clean(t.p);
 	t.p = NULL;
-	stop_clean(t.b);
+	itha_stop_clean(t.b);
 	t.b = NULL;
 	pair_free(&t);
 }
@@ -460,29 +385,29 @@ static void test_stale_backup_waits(void **state)
 	pair t;
 	pair_start(&t, "stale");
 	int from = (int)it_broker_event_count(t.p) - 1;
-	stop_clean(t.b);
+	itha_stop_clean(t.b);
 	t.b = NULL;
 	/* the live raises C past the backup before receipting alone */
-	int co = wait_ev(t.p, from, "activation.coordinated", "text",
-			 "raised: the backup is lost", T_MS);
-	wait_ev(t.p, co, "replication.alone", NULL, NULL, T_MS);
+	int co = itha_wait_ev(t.p, from, "activation.coordinated", "text",
+			      "raised: the backup is lost", T_MS);
+	itha_wait_ev(t.p, co, "replication.alone", NULL, NULL, T_MS);
 	send_n(it_broker_port(t.p), "/queue/zk.stale", 7);
-	kill9(t.p);
+	itha_kill9(t.p);
 	it_broker_free(t.p);
 	t.p = NULL;
 
 	t.b = start_node("b", "backup", t.bport, t.pport, &t.zk, "stale", t.bdir, NULL);
-	wait_ev(t.b, -1, "lock.acquired", NULL, NULL, it_ms(4 * SESSION_MS));
-	wait_ev(t.b, -1, "failover.refused", NULL, NULL, T_MS);
+	itha_wait_ev(t.b, -1, "lock.acquired", NULL, NULL, it_ms(4 * SESSION_MS));
+	itha_wait_ev(t.b, -1, "failover.refused", NULL, NULL, T_MS);
 	assert_true(it_broker_wait_event(t.b, 0, "state", "state", "LIVE", NEG_MS) < 0);
 
 	/* the live returns: it matches C, goes live, the backup syncs */
 	t.p = start_node("p", "primary", t.pport, t.bport, &t.zk, "stale", t.pdir, "LIVE");
-	wait_ev(t.b, -1, "backup.announced", NULL, NULL, START_MS);
+	itha_wait_ev(t.b, -1, "backup.announced", NULL, NULL, START_MS);
 	assert_int_equal(queue_messages(it_broker_port(t.p), "zk.stale"), 7);
-	stop_clean(t.b);
+	itha_stop_clean(t.b);
 	t.b = NULL;
-	stop_clean(t.p);
+	itha_stop_clean(t.p);
 	t.p = NULL;
 	pair_free(&t);
 }
@@ -501,14 +426,14 @@ static void test_cut_live_no_false_receipt(void **state)
 	pair_start(&t, "cut");
 	uint16_t port = it_broker_port(t.p);
 	send_n(port, "/queue/zk.cut", 3);
-	keel_bclient *c = bconnect(port);
+	keel_bclient *c = itha_connect(port);
 	int from = (int)it_broker_event_count(t.p) - 1;
 	assert_int_equal(kill(it_broker_pid(t.b), SIGSTOP), 0);
 	assert_int_equal(kill(t.zk.pid, SIGSTOP), 0);
-	int rc = keel_bclient_send(c, "/queue/zk.cut", persistent_hdr, 1, "cut", 3, true,
+	int rc = keel_bclient_send(c, "/queue/zk.cut", itha_persistent_hdr, 1, "cut", 3, true,
 				   it_ms(4 * SESSION_MS));
 	/* the live stepped down meanwhile */
-	wait_ev(t.p, from, "lock.lost", NULL, NULL, it_ms(3 * SESSION_MS));
+	itha_wait_ev(t.p, from, "lock.lost", NULL, NULL, it_ms(3 * SESSION_MS));
 	if (rc == 0)
 		fail_msg("the live receipted a message its backup never had, and stepped down");
 	/* not a refusal: the node stops serving, the client resends to the live */
@@ -518,9 +443,9 @@ static void test_cut_live_no_false_receipt(void **state)
 	keel_bclient_close(c);
 	assert_int_equal(kill(t.zk.pid, SIGCONT), 0);
 	assert_int_equal(kill(it_broker_pid(t.b), SIGCONT), 0);
-	stop_clean(t.p);
+	itha_stop_clean(t.p);
 	t.p = NULL;
-	stop_clean(t.b);
+	itha_stop_clean(t.b);
 	t.b = NULL;
 	pair_free(&t);
 }

@@ -16,66 +16,11 @@
 #include <cmocka.h>
 
 #include "ha.h"
+#include "test_ha_util.h"
 
 /* ======================================================================
  * Unit tests: feed inputs to one machine, look at its actions.
  * ==================================================================== */
-
-static keel_ha_actions acts;
-
-static void feed(keel_ha *ha, keel_ha_input_type t, uint32_t link)
-{
-	keel_ha_input in = { .type = t, .link = link, .creds_ok = true };
-	assert_int_equal(keel_ha_feed(ha, &in, &acts), 0);
-}
-
-static void feed_in(keel_ha *ha, keel_ha_input *in)
-{
-	assert_int_equal(keel_ha_feed(ha, in, &acts), 0);
-}
-
-static void feed_timer(keel_ha *ha, keel_ha_timer t, uint64_t now)
-{
-	keel_ha_input in = { .type = KEEL_HA_IN_TIMER, .timer = t, .now_ms = now };
-	assert_int_equal(keel_ha_feed(ha, &in, &acts), 0);
-}
-
-/* Index of the first action of `type` (and msg / event when nonzero) at
- * or after `from`, or -1. */
-static int find(keel_ha_action_type type, int sub, size_t from)
-{
-	for (size_t i = from; i < acts.n; i++) {
-		const keel_ha_action *a = &acts.a[i];
-		if (a->type != type)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_SEND && (int)a->msg != sub)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_EMIT && (int)a->event != sub)
-			continue;
-		if (sub != 0 && (type == KEEL_HA_ACT_START_TIMER || type == KEEL_HA_ACT_CANCEL_TIMER) &&
-		    (int)a->timer != sub - 1)
-			continue;
-		return (int)i;
-	}
-	return -1;
-}
-
-#define HAS(type, sub) (find((type), (sub), 0) >= 0)
-#define TIMER(t) ((int)(t) + 1)
-
-static const keel_ha_node_id ID1 = { { 1 } };
-
-static void mk(keel_ha *ha, keel_ha_role role, const keel_ha_persist *p)
-{
-	keel_ha_config cfg;
-	keel_ha_persist fresh;
-	keel_ha_config_default(&cfg, role);
-	if (p == NULL) {
-		keel_ha_persist_fresh(&fresh, role, &ID1);
-		p = &fresh;
-	}
-	assert_int_equal(keel_ha_init(ha, &cfg, p), 0);
-}
 
 /* A primary live with a synced backup on link 7. */
 static void live_with_backup(keel_ha *ha, bool failback)
@@ -101,17 +46,7 @@ static void synced_backup(keel_ha *ha)
 {
 	mk(ha, KEEL_HA_ROLE_BACKUP, NULL);
 	feed(ha, KEEL_HA_IN_START, 0);
-	feed(ha, KEEL_HA_IN_CONNECTED, 3);
-	keel_ha_input ok = { .type = KEEL_HA_IN_REGISTER_OK, .link = 3 };
-	feed_in(ha, &ok);
-	keel_ha_input st = { .type = KEEL_HA_IN_SYNC_START, .link = 3 };
-	feed_in(ha, &st);
-	keel_ha_input done = { .type = KEEL_HA_IN_SYNC_DONE, .link = 3 };
-	done.peer.node_id = ID1;
-	done.peer.activation_seq = 6;
-	feed_in(ha, &done);
-	feed(ha, KEEL_HA_IN_REPLICA_FLUSHED, 0);
-	assert_int_equal(ha->state, KEEL_HA_BACKUP_SYNCED);
+	sync_on_link3(ha);
 }
 
 static void test_names(void **state)
@@ -185,11 +120,8 @@ static void test_primary_start_alone(void **state)
 static void test_primary_waits_for_peer(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(3, true);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 3;
-	p.peer_may_be_live = true;
 	mk(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	feed(&ha, KEEL_HA_IN_CONNECT_FAILED, 0);
@@ -220,10 +152,8 @@ static void test_primary_waits_for_peer(void **state)
 static void test_freshest_rule(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(5, false);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 5;
 	mk(&ha, KEEL_HA_ROLE_BACKUP, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	feed(&ha, KEEL_HA_IN_CONNECTED, 2);
@@ -620,11 +550,8 @@ static void test_failback_wait_expires(void **state)
 static void test_primary_failback_side(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(1, true);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 1;
-	p.peer_may_be_live = true;
 	mk(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	feed(&ha, KEEL_HA_IN_CONNECTED, 2);

@@ -19,30 +19,10 @@
 #include <cmocka.h>
 
 #include "ha.h"
+#include "test_ha_util.h"
 
 #define ZK_TIMEOUT 9000u /* session timeout in the tests: a lease of 8100 ms */
 #define LEASE 8100u
-
-static keel_ha_actions acts;
-
-static void feed_in(keel_ha *ha, keel_ha_input *in)
-{
-	assert_int_equal(keel_ha_feed(ha, in, &acts), 0);
-}
-
-static void feed_at(keel_ha *ha, keel_ha_input_type t, uint32_t link, uint64_t now)
-{
-	keel_ha_input in = { .type = t, .link = link, .creds_ok = true, .now_ms = now };
-	feed_in(ha, &in);
-}
-
-#define feed(ha, t, link) feed_at((ha), (t), (link), 0)
-
-static void feed_timer(keel_ha *ha, keel_ha_timer t, uint64_t now)
-{
-	keel_ha_input in = { .type = KEEL_HA_IN_TIMER, .timer = t, .now_ms = now };
-	feed_in(ha, &in);
-}
 
 static void zk_session(keel_ha *ha, keel_ha_zk_state st, uint64_t timeout, uint64_t now)
 {
@@ -62,44 +42,16 @@ static void zk_coord(keel_ha *ha, keel_ha_input_type t, uint64_t seq, keel_ha_ro
 	feed_in(ha, &in);
 }
 
-/* Index of the first action of `type` (and msg / event / timer when
- * nonzero) at or after `from`, or -1. */
-static int find(keel_ha_action_type type, int sub, size_t from)
-{
-	for (size_t i = from; i < acts.n; i++) {
-		const keel_ha_action *a = &acts.a[i];
-		if (a->type != type)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_SEND && (int)a->msg != sub)
-			continue;
-		if (sub != 0 && type == KEEL_HA_ACT_EMIT && (int)a->event != sub)
-			continue;
-		if (sub != 0 && (type == KEEL_HA_ACT_START_TIMER || type == KEEL_HA_ACT_CANCEL_TIMER) &&
-		    (int)a->timer != sub - 1)
-			continue;
-		return (int)i;
-	}
-	return -1;
-}
-
-#define HAS(type, sub) (find((type), (sub), 0) >= 0)
 #define AT(type, sub) find((type), (sub), 0)
-#define TIMER(t) ((int)(t) + 1)
 
-static const keel_ha_node_id ID1 = { { 1 } };
-
+/* A machine of `role` with a manager (session timeout ZK_TIMEOUT). */
 static void mkz(keel_ha *ha, keel_ha_role role, const keel_ha_persist *p)
 {
 	keel_ha_config cfg;
-	keel_ha_persist fresh;
 	keel_ha_config_default(&cfg, role);
 	cfg.manager = true;
 	cfg.zk_session_timeout_ms = ZK_TIMEOUT;
-	if (p == NULL) {
-		keel_ha_persist_fresh(&fresh, role, &ID1);
-		p = &fresh;
-	}
-	assert_int_equal(keel_ha_init(ha, &cfg, p), 0);
+	mk_cfg(ha, &cfg, p);
 }
 
 /* A fresh primary with a manager, live at activation 1 (C created at
@@ -140,17 +92,7 @@ static void zk_synced_backup(keel_ha *ha)
 	mkz(ha, KEEL_HA_ROLE_BACKUP, NULL);
 	feed(ha, KEEL_HA_IN_START, 0);
 	zk_session(ha, KEEL_HA_ZK_CONNECTED, ZK_TIMEOUT, 0);
-	feed(ha, KEEL_HA_IN_CONNECTED, 3);
-	keel_ha_input ok = { .type = KEEL_HA_IN_REGISTER_OK, .link = 3 };
-	feed_in(ha, &ok);
-	keel_ha_input st = { .type = KEEL_HA_IN_SYNC_START, .link = 3 };
-	feed_in(ha, &st);
-	keel_ha_input done = { .type = KEEL_HA_IN_SYNC_DONE, .link = 3 };
-	done.peer.node_id = ID1;
-	done.peer.activation_seq = 6;
-	feed_in(ha, &done);
-	feed(ha, KEEL_HA_IN_REPLICA_FLUSHED, 0);
-	assert_int_equal(ha->state, KEEL_HA_BACKUP_SYNCED);
+	sync_on_link3(ha);
 	assert_int_equal(ha->lock, KEEL_HA_LOCK_NONE); /* a backup in sync wants nothing */
 }
 
@@ -247,10 +189,8 @@ static void test_zk_start_takes_lock_then_coordinates(void **state)
 static void test_zk_stale_node_waits(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(4, false);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 4;
 	mkz(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	zk_session(&ha, KEEL_HA_ZK_CONNECTED, ZK_TIMEOUT, 0);
@@ -378,11 +318,8 @@ static void test_zk_register_ok_ends_candidacy(void **state)
 static void test_zk_self_repair(void **state)
 {
 	keel_ha ha;
-	keel_ha_persist p;
+	keel_ha_persist p = persisted(6, true);
 	(void)state;
-	keel_ha_persist_fresh(&p, KEEL_HA_ROLE_PRIMARY, &ID1);
-	p.activation_seq = 6;
-	p.peer_may_be_live = true;
 	mkz(&ha, KEEL_HA_ROLE_PRIMARY, &p);
 	feed(&ha, KEEL_HA_IN_START, 0);
 	zk_session(&ha, KEEL_HA_ZK_CONNECTED, ZK_TIMEOUT, 0);

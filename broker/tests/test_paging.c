@@ -89,10 +89,39 @@ static void settings(env *e)
 	assert_int_equal(keel_core_add_address_settings(e->core, "pg", &s), 0);
 }
 
+/* The store in dir opened (the default journal options), "pg" paging
+ * past 100 bytes (settings), paging started. */
+static keel_paging *pg_env_open(env *e, const char *dir)
+{
+	keel_journal_options o = default_opts(dir);
+	assert_int_equal(env_open(e, dir, &o, NULL, 0), 0);
+	settings(e);
+	return pg_open(e, true);
+}
+
 static uint64_t paged(env *e)
 {
 	keel_address *a = keel_address_find(e->core, "pg");
 	return a ? keel_address_paged_count(a) : 0;
+}
+
+/* "<i>xxx..." with a 300-byte body: one fills "pg"'s 100-byte limit. */
+static void body_n(char *body, int i)
+{
+	memset(body, 'x', 300);
+	int n = snprintf(body, 301, "%d", i);
+	body[n] = 'x';
+	body[300] = '\0';
+}
+
+/* Persistent messages body_n(from) .. body_n(to - 1) to "pg". */
+static void send_numbered(env *e, int from, int to)
+{
+	char body[301];
+	for (int i = from; i < to; i++) {
+		body_n(body, i);
+		send_to(e, "pg", body, true, NULL);
+	}
 }
 
 /* N_PAGED + 1 persistent messages "0".."12" with 300-byte bodies: the
@@ -100,19 +129,9 @@ static uint64_t paged(env *e)
 static void fill(const char *dir)
 {
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
-	char body[301];
-	for (int i = 0; i <= N_PAGED; i++) {
-		memset(body, 'x', 300);
-		int n = snprintf(body, sizeof(body), "%d", i);
-		body[n] = 'x';
-		body[300] = '\0';
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 0, N_PAGED + 1);
 	assert_int_equal(paged(&e), N_PAGED);
 	assert_int_equal(keel_journal_flush(e.j), 0);
 	pg_close(&e, pg);
@@ -159,10 +178,7 @@ static void test_order_across_restart(void **state)
 	snprintf(dir, sizeof(dir), "%s/order", base);
 	fill(dir);
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	assert_int_equal(paged(&e), N_PAGED);
 	collect k;
 	drain(&e, "pg", &k);
@@ -179,9 +195,7 @@ static void test_order_across_restart(void **state)
 	assert_int_not_equal(access(f, F_OK), 0);
 	pg_close(&e, pg);
 	/* and nothing comes back a second time */
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	pg = pg_open(&e, true);
+	pg = pg_env_open(&e, dir);
 	assert_int_equal(paged(&e), 0);
 	assert_true(pending(&e, "pg") == 0 || pending(&e, "pg") == UINT64_MAX);
 	pg_close(&e, pg);
@@ -276,10 +290,7 @@ static void test_acked_before_cursor(void **state)
 	assert_int_equal(read_whole(f, &orig, &size), 0);
 
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	collect k;
 	drain(&e, "pg", &k);
 	assert_int_equal(paged(&e), 0);
@@ -295,9 +306,7 @@ static void test_acked_before_cursor(void **state)
 	strncat(cur, "/cursor", sizeof(cur) - strlen(cur) - 1);
 	(void)unlink(cur);
 
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	pg = pg_open(&e, true);
+	pg = pg_env_open(&e, dir);
 	keel_paging_stats ps;
 	keel_paging_get_stats(pg, &ps);
 	if (paged(&e) != 0)
@@ -425,10 +434,7 @@ static void test_depage_paced(void **state)
 	char dir[300];
 	snprintf(dir, sizeof(dir), "%s/paced", base);
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
 	enum { M = 8000 };
 	static char body[1001];
@@ -494,15 +500,6 @@ static void send_rt(env *e, const char *addr, const char *body, keel_routing rt)
 	keel_msg_unref(m);
 }
 
-/* "<i>xxx..." with a 300-byte body: one fills "pg"'s 100-byte limit. */
-static void body_n(char *body, int i)
-{
-	memset(body, 'x', 300);
-	int n = snprintf(body, 301, "%d", i);
-	body[n] = 'x';
-	body[300] = '\0';
-}
-
 /* purge-queue drops the paged messages of its queue: the paged count
  * goes to 0, the page files and the directory go, and nothing comes back
  * after a restart. */
@@ -513,10 +510,7 @@ static void test_purge_drops_paged(void **state)
 	snprintf(dir, sizeof(dir), "%s/purge", base);
 	fill(dir);
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	assert_int_equal(paged(&e), N_PAGED);
 	addr_dir(&e, "pg", d, sizeof(d));
 	assert_true(exists(d));
@@ -527,17 +521,11 @@ static void test_purge_drops_paged(void **state)
 	settle(&e);
 	assert_false(exists(d));
 	/* new messages page again, in a directory made again */
-	char body[301];
-	for (int i = 0; i < 3; i++) {
-		body_n(body, 100 + i);
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 100, 103);
 	assert_int_equal(paged(&e), 2);
 	settle(&e);
 	pg_close(&e, pg);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	pg = pg_open(&e, true);
+	pg = pg_env_open(&e, dir);
 	assert_int_equal(paged(&e), 2);
 	collect k;
 	drain(&e, "pg", &k);
@@ -558,10 +546,7 @@ static void test_purge_one_of_two(void **state)
 	for (int restart = 0; restart < 2; restart++) {
 		rm_rf(dir);
 		env e;
-		keel_journal_options o = default_opts(dir);
-		assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-		settings(&e);
-		keel_paging *pg = pg_open(&e, true);
+		keel_paging *pg = pg_env_open(&e, dir);
 		const char *qn[2] = { "s1", "s2" };
 		for (int i = 0; i < 2; i++) {
 			keel_queue_options qo = { .name = qn[i], .address = "pg",
@@ -585,9 +570,7 @@ static void test_purge_one_of_two(void **state)
 		settle(&e);
 		if (restart) {
 			pg_close(&e, pg);
-			assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-			settings(&e);
-			pg = pg_open(&e, true);
+			pg = pg_env_open(&e, dir);
 			assert_int_equal(paged(&e), 6);
 		}
 		collect k1, k2;
@@ -623,26 +606,17 @@ static void test_purge_one_of_two(void **state)
 static void test_failed_write_counted_out(void **state)
 {
 	(void)state;
-	char dir[300], body[301];
+	char dir[300];
 	snprintf(dir, sizeof(dir), "%s/failed", base);
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
-	for (int i = 0; i < 4; i++) {
-		body_n(body, i);
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 0, 4);
 	settle(&e);
 	assert_int_equal(paged(&e), 3);
 	const keel_sync *sy = keel_journal_sync(e.j);
 	assert_int_equal(fiu_enable("journal/write", 1, (void *)(intptr_t)ENOSPC, 0), 0);
-	for (int i = 4; i < 7; i++) {
-		body_n(body, i);
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 4, 7);
 	waited bad = { .w = { .done = on_waited } };
 	bad.w.ticket = sy->ticket(sy->ud);
 	sy->wait(sy->ud, &bad.w);
@@ -653,10 +627,7 @@ static void test_failed_write_counted_out(void **state)
 	if (paged(&e) != 3)
 		fail_msg("%" PRIu64 " paged after 3 of 6 were lost", paged(&e));
 	settle(&e);
-	for (int i = 7; i < 9; i++) {
-		body_n(body, i);
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 7, 9);
 	settle(&e);
 	collect k;
 	char got[256] = "", part[256];
@@ -672,9 +643,7 @@ static void test_failed_write_counted_out(void **state)
 	settle(&e);
 	pg_close(&e, pg);
 	/* and nothing after a restart */
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	pg = pg_open(&e, true);
+	pg = pg_env_open(&e, dir);
 	assert_int_equal(paged(&e), 0);
 	pg_close(&e, pg);
 }
@@ -685,19 +654,13 @@ static void test_failed_write_counted_out(void **state)
 static void test_dirs_removed(void **state)
 {
 	(void)state;
-	char dir[300], d[600], body[301];
+	char dir[300], d[600];
 	snprintf(dir, sizeof(dir), "%s/dirs", base);
 	env e;
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
-	settings(&e);
-	keel_paging *pg = pg_open(&e, true);
+	keel_paging *pg = pg_env_open(&e, dir);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
 	addr_dir(&e, "pg", d, sizeof(d));
-	for (int i = 0; i < 4; i++) {
-		body_n(body, i);
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 0, 4);
 	settle(&e);
 	assert_true(exists(d));
 	collect k;
@@ -711,10 +674,7 @@ static void test_dirs_removed(void **state)
 	if (exists(d))
 		fail_msg("%s is still there once drained", d);
 	/* a deleted address: its files and directory go at once */
-	for (int i = 0; i < 4; i++) {
-		body_n(body, i);
-		send_to(&e, "pg", body, true, NULL);
-	}
+	send_numbered(&e, 0, 4);
 	settle(&e);
 	assert_true(exists(d));
 	assert_int_equal(keel_address_delete(e.core, "pg", true), 0);
@@ -728,6 +688,7 @@ static void test_dirs_removed(void **state)
 	snprintf(cur, sizeof(cur), "%s/cursor", d);
 	uint8_t zero[32] = { 0 };
 	write_whole(cur, zero, sizeof(zero));
+	keel_journal_options o = default_opts(dir);
 	assert_int_equal(env_open(&e, dir, &o, NULL, 0), 0);
 	pg = pg_open(&e, true);
 	assert_false(exists(d));
@@ -772,14 +733,6 @@ static void drain_all(env *e, const char *q, char *got, size_t len)
 	}
 }
 
-static keel_paging *sem_env_open(env *e, const char *dir)
-{
-	keel_journal_options o = default_opts(dir);
-	assert_int_equal(env_open(e, dir, &o, NULL, 0), 0);
-	settings(e);
-	return pg_open(e, true);
-}
-
 /* BEGIN/SEND/COMMIT and ABORT at a paging address: the committed
  * messages are paged at the commit, in their order, after what was sent
  * before the commit; the aborted ones never appear (nor after a
@@ -790,7 +743,7 @@ static void test_tx_across_paging(void **state)
 	char dir[300], got[512];
 	snprintf(dir, sizeof(dir), "%s/tx", base);
 	env e;
-	keel_paging *pg = sem_env_open(&e, dir);
+	keel_paging *pg = pg_env_open(&e, dir);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
 	msgspec ms = { .priority = 4 };
 	ms.n = 0;
@@ -813,7 +766,7 @@ static void test_tx_across_paging(void **state)
 	settle(&e);
 	/* across a restart: the same */
 	pg_close(&e, pg);
-	pg = sem_env_open(&e, dir);
+	pg = pg_env_open(&e, dir);
 	assert_int_equal(paged(&e), 5);
 	drain_all(&e, "pg", got, sizeof(got));
 	assert_string_equal(got, "0,1,10,11,12,2,");
@@ -829,7 +782,7 @@ static void test_priority_in_page_order(void **state)
 	char dir[300], got[512];
 	snprintf(dir, sizeof(dir), "%s/prio", base);
 	env e;
-	keel_paging *pg = sem_env_open(&e, dir);
+	keel_paging *pg = pg_env_open(&e, dir);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
 	static const msgspec ms[] = {
 		{ 0, 0, 0 }, /* in memory */
@@ -852,7 +805,7 @@ static void test_expiry_while_paged(void **state)
 	char dir[300], got[512];
 	snprintf(dir, sizeof(dir), "%s/expiry", base);
 	env e;
-	keel_paging *pg = sem_env_open(&e, dir);
+	keel_paging *pg = pg_env_open(&e, dir);
 	keel_address_settings xs = { .expiry_address = "EXP" };
 	assert_int_equal(keel_core_add_address_settings(e.core, "pg", &xs), 0);
 	mkqueue(&e, "pg", KEEL_ANYCAST, true);
@@ -910,7 +863,7 @@ static void test_redelivery_and_dla(void **state)
 	char dir[300], got[512];
 	snprintf(dir, sizeof(dir), "%s/dla", base);
 	env e;
-	keel_paging *pg = sem_env_open(&e, dir);
+	keel_paging *pg = pg_env_open(&e, dir);
 	keel_address_settings ds = { .has_max_delivery_attempts = true,
 				     .max_delivery_attempts = 2, .dead_letter_address = "DLQ" };
 	assert_int_equal(keel_core_add_address_settings(e.core, "pg", &ds), 0);
@@ -985,7 +938,7 @@ static void test_multicast_each_once(void **state)
 	for (int restart = 0; restart < 2; restart++) {
 		rm_rf(dir);
 		env e;
-		keel_paging *pg = sem_env_open(&e, dir);
+		keel_paging *pg = pg_env_open(&e, dir);
 		const char *qn[3] = { "c1.sub", "c2.sub", "tmp" };
 		for (int i = 0; i < 3; i++) {
 			keel_queue_options qo = { .name = qn[i], .address = "pg",
@@ -1005,7 +958,7 @@ static void test_multicast_each_once(void **state)
 		int n = 3;
 		if (restart) {
 			pg_close(&e, pg);
-			pg = sem_env_open(&e, dir);
+			pg = pg_env_open(&e, dir);
 			assert_null(keel_queue_find(e.core, "tmp"));
 			n = 2;
 		}
