@@ -53,7 +53,7 @@ for s in ${KEEL_HA_ZK_SESSIONS:-1500 6000}; do
     fi
     sed -n 's/^# failover.* LIVE in \([0-9]*\) ms (lock after \([0-9]*\) ms)/\1 \2/p' "$tmp/out" |
       while read -r a b; do echo "$a" >>"$tmp/fo"; echo "$b" >>"$tmp/lock"; done
-    sed -n 's/^# session-loss.* serving in \([0-9]*\) ms/\1/p' "$tmp/out" >>"$tmp/fence"
+    sed -n 's/^# session-loss.* serving in \([0-9]*\) ms.*/\1/p' "$tmp/out" >>"$tmp/fence"
   done
   echo "session timeout $s ms:"
   echo "  failover, kill -9 of the live -> backup LIVE:     $(stats "$tmp/fo")"
