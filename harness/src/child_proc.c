@@ -68,9 +68,13 @@ static void on_node_event(kh_node *n, const char *line, const kh_event_head *h, 
 }
 
 /* A line that says something went wrong: the broker's log at level
- * error ("HH:MM:SS.mmm error NAME: ...") or a sanitizer's report. */
+ * error ("HH:MM:SS.mmm error NAME: ..."), its refusal to start
+ * ("keel-broker: ...": a config error, a busy port) or a sanitizer's
+ * report. */
 static bool trouble_line(const char *line)
 {
+	if (strncmp(line, "keel-broker: ", 13) == 0)
+		return true;
 	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
 					     "runtime error:", "SUMMARY: " };
 	if (strlen(line) > 13 && strncmp(line + 13, "error ", 6) == 0)
@@ -159,11 +163,12 @@ static void on_node_down(kh_node *n, void *ud)
 	if (c->hooks && c->hooks->node_down)
 		c->hooks->node_down(c, ni);
 	if (c->op == OP_AWAIT && c->op_node == ni) {
-		char buf[1024], desc[256];
+		char buf[1024], desc[256], lines[1200];
 		child__await_describe(child__cur_step(c)->await, desc, sizeof(desc));
 		child__show_last_events(c, ni, buf, sizeof(buf));
-		child__step_done(c, false, "await %s: node went down (%s) before a match%s", desc,
-				 how, buf);
+		show_trouble(c, ni, lines, sizeof(lines));
+		child__step_done(c, false, "await %s: node went down (%s) before a match%s%s",
+				 desc, how, buf, lines);
 		return;
 	}
 	if (c->op != OP_WAIT_DOWN || c->op_node != ni)

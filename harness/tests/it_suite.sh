@@ -140,4 +140,16 @@ case "$reason" in
   *"graceful stop ended with exit code 1; its error lines (2):"*"error n1: something went wrong at the stop"*"SUMMARY: AddressSanitizer: 303 byte(s)"*) ;;
   *) cat failstop.out; fail "a failed stop's reason lacks the node's error lines: $reason" ;;
 esac
+# A node that refuses to start while a step awaits it: the reason
+# carries the broker's own message (its "keel-broker: ..." line).
+printf '#!/bin/sh\necho "keel-broker: data-dir /nowhere: Permission denied" >&2\nexit 2\n' > refuse.sh
+chmod +x refuse.sh
+printf 'nodes:\n  - name: n1\nsteps:\n  - start: {node: n1}\n  - await: {node: n1, type: state, where: [state == LIVE], within: 10}\n' > refuse.yaml
+rc=0; "$HARNESS" run --broker "$PWD/refuse.sh" --db refuse.db refuse.yaml > refuse.out 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat refuse.out; fail "a node refusing to start: exit $rc"; }
+reason=$(sqlite3 refuse.db "SELECT reason FROM scenarios")
+case "$reason" in
+  *"node went down (exit code 2) before a match"*"its error lines (1):"*"keel-broker: data-dir /nowhere: Permission denied"*) ;;
+  *) cat refuse.out; fail "a node refusing to start: the reason lacks its message: $reason" ;;
+esac
 echo "it_suite: OK"
