@@ -83,8 +83,8 @@ void itha_stop_clean(it_broker *b)
 	int ws = 0;
 	assert_int_equal(it_broker_stop(b, it_ms(15000), &ws), 0);
 	if (it_exit_code(ws) != 0)
-		fail_msg("broker %d exited %d (3: threads leaked)", (int)it_broker_pid(b),
-			 it_exit_code(ws));
+		fail_msg("broker %d exited %d (3: threads leaked; 99: a valgrind error, see "
+			 "its log)", (int)it_broker_pid(b), it_exit_code(ws));
 	it_broker_free(b);
 }
 
