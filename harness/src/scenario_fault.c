@@ -54,22 +54,8 @@ const cyaml_schema_field_t kh__disk_fields[] = {
 	CYAML_FIELD_END,
 };
 
-static int fail_at(const kh_net_lint *c, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail_at(const kh_net_lint *c, const char *path, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	unsigned line = keel_yaml_line_near(c->scan, path);
-	if (c->fail)
-		c->fail(c->fail_ud, line, path, msg);
-	else
-		snprintf(c->err, c->errlen, "%s:%u: %s: %s", c->name, line ? line : 1, path, msg);
-	return -EINVAL;
-}
+/* the checkers' shared reporter (scenario_net.h), by its short name here */
+#define fail_at kh__net_fail_at
 
 int kh__fault_parse_duration(const char *text, double *s)
 {

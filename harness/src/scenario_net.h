@@ -89,6 +89,12 @@ typedef struct kh_net_lint {
 	void *fail_ud;
 } kh_net_lint;
 
+/* A problem at `path` (a printf message): to l->fail when set, else into
+ * l->err as "FILE:LINE: KEY: problem" (the line from the scan).  Returns
+ * -EINVAL.  Every step checker (net, fault, chaos) reports through it. */
+int kh__net_fail_at(const kh_net_lint *l, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* The step at `path` ("steps[3].partition"): 0, -EINVAL (l->err says
  * "FILE:LINE: KEY: problem"), -ENOMEM.  A partition's groups are read
  * from the scan here. */
