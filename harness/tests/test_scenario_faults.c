@@ -19,34 +19,11 @@
 #include "keel/alloc.h"
 #include "kh_limits.h"
 #include "scenario.h"
+#include "scenario_test_util.h"
 #include "scenario_chaos.h"
 
 /* One node; the first step is on line 4. */
 #define HEAD "nodes:\n  - name: n1\nsteps:\n"
-
-static void expect_err(const char *yaml, const char *want)
-{
-	kh_scenario *s = NULL;
-	char err[4096];
-	int rc = kh_scenario_load_data("t.yaml", yaml, strlen(yaml), false, &s, err, sizeof(err));
-	if (rc != -EINVAL || strstr(err, want) == NULL)
-		print_error("yaml:\n%s\nwant: %s\ngot (%d): %s\n", yaml, want, rc, err);
-	assert_int_equal(rc, -EINVAL);
-	assert_non_null(strstr(err, want));
-	assert_null(s);
-}
-
-static kh_scenario *load_ok(const char *yaml)
-{
-	kh_scenario *s = NULL;
-	char err[4096] = "";
-	int rc = kh_scenario_load_data("ok.yaml", yaml, strlen(yaml), false, &s, err, sizeof(err));
-	if (rc)
-		print_error("unexpected error: %s\n", err);
-	assert_int_equal(rc, 0);
-	assert_non_null(s);
-	return s;
-}
 
 static void assert_params(const kh_step *st, const char *want)
 {

@@ -16,32 +16,10 @@
 
 #include "keel/alloc.h"
 #include "scenario.h"
+#include "scenario_test_util.h"
 
 /* Two nodes; the first step is on line 6, the second on line 7. */
 #define HEAD "nodes:\n  - name: a\n  - name: b\nsteps:\n  - start: {node: a}\n"
-
-static void expect_err(const char *yaml, const char *want)
-{
-	kh_scenario *s = NULL;
-	char err[2048];
-	int rc = kh_scenario_load_data("t.yaml", yaml, strlen(yaml), false, &s, err, sizeof(err));
-	if (rc != -EINVAL || strstr(err, want) == NULL)
-		print_error("yaml:\n%s\nwant: %s\ngot (%d): %s\n", yaml, want, rc, err);
-	assert_int_equal(rc, -EINVAL);
-	assert_non_null(strstr(err, want));
-	assert_null(s);
-}
-
-static kh_scenario *load_ok(const char *yaml)
-{
-	kh_scenario *s = NULL;
-	char err[2048] = "";
-	int rc = kh_scenario_load_data("ok.yaml", yaml, strlen(yaml), false, &s, err, sizeof(err));
-	if (rc)
-		print_error("%s\n", err);
-	assert_int_equal(rc, 0);
-	return s;
-}
 
 static void test_net_steps_accepted(void **state)
 {
